@@ -1,0 +1,52 @@
+"""guard: guardrail middleware for Hugging Face diffusers.
+
+    from guard import GuardedStableDiffusionPipeline
+    pipe = GuardedStableDiffusionPipeline.from_pretrained("stable-diffusion-v1-5/stable-diffusion-v1-5",
+                                                          policy="default")
+    out = pipe("a lighthouse at dusk")          # out.guard_report says what every defence decided
+
+    pipe = guard.protect(existing_pipe, "policies/strict.yaml")
+    result = guard.PromptScreen(guard.load_policy("default")).screen("a prompt")
+
+Heavy modules (torch, diffusers, the sentence model) load only when the names that need them are used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from guard.errors import DefenceError, GuardBlocked, GuardError, GuardInputError, PolicyError
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "Policy": "guard.policy",
+    "load_policy": "guard.policy",
+    "Guard": "guard.core",
+    "PromptScreen": "guard.screen",
+    "ScreenResult": "guard.screen",
+    "GuardReport": "guard.report",
+    "AuditLog": "guard.audit",
+    "GuardComponent": "guard.pipelines",
+    "GuardedPipelineOutput": "guard.pipelines",
+    "GuardedStableDiffusionPipeline": "guard.pipelines",
+    "protect": "guard.pipelines",
+    "unprotect": "guard.pipelines",
+    "NudeNetClassifier": "guard.output.nudenet",
+}
+
+__all__ = ["DefenceError", "GuardBlocked", "GuardError", "GuardInputError", "PolicyError", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    mod = _LAZY.get(name)
+    if mod is None:
+        raise AttributeError(f"module 'guard' has no attribute {name!r}")
+    value = getattr(importlib.import_module(mod), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -1,0 +1,141 @@
+"""One small interface for image classifiers used by the output (and input-image) check.
+
+A classifier takes a batch of images (PIL, numpy or torch) and returns, per image, a mapping of
+label -> score in [0, 1] and, where the model gives them, boxed detections.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from guard.errors import GuardInputError
+
+#: Images larger than this many pixels are refused (a 16k x 16k image is 256 Mpx).
+MAX_PIXELS = 64_000_000
+
+
+@dataclass
+class Detection:
+    """A boxed detection; ``box`` is (x, y, width, height) in pixels of the original image."""
+
+    label: str
+    score: float
+    box: tuple[int, int, int, int]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"label": self.label, "score": round(float(self.score), 4), "box": list(self.box)}
+
+
+@dataclass
+class ClassifierOutput:
+    """Per image: every label's score (0 when the model saw nothing of it) and detections."""
+
+    scores: dict[str, float]
+    detections: list[Detection] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "scores": {k: round(float(v), 4) for k, v in self.scores.items()},
+            "detections": [d.to_dict() for d in self.detections],
+        }
+
+
+class ImageClassifier(ABC):
+    """Uniform interface: ``classify(images) -> list[ClassifierOutput]``, one per image, in order."""
+
+    #: short name used in policies and reports, e.g. "nudenet"
+    name: str = "classifier"
+    #: every label this classifier can score
+    labels: tuple[str, ...] = ()
+
+    @abstractmethod
+    def classify(self, images: Sequence[Any]) -> list[ClassifierOutput]:
+        raise NotImplementedError
+
+    def __call__(self, images: Sequence[Any]) -> list[ClassifierOutput]:
+        return self.classify(images)
+
+
+def to_rgb_uint8(image: Any, *, where: str = "image") -> np.ndarray:
+    """Convert a PIL image, numpy array or torch tensor to a contiguous HxWx3 uint8 RGB array.
+
+    Accepts HxW (grey), HxWx1/3/4 and 1/3/4xHxW (channels-first, as torch produces) arrays; float
+    arrays are taken to be in [0, 1] (values in [-1, 0) are taken as the [-1, 1] range), integer
+    arrays of 8 or 16 bits are rescaled. RGBA is composited on black. Anything else raises
+    :class:`GuardInputError` naming ``where`` and what was wrong.
+    """
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover - Pillow is a dependency
+        Image = None  # type: ignore
+
+    if Image is not None and isinstance(image, Image.Image):
+        if image.width == 0 or image.height == 0:
+            raise GuardInputError(f"{where}: image has zero size ({image.width}x{image.height})")
+        if image.width * image.height > MAX_PIXELS:
+            raise GuardInputError(
+                f"{where}: image of {image.width}x{image.height} exceeds {MAX_PIXELS} pixels"
+            )
+        if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+            arr = np.asarray(image).astype(np.float64)
+            arr = (arr / (65535.0 if arr.max() > 255 else 255.0) * 255.0).clip(0, 255).astype(np.uint8)
+            return np.ascontiguousarray(np.repeat(arr[:, :, None], 3, axis=2))
+        if image.mode == "RGBA" or image.mode == "LA" or (image.mode == "P" and "transparency" in image.info):
+            image = image.convert("RGBA")
+            arr = np.asarray(image).astype(np.float32)
+            rgb = arr[:, :, :3] * (arr[:, :, 3:4] / 255.0)
+            return np.ascontiguousarray(rgb.round().clip(0, 255).astype(np.uint8))
+        return np.ascontiguousarray(np.asarray(image.convert("RGB"), dtype=np.uint8))
+
+    if type(image).__module__.startswith("torch"):
+        image = image.detach().to("cpu")
+        if image.dtype.is_floating_point:
+            image = image.float()
+        image = image.numpy()
+
+    if not isinstance(image, np.ndarray):
+        raise GuardInputError(
+            f"{where}: expected a PIL image, numpy array or torch tensor, got {type(image).__name__}"
+        )
+    arr = image
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    if arr.ndim != 3:
+        raise GuardInputError(f"{where}: expected a 2-D or 3-D image array, got shape {tuple(image.shape)}")
+    if arr.shape[-1] not in (1, 3, 4) and arr.shape[0] in (1, 3, 4):
+        arr = np.moveaxis(arr, 0, -1)
+    if arr.shape[-1] not in (1, 3, 4):
+        raise GuardInputError(f"{where}: cannot find the channel axis in shape {tuple(image.shape)}")
+    h, w = arr.shape[:2]
+    if h == 0 or w == 0:
+        raise GuardInputError(f"{where}: image has zero size ({w}x{h})")
+    if h * w > MAX_PIXELS:
+        raise GuardInputError(f"{where}: image of {w}x{h} exceeds {MAX_PIXELS} pixels")
+
+    if arr.dtype == np.uint8:
+        out = arr
+    elif arr.dtype == np.bool_:
+        out = arr.astype(np.uint8) * 255
+    elif np.issubdtype(arr.dtype, np.integer):
+        top = 65535.0 if arr.dtype.itemsize >= 2 and arr.max(initial=0) > 255 else 255.0
+        out = (arr.astype(np.float64) / top * 255.0).round().clip(0, 255).astype(np.uint8)
+    elif np.issubdtype(arr.dtype, np.floating):
+        f = arr.astype(np.float32)
+        if not np.isfinite(f).all():
+            raise GuardInputError(f"{where}: image contains NaN or infinite values")
+        if f.min(initial=0.0) < 0.0:
+            f = (f + 1.0) / 2.0
+        out = (f * 255.0).round().clip(0, 255).astype(np.uint8)
+    else:
+        raise GuardInputError(f"{where}: unsupported image dtype {arr.dtype}")
+
+    if out.shape[-1] == 1:
+        out = np.repeat(out, 3, axis=2)
+    elif out.shape[-1] == 4:
+        alpha = out[:, :, 3:4].astype(np.float32) / 255.0
+        out = (out[:, :, :3].astype(np.float32) * alpha).round().clip(0, 255).astype(np.uint8)
+    return np.ascontiguousarray(out)

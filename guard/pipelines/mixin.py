@@ -1,0 +1,341 @@
+"""``GuardedPipelineMixin``: the guard around any diffusers pipeline's ``__call__``.
+
+For each call: validate the inputs, screen every prompt (one encoder pass), denoise only the allowed
+prompts (a blocked prompt never reaches the UNet), run the output classifiers on every generated
+image (latent output is decoded to be classified), blank or flag what the policy says, put black
+images in the blocked slots, and return the parent's output type with a ``guard_report``. Every
+image gets an audit line.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import numpy as np
+import PIL.Image
+import torch
+from diffusers.pipelines.stable_diffusion.pipeline_output import StableDiffusionPipelineOutput
+
+from guard.errors import GuardBlocked, GuardInputError
+from guard.output.base import to_rgb_uint8
+from guard.output.check import blank_like
+from guard.pipelines.component import GuardComponent
+from guard.policy import PolicySource
+from guard.report import GuardReport, ImageReport, OutputVerdict
+
+logger = logging.getLogger("guard")
+
+_OUTPUT_TYPES = ("pil", "np", "pt", "latent")
+
+
+@dataclass
+class GuardedPipelineOutput(StableDiffusionPipelineOutput):
+    """``StableDiffusionPipelineOutput`` plus the guard's report of every decision."""
+
+    guard_report: Optional[GuardReport] = None
+
+
+class GuardedPipelineMixin:
+    """Mixed into a subclass of a diffusers pipeline class, before it in the bases."""
+
+    #: name of the argument holding the text prompt in the parent's ``__call__``
+    _guard_prompt_arg = "prompt"
+
+    # ------------------------------------------------------------------ construction
+
+    def _guard_register(self, guard: Optional[GuardComponent]) -> None:
+        self.register_modules(guard=guard if guard is not None else GuardComponent.from_policy("default"))
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, policy: PolicySource | None = None, **kwargs):
+        """``from_pretrained`` of the parent; ``policy`` (path, built-in name, dict or Policy) replaces
+        the saved one. A pipeline saved without a guard gets ``policy`` or the default policy."""
+        if policy is not None:
+            kwargs["guard"] = GuardComponent.from_policy(policy)
+        return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+
+    @classmethod
+    def from_pipe(cls, pipeline, policy: PolicySource | None = None, **kwargs):
+        """Build this guarded pipeline from another pipeline's components (no copy). The source's
+        guard is kept unless ``policy`` is given; dtype is kept unless ``torch_dtype`` is given."""
+        if policy is not None:
+            kwargs["guard"] = GuardComponent.from_policy(policy)
+        if "torch_dtype" not in kwargs and "dtype" not in kwargs:
+            kwargs["dtype"] = pipeline.dtype
+        return super().from_pipe(pipeline, **kwargs)
+
+    # ------------------------------------------------------------------ policy access
+
+    @property
+    def guard_policy(self):
+        return self.guard.guard.policy
+
+    def set_policy(self, policy: PolicySource) -> None:
+        """Replace the policy (validated before anything changes)."""
+        comp = GuardComponent.from_policy(policy)
+        self.register_modules(guard=comp.to(self.device))
+
+    # ------------------------------------------------------------------ the call
+
+    def __call__(self, *args: Any, **kwargs: Any):
+        return self._guarded_call(args, kwargs)
+
+    def _guard_parent_call(self):
+        # the first class after the mixin in the MRO that defines __call__
+        mro = type(self).__mro__
+        for klass in mro[mro.index(GuardedPipelineMixin) + 1 :]:
+            if "__call__" in klass.__dict__:
+                return klass.__dict__["__call__"]
+        raise TypeError(f"{type(self).__name__} has no pipeline __call__ to guard")
+
+    def _guarded_call(self, args: tuple, kwargs: dict):
+        t_start = time.perf_counter()
+        parent_call = self._guard_parent_call()
+        sig = inspect.signature(parent_call)
+        try:
+            bound = sig.bind(self, *args, **kwargs)
+        except TypeError as e:
+            raise GuardInputError(f"{type(self).__name__}.__call__: {e}") from None
+        bound.apply_defaults()
+        params = dict(bound.arguments)
+        params.pop("self")
+        extra = params.pop("kwargs", {}) if "kwargs" in sig.parameters else {}
+        params.update(extra)
+
+        guard = self.guard.guard
+        report = guard.new_report(type(self).__name__)
+        prompts, single = self._guard_prompts(params)
+        n_prompts = len(prompts)
+        nipp = params.get("num_images_per_prompt") or 1
+        if not isinstance(nipp, int) or isinstance(nipp, bool) or nipp < 1:
+            raise GuardInputError(f"num_images_per_prompt must be a positive integer, got {nipp!r}")
+        output_type = params.get("output_type") or "pil"
+        if output_type not in _OUTPUT_TYPES:
+            raise GuardInputError(f"output_type must be one of {', '.join(_OUTPUT_TYPES)}, got {output_type!r}")
+        return_dict = params.get("return_dict", True)
+
+        # 1. prompt screen
+        screened = self._guard_screen(prompts, params, report)
+        allowed = [i for i, r in enumerate(screened) if r.decision != "block"]
+        blocked = [i for i, r in enumerate(screened) if r.decision == "block"]
+        if blocked and guard.policy.on_block == "raise":
+            self._guard_finish_report(report, screened, None, nipp, allowed, [])
+            report.timings_ms["total"] = (time.perf_counter() - t_start) * 1000
+            guard.write_audit(report, prompts)
+            first = screened[blocked[0]]
+            raise GuardBlocked(
+                f"prompt {blocked[0]} blocked by policy {guard.policy.name!r}: "
+                + (first.reasons[0] if first.reasons else "blocked"), report)
+
+        # 2. denoise the allowed prompts only
+        images_allowed: list[Any] = []
+        parent_nsfw: list[bool] = []
+        if allowed:
+            sub = self._guard_subset(params, allowed, n_prompts, nipp)
+            inner_type = "latent" if output_type == "latent" else "pt"
+            sub["output_type"] = inner_type
+            sub["return_dict"] = True
+            t0 = time.perf_counter()
+            out = parent_call(self, **sub)
+            report.timings_ms["generate"] = (time.perf_counter() - t0) * 1000
+            images_allowed = list(out.images)
+            nsfw = getattr(out, "nsfw_content_detected", None)
+            parent_nsfw = list(nsfw) if nsfw is not None else [False] * len(images_allowed)
+
+        # 3. output check on every generated image
+        if output_type == "latent" and images_allowed and guard.output_check_enabled:
+            t0 = time.perf_counter()
+            pixels = self._guard_decode_latents(torch.stack(images_allowed))
+            report.timings_ms["decode_for_check"] = (time.perf_counter() - t0) * 1000
+        else:
+            pixels = images_allowed
+        verdicts = guard.check_images([to_rgb_uint8(p, where=f"generated image {k}")
+                                       for k, p in enumerate(pixels)] if guard.output_check_enabled else pixels,
+                                      report)
+
+        # 4. assemble in request order
+        final: list[Any] = []
+        nsfw_out: list[bool] = []
+        allowed_pos = {p: k for k, p in enumerate(allowed)}
+        template = images_allowed[0] if images_allowed else None
+        for pi in range(n_prompts):
+            for j in range(nipp):
+                if pi in allowed_pos:
+                    k = allowed_pos[pi] * nipp + j
+                    img, v = images_allowed[k], verdicts[k]
+                    if v.action == "blank":
+                        img = blank_like(img)
+                    final.append(img)
+                    nsfw_out.append(bool(parent_nsfw[k]) or v.is_flagged)
+                else:
+                    final.append(self._guard_black(params, output_type, template))
+                    nsfw_out.append(True)
+        self._guard_finish_report(report, screened, verdicts, nipp, allowed, parent_nsfw)
+        report.timings_ms["total"] = (time.perf_counter() - t_start) * 1000
+        guard.write_audit(report, prompts)
+
+        images = self._guard_pack(final, output_type)
+        if not return_dict:
+            return (images, nsfw_out)
+        return GuardedPipelineOutput(images=images, nsfw_content_detected=nsfw_out, guard_report=report)
+
+    # ------------------------------------------------------------------ pieces
+
+    def _guard_prompts(self, params: dict) -> tuple[list[Optional[str]], bool]:
+        """The prompts as a list; validates types and pairing with negative prompts and embeddings."""
+        name = self._guard_prompt_arg
+        prompt = params.get(name)
+        embeds = params.get("prompt_embeds")
+        if prompt is None:
+            if embeds is None:
+                raise GuardInputError(f"pass `{name}` (a string or a list of strings) or `prompt_embeds`")
+            if self.guard.guard.policy.screen.enabled:
+                raise GuardInputError(
+                    "`prompt_embeds` without `prompt` cannot be screened; pass the prompt text too "
+                    "(the guard screens the text and checks that the batch sizes match), or disable "
+                    "the screen in the policy"
+                )
+            return [None] * int(embeds.shape[0]), False
+        if isinstance(prompt, str):
+            prompts, single = [prompt], True
+        elif isinstance(prompt, (list, tuple)):
+            if not prompt:
+                raise GuardInputError(f"`{name}` is an empty list")
+            for i, p in enumerate(prompt):
+                if not isinstance(p, str):
+                    raise GuardInputError(f"`{name}[{i}]` must be a string, got {type(p).__name__}")
+            prompts, single = list(prompt), False
+        else:
+            raise GuardInputError(f"`{name}` must be a string or a list of strings, got {type(prompt).__name__}")
+        if embeds is not None and int(embeds.shape[0]) != len(prompts):
+            raise GuardInputError(
+                f"`prompt_embeds` has batch size {int(embeds.shape[0])} but {len(prompts)} prompt(s) were given")
+        neg = params.get("negative_prompt")
+        if neg is not None:
+            if isinstance(neg, (list, tuple)):
+                if len(neg) != len(prompts):
+                    raise GuardInputError(
+                        f"`negative_prompt` has {len(neg)} entries but `{name}` has {len(prompts)}; "
+                        "pass one negative prompt per prompt, or a single string")
+                for i, n in enumerate(neg):
+                    if not isinstance(n, str):
+                        raise GuardInputError(f"`negative_prompt[{i}]` must be a string, got {type(n).__name__}")
+            elif not isinstance(neg, str):
+                raise GuardInputError(f"`negative_prompt` must be a string or a list of strings, "
+                                      f"got {type(neg).__name__}")
+        return prompts, single
+
+    def _guard_screen(self, prompts, params, report):
+        guard = self.guard.guard
+        texts = [p if p is not None else "" for p in prompts]
+        if all(p is None for p in prompts):
+            from guard.screen.screen import ScreenResult
+
+            return [ScreenResult(i, "allow", None, None, None, 0.0, None, reasons=["screen disabled by policy"])
+                    for i in range(len(prompts))]
+        return guard.screen_prompts(texts, report)
+
+    def _guard_subset(self, params: dict, keep: list[int], n_prompts: int, nipp: int) -> dict:
+        """The call's arguments restricted to the prompts in ``keep`` (per-prompt and per-image
+        arguments are sliced; shared ones pass through)."""
+        sub = dict(params)
+        if len(keep) == n_prompts:
+            return sub
+        name = self._guard_prompt_arg
+        if isinstance(sub.get(name), (list, tuple)):
+            sub[name] = [sub[name][i] for i in keep]
+        for key in ("negative_prompt",):
+            if isinstance(sub.get(key), (list, tuple)):
+                sub[key] = [sub[key][i] for i in keep]
+        for key in ("prompt_embeds", "negative_prompt_embeds", "pooled_prompt_embeds",
+                    "negative_pooled_prompt_embeds"):
+            t = sub.get(key)
+            if t is not None and int(t.shape[0]) == n_prompts:
+                sub[key] = t[keep]
+        image_rows = [i * nipp + j for i in keep for j in range(nipp)]
+        gen = sub.get("generator")
+        if isinstance(gen, (list, tuple)):
+            if len(gen) == n_prompts * nipp:
+                sub["generator"] = [gen[r] for r in image_rows]
+            elif len(gen) == n_prompts:
+                sub["generator"] = [gen[i] for i in keep]
+        lat = sub.get("latents")
+        if lat is not None and int(lat.shape[0]) == n_prompts * nipp:
+            sub["latents"] = lat[image_rows]
+        return sub
+
+    def _guard_decode_latents(self, latents: torch.Tensor) -> np.ndarray:
+        """Decode latents to pixels in [0, 1] (N, H, W, 3) only to classify them."""
+        vae = self.vae
+        with torch.no_grad():
+            z = latents.to(device=vae.device, dtype=vae.dtype) / vae.config.scaling_factor
+            image = vae.decode(z, return_dict=False)[0]
+        return self.image_processor.postprocess(image, output_type="np")
+
+    def _guard_image_size(self, params: dict) -> tuple[int, int]:
+        f = getattr(self, "vae_scale_factor", 8)
+        default = self.unet.config.sample_size * f
+        h = params.get("height") or default
+        w = params.get("width") or default
+        return int(h), int(w)
+
+    def _guard_black(self, params: dict, output_type: str, template: Any) -> Any:
+        """A black image for a blocked slot, matching the output type and shape of the others."""
+        if template is not None:
+            return blank_like(template)
+        h, w = self._guard_image_size(params)
+        if output_type == "pil":
+            return PIL.Image.new("RGB", (w, h))
+        if output_type == "np":
+            return np.zeros((h, w, 3), dtype=np.float32)
+        if output_type == "pt":
+            return torch.zeros((3, h, w), dtype=torch.float32)
+        f = getattr(self, "vae_scale_factor", 8)
+        c = self.unet.config.in_channels if getattr(self.unet.config, "in_channels", 4) == 4 else 4
+        c = getattr(self.vae.config, "latent_channels", c)
+        return torch.zeros((c, h // f, w // f), dtype=self.unet.dtype)
+
+    def _guard_pack(self, images: list[Any], output_type: str) -> Any:
+        """From per-image items (pt tensors in [0, 1] or latents) to what the parent returns."""
+        if output_type == "latent":
+            return torch.stack([im.to(images[0].device) for im in images])
+        if output_type == "pt":
+            return torch.stack([im.to(images[0].device) for im in images])
+        arrs = [im.detach().float().cpu().permute(1, 2, 0).numpy() if isinstance(im, torch.Tensor) else
+                (np.asarray(im, dtype=np.float32) / 255.0 if isinstance(im, PIL.Image.Image) else im)
+                for im in images]
+        batch = np.stack(arrs).astype(np.float32)
+        if output_type == "np":
+            return batch
+        return self.image_processor.numpy_to_pil(batch)
+
+    def _guard_finish_report(self, report: GuardReport, screened, verdicts, nipp, allowed, parent_nsfw) -> None:
+        allowed_pos = {p: k for k, p in enumerate(allowed)}
+        idx = 0
+        for pi, s in enumerate(screened):
+            for j in range(nipp):
+                if pi not in allowed_pos:
+                    report.images.append(ImageReport(
+                        index=idx, prompt_index=pi, screen=s, output=None, decision="blocked",
+                        blocked_by="error" if s.concept is None and any("failed" in r for r in s.reasons)
+                        else "screen", action="blank", reasons=list(s.reasons[:1])))
+                else:
+                    k = allowed_pos[pi] * nipp + j
+                    v: OutputVerdict | None = verdicts[k] if verdicts is not None else None
+                    reasons = []
+                    if s.decision == "escalate":
+                        reasons.append("prompt escalated: " + (s.reasons[0] if s.reasons else ""))
+                    if parent_nsfw and parent_nsfw[k]:
+                        reasons.append("the pipeline's own safety checker flagged the image")
+                    if v is not None and v.is_flagged:
+                        reasons.extend(v.flagged)
+                        decision = "blocked" if v.action == "blank" else "flagged"
+                        report.images.append(ImageReport(idx, pi, s, v, decision, "output", v.action, reasons))
+                    else:
+                        decision = "flagged" if (parent_nsfw and parent_nsfw[k]) else "allowed"
+                        report.images.append(ImageReport(idx, pi, s, v, decision, None, "none", reasons))
+                idx += 1

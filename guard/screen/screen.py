@@ -1,0 +1,327 @@
+"""Prompt screen: normalised views of each prompt, sentence embeddings, FAISS neighbour search over
+the policy's concept phrases, and a per-concept threshold decision.
+
+    screen = PromptScreen(load_policy("default"))
+    result = screen.screen("a photo of a naked woman")   # ScreenResult(decision="block", ...)
+    results = screen.screen_batch(prompts)                # one encoder pass for the whole batch
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from guard.errors import GuardInputError
+from guard.policy.models import Concept, Policy
+from guard.screen.embedder import Embedder, get_embedder
+from guard.screen.normalize import normalize, segments
+
+logger = logging.getLogger("guard.screen")
+
+DECISIONS = ("allow", "escalate", "block")
+_RANK = {d: i for i, d in enumerate(DECISIONS)}
+#: prompts longer than this many characters are refused outright by ``screen_batch``
+HARD_MAX_PROMPT_CHARS = 1_000_000
+
+
+def cache_dir() -> Path:
+    """Where guard caches derived data (``$GUARD_CACHE_DIR``, else ``$XDG_CACHE_HOME/guard``)."""
+    env = os.environ.get("GUARD_CACHE_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "guard"
+
+
+@dataclass
+class ConceptScore:
+    concept: str
+    category: str
+    action: str
+    score: float
+    threshold: float
+    phrase: str
+    view: str
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["score"] = round(self.score, 4)
+        d["threshold"] = round(self.threshold, 4)
+        return d
+
+
+@dataclass
+class ScreenResult:
+    """The screen's verdict on one prompt."""
+
+    index: int
+    decision: str  # allow | escalate | block
+    category: Optional[str]
+    concept: Optional[str]
+    phrase: Optional[str]
+    score: float
+    threshold: Optional[float]
+    reasons: list[str] = field(default_factory=list)
+    transforms: list[str] = field(default_factory=list)
+    matches: list[ConceptScore] = field(default_factory=list)  # concepts at or above escalation
+    n_views: int = 1
+    elapsed_ms: float = 0.0
+
+    @property
+    def blocked(self) -> bool:
+        return self.decision == "block"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "decision": self.decision,
+            "category": self.category,
+            "concept": self.concept,
+            "phrase": self.phrase,
+            "score": round(float(self.score), 4),
+            "threshold": None if self.threshold is None else round(float(self.threshold), 4),
+            "reasons": list(self.reasons),
+            "transforms": list(self.transforms),
+            "matches": [m.to_dict() for m in self.matches],
+            "n_views": self.n_views,
+            "elapsed_ms": round(self.elapsed_ms, 3),
+        }
+
+
+class PromptScreen:
+    """Screens prompts against one policy's concepts. Thread-safe; build once, reuse."""
+
+    def __init__(self, policy: Policy, embedder: Embedder | None = None, *, use_cache: bool = True):
+        self.policy = policy
+        self.cfg = policy.screen
+        self.embedder = embedder or get_embedder(self.cfg.model)
+        self._concepts: list[Concept] = list(policy.concepts)
+        self._phrases: list[str] = []
+        self._phrase_concept: list[int] = []
+        for ci, c in enumerate(self._concepts):
+            for p in c.phrases:
+                self._phrases.append(p)
+                self._phrase_concept.append(ci)
+        self._phrase_concept_arr = np.asarray(self._phrase_concept, dtype=np.int64)
+        # phrases of one concept are contiguous: concept ci owns phrases [starts[ci], starts[ci+1])
+        self._starts = np.searchsorted(self._phrase_concept_arr, np.arange(len(self._concepts) + 1))
+        self._thresholds = np.asarray([policy.threshold_for(c) for c in self._concepts], dtype=np.float32)
+        self._lock = threading.Lock()
+        t0 = time.perf_counter()
+        self.index = self._build_index(use_cache)
+        self.build_ms = (time.perf_counter() - t0) * 1000
+
+    # ---------------------------------------------------------------- index
+
+    @property
+    def index_key(self) -> str:
+        """Cache key: the phrases (normalised as the screen will see them) and the model."""
+        h = hashlib.sha256()
+        h.update(self.embedder.cache_key.encode())
+        h.update(b"\x00normalize=" + str(self.cfg.normalize).encode())
+        for p in self._phrases:
+            h.update(b"\x00" + p.encode("utf-8"))
+        return h.hexdigest()[:24]
+
+    def _phrase_views(self) -> list[str]:
+        return [normalize(p).text if self.cfg.normalize else p for p in self._phrases]
+
+    def _build_index(self, use_cache: bool):
+        import faiss
+
+        dim = self.embedder.dim
+        index = faiss.IndexFlatIP(dim)
+        if not self._phrases:
+            return index
+        path = cache_dir() / "screen" / f"{self.index_key}.faiss"
+        if use_cache and path.is_file():
+            try:
+                cached = faiss.read_index(str(path))
+                if cached.ntotal == len(self._phrases) and cached.d == dim:
+                    logger.debug("screen index loaded from cache %s", path)
+                    return cached
+            except Exception as e:  # corrupt cache: rebuild it
+                logger.warning("ignoring unreadable screen index cache %s: %s", path, e)
+        emb = self.embedder.encode(self._phrase_views())
+        index.add(emb)
+        if use_cache:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+                os.close(fd)
+                faiss.write_index(index, tmp)
+                os.replace(tmp, path)  # atomic: readers see the old file or the whole new one
+            except OSError as e:
+                logger.warning("could not cache the screen index at %s: %s", path, e)
+        return index
+
+    # ---------------------------------------------------------------- screening
+
+    def screen(self, prompt: str) -> ScreenResult:
+        return self.screen_batch([prompt])[0]
+
+    def screen_batch(self, prompts: Sequence[str]) -> list[ScreenResult]:
+        """Screen a list of prompts; every view of every prompt is encoded in one pass."""
+        t0 = time.perf_counter()
+        scored = self._score(prompts)
+        elapsed_each = (time.perf_counter() - t0) * 1000 / max(1, len(scored))
+        out = []
+        for i, (n_views, transforms, scores, phrase_idx, from_segment) in enumerate(scored):
+            r = self._decide(i, n_views, transforms, scores, phrase_idx, from_segment)
+            r.elapsed_ms = elapsed_each
+            out.append(r)
+        return out
+
+    @property
+    def concept_ids(self) -> list[str]:
+        return [c.id for c in self._concepts]
+
+    def concept_scores(self, prompts: Sequence[str]) -> np.ndarray:
+        """(n_prompts, n_concepts) best similarity of each prompt (any view) to each concept; for
+        calibration and evaluation. Empty prompts score -1."""
+        rows = [s for _, _, s, _, _ in self._score(prompts)]
+        return np.stack(rows) if rows else np.zeros((0, len(self._concepts)), np.float32)
+
+    def _views(self, prompt: str) -> tuple[list[str], list[str]]:
+        tr: list[str] = []
+        if len(prompt) > self.cfg.max_prompt_chars:
+            prompt = prompt[: self.cfg.max_prompt_chars]
+            tr.append("truncated")
+        if self.cfg.normalize:
+            n = normalize(prompt)
+            text = n.text
+            tr.extend(n.transforms)
+        else:
+            text = " ".join(prompt.split())
+        views = [text] if text else []
+        if text and self.cfg.segments:
+            views.extend(s for s in segments(text) if s != text)
+        return views, tr
+
+    def _score(self, prompts: Sequence[str]):
+        if isinstance(prompts, str):
+            raise GuardInputError("expected a list of prompts, got a single string")
+        prompts = list(prompts)
+        for i, p in enumerate(prompts):
+            if not isinstance(p, str):
+                raise GuardInputError(f"prompt {i} must be a string, got {type(p).__name__}")
+            if len(p) > HARD_MAX_PROMPT_CHARS:
+                raise GuardInputError(
+                    f"prompt {i} is {len(p)} characters long; at most {HARD_MAX_PROMPT_CHARS} are accepted"
+                )
+        all_views = [self._views(p) for p in prompts]
+        flat = [v for vs, _ in all_views for v in vs]
+        emb = self.embedder.encode(flat) if flat else np.zeros((0, self.embedder.dim), np.float32)
+        sims = self._similarities(emb)
+        n_c = len(self._concepts)
+        out = []
+        row = 0
+        for vs, tr in all_views:
+            block = sims[row : row + len(vs)]
+            row += len(vs)
+            scores = np.full(n_c, -1.0, dtype=np.float32)
+            phrase_idx = np.zeros(n_c, dtype=np.int64)
+            from_segment = np.zeros(n_c, dtype=bool)
+            if len(vs) and block.shape[1]:
+                best_view = block.argmax(axis=0)
+                best = block.max(axis=0)
+                for ci in range(n_c):
+                    lo, hi = int(self._starts[ci]), int(self._starts[ci + 1])
+                    pi = lo + int(best[lo:hi].argmax())
+                    scores[ci] = best[pi]
+                    phrase_idx[ci] = pi
+                    from_segment[ci] = best_view[pi] != 0
+            out.append((len(vs), tr, scores, phrase_idx, from_segment))
+        return out
+
+    def _similarities(self, emb: np.ndarray) -> np.ndarray:
+        """(n_views, n_phrases) cosine similarities, via the FAISS index."""
+        n = self.index.ntotal
+        if emb.shape[0] == 0 or n == 0:
+            return np.zeros((emb.shape[0], n), dtype=np.float32)
+        with self._lock:
+            scores, ids = self.index.search(np.ascontiguousarray(emb, dtype=np.float32), n)
+        full = np.empty_like(scores)
+        np.put_along_axis(full, ids, scores, axis=1)
+        return full
+
+    def _decide(self, index: int, n_views: int, transforms: list[str], scores: np.ndarray,
+                phrase_idx: np.ndarray, from_segment: np.ndarray) -> ScreenResult:
+        if n_views == 0:
+            return ScreenResult(index, "allow", None, None, None, 0.0, None,
+                                reasons=["empty prompt"], transforms=transforms, n_views=0)
+        if not self._concepts:
+            return ScreenResult(index, "allow", None, None, None, 0.0, None,
+                                reasons=["policy has no concepts"], transforms=transforms, n_views=n_views)
+        margin = self.cfg.escalate_margin
+        matches: list[ConceptScore] = []
+        decision = "allow"
+        top: Optional[ConceptScore] = None
+        top_key = (-2, -np.inf)
+        for ci, c in enumerate(self._concepts):
+            s = float(scores[ci])
+            thr = float(self._thresholds[ci])
+            cs = ConceptScore(c.id, c.category, c.action, s, thr, self._phrases[int(phrase_idx[ci])],
+                              "segment" if from_segment[ci] else "full")
+            if c.action == "allow":
+                d = "allow"
+            elif s >= thr:
+                d = c.action
+            elif s >= thr - margin:
+                d = "escalate"
+            else:
+                d = "allow"
+            if d != "allow" or (c.action == "allow" and s >= thr):
+                matches.append(cs)
+            if _RANK[d] > _RANK[decision]:
+                decision = d
+            key = (_RANK[d] if c.action != "allow" else -1, s - thr)
+            if key > top_key:
+                top_key, top = key, cs
+        assert top is not None
+        matches.sort(key=lambda m: m.score - m.threshold, reverse=True)
+        reasons: list[str] = []
+        for m in matches[:3]:
+            rel = ">=" if m.score >= m.threshold else "within margin of"
+            reasons.append(
+                f"{m.concept} ({m.category}): {m.score:.3f} {rel} {m.threshold:.3f}, nearest {m.phrase!r}"
+                + (" in a segment" if m.view == "segment" else "")
+            )
+        if decision == "allow" and not any(m.action != "allow" for m in matches):
+            reasons.insert(0, f"no concept at threshold (nearest {top.concept}: {top.score:.3f} < {top.threshold:.3f})")
+        if transforms:
+            reasons.append("normalised: " + ", ".join(transforms))
+        return ScreenResult(
+            index=index, decision=decision, category=top.category, concept=top.concept, phrase=top.phrase,
+            score=top.score, threshold=top.threshold, reasons=reasons, transforms=transforms,
+            matches=matches, n_views=n_views,
+        )
+
+
+_SCREENS: dict[str, PromptScreen] = {}
+_SCREENS_LOCK = threading.Lock()
+
+
+def get_screen(policy: Policy) -> PromptScreen:
+    """A process-wide screen per resolved policy (keyed by its sha256)."""
+    key = policy.sha256
+    with _SCREENS_LOCK:
+        s = _SCREENS.get(key)
+        if s is None:
+            s = PromptScreen(policy)
+            _SCREENS[key] = s
+        return s
+
+
+def results_to_jsonl(results: Sequence[ScreenResult]) -> str:
+    return "\n".join(json.dumps(r.to_dict(), ensure_ascii=False) for r in results)
