@@ -322,8 +322,8 @@ def _unwrap(annotation: Any) -> Any:
     return annotation
 
 
-def _model_at(loc: tuple) -> type[BaseModel] | None:
-    cur: Any = Policy
+def _model_at(loc: tuple, root: type[BaseModel] = Policy) -> type[BaseModel] | None:
+    cur: Any = root
     for step in loc:
         if isinstance(cur, tuple):
             cur = cur[1]
@@ -345,12 +345,12 @@ def _fmt_path(loc: tuple) -> str:
     return out or "(top level)"
 
 
-def _describe(err: dict) -> str:
+def _describe(err: dict, root: type[BaseModel] = Policy) -> str:
     loc = tuple(err["loc"])
     typ = err["type"]
     if typ == "extra_forbidden":
         key = loc[-1]
-        model = _model_at(loc[:-1])
+        model = _model_at(loc[:-1], root)
         allowed = list(model.model_fields) if model else []
         close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
         hint = f"; did you mean {close[0]!r}?" if close else (
@@ -370,19 +370,20 @@ def _describe(err: dict) -> str:
     return msg
 
 
-def _validate(data: dict, path: Path | None) -> Policy:
+def _validate(data: dict, path: Path | None, root: type[BaseModel] = Policy, what: str = "policy"):
+    """Validate ``data`` against ``root``; every error names file:line:col, key path, expectation."""
     try:
-        return Policy.model_validate(data)
+        return root.model_validate(data)
     except ValidationError as e:
-        shown = _display(path) if path else "<policy>"
+        shown = _display(path) if path else f"<{what}>"
         issues = []
         for err in e.errors():
             loc = tuple(err["loc"])
             where = _locate(data, loc)
             prefix = str(where) if where else shown
-            issues.append(f"{prefix}: {_fmt_path(loc)}: {_describe(err)}")
+            issues.append(f"{prefix}: {_fmt_path(loc)}: {_describe(err, root)}")
         n = len(issues)
-        head = f"{shown}: invalid policy ({n} problem{'s' if n != 1 else ''})"
+        head = f"{shown}: invalid {what} ({n} problem{'s' if n != 1 else ''})"
         raise PolicyError(head + "\n" + "\n".join("  " + i for i in issues), issues) from None
 
 
