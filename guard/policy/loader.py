@@ -94,6 +94,7 @@ class MarkedDict(dict):
 
     where: _Where | None = None
     key_where: dict
+    value_where: dict
 
 
 class MarkedList(list):
@@ -115,6 +116,7 @@ def _construct(node: yaml.Node, file: str) -> Any:
         out = MarkedDict()
         out.where = where
         out.key_where = {}
+        out.value_where = {}
         for knode, vnode in node.value:
             if knode.tag == "tag:yaml.org,2002:merge":
                 raise PolicyError(f"{where}: YAML merge keys ('<<') are not supported in policies")
@@ -127,6 +129,7 @@ def _construct(node: yaml.Node, file: str) -> Any:
                 raise PolicyError(f"{kw}: duplicate key {key!r} (first at line {out.key_where[key].line})")
             out[key] = _construct(vnode, file)
             out.key_where[key] = kw
+            out.value_where[key] = _Where(file, vnode.start_mark.line + 1, vnode.start_mark.column + 1)
         return out
     if isinstance(node, yaml.SequenceNode):
         out_l = MarkedList(_construct(n, file) for n in node.value)
@@ -182,6 +185,7 @@ def _merge(parent: Any, child: Any) -> Any:
         out = MarkedDict(parent)
         out.where = getattr(child, "where", None)
         out.key_where = dict(getattr(parent, "key_where", {}))
+        out.value_where = dict(getattr(parent, "value_where", {}))
         for k, v in child.items():
             if k == "concepts" and isinstance(v, list) and isinstance(parent.get(k), list):
                 out[k] = _merge_concepts(parent[k], v)
@@ -190,6 +194,7 @@ def _merge(parent: Any, child: Any) -> Any:
             else:
                 out[k] = v
             out.key_where[k] = getattr(child, "key_where", {}).get(k)
+            out.value_where[k] = getattr(child, "value_where", {}).get(k)
         return out
     return child
 
@@ -291,13 +296,14 @@ def _load_raw(path: Path, chain: tuple[Path, ...]) -> MarkedDict:
 # --------------------------------------------------------------------------------------------
 
 
-def _locate(data: Any, loc: tuple) -> _Where | None:
-    """The most specific recorded position along ``loc``."""
+def _locate(data: Any, loc: tuple, at_value: bool = False) -> _Where | None:
+    """The most specific recorded position along ``loc`` (of the last key's value if ``at_value``)."""
     best = getattr(data, "where", None)
     node = data
-    for step in loc:
+    for n, step in enumerate(loc):
         if isinstance(node, dict) and step in node:
-            w = getattr(node, "key_where", {}).get(step)
+            table = "value_where" if at_value and n == len(loc) - 1 else "key_where"
+            w = getattr(node, table, {}).get(step)
             best = w or best
             node = node[step]
         elif isinstance(node, list) and isinstance(step, int) and 0 <= step < len(node):
@@ -379,7 +385,7 @@ def _validate(data: dict, path: Path | None, root: type[BaseModel] = Policy, wha
         issues = []
         for err in e.errors():
             loc = tuple(err["loc"])
-            where = _locate(data, loc)
+            where = _locate(data, loc, at_value=err["type"] not in ("extra_forbidden", "missing"))
             prefix = str(where) if where else shown
             issues.append(f"{prefix}: {_fmt_path(loc)}: {_describe(err, root)}")
         n = len(issues)

@@ -1,0 +1,105 @@
+"""Shared fixtures: offline mode, a small test policy, a tiny real diffusers pipeline."""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+warnings.filterwarnings("ignore", category=FutureWarning)
+
+import pytest  # noqa: E402
+
+#: a small policy so that tests build their FAISS index in a moment
+TEST_POLICY = {
+    "version": 1,
+    "name": "test",
+    "concepts": [
+        {
+            "id": "sexual.nudity",
+            "category": "sexual",
+            "action": "block",
+            "threshold": 0.6,
+            "phrases": ["a naked woman", "a nude man", "full frontal nudity", "exposed breasts",
+                        "a woman with no clothes on", "explicit sex scene"],
+        },
+        {
+            "id": "violence.gore",
+            "category": "violence",
+            "action": "block",
+            "threshold": 0.6,
+            "phrases": ["a mutilated corpse", "blood and gore everywhere", "a decapitated head"],
+        },
+        {
+            "id": "weapons.guns",
+            "category": "illegal",
+            "action": "escalate",
+            "threshold": 0.6,
+            "phrases": ["a man pointing an assault rifle at people"],
+        },
+    ],
+    "screen": {"threshold": 0.6, "escalate_margin": 0.05},
+    "output": {"classifiers": [{"type": "nudenet"}]},
+}
+
+
+def make_policy(**overrides):
+    """TEST_POLICY with top-level keys replaced (deep copies, safe to mutate)."""
+    import copy
+
+    p = copy.deepcopy(TEST_POLICY)
+    for k, v in overrides.items():
+        p[k] = v
+    return p
+
+
+@pytest.fixture(scope="session")
+def test_policy():
+    from guard.policy import load_policy
+
+    return load_policy(make_policy())
+
+
+@pytest.fixture(scope="session")
+def tiny_pipe():
+    """A plain tiny StableDiffusionPipeline (random weights, CPU)."""
+    from guard.pipelines.tiny import build_tiny_pipeline
+
+    return build_tiny_pipeline()
+
+
+@pytest.fixture()
+def guarded(tiny_pipe):
+    """A guarded tiny pipeline under the test policy (fresh guard, shared weights)."""
+    import guard
+
+    return guard.protect(tiny_pipe, make_policy())
+
+
+class UNetCounter:
+    """Counts UNet forward calls and the batch sizes they saw, through a forward pre-hook."""
+
+    def __init__(self, unet):
+        self.calls = 0
+        self.batches: list[int] = []
+        self._h = unet.register_forward_pre_hook(self._hook, with_kwargs=True)
+
+    def _hook(self, module, args, kwargs):
+        sample = args[0] if args else kwargs["sample"]
+        self.calls += 1
+        self.batches.append(int(sample.shape[0]))
+
+    def remove(self):
+        self._h.remove()
+
+
+@pytest.fixture()
+def unet_counter(tiny_pipe):
+    c = UNetCounter(tiny_pipe.unet)
+    yield c
+    c.remove()
+
+
+FAST = {"num_inference_steps": 2, "height": 64, "width": 64}
