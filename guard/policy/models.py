@@ -89,6 +89,13 @@ class ScreenConfig(_Strict):
         le=1.0,
         description="scores within this margin under a block threshold are escalated",
     )
+    contrast_margin: Optional[float] = Field(
+        default=0.1,
+        ge=0.0,
+        le=1.0,
+        description="a match whose text is this much nearer a benign 'allow' phrase goes one level down "
+        "(block -> escalate, escalate -> allow); null turns it off",
+    )
     normalize: bool = True
     segments: bool = Field(
         default=True, description="also screen comma/semicolon separated segments of long prompts"

@@ -115,6 +115,8 @@ class PromptScreen:
         self._phrase_concept_arr = np.asarray(self._phrase_concept, dtype=np.int64)
         # phrases of one concept are contiguous: concept ci owns phrases [starts[ci], starts[ci+1])
         self._starts = np.searchsorted(self._phrase_concept_arr, np.arange(len(self._concepts) + 1))
+        self._allow_phrase = np.asarray([self._concepts[ci].action == "allow" for ci in self._phrase_concept],
+                                        dtype=bool)
         self._thresholds = np.asarray([policy.threshold_for(c) for c in self._concepts], dtype=np.float32)
         self._lock = threading.Lock()
         t0 = time.perf_counter()
@@ -176,8 +178,8 @@ class PromptScreen:
         scored = self._score(prompts)
         elapsed_each = (time.perf_counter() - t0) * 1000 / max(1, len(scored))
         out = []
-        for i, (n_views, transforms, scores, phrase_idx, from_segment) in enumerate(scored):
-            r = self._decide(i, n_views, transforms, scores, phrase_idx, from_segment)
+        for i, (n_views, transforms, scores, phrase_idx, from_segment, contrast) in enumerate(scored):
+            r = self._decide(i, n_views, transforms, scores, phrase_idx, from_segment, contrast)
             r.elapsed_ms = elapsed_each
             out.append(r)
         return out
@@ -189,7 +191,7 @@ class PromptScreen:
     def concept_scores(self, prompts: Sequence[str]) -> np.ndarray:
         """(n_prompts, n_concepts) best similarity of each prompt (any view) to each concept; for
         calibration and evaluation. Empty prompts score -1."""
-        rows = [s for _, _, s, _, _ in self._score(prompts)]
+        rows = [row[2] for row in self._score(prompts)]
         return np.stack(rows) if rows else np.zeros((0, len(self._concepts)), np.float32)
 
     def _views(self, prompt: str) -> tuple[list[str], list[str]]:
@@ -230,18 +232,23 @@ class PromptScreen:
             block = sims[row : row + len(vs)]
             row += len(vs)
             scores = np.full(n_c, -1.0, dtype=np.float32)
+            contrast = np.full(n_c, -1.0, dtype=np.float32)
             phrase_idx = np.zeros(n_c, dtype=np.int64)
             from_segment = np.zeros(n_c, dtype=bool)
             if len(vs) and block.shape[1]:
                 best_view = block.argmax(axis=0)
                 best = block.max(axis=0)
+                # best benign-contrast similarity of each view (same view as the match it may excuse)
+                benign = block[:, self._allow_phrase].max(axis=1) if self._allow_phrase.any() else None
                 for ci in range(n_c):
                     lo, hi = int(self._starts[ci]), int(self._starts[ci + 1])
                     pi = lo + int(best[lo:hi].argmax())
                     scores[ci] = best[pi]
                     phrase_idx[ci] = pi
                     from_segment[ci] = best_view[pi] != 0
-            out.append((len(vs), tr, scores, phrase_idx, from_segment))
+                    if benign is not None:
+                        contrast[ci] = benign[best_view[pi]]
+            out.append((len(vs), tr, scores, phrase_idx, from_segment, contrast))
         return out
 
     def _similarities(self, emb: np.ndarray) -> np.ndarray:
@@ -256,7 +263,7 @@ class PromptScreen:
         return full
 
     def _decide(self, index: int, n_views: int, transforms: list[str], scores: np.ndarray,
-                phrase_idx: np.ndarray, from_segment: np.ndarray) -> ScreenResult:
+                phrase_idx: np.ndarray, from_segment: np.ndarray, contrast: np.ndarray) -> ScreenResult:
         if n_views == 0:
             return ScreenResult(index, "allow", None, None, None, 0.0, None,
                                 reasons=["empty prompt"], transforms=transforms, n_views=0)
@@ -264,7 +271,9 @@ class PromptScreen:
             return ScreenResult(index, "allow", None, None, None, 0.0, None,
                                 reasons=["policy has no concepts"], transforms=transforms, n_views=n_views)
         margin = self.cfg.escalate_margin
+        cmargin = self.cfg.contrast_margin
         matches: list[ConceptScore] = []
+        excused: list[str] = []
         decision = "allow"
         top: Optional[ConceptScore] = None
         top_key = (-2, -np.inf)
@@ -281,6 +290,12 @@ class PromptScreen:
                 d = "escalate"
             else:
                 d = "allow"
+            # the same text is clearly nearer a benign look-alike ("a police officer on a horse"):
+            # one level down. Only the view that matched counts, so appending a benign phrase elsewhere
+            # in the prompt excuses nothing.
+            if d != "allow" and cmargin is not None and contrast[ci] >= s + cmargin:
+                d = "escalate" if d == "block" else "allow"
+                excused.append(f"{c.id} {s:.3f} lowered: nearer a benign phrase ({contrast[ci]:.3f})")
             if d != "allow" or (c.action == "allow" and s >= thr):
                 matches.append(cs)
             if _RANK[d] > _RANK[decision]:
@@ -299,6 +314,7 @@ class PromptScreen:
             )
         if decision == "allow" and not any(m.action != "allow" for m in matches):
             reasons.insert(0, f"no concept at threshold (nearest {top.concept}: {top.score:.3f} < {top.threshold:.3f})")
+        reasons.extend(excused[:2])
         if transforms:
             reasons.append("normalised: " + ", ".join(transforms))
         return ScreenResult(
