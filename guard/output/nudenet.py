@@ -174,8 +174,14 @@ class NudeNetClassifier(ImageClassifier):
         cutoff (best class score ``>=`` it); NMS further keeps only scores ``> 0.25``.
         """
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise GuardInputError(f"nudenet: batch_size must be a positive integer, got {batch_size!r}")
-        if not 0.0 <= float(detection_threshold) <= 1.0:
+            raise GuardInputError(
+                f"nudenet: batch_size must be a positive integer, got {batch_size!r}"
+            )
+        try:
+            threshold_ok = 0.0 <= float(detection_threshold) <= 1.0
+        except (TypeError, ValueError):
+            threshold_ok = False
+        if not threshold_ok:
             raise GuardInputError(
                 f"nudenet: detection_threshold must be in [0, 1], got {detection_threshold!r}"
             )
@@ -218,12 +224,19 @@ class NudeNetClassifier(ImageClassifier):
         import cv2
 
         height, width = rgb.shape[:2]
-        side = max(height, width)
-        square = np.zeros((side, side, 3), dtype=np.uint8)
-        square[:height, :width] = rgb[:, :, ::-1]  # BGR, as the package feeds files
-        size = self.input_size
+        side, size = max(height, width), self.input_size
+        # The package pads to a side x side square and resizes that. Only a few rows (columns)
+        # of the padding next to the image reach the output; the rest resizes to zeros. So the
+        # canvas keeps a margin of padding and is resized with the square's exact scale factor,
+        # which gives the same pixels without allocating side**2 for a very elongated image.
+        margin = -(-side // size) + 2
+        canvas = np.zeros((min(side, height + margin), min(side, width + margin), 3), np.uint8)
+        canvas[:height, :width] = rgb[:, :, ::-1]  # BGR, as the package feeds files
         if side != size:
-            square = cv2.resize(square, (size, size), interpolation=cv2.INTER_LINEAR)
+            factor = size / side
+            canvas = cv2.resize(canvas, None, fx=factor, fy=factor, interpolation=cv2.INTER_LINEAR)
+        square = np.zeros((size, size, 3), np.uint8)
+        square[: canvas.shape[0], : canvas.shape[1]] = canvas[:size, :size]
         blob = square.astype(np.float32) * np.float32(1.0 / 255.0)
         return np.ascontiguousarray(blob.transpose(2, 0, 1)), width, height, side
 
@@ -273,7 +286,9 @@ class NudeNetClassifier(ImageClassifier):
     def classify(self, images: Sequence[Any]) -> list[ClassifierOutput]:
         """Score each image; ``images`` is a list of PIL images, numpy arrays or torch tensors."""
         items = _as_image_list(images)
-        prepared = [self._preprocess(to_rgb_uint8(img, where=f"image {i}")) for i, img in enumerate(items)]
+        prepared = [
+            self._preprocess(to_rgb_uint8(img, where=f"image {i}")) for i, img in enumerate(items)
+        ]
         results: list[ClassifierOutput] = []
         for start in range(0, len(prepared), self.batch_size):
             chunk = prepared[start : start + self.batch_size]

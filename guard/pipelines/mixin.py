@@ -66,7 +66,15 @@ class GuardedPipelineMixin:
             kwargs["guard"] = GuardComponent.from_policy(policy)
         if "torch_dtype" not in kwargs and "dtype" not in kwargs:
             kwargs["dtype"] = pipeline.dtype
-        return super().from_pipe(pipeline, **kwargs)
+        # from_pipe re-applies the dtype to every model, which makes diffusers warn once per model
+        # about casting even when nothing changes; keep that noise out of the user's log.
+        log = logging.getLogger("diffusers.models.modeling_utils")
+        level = log.level
+        log.setLevel(logging.ERROR)
+        try:
+            return super().from_pipe(pipeline, **kwargs)
+        finally:
+            log.setLevel(level)
 
     # ------------------------------------------------------------------ policy access
 
@@ -110,7 +118,8 @@ class GuardedPipelineMixin:
         report = guard.new_report(type(self).__name__)
         prompts, single = self._guard_prompts(params)
         n_prompts = len(prompts)
-        nipp = params.get("num_images_per_prompt") or 1
+        nipp = params.get("num_images_per_prompt")
+        nipp = 1 if nipp is None else nipp
         if not isinstance(nipp, int) or isinstance(nipp, bool) or nipp < 1:
             raise GuardInputError(f"num_images_per_prompt must be a positive integer, got {nipp!r}")
         output_type = params.get("output_type") or "pil"
