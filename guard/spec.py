@@ -59,11 +59,9 @@ class PipelineSpec(BaseModel):
 def builtin_pipeline_dir() -> Path:
     here = Path(__file__).resolve().parent
     checkout = here.parent / "pipelines"
-    if checkout.is_dir():
+    if (checkout / "demo.yaml").is_file():
         return checkout
-    from importlib.resources import files
-
-    return Path(str(files("guard._pipelines")))
+    return here / "_pipelines"  # installed wheel
 
 
 def load_spec(ref: str | os.PathLike) -> PipelineSpec:

@@ -33,17 +33,13 @@ _MAX_EXTENDS_DEPTH = 16
 
 
 def builtin_policy_dir() -> Path:
-    """Directory of the shipped policies (``policies/`` in a checkout, ``guard._policies`` installed)."""
+    """Directory of the shipped policies: ``policies/`` in a checkout (or an editable install),
+    ``guard/_policies`` in an installed wheel."""
     here = Path(__file__).resolve().parent.parent  # guard/
     checkout = here.parent / "policies"
     if (checkout / "default.yaml").is_file():
         return checkout
-    try:
-        from importlib.resources import files
-
-        return Path(str(files("guard._policies")))
-    except Exception:  # pragma: no cover - broken install
-        return checkout
+    return here / "_policies"
 
 
 def builtin_policies() -> list[str]:
