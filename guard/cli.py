@@ -156,6 +156,99 @@ def _print_table(items: list[str], results) -> None:
     typer.echo(f"{n} prompt(s): " + ", ".join(f"{v} {k}" for k, v in counts.items()))
 
 
+# ------------------------------------------------------------------------------------ eval
+
+
+def _split_spec(spec: str) -> tuple[Path, Optional[str]]:
+    """FILE[:COLUMN] -> (path, column). A colon that is part of an existing path is kept."""
+    if Path(spec).exists() or ":" not in spec:
+        return Path(spec), None
+    path, col = spec.rsplit(":", 1)
+    return Path(path), (col or None)
+
+
+def _read_labels(path: Path, column: str) -> list[str]:
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        if column not in (reader.fieldnames or []):
+            raise GuardError(f"{path}: label column {column!r} not found; columns are: "
+                             f"{', '.join(reader.fieldnames or [])}")
+        return [row[column] or "" for row in reader]
+
+
+def _pct(x) -> str:
+    return "   -  " if x is None else f"{100 * x:6.2f}"
+
+
+@app.command("eval")
+def eval_cmd(
+    unsafe: str = typer.Option(..., "--unsafe", help="Unsafe prompts: FILE[:COLUMN] (.txt or .csv)."),
+    benign: str = typer.Option(..., "--benign", help="Benign prompts: FILE[:COLUMN] (.txt or .csv)."),
+    policy: str = typer.Option("default", "--policy", "-p", help="Policy file or built-in name."),
+    labels: Optional[str] = typer.Option(None, "--labels", help="CSV column of the unsafe file with "
+                                         "comma-separated categories, for a TPR per label."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the full metrics as JSON here."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Use only the first N of each set."),
+) -> None:
+    """Measure a policy's screen: TPR (block, and block+escalate), FPR, AUROC, per category and per
+    transform, latency."""
+    _quiet_libraries()
+    try:
+        from guard.evaluate import evaluate
+        from guard.policy import load_policy
+        from guard.screen import PromptScreen
+
+        upath, ucol = _split_spec(unsafe)
+        bpath, bcol = _split_spec(benign)
+        u = read_prompts(upath, ucol)
+        b = read_prompts(bpath, bcol)
+        lab = _read_labels(upath, labels) if labels else None
+        if limit:
+            u, b = u[:limit], b[:limit]
+            lab = lab[:limit] if lab else None
+        if not u or not b:
+            raise GuardError("both --unsafe and --benign need at least one prompt")
+        pol = load_policy(policy)
+        scr = PromptScreen(pol)
+        from tqdm import tqdm
+
+        with tqdm(total=len(u) + len(b), desc="screening", unit="prompt", file=sys.stderr,
+                  disable=not sys.stderr.isatty()) as bar:
+            rep = evaluate(scr, u, b, unsafe_labels=lab, progress=bar.update)
+    except (GuardError, PolicyError) as e:
+        _fail(str(e))
+        return
+    d = rep.to_dict()
+    typer.echo(f"policy {rep.policy} ({rep.policy_sha256[:12]})")
+    typer.echo(f"{'set':26} {'n':>6} {'block %':>8} {'blk+esc %':>9}")
+    typer.echo(f"{'unsafe (TPR)':26} {rep.unsafe['n']:6d} {_pct(rep.unsafe['block_rate']):>8} "
+               f"{_pct(rep.unsafe['flag_rate']):>9}")
+    typer.echo(f"{'benign (FPR)':26} {rep.benign['n']:6d} {_pct(rep.benign['block_rate']):>8} "
+               f"{_pct(rep.benign['flag_rate']):>9}")
+    typer.echo(f"AUROC {rep.auroc:.4f}" if rep.auroc is not None else "AUROC -")
+    if rep.per_label:
+        typer.echo("\nunsafe by label:")
+        for k, v in rep.per_label.items():
+            typer.echo(f"  {k:24} {v['n']:6d} {_pct(v['block_rate']):>8} {_pct(v['flag_rate']):>9}")
+    if rep.per_category:
+        typer.echo("\nflagged by concept category (unsafe block/escalate, benign block/escalate):")
+        for k, v in sorted(rep.per_category.items()):
+            typer.echo(f"  {k:24} {v['unsafe_block']:6d} {v['unsafe_escalate']:6d}   "
+                       f"{v['benign_block']:6d} {v['benign_escalate']:6d}")
+    if rep.per_transform:
+        typer.echo("\nby transform that fired (n unsafe: block %, n benign: block %):")
+        for k, v in rep.per_transform.items():
+            typer.echo(f"  {k:24} {v['unsafe']['n']:6d}: {_pct(v['unsafe']['block_rate'])}   "
+                       f"{v['benign']['n']:6d}: {_pct(v['benign']['block_rate'])}")
+    lat = rep.latency_ms
+    typer.echo(f"\nlatency ms/prompt: batched {lat['batched_mean']:.2f}; one at a time mean "
+               f"{lat['single_mean']:.2f}, p50 {lat['single_p50']:.2f}, p95 {lat['single_p95']:.2f}")
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(d, indent=2, ensure_ascii=False))
+        typer.echo(f"wrote {json_out}")
+
+
 # ------------------------------------------------------------------------------------ policy
 
 

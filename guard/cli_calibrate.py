@@ -39,8 +39,9 @@ def _split_benign(spec: str) -> tuple[Path, Optional[str]]:
 
 def _load_text_encoders(model: str, device: Optional[str]) -> Any:
     """An object with the pipeline's text encoders and tokenizers as attributes. For a diffusers
-    directory or id, only the text components are loaded (the UNet and VAE are never read); if that
-    fails, the whole pipeline is loaded with ``DiffusionPipeline.from_pretrained``."""
+    directory or id, only the text components named in ``model_index.json`` are loaded (the UNet and
+    VAE are never read); when it names none, the whole pipeline is loaded with
+    ``DiffusionPipeline.from_pretrained``."""
     import types
 
     if model == TINY_MODEL:
@@ -48,29 +49,32 @@ def _load_text_encoders(model: str, device: Optional[str]) -> Any:
 
         pipe = build_tiny_pipeline()
     else:
-        pipe = None
-        first_error: Optional[BaseException] = None
+        local = Path(os.path.expanduser(model))
+        if not local.exists() and (model.startswith((".", "~", os.sep)) or model.count("/") > 1
+                                   or (os.altsep and os.altsep in model)):
+            raise GuardError(f"cannot load model {model!r}: no such directory")
         try:
-            pipe = _load_text_components(model)
-        except Exception as e:  # noqa: BLE001 - reported below if the full load fails too
-            first_error = e
-        if pipe is None:
+            pipe = _load_text_components(os.fspath(local) if local.exists() else model)
+        except Exception as e:  # noqa: BLE001 - the user gets one line, not a traceback
+            raise GuardError(f"cannot load model {model!r} offline: {_first_line(e)}") from None
+        if pipe is None:  # no text components listed: let diffusers work out the pipeline
             try:
                 from diffusers import DiffusionPipeline
 
                 pipe = DiffusionPipeline.from_pretrained(model)
             except Exception as e:  # noqa: BLE001
-                detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-                extra = ""
-                if first_error is not None and str(first_error) != str(e):
-                    extra = f" (text components: {str(first_error).strip().splitlines()[0] if str(first_error).strip() else type(first_error).__name__})"
-                raise GuardError(f"cannot load model {model!r} offline: {detail}{extra}") from None
+                raise GuardError(f"cannot load model {model!r} offline: {_first_line(e)}") from None
     if device:
         for name in ("text_encoder", "text_encoder_2"):
             te = getattr(pipe, name, None)
             if te is not None:
                 te.to(device)
     return pipe if not isinstance(pipe, dict) else types.SimpleNamespace(**pipe)
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
 
 
 def _load_text_components(model: str) -> Optional[dict]:
@@ -115,9 +119,9 @@ def calibrate(
 ) -> None:
     """Calibrate the generator-space screen for one model: thresholds per concept from benign prompts.
 
-    Embeds the policy's concept phrases and the benign prompts with the model's own text encoder(s),
-    takes the --quantile of the benign prompts' similarity to each concept as its threshold, and
-    writes the calibration file to name in the policy (screen.generator_space.calibration)."""
+    Each concept's threshold is the --quantile of the benign prompts' similarity to it in the model's own text space.
+
+    Name the file written in the policy: screen.generator_space.calibration."""
     from guard.cli import _quiet_libraries, read_prompts  # lazily: guard.cli imports this module
 
     _quiet_libraries()
@@ -169,9 +173,24 @@ def calibrate(
                    f"{m['benign_mean']:6.3f}  {m['n_above']}")
     typer.echo(f"wrote {written}")
     ref = os.fspath(written.resolve())
-    if pol.source:
-        src_dir = Path(pol.source).resolve().parent
-        if written.resolve().parent == src_dir:
-            ref = written.name
-    typer.echo("add to the policy:")
-    typer.echo(f"  screen: {{generator_space: {{enabled: true, calibration: {ref}}}}}")
+    builtin = _is_builtin(pol)
+    if pol.source and not builtin and written.resolve().parent == Path(pol.source).resolve().parent:
+        ref = written.name
+    line = f"screen: {{generator_space: {{enabled: true, calibration: {ref}}}}}"
+    if builtin or not pol.source:
+        typer.echo(f"{pol.name!r} is not a policy file you edit; put this in a policy file "
+                   f"(e.g. one with `extends: {pol.name}`):")
+    else:
+        typer.echo(f"add to {pol.source}:")
+    typer.echo(f"  {line}")
+
+
+def _is_builtin(pol: Any) -> bool:
+    from guard.policy.loader import builtin_policy_dir
+
+    if not pol.source:
+        return False
+    try:
+        return Path(pol.source).resolve().parent == builtin_policy_dir().resolve()
+    except OSError:
+        return False

@@ -203,14 +203,20 @@ def fold_leetspeak(text: str) -> tuple[str, bool]:
 _SPACED = re.compile(r"(?<![\w])(?:[^\W\d_][ \t.\-_*·•/\\]{1,3}){2,}[^\W\d_](?![\w])")
 
 
-def collapse_spacing(text: str) -> tuple[str, bool]:
-    """Join letters that were spaced or separated to dodge word matching ("n u d e" -> "nude")."""
+def collapse_spacing(text: str, keep_articles: bool = True) -> tuple[str, bool]:
+    """Join letters that were spaced or separated to dodge word matching ("n u d e" -> "nude").
+    With ``keep_articles``, a leading "a" or "i" followed by a space stays a word ("a n u d e girl"
+    -> "a nude girl"); the screen also tries the other reading ("a n a l" -> "anal")."""
     changed = False
 
     def fix(m: re.Match) -> str:
         nonlocal changed
         changed = True
-        return "".join(c for c in m.group(0) if c.isalpha())
+        run = m.group(0)
+        letters = "".join(c for c in run if c.isalpha())
+        if keep_articles and run[0] in "ai" and run[1] == " " and len(letters) >= 4:
+            return run[0] + " " + letters[1:]
+        return letters
 
     out = _SPACED.sub(fix, text)
     return out, changed
@@ -233,6 +239,11 @@ def variants(text: str) -> tuple[list[tuple[str, str]], list[str]]:
         t2, did = fn(t)
         if did:
             fired.append(name)
+            if name == "spacing":
+                other, _ = collapse_spacing(t, keep_articles=False)
+                if other != t2 and other not in seen:
+                    seen.add(other)
+                    out.append((name, other))
             t = t2
             if t not in seen:
                 seen.add(t)

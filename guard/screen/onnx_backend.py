@@ -1,0 +1,434 @@
+"""ONNX fast path for the screen's sentence embeddings.
+
+The screen model (a sentence-transformers Transformer -> Pooling -> Normalize stack such as
+all-MiniLM-L6-v2) is exported once with ``torch.onnx.export`` -- pooling and L2 normalisation
+included, so onnxruntime returns the final embeddings -- verified against the torch path
+(cosine >= 0.999) and cached as ``cache_dir()/onnx/<model fingerprint>.onnx``. Later processes load
+the cached graph with onnxruntime and the ``tokenizers`` library only: neither torch nor
+transformers is imported, let alone the torch model loaded.
+
+The cached file carries its own check: a probe sentence's torch embedding is stored in the model's
+metadata and compared with onnxruntime's on every load; a file that fails (corrupt, stale, from an
+older export format) is exported again.
+
+    emb = OnnxEmbedder("all-MiniLM-L6-v2")
+    emb.encode(["a cat", "a dog"])      # (2, 384) float32, unit rows
+
+Usually reached through ``get_embedder(backend="auto" | "onnx")``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import sys
+import tempfile
+import threading
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from guard.errors import GuardError
+from guard.screen.embedder import DEFAULT_MODEL, _fingerprint, direct_config, resolve_model_path
+
+logger = logging.getLogger("guard.screen")
+
+#: bump when the exported graph changes (inputs, outputs, pooling), so old cached files are re-exported
+EXPORT_FORMAT = "1"
+OPSET = 17
+MIN_COSINE = 0.999
+PROBE_TEXT = "guard onnx probe: a watercolour painting of a lighthouse at dusk"
+#: sentences the fresh export is checked on against the torch path (plus PROBE_TEXT)
+VERIFY_TEXTS = [
+    "",
+    "a",
+    "a photo of a cat sitting on a windowsill",
+    "Ein Foto von einem Hund im Park, hyperrealistisch, 8k",
+    "𝕒 𝕔𝕒𝕥 🍑🍆 naïve café, ＷＯＭＡＮ",
+    "masterpiece, best quality, " + "intricate detail, " * 150,  # > 256 word pieces: truncated
+]
+_META_PREFIX = "guard."
+
+
+class OnnxUnavailable(GuardError):
+    """The ONNX fast path cannot be used (the message says why)."""
+
+
+def onnx_cache_path(fingerprint: str) -> Path:
+    """Where the exported graph of the model with this fingerprint is cached."""
+    from guard.screen.screen import cache_dir  # late: screen imports embedder
+
+    return cache_dir() / "onnx" / f"{fingerprint}.onnx"
+
+
+# ------------------------------------------------------------------------------------ tokenising
+
+
+class _Tokenizer:
+    """The model's fast tokenizer: ``tokenizers`` on ``tokenizer.json`` (no transformers import),
+    else transformers' AutoTokenizer. Not thread-safe: callers hold a lock."""
+
+    def __init__(self, path: Path, max_length: int):
+        self.max_length = max_length
+        tj = path / "tokenizer.json"
+        self._hf = None
+        if tj.is_file():
+            from tokenizers import Tokenizer
+
+            self._tok = Tokenizer.from_file(str(tj))
+            self._tok.no_padding()  # tokenizer.json may pin padding to a fixed length; we pad per batch
+            self._tok.enable_truncation(max_length)
+            pad = (self._tok.padding or {}).get("pad_id")
+            self.pad_id = int(pad) if pad is not None else int(self._tok.token_to_id("[PAD]") or 0)
+        else:  # pragma: no cover - every sentence-transformers model ships a tokenizer.json today
+            from transformers import AutoTokenizer
+
+            self._hf = AutoTokenizer.from_pretrained(str(path))
+            self.pad_id = int(self._hf.pad_token_id or 0)
+
+    def encode(self, texts: Sequence[str]) -> list[tuple[list[int], list[int]]]:
+        """(input ids, token type ids) of each text, truncated, unpadded."""
+        if self._hf is not None:  # pragma: no cover
+            enc = self._hf(list(texts), truncation=True, max_length=self.max_length)
+            tt = enc.get("token_type_ids") or [[0] * len(ids) for ids in enc["input_ids"]]
+            return list(zip(enc["input_ids"], tt))
+        return [(e.ids, e.type_ids) for e in self._tok.encode_batch(list(texts))]
+
+
+def _pad(encs: Sequence[tuple[list[int], list[int]]], pad_id: int, names: Sequence[str]) -> dict[str, np.ndarray]:
+    """Right-pad a batch into the int64 feeds the graph takes."""
+    n, width = len(encs), max(len(ids) for ids, _ in encs)
+    ids = np.full((n, width), pad_id, dtype=np.int64)
+    mask = np.zeros((n, width), dtype=np.int64)
+    tt = np.zeros((n, width), dtype=np.int64)
+    for r, (i, t) in enumerate(encs):
+        ids[r, : len(i)] = i
+        mask[r, : len(i)] = 1
+        tt[r, : len(t)] = t
+    feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": tt}
+    return {k: feeds[k] for k in names}
+
+
+def _run_sorted(session, tok: _Tokenizer, encs, batch_size: int, dim: int) -> np.ndarray:
+    """Encode pre-tokenised texts in token-length-sorted batches (little padding), original order."""
+    names = [i.name for i in session.get_inputs()]
+    order = sorted(range(len(encs)), key=lambda i: len(encs[i][0]))
+    out = np.empty((len(encs), dim), dtype=np.float32)
+    for s in range(0, len(order), batch_size):
+        idx = order[s : s + batch_size]
+        feeds = _pad([encs[i] for i in idx], tok.pad_id, names)
+        out[idx] = session.run(None, feeds)[0]
+    return out
+
+
+def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+    b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
+    return (a * b).sum(1)
+
+
+# ------------------------------------------------------------------------------------ sessions
+
+
+def choose_providers(device: str = "cpu") -> list[Any]:
+    """onnxruntime providers: ``$GUARD_ONNX_PROVIDERS`` (comma-separated) when set, else the CUDA
+    provider first when this onnxruntime build has it (onnxruntime-gpu), then the CPU provider. A
+    ``device`` of ``cuda:N`` picks GPU N."""
+    import onnxruntime as ort
+
+    avail = ort.get_available_providers()
+    env = os.environ.get("GUARD_ONNX_PROVIDERS", "").strip()
+    if env:
+        chosen = [p.strip() for p in env.split(",") if p.strip() in avail]
+        return chosen or ["CPUExecutionProvider"]
+    providers: list[Any] = []
+    if "CUDAExecutionProvider" in avail:
+        dev_id = 0
+        if device.startswith("cuda:"):
+            try:
+                dev_id = int(device.split(":", 1)[1])
+            except ValueError:
+                pass
+        providers.append(("CUDAExecutionProvider", {"device_id": dev_id}))
+    providers.append("CPUExecutionProvider")
+    return providers
+
+
+def _num_threads() -> int:
+    env = os.environ.get("GUARD_ONNX_THREADS")
+    if env and env.isdigit() and int(env) > 0:
+        return int(env)
+    if "torch" in sys.modules:  # follow torch's choice when it is loaded anyway; never import it here
+        try:
+            return max(1, int(sys.modules["torch"].get_num_threads()))
+        except Exception:  # pragma: no cover
+            pass
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def make_session(model: str | bytes | os.PathLike, device: str = "cpu", providers: list[Any] | None = None):
+    """An onnxruntime InferenceSession with full graph optimisation and the intra-op thread pool
+    sized like torch's; ``session.run`` is thread-safe."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.intra_op_num_threads = _num_threads()
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 3  # errors only: a missing GPU falls back to the CPU provider quietly
+    src = model if isinstance(model, bytes) else os.fspath(model)
+    return ort.InferenceSession(src, sess_options=so, providers=providers or choose_providers(device))
+
+
+def _meta(session) -> dict[str, str]:
+    m = session.get_modelmeta().custom_metadata_map
+    return {k[len(_META_PREFIX):]: v for k, v in m.items() if k.startswith(_META_PREFIX)}
+
+
+# ------------------------------------------------------------------------------------ export
+
+
+def export_onnx(model_dir: str | os.PathLike, out_path: str | os.PathLike, *, opset: int = OPSET,
+                fingerprint: str | None = None) -> dict[str, Any]:
+    """Export the sentence-transformers model at ``model_dir`` to ONNX at ``out_path``.
+
+    The graph takes ``input_ids``, ``attention_mask`` (and ``token_type_ids`` when the model uses
+    them), int64 (batch, seq) with both axes dynamic, and returns ``embeddings`` (batch, dim):
+    pooled and L2-normalised, as the torch path computes them. Uses the TorchScript exporter
+    (``dynamo=False``: needs the ``onnx`` package, not onnxscript). Before the file is written
+    (atomically: temp file + ``os.replace``), onnxruntime's output is compared with torch's on a few
+    sentences; below ``MIN_COSINE`` nothing is written and :class:`OnnxUnavailable` is raised, as for
+    any other export failure. Returns ``{"seconds", "min_cosine", "path", "exporter"}``.
+    """
+    data, info = export_onnx_bytes(model_dir, opset=opset, fingerprint=fingerprint)
+    write_atomic(Path(out_path), data)
+    info["path"] = Path(out_path)
+    logger.info("screen model exported to ONNX in %.1f s (min cosine vs torch %.6f): %s",
+                info["seconds"], info["min_cosine"], out_path)
+    return info
+
+
+def write_atomic(out_path: Path, data: bytes) -> None:
+    """Write ``data`` to ``out_path`` through a temp file in the same folder and ``os.replace``."""
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out_path.parent, prefix=out_path.stem + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, out_path)  # atomic: readers see no file, the old one, or the whole new one
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def export_onnx_bytes(model_dir: str | os.PathLike, *, opset: int = OPSET,
+                      fingerprint: str | None = None) -> tuple[bytes, dict[str, Any]]:
+    """:func:`export_onnx` without the file: the verified serialised graph and its export info."""
+    t0 = time.perf_counter()
+    model_dir = Path(model_dir)
+    cfg = direct_config(model_dir)
+    if cfg is None:
+        raise OnnxUnavailable(f"{model_dir} is not a plain Transformer -> Pooling (-> Normalize) model")
+    try:
+        import onnx
+    except ImportError as e:
+        raise OnnxUnavailable(
+            "exporting the screen model to ONNX needs the 'onnx' package (pip install onnx); "
+            "torch.onnx's TorchScript exporter serialises through it"
+        ) from e
+    import inspect
+
+    import torch
+    from transformers import AutoModel
+
+    fingerprint = fingerprint or _fingerprint(model_dir)
+    pooling, max_len = cfg["pooling"], int(cfg["max_seq_length"])
+    try:
+        # eager attention: the 4-D additive mask below is used as is and traces without data-dependent
+        # branches (the sdpa path and transformers' 2-D mask helpers bake the example's shapes in)
+        model = AutoModel.from_pretrained(str(model_dir), attn_implementation="eager").eval()
+    except Exception as e:
+        raise OnnxUnavailable(f"cannot load {model_dir} with transformers for export: {e}") from e
+    model.float()
+    uses_tt = ("token_type_ids" in inspect.signature(model.forward).parameters
+               and int(getattr(model.config, "type_vocab_size", 0) or 0) > 0)
+    names = ["input_ids", "attention_mask"] + (["token_type_ids"] if uses_tt else [])
+
+    from guard.screen.embedder import pool_and_normalize
+
+    class _Pooled(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids, attention_mask, token_type_ids=None):
+            am = attention_mask.to(torch.float32)
+            ext = (1.0 - am)[:, None, None, :] * torch.finfo(torch.float32).min
+            kw = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
+            hidden = self.inner(input_ids=input_ids, attention_mask=ext, **kw).last_hidden_state
+            return pool_and_normalize(hidden, attention_mask, pooling)
+
+    wrapper = _Pooled(model).eval()
+    tok = _Tokenizer(model_dir, max_len)
+    texts = [PROBE_TEXT, *VERIFY_TEXTS]
+    encs = tok.encode(texts)
+    example = _pad(encs[:3], tok.pad_id, names)  # padded batch of 3: both axes vary in the trace
+    buf = io.BytesIO()
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # the legacy exporter's deprecation and tracer notes
+            torch.onnx.export(
+                wrapper, tuple(torch.from_numpy(example[n]) for n in names), buf,
+                dynamo=False, input_names=names, output_names=["embeddings"],
+                dynamic_axes={**{n: {0: "batch", 1: "sequence"} for n in names}, "embeddings": {0: "batch"}},
+                opset_version=opset, do_constant_folding=True,
+            )
+    except Exception as e:
+        raise OnnxUnavailable(f"torch.onnx.export failed: {type(e).__name__}: {e}") from e
+
+    # reference: the torch path proper (2-D mask, no wrapper), same token ids
+    ref = np.empty((len(texts), int(model.config.hidden_size)), dtype=np.float32)
+    with torch.no_grad():
+        for i, e in enumerate(encs):
+            feeds = {k: torch.from_numpy(v) for k, v in _pad([e], tok.pad_id, names).items()}
+            hidden = model(**feeds).last_hidden_state
+            ref[i] = pool_and_normalize(hidden, feeds["attention_mask"], pooling)[0].numpy()
+
+    proto = onnx.load_model_from_string(buf.getvalue())
+    meta = {
+        "format": EXPORT_FORMAT, "fingerprint": fingerprint, "pooling": pooling, "dim": str(ref.shape[1]),
+        "max_seq_length": str(max_len), "probe": json.dumps([round(float(x), 7) for x in ref[0]]),
+        "exporter": f"torch {torch.__version__} torch.onnx.export(dynamo=False) opset {opset}",
+    }
+    for k, v in meta.items():
+        p = proto.metadata_props.add()
+        p.key, p.value = _META_PREFIX + k, v
+    data = proto.SerializeToString()
+    del proto, buf
+
+    try:
+        sess = make_session(data, providers=["CPUExecutionProvider"])
+        got = _run_sorted(sess, tok, encs, 8, ref.shape[1])
+    except Exception as e:
+        raise OnnxUnavailable(f"onnxruntime cannot run the exported graph: {type(e).__name__}: {e}") from e
+    cos = _cosines(got, ref)
+    min_cos = float(cos.min())
+    if not (min_cos >= MIN_COSINE):
+        raise OnnxUnavailable(f"exported graph disagrees with torch: min cosine {min_cos:.5f} < {MIN_COSINE}")
+
+    info = {"seconds": time.perf_counter() - t0, "min_cosine": min_cos, "exporter": meta["exporter"]}
+    return data, info
+
+
+# ------------------------------------------------------------------------------------ embedder
+
+
+class OnnxEmbedder:
+    """Thread-safe text -> unit-norm float32 embeddings through onnxruntime; the same public
+    interface (and the same ``cache_key``) as the torch :class:`~guard.screen.embedder.Embedder`."""
+
+    backend = "onnx"
+
+    def __init__(self, model: str = DEFAULT_MODEL, device: str = "cpu", batch_size: int = 64,
+                 providers: list[Any] | None = None):
+        t0 = time.perf_counter()
+        self.model_name = model
+        self.path = resolve_model_path(model)
+        self.device = device
+        self.batch_size = batch_size
+        self.fingerprint = _fingerprint(self.path)
+        cfg = direct_config(self.path)
+        if cfg is None:
+            raise OnnxUnavailable(
+                f"the ONNX backend supports Transformer -> Pooling (-> Normalize) models only, not {self.path}"
+            )
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError as e:  # pragma: no cover - a dependency
+            raise OnnxUnavailable("the ONNX backend needs the package 'onnxruntime'") from e
+        self._pooling = cfg["pooling"]
+        self.max_seq_length = int(cfg["max_seq_length"])
+        self._lock = threading.Lock()  # guards the tokenizer; session.run is thread-safe
+        self._tok = _Tokenizer(self.path, self.max_seq_length)
+        self._providers = providers
+        self.onnx_path = onnx_cache_path(self.fingerprint)
+        self.exported: dict[str, Any] | None = None  # export info when this instance exported
+
+        self._session = None
+        if self.onnx_path.is_file():
+            try:
+                self._session = self._load(self.onnx_path)
+            except Exception as e:  # noqa: BLE001 - corrupt / stale / unreadable: export again
+                logger.warning("cached ONNX screen model %s is unusable (%s); exporting it again", self.onnx_path, e)
+        if self._session is None:
+            self._session = self._export_and_load()
+        self.dim = int(self._meta["dim"])
+        self.provider = self._session.get_providers()[0]
+        self.load_seconds = time.perf_counter() - t0
+        logger.info("screen model %s: onnxruntime on %s (%s, %.2f s)", model, self.provider, self.onnx_path.name,
+                    self.load_seconds)
+
+    # ------------------------------------------------------------ loading
+
+    def _load(self, src: Path | bytes):
+        sess = make_session(src, device=self.device, providers=self._providers)
+        meta = _meta(sess)
+        want = {"format": EXPORT_FORMAT, "fingerprint": self.fingerprint, "pooling": self._pooling}
+        bad = {k: meta.get(k) for k, v in want.items() if meta.get(k) != v}
+        if bad:
+            raise OnnxUnavailable(f"cached graph metadata does not match this model: {bad}")
+        probe = np.asarray(json.loads(meta["probe"]), dtype=np.float32)[None]
+        got = _run_sorted(sess, self._tok, self._tok.encode([PROBE_TEXT]), 1, probe.shape[1])
+        cos = float(_cosines(got, probe)[0])
+        if not (cos >= MIN_COSINE):
+            raise OnnxUnavailable(f"cached graph fails its probe check (cosine {cos:.5f} vs torch)")
+        self._meta = meta
+        return sess
+
+    def _export_and_load(self):
+        data, info = export_onnx_bytes(self.path, fingerprint=self.fingerprint)
+        try:
+            write_atomic(self.onnx_path, data)
+            info["path"] = self.onnx_path
+            logger.info("screen model exported to ONNX in %.1f s (min cosine vs torch %.6f): %s",
+                        info["seconds"], info["min_cosine"], self.onnx_path)
+        except OSError as e:  # the cache is not writable: use the graph for this process only
+            logger.warning("cannot cache the ONNX screen model at %s (%s); it will be exported again next time",
+                           self.onnx_path, e)
+            info["path"] = None
+        self.exported = info
+        return self._load(data)
+
+    # ------------------------------------------------------------ interface
+
+    @property
+    def cache_key(self) -> str:
+        """Same key as the torch Embedder's: the vectors agree to cosine >= 0.999, so the FAISS
+        index cache is shared between the backends."""
+        return f"{Path(self.model_name).name}-{self.fingerprint}"
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Encode texts in token-length-sorted batches; rows are L2-normalised float32."""
+        texts = list(texts)
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        with self._lock:
+            encs = self._tok.encode(texts)
+        return _run_sorted(self._session, self._tok, encs, self.batch_size, self.dim)
+
+    def __repr__(self) -> str:
+        return f"OnnxEmbedder({self.model_name!r}, provider={self.provider!r}, dim={self.dim})"

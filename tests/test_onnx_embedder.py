@@ -1,0 +1,256 @@
+"""ONNX fast path of the screen embedder: agreement with torch, the export cache, fallbacks."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from guard.errors import GuardError
+from guard.screen import embedder as emb_mod
+from guard.screen import onnx_backend
+from guard.screen.embedder import Embedder, get_embedder
+from guard.screen.onnx_backend import OnnxEmbedder, OnnxUnavailable
+
+PROMPTS = [
+    "",
+    "a",
+    "a photo of a cat sitting on a windowsill",
+    "A BICYCLE replica with a clock as the front wheel.",
+    "portrait of a woman, oil painting, by greg rutkowski, trending on artstation, 8k, highly detailed",
+    "a naked woman",
+    "a soldier pointing an assault rifle at a crowd of people",
+    "Ein Hund spielt im Park mit einem roten Ball",
+    "un chat noir sur un toit à Paris, aquarelle",
+    "中文字符 日本語のテキスト 한국어 문장",
+    "مرحبا بالعالم",
+    "🍑🍆💦 🔥🔥",
+    "𝕒 𝕔𝕒𝕥 in ＦＵＬＬＷＩＤＴＨ letters",
+    "a\u0301\u0301\u0301 e\u0308 naïve café résumé",
+    "\x00\x01\x02 control characters",
+    "tabs\tand\nnewlines   and    spaces",
+    "[CLS] [SEP] [PAD] [MASK] special tokens as text",
+    "supercalifragilisticexpialidocious antidisestablishmentarianism pneumonoultramicroscopic",
+    "masterpiece, best quality, " + "intricate detail, sharp focus, " * 120,  # >> 256 word pieces
+    " ".join(f"word{i}" for i in range(300)),  # long, many word pieces each
+]
+
+
+@pytest.fixture(scope="session")
+def onnx_cache(tmp_path_factory):
+    """A fresh cache dir into which the screen model is exported once for this test session."""
+    d = tmp_path_factory.mktemp("guard-onnx-cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GUARD_CACHE_DIR", str(d))
+        emb = OnnxEmbedder()
+    assert emb.exported is not None, "a fresh cache dir must export"
+    return d, emb
+
+
+@pytest.fixture(scope="session")
+def onnx_emb(onnx_cache):
+    return onnx_cache[1]
+
+
+@pytest.fixture(scope="session")
+def torch_emb():
+    return Embedder()
+
+
+@pytest.fixture()
+def in_cache(onnx_cache, monkeypatch):
+    monkeypatch.setenv("GUARD_CACHE_DIR", str(onnx_cache[0]))
+    return onnx_cache[0]
+
+
+@pytest.fixture()
+def fresh_registry(monkeypatch, torch_emb):
+    """get_embedder's process-wide cache, emptied for the test (the torch model pre-seeded)."""
+    reg = {("all-minilm-l6-v2", "cpu", "torch"): torch_emb}
+    monkeypatch.setattr(emb_mod, "_EMBEDDERS", reg)
+    return reg
+
+
+def _count_exports(monkeypatch, good: bytes | None = None, fail: str | None = None) -> list[int]:
+    """Replace the (slow) export by a counter returning the known-good graph, or raising."""
+    calls: list[int] = []
+
+    def fake(model_dir, **kw):
+        calls.append(1)
+        if fail:
+            raise OnnxUnavailable(fail)
+        return good, {"seconds": 0.0, "min_cosine": 1.0, "exporter": "test"}
+
+    monkeypatch.setattr(onnx_backend, "export_onnx_bytes", fake)
+    return calls
+
+
+def test_export_is_verified_and_cached(onnx_cache, onnx_emb):
+    d, _ = onnx_cache
+    path = d / "onnx" / f"{onnx_emb.fingerprint}.onnx"
+    assert path.is_file() and path == onnx_emb.onnx_path
+    assert onnx_emb.exported["min_cosine"] >= 0.999 and "dynamo=False" in onnx_emb.exported["exporter"]
+    assert not list(path.parent.glob("*.tmp"))  # atomic write left no temp file behind
+    assert onnx_emb.provider in ("CPUExecutionProvider", "CUDAExecutionProvider")
+
+
+def test_cosine_against_torch(onnx_emb, torch_emb):
+    a, b = onnx_emb.encode(PROMPTS), torch_emb.encode(PROMPTS)
+    assert a.shape == b.shape == (len(PROMPTS), 384) and a.dtype == np.float32
+    assert np.allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
+    cos = (a * b).sum(1)
+    assert cos.min() >= 0.999, dict(zip(PROMPTS, cos.round(5)))
+
+
+def test_same_interface_and_cache_key(onnx_emb, torch_emb):
+    assert onnx_emb.cache_key == torch_emb.cache_key  # the FAISS index cache is shared
+    assert onnx_emb.fingerprint == torch_emb.fingerprint and onnx_emb.dim == torch_emb.dim == 384
+    assert onnx_emb.model_name == torch_emb.model_name and onnx_emb.path == torch_emb.path
+    assert onnx_emb.encode([]).shape == (0, 384)
+
+
+def test_tokenizer_matches_transformers(onnx_emb, torch_emb):
+    ours = onnx_emb._tok.encode(PROMPTS)
+    theirs = torch_emb._tok(PROMPTS, truncation=True, max_length=torch_emb.max_seq_length)
+    assert [ids for ids, _ in ours] == theirs["input_ids"]
+    assert [tt for _, tt in ours] == theirs["token_type_ids"]
+    assert max(len(ids) for ids, _ in ours) == 256  # the long prompts were truncated
+
+
+def test_batch_equals_one_by_one(onnx_emb):
+    batch = onnx_emb.encode(PROMPTS)
+    single = np.concatenate([onnx_emb.encode([p]) for p in PROMPTS])
+    np.testing.assert_allclose(batch, single, atol=1e-5)
+    # order is restored after length sorting, also across several batches
+    small = OnnxEmbedder.__new__(OnnxEmbedder)
+    small.__dict__.update(onnx_emb.__dict__, batch_size=3)
+    np.testing.assert_allclose(small.encode(PROMPTS), batch, atol=1e-5)
+
+
+def test_thread_safety(onnx_emb):
+    expected = onnx_emb.encode(PROMPTS)
+    results: dict[int, np.ndarray] = {}
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(8)
+
+    def work(k: int):
+        try:
+            barrier.wait()
+            order = PROMPTS[k:] + PROMPTS[:k]  # each thread its own rotation of the prompts
+            for _ in range(3):
+                out = onnx_emb.encode(order)
+            results[k] = np.roll(out, k, axis=0)
+        except BaseException as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert len(results) == 8
+    for out in results.values():
+        np.testing.assert_allclose(out, expected, atol=1e-5)
+
+
+def test_cached_file_is_reused_without_export(in_cache, onnx_emb, monkeypatch):
+    calls = _count_exports(monkeypatch, fail="must not export")
+    mtime = onnx_emb.onnx_path.stat().st_mtime_ns
+    again = OnnxEmbedder()
+    assert calls == [] and again.exported is None
+    assert onnx_emb.onnx_path.stat().st_mtime_ns == mtime
+    np.testing.assert_allclose(again.encode(PROMPTS[:5]), onnx_emb.encode(PROMPTS[:5]), atol=1e-6)
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "empty"])
+def test_corrupt_cached_file_is_exported_again(onnx_emb, monkeypatch, tmp_path, damage):
+    good = onnx_emb.onnx_path.read_bytes()
+    monkeypatch.setenv("GUARD_CACHE_DIR", str(tmp_path))
+    target = tmp_path / "onnx" / onnx_emb.onnx_path.name
+    target.parent.mkdir(parents=True)
+    target.write_bytes({"garbage": b"not an onnx model" * 100, "truncated": good[: len(good) // 2],
+                        "empty": b""}[damage])
+    calls = _count_exports(monkeypatch, good=good)
+    e = OnnxEmbedder()
+    assert calls == [1] and e.exported is not None
+    assert target.read_bytes() == good  # replaced by the fresh export
+    np.testing.assert_allclose(e.encode(PROMPTS[:5]), onnx_emb.encode(PROMPTS[:5]), atol=1e-6)
+
+
+def test_cached_file_of_another_model_is_not_trusted(onnx_emb, monkeypatch, tmp_path):
+    """A graph whose metadata names another fingerprint (e.g. copied by hand) is re-exported."""
+    monkeypatch.setenv("GUARD_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(emb_mod, "_fingerprint", lambda p: "0123456789abcdef")
+    monkeypatch.setattr(onnx_backend, "_fingerprint", lambda p: "0123456789abcdef")
+    target = tmp_path / "onnx" / "0123456789abcdef.onnx"
+    target.parent.mkdir(parents=True)
+    target.write_bytes(onnx_emb.onnx_path.read_bytes())
+    calls = _count_exports(monkeypatch, fail="stale")
+    with pytest.raises(OnnxUnavailable, match="stale"):
+        OnnxEmbedder()
+    assert calls == [1]
+
+
+def test_cached_start_loads_neither_torch_nor_transformers(in_cache):
+    code = (
+        "import sys\n"
+        "from guard.screen.onnx_backend import OnnxEmbedder\n"
+        "e = OnnxEmbedder()\n"
+        "assert e.exported is None, 'exported again'\n"
+        "assert e.encode(['a cat']).shape == (1, 384)\n"
+        "print('torch' in sys.modules, 'transformers' in sys.modules)\n"
+    )
+    env = dict(os.environ, GUARD_CACHE_DIR=str(in_cache))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300,
+                         cwd=str(Path(__file__).resolve().parents[1]))
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.split() == ["False", "False"]
+
+
+def test_get_embedder_backends(in_cache, fresh_registry, torch_emb, monkeypatch):
+    calls = _count_exports(monkeypatch, fail="must not export")
+    assert get_embedder(backend="torch") is torch_emb
+    e = get_embedder(backend="auto")
+    assert isinstance(e, OnnxEmbedder) and calls == []
+    assert get_embedder("all-MiniLM-L6-v2") is e  # default backend is auto; cached per key
+    o = get_embedder(backend="onnx")
+    assert isinstance(o, OnnxEmbedder)
+    with pytest.raises(GuardError, match="unknown screen backend"):
+        get_embedder(backend="tensorrt")
+
+
+def test_auto_falls_back_to_torch_with_one_warning(fresh_registry, torch_emb, monkeypatch, tmp_path):
+    monkeypatch.setenv("GUARD_CACHE_DIR", str(tmp_path))  # nothing cached: must export
+    _count_exports(monkeypatch, fail="forced export failure")
+    with pytest.warns(RuntimeWarning, match="forced export failure") as rec:
+        e = get_embedder(backend="auto")
+    assert e is torch_emb and len([w for w in rec if issubclass(w.category, RuntimeWarning)]) == 1
+    with pytest.raises(GuardError, match="forced export failure"):
+        get_embedder(backend="onnx")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert get_embedder(backend="auto") is torch_emb  # cached: no second warning
+
+
+def test_export_without_onnx_package_says_why(monkeypatch, torch_emb):
+    monkeypatch.setitem(sys.modules, "onnx", None)  # import onnx -> ImportError
+    with pytest.raises(OnnxUnavailable, match="pip install onnx"):
+        onnx_backend.export_onnx(torch_emb.path, Path("/nonexistent/never-written.onnx"))
+
+
+def test_unsupported_model_uses_torch_path(monkeypatch, fresh_registry, torch_emb):
+    monkeypatch.setattr(emb_mod, "direct_config", lambda path: None)
+    monkeypatch.setattr(onnx_backend, "direct_config", lambda path: None)
+    with pytest.raises(GuardError, match="supports Transformer"):
+        get_embedder(backend="onnx")
+    monkeypatch.setattr(emb_mod, "Embedder", lambda model, device="cpu": torch_emb)
+    fresh_registry.clear()
+    assert get_embedder(backend="auto") is torch_emb
