@@ -7,6 +7,7 @@ Registered in :mod:`guard.cli` as ``app.command("calibrate")(calibrate)``. Nothi
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Optional
 
@@ -54,14 +55,18 @@ def _load_text_encoders(model: str, device: Optional[str]) -> Any:
                                    or (os.altsep and os.altsep in model)):
             raise GuardError(f"cannot load model {model!r}: no such directory")
         try:
-            pipe = _load_text_components(os.fspath(local) if local.exists() else model)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                pipe = _load_text_components(os.fspath(local) if local.exists() else model)
         except Exception as e:  # noqa: BLE001 - the user gets one line, not a traceback
             raise GuardError(f"cannot load model {model!r} offline: {_first_line(e)}") from None
         if pipe is None:  # no text components listed: let diffusers work out the pipeline
             try:
                 from diffusers import DiffusionPipeline
 
-                pipe = DiffusionPipeline.from_pretrained(model)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    pipe = DiffusionPipeline.from_pretrained(model)
             except Exception as e:  # noqa: BLE001
                 raise GuardError(f"cannot load model {model!r} offline: {_first_line(e)}") from None
     if device:
@@ -174,8 +179,11 @@ def calibrate(
     typer.echo(f"wrote {written}")
     ref = os.fspath(written.resolve())
     builtin = _is_builtin(pol)
-    if pol.source and not builtin and written.resolve().parent == Path(pol.source).resolve().parent:
-        ref = written.name
+    if pol.source and not builtin:
+        try:  # beside or below the policy file: relative to it, as the policy resolves it
+            ref = written.resolve().relative_to(Path(pol.source).resolve().parent).as_posix()
+        except ValueError:
+            pass
     line = f"screen: {{generator_space: {{enabled: true, calibration: {ref}}}}}"
     if builtin or not pol.source:
         typer.echo(f"{pol.name!r} is not a policy file you edit; put this in a policy file "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import threading
@@ -50,9 +51,11 @@ def test_eight_threads_generating_at_once(tiny_pipe, tmp_path):
 
     def worker(t):
         try:
-            # a pipeline per thread (own scheduler state), weights shared
+            # a pipeline per thread with its own scheduler state and tokenizer (neither is
+            # thread-safe in diffusers/tokenizers), weights shared
             p = GuardedStableDiffusionPipeline.from_pipe(
-                base, scheduler=DDIMScheduler.from_config(base.scheduler.config))
+                base, scheduler=DDIMScheduler.from_config(base.scheduler.config),
+                tokenizer=copy.deepcopy(base.tokenizer))
             for r in range(2):
                 p([f"a lighthouse number {t}", "a photo of a naked woman"], num_images_per_prompt=2,
                   generator=torch.Generator().manual_seed(t * 10 + r), output_type="np", **FAST)

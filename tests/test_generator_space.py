@@ -81,6 +81,16 @@ def pipe1():
 
 
 @pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    """The seed-0 tiny pipeline saved as a diffusers directory."""
+    from guard.pipelines.tiny import save_tiny_pipeline
+
+    d = tmp_path_factory.mktemp("tiny") / "pipe"
+    save_tiny_pipeline(d)
+    return d
+
+
+@pytest.fixture(scope="module")
 def policy():
     return load_policy(policy_dict())
 
@@ -160,17 +170,16 @@ def test_pipeline_without_encoder_is_refused():
 # ------------------------------------------------------------------------------------ fingerprints
 
 
-def test_fingerprint_stable_and_weight_sensitive(pipe, pipe1, tmp_path):
+def test_fingerprint_stable_and_weight_sensitive(pipe, pipe1, tiny_dir):
     from diffusers import DiffusionPipeline
 
-    from guard.pipelines.tiny import build_tiny_pipeline, save_tiny_pipeline
+    from guard.pipelines.tiny import build_tiny_pipeline
 
     fp = model_fingerprint(pipe.text_encoder)
     assert len(fp) == 16 and int(fp, 16) >= 0
     assert fp == model_fingerprint(build_tiny_pipeline().text_encoder)  # same seed, new objects
     assert fp != model_fingerprint(pipe1.text_encoder)
-    save_tiny_pipeline(tmp_path / "tiny")
-    reloaded = DiffusionPipeline.from_pretrained(str(tmp_path / "tiny"))
+    reloaded = DiffusionPipeline.from_pretrained(str(tiny_dir))
     assert model_fingerprint(reloaded.text_encoder) == fp  # save/load does not change it
     assert model_fingerprint(reloaded.text_encoder.half()) == fp  # nor float16
 
@@ -410,6 +419,37 @@ def test_cli_calibrate_explicit_out_and_txt(cli_app, tmp_path):
                                      "--out", str(out), "--limit", "5"])
     assert r.exit_code == 0, r.output
     assert load_calibration(out)["n_benign"] == 5
+    assert "calibration: o/c.json" in r.stdout  # relative to the policy file
+
+
+def test_cli_calibrate_model_directory(cli_app, tmp_path, tiny_dir, pipe):
+    """A diffusers directory: only its text components are loaded; same fingerprint as in memory."""
+    txt = tmp_path / "benign.txt"
+    txt.write_text("\n".join(BENIGN) + "\n")
+    out = tmp_path / "elsewhere" / "c.json"
+    pol_path = tmp_path / "pol" / "p.yaml"
+    pol_path.parent.mkdir()
+    pol_path.write_text(yaml.safe_dump(policy_dict()))
+    r = CliRunner().invoke(cli_app, ["--model", str(tiny_dir), "--benign", str(txt), "--out", str(out),
+                                     "--policy", str(pol_path), "--limit", "4"])
+    assert r.exit_code == 0, r.output
+    calib = load_calibration(out)
+    assert calib["model_fingerprint"] == model_fingerprint(pipe.text_encoder)
+    assert calib["model"] == str(tiny_dir) and calib["n_benign"] == 4
+    assert f"calibration: {out}" in r.stdout  # not beside the policy: an absolute path
+
+
+def test_default_calibration_path(tmp_path):
+    from guard.screen.generator_space import default_calibration_path
+
+    pol_path = tmp_path / "mine.yaml"
+    pol_path.write_text(yaml.safe_dump(policy_dict()))
+    assert default_calibration_path(load_policy(str(pol_path)), "abc") == tmp_path / "mine.abc.calibration.json"
+    # built-in policies are not written beside: the working directory
+    assert default_calibration_path(load_policy("default"), "abc", cwd=tmp_path) == \
+        tmp_path / "default.abc.calibration.json"
+    assert default_calibration_path(load_policy(policy_dict()), "abc", cwd=tmp_path) == \
+        tmp_path / "gs-test.abc.calibration.json"
 
 
 def test_cli_calibrate_errors(cli_app, tmp_path):

@@ -284,3 +284,27 @@ def test_set_policy_validates_before_changing(guarded):
     assert guarded.guard_policy.name == "test"
     guarded.set_policy(make_policy(name="new"))
     assert guarded.guard_policy.name == "new"
+
+
+def test_generator_space_stage_raises_decisions_and_fails_closed(tiny_pipe, unet_counter, tmp_path):
+    pol = make_policy(screen={"threshold": 0.6, "generator_space": {"enabled": True, "threshold": 0.0001,
+                                                                     "action": "block"}})
+    g = guard.protect(tiny_pipe, pol)
+    out = g(BENIGN, **FAST)  # every prompt is "near" a concept at a threshold of ~0
+    assert unet_counter.calls == 0 and out.nsfw_content_detected == [True]
+    assert any("generator" in r for r in out.guard_report.images[0].reasons + out.guard_report.images[0].screen.reasons)
+    assert "generator_space" in out.guard_report.timings_ms
+    # a calibration file made for another model is refused: fail closed
+    bad = tmp_path / "calib.json"
+    from guard.pipelines.tiny import build_tiny_pipeline
+    from guard.screen.generator_space import calibrate, pipeline_encoders, save_calibration
+
+    other = build_tiny_pipeline(seed=1)
+    from guard.policy import load_policy
+
+    p = load_policy(make_policy())
+    save_calibration(calibrate(pipeline_encoders(other), p, ["a cat", "a dog", "a tree"]), bad)
+    pol2 = make_policy(screen={"generator_space": {"enabled": True, "calibration": str(bad)}})
+    out = guard.protect(tiny_pipe, pol2)(BENIGN, **FAST)
+    assert out.nsfw_content_detected == [True]
+    assert "generator-space screen failed" in out.guard_report.errors[0]

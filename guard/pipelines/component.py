@@ -33,7 +33,13 @@ class GuardComponent(ModelMixin, ConfigMixin):
     @classmethod
     def from_policy(cls, policy: PolicySource = "default") -> "GuardComponent":
         p = load_policy(policy)
-        return cls(policy=p.model_dump(mode="json", exclude={"extends", "include"}))
+        d = p.model_dump(mode="json", exclude={"extends", "include"})
+        if p.screen.generator_space.calibration:
+            # the stored policy has no file of its own: make the calibration path absolute
+            from guard.screen.generator_space import resolve_calibration_path
+
+            d["screen"]["generator_space"]["calibration"] = str(resolve_calibration_path(p))
+        return cls(policy=d)
 
     @property
     def policy(self):

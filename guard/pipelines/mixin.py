@@ -246,7 +246,42 @@ class GuardedPipelineMixin:
 
             return [ScreenResult(i, "allow", None, None, None, 0.0, None, reasons=["screen disabled by policy"])
                     for i in range(len(prompts))]
-        return guard.screen_prompts(texts, report)
+        results = guard.screen_prompts(texts, report)
+        gs_cfg = guard.policy.screen.generator_space
+        if gs_cfg.enabled and guard.policy.screen.enabled:
+            self._guard_generator_space(texts, results, report)
+        return results
+
+    def _guard_generator_space(self, texts, results, report) -> None:
+        """Second opinion in the generator's own text-encoder space (optional stage): it may raise a
+        prompt's decision, never lower it. Fails closed like the text screen."""
+        from guard.screen.generator_space import get_generator_space_screen
+        from guard.screen.screen import ConceptScore
+
+        guard = self.guard.guard
+        t0 = time.perf_counter()
+        try:
+            gres = get_generator_space_screen(self, guard.policy).screen_batch(texts)
+        except GuardInputError:
+            raise
+        except Exception as e:  # includes a calibration made for another model
+            msg = f"generator-space screen failed: {type(e).__name__}: {e}"
+            report.errors.append(msg)
+            if not guard.policy.fail_open:
+                for r in results:
+                    r.decision, r.reasons = "block", [msg + " (fail closed)"] + r.reasons
+            gres = []
+        rank = {"allow": 0, "escalate": 1, "block": 2}
+        for r, g in zip(results, gres):
+            if g.decision == "allow":
+                continue
+            r.matches.append(ConceptScore(g.concept, g.category, g.decision, g.score, g.threshold, g.phrase,
+                                          "generator_space"))
+            r.reasons.append(g.reasons[0])
+            if rank[g.decision] > rank[r.decision]:
+                r.decision, r.concept, r.category = g.decision, g.concept, g.category
+                r.score, r.threshold, r.phrase = g.score, g.threshold, g.phrase
+        report.timings_ms["generator_space"] = (time.perf_counter() - t0) * 1000
 
     def _guard_subset(self, params: dict, keep: list[int], n_prompts: int, nipp: int) -> dict:
         """The call's arguments restricted to the prompts in ``keep`` (per-prompt and per-image
