@@ -7,15 +7,26 @@ from typing import Any
 from guard.errors import GuardError
 from guard.pipelines.component import GuardComponent
 from guard.pipelines.mixin import GuardedPipelineMixin, GuardedPipelineOutput
+from guard.pipelines.editing import (GuardedStableDiffusionImg2ImgPipeline, GuardedStableDiffusionInpaintPipeline,
+                                     GuardedStableDiffusionInstructPix2PixPipeline)
+from guard.pipelines.sdxl import (GuardedStableDiffusionXLImg2ImgPipeline, GuardedStableDiffusionXLPipeline,
+                                  GuardedXLPipelineOutput)
 from guard.pipelines.stable_diffusion import GuardedStableDiffusionPipeline
 from guard.policy import PolicySource
 
 
 def _registry() -> dict[type, type]:
     """diffusers pipeline class -> its guarded subclass."""
-    from diffusers import StableDiffusionPipeline
+    import diffusers
 
-    return {StableDiffusionPipeline: GuardedStableDiffusionPipeline}
+    return {
+        diffusers.StableDiffusionPipeline: GuardedStableDiffusionPipeline,
+        diffusers.StableDiffusionImg2ImgPipeline: GuardedStableDiffusionImg2ImgPipeline,
+        diffusers.StableDiffusionInpaintPipeline: GuardedStableDiffusionInpaintPipeline,
+        diffusers.StableDiffusionInstructPix2PixPipeline: GuardedStableDiffusionInstructPix2PixPipeline,
+        diffusers.StableDiffusionXLPipeline: GuardedStableDiffusionXLPipeline,
+        diffusers.StableDiffusionXLImg2ImgPipeline: GuardedStableDiffusionXLImg2ImgPipeline,
+    }
 
 
 def protect(pipe: Any, policy: PolicySource = "default"):
@@ -45,6 +56,9 @@ def unprotect(pipe: Any):
     base = inverse.get(type(pipe))
     if base is None:
         raise GuardError(f"no plain pipeline class known for {type(pipe).__name__}")
+    from guard.guidance import uninstall
+
+    uninstall(pipe.unet)  # remove every hook guard put on the (shared) UNet
     comps = {k: v for k, v in pipe.components.items() if k != "guard"}
     return base(**comps, **({"requires_safety_checker": pipe.config.requires_safety_checker}
                             if "requires_safety_checker" in pipe.config else {}))
@@ -54,7 +68,13 @@ __all__ = [
     "GuardComponent",
     "GuardedPipelineMixin",
     "GuardedPipelineOutput",
+    "GuardedStableDiffusionImg2ImgPipeline",
+    "GuardedStableDiffusionInpaintPipeline",
+    "GuardedStableDiffusionInstructPix2PixPipeline",
     "GuardedStableDiffusionPipeline",
+    "GuardedStableDiffusionXLImg2ImgPipeline",
+    "GuardedStableDiffusionXLPipeline",
+    "GuardedXLPipelineOutput",
     "protect",
     "unprotect",
 ]

@@ -21,6 +21,8 @@ import torch
 from diffusers.pipelines.stable_diffusion.pipeline_output import StableDiffusionPipelineOutput
 
 from guard.errors import GuardBlocked, GuardInputError
+from guard.guidance import guidance_active, rows_to_guide
+from guard.guidance import prepare as prepare_guidance
 from guard.output.base import to_rgb_uint8
 from guard.output.check import blank_like
 from guard.pipelines.component import GuardComponent
@@ -44,6 +46,13 @@ class GuardedPipelineMixin:
 
     #: name of the argument holding the text prompt in the parent's ``__call__``
     _guard_prompt_arg = "prompt"
+    #: further prompt arguments that reach a text encoder (SDXL's ``prompt_2``): screened too
+    _guard_extra_prompt_args: tuple[str, ...] = ()
+    #: input images of editing pipelines: screened by the output classifiers, sliced with the batch
+    _guard_image_args: tuple[str, ...] = ()
+    #: text2img | img2img | inpaint | pix2pix | sdxl | sdxl-img2img
+    _guard_kind = "text2img"
+    _guard_output_cls = GuardedPipelineOutput
 
     # ------------------------------------------------------------------ construction
 
@@ -72,9 +81,12 @@ class GuardedPipelineMixin:
         level = log.level
         log.setLevel(logging.ERROR)
         try:
-            return super().from_pipe(pipeline, **kwargs)
+            new = super().from_pipe(pipeline, **kwargs)
         finally:
             log.setLevel(level)
+        if getattr(pipeline, "_progress_bar_config", None) is not None:  # keep the user's progress bar setting
+            new.set_progress_bar_config(**pipeline._progress_bar_config)
+        return new
 
     # ------------------------------------------------------------------ policy access
 
@@ -127,8 +139,9 @@ class GuardedPipelineMixin:
             raise GuardInputError(f"output_type must be one of {', '.join(_OUTPUT_TYPES)}, got {output_type!r}")
         return_dict = params.get("return_dict", True)
 
-        # 1. prompt screen
+        # 1. prompt screen (and, on editing pipelines, the input images)
         screened = self._guard_screen(prompts, params, report)
+        input_escalated = self._guard_screen_inputs(params, screened, report)
         allowed = [i for i, r in enumerate(screened) if r.decision != "block"]
         blocked = [i for i, r in enumerate(screened) if r.decision == "block"]
         if blocked and guard.policy.on_block == "raise":
@@ -148,9 +161,18 @@ class GuardedPipelineMixin:
             inner_type = "latent" if output_type == "latent" else "pt"
             sub["output_type"] = inner_type
             sub["return_dict"] = True
+            state = self._guard_guidance_state(screened, input_escalated, allowed, nipp, sub, report)
             t0 = time.perf_counter()
-            out = parent_call(self, **sub)
+            with guidance_active(state):
+                out = parent_call(self, **sub)
             report.timings_ms["generate"] = (time.perf_counter() - t0) * 1000
+            if state is not None:
+                report.notes.append(
+                    f"negative guidance ({state.mode}, layout {state.layout}) on "
+                    f"{int(state.row_mask.sum())} of {len(state.row_mask)} image(s), steps {state.applied_steps}, "
+                    f"+{state.extra_rows} UNet batch rows per step"
+                    + (" (classifier-free guidance was off: an unconditional branch was added)"
+                       if state.layout == "single" else ""))
             images_allowed = list(out.images)
             nsfw = getattr(out, "nsfw_content_detected", None)
             parent_nsfw = list(nsfw) if nsfw is not None else [False] * len(images_allowed)
@@ -189,8 +211,9 @@ class GuardedPipelineMixin:
 
         images = self._guard_pack(final, output_type)
         if not return_dict:
-            return (images, nsfw_out)
-        return GuardedPipelineOutput(images=images, nsfw_content_detected=nsfw_out, guard_report=report)
+            return (images, nsfw_out) if "nsfw_content_detected" in self._guard_output_cls.__dataclass_fields__ \
+                and self._guard_kind not in ("sdxl", "sdxl-img2img") else (images,)
+        return self._guard_output_cls(images=images, nsfw_content_detected=nsfw_out, guard_report=report)
 
     # ------------------------------------------------------------------ pieces
 
@@ -241,6 +264,15 @@ class GuardedPipelineMixin:
     def _guard_screen(self, prompts, params, report):
         guard = self.guard.guard
         texts = [p if p is not None else "" for p in prompts]
+        n = len(texts)
+        for name in self._guard_extra_prompt_args:  # e.g. SDXL's prompt_2 reaches the second encoder
+            extra = params.get(name)
+            if extra is None:
+                continue
+            extra_list = [extra] * n if isinstance(extra, str) else list(extra)
+            if len(extra_list) != n or not all(isinstance(x, str) for x in extra_list):
+                raise GuardInputError(f"`{name}` must be a string or a list of {n} strings")
+            texts = [f"{a}, {b}" if b and b != a else a for a, b in zip(texts, extra_list)]
         if all(p is None for p in prompts):
             from guard.screen.screen import ScreenResult
 
@@ -283,6 +315,76 @@ class GuardedPipelineMixin:
                 r.score, r.threshold, r.phrase = g.score, g.threshold, g.phrase
         report.timings_ms["generator_space"] = (time.perf_counter() - t0) * 1000
 
+    def _guard_input_images(self, params: dict, n_prompts: int) -> list[tuple[str, list[Any], bool]]:
+        """(argument, images, per_prompt) for each input-image argument that was given."""
+        out = []
+        for name in self._guard_image_args:
+            img = params.get(name)
+            if img is None:
+                continue
+            if isinstance(img, (list, tuple)):
+                items = list(img)
+            elif isinstance(img, (torch.Tensor, np.ndarray)) and img.ndim == 4:
+                items = [img[i] for i in range(img.shape[0])]
+            else:
+                items = [img]
+            if not items:
+                raise GuardInputError(f"`{name}` is an empty list")
+            per_prompt = len(items) == n_prompts and n_prompts > 1
+            out.append((name, items, per_prompt))
+        return out
+
+    def _guard_screen_inputs(self, params: dict, screened, report) -> list[bool]:
+        """Run the output classifiers on the input images; by ``input_images.action`` a flagged
+        image blocks or escalates the prompts it belongs to. Returns per prompt: escalated by input."""
+        guard = self.guard.guard
+        n = len(screened)
+        escalated = [False] * n
+        cfg = guard.policy.input_images
+        if not cfg.enabled or not guard.output_check_enabled or not self._guard_image_args:
+            return escalated
+        for name, items, per_prompt in self._guard_input_images(params, n):
+            if name == "mask_image":
+                continue  # a mask is not content
+            t0 = time.perf_counter()
+            arrays = [to_rgb_uint8(im, where=f"`{name}` image {k}") for k, im in enumerate(items)]
+            verdicts = guard.check_images(arrays, report)
+            report.timings_ms["input_check"] = report.timings_ms.get("input_check", 0.0) + (
+                time.perf_counter() - t0) * 1000
+            for k, v in enumerate(verdicts):
+                if not v.is_flagged:
+                    continue
+                targets = [k] if per_prompt else (list(range(n)) if len(items) == 1 else [k] if k < n else [])
+                if not per_prompt and len(items) > 1:
+                    targets = list(range(n))  # several images for every prompt: any flagged one counts
+                for pi in targets:
+                    why = f"input `{name}` image {k} flagged: " + ", ".join(v.flagged[:2])
+                    if cfg.action == "block":
+                        screened[pi].decision = "block"
+                        screened[pi].reasons.insert(0, why)
+                    elif cfg.action == "escalate":
+                        escalated[pi] = True
+                        screened[pi].reasons.append(why + " (escalated)")
+                        if screened[pi].decision == "allow":
+                            screened[pi].decision = "escalate"
+                    else:
+                        screened[pi].reasons.append(why + " (allowed by policy)")
+        return escalated
+
+    def _guard_guidance_state(self, screened, input_escalated, allowed, nipp, sub, report):
+        guard = self.guard.guard
+        if not guard.policy.guidance.enabled:
+            return None
+        esc = [screened[i].decision == "escalate" or input_escalated[i] for i in allowed]
+        rows = rows_to_guide(guard.policy, self._guard_kind, esc, nipp)
+        try:
+            return prepare_guidance(self, guard.policy, self._guard_kind, rows, sub)
+        except Exception as e:  # a defence failed: fail closed unless the policy says otherwise
+            if guard.policy.fail_open:
+                report.errors.append(f"negative guidance unavailable: {type(e).__name__}: {e}")
+                return None
+            raise
+
     def _guard_subset(self, params: dict, keep: list[int], n_prompts: int, nipp: int) -> dict:
         """The call's arguments restricted to the prompts in ``keep`` (per-prompt and per-image
         arguments are sliced; shared ones pass through)."""
@@ -292,9 +394,15 @@ class GuardedPipelineMixin:
         name = self._guard_prompt_arg
         if isinstance(sub.get(name), (list, tuple)):
             sub[name] = [sub[name][i] for i in keep]
-        for key in ("negative_prompt",):
-            if isinstance(sub.get(key), (list, tuple)):
+        for key in ("negative_prompt",) + self._guard_extra_prompt_args + ("negative_prompt_2",):
+            if isinstance(sub.get(key), (list, tuple)) and len(sub[key]) == n_prompts:
                 sub[key] = [sub[key][i] for i in keep]
+        for key in self._guard_image_args:  # one input image per prompt: keep the allowed ones
+            img = sub.get(key)
+            if isinstance(img, (list, tuple)) and len(img) == n_prompts:
+                sub[key] = [img[i] for i in keep]
+            elif isinstance(img, (torch.Tensor, np.ndarray)) and img.ndim == 4 and img.shape[0] == n_prompts:
+                sub[key] = img[keep]
         for key in ("prompt_embeds", "negative_prompt_embeds", "pooled_prompt_embeds",
                     "negative_pooled_prompt_embeds"):
             t = sub.get(key)

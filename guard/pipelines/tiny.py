@@ -174,6 +174,47 @@ def build_tiny_pipeline(
     return pipe
 
 
+def build_tiny_sdxl_pipeline(pipeline_cls: Any = None, seed: int = 0, sample_size: int = 32) -> Any:
+    """A tiny random SDXL pipeline (two text encoders of width 32, a text-time conditioned UNet with
+    cross-attention width 64), CPU float32; ``pipeline_cls`` defaults to StableDiffusionXLPipeline."""
+    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline
+    from transformers import CLIPTextModelWithProjection
+
+    pipeline_cls = pipeline_cls or StableDiffusionXLPipeline
+    tokenizer = build_tiny_tokenizer()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        unet = UNet2DConditionModel(
+            sample_size=sample_size, in_channels=4, out_channels=4, block_out_channels=(32, 64),
+            layers_per_block=1, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), attention_head_dim=(2, 4),
+            use_linear_projection=True, addition_embed_type="text_time", addition_time_embed_dim=8,
+            transformer_layers_per_block=(1, 1), projection_class_embeddings_input_dim=6 * 8 + 32,
+            cross_attention_dim=64, norm_num_groups=32,
+        )
+        vae = AutoencoderKL(
+            in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+            up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"), block_out_channels=(32, 64),
+            layers_per_block=1, latent_channels=4, norm_num_groups=32, sample_size=sample_size * 2,
+        )
+        cfg = dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=37, num_hidden_layers=2,
+                   num_attention_heads=4, max_position_embeddings=MAX_LENGTH, layer_norm_eps=1e-5,
+                   bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                   pad_token_id=tokenizer.pad_token_id, hidden_act="gelu", projection_dim=32)
+        text_encoder = CLIPTextModel(CLIPTextConfig(**cfg))
+        text_encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig(**cfg))
+    scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                                       timestep_spacing="leading", steps_offset=1)
+    comps = {"vae": vae.eval(), "text_encoder": text_encoder.eval(), "text_encoder_2": text_encoder_2.eval(),
+             "tokenizer": tokenizer, "tokenizer_2": build_tiny_tokenizer(), "unet": unet.eval(),
+             "scheduler": scheduler, "image_encoder": None, "feature_extractor": None}
+    accepted = inspect.signature(pipeline_cls.__init__).parameters
+    pipe = pipeline_cls(**{k: v for k, v in comps.items() if k in accepted})
+    pipe = pipe.to("cpu")
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
 def save_tiny_pipeline(path: str | os.PathLike[str], seed: int = 0, **kwargs: Any) -> StableDiffusionPipeline:
     """Build a tiny pipeline, ``save_pretrained`` it to ``path`` and return it."""
     pipe = build_tiny_pipeline(seed=seed, **kwargs)

@@ -192,10 +192,19 @@ class ScreenConfig(_Strict):
 
 
 class NudeNetConfig(_Strict):
+    """NudeNet v3 body-part detector (onnxruntime, batched); gives boxes for the ``*_boxes`` actions."""
+
     type: Literal["nudenet"] = "nudenet"
     thresholds: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_NUDENET_THRESHOLDS))
-    action: Literal["blank", "flag"] = "blank"
+    action: Literal[
+        "blank", "black", "placeholder", "pixelate", "blur", "pixelate_boxes", "blur_boxes", "flag"
+    ] = Field(default="blank", description="what a flag does to the image (blank = black)")
     model_path: Optional[str] = None
+    providers: Optional[list[str]] = Field(
+        default=None,
+        description="onnxruntime execution providers; default CUDA when available (onnxruntime-gpu), then CPU",
+    )
+    batch_size: int = Field(default=8, ge=1, le=256, description="images per onnxruntime run")
 
     @field_validator("thresholds")
     @classmethod
@@ -214,11 +223,244 @@ class NudeNetConfig(_Strict):
         return v
 
 
+class SafetyCheckerConfig(_Strict):
+    """diffusers' ``StableDiffusionSafetyChecker`` (CLIP ViT-L/14 + 17 concept and 3 special-care
+    embeddings). A label's score is the checker's margin ``cosine - (threshold + sensitivity)``;
+    a concept flags when its margin is above the policy threshold (default 0, the checker's rule)."""
+
+    type: Literal["safety_checker"] = "safety_checker"
+    model_path: str = Field(
+        default="CompVis/stable-diffusion-safety-checker",
+        description="local directory or hub id (the hub is used only when reachable)",
+    )
+    subfolder: Optional[str] = Field(default=None, description="e.g. 'safety_checker' inside a pipeline folder")
+    sensitivity: float = Field(
+        default=0.0, ge=-1.0, le=1.0,
+        description="offset added to every concept threshold of the checker: negative = stricter",
+    )
+    flag_only: bool = Field(default=False, description="report, never alter the image (same as action: flag)")
+    thresholds: dict[str, float] = Field(
+        default_factory=dict,
+        description="per-label margin thresholds (nsfw_concept_<i>, special_<i>); concepts not named use 0, "
+        "special-care labels flag only when named",
+    )
+    action: Literal[
+        "blank", "black", "placeholder", "pixelate", "blur", "pixelate_boxes", "blur_boxes", "flag"
+    ] = "blank"
+    device: str = Field(default="auto", description="torch device; auto = cuda when available, else cpu")
+
+    @field_validator("thresholds")
+    @classmethod
+    def _check_thresholds(cls, v: dict[str, float]) -> dict[str, float]:
+        from guard.output.labels import SAFETY_CHECKER_LABELS
+
+        for label, t in v.items():
+            if label not in SAFETY_CHECKER_LABELS:
+                import difflib
+
+                close = difflib.get_close_matches(label, SAFETY_CHECKER_LABELS, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise ValueError(f"unknown safety-checker label {label!r}{hint}")
+            if not -1.0 <= float(t) <= 1.0:
+                raise ValueError(f"threshold for {label} must be within [-1, 1], got {t}")
+        return v
+
+    @model_validator(mode="after")
+    def _flag_only(self) -> "SafetyCheckerConfig":
+        if self.flag_only:
+            if "action" in self.model_fields_set and self.action != "flag":
+                raise ValueError(f"flag_only: true contradicts action: {self.action}")
+            self.action = "flag"
+        return self
+
+
+class ClipZeroShotConfig(_Strict):
+    """Zero-shot CLIP classifier for the policy's own concepts (a character, an artist's style...):
+    each image against every concept phrase and every neutral phrase."""
+
+    type: Literal["clip_zero_shot"] = "clip_zero_shot"
+    model_path: str = Field(description="directory (or hub id) of a transformers CLIPModel with its tokenizer")
+    concepts: dict[str, list[str]] = Field(min_length=1, description="label -> phrases describing it")
+    neutral: list[str] = Field(
+        default_factory=lambda: ["a photo", "a picture of an everyday scene", "a painting", "a landscape",
+                                 "a portrait of a person", "an object"],
+        min_length=1, description="phrases for everything else (softmax mode competes against them)",
+    )
+    mode: Literal["softmax", "cosine"] = Field(
+        default="softmax",
+        description="softmax: a label's probability over all phrases (its own summed); cosine: its best raw cosine",
+    )
+    threshold: Optional[float] = Field(
+        default=None, description="threshold of labels not in `thresholds`; default 0.5 (softmax) or 0.25 (cosine)"
+    )
+    thresholds: dict[str, float] = Field(default_factory=dict)
+    logit_scale: Optional[float] = Field(default=None, gt=0.0, le=1000.0,
+                                         description="softmax temperature; default the model's own")
+    action: Literal[
+        "blank", "black", "placeholder", "pixelate", "blur", "pixelate_boxes", "blur_boxes", "flag"
+    ] = "blank"
+    device: str = "auto"
+
+    @field_validator("concepts")
+    @classmethod
+    def _check_concepts(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for label, phrases in v.items():
+            if not _ID_RE.match(label):
+                raise ValueError(f"concept label {label!r} must be letters, digits, '_', '.' or '-'")
+            clean = [" ".join(str(p).split()) for p in phrases]
+            if not clean or not all(clean):
+                raise ValueError(f"concept {label!r} needs at least one non-empty phrase")
+            out[label] = clean
+        return out
+
+    @field_validator("neutral")
+    @classmethod
+    def _check_neutral(cls, v: list[str]) -> list[str]:
+        clean = [" ".join(str(p).split()) for p in v]
+        if not all(clean):
+            raise ValueError("neutral phrases must not be empty")
+        return clean
+
+    @model_validator(mode="after")
+    def _check_thresholds(self) -> "ClipZeroShotConfig":
+        lo = 0.0 if self.mode == "softmax" else -1.0
+        if self.threshold is None:
+            self.threshold = 0.5 if self.mode == "softmax" else 0.25
+        for label, t in [("threshold", self.threshold), *self.thresholds.items()]:
+            if label != "threshold" and label not in self.concepts:
+                raise ValueError(f"thresholds: {label!r} is not one of the concepts ({', '.join(self.concepts)})")
+            if not lo <= float(t) <= 1.0:
+                raise ValueError(f"threshold for {label} must be within [{lo:g}, 1] in {self.mode} mode, got {t}")
+        return self
+
+    def threshold_for(self, label: str) -> float:
+        return float(self.thresholds.get(label, self.threshold))
+
+
+class OutputActionsConfig(_Strict):
+    """How the image-altering actions behave."""
+
+    box_padding: float = Field(
+        default=0.15, ge=0.0, le=2.0, description="a box grows by this fraction of its width/height on each side"
+    )
+    blur_radius: float = Field(
+        default=0.1, gt=0.0, le=1.0, description="blur radius as a fraction of the region's shorter side"
+    )
+    pixelate_cells: int = Field(default=8, ge=1, le=1024, description="cells along the region's shorter side")
+    placeholder: Optional[str] = Field(
+        default=None, description="image file shown instead of a flagged image (action: placeholder)"
+    )
+
+
+OutputClassifierConfig = NudeNetConfig | SafetyCheckerConfig | ClipZeroShotConfig
+
+def _fmt_loc(loc: tuple) -> str:
+    return "".join(f"[{s}]" if isinstance(s, int) else f".{s}" for s in loc).lstrip(".")
+
+
+_CLASSIFIER_TYPES: dict[str, type[_Strict]] = {
+    "nudenet": NudeNetConfig, "safety_checker": SafetyCheckerConfig, "clip_zero_shot": ClipZeroShotConfig,
+}
+
+
 class OutputConfig(_Strict):
-    """Output classifiers run on every generated image."""
+    """Output classifiers run on every generated image, in order (cheap first). ``require: any``: an
+    image is flagged when any classifier flags it; ``all``: only when every one does, and each later
+    classifier runs only on the images all earlier ones flagged (a confirming cascade)."""
 
     enabled: bool = True
-    classifiers: list[NudeNetConfig] = Field(default_factory=lambda: [NudeNetConfig()])
+    classifiers: list[OutputClassifierConfig] = Field(default_factory=lambda: [NudeNetConfig()])
+    require: Literal["any", "all"] = "any"
+    actions: OutputActionsConfig = Field(default_factory=OutputActionsConfig)
+
+    @field_validator("classifiers", mode="before")
+    @classmethod
+    def _dispatch_classifiers(cls, v):
+        """Pick each entry's model by its ``type`` (default nudenet); errors keep the plain
+        ``classifiers[i].key`` location (a tagged union would insert the tag into it)."""
+        from pydantic import ValidationError
+        from pydantic_core import PydanticCustomError
+
+        if not isinstance(v, (list, tuple)):
+            return v
+        out, errors = [], []
+        for i, item in enumerate(v):
+            if not isinstance(item, dict):
+                out.append(item)
+                continue
+            kind = item.get("type", "nudenet")
+            model = _CLASSIFIER_TYPES.get(kind) if isinstance(kind, str) else None
+            if model is None:
+                errors.append({"type": PydanticCustomError(
+                    "unknown_classifier", "unknown classifier type; expected one of {expected}",
+                    {"expected": ", ".join(_CLASSIFIER_TYPES)}), "loc": (i, "type"),
+                    "input": kind})
+                continue
+            try:
+                out.append(model.model_validate(item))
+            except ValidationError as e:
+                for err in e.errors():
+                    d = {"type": err["type"], "loc": (i, *err["loc"]), "input": err.get("input")}
+                    if "ctx" in err:
+                        d["ctx"] = err["ctx"]
+                    errors.append(d)
+        if errors:
+            try:
+                exc = ValidationError.from_exception_data("OutputConfig", errors)
+            except Exception:  # an error type pydantic cannot rebuild: say where, at least
+                raise ValueError("invalid classifier settings at " + ", ".join(
+                    _fmt_loc(e["loc"]) for e in errors)) from None
+            raise exc
+        return out
+
+    @model_validator(mode="after")
+    def _check_placeholder(self) -> "OutputConfig":
+        for i, c in enumerate(self.classifiers):
+            if c.action == "placeholder" and not self.actions.placeholder:
+                raise ValueError(f"classifiers[{i}] has action 'placeholder' but output.actions.placeholder "
+                                 "names no image file")
+        return self
+
+
+class SLDConfig(_Strict):
+    """Safe Latent Diffusion parameters (defaults: the 'medium' preset of diffusers'
+    StableDiffusionPipelineSafe)."""
+
+    scale: float = Field(default=1000.0, ge=0.0, description="sld_guidance_scale")
+    threshold: float = Field(default=0.01, description="sld_threshold")
+    momentum_scale: float = Field(default=0.3, ge=0.0, description="sld_momentum_scale")
+    mom_beta: float = Field(default=0.4, ge=0.0, le=1.0, description="sld_mom_beta")
+
+
+class GuidanceConfig(_Strict):
+    """Negative guidance injected into the UNet's noise predictions (ACE- or SLD-style)."""
+
+    enabled: bool = True
+    concepts: list[str] = Field(
+        default_factory=list,
+        description="concept ids of this policy or free-text phrases to steer away from; empty: the "
+        "first phrase of every blocking concept of the categories sexual and violence",
+    )
+    mode: Literal["ace", "sld"] = "ace"
+    eta_uncond: float = Field(default=1.0, ge=0.0, le=10.0, description="ACE: push on the unconditional branch")
+    eta_cond: float = Field(default=1.0, ge=0.0, le=10.0, description="ACE: push on the conditional branch")
+    warmup_steps: int = Field(default=0, ge=0, description="denoising steps before guidance starts")
+    apply: Literal["auto", "always", "escalated", "editing"] = Field(
+        default="auto",
+        description="auto: always on editing pipelines, on text-to-image only for escalated prompts",
+    )
+    branch_per_concept: bool = Field(
+        default=False, description="one batch slot per concept instead of one shared (constant cost)"
+    )
+    sld: SLDConfig = Field(default_factory=SLDConfig)
+
+
+class InputCheckConfig(_Strict):
+    """The output classifiers also run on input images of editing pipelines (init, inpaint, pix2pix)."""
+
+    enabled: bool = True
+    action: Literal["block", "escalate", "allow"] = "block"
 
 
 class AuditConfig(_Strict):
@@ -240,6 +482,8 @@ class Policy(_Strict):
     rules: list[Rule] = Field(default_factory=list)
     screen: ScreenConfig = Field(default_factory=ScreenConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
+    guidance: GuidanceConfig = Field(default_factory=GuidanceConfig)
+    input_images: InputCheckConfig = Field(default_factory=InputCheckConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
 
     _source: Optional[str] = PrivateAttr(default=None)
