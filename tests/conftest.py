@@ -79,14 +79,15 @@ def guarded(tiny_pipe):
 
 
 class UNetCounter:
-    """Counts UNet forward calls and the batch sizes they saw, through a forward pre-hook."""
+    """Counts UNet forward calls and the batch sizes they ran with (a forward hook: it sees the inputs
+    after every pre-hook, guard's included)."""
 
     def __init__(self, unet):
         self.calls = 0
         self.batches: list[int] = []
-        self._h = unet.register_forward_pre_hook(self._hook, with_kwargs=True)
+        self._h = unet.register_forward_hook(self._hook, with_kwargs=True)
 
-    def _hook(self, module, args, kwargs):
+    def _hook(self, module, args, kwargs, output):
         sample = args[0] if args else kwargs["sample"]
         self.calls += 1
         self.batches.append(int(sample.shape[0]))

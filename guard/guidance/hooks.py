@@ -62,7 +62,9 @@ class GuidanceState:
         if ts is None:
             return self.unet_calls
         tv = float(t.flatten()[0]) if torch.is_tensor(t) else float(t)
-        hits = (ts.detach().to("cpu").float() == tv).nonzero()
+        # consecutive repeats are one step (PNDM runs its first step's timestep twice)
+        steps = torch.unique_consecutive(ts.detach().to("cpu").float())
+        hits = (steps == tv).nonzero()
         idx = int(hits[0]) if len(hits) else self.unet_calls
         if self.first_index is None:
             self.first_index = idx
