@@ -132,6 +132,18 @@ def test_batch_equals_one_by_one(onnx_emb):
     np.testing.assert_allclose(small.encode(PROMPTS), batch, atol=1e-5)
 
 
+def test_length_batches_cover_everything_once():
+    from guard.screen.onnx_backend import _batches
+
+    lengths = [3, 256, 12, 3, 40, 256, 15, 14, 9, 100, 3, 12]
+    b = _batches(lengths, 4)
+    assert sorted(i for x in b for i in x) == list(range(len(lengths))) and max(map(len, b)) <= 4
+    for x in b:  # every batch is at least half real tokens once padded: 256s never pad the 3s
+        ls = [lengths[i] for i in x]
+        assert sum(ls) >= 0.5 * len(ls) * max(ls) and ls == sorted(ls)
+    assert _batches([], 4) == []
+
+
 def test_thread_safety(onnx_emb):
     expected = onnx_emb.encode(PROMPTS)
     results: dict[int, np.ndarray] = {}
@@ -142,9 +154,7 @@ def test_thread_safety(onnx_emb):
         try:
             barrier.wait()
             order = PROMPTS[k:] + PROMPTS[:k]  # each thread its own rotation of the prompts
-            for _ in range(3):
-                out = onnx_emb.encode(order)
-            results[k] = np.roll(out, k, axis=0)
+            results[k] = np.roll(onnx_emb.encode(order), k, axis=0)
         except BaseException as e:  # pragma: no cover - reported below
             errors.append(e)
 

@@ -241,8 +241,6 @@ def get_embedder(model: str = DEFAULT_MODEL, device: str = "cpu", backend: str =
         except Exception as e:  # noqa: BLE001 - any failure of the fast path means "use torch"
             reason = f"{type(e).__name__}: {e}" if not isinstance(e, GuardError) else str(e)
             if backend == "onnx":
-                if isinstance(e, GuardError):
-                    raise
                 raise GuardError(f"the ONNX screen backend is unavailable: {reason}") from e
             warnings.warn(
                 f"guard: ONNX fast path for the screen model unavailable ({reason}); "

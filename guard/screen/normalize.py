@@ -38,6 +38,11 @@ def strip_invisible(text: str) -> tuple[str, bool]:
 def normalize(text: str) -> Normalized:
     """NFKC + casefold + invisible characters stripped + whitespace collapsed."""
     transforms: list[str] = []
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates: not text any tokenizer accepts
+        text = text.encode("utf-8", "replace").decode("utf-8")
+        transforms.append("invalid_unicode")
     t, had_invisible = strip_invisible(text)
     if had_invisible:
         transforms.append("invisible_chars")

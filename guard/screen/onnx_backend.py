@@ -114,13 +114,35 @@ def _pad(encs: Sequence[tuple[list[int], list[int]]], pad_id: int, names: Sequen
     return {k: feeds[k] for k in names}
 
 
+#: a batch is closed before the next (longer) text would make it less than this fraction real tokens
+MIN_FILL = 0.5
+
+
+def _batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Indices in ascending token length, cut into batches of at most ``batch_size`` that are at
+    least ``MIN_FILL`` real tokens once padded (a few long prompts no longer pad a batch of short ones
+    to 256)."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    out: list[list[int]] = []
+    cur: list[int] = []
+    real = 0
+    for i in order:
+        n = lengths[i]
+        if cur and (len(cur) >= batch_size or (real + n) < MIN_FILL * n * (len(cur) + 1)):
+            out.append(cur)
+            cur, real = [], 0
+        cur.append(i)
+        real += n
+    if cur:
+        out.append(cur)
+    return out
+
+
 def _run_sorted(session, tok: _Tokenizer, encs, batch_size: int, dim: int) -> np.ndarray:
     """Encode pre-tokenised texts in token-length-sorted batches (little padding), original order."""
     names = [i.name for i in session.get_inputs()]
-    order = sorted(range(len(encs)), key=lambda i: len(encs[i][0]))
     out = np.empty((len(encs), dim), dtype=np.float32)
-    for s in range(0, len(order), batch_size):
-        idx = order[s : s + batch_size]
+    for idx in _batches([len(ids) for ids, _ in encs], batch_size):
         feeds = _pad([encs[i] for i in idx], tok.pad_id, names)
         out[idx] = session.run(None, feeds)[0]
     return out

@@ -1,0 +1,195 @@
+"""Screen embedding speed: the torch path against the ONNX fast path.
+
+    python benchmarks/screen_speed.py [--n 200] [--repeat 3] [--data ../shared/data/prompts/coco_10k.csv]
+
+Prints, side by side, ms per prompt for torch and onnxruntime at batch 1 and batch 32, the one-time
+ONNX export time, cold-start (import + load) times of both backends measured in fresh processes,
+and the cosine agreement of the two. The export goes to a fresh temporary cache dir (``--cache-dir``
+to use another), so the user's cache is left alone. The last line is ``RESULT key=value ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SUBJECTS = ["a cat", "an old fisherman", "a red sports car", "two children", "a lighthouse", "a bowl of ramen",
+            "a medieval castle", "a golden retriever", "an astronaut", "a street market", "a ballerina",
+            "a steam locomotive", "a bonsai tree", "a samurai", "a city skyline", "a hummingbird"]
+ACTIONS = ["sitting on a windowsill", "walking in the rain", "at sunset", "in a snowy forest", "on a busy street",
+           "under neon lights", "by the sea", "in a kitchen", "floating in space", "in a misty valley"]
+STYLES = ["oil painting", "photograph, 35mm", "watercolour", "digital art", "pencil sketch", "studio ghibli style",
+          "cinematic lighting", "unreal engine render", "by greg rutkowski", "trending on artstation",
+          "highly detailed", "8k", "bokeh", "volumetric light", "sharp focus", "concept art"]
+
+
+def make_prompts(n: int, seed: int = 0) -> list[str]:
+    """Generic text-to-image prompts of varied length (a few words to ~80 word pieces)."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        p = f"{rng.choice(SUBJECTS)} {rng.choice(ACTIONS)}"
+        k = rng.choice([0, 0, 1, 2, 3, 5, 8, 12])
+        if k:
+            p += ", " + ", ".join(rng.sample(STYLES, min(k, len(STYLES))))
+        out.append(p)
+    return out
+
+
+def read_prompts(path: Path, n: int) -> list[str]:
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    col = "prompt" if rows and "prompt" in rows[0] else next(iter(rows[0]))
+    return [r[col] for r in rows[:n]]
+
+
+COLD = r"""
+import json, sys, time
+t0 = time.perf_counter()
+backend = sys.argv[1]
+if backend == "torch":
+    from guard.screen.embedder import Embedder as E
+else:
+    from guard.screen.onnx_backend import OnnxEmbedder as E
+t1 = time.perf_counter()
+e = E()
+t2 = time.perf_counter()
+e.encode(["a photo of a cat"])
+t3 = time.perf_counter()
+info = {"import_s": t1 - t0, "load_s": t2 - t1, "first_encode_s": t3 - t2,
+        "torch_imported": "torch" in sys.modules}
+if backend == "onnx":
+    info["exported"] = e.exported and {k: (str(v) if k == "path" else v) for k, v in e.exported.items()}
+    info["provider"] = e.provider
+print("JSON" + json.dumps(info))
+"""
+
+
+def cold(backend: str, cache: Path) -> dict:
+    env = dict(os.environ, GUARD_CACHE_DIR=str(cache), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+               TOKENIZERS_PARALLELISM="false")
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    t0 = time.perf_counter()
+    r = subprocess.run([sys.executable, "-c", COLD, backend], env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if r.returncode != 0:
+        raise SystemExit(f"{backend} cold start failed:\n{r.stderr[-3000:]}")
+    line = next(x for x in r.stdout.splitlines() if x.startswith("JSON"))
+    info = json.loads(line[4:])
+    info["process_s"] = wall
+    return info
+
+
+def per_prompt_ms(emb, prompts: list[str], batch: int) -> float:
+    t0 = time.perf_counter()
+    for s in range(0, len(prompts), batch):
+        emb.encode(prompts[s : s + batch])
+    return (time.perf_counter() - t0) * 1000 / len(prompts)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=200, help="number of prompts (default 200)")
+    ap.add_argument("--repeat", type=int, default=3, help="timing repeats; the median is reported")
+    ap.add_argument("--data", default=None, help="a CSV with a 'prompt' column instead of generated prompts")
+    ap.add_argument("--cache-dir", default=None, help="GUARD_CACHE_DIR to export into (default: a fresh temp dir)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="intra-op threads for both torch and onnxruntime (default: torch's default)")
+    args = ap.parse_args()
+    if args.threads:
+        os.environ["GUARD_ONNX_THREADS"] = str(args.threads)
+
+    prompts = read_prompts(Path(args.data), args.n) if args.data else make_prompts(args.n)
+    tmp = None
+    if args.cache_dir:
+        cache = Path(args.cache_dir)
+    else:
+        tmp = tempfile.mkdtemp(prefix="guard-speed-")
+        cache = Path(tmp)
+    try:
+        print(f"{len(prompts)} prompts; cache dir {cache}; cpu threads {len(os.sched_getaffinity(0))}")
+        print("cold starts (fresh processes) ...", flush=True)
+        first = cold("onnx", cache)  # exports when the cache dir is fresh
+        c_onnx = cold("onnx", cache)  # loads the cached graph
+        c_torch = cold("torch", cache)
+        exp = first.get("exported") or {}
+        export_s = exp.get("seconds")
+        print(f"  onnx export (one time): {export_s:.1f} s, min cosine vs torch {exp['min_cosine']:.6f}, {exp['exporter']}"
+              if export_s is not None else "  onnx export: already cached (pass a fresh --cache-dir to time it)")
+        print(f"  {'':22s} {'import s':>9s} {'load s':>8s} {'1st encode s':>13s} {'process s':>10s}  torch imported")
+        for name, c in (("torch", c_torch), ("onnx (cached graph)", c_onnx)):
+            print(f"  {name:22s} {c['import_s']:9.2f} {c['load_s']:8.2f} {c['first_encode_s']:13.3f} "
+                  f"{c['process_s']:10.2f}  {c['torch_imported']}")
+
+        os.environ["GUARD_CACHE_DIR"] = str(cache)
+        from guard.screen.embedder import Embedder
+        from guard.screen.onnx_backend import OnnxEmbedder
+
+        import torch
+
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        t_emb, o_emb = Embedder(), OnnxEmbedder()
+
+        from guard.screen import onnx_backend
+
+        print(f"provider {o_emb.provider}; threads: torch {torch.get_num_threads()}, "
+              f"onnxruntime {onnx_backend._num_threads()}")
+        for e in (t_emb, o_emb):  # warm up
+            e.encode(prompts[:32])
+            e.encode(prompts[:1])
+        res: dict[str, list[float]] = {}
+        for _ in range(args.repeat):
+            for b in (1, 32):
+                for name, e in (("torch", t_emb), ("onnx", o_emb)):
+                    res.setdefault(f"{name}_ms_b{b}", []).append(per_prompt_ms(e, prompts, b))
+            # the runtime alone: onnx batched like the torch path (one padded batch per call)
+            fill, onnx_backend.MIN_FILL = onnx_backend.MIN_FILL, 0.0
+            try:
+                res.setdefault("onnx_onepad_ms_b32", []).append(per_prompt_ms(o_emb, prompts, 32))
+            finally:
+                onnx_backend.MIN_FILL = fill
+        med = {k: statistics.median(v) for k, v in res.items()}
+        print(f"  {'ms/prompt':10s} {'torch':>8s} {'onnx':>8s} {'speedup':>8s}")
+        for b in (1, 32):
+            t, o = med[f"torch_ms_b{b}"], med[f"onnx_ms_b{b}"]
+            print(f"  batch {b:<4d} {t:8.2f} {o:8.2f} {t / o:7.2f}x")
+        t, o = med["torch_ms_b32"], med["onnx_onepad_ms_b32"]
+        print(f"  batch 32, onnx padded like torch (runtime only): {o:.2f} ms ({t / o:.2f}x)")
+        a, z = t_emb.encode(prompts), o_emb.encode(prompts)
+        cos = (a * z).sum(1)
+        print(f"cosine torch vs onnx over {len(prompts)} prompts: min {cos.min():.6f} mean {cos.mean():.6f}")
+        result = {
+            **{k: f"{v:.3f}" for k, v in med.items()},
+            "speedup_b1": f"{med['torch_ms_b1'] / med['onnx_ms_b1']:.2f}",
+            "speedup_b32": f"{med['torch_ms_b32'] / med['onnx_ms_b32']:.2f}",
+            "export_s": "cached" if export_s is None else f"{export_s:.1f}",
+            "load_torch_s": f"{c_torch['import_s'] + c_torch['load_s']:.2f}",
+            "load_onnx_s": f"{c_onnx['import_s'] + c_onnx['load_s']:.2f}",
+            "min_cosine": f"{cos.min():.6f}",
+            "onnx_onepad_ms_b32": f"{med['onnx_onepad_ms_b32']:.3f}",
+        }
+        order = ["torch_ms_b1", "onnx_ms_b1", "torch_ms_b32", "onnx_ms_b32", "speedup_b1", "speedup_b32",
+                 "export_s", "load_torch_s", "load_onnx_s", "min_cosine", "onnx_onepad_ms_b32"]
+        print("RESULT " + " ".join(f"{k}={result[k]}" for k in order))
+    finally:
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
