@@ -7,9 +7,10 @@ ja ...) are matched as words or, for scripts written without spaces, as substrin
 
 Rules that keep it precise:
 - terms of up to 4 letters match exactly (plus a plural ``s``/``es``);
-- longer terms also match within Levenshtein distance 1 (5-8 letters) or 2 (9+), with the same
-  first letter, and only when the prompt's word is not itself a dictionary word (the screen model's
-  vocabulary), so "baked" never matches "naked" while "nakd" does;
+- longer terms also match within Levenshtein distance 1 (up to 10 letters) or 2 (11+), with the
+  same first letter (5-letter terms only by a dropped letter or an added ending), and only when the
+  prompt's word is neither a dictionary word (the screen model's vocabulary) nor an inflection of
+  one, so "baked" and "kites" never match "naked" and "kikes" while "nakd" does;
 - multi-word terms match as a phrase, or squashed into one token ("blow job" -> "blowjob").
 """
 
@@ -83,6 +84,21 @@ class LexicalMatcher:
                         k = fuzzy_index[w]
                     self._fuzzy_owner[k].append((ci, raw))
 
+    def _known(self, w: str) -> bool:
+        """A dictionary word, or an inflection of one ("kites", "straddling", "tagged")."""
+        d = self.dictionary
+        if w in d:
+            return True
+        for suf, add in (("s", ""), ("es", ""), ("ed", ""), ("ed", "e"), ("ing", ""), ("ing", "e"),
+                         ("ly", ""), ("er", ""), ("ers", ""), ("ies", "y"), ("ied", "y")):
+            if w.endswith(suf) and len(w) - len(suf) >= 3:
+                stem = w[: -len(suf)] + add
+                if stem in d:
+                    return True
+                if suf in ("ed", "ing") and len(stem) > 3 and stem[-1] == stem[-2] and stem[:-1] in d:
+                    return True  # doubled consonant: "stopped", "running"
+        return False
+
     @property
     def empty(self) -> bool:
         return not (self._exact or self._substrings)
@@ -119,11 +135,15 @@ class LexicalMatcher:
                     for ci, term in owners:
                         add(ci, term, w, True)
                     continue
-                if len(w) < 4 or not w.isalpha() or w in self.dictionary or not self._fuzzy_terms:
+                if len(w) < 4 or not w.isalpha() or self._known(w) or not self._fuzzy_terms:
                     continue
                 for cand, dist, k in process.extract(w, self._fuzzy_terms, scorer=Levenshtein.distance,
                                                      score_cutoff=2, limit=3):
-                    limit = 1 if len(cand) <= 8 else 2
+                    limit = 1 if len(cand) <= 10 else 2
+                    if len(cand) == 5 and not ((len(w) == 4 and w[-1] == cand[-1]) or
+                                               (len(w) == 6 and w.startswith(cand))):
+                        continue  # 5-letter terms: a dropped letter ("nakd") or an ending ("nackte"),
+                        # never a swapped one ("kites" is no "kikes")
                     if dist <= limit and cand[0] == w[0] and abs(len(cand) - len(w)) <= limit:
                         for ci, term in self._fuzzy_owner[k]:
                             add(ci, term, w, False)
