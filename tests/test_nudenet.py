@@ -392,3 +392,54 @@ def test_unknown_provider_is_refused():
 def test_bad_settings_are_refused(kwargs):
     with pytest.raises(GuardInputError):
         NudeNetClassifier(**kwargs)
+
+
+# ------------------------------------------------------------- providers, policy, boxes, big images
+
+
+def test_provider_choice_follows_what_onnxruntime_offers():
+    from guard.output.nudenet import _choose_providers
+
+    available = ort.get_available_providers()
+    chosen = _choose_providers(None)
+    assert chosen and set(chosen) <= set(available)
+    assert chosen[0] == ("CUDAExecutionProvider" if "CUDAExecutionProvider" in available else "CPUExecutionProvider")
+    assert _choose_providers("CPUExecutionProvider") == ["CPUExecutionProvider"]
+    with pytest.raises(GuardInputError, match="available"):
+        _choose_providers([])
+
+
+def test_policy_providers_and_batch_size_reach_the_classifier():
+    from guard.output.check import build_classifier
+    from guard.policy.models import NudeNetConfig
+
+    clf = build_classifier(NudeNetConfig(providers=["CPUExecutionProvider"], batch_size=3))
+    assert clf.provider == "CPUExecutionProvider" and clf.batch_size == 3
+    assert build_classifier(NudeNetConfig(providers=["CPUExecutionProvider"], batch_size=3,
+                                          thresholds={"FACE_MALE": 0.1})) is clf  # thresholds: same session
+
+
+def test_pixelate_boxes_on_a_real_detection(clf):
+    from guard.output.check import OutputChecker, apply_action
+    from guard.policy.models import OutputConfig
+
+    img = np.asarray(blobs(7))  # the model finds something in this drawing
+    det = clf.classify([img])[0].detections[0]
+    cfg = OutputConfig.model_validate({
+        "classifiers": [{"thresholds": {det.label: 0.2}, "action": "pixelate_boxes"}],
+        "actions": {"box_padding": 0.0, "pixelate_cells": 2}})
+    v = OutputChecker(cfg, classifiers=[clf]).check([img])[0]
+    assert v.action == "pixelate_boxes" and tuple(det.box) in v.boxes
+    out = apply_action(img, v)
+    inside = np.zeros(img.shape[:2], bool)
+    for x, y, w, h in v.boxes:
+        inside[y : y + h, x : x + w] = True
+    assert np.array_equal(out[~inside], img[~inside]) and not np.array_equal(out[inside], img[inside])
+
+
+def test_huge_images_are_refused_before_any_copy(clf):
+    huge = np.broadcast_to(np.zeros((1, 1, 3), np.uint8), (10_000, 7_000, 3))  # 70 Mpx, no memory
+    with pytest.raises(GuardInputError, match="exceeds"):
+        clf.classify([huge])
+    big_ok = np.zeros((3000, 2000, 3), np.uint8)  # 6 Mpx is fine
+    assert len(clf.classify([big_ok])) == 1

@@ -12,10 +12,14 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from guard.errors import GuardInputError
+from guard.errors import GuardError, GuardInputError
 
 #: Images larger than this many pixels are refused (a 16k x 16k image is 256 Mpx).
 MAX_PIXELS = 64_000_000
+
+
+class ModelLoadError(GuardError):
+    """A classifier's model file is missing, unreadable or not the model expected."""
 
 
 @dataclass
@@ -139,3 +143,45 @@ def to_rgb_uint8(image: Any, *, where: str = "image") -> np.ndarray:
         alpha = out[:, :, 3:4].astype(np.float32) / 255.0
         out = (out[:, :, :3].astype(np.float32) * alpha).round().clip(0, 255).astype(np.uint8)
     return np.ascontiguousarray(out)
+
+
+def _is_torch_tensor(obj: Any) -> bool:
+    return type(obj).__module__.startswith("torch") and hasattr(obj, "ndim")
+
+
+def as_image_list(images: Any, name: str = "classifier") -> list[Any]:
+    """Turn a classifier's ``images`` argument into a list, refusing a lone image or a non-sequence.
+    A 4-D numpy array or tensor is a batch stacked along its first axis."""
+    import sys
+
+    pil_image = sys.modules.get("PIL.Image")
+    if pil_image is not None and isinstance(images, pil_image.Image):
+        raise GuardInputError(
+            f"{name}: classify() takes a list of images, got a single PIL image; pass [image]"
+        )
+    if isinstance(images, np.ndarray) or _is_torch_tensor(images):
+        if images.ndim == 4:
+            return list(images)
+        if images.ndim in (2, 3):
+            raise GuardInputError(
+                f"{name}: classify() takes a list of images, got a single {images.ndim}-D "
+                f"{type(images).__name__} of shape {tuple(images.shape)}; pass [image]"
+            )
+        raise GuardInputError(
+            f"{name}: classify() takes a list of images or a 4-D batch, got a "
+            f"{type(images).__name__} of shape {tuple(images.shape)}"
+        )
+    if isinstance(images, (str, bytes, bytearray, dict)) or not hasattr(images, "__iter__"):
+        raise GuardInputError(
+            f"{name}: classify() takes a list of images, got {type(images).__name__}"
+        )
+    return list(images)
+
+
+def resolve_device(device: str | None) -> str:
+    """``auto`` (or None) -> ``cuda`` when torch sees a GPU, else ``cpu``; anything else as given."""
+    if device in (None, "", "auto"):
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return str(device)

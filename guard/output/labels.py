@@ -21,3 +21,18 @@ NUDENET_LABELS: tuple[str, ...] = (
     "FEMALE_BREAST_COVERED",
     "BUTTOCKS_COVERED",
 )
+
+#: diffusers ``StableDiffusionSafetyChecker``: 17 concept embeddings and 3 "special care" ones
+#: (the class hard-codes these counts). Scores are the checker's own margins (see safety_checker.py).
+SAFETY_CHECKER_CONCEPT_LABELS: tuple[str, ...] = tuple(f"nsfw_concept_{i}" for i in range(17))
+SAFETY_CHECKER_SPECIAL_LABELS: tuple[str, ...] = tuple(f"special_{i}" for i in range(3))
+SAFETY_CHECKER_LABELS: tuple[str, ...] = SAFETY_CHECKER_CONCEPT_LABELS + SAFETY_CHECKER_SPECIAL_LABELS
+
+#: the output actions a policy may name (``blank`` is the historical spelling of ``black``)
+OUTPUT_ACTIONS: tuple[str, ...] = (
+    "blank", "black", "placeholder", "pixelate", "blur", "pixelate_boxes", "blur_boxes", "flag",
+)
+#: actions after which the image counts as blocked (nothing of it is returned)
+BLOCKING_ACTIONS: frozenset[str] = frozenset({"blank", "black", "placeholder"})
+#: strongest first: when several classifiers flag an image, the strongest action applies
+ACTION_RANK: dict[str, int] = {a: len(OUTPUT_ACTIONS) - i for i, a in enumerate(OUTPUT_ACTIONS)}

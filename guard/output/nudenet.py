@@ -20,24 +20,26 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
-import sys
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from guard.errors import GuardError, GuardInputError
-from guard.output.base import ClassifierOutput, Detection, ImageClassifier, to_rgb_uint8
+from guard.errors import GuardInputError
+from guard.output.base import (  # noqa: F401 - ModelLoadError is re-exported from here
+    ClassifierOutput,
+    Detection,
+    ImageClassifier,
+    ModelLoadError,
+    as_image_list,
+    to_rgb_uint8,
+)
 from guard.output.labels import NUDENET_LABELS
 
 logger = logging.getLogger("guard.output")
 
 #: file name of the model shipped inside the ``nudenet`` package
 DEFAULT_MODEL_FILE = "320n.onnx"
-
-
-class ModelLoadError(GuardError):
-    """A classifier's model file is missing, unreadable or not the model expected."""
 
 
 def default_model_path() -> Path:
@@ -75,34 +77,9 @@ def _choose_providers(requested: Sequence[str] | None) -> list[str]:
     return chosen
 
 
-def _is_torch_tensor(obj: Any) -> bool:
-    return type(obj).__module__.startswith("torch") and hasattr(obj, "ndim")
-
-
 def _as_image_list(images: Any) -> list[Any]:
     """Turn the ``images`` argument into a list, refusing a lone image or a non-sequence."""
-    pil_image = sys.modules.get("PIL.Image")
-    if pil_image is not None and isinstance(images, pil_image.Image):
-        raise GuardInputError(
-            "nudenet: classify() takes a list of images, got a single PIL image; pass [image]"
-        )
-    if isinstance(images, np.ndarray) or _is_torch_tensor(images):
-        if images.ndim == 4:  # a batch stacked along the first axis
-            return list(images)
-        if images.ndim in (2, 3):
-            raise GuardInputError(
-                f"nudenet: classify() takes a list of images, got a single {images.ndim}-D "
-                f"{type(images).__name__} of shape {tuple(images.shape)}; pass [image]"
-            )
-        raise GuardInputError(
-            "nudenet: classify() takes a list of images or a 4-D batch, got a "
-            f"{type(images).__name__} of shape {tuple(images.shape)}"
-        )
-    if isinstance(images, (str, bytes, bytearray, dict)) or not hasattr(images, "__iter__"):
-        raise GuardInputError(
-            f"nudenet: classify() takes a list of images, got {type(images).__name__}"
-        )
-    return list(images)
+    return as_image_list(images, "nudenet")
 
 
 def _iou_greedy_nms(

@@ -463,6 +463,20 @@ class InputCheckConfig(_Strict):
     action: Literal["block", "escalate", "allow"] = "block"
 
 
+class EraserRef(_Strict):
+    """A weight-level erasure artifact (written by `guard erase`) applied when a guarded pipeline loads."""
+
+    path: str = Field(description="erasure artifact (.safetensors); relative paths are taken from the policy file")
+    strength: float = Field(default=1.0, ge=0.0, le=1.0, description="fraction of the artifact's change to apply")
+
+    @field_validator("path")
+    @classmethod
+    def _check_path(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("must not be empty")
+        return v.strip()
+
+
 class AuditConfig(_Strict):
     path: Optional[str] = Field(default=None, description="JSON-lines file; none = no audit log")
     store_prompts: bool = False
@@ -484,6 +498,11 @@ class Policy(_Strict):
     output: OutputConfig = Field(default_factory=OutputConfig)
     guidance: GuidanceConfig = Field(default_factory=GuidanceConfig)
     input_images: InputCheckConfig = Field(default_factory=InputCheckConfig)
+    erasers: list[EraserRef] = Field(
+        default_factory=list,
+        description="erasure artifacts applied to the UNet, in order, when a guarded pipeline loads; "
+        "an artifact made for another base model is refused",
+    )
     audit: AuditConfig = Field(default_factory=AuditConfig)
 
     _source: Optional[str] = PrivateAttr(default=None)
