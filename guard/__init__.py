@@ -39,12 +39,17 @@ _LAZY = {
     "protect": "guard.pipelines",
     "unprotect": "guard.pipelines",
     "NudeNetClassifier": "guard.output.nudenet",
+    "apply_erasure": "guard.erase",
+    "revert_erasure": "guard.erase",
+    "erasure_info": "guard.erase",
 }
 
 __all__ = ["DefenceError", "GuardBlocked", "GuardError", "GuardInputError", "PolicyError", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:
+    if name == "erase":  # the subpackage, callable as guard.erase(pipe, concepts, ...)
+        return importlib.import_module("guard.erase")
     mod = _LAZY.get(name)
     if mod is None:
         raise AttributeError(f"module 'guard' has no attribute {name!r}")

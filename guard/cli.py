@@ -418,6 +418,12 @@ from guard.cli_calibrate import calibrate as _calibrate  # noqa: E402
 
 app.command("calibrate")(_calibrate)
 
+from guard.erase.cli import erase_cmd as _erase_cmd  # noqa: E402
+from guard.erase.cli import erasure_app as _erasure_app  # noqa: E402
+
+app.command("erase")(_erase_cmd)
+app.add_typer(_erasure_app, name="erasure")
+
 
 def main() -> None:
     app()

@@ -57,7 +57,10 @@ class Guard:
                 if self._checker is None:
                     from guard.output.check import OutputChecker
 
-                    self._checker = OutputChecker(self.policy.output)
+                    from pathlib import Path
+
+                    base = Path(self.policy.source).parent if self.policy.source else None
+                    self._checker = OutputChecker(self.policy.output, base_dir=base)
         return self._checker
 
     @property
@@ -145,6 +148,9 @@ class Guard:
                 "policy": {"name": report.policy_name, "sha256": report.policy_sha256},
                 "pipeline": report.pipeline,
             }
+            if report.erasers:
+                ev["erasers"] = [{k: er[k] for k in ("path", "method", "concepts", "strength", "fingerprint")}
+                                 for er in report.erasers]
             ev.update(self.audit.prompt_field(prompt))
             ev["decision"] = im.decision
             ev["blocked_by"] = im.blocked_by

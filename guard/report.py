@@ -68,6 +68,7 @@ class GuardReport:
     timings_ms: dict[str, float] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    erasers: list[dict[str, Any]] = field(default_factory=list)  # applied erasure artifacts, in order
 
     @property
     def blocked(self) -> list[int]:
@@ -87,6 +88,7 @@ class GuardReport:
             "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()},
             "errors": list(self.errors),
             "notes": list(self.notes),
+            "erasers": [dict(e) for e in self.erasers],
         }
 
     def __str__(self) -> str:
@@ -103,6 +105,9 @@ class GuardReport:
                          f" {scr} {out} action={im.action}")
         if self.timings_ms:
             lines.append("  timings ms: " + ", ".join(f"{k}={v:.1f}" for k, v in self.timings_ms.items()))
+        for er in self.erasers:
+            lines.append(f"  eraser: {er['method']} {', '.join(er['concepts'])} x{er['strength']:g} "
+                         f"({er['path']}, base {er['fingerprint'][:12]})")
         for e in self.errors:
             lines.append(f"  error: {e}")
         for n in self.notes:

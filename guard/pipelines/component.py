@@ -39,6 +39,11 @@ class GuardComponent(ModelMixin, ConfigMixin):
             from guard.screen.generator_space import resolve_calibration_path
 
             d["screen"]["generator_space"]["calibration"] = str(resolve_calibration_path(p))
+        if p.erasers:
+            from guard.erase.wiring import resolve_eraser_path
+
+            for i, er in enumerate(p.erasers):
+                d["erasers"][i]["path"] = resolve_eraser_path(p, er.path)
         return cls(policy=d)
 
     @property

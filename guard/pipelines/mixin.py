@@ -24,7 +24,7 @@ from guard.errors import GuardBlocked, GuardInputError
 from guard.guidance import guidance_active, rows_to_guide
 from guard.guidance import prepare as prepare_guidance
 from guard.output.base import to_rgb_uint8
-from guard.output.check import blank_like
+from guard.output.check import BLOCKING_ACTIONS, apply_action, blank_like
 from guard.pipelines.component import GuardComponent
 from guard.policy import PolicySource
 from guard.report import GuardReport, ImageReport, OutputVerdict
@@ -57,7 +57,11 @@ class GuardedPipelineMixin:
     # ------------------------------------------------------------------ construction
 
     def _guard_register(self, guard: Optional[GuardComponent]) -> None:
-        self.register_modules(guard=guard if guard is not None else GuardComponent.from_policy("default"))
+        from guard.erase.wiring import apply_policy_erasers
+
+        comp = guard if guard is not None else GuardComponent.from_policy("default")
+        apply_policy_erasers(self, comp.guard.policy)  # fingerprint-checked; on error nothing changes
+        self.register_modules(guard=comp)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, policy: PolicySource | None = None, **kwargs):
@@ -95,8 +99,11 @@ class GuardedPipelineMixin:
         return self.guard.guard.policy
 
     def set_policy(self, policy: PolicySource) -> None:
-        """Replace the policy (validated before anything changes)."""
+        """Replace the policy (validated, and its erasers applied, before anything changes)."""
+        from guard.erase.wiring import apply_policy_erasers
+
         comp = GuardComponent.from_policy(policy)
+        apply_policy_erasers(self, comp.guard.policy)
         self.register_modules(guard=comp.to(self.device))
 
     # ------------------------------------------------------------------ the call
@@ -128,6 +135,9 @@ class GuardedPipelineMixin:
 
         guard = self.guard.guard
         report = guard.new_report(type(self).__name__)
+        from guard.erase.wiring import report_entries
+
+        report.erasers = report_entries(self)
         prompts, single = self._guard_prompts(params)
         n_prompts = len(prompts)
         nipp = params.get("num_images_per_prompt")
@@ -198,8 +208,7 @@ class GuardedPipelineMixin:
                 if pi in allowed_pos:
                     k = allowed_pos[pi] * nipp + j
                     img, v = images_allowed[k], verdicts[k]
-                    if v.action == "blank":
-                        img = blank_like(img)
+                    img = apply_action(img, v, latent=output_type == "latent")
                     final.append(img)
                     nsfw_out.append(bool(parent_nsfw[k]) or v.is_flagged)
                 else:
@@ -485,7 +494,7 @@ class GuardedPipelineMixin:
                         reasons.append("the pipeline's own safety checker flagged the image")
                     if v is not None and v.is_flagged:
                         reasons.extend(v.flagged)
-                        decision = "blocked" if v.action == "blank" else "flagged"
+                        decision = "blocked" if v.action in BLOCKING_ACTIONS else "flagged"
                         report.images.append(ImageReport(idx, pi, s, v, decision, "output", v.action, reasons))
                     else:
                         decision = "flagged" if (parent_nsfw and parent_nsfw[k]) else "allowed"
