@@ -103,4 +103,16 @@ def unet_counter(tiny_pipe):
     c.remove()
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models run faster on one thread (no spin-waiting when the machine is busy); restored after.
+    Use with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 FAST = {"num_inference_steps": 2, "height": 64, "width": 64}

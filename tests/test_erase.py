@@ -14,12 +14,7 @@ from guard.errors import GuardError, GuardInputError
 from guard.erase.uce import concept_rows, cross_attention_projections, encode, pipeline_encoders
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _tiny(seed=0):

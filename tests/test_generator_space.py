@@ -55,15 +55,7 @@ def policy_dict(**gs):
     return p
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """The tiny encoders are faster on one thread (no spin-waiting on a busy machine)."""
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,6 @@ import logging
 import math
 import os
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from guard.fileio import write_atomic
 from guard.errors import GuardError, GuardInputError
 from guard.policy import PolicySource, load_policy
 from guard.policy.models import Concept, Policy
@@ -679,20 +679,7 @@ def save_calibration(calib: dict, path: str | os.PathLike) -> Path:
     _validate_calibration(calib, os.fspath(p))
     text = json.dumps(calib, indent=2, sort_keys=False, ensure_ascii=False) + "\n"
     try:
-        p.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, p)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        write_atomic(p, text)
     except OSError as e:
         raise GuardError(f"cannot write calibration file {p}: {e.strerror or e}") from None
     return p

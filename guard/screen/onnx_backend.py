@@ -24,7 +24,6 @@ import json
 import logging
 import os
 import sys
-import tempfile
 import threading
 import time
 import warnings
@@ -33,6 +32,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from guard.fileio import write_atomic
 from guard.errors import GuardError
 from guard.screen.embedder import DEFAULT_MODEL, _fingerprint, direct_config, resolve_model_path
 
@@ -237,24 +237,6 @@ def export_onnx(model_dir: str | os.PathLike, out_path: str | os.PathLike, *, op
     logger.info("screen model exported to ONNX in %.1f s (min cosine vs torch %.6f): %s",
                 info["seconds"], info["min_cosine"], out_path)
     return info
-
-
-def write_atomic(out_path: Path, data: bytes) -> None:
-    """Write ``data`` to ``out_path`` through a temp file in the same folder and ``os.replace``."""
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out_path.parent, prefix=out_path.stem + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, out_path)  # atomic: readers see no file, the old one, or the whole new one
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def export_onnx_bytes(model_dir: str | os.PathLike, *, opset: int = OPSET,
