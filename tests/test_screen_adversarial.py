@@ -174,3 +174,12 @@ def test_evaluate_and_cli(tmp_path, screen):
     r = CliRunner().invoke(app, ["eval", "--unsafe", f"{u}:nope", "--benign", str(b)])
     assert r.exit_code == 2 and "column 'nope' not found" in r.output
 
+
+
+def test_one_word_segment_escalates_but_does_not_block():
+    pol = make_policy(concepts=[{"id": "style.x", "category": "style", "threshold": 0.8,
+                                 "phrases": ["bouguereau"]}])
+    s = PromptScreen(load_policy(pol))
+    r = s.screen("a quiet landscape at dawn, bouguereau, oil on canvas")
+    assert r.decision == "escalate" and any("one-word segment" in x for x in r.reasons)
+    assert s.screen("bouguereau").decision == "block"  # the whole prompt is that word

@@ -73,9 +73,9 @@ def segments(text: str, *, window_words: int = 32, stride_words: int = 16, max_v
 
     def add(s: str) -> None:
         s = s.strip(" .!?'\"")
-        # one-word segments ("photo", "35mm") embed as noise; single explicit words are the lexical
-        # layer's job
-        if len(s) >= 3 and " " in s and s not in seen:
+        # (one-word segments are kept; the screen lets them escalate at most: "photo" or "35mm"
+        # alone embed as noise, and single explicit words are the lexical layer's job)
+        if len(s) >= 3 and s not in seen:
             seen.add(s)
             out.append(s)
 

@@ -266,7 +266,9 @@ class PromptScreen:
                     pi = lo + int(best[lo:hi].argmax())
                     sc.scores[ci] = best[pi]
                     sc.phrase_idx[ci] = pi
-                    sc.view_kind[ci] = kinds[int(best_view[pi])]
+                    bv = int(best_view[pi])
+                    sc.view_kind[ci] = kinds[bv] + ("+word" if kinds[bv].endswith("segment")
+                                                    and " " not in vs[bv] else "")
                     if benign is not None:
                         sc.contrast[ci] = benign[best_view[pi]]
             if self.lexical is not None and texts:
@@ -309,7 +311,7 @@ class PromptScreen:
             thr = float(self._thresholds[ci])
             kind = sc.view_kind[ci]
             cs = ConceptScore(c.id, c.category, c.action, s, thr, self._phrases[int(sc.phrase_idx[ci])],
-                              "segment" if kind.endswith("segment") else "full")
+                              "segment" if "segment" in kind else "full")
             hit = sc.lexical.get(ci) if sc.lexical else None
             if c.action == "allow":
                 d = "allow"
@@ -333,6 +335,10 @@ class PromptScreen:
                     d = lex
                 cs.phrase = f"term {hit.term!r}" + ("" if hit.exact else f" (as {hit.found!r})")
                 cs.view = "lexical"
+            # a one-word segment is thin evidence: it may escalate, never block on its own
+            if d == "block" and hit is None and kind.endswith("+word"):
+                d = "escalate"
+                notes.append(f"{c.id}: a one-word segment matched; escalated, not blocked")
             # obfuscation is itself a signal: a match that needed de-obfuscating goes up
             if d != "allow" and obfuscated and cfg.obfuscation_action != "none" and (
                     kind.split("+")[0] != "plain" or hit is not None or
