@@ -25,6 +25,19 @@ DEFAULT_NUDENET_THRESHOLDS: dict[str, float] = {
 _ID_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 
 
+def _check_label_thresholds(v: dict, labels, kind: str, lo: float, hi: float) -> None:
+    """Every key a known label of the classifier (with a did-you-mean), every value within [lo, hi]."""
+    import difflib
+
+    for label, t in v.items():
+        if label not in labels:
+            close = difflib.get_close_matches(label, list(labels), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"unknown {kind} label {label!r}{hint}")
+        if not lo <= float(t) <= hi:
+            raise ValueError(f"threshold for {label} must be within [{lo:g}, {hi:g}], got {t}")
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
@@ -211,15 +224,7 @@ class NudeNetConfig(_Strict):
     def _check_thresholds(cls, v: dict[str, float]) -> dict[str, float]:
         from guard.output.labels import NUDENET_LABELS
 
-        for label, t in v.items():
-            if label not in NUDENET_LABELS:
-                import difflib
-
-                close = difflib.get_close_matches(label, NUDENET_LABELS, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
-                raise ValueError(f"unknown NudeNet label {label!r}{hint}")
-            if not 0.0 <= float(t) <= 1.0:
-                raise ValueError(f"threshold for {label} must be within [0, 1], got {t}")
+        _check_label_thresholds(v, NUDENET_LABELS, "NudeNet", 0.0, 1.0)
         return v
 
 
@@ -254,15 +259,7 @@ class SafetyCheckerConfig(_Strict):
     def _check_thresholds(cls, v: dict[str, float]) -> dict[str, float]:
         from guard.output.labels import SAFETY_CHECKER_LABELS
 
-        for label, t in v.items():
-            if label not in SAFETY_CHECKER_LABELS:
-                import difflib
-
-                close = difflib.get_close_matches(label, SAFETY_CHECKER_LABELS, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
-                raise ValueError(f"unknown safety-checker label {label!r}{hint}")
-            if not -1.0 <= float(t) <= 1.0:
-                raise ValueError(f"threshold for {label} must be within [-1, 1], got {t}")
+        _check_label_thresholds(v, SAFETY_CHECKER_LABELS, "safety-checker", -1.0, 1.0)
         return v
 
     @model_validator(mode="after")
