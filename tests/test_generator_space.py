@@ -365,7 +365,7 @@ def test_get_screen_is_cached(pipe, policy):
 
 @pytest.fixture()
 def cli_app():
-    from guard.cli_calibrate import calibrate as calibrate_cmd
+    from guard.cli.calibrate import calibrate as calibrate_cmd
 
     app = typer.Typer()
     app.command()(calibrate_cmd)

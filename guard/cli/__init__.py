@@ -417,7 +417,7 @@ def demo(
     typer.echo(f"wrote {len(paths)} images, {out / 'report.json'} and the audit log {audit_path}")
 
 
-from guard.cli_calibrate import calibrate as _calibrate  # noqa: E402
+from guard.cli.calibrate import calibrate as _calibrate  # noqa: E402
 
 app.command("calibrate")(_calibrate)
 
