@@ -16,7 +16,10 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from guard._compat import quiet_torchvision_fallback_notice
 from guard.errors import DefenceError, GuardBlocked, GuardError, GuardInputError, PolicyError
+
+quiet_torchvision_fallback_notice()  # transformers' "no torchvision, using PIL" notice, on every import
 
 __version__ = "0.1.0"
 

@@ -16,17 +16,17 @@ import traceback
 
 import typer
 
-from guard.cli.calibrate import calibrate
+from guard.cli import calibrate, generate, policy, screen  # the command modules
 from guard.cli.common import EXIT_BAD_INPUT, EXIT_FAILED, printable, quiet_libraries, read_prompts
-from guard.cli.generate import demo, generate
-from guard.cli.policy import policy_app
-from guard.cli.screen import eval_cmd, screen
 from guard.erase.cli import erase_cmd, erasure_app
 
 logger = logging.getLogger(__name__)
 
 #: the distribution's name on PyPI (``guard`` there is an unrelated package); the import name is ``guard``
 DISTRIBUTION = "diffusers-guard"
+
+#: the name guard.cli.calibrate and guard.erase.cli import (both call it lazily, inside their commands)
+_quiet_libraries = quiet_libraries
 
 __all__ = ["DISTRIBUTION", "app", "main", "quiet_libraries", "read_prompts", "version"]
 
@@ -70,13 +70,13 @@ def _root(
     """guard: guardrail middleware for Hugging Face diffusers."""
 
 
-app.command()(screen)
-app.command("eval")(eval_cmd)
-app.command()(generate)
-app.command()(demo)
-app.command("calibrate")(calibrate)
+app.command("screen")(screen.screen)
+app.command("eval")(screen.eval_cmd)
+app.command("generate")(generate.generate)
+app.command("demo")(generate.demo)
+app.command("calibrate")(calibrate.calibrate)
 app.command("erase")(erase_cmd)
-app.add_typer(policy_app, name="policy")
+app.add_typer(policy.policy_app, name="policy")
 app.add_typer(erasure_app, name="erasure")
 
 
