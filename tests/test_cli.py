@@ -96,8 +96,20 @@ def test_policy_show_prints_resolved_yaml():
 
 def test_generate_with_demo_spec(tmp_path, policy_file):
     out = tmp_path / "out"
-    r = runner.invoke(app, ["generate", "a red kite", "a photo of a naked woman", "--pipeline", "pipelines/demo.yaml",
-                            "--policy", policy_file, "--out", str(out)])
+    r = runner.invoke(
+        app,
+        [
+            "generate",
+            "a red kite",
+            "a photo of a naked woman",
+            "--pipeline",
+            "pipelines/demo.yaml",
+            "--policy",
+            policy_file,
+            "--out",
+            str(out),
+        ],
+    )
     assert r.exit_code == 0, r.output
     files = sorted(p.name for p in out.glob("*.png"))
     assert files == ["image-0-allowed.png", "image-1-blocked.png"]
@@ -121,8 +133,10 @@ def test_demo_end_to_end(tmp_path):
     assert {"allowed", "blocked"} <= decisions
 
 
-@pytest.mark.skipif(shutil.which("guard") is None and not (sys.prefix and shutil.which("guard", path=f"{sys.prefix}/bin")),
-                    reason="console script not installed")
+@pytest.mark.skipif(
+    shutil.which("guard") is None and not (sys.prefix and shutil.which("guard", path=f"{sys.prefix}/bin")),
+    reason="console script not installed",
+)
 def test_console_script_is_installed():
     exe = shutil.which("guard") or shutil.which("guard", path=f"{sys.prefix}/bin")
     r = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=120)
@@ -283,8 +297,9 @@ def test_generate_model_dir_keeps_the_saved_policy(tmp_path):
     r = runner.invoke(app, ["generate", "a red kite", "--model", str(saved), "--steps", "1", "--out", str(out)])
     assert r.exit_code == 0, r.output
     assert json.loads((out / "report.json").read_text())["policy"]["name"] == "saved-with-model"
-    r = runner.invoke(app, ["generate", "a red kite", "--model", str(saved), "--steps", "1", "--out", str(out),
-                            "--policy", "strict"])
+    r = runner.invoke(
+        app, ["generate", "a red kite", "--model", str(saved), "--steps", "1", "--out", str(out), "--policy", "strict"]
+    )
     assert r.exit_code == 0, r.output
     assert json.loads((out / "report.json").read_text())["policy"]["name"] == "strict"
 
@@ -324,16 +339,21 @@ def _python(code: str, *flags: str) -> subprocess.CompletedProcess:
 
 
 def test_screen_does_not_import_torch_or_diffusers():
-    r = _python("import sys\nfrom guard.cli import main\nrc = main(['screen', 'a cat on a sofa', '--jsonl'])\n"
-                "heavy = sorted(m for m in ('torch', 'diffusers', 'transformers', 'torchvision') if m in sys.modules)\n"
-                "print('HEAVY', heavy, rc)")
+    r = _python(
+        "import sys\nfrom guard.cli import main\nrc = main(['screen', 'a cat on a sofa', '--jsonl'])\n"
+        "heavy = sorted(m for m in ('torch', 'diffusers', 'transformers', 'torchvision') if m in sys.modules)\n"
+        "print('HEAVY', heavy, rc)"
+    )
     assert r.returncode == 0, r.stderr
     assert "HEAVY [] 0" in r.stdout
 
 
 def test_import_prints_no_torchvision_notice():
-    r = _python("import guard; guard.GuardedStableDiffusionPipeline; import diffusers.loaders.ip_adapter",
-                "-W", "error::UserWarning")
+    r = _python(
+        "import guard; guard.GuardedStableDiffusionPipeline; import diffusers.loaders.ip_adapter",
+        "-W",
+        "error::UserWarning",
+    )
     assert r.returncode == 0, r.stderr
     assert "torchvision" not in r.stderr
 
@@ -347,7 +367,14 @@ def test_torchvision_filter_drops_only_that_notice():
     quiet_torchvision_fallback_notice()
     log = logging.getLogger(TRANSFORMERS_IMPORT_LOGGER)
     assert len(log.filters) == 1
-    notice = log.makeRecord(log.name, logging.WARNING, __file__, 1, "`XImageProcessor` requires torchvision "
-                            "(not installed); falling back to `XImageProcessorPil`", (), None)
+    notice = log.makeRecord(
+        log.name,
+        logging.WARNING,
+        __file__,
+        1,
+        "`XImageProcessor` requires torchvision (not installed); falling back to `XImageProcessorPil`",
+        (),
+        None,
+    )
     other = log.makeRecord(log.name, logging.WARNING, __file__, 1, "some other import problem", (), None)
     assert log.filter(notice) is False and log.filter(other) is True
