@@ -127,7 +127,7 @@ def calibrate(
     Each concept's threshold is the --quantile of the benign prompts' similarity to it in the model's own text space.
 
     Name the file written in the policy: screen.generator_space.calibration."""
-    from guard.cli import _quiet_libraries, read_prompts  # lazily: guard.cli imports this module
+    from guard.cli.common import quiet_libraries as _quiet_libraries, read_prompts
 
     _quiet_libraries()
     if not 0.0 < quantile <= 1.0:

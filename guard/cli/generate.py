@@ -74,12 +74,14 @@ def generate(
         _check_out_dir(out)
         if model is not None and not model.strip():
             raise GuardError("--model is empty; give a model id or a local directory")
-        import torch
-
         from guard.spec import PipelineSpec, build_pipeline, load_spec
 
         # no policy for --model: a pipeline saved by guard restores its own, any other gets the default
         spec = load_spec(pipeline) if pipeline is not None else PipelineSpec(name="cli", model=model, policy=None)
+        if policy is None:
+            spec.policy_ref()  # a spec naming a missing policy file fails here, before torch loads
+        import torch
+
         pipe = build_pipeline(spec, policy=policy)
         d = spec.defaults
         kwargs = {"num_inference_steps": steps or d.num_inference_steps, "guidance_scale": d.guidance_scale}
