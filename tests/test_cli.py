@@ -378,3 +378,36 @@ def test_torchvision_filter_drops_only_that_notice():
     )
     other = log.makeRecord(log.name, logging.WARNING, __file__, 1, "some other import problem", (), None)
     assert log.filter(notice) is False and log.filter(other) is True
+
+
+def _guard_imports(path):
+    """Every guard module a file imports, at any depth (function-level imports included)."""
+    import ast
+
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.update(f"{node.module}.{a.name}" if node.module == "guard.cli" else node.module for a in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+    return {m for m in found if m == "guard" or m.startswith("guard.")}
+
+
+def test_no_import_cycle_through_the_cli_package_or_paths():
+    from pathlib import Path
+
+    import guard
+
+    root = Path(guard.__file__).resolve().parent
+    assert _guard_imports(root / "paths.py") == set()  # imported by anything, so it imports nothing of ours
+    # no command module imports the package that imports it (guard.cli itself), lazily or not
+    for f in [*(root / "cli").glob("*.py"), root / "erase" / "cli.py"]:
+        if f.name == "__init__.py" and f.parent.name == "cli":
+            continue
+        back = {
+            m
+            for m in _guard_imports(f)
+            if m
+            in ("guard.cli", "guard.cli._quiet_libraries", "guard.cli.main", "guard.cli.app", "guard.cli.read_prompts")
+        }
+        assert not back, f"{f} imports {back}; import from guard.cli.common instead"

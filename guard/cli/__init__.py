@@ -25,9 +25,6 @@ logger = logging.getLogger(__name__)
 #: the distribution's name on PyPI (``guard`` there is an unrelated package); the import name is ``guard``
 DISTRIBUTION = "diffusers-guard"
 
-#: the name guard.cli.calibrate and guard.erase.cli import (both call it lazily, inside their commands)
-_quiet_libraries = quiet_libraries
-
 __all__ = ["DISTRIBUTION", "app", "main", "quiet_libraries", "read_prompts", "version"]
 
 # typer raises click's exception classes, from click itself or (typer >= 0.20) from its own copy of click

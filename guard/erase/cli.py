@@ -62,7 +62,7 @@ def erase_cmd(
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
 ) -> None:
     """Erase concepts from a model's weights and write a fingerprinted erasure artifact."""
-    from guard.cli import _quiet_libraries
+    from guard.cli.common import quiet_libraries as _quiet_libraries
 
     _quiet_libraries()
     try:
