@@ -12,6 +12,12 @@ warnings.filterwarnings("ignore", category=FutureWarning)
 
 import pytest  # noqa: E402
 
+
+def pytest_configure(config):
+    # registered here (not in pyproject) so that `-m "not slow"` works and --strict-markers accepts it
+    config.addinivalue_line("markers", "slow: a test that takes more than a few seconds on 2 cores; "
+                            'deselect with -m "not slow"')
+
 #: a small policy so that tests build their FAISS index in a moment
 TEST_POLICY = {
     "version": 1,
