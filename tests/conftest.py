@@ -8,6 +8,11 @@ import warnings
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# every guarded call writes audit lines by default: keep the suite's out of the user's state directory
+import tempfile  # noqa: E402
+
+AUDIT_DIR = tempfile.mkdtemp(prefix="guard-test-audit-")
+os.environ["GUARD_AUDIT_LOG"] = os.path.join(AUDIT_DIR, "audit.jsonl")
 warnings.filterwarnings("ignore", category=FutureWarning)
 
 import pytest  # noqa: E402

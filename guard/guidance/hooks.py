@@ -13,20 +13,25 @@ pipeline's branches before its classifier-free guidance combines them:
   momentum, folded into ε_t so that the pipeline's own CFG yields SLD's update.
 
 Hooks (not a replaced ``forward``) survive ``enable_model_cpu_offload``; with no guarded call active
-in the calling thread they pass everything through untouched, so a plain pipeline sharing the UNet
-is not affected. Steps are counted from the scheduler's timesteps, not from UNet calls.
+in the calling context they pass everything through untouched, so a plain pipeline sharing the UNet
+is not affected. The state lives in a :class:`contextvars.ContextVar`: each thread (and each asyncio
+task) sees only its own call's state, so two pipelines sharing one UNet in two threads never mix
+their guidance. Steps are counted from the scheduler's timesteps, not from UNet calls.
+
+IP-Adapter conditioning (``added_cond_kwargs["image_embeds"]``, a list of per-adapter tensors) is
+extended like every other batched input: the concept slots copy the conditional branch's rows.
 """
 
 from __future__ import annotations
 
-import threading
+import contextvars
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import torch
 
-_LOCAL = threading.local()
+_STATE: contextvars.ContextVar[Optional["GuidanceState"]] = contextvars.ContextVar("guard_guidance", default=None)
 
 
 @dataclass
@@ -72,18 +77,17 @@ class GuidanceState:
 
 
 def active_state() -> Optional[GuidanceState]:
-    return getattr(_LOCAL, "state", None)
+    return _STATE.get()
 
 
 @contextmanager
 def guidance_active(state: Optional[GuidanceState]):
-    """Make ``state`` the calling thread's guidance for the duration of a pipeline call."""
-    prev = getattr(_LOCAL, "state", None)
-    _LOCAL.state = state
+    """Make ``state`` the calling context's guidance for the duration of a pipeline call."""
+    token = _STATE.set(state)
     try:
         yield state
     finally:
-        _LOCAL.state = prev
+        _STATE.reset(token)
 
 
 # --------------------------------------------------------------------------------------- hooks
@@ -142,6 +146,11 @@ def _pre_hook(module, args, kwargs):
     if added:
         new_added = {}
         for key, v in added.items():
+            if isinstance(v, (list, tuple)) and v and all(torch.is_tensor(x) and x.shape[0] == B for x in v):
+                # IP-Adapter image embeddings: one tensor per adapter, each batched like the sample
+                new_added[key] = type(v)(torch.cat([x, x[cond].repeat(n_extra // n, *([1] * (x.ndim - 1)))], dim=0)
+                                         for x in v)
+                continue
             if not (torch.is_tensor(v) and v.shape[0] == B):
                 new_added[key] = v
                 continue
