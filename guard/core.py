@@ -278,6 +278,9 @@ class Guard:
         if not req.parent_nsfw:
             req.parent_nsfw = [False] * expected
         outs = self.run_stage("output_check", req)
+        st = req.guidance
+        if st is not None and getattr(st, "error", None):  # a guidance hook failed during denoising
+            outs = self._guidance_failed(req, st.error, outs)
         if outs is not None:
             from guard.output.check import apply_action
 
@@ -285,6 +288,20 @@ class Guard:
                 req.generated[k] = apply_action(req.generated[k], v.detail, latent=req.output_latent)
                 v.action = v.detail.action
         self._finish_report(req)
+
+    def _guidance_failed(self, req: Request, msg: str, outs: Optional[list[Verdict]]) -> list[Verdict]:
+        """The images were denoised without (some of) their guidance: blank them all (fail closed) or
+        keep them with the error in the report (``fail_open: true``)."""
+        logger.error(msg)
+        req.report.errors.append(msg)
+        for i in req.allowed:
+            req.prompt_errors.setdefault(i, msg)
+        if self.policy.fail_open:
+            return outs if outs is not None else []
+        stage = self.stage("output_check")
+        failed = stage.on_error(req, msg, False)
+        req.verdicts["output_check"] = failed
+        return failed
 
     def _fold(self, req: Request, name: str, verdicts: list[Verdict], errors: dict[int, str]) -> None:
         """Combine a prompt stage's verdicts into the per-prompt ScreenResults (a later stage may raise a

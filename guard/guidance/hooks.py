@@ -58,6 +58,9 @@ class GuidanceState:
 
     scheduler: Any = None
     first_index: Optional[int] = None
+    #: set when a hook failed: from then on the hooks pass everything through, and the runner blocks
+    #: the images (fail closed) or reports a warning (``fail_open: true``)
+    error: Optional[str] = None
 
     def step_index(self, t) -> int:
         """Denoising step of timestep ``t``: its first position in the scheduler's timesteps (so a
@@ -100,14 +103,42 @@ def _branches(state: GuidanceState, batch: int) -> tuple[int, int]:
     return k, batch // k
 
 
-def _rows(t: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
-    return t[lo:hi]
+def _failed(st: GuidanceState, where: str, e: Exception) -> None:
+    import traceback
+
+    frame = traceback.extract_tb(e.__traceback__)[-1] if e.__traceback__ else None
+    at = f" at {frame.filename.rsplit('/', 1)[-1]}:{frame.lineno}" if frame else ""
+    st.error = f"negative guidance failed in the UNet {where} hook: {type(e).__name__}: {e}{at}"
+    st.split = None
 
 
 def _pre_hook(module, args, kwargs):
     st = active_state()
-    if st is None or module is not st.unet:
+    if st is None or module is not st.unet or st.error is not None:
         return None
+    try:
+        return _expand(st, args, kwargs)
+    except Exception as e:  # a defence failed: record it, let the pipeline run; the runner decides
+        _failed(st, "pre-forward", e)
+        return None
+
+
+def _post_hook(module, args, kwargs, output):
+    st = active_state()
+    if st is None or module is not st.unet or st.split is None:
+        return None
+    B = st.split[0]
+    try:
+        return _combine(st, output)
+    except Exception as e:
+        _failed(st, "forward", e)
+        if isinstance(output, tuple):  # hand back the pipeline's own rows so its loop can go on
+            return (output[0][:B],) + tuple(output[1:])
+        output.sample = output.sample[:B]
+        return output
+
+
+def _expand(st: GuidanceState, args, kwargs):
     args = list(args)
     sample = args[0] if args else kwargs["sample"]
     t = args[1] if len(args) > 1 else kwargs["timestep"]
@@ -180,10 +211,7 @@ def _pre_hook(module, args, kwargs):
     return tuple(args), new_kwargs
 
 
-def _post_hook(module, args, kwargs, output):
-    st = active_state()
-    if st is None or module is not st.unet or st.split is None:
-        return None
+def _combine(st: GuidanceState, output):
     B, n, k, m, step = st.split
     st.split = None
     tup = isinstance(output, tuple)
