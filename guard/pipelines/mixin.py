@@ -345,9 +345,9 @@ class GuardedPipelineMixin:
                 raise GuardInputError(f"pass `{name}` (a string or a list of strings) or `prompt_embeds`")
             if self.guard.guard.policy.screen.enabled:
                 raise GuardInputError(
-                    "`prompt_embeds` without `prompt` cannot be screened; pass the prompt text too "
-                    "(the guard screens the text and checks that the batch sizes match), or disable "
-                    "the screen in the policy"
+                    f"`prompt_embeds` without `{name}` cannot be screened; pass the prompt text too as "
+                    f"`{name}=` (the guard screens the text, checks that the batch sizes match, and gives the "
+                    "pipeline only the embeddings), or disable the screen in the policy"
                 )
             return [None] * int(embeds.shape[0]), False
         if isinstance(prompt, str):
