@@ -81,6 +81,8 @@ class Guard:
         self._screen = None
         self._checker = None
         self._stages: dict[str, Stage] = {}
+        #: the stages run before denoising, in order (see :meth:`add_stage`)
+        self.pre_stages: list[str] = list(PRE_STAGES)
         self._lock = threading.Lock()
         a = self.policy.audit
         if getattr(a, "enabled", True):
@@ -130,6 +132,22 @@ class Guard:
         if st is None:
             st = self._stages[name] = get_stage(name)(self)
         return st
+
+    def add_stage(self, name: str, *, before: Optional[str] = None) -> "Guard":
+        """Run the registered stage ``name`` before denoising on every request of this guard (after the
+        built-in ones, or before the stage ``before``). Its verdicts may raise a prompt's decision, never
+        lower it; its failures fail closed like every other stage's."""
+        cls = get_stage(name)
+        if cls.over != "prompts":
+            raise GuardError(f"add_stage: stage {name!r} is over {cls.over}; only prompt stages run before "
+                             "denoising (image classifiers belong in the output check's classifier registry)")
+        if before is not None and before not in self.pre_stages:
+            raise GuardError(f"add_stage: no stage {before!r} to insert before; have {', '.join(self.pre_stages)}")
+        if name in self.pre_stages:
+            self.pre_stages.remove(name)
+        at = self.pre_stages.index(before) if before is not None else len(self.pre_stages)
+        self.pre_stages.insert(at, name)
+        return self
 
     # ------------------------------------------------------------------ one stage, fail-closed once
 
@@ -230,7 +248,7 @@ class Guard:
         req.screened = [_blank_screen(i, "screen disabled by policy") for i in range(n)]
         req.input_escalated = [False] * n
         errors = req.prompt_errors
-        for name in PRE_STAGES:
+        for name in self.pre_stages:
             verdicts = self.run_stage(name, req)
             if verdicts is not None:
                 self._fold(req, name, verdicts, errors)
@@ -356,9 +374,13 @@ class Guard:
                 err = error or errors.get(pi)
                 if error is not None:
                     im = ImageReport(idx, pi, s, None, "blocked", "error", "blank", [error], error=error)
-                elif pi not in pos:
+                elif pi not in req.allowed:
                     by = "error" if err is not None and s.decision == "block" else "screen"
                     im = ImageReport(idx, pi, s, None, "blocked", by, "blank", list(s.reasons[:1]), error=err)
+                elif pi not in pos:  # screened only (no generation in this request): the screen's word
+                    reasons = ["prompt escalated: " + (s.reasons[0] if s.reasons else "")] \
+                        if s.decision == "escalate" else []
+                    im = ImageReport(idx, pi, s, None, "allowed", None, "none", reasons, error=err)
                 else:
                     k = pos[pi] * nipp + (idx - pi * nipp)
                     ov = outs[k] if outs is not None else None

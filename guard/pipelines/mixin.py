@@ -161,12 +161,12 @@ class GuardedPipelineMixin:
     @property
     def guard_policy(self):
         """The resolved :class:`guard.policy.Policy` this pipeline runs under."""
-        return self.guard.guard.policy
+        return self.guard_runner.policy
 
     @property
     def guard_runner(self):
         """The :class:`guard.core.Guard` that runs this pipeline's defence stages."""
-        return self.guard.guard
+        return self.guard_runner
 
     def set_policy(self, policy: PolicySource) -> None:
         """Replace the policy (validated, and its erasers applied, before anything changes)."""
@@ -234,7 +234,7 @@ class GuardedPipelineMixin:
             return self._guarded_call_locked(parent_call, params)
 
     def _guarded_call_locked(self, parent_call, params: dict):
-        guard = self.guard.guard
+        guard = self.guard_runner
         prompts, single = self._guard_prompts(params)
         n_prompts = len(prompts)
         nipp = params.get("num_images_per_prompt")
@@ -343,7 +343,7 @@ class GuardedPipelineMixin:
         if prompt is None:
             if embeds is None:
                 raise GuardInputError(f"pass `{name}` (a string or a list of strings) or `prompt_embeds`")
-            if self.guard.guard.policy.screen.enabled:
+            if self.guard_runner.policy.screen.enabled:
                 raise GuardInputError(
                     f"`prompt_embeds` without `{name}` cannot be screened; pass the prompt text too as "
                     f"`{name}=` (the guard screens the text, checks that the batch sizes match, and gives the "
