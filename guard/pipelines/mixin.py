@@ -166,7 +166,7 @@ class GuardedPipelineMixin:
     @property
     def guard_runner(self):
         """The :class:`guard.core.Guard` that runs this pipeline's defence stages."""
-        return self.guard_runner
+        return self.guard.guard
 
     def set_policy(self, policy: PolicySource) -> None:
         """Replace the policy (validated, and its erasers applied, before anything changes)."""
