@@ -35,6 +35,15 @@ def prompt_digest(prompt: str | None) -> str | None:
     return "sha256:" + hashlib.sha256(prompt.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+def redact(text: str, prompts: Iterable[str | None]) -> str:
+    """``text`` with every prompt of the request it contains replaced by the prompt's digest, so an
+    error message that quotes a prompt does not put it in the log raw (unless ``store_prompts``)."""
+    for p in sorted({p for p in prompts if p and len(p) >= 3}, key=len, reverse=True):
+        if p in text:
+            text = text.replace(p, f"<prompt {prompt_digest(p)[:19]}>")
+    return text
+
+
 def utc_now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -64,12 +73,23 @@ class AuditLog:
                 fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
             except OSError as e:
                 raise GuardError(f"cannot open audit log {self.path}: {e.strerror or e}") from e
+            start = written = 0
             try:
+                start = os.fstat(fd).st_size
                 view = memoryview(blob)
-                while view:
+                while view:  # the OS may take only part of the buffer: write the rest, never drop it
                     n = os.write(fd, view)
+                    if n <= 0:
+                        raise OSError(f"write returned {n} with {len(view)} bytes left")
+                    written += n
                     view = view[n:]
             except OSError as e:
+                if written:  # take back our half-written lines if nobody appended after them
+                    try:
+                        if os.fstat(fd).st_size == start + written:
+                            os.ftruncate(fd, start)
+                    except OSError:  # pragma: no cover - best effort
+                        pass
                 raise GuardError(f"cannot write audit log {self.path}: {e.strerror or e}") from e
             finally:
                 os.close(fd)

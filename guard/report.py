@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
-from guard.screen.screen import ScreenResult
+if TYPE_CHECKING:  # only for annotations: the report module imports nothing of guard at run time
+    from guard.screen.screen import ScreenResult
 
 
 @dataclass
@@ -36,12 +37,14 @@ class ImageReport:
 
     index: int
     prompt_index: int
-    screen: Optional[ScreenResult]
+    screen: Optional["ScreenResult"]
     output: Optional[OutputVerdict]
     decision: str  # allowed | blocked | flagged
     blocked_by: Optional[str] = None  # screen | output | error
     action: str = "none"  # none | blank | flag
     reasons: list[str] = field(default_factory=list)
+    #: the failure of a defence (or of the pipeline) that decided or touched this image, if any
+    error: Optional[str] = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -51,6 +54,7 @@ class ImageReport:
             "blocked_by": self.blocked_by,
             "action": self.action,
             "reasons": list(self.reasons),
+            "error": self.error,
             "screen": self.screen.to_dict() if self.screen else None,
             "output": self.output.to_dict() if self.output else None,
         }
@@ -74,6 +78,11 @@ class GuardReport:
     def blocked(self) -> list[int]:
         """Indices of images that were blanked or never generated."""
         return [im.index for im in self.images if im.decision == "blocked"]
+
+    @property
+    def failed(self) -> list[int]:
+        """Indices of images that a failing defence or pipeline decided or touched (``error`` set)."""
+        return [im.index for im in self.images if im.error]
 
     @property
     def any_blocked(self) -> bool:

@@ -8,9 +8,20 @@ import warnings
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# every guarded call writes audit lines by default: keep the suite's out of the user's state directory
+import tempfile  # noqa: E402
+
+AUDIT_DIR = tempfile.mkdtemp(prefix="guard-test-audit-")
+os.environ["GUARD_AUDIT_LOG"] = os.path.join(AUDIT_DIR, "audit.jsonl")
 warnings.filterwarnings("ignore", category=FutureWarning)
 
 import pytest  # noqa: E402
+
+
+def pytest_configure(config):
+    # registered here (not in pyproject) so that `-m "not slow"` works and --strict-markers accepts it
+    config.addinivalue_line("markers", "slow: a test that takes more than a few seconds on 2 cores; "
+                            'deselect with -m "not slow"')
 
 #: a small policy so that tests build their FAISS index in a moment
 TEST_POLICY = {

@@ -111,3 +111,103 @@ def test_unwritable_audit_log_fails_closed(tiny_pipe, tmp_path):
     g2 = guard.protect(tiny_pipe, make_policy(fail_open=True, audit={"path": str(blocker / "log.jsonl")}))
     out = g2("a red kite", **FAST)
     assert any("audit log not written" in e for e in out.guard_report.errors)
+
+
+# ----------------------------------------------------------------------------- short writes, defaults, privacy
+
+
+def test_short_writes_from_the_os_still_give_whole_lines_under_concurrency(tmp_path, monkeypatch):
+    import os
+
+    real = os.write
+    sizes = []
+
+    def short_write(fd, data):  # the OS takes at most 7 bytes per call (a signal, a full pipe, NFS...)
+        n = real(fd, bytes(memoryview(data)[:7]))
+        sizes.append(n)
+        return n
+
+    monkeypatch.setattr(os, "write", short_write)
+    log = AuditLog(tmp_path / "a.jsonl")
+
+    def worker(t):
+        for i in range(10):
+            log.write([{"thread": t, "i": i, "k": k, "pad": "y" * 300} for k in range(2)])
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(6)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    monkeypatch.setattr(os, "write", real)
+    events = read_lines(tmp_path / "a.jsonl")  # every line parses: none was cut or interleaved
+    assert len(events) == 6 * 10 * 2 and max(sizes) == 7
+    for n in range(0, len(events), 2):
+        assert (events[n]["thread"], events[n]["i"]) == (events[n + 1]["thread"], events[n + 1]["i"])
+
+
+def test_a_write_that_fails_half_way_leaves_no_half_line(tmp_path, monkeypatch):
+    import os
+
+    import pytest
+
+    log = AuditLog(tmp_path / "a.jsonl")
+    log.write([{"first": 1}])
+    real = os.write
+    calls = {"n": 0}
+
+    def failing(fd, data):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            return real(fd, bytes(memoryview(data)[:10]))
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "write", failing)
+    with pytest.raises(guard.GuardError, match="cannot write audit log .*No space left"):
+        log.write([{"second": 2}, {"third": 3}])
+    monkeypatch.setattr(os, "write", lambda fd, data: 0)
+    with pytest.raises(guard.GuardError, match="write returned 0"):  # never spins on a write that takes nothing
+        log.write([{"fourth": 4}])
+    monkeypatch.setattr(os, "write", real)
+    log.write([{"fifth": 5}])
+    assert read_lines(tmp_path / "a.jsonl") == [{"first": 1}, {"fifth": 5}]
+
+
+def test_audit_is_on_by_default_and_off_only_when_asked(tiny_pipe, tmp_path, monkeypatch):
+    from guard.core import Guard
+
+    monkeypatch.setenv("GUARD_AUDIT_LOG", str(tmp_path / "env.jsonl"))
+    g = guard.protect(tiny_pipe, make_policy())  # no audit section at all
+    g("a red kite", **FAST)
+    assert len(read_lines(tmp_path / "env.jsonl")) == 1
+    monkeypatch.delenv("GUARD_AUDIT_LOG")
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    assert Guard(make_policy()).audit.path == tmp_path / "state" / "guard" / "audit.jsonl"
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("XDG_STATE_HOME")
+    assert Guard(make_policy()).audit.path == tmp_path / "home" / ".local" / "state" / "guard" / "audit.jsonl"
+    off = guard.protect(tiny_pipe, make_policy(audit={"enabled": False}))
+    assert off.guard_runner.audit is None
+    off("a red kite", **FAST)
+    assert not (tmp_path / "home" / ".local" / "state" / "guard").exists()
+
+
+def test_prompts_in_error_messages_are_not_logged_raw(tiny_pipe, tmp_path, monkeypatch):
+    secret = "a portrait of my neighbour jane doe"
+    for store in (False, True):
+        path = tmp_path / f"log{store}.jsonl"
+        g = guard.protect(tiny_pipe, make_policy(audit={"path": str(path), "store_prompts": store}))
+
+        def boom(prompts):
+            raise ValueError(f"could not embed {prompts[0]!r}")
+
+        monkeypatch.setattr(g.guard_runner.screen, "screen_batch", boom)
+        out = g(secret, **FAST)
+        assert out.nsfw_content_detected == [True]
+        text = path.read_text()
+        (event,) = read_lines(path)
+        assert "could not embed" in event["error"]
+        if store:
+            assert secret in event["error"] and event["prompt"] == secret
+        else:
+            assert secret not in text and "<prompt sha256:" in event["error"]

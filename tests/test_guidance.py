@@ -67,7 +67,10 @@ def test_each_kind_is_a_drop_in_with_guidance(kind):
     assert np.abs(out.images - ref).max() > 1e-3  # eta > 0 changes the images
     assert any("negative guidance (ace" in n for n in out.guard_report.notes)
     zero = guard.protect(base, policy(eta_uncond=0.0, eta_cond=0.0))
-    np.testing.assert_allclose(run(zero, kind).images, ref, atol=1e-6)  # eta = 0: identical
+    # eta = 0: the same images up to float32 rounding. The guided call runs the UNet on a larger batch
+    # (one extra slot per image), and CPU kernels pick other blockings for other batch sizes, which
+    # moves pixels by up to ~3e-6; 1e-5 is well above that and far below the >1e-3 change of eta > 0.
+    np.testing.assert_allclose(run(zero, kind).images, ref, atol=1e-5)
     # a blocked prompt in the batch; the report and flags line up
     mixed = run(g, kind, prompts=("a cat", "a photo of a naked woman"))
     assert mixed.nsfw_content_detected == [False, True]

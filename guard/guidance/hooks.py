@@ -13,20 +13,25 @@ pipeline's branches before its classifier-free guidance combines them:
   momentum, folded into ε_t so that the pipeline's own CFG yields SLD's update.
 
 Hooks (not a replaced ``forward``) survive ``enable_model_cpu_offload``; with no guarded call active
-in the calling thread they pass everything through untouched, so a plain pipeline sharing the UNet
-is not affected. Steps are counted from the scheduler's timesteps, not from UNet calls.
+in the calling context they pass everything through untouched, so a plain pipeline sharing the UNet
+is not affected. The state lives in a :class:`contextvars.ContextVar`: each thread (and each asyncio
+task) sees only its own call's state, so two pipelines sharing one UNet in two threads never mix
+their guidance. Steps are counted from the scheduler's timesteps, not from UNet calls.
+
+IP-Adapter conditioning (``added_cond_kwargs["image_embeds"]``, a list of per-adapter tensors) is
+extended like every other batched input: the concept slots copy the conditional branch's rows.
 """
 
 from __future__ import annotations
 
-import threading
+import contextvars
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import torch
 
-_LOCAL = threading.local()
+_STATE: contextvars.ContextVar[Optional["GuidanceState"]] = contextvars.ContextVar("guard_guidance", default=None)
 
 
 @dataclass
@@ -53,6 +58,9 @@ class GuidanceState:
 
     scheduler: Any = None
     first_index: Optional[int] = None
+    #: set when a hook failed: from then on the hooks pass everything through, and the runner blocks
+    #: the images (fail closed) or reports a warning (``fail_open: true``)
+    error: Optional[str] = None
 
     def step_index(self, t) -> int:
         """Denoising step of timestep ``t``: its first position in the scheduler's timesteps (so a
@@ -72,18 +80,17 @@ class GuidanceState:
 
 
 def active_state() -> Optional[GuidanceState]:
-    return getattr(_LOCAL, "state", None)
+    return _STATE.get()
 
 
 @contextmanager
 def guidance_active(state: Optional[GuidanceState]):
-    """Make ``state`` the calling thread's guidance for the duration of a pipeline call."""
-    prev = getattr(_LOCAL, "state", None)
-    _LOCAL.state = state
+    """Make ``state`` the calling context's guidance for the duration of a pipeline call."""
+    token = _STATE.set(state)
     try:
         yield state
     finally:
-        _LOCAL.state = prev
+        _STATE.reset(token)
 
 
 # --------------------------------------------------------------------------------------- hooks
@@ -96,14 +103,42 @@ def _branches(state: GuidanceState, batch: int) -> tuple[int, int]:
     return k, batch // k
 
 
-def _rows(t: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
-    return t[lo:hi]
+def _failed(st: GuidanceState, where: str, e: Exception) -> None:
+    import traceback
+
+    frame = traceback.extract_tb(e.__traceback__)[-1] if e.__traceback__ else None
+    at = f" at {frame.filename.rsplit('/', 1)[-1]}:{frame.lineno}" if frame else ""
+    st.error = f"negative guidance failed in the UNet {where} hook: {type(e).__name__}: {e}{at}"
+    st.split = None
 
 
 def _pre_hook(module, args, kwargs):
     st = active_state()
-    if st is None or module is not st.unet:
+    if st is None or module is not st.unet or st.error is not None:
         return None
+    try:
+        return _expand(st, args, kwargs)
+    except Exception as e:  # a defence failed: record it, let the pipeline run; the runner decides
+        _failed(st, "pre-forward", e)
+        return None
+
+
+def _post_hook(module, args, kwargs, output):
+    st = active_state()
+    if st is None or module is not st.unet or st.split is None:
+        return None
+    B = st.split[0]
+    try:
+        return _combine(st, output)
+    except Exception as e:
+        _failed(st, "forward", e)
+        if isinstance(output, tuple):  # hand back the pipeline's own rows so its loop can go on
+            return (output[0][:B],) + tuple(output[1:])
+        output.sample = output.sample[:B]
+        return output
+
+
+def _expand(st: GuidanceState, args, kwargs):
     args = list(args)
     sample = args[0] if args else kwargs["sample"]
     t = args[1] if len(args) > 1 else kwargs["timestep"]
@@ -142,6 +177,11 @@ def _pre_hook(module, args, kwargs):
     if added:
         new_added = {}
         for key, v in added.items():
+            if isinstance(v, (list, tuple)) and v and all(torch.is_tensor(x) and x.shape[0] == B for x in v):
+                # IP-Adapter image embeddings: one tensor per adapter, each batched like the sample
+                new_added[key] = type(v)(torch.cat([x, x[cond].repeat(n_extra // n, *([1] * (x.ndim - 1)))], dim=0)
+                                         for x in v)
+                continue
             if not (torch.is_tensor(v) and v.shape[0] == B):
                 new_added[key] = v
                 continue
@@ -171,10 +211,7 @@ def _pre_hook(module, args, kwargs):
     return tuple(args), new_kwargs
 
 
-def _post_hook(module, args, kwargs, output):
-    st = active_state()
-    if st is None or module is not st.unet or st.split is None:
-        return None
+def _combine(st: GuidanceState, output):
     B, n, k, m, step = st.split
     st.split = None
     tup = isinstance(output, tuple)

@@ -6,7 +6,7 @@ from typing import Any
 
 from guard.errors import GuardError
 from guard.pipelines.component import GuardComponent
-from guard.pipelines.mixin import GuardedPipelineMixin, GuardedPipelineOutput
+from guard.pipelines.mixin import GuardedPipelineMixin, GuardedPipelineOutput, GuardedTuple
 from guard.pipelines.editing import (GuardedStableDiffusionImg2ImgPipeline, GuardedStableDiffusionInpaintPipeline,
                                      GuardedStableDiffusionInstructPix2PixPipeline)
 from guard.pipelines.sdxl import (GuardedStableDiffusionXLImg2ImgPipeline, GuardedStableDiffusionXLPipeline,
@@ -74,6 +74,7 @@ __all__ = [
     "GuardedStableDiffusionPipeline",
     "GuardedStableDiffusionXLImg2ImgPipeline",
     "GuardedStableDiffusionXLPipeline",
+    "GuardedTuple",
     "GuardedXLPipelineOutput",
     "protect",
     "unprotect",

@@ -40,7 +40,8 @@ class GuardedStableDiffusionInpaintPipeline(GuardedPipelineMixin, StableDiffusio
     """Drop-in ``StableDiffusionInpaintPipeline`` (9-channel inpainting UNets and 4-channel ones)."""
 
     _guard_kind = "inpaint"
-    _guard_image_args = ("image", "mask_image")
+    _guard_image_args = ("image", "mask_image", "masked_image_latents")
+    _guard_latent_args = ("masked_image_latents",)
     _optional_components = StableDiffusionInpaintPipeline._optional_components + ["guard"]
     _exclude_from_cpu_offload = StableDiffusionInpaintPipeline._exclude_from_cpu_offload + ["guard"]
 
@@ -61,6 +62,7 @@ class GuardedStableDiffusionInstructPix2PixPipeline(GuardedPipelineMixin, Stable
 
     _guard_kind = "pix2pix"
     _guard_image_args = ("image",)
+    _guard_latents_scaled = False  # diffusers takes pix2pix image latents unscaled (argmax of the VAE)
     _optional_components = StableDiffusionInstructPix2PixPipeline._optional_components + ["guard"]
     _exclude_from_cpu_offload = StableDiffusionInstructPix2PixPipeline._exclude_from_cpu_offload + ["guard"]
 

@@ -1,17 +1,19 @@
 """``GuardedPipelineMixin``: the guard around any diffusers pipeline's ``__call__``.
 
-For each call: validate the inputs, screen every prompt (one encoder pass), denoise only the allowed
-prompts (a blocked prompt never reaches the UNet), run the output classifiers on every generated
-image (latent output is decoded to be classified), blank or flag what the policy says, put black
-images in the blocked slots, and return the parent's output type with a ``guard_report``. Every
-image gets an audit line.
+For each call: validate the inputs, hand the request to :meth:`guard.core.Guard.run` (which runs the
+defence stages — prompt and generator-space screens, input images, guidance planning, the output
+check — applies fail-closed and writes the audit lines), denoise only the allowed prompts (a blocked
+prompt never reaches the UNet), put black images in the blocked slots, and return the parent's
+output type with a ``guard_report``. The pipeline-specific parts live here: which arguments are
+prompts and images, slicing a batch, decoding latents, packing outputs.
 """
 
 from __future__ import annotations
 
 import inspect
 import logging
-import time
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -20,18 +22,74 @@ import PIL.Image
 import torch
 from diffusers.pipelines.stable_diffusion.pipeline_output import StableDiffusionPipelineOutput
 
-from guard.errors import GuardBlocked, GuardInputError
-from guard.guidance import guidance_active, rows_to_guide
-from guard.guidance import prepare as prepare_guidance
-from guard.output.base import to_rgb_uint8
-from guard.output.check import BLOCKING_ACTIONS, apply_action, blank_like
+from guard.errors import GuardError, GuardInputError
+from guard.output.check import blank_like
 from guard.pipelines.component import GuardComponent
 from guard.policy import PolicySource
-from guard.report import GuardReport, ImageReport, OutputVerdict
+from guard.report import GuardReport
+from guard.stages import InputImages, Request
 
-logger = logging.getLogger("guard")
+logger = logging.getLogger(__name__)
 
 _OUTPUT_TYPES = ("pil", "np", "pt", "latent")
+
+_CALL_NOTE = """
+
+Guarded by ``guard``: every prompt is screened before denoising (blocked ones never reach the UNet and
+come back black), input images and every generated image are checked by the policy's classifiers,
+and the result carries ``guard_report`` (also with ``return_dict=False``: a tuple with ``.guard_report``
+and ``.nsfw_content_detected``). One audit line is written per image. One call at a time per
+pipeline: use ``pipe.for_thread()`` for another thread.
+"""
+
+_BUSY: set[int] = set()
+_BUSY_LOCK = threading.Lock()
+
+
+@contextmanager
+def _exclusive(pipe: Any):
+    """Refuse a second call on the same pipeline (or on another sharing its scheduler) while one runs:
+    diffusers pipelines keep per-call state on themselves and their schedulers."""
+    keys = {id(pipe), id(getattr(pipe, "scheduler", None))}
+    with _BUSY_LOCK:
+        if keys & _BUSY:
+            raise GuardError(
+                f"{type(pipe).__name__} is already running a call (in another thread, or its scheduler is "
+                "shared with a pipeline that is); diffusers pipelines and schedulers are not thread-safe. "
+                "Use one pipeline per thread: `pipe.for_thread()` gives a copy with its own scheduler and "
+                "tokenizer that shares the weights and the guard")
+        _BUSY.update(keys)
+    try:
+        yield
+    finally:
+        with _BUSY_LOCK:
+            _BUSY.difference_update(keys)
+
+
+def _parent_call(cls: type):
+    """The first class after the mixin in ``cls``'s MRO that defines ``__call__`` (the diffusers one)."""
+    mro = cls.__mro__
+    if GuardedPipelineMixin not in mro:
+        return None
+    for klass in mro[mro.index(GuardedPipelineMixin) + 1:]:
+        if "__call__" in klass.__dict__:
+            return klass.__dict__["__call__"]
+    return None
+
+
+class GuardedTuple(tuple):
+    """What a guarded call returns with ``return_dict=False``: the parent's tuple (unpacks the same),
+    plus ``guard_report`` and ``nsfw_content_detected`` (SDXL's tuple has no flags of its own)."""
+
+    guard_report: Optional[GuardReport]
+    nsfw_content_detected: Optional[list[bool]]
+
+    def __new__(cls, items, guard_report: Optional[GuardReport] = None,
+                nsfw_content_detected: Optional[list[bool]] = None):
+        t = super().__new__(cls, items)
+        t.guard_report = guard_report
+        t.nsfw_content_detected = nsfw_content_detected
+        return t
 
 
 @dataclass
@@ -50,6 +108,12 @@ class GuardedPipelineMixin:
     _guard_extra_prompt_args: tuple[str, ...] = ()
     #: input images of editing pipelines: screened by the output classifiers, sliced with the batch
     _guard_image_args: tuple[str, ...] = ()
+    #: image inputs that condition every prompt (not sliced): checked like the others
+    _guard_shared_image_args: tuple[str, ...] = ("ip_adapter_image",)
+    #: image arguments that are always VAE latents (decoded before they are classified)
+    _guard_latent_args: tuple[str, ...] = ()
+    #: whether latents given as images carry the VAE scaling factor (instruct-pix2pix's do not)
+    _guard_latents_scaled = True
     #: text2img | img2img | inpaint | pix2pix | sdxl | sdxl-img2img
     _guard_kind = "text2img"
     _guard_output_cls = GuardedPipelineOutput
@@ -96,7 +160,13 @@ class GuardedPipelineMixin:
 
     @property
     def guard_policy(self):
-        return self.guard.guard.policy
+        """The resolved :class:`guard.policy.Policy` this pipeline runs under."""
+        return self.guard_runner.policy
+
+    @property
+    def guard_runner(self):
+        """The :class:`guard.core.Guard` that runs this pipeline's defence stages."""
+        return self.guard.guard
 
     def set_policy(self, policy: PolicySource) -> None:
         """Replace the policy (validated, and its erasers applied, before anything changes)."""
@@ -108,19 +178,47 @@ class GuardedPipelineMixin:
 
     # ------------------------------------------------------------------ the call
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Give each guarded class a ``__call__`` with its parent's signature and docstring, so
+        ``help()``, IDEs and ``inspect.signature`` show the diffusers arguments."""
+        super().__init_subclass__(**kwargs)
+        if "__call__" in cls.__dict__:
+            return
+        parent = _parent_call(cls)
+        if parent is None:
+            return
+
+        def __call__(self, *args: Any, **kw: Any):
+            return self._guarded_call(args, kw)
+
+        __call__.__signature__ = inspect.signature(parent)
+        __call__.__doc__ = (inspect.getdoc(parent) or "") + _CALL_NOTE
+        __call__.__qualname__ = f"{cls.__qualname__}.__call__"
+        __call__.__module__ = cls.__module__
+        cls.__call__ = __call__
+
     def __call__(self, *args: Any, **kwargs: Any):
         return self._guarded_call(args, kwargs)
 
     def _guard_parent_call(self):
-        # the first class after the mixin in the MRO that defines __call__
-        mro = type(self).__mro__
-        for klass in mro[mro.index(GuardedPipelineMixin) + 1 :]:
-            if "__call__" in klass.__dict__:
-                return klass.__dict__["__call__"]
-        raise TypeError(f"{type(self).__name__} has no pipeline __call__ to guard")
+        parent = _parent_call(type(self))
+        if parent is None:
+            raise TypeError(f"{type(self).__name__} has no pipeline __call__ to guard")
+        return parent
+
+    def for_thread(self):
+        """A copy for another thread: same weights and guard, its own scheduler and tokenizer(s)
+        (neither is thread-safe). One guarded pipeline runs one call at a time."""
+        import copy
+
+        extra = {"scheduler": type(self.scheduler).from_config(self.scheduler.config)}
+        for name in ("tokenizer", "tokenizer_2"):
+            tok = getattr(self, name, None)
+            if tok is not None:
+                extra[name] = copy.deepcopy(tok)
+        return type(self).from_pipe(self, **extra)
 
     def _guarded_call(self, args: tuple, kwargs: dict):
-        t_start = time.perf_counter()
         parent_call = self._guard_parent_call()
         sig = inspect.signature(parent_call)
         try:
@@ -132,12 +230,11 @@ class GuardedPipelineMixin:
         params.pop("self")
         extra = params.pop("kwargs", {}) if "kwargs" in sig.parameters else {}
         params.update(extra)
+        with _exclusive(self):
+            return self._guarded_call_locked(parent_call, params)
 
-        guard = self.guard.guard
-        report = guard.new_report(type(self).__name__)
-        from guard.erase.wiring import report_entries
-
-        report.erasers = report_entries(self)
+    def _guarded_call_locked(self, parent_call, params: dict):
+        guard = self.guard_runner
         prompts, single = self._guard_prompts(params)
         n_prompts = len(prompts)
         nipp = params.get("num_images_per_prompt")
@@ -148,83 +245,95 @@ class GuardedPipelineMixin:
         if output_type not in _OUTPUT_TYPES:
             raise GuardInputError(f"output_type must be one of {', '.join(_OUTPUT_TYPES)}, got {output_type!r}")
         return_dict = params.get("return_dict", True)
+        texts = self._guard_texts(prompts, params)
+        req = Request(prompts=prompts, texts=texts, pipeline=type(self).__name__, pipe=self, kind=self._guard_kind,
+                      images_per_prompt=nipp, input_images=self._guard_input_images(params, n_prompts),
+                      params=params, output_latent=output_type == "latent", decode=self._guard_decode_latents)
+        both = params.get(self._guard_prompt_arg) is not None and params.get("prompt_embeds") is not None
 
-        # 1. prompt screen (and, on editing pipelines, the input images)
-        screened = self._guard_screen(prompts, params, report)
-        input_escalated = self._guard_screen_inputs(params, screened, report)
-        allowed = [i for i, r in enumerate(screened) if r.decision != "block"]
-        blocked = [i for i, r in enumerate(screened) if r.decision == "block"]
-        if blocked and guard.policy.on_block == "raise":
-            self._guard_finish_report(report, screened, None, nipp, allowed, [])
-            report.timings_ms["total"] = (time.perf_counter() - t_start) * 1000
-            guard.write_audit(report, prompts)
-            first = screened[blocked[0]]
-            raise GuardBlocked(
-                f"prompt {blocked[0]} blocked by policy {guard.policy.name!r}: "
-                + (first.reasons[0] if first.reasons else "blocked"), report)
-
-        # 2. denoise the allowed prompts only
-        images_allowed: list[Any] = []
-        parent_nsfw: list[bool] = []
-        if allowed:
-            sub = self._guard_subset(params, allowed, n_prompts, nipp)
-            inner_type = "latent" if output_type == "latent" else "pt"
-            sub["output_type"] = inner_type
+        def generate(r: Request) -> None:
+            sub = self._guard_subset(params, r.allowed, n_prompts, nipp)
+            sub["output_type"] = "latent" if output_type == "latent" else "pt"
             sub["return_dict"] = True
-            state = self._guard_guidance_state(screened, input_escalated, allowed, nipp, sub, report)
-            t0 = time.perf_counter()
-            with guidance_active(state):
-                out = parent_call(self, **sub)
-            report.timings_ms["generate"] = (time.perf_counter() - t0) * 1000
-            if state is not None:
-                report.notes.append(
-                    f"negative guidance ({state.mode}, layout {state.layout}) on "
-                    f"{int(state.row_mask.sum())} of {len(state.row_mask)} image(s), steps {state.applied_steps}, "
-                    f"+{state.extra_rows} UNet batch rows per step"
+            if both:  # the text was screened; diffusers takes the embeddings alone
+                for name in (self._guard_prompt_arg,) + self._guard_extra_prompt_args:
+                    sub[name] = None
+            self._guard_wrap_callback(sub)
+            out = parent_call(self, **sub)
+            st = r.guidance
+            if st is not None:
+                r.report.notes.append(
+                    f"negative guidance ({st.mode}, layout {st.layout}) on "
+                    f"{int(st.row_mask.sum())} of {len(st.row_mask)} image(s), steps {st.applied_steps}, "
+                    f"+{st.extra_rows} UNet batch rows per step"
                     + (" (classifier-free guidance was off: an unconditional branch was added)"
-                       if state.layout == "single" else ""))
-            images_allowed = list(out.images)
+                       if st.layout == "single" else ""))
+            r.generated = list(out.images)
             nsfw = getattr(out, "nsfw_content_detected", None)
-            parent_nsfw = list(nsfw) if nsfw is not None else [False] * len(images_allowed)
+            r.parent_nsfw = list(nsfw) if nsfw is not None else [False] * len(r.generated)
 
-        # 3. output check on every generated image
-        if output_type == "latent" and images_allowed and guard.output_check_enabled:
-            t0 = time.perf_counter()
-            pixels = self._guard_decode_latents(torch.stack(images_allowed))
-            report.timings_ms["decode_for_check"] = (time.perf_counter() - t0) * 1000
-        else:
-            pixels = images_allowed
-        verdicts = guard.check_images([to_rgb_uint8(p, where=f"generated image {k}")
-                                       for k, p in enumerate(pixels)] if guard.output_check_enabled else pixels,
-                                      report)
+        if both:
+            req.report = guard.new_report(type(self).__name__)
+            req.report.notes.append("`prompt_embeds` were given with `prompt`: the screen read the text, "
+                                    "the pipeline was given only the embeddings")
+        guard.run(req, generate)
+        report = req.report
 
-        # 4. assemble in request order
+        # assemble in request order: generated images (actions applied by the runner), black slots
         final: list[Any] = []
         nsfw_out: list[bool] = []
-        allowed_pos = {p: k for k, p in enumerate(allowed)}
-        template = images_allowed[0] if images_allowed else None
+        pos = {p: k for k, p in enumerate(req.allowed)} if req.generated else {}
+        template = req.generated[0] if req.generated else None
         for pi in range(n_prompts):
             for j in range(nipp):
-                if pi in allowed_pos:
-                    k = allowed_pos[pi] * nipp + j
-                    img, v = images_allowed[k], verdicts[k]
-                    img = apply_action(img, v, latent=output_type == "latent")
-                    final.append(img)
-                    nsfw_out.append(bool(parent_nsfw[k]) or v.is_flagged)
+                im = report.images[pi * nipp + j]
+                if pi in pos:
+                    k = pos[pi] * nipp + j
+                    final.append(req.generated[k])
+                    nsfw_out.append(im.decision != "allowed")
                 else:
                     final.append(self._guard_black(params, output_type, template))
                     nsfw_out.append(True)
-        self._guard_finish_report(report, screened, verdicts, nipp, allowed, parent_nsfw)
-        report.timings_ms["total"] = (time.perf_counter() - t_start) * 1000
-        guard.write_audit(report, prompts)
-
         images = self._guard_pack(final, output_type)
         if not return_dict:
-            return (images, nsfw_out) if "nsfw_content_detected" in self._guard_output_cls.__dataclass_fields__ \
-                and self._guard_kind not in ("sdxl", "sdxl-img2img") else (images,)
+            items = (images,) if self._guard_kind in ("sdxl", "sdxl-img2img") else (images, nsfw_out)
+            return GuardedTuple(items, guard_report=report, nsfw_content_detected=nsfw_out)
         return self._guard_output_cls(images=images, nsfw_content_detected=nsfw_out, guard_report=report)
 
-    # ------------------------------------------------------------------ pieces
+    def _guard_wrap_callback(self, sub: dict) -> None:
+        """Wrap ``callback_on_step_end`` so that a callback which changes the conditioning the screen
+        cleared (prompt embeddings, pooled embeddings, image latents, masks...) is refused: the call
+        raises :class:`GuardError` (and is audited) instead of denoising on unscreened conditioning.
+        ``latents`` may change: what they become is what the output check sees."""
+        cb = sub.get("callback_on_step_end")
+        if cb is None:
+            return
+        try:
+            from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
+        except ImportError:  # pragma: no cover - older diffusers
+            MultiPipelineCallbacks = PipelineCallback = ()  # type: ignore
+        if PipelineCallback and isinstance(cb, (PipelineCallback, MultiPipelineCallbacks)):
+            sub["callback_on_step_end_tensor_inputs"] = list(cb.tensor_inputs)
+        watched = [k for k in (sub.get("callback_on_step_end_tensor_inputs") or ["latents"]) if k != "latents"]
+        if not watched:
+            return
+
+        def guarded_callback(pipe, step, timestep, callback_kwargs):
+            before = {k: callback_kwargs[k].detach().clone() for k in watched
+                      if torch.is_tensor(callback_kwargs.get(k))}
+            out = cb(pipe, step, timestep, callback_kwargs)
+            returned = out if isinstance(out, dict) else {}
+            for k, b in before.items():
+                now = returned.get(k, callback_kwargs.get(k))
+                if not torch.is_tensor(now) or now.shape != b.shape or not torch.equal(now.detach().to(b.device), b):
+                    raise GuardError(
+                        f"callback_on_step_end changed `{k}` at step {step}: the guard screened the conditioning "
+                        "the call was given, not this one, so the call is refused. Change prompts before the call "
+                        "(they are screened), or leave conditioning tensors out of "
+                        "`callback_on_step_end_tensor_inputs`")
+            return out
+
+        sub["callback_on_step_end"] = guarded_callback
 
     def _guard_prompts(self, params: dict) -> tuple[list[Optional[str]], bool]:
         """The prompts as a list; validates types and pairing with negative prompts and embeddings."""
@@ -234,11 +343,11 @@ class GuardedPipelineMixin:
         if prompt is None:
             if embeds is None:
                 raise GuardInputError(f"pass `{name}` (a string or a list of strings) or `prompt_embeds`")
-            if self.guard.guard.policy.screen.enabled:
+            if self.guard_runner.policy.screen.enabled:
                 raise GuardInputError(
-                    "`prompt_embeds` without `prompt` cannot be screened; pass the prompt text too "
-                    "(the guard screens the text and checks that the batch sizes match), or disable "
-                    "the screen in the policy"
+                    f"`prompt_embeds` without `{name}` cannot be screened; pass the prompt text too as "
+                    f"`{name}=` (the guard screens the text, checks that the batch sizes match, and gives the "
+                    "pipeline only the embeddings), or disable the screen in the policy"
                 )
             return [None] * int(embeds.shape[0]), False
         if isinstance(prompt, str):
@@ -270,129 +379,45 @@ class GuardedPipelineMixin:
                                       f"got {type(neg).__name__}")
         return prompts, single
 
-    def _guard_screen(self, prompts, params, report):
-        guard = self.guard.guard
+    def _guard_texts(self, prompts, params) -> list[str]:
+        """What the screens read per prompt: the prompt, and the further prompts that reach a text
+        encoder (SDXL's ``prompt_2``) when they differ."""
         texts = [p if p is not None else "" for p in prompts]
         n = len(texts)
-        for name in self._guard_extra_prompt_args:  # e.g. SDXL's prompt_2 reaches the second encoder
+        for name in self._guard_extra_prompt_args:
             extra = params.get(name)
             if extra is None:
                 continue
-            extra_list = [extra] * n if isinstance(extra, str) else list(extra)
-            if len(extra_list) != n or not all(isinstance(x, str) for x in extra_list):
+            extra_list = [extra] * n if isinstance(extra, str) else list(extra) if isinstance(extra, (list, tuple)) \
+                else None
+            if extra_list is None or len(extra_list) != n or not all(isinstance(x, str) for x in extra_list):
                 raise GuardInputError(f"`{name}` must be a string or a list of {n} strings")
             texts = [f"{a}, {b}" if b and b != a else a for a, b in zip(texts, extra_list)]
-        if all(p is None for p in prompts):
-            from guard.screen.screen import ScreenResult
+        return texts
 
-            return [ScreenResult(i, "allow", None, None, None, 0.0, None, reasons=["screen disabled by policy"])
-                    for i in range(len(prompts))]
-        results = guard.screen_prompts(texts, report)
-        gs_cfg = guard.policy.screen.generator_space
-        if gs_cfg.enabled and guard.policy.screen.enabled:
-            self._guard_generator_space(texts, results, report)
-        return results
-
-    def _guard_generator_space(self, texts, results, report) -> None:
-        """Second opinion in the generator's own text-encoder space (optional stage): it may raise a
-        prompt's decision, never lower it. Fails closed like the text screen."""
-        from guard.screen.generator_space import get_generator_space_screen
-        from guard.screen.screen import ConceptScore
-
-        guard = self.guard.guard
-        t0 = time.perf_counter()
-        try:
-            gres = get_generator_space_screen(self, guard.policy).screen_batch(texts)
-        except GuardInputError:
-            raise
-        except Exception as e:  # includes a calibration made for another model
-            msg = f"generator-space screen failed: {type(e).__name__}: {e}"
-            report.errors.append(msg)
-            if not guard.policy.fail_open:
-                for r in results:
-                    r.decision, r.reasons = "block", [msg + " (fail closed)"] + r.reasons
-            gres = []
-        rank = {"allow": 0, "escalate": 1, "block": 2}
-        for r, g in zip(results, gres):
-            if g.decision == "allow":
-                continue
-            r.matches.append(ConceptScore(g.concept, g.category, g.decision, g.score, g.threshold, g.phrase,
-                                          "generator_space"))
-            r.reasons.append(g.reasons[0])
-            if rank[g.decision] > rank[r.decision]:
-                r.decision, r.concept, r.category = g.decision, g.concept, g.category
-                r.score, r.threshold, r.phrase = g.score, g.threshold, g.phrase
-        report.timings_ms["generator_space"] = (time.perf_counter() - t0) * 1000
-
-    def _guard_input_images(self, params: dict, n_prompts: int) -> list[tuple[str, list[Any], bool]]:
-        """(argument, images, per_prompt) for each input-image argument that was given."""
+    def _guard_input_images(self, params: dict, n_prompts: int) -> list[InputImages]:
+        """Every image input of the call, for the input-image stage. Tensors with the VAE's latent
+        channels are latents (as diffusers reads them) and are decoded before classification."""
         out = []
-        for name in self._guard_image_args:
+        latent_c = getattr(getattr(getattr(self, "vae", None), "config", None), "latent_channels", 4)
+        for name in self._guard_image_args + self._guard_shared_image_args:
             img = params.get(name)
-            if img is None:
+            if img is None or name == "mask_image":  # a mask is not content
                 continue
             if isinstance(img, (list, tuple)):
-                items = list(img)
+                items = [x for it in img for x in (it if isinstance(it, (list, tuple)) else [it])]
             elif isinstance(img, (torch.Tensor, np.ndarray)) and img.ndim == 4:
                 items = [img[i] for i in range(img.shape[0])]
             else:
                 items = [img]
             if not items:
                 raise GuardInputError(f"`{name}` is an empty list")
-            per_prompt = len(items) == n_prompts and n_prompts > 1
-            out.append((name, items, per_prompt))
+            latent = name in self._guard_latent_args or all(
+                isinstance(x, torch.Tensor) and x.ndim == 3 and x.shape[0] == latent_c for x in items)
+            per_prompt = name not in self._guard_shared_image_args and len(items) == n_prompts and n_prompts > 1
+            out.append(InputImages(name, items, per_prompt=per_prompt, latent=latent,
+                                   scaled=self._guard_latents_scaled))
         return out
-
-    def _guard_screen_inputs(self, params: dict, screened, report) -> list[bool]:
-        """Run the output classifiers on the input images; by ``input_images.action`` a flagged
-        image blocks or escalates the prompts it belongs to. Returns per prompt: escalated by input."""
-        guard = self.guard.guard
-        n = len(screened)
-        escalated = [False] * n
-        cfg = guard.policy.input_images
-        if not cfg.enabled or not guard.output_check_enabled or not self._guard_image_args:
-            return escalated
-        for name, items, per_prompt in self._guard_input_images(params, n):
-            if name == "mask_image":
-                continue  # a mask is not content
-            t0 = time.perf_counter()
-            arrays = [to_rgb_uint8(im, where=f"`{name}` image {k}") for k, im in enumerate(items)]
-            verdicts = guard.check_images(arrays, report)
-            report.timings_ms["input_check"] = report.timings_ms.get("input_check", 0.0) + (
-                time.perf_counter() - t0) * 1000
-            for k, v in enumerate(verdicts):
-                if not v.is_flagged:
-                    continue
-                targets = [k] if per_prompt else (list(range(n)) if len(items) == 1 else [k] if k < n else [])
-                if not per_prompt and len(items) > 1:
-                    targets = list(range(n))  # several images for every prompt: any flagged one counts
-                for pi in targets:
-                    why = f"input `{name}` image {k} flagged: " + ", ".join(v.flagged[:2])
-                    if cfg.action == "block":
-                        screened[pi].decision = "block"
-                        screened[pi].reasons.insert(0, why)
-                    elif cfg.action == "escalate":
-                        escalated[pi] = True
-                        screened[pi].reasons.append(why + " (escalated)")
-                        if screened[pi].decision == "allow":
-                            screened[pi].decision = "escalate"
-                    else:
-                        screened[pi].reasons.append(why + " (allowed by policy)")
-        return escalated
-
-    def _guard_guidance_state(self, screened, input_escalated, allowed, nipp, sub, report):
-        guard = self.guard.guard
-        if not guard.policy.guidance.enabled:
-            return None
-        esc = [screened[i].decision == "escalate" or input_escalated[i] for i in allowed]
-        rows = rows_to_guide(guard.policy, self._guard_kind, esc, nipp)
-        try:
-            return prepare_guidance(self, guard.policy, self._guard_kind, rows, sub)
-        except Exception as e:  # a defence failed: fail closed unless the policy says otherwise
-            if guard.policy.fail_open:
-                report.errors.append(f"negative guidance unavailable: {type(e).__name__}: {e}")
-                return None
-            raise
 
     def _guard_subset(self, params: dict, keep: list[int], n_prompts: int, nipp: int) -> dict:
         """The call's arguments restricted to the prompts in ``keep`` (per-prompt and per-image
@@ -473,30 +498,3 @@ class GuardedPipelineMixin:
         if output_type == "np":
             return batch
         return self.image_processor.numpy_to_pil(batch)
-
-    def _guard_finish_report(self, report: GuardReport, screened, verdicts, nipp, allowed, parent_nsfw) -> None:
-        allowed_pos = {p: k for k, p in enumerate(allowed)}
-        idx = 0
-        for pi, s in enumerate(screened):
-            for j in range(nipp):
-                if pi not in allowed_pos:
-                    report.images.append(ImageReport(
-                        index=idx, prompt_index=pi, screen=s, output=None, decision="blocked",
-                        blocked_by="error" if s.concept is None and any("failed" in r for r in s.reasons)
-                        else "screen", action="blank", reasons=list(s.reasons[:1])))
-                else:
-                    k = allowed_pos[pi] * nipp + j
-                    v: OutputVerdict | None = verdicts[k] if verdicts is not None else None
-                    reasons = []
-                    if s.decision == "escalate":
-                        reasons.append("prompt escalated: " + (s.reasons[0] if s.reasons else ""))
-                    if parent_nsfw and parent_nsfw[k]:
-                        reasons.append("the pipeline's own safety checker flagged the image")
-                    if v is not None and v.is_flagged:
-                        reasons.extend(v.flagged)
-                        decision = "blocked" if v.action in BLOCKING_ACTIONS else "flagged"
-                        report.images.append(ImageReport(idx, pi, s, v, decision, "output", v.action, reasons))
-                    else:
-                        decision = "flagged" if (parent_nsfw and parent_nsfw[k]) else "allowed"
-                        report.images.append(ImageReport(idx, pi, s, v, decision, None, "none", reasons))
-                idx += 1

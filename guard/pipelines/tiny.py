@@ -220,3 +220,45 @@ def save_tiny_pipeline(path: str | os.PathLike[str], seed: int = 0, **kwargs: An
     pipe = build_tiny_pipeline(seed=seed, **kwargs)
     pipe.save_pretrained(os.fspath(path))
     return pipe
+
+
+def add_tiny_ip_adapter(pipe: Any, seed: int = 0, image_embed_dim: int = 32) -> Any:
+    """Give a tiny SD pipeline a random but real IP-Adapter (diffusers' own loader on an in-memory
+    state dict, a tiny CLIP vision encoder and image processor), so ``ip_adapter_image`` works offline.
+    Returns ``pipe``; torch's global RNG state is left untouched."""
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    try:  # transformers >= 5 without torchvision
+        from transformers import CLIPImageProcessorPil as _Processor
+    except ImportError:  # pragma: no cover - older transformers
+        from transformers import CLIPImageProcessor as _Processor
+
+    unet = pipe.unet
+    cross = unet.config.cross_attention_dim
+    blocks = list(unet.config.block_out_channels)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        image_proj = {"proj.weight": torch.randn(cross * 4, image_embed_dim) * 0.05,
+                      "proj.bias": torch.zeros(cross * 4),
+                      "norm.weight": torch.ones(cross), "norm.bias": torch.zeros(cross)}
+        ip_layers: dict[str, torch.Tensor] = {}
+        key_id = 1
+        for name in unet.attn_processors:
+            if name.endswith("attn1.processor"):
+                continue
+            if name.startswith("mid_block"):
+                hidden = blocks[-1]
+            elif name.startswith("up_blocks"):
+                hidden = list(reversed(blocks))[int(name[len("up_blocks.")])]
+            else:
+                hidden = blocks[int(name[len("down_blocks.")])]
+            ip_layers[f"{key_id}.to_k_ip.weight"] = torch.randn(hidden, cross) * 0.05
+            ip_layers[f"{key_id}.to_v_ip.weight"] = torch.randn(hidden, cross) * 0.05
+            key_id += 2
+        encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(
+            hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4, image_size=32,
+            patch_size=8, projection_dim=image_embed_dim)).eval()
+    unet._load_ip_adapter_weights([{"image_proj": image_proj, "ip_adapter": ip_layers}])
+    processor = _Processor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    pipe.register_modules(image_encoder=encoder, feature_extractor=processor)
+    return pipe

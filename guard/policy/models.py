@@ -475,7 +475,9 @@ class EraserRef(_Strict):
 
 
 class AuditConfig(_Strict):
-    path: Optional[str] = Field(default=None, description="JSON-lines file; none = no audit log")
+    enabled: bool = Field(default=True, description="false turns the audit log off")
+    path: Optional[str] = Field(default=None, description="JSON-lines file; none = $GUARD_AUDIT_LOG, else "
+                                "$XDG_STATE_HOME/guard/audit.jsonl (~/.local/state/guard/audit.jsonl)")
     store_prompts: bool = False
 
 
