@@ -10,9 +10,9 @@ import pytest
 import torch
 
 import guard.erase as ge
+from guard.erase.uce import concept_rows, cross_attention_projections
 from guard.errors import GuardError, GuardInputError
-from guard.erase.uce import concept_rows, cross_attention_projections, encode, pipeline_encoders
-
+from guard.textenc import encode_hidden, pipeline_encoders
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -152,7 +152,7 @@ def test_uce_sdxl_two_encoders_concatenated():
                                  tokenizer_2=tok)
     encs = pipeline_encoders(sdxl)
     assert len(encs) == 2
-    emb, lens = encode(encs, ["a cat"], "penultimate")
+    emb, lens = encode_hidden(encs, ["a cat"], "penultimate")
     ids = tok(["a cat"], padding="max_length", max_length=77, return_tensors="pt").input_ids
     with torch.no_grad():
         ref = torch.cat([te(ids, output_hidden_states=True).hidden_states[-2] for te in (te1, te2)], -1)
@@ -198,7 +198,7 @@ def test_rece_regenerating_embedding_moves_away_epoch_by_epoch(wide):
 def _eval_samples(unet, pipe, n=3):
     from guard.erase.esd import _scheduler, sample_xt
 
-    emb, _ = encode(pipeline_encoders(pipe), ["a cat", ""])
+    emb, _ = encode_hidden(pipeline_encoders(pipe), ["a cat", ""])
     emb = emb.float()
     sched = _scheduler(dict(pipe.scheduler.config), 4)
     out = []

@@ -17,14 +17,14 @@ from guard.policy import load_policy
 from guard.screen.generator_space import (
     GeneratorSpaceScreen,
     calibrate,
-    encode_prompts,
+    calibration_scope,
     encoders_fingerprint,
     get_generator_space_screen,
     load_calibration,
     model_fingerprint,
-    pipeline_encoders,
     save_calibration,
 )
+from guard.textenc import encode_pooled, pipeline_encoders
 
 POLICY = {
     "version": 1,
@@ -109,37 +109,37 @@ def proj_encoder(pipe):
 
 
 def test_encode_shape_unit_norm_and_dedup(pipe):
-    e = encode_prompts(pipe.text_encoder, pipe.tokenizer, ["a cat", "a dog", "a cat", ""], batch_size=2)
+    e = encode_pooled([(pipe.text_encoder, pipe.tokenizer)], ["a cat", "a dog", "a cat", ""], batch_size=2)
     assert e.shape == (4, pipe.text_encoder.config.hidden_size) and e.dtype == np.float32
     assert np.allclose(np.linalg.norm(e, axis=1), 1.0, atol=1e-5)
     assert np.array_equal(e[0], e[2]) and not np.allclose(e[0], e[1])
     # same as one big batch; pooled output of the model itself
     import torch
 
-    e1 = encode_prompts(pipe.text_encoder, pipe.tokenizer, ["a cat", "a dog"], batch_size=32)
+    e1 = encode_pooled([(pipe.text_encoder, pipe.tokenizer)], ["a cat", "a dog"], batch_size=32)
     assert np.allclose(e[:2], e1, atol=1e-5)
     ids = pipe.tokenizer(["a cat"], padding="max_length", max_length=77, truncation=True,
                          return_tensors="pt").input_ids
     with torch.no_grad():
         pooled = pipe.text_encoder(ids).pooler_output[0].numpy()
     assert np.allclose(e1[0], pooled / np.linalg.norm(pooled), atol=1e-5)
-    assert encode_prompts(pipe.text_encoder, pipe.tokenizer, []).shape == (0, 32)
+    assert encode_pooled([(pipe.text_encoder, pipe.tokenizer)], []).shape == (0, 32)
 
 
 def test_encode_rejects_bad_input(pipe):
     with pytest.raises(GuardInputError, match="text 1"):
-        encode_prompts(pipe.text_encoder, pipe.tokenizer, ["ok", 3])
+        encode_pooled([(pipe.text_encoder, pipe.tokenizer)], ["ok", 3])
     with pytest.raises(GuardInputError, match="single string"):
-        encode_prompts(pipe.text_encoder, pipe.tokenizer, "a cat")
+        encode_pooled([(pipe.text_encoder, pipe.tokenizer)], "a cat")
 
 
 def test_two_encoders_concatenate(pipe, proj_encoder):
     te2, tok = proj_encoder
     texts = ["a naked woman", "a red car", "a cat"]
-    a = encode_prompts(pipe.text_encoder, pipe.tokenizer, texts)
-    b = encode_prompts(te2, tok, texts)
+    a = encode_pooled([(pipe.text_encoder, pipe.tokenizer)], texts)
+    b = encode_pooled([(te2, tok)], texts)
     assert b.shape == (3, 16)  # text_embeds (projected), not the hidden size
-    joint = encode_prompts([(pipe.text_encoder, pipe.tokenizer), (te2, tok)], None, texts)
+    joint = encode_pooled([(pipe.text_encoder, pipe.tokenizer), (te2, tok)], texts)
     assert joint.shape == (3, 32 + 16)
     assert np.allclose(np.linalg.norm(joint, axis=1), 1.0, atol=1e-5)
     # a joint cosine is the mean of the two encoders' cosines
@@ -234,7 +234,9 @@ def test_calibration_is_benign_quantile(pipe, policy, screen):
     assert set(calib["thresholds"]) == {"sexual.nudity", "violence.gore"}
     assert calib["n_benign"] == len(BENIGN)  # the empty prompt is left out
     assert calib["model_fingerprint"] == model_fingerprint(pipe.text_encoder)
-    assert calib["policy"] == {"name": "gs-test", "sha256": policy.sha256}
+    assert calib["policy"] == {"name": "gs-test"}
+    assert calib["scope"] == calibration_scope(policy, screen.concept_phrase_sha)
+    assert calib["scope"]["normalize"] is True and len(calib["scope"]["concepts_sha256"]) == 64
     assert calib["quantile"] == 0.9 and calib["created"].endswith("Z") and calib["guard_version"]
     # a margin is added and clipped at 1
     c2 = calibrate(pipeline_encoders(pipe), policy, BENIGN, quantile=0.9, margin=0.5)
