@@ -23,7 +23,7 @@ from typing import Any, Optional
 import torch
 
 from guard.erase.fingerprints import fingerprint_variants
-from guard.erase.methods import METHODS
+from guard.erase.methods import REGISTRY
 from guard.errors import GuardError, GuardInputError
 
 FORMAT = "guard.erasure"
@@ -99,7 +99,7 @@ class Erasure:
         for key in ("method", "concepts", "base_fingerprint", "params"):
             if key not in meta:
                 raise GuardError(f"{p}: erasure metadata lacks {key!r}")
-        if meta["method"] not in METHODS:
+        if meta["method"] not in REGISTRY:
             raise GuardError(f"{p}: unknown erasure method {meta['method']!r}")
         lowrank = meta.pop("lowrank", {}) or {}
         e = cls(metadata=meta, lowrank=dict(lowrank), path=str(p))

@@ -67,10 +67,10 @@ def erase_cmd(
     _quiet_libraries()
     try:
         from guard.erase.api import erase
-        from guard.erase.methods import METHODS, get_method
+        from guard.erase.methods import REGISTRY, get_method
 
-        if method.lower() not in METHODS:
-            raise GuardError(f"unknown --method {method!r}; choose one of {', '.join(METHODS)}")
+        if method.lower() not in REGISTRY:
+            raise GuardError(f"unknown --method {method!r}; choose one of {', '.join(REGISTRY)}")
         options = dict(lamb=lamb, erase_scale=erase_scale, preserve_scale=preserve_scale, epochs=epochs,
                        iterations=iterations, lr=lr, eta=eta, seed=seed,
                        checkpoint=os.fspath(checkpoint) if checkpoint else None)
@@ -114,7 +114,7 @@ def erasure_info_cmd(
         f"{st['bytes'] / 1e6:.2f} MB",
         f"  hyperparameters  {json.dumps(info.get('hyperparameters', {}), sort_keys=True)}",
         f"  created          {info.get('created', '-')} in {info.get('elapsed_s', 0):.2f}s",
-        f"  versions         " + ", ".join(f"{k} {v}" for k, v in sorted(info.get("versions", {}).items())),
+        "  versions         " + ", ".join(f"{k} {v}" for k, v in sorted(info.get("versions", {}).items())),
     ]
     typer.echo("\n".join(lines))
 

@@ -27,7 +27,8 @@ from guard.erase.params import Param
 from guard.errors import GuardError
 from guard.textenc import encode_hidden
 
-__all__ = ["ESD_U", "ESD_X", "ESD_METHODS", "EsdConfig", "esd_train", "esd_objective", "sample_xt", "trainable_names"]
+__all__ = ["ESD_METHODS", "ESD_U", "ESD_X", "EsdConfig", "esd_objective", "esd_train", "sample_xt",
+           "trainable_names"]
 
 ESD_METHODS = ("esd-x", "esd-u")
 

@@ -31,6 +31,7 @@ REGISTRY: dict[str, str] = {
     "esd-x": "guard.erase.esd:ESD_X",
     "esd-u": "guard.erase.esd:ESD_U",
 }
+#: the built-in methods (``REGISTRY`` may hold more)
 METHODS = tuple(REGISTRY)
 
 
@@ -75,12 +76,12 @@ class EraserMethod:
         """Refuse inputs this method cannot use (called before anything is computed)."""
         if job.preserve and not self.preserves:
             raise GuardInputError(f"{self.name} has no preservation term; preserve applies to "
-                                  f"{', '.join(m for m in METHODS if get_method(m).preserves)}")
+                                  f"{', '.join(m for m in REGISTRY if get_method(m).preserves)}")
         kind = getattr(job.unet.config, "addition_embed_type", None)
         if kind and not self.added_conditioning:
             raise GuardError(f"{self.name} is implemented for SD 1.x/2.x UNets; this UNet needs added conditioning "
                              f"({kind!r}, e.g. SDXL); use "
-                             f"{' or '.join(m for m in METHODS if get_method(m).added_conditioning)}")
+                             f"{' or '.join(m for m in REGISTRY if get_method(m).added_conditioning)}")
 
     def run(self, job: EraseJob) -> MethodResult:  # pragma: no cover - every method overrides it
         raise NotImplementedError
@@ -89,6 +90,6 @@ class EraserMethod:
 def get_method(name: Any) -> EraserMethod:
     """The registered method called ``name`` (case-insensitive)."""
     if not isinstance(name, str) or name.lower() not in REGISTRY:
-        raise GuardInputError(f"unknown erasure method {name!r}; choose one of {', '.join(METHODS)}")
+        raise GuardInputError(f"unknown erasure method {name!r}; choose one of {', '.join(REGISTRY)}")
     module, _, attr = REGISTRY[name.lower()].partition(":")
     return getattr(importlib.import_module(module), attr)

@@ -302,6 +302,7 @@ def claim_policy_erasures(pipe: Any, erasers: Iterable[Any], *, policy_name: str
                 others = [p for p in holders(pipe) if p is not pipe]
             if others:
                 who = f"{len(others)} other guarded pipeline(s) ({', '.join(type(p).__name__ for p in others[:3])})"
+                del others  # the traceback must not keep those pipelines alive
                 raise GuardError(
                     f"erasers are tied to the UNet weights, which this pipeline shares: {policy_name} lists "
                     f"erasers [{_describe(want_id)}] but the weights carry [{_describe(have_id)}], which {who} "

@@ -288,8 +288,10 @@ class GuardedPipelineMixin:
             return [ScreenResult(i, "allow", None, None, None, 0.0, None, reasons=["screen disabled by policy"])
                     for i in range(len(prompts))]
         results = guard.screen_prompts(texts, report)
+        from guard.screen.generator_space import needs_generator_space
+
         gs_cfg = guard.policy.screen.generator_space
-        if gs_cfg.enabled and guard.policy.screen.enabled:
+        if guard.policy.screen.enabled and (gs_cfg.enabled or needs_generator_space(self)):
             self._guard_generator_space(texts, results, report)
         return results
 
