@@ -36,6 +36,7 @@ from guard.screen.generator_space.calibration_io import (
 )
 from guard.screen.generator_space.fingerprint import encoders_fingerprint, model_fingerprint
 from guard.screen.generator_space.screen import GeneratorSpaceResult, GeneratorSpaceScreen, get_generator_space_screen
+from guard.textenc import pipeline_encoders  # the encoders a screen is built from (defined in guard.textenc)
 
 __all__ = [
     "ALIAS_COSINE",
@@ -53,6 +54,7 @@ __all__ = [
     "load_calibration",
     "model_fingerprint",
     "needs_generator_space",
+    "pipeline_encoders",
     "resolve_calibration_path",
     "save_calibration",
 ]
