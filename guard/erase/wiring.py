@@ -59,14 +59,13 @@ def check_policy_erasers(pipe: Any, policy: Any) -> None:
     """Raise :class:`GuardError` unless the policy erasures on ``pipe``'s weights are the policy's list
     (same files, same content, same strengths): e.g. after ``guard.revert_erasure`` by hand. Cheap (file
     hashes are cached by size and modification time): meant to run on every call, failing closed."""
-    wanted = policy_erasers(policy)
-    unet = getattr(pipe, "unet", None)
-    stack = getattr(unet, "_guard_erasures", None) or []
-    if not wanted and not any(e["source"] == "policy" for e in stack):
-        return
-    from guard.erase.weights import erasure_stack, policy_identity, wanted_identity
+    from guard.erase.weights import applied_erasures, policy_identity, wanted_identity
 
-    have, want = policy_identity(erasure_stack(pipe)), wanted_identity(wanted)
+    wanted = policy_erasers(policy)
+    entries = applied_erasures(pipe)
+    if not wanted and not any(e["source"] == "policy" for e in entries):
+        return
+    have, want = policy_identity(entries), wanted_identity(wanted)
     if have != want:
         raise GuardError(f"{_policy_name(policy)} lists erasers {[os.path.basename(p) for p, _, _ in want]} but "
                          f"the weights carry {[os.path.basename(p) for p, _, _ in have]} (changed since the "
@@ -76,6 +75,6 @@ def check_policy_erasers(pipe: Any, policy: Any) -> None:
 def report_entries(pipe: Any) -> list[dict[str, Any]]:
     """The erasures actually applied to ``pipe``'s UNet weights, oldest first, as plain dicts for
     reports and audit lines (whichever policy or person applied them)."""
-    unet = getattr(pipe, "unet", None)
-    return [{k: e.get(k) for k in _REPORT_KEYS} | {"concepts": list(e["concepts"])}
-            for e in (getattr(unet, "_guard_erasures", None) or [])]
+    from guard.erase.weights import applied_erasures
+
+    return [{k: e.get(k) for k in _REPORT_KEYS} | {"concepts": list(e["concepts"])} for e in applied_erasures(pipe)]
