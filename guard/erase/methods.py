@@ -15,6 +15,7 @@ artifact; ``guard erase --method mine`` lists the method too. Modules load only 
 
 from __future__ import annotations
 
+import abc
 import importlib
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Optional
@@ -62,7 +63,7 @@ class MethodResult:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-class EraserMethod:
+class EraserMethod(abc.ABC):
     """Base class of eraser methods (see the module docstring)."""
 
     name: ClassVar[str] = ""
@@ -83,8 +84,9 @@ class EraserMethod:
                              f"({kind!r}, e.g. SDXL); use "
                              f"{' or '.join(m for m in REGISTRY if get_method(m).added_conditioning)}")
 
-    def run(self, job: EraseJob) -> MethodResult:  # pragma: no cover - every method overrides it
-        raise NotImplementedError
+    @abc.abstractmethod
+    def run(self, job: EraseJob) -> MethodResult:
+        """The edit for ``job`` (``job.unet`` must not be modified)."""
 
 
 def get_method(name: Any) -> EraserMethod:

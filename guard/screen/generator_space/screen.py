@@ -90,7 +90,8 @@ class GeneratorSpaceResult:
 
 class GeneratorSpaceScreen:
     """Screens prompts in the generator's own text-encoder space. Thread-safe; build once per
-    (encoders and their loaded tokens, policy) and reuse: the concept phrases are embedded once.
+    (encoders and their loaded tokens, policy) and reuse: the concept phrases are embedded once, on
+    first use.
 
     ``encoders``: ``[(text_encoder, tokenizer), ...]`` (see :func:`guard.textenc.pipeline_encoders`).
     ``calibration``: a dict from :func:`~.calibrate.calibrate` / :func:`~.calibration_io.load_calibration`;
@@ -121,10 +122,9 @@ class GeneratorSpaceScreen:
             self.concept_phrase_sha[c.id] = phrases_sha256(views)
             starts.append(len(self._phrases))
         self._starts = np.asarray(starts, dtype=np.int64)
-        t0 = time.perf_counter()
-        self._phrase_emb = self._encode(self._phrase_views, desc="embedding concept phrases")
+        self._phrase_emb_cache: Optional[np.ndarray] = None
+        self.build_ms: Optional[float] = None  # time to embed the concept phrases, once they are
         self.added = AddedTokenIndex(self.encoders, [c.phrases for c in self.concepts])
-        self.build_ms = (time.perf_counter() - t0) * 1000
         self.calibration: Optional[dict] = None
         self.calibration_path = os.fspath(calibration_path) if calibration_path is not None else None
         self.uncalibrated: list[str] = []
@@ -166,6 +166,17 @@ class GeneratorSpaceScreen:
     @property
     def concept_ids(self) -> list[str]:
         return [c.id for c in self.concepts]
+
+    @property
+    def _phrase_emb(self) -> np.ndarray:
+        """The concept phrases' embeddings, computed on first use (in the added-token mode a pipeline
+        whose prompts never hold a loaded token never pays for them)."""
+        with self._lock:
+            if self._phrase_emb_cache is None:
+                t0 = time.perf_counter()
+                self._phrase_emb_cache = self._encode(self._phrase_views, desc="embedding concept phrases")
+                self.build_ms = (time.perf_counter() - t0) * 1000
+            return self._phrase_emb_cache
 
     def _encode(self, texts: list[str], desc: str = "encoding") -> np.ndarray:
         with self._lock:
