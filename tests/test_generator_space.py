@@ -199,6 +199,9 @@ def test_bad_prompt_names_index(screen):
         screen.screen_batch(["fine", None])
     with pytest.raises(GuardInputError, match="single string"):
         screen.score("a cat")
+    for bad in (None, 5, object(), {"a naked woman": 1}, {"a", "b"}, b"a cat"):
+        with pytest.raises(GuardInputError, match=f"got {type(bad).__name__}"):
+            screen.screen_batch(bad)
 
 
 def test_threads_give_same_results(screen):

@@ -184,12 +184,12 @@ class GeneratorSpaceScreen:
 
     def check_prompts(self, prompts: Sequence[str]) -> list[str]:
         """``prompts`` as a list of strings, or :class:`GuardInputError` naming the bad one."""
-        if isinstance(prompts, (str, bytes)):
+        if isinstance(prompts, str):
             raise GuardInputError("expected a list of prompts, got a single string")
-        try:
-            prompts = list(prompts)
-        except TypeError:
-            raise GuardInputError(f"expected a list of prompts, got {type(prompts).__name__}") from None
+        if not isinstance(prompts, (list, tuple)):
+            # a dict would be screened by its keys, a set in arbitrary order, bytes as integers
+            raise GuardInputError(f"expected a list of prompts (strings), got {type(prompts).__name__}")
+        prompts = list(prompts)
         for i, p in enumerate(prompts):
             if not isinstance(p, str):
                 raise GuardInputError(f"prompt {i} must be a string, got {type(p).__name__}")
@@ -259,8 +259,7 @@ class GeneratorSpaceScreen:
         prompts = self.check_prompts(prompts)
         full = self.full
         all_views = [self.views(p) for p in prompts]
-        found = [self.added.found_in(self._expanded(p)) if self.added and vs else []
-                 for p, vs in zip(prompts, all_views)]
+        found = [self.added.found_in(self._expanded(vs[0])) if self.added and vs else [] for vs in all_views]
         scored = [i for i, vs in enumerate(all_views) if self.concepts and vs and (full or found[i])]
         scores, phrase_idx = self._score_views([all_views[i] for i in scored])
         row = {i: k for k, i in enumerate(scored)}
