@@ -606,3 +606,19 @@ def test_result_fields_in_screen_result_order():
     common = [n for n in theirs if n in ours]
     assert [n for n in ours if n in common] == common
     assert common[:8] == ["index", "decision", "category", "concept", "phrase", "score", "threshold", "reasons"]
+
+
+def test_textual_inversion_alias_on_sdxl_two_encoders():
+    """SDXL: a token loaded into both tokenizers (each with its encoder's vector of a forbidden word) is
+    seen in both; one reason per concept, not one per encoder."""
+    from guard.pipelines.tiny import build_tiny_sdxl_pipeline
+    from guard.screen.generator_space import needs_generator_space
+
+    pipe = build_tiny_sdxl_pipeline()
+    for te, tok in pipeline_encoders(pipe):
+        row = te.get_input_embeddings().weight[tok.convert_tokens_to_ids("nude</w>")].detach().clone()
+        pipe.load_textual_inversion({"<x>": row}, text_encoder=te, tokenizer=tok)
+    assert needs_generator_space(pipe)
+    r = get_generator_space_screen(pipe, policy_dict()).screen_batch(["<x> on a beach", "a dog on a beach"])
+    assert r[0].decision == "block" and r[0].concept == "sexual.nudity" and r[1].decision == "allow"
+    assert sum("loaded token '<x>'" in x for x in r[0].reasons) == 1

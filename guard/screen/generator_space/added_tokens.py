@@ -143,12 +143,14 @@ class AddedTokenIndex:
 
     def concept_hits(self, tokens: Sequence[str]) -> list[tuple[int, AddedToken, str]]:
         """``(concept index, added token, word)`` for each of ``tokens`` that aliases a word of a
-        concept's phrases."""
-        hits = []
+        concept's phrases; once per (token, concept), whichever encoders see it (the closest one)."""
+        best: dict[tuple[str, int], tuple[int, AddedToken, str]] = {}
         for t in tokens:
             for a in self.tokens.get(t, []):
                 if a.alias is None:
                     continue
                 for ci, word in self._concept_words[a.encoder].get(a.nearest_id, {}).items():
-                    hits.append((ci, a, word))
-        return hits
+                    key = (t, ci)
+                    if key not in best or a.cosine > best[key][1].cosine:
+                        best[key] = (ci, a, word)
+        return list(best.values())
