@@ -587,6 +587,8 @@ def test_calibration_scope_is_enforced(pipe, policy):
         {"id": "drugs", "category": "illegal", "action": "block", "phrases": ["a syringe of heroin"]}]}
     with pytest.raises(GuardError, match="another concept set"):
         GeneratorSpaceScreen(encs, other, calib)
+    v1 = {k: v for k, v in calib.items() if k != "scope"} | {"version": 1}  # older files: per-concept check only
+    assert GeneratorSpaceScreen(encs, {**policy_dict(), "screen": {"normalize": False}}, v1).uncalibrated == []
     one_changed = policy_dict()
     one_changed["concepts"][1]["phrases"] = ["a pool of blood"]
     s = GeneratorSpaceScreen(encs, one_changed, calib)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 from pathlib import Path
@@ -20,6 +21,8 @@ from typing import Any, Optional, Sequence
 from guard.errors import GuardError
 from guard.fileio import write_atomic
 from guard.policy.models import Policy
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "CALIBRATION_FORMAT",
@@ -71,7 +74,10 @@ def check_scope(calib: dict, policy: Policy, concepts: dict[str, str], where: st
     stale = [cid for cid, sha in concepts.items()
              if cid not in thresholds or (meta.get(cid) or {}).get("phrases_sha256", sha) != sha]
     scope = calib.get("scope")
-    if scope is not None:
+    if scope is None:
+        logger.warning("%s was written by an older guard (calibration version %s, no scope): the prompt views "
+                       "it was made with cannot be checked; run `guard calibrate` again", where, calib.get("version"))
+    else:
         for key, ours in (("normalize", bool(policy.screen.normalize)),
                           ("max_prompt_chars", int(policy.screen.max_prompt_chars))):
             if key in scope and scope[key] != ours:
