@@ -61,7 +61,8 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from guard.erase.artifact import _ParamView, _build
+    from guard.erase.api import _ParamView
+    from guard.erase.artifact import build_erasure as _build
     from guard.erase.esd import _scheduler, esd_objective, sample_xt, trainable_names
     from guard.erase.rece import gram, rece_factors
     from guard.erase.uce import aligned_rows, cross_attention_projections, factor_edit, uce_factors

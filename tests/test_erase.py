@@ -10,9 +10,9 @@ import pytest
 import torch
 
 import guard.erase as ge
+from guard.erase.uce import concept_rows, cross_attention_projections
 from guard.errors import GuardError, GuardInputError
-from guard.erase.uce import concept_rows, cross_attention_projections, encode, pipeline_encoders
-
+from guard.textenc import encode_hidden, pipeline_encoders
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -152,7 +152,7 @@ def test_uce_sdxl_two_encoders_concatenated():
                                  tokenizer_2=tok)
     encs = pipeline_encoders(sdxl)
     assert len(encs) == 2
-    emb, lens = encode(encs, ["a cat"], "penultimate")
+    emb, lens = encode_hidden(encs, ["a cat"], "penultimate")
     ids = tok(["a cat"], padding="max_length", max_length=77, return_tensors="pt").input_ids
     with torch.no_grad():
         ref = torch.cat([te(ids, output_hidden_states=True).hidden_states[-2] for te in (te1, te2)], -1)
@@ -198,7 +198,7 @@ def test_rece_regenerating_embedding_moves_away_epoch_by_epoch(wide):
 def _eval_samples(unet, pipe, n=3):
     from guard.erase.esd import _scheduler, sample_xt
 
-    emb, _ = encode(pipeline_encoders(pipe), ["a cat", ""])
+    emb, _ = encode_hidden(pipeline_encoders(pipe), ["a cat", ""])
     emb = emb.float()
     sched = _scheduler(dict(pipe.scheduler.config), 4)
     out = []
@@ -504,3 +504,130 @@ def test_policy_wiring_helpers(clean, tmp_path):
     assert state_hash(clean) == h
     apply_policy_erasers(clean, ref(source=None, erasers=[]))
     assert state_hash(clean) == base and report_entries(clean) == []
+
+
+# ------------------------------------------------------------------------------------ erasers live on the weights
+
+
+def _guarded_policy(erasers=(), name="erasing"):
+    from conftest import make_policy
+
+    return {**make_policy(name=name), "output": {"enabled": False},
+            "erasers": [{"path": str(p), "strength": 1.0} for p in erasers]}
+
+
+def test_a_pipeline_sharing_erased_weights_cannot_drop_the_erasers(tmp_path):
+    """from_pipe with another policy, the constructor with guard=None and protect() of a plain pipeline
+    sharing the UNet would all silently revert the first pipeline's erasers: they are refused, naming both
+    lists; the first pipeline's weights and report are unchanged. Once nothing relies on the erasers, or
+    with its own UNet, another policy is fine."""
+    import gc
+
+    import guard
+    from guard.erase.wiring import report_entries
+    from guard.pipelines import GuardedStableDiffusionPipeline
+
+    plain = _tiny()
+    base = state_hash(plain)
+    a = tmp_path / "a.safetensors"
+    ge.erase(plain, "a cat", out=a)
+    g = GuardedStableDiffusionPipeline.from_pipe(plain, policy=_guarded_policy([a]))
+    erased = state_hash(plain)
+    assert erased != base and [e["path"] for e in report_entries(g)] == [str(a)]
+    assert report_entries(g)[0]["sha256"] == hashlib.sha256(a.read_bytes()).hexdigest()
+
+    comps = {k: v for k, v in plain.components.items() if k != "guard"}
+    attempts = {
+        "from_pipe": lambda first=g: GuardedStableDiffusionPipeline.from_pipe(first, policy=_guarded_policy(name="p")),
+        "constructor": lambda: GuardedStableDiffusionPipeline(**comps, guard=None, requires_safety_checker=False),
+        "protect": lambda: guard.protect(plain, _guarded_policy(name="plain")),
+    }
+    for what, attempt in attempts.items():
+        with pytest.raises(GuardError, match=r"lists erasers \[none\] but the weights carry \[a\.safetensors") as ei:
+            attempt()
+        assert "1 other guarded pipeline(s)" in str(ei.value), what
+        assert state_hash(plain) == erased, what
+        assert [e["path"] for e in report_entries(g)] == [str(a)], what
+
+    same = GuardedStableDiffusionPipeline.from_pipe(g)  # the same policy: shares the erasers
+    assert [e["path"] for e in report_entries(same)] == [str(a)] and state_hash(plain) == erased
+    with pytest.raises(GuardError, match="2 other guarded"):
+        guard.protect(plain, _guarded_policy(name="plain"))
+
+    own = GuardedStableDiffusionPipeline.from_pipe(g, unet=copy.deepcopy(g.unet), policy=_guarded_policy(name="p"))
+    assert report_entries(own) == [] and state_hash(own) == base and state_hash(plain) == erased
+
+    del g, same, attempts, ei
+    gc.collect()
+    free = guard.protect(plain, _guarded_policy(name="plain"))  # nothing relies on the erasers any more
+    assert report_entries(free) == [] and state_hash(plain) == base
+    with pytest.raises(GuardError, match=r"lists erasers \[a\.safetensors.*carry \[none\]"):
+        GuardedStableDiffusionPipeline.from_pipe(free, policy=_guarded_policy([a]))
+    free.set_policy(_guarded_policy([a]))  # the only pipeline on these weights may change them
+    assert state_hash(plain) == erased and [e["path"] for e in report_entries(free)] == [str(a)]
+
+
+def test_an_artifact_replaced_under_its_name_is_noticed(clean, tmp_path):
+    from guard.erase.wiring import apply_policy_erasers, check_policy_erasers, report_entries
+
+    a, b = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
+    ge.erase(clean, "a cat", out=a)
+    ge.erase(clean, "a dog", out=b)
+    pol = types.SimpleNamespace(name="p", source=None,
+                                erasers=[types.SimpleNamespace(path=str(a), strength=1.0)])
+    apply_policy_erasers(clean, pol)
+    check_policy_erasers(clean, pol)
+    first = report_entries(clean)[0]["sha256"]
+    a.write_bytes(b.read_bytes())
+    with pytest.raises(GuardError, match="changed since the pipeline was built"):
+        check_policy_erasers(clean, pol)
+    apply_policy_erasers(clean, pol)  # the only holder: re-applied from the new file
+    assert report_entries(clean)[0]["sha256"] != first and report_entries(clean)[0]["concepts"] == ["a dog"]
+    check_policy_erasers(clean, pol)
+    ge.revert_erasure(clean)
+    with pytest.raises(GuardError, match=r"lists erasers \['a.safetensors'\] but the weights carry \[\]"):
+        check_policy_erasers(clean, pol)
+
+
+# ------------------------------------------------------------------------------------ the method registry
+
+
+def test_a_new_method_is_one_class_and_one_registry_entry(clean, tmp_path, monkeypatch):
+    import sys
+
+    from guard.erase.methods import REGISTRY, EraserMethod, MethodResult
+    from guard.erase.params import Param
+
+    class Halve(EraserMethod):
+        """Scales every cross-attention value projection (a toy: not an eraser anyone should use)."""
+
+        name = "halve"
+        params = {"factor": Param(0.5, "scale", lo=0, hi=1)}
+
+        def run(self, job):
+            new = {f"{n}.weight": m.weight.detach().cpu() * job.params["factor"]
+                   for n, m in cross_attention_projections(job.unet, with_to_k=False).items()}
+            return MethodResult({"factor": job.params["factor"]}, full=new)
+
+    module = types.ModuleType("guard_test_halve")
+    module.HALVE = Halve()
+    monkeypatch.setitem(sys.modules, "guard_test_halve", module)
+    monkeypatch.setitem(REGISTRY, "halve", "guard_test_halve:HALVE")
+    before = state_hash(clean)
+    e = ge.erase(clean, "a cat", method="halve", factor=0.25, out=tmp_path / "h.safetensors")
+    assert e.metadata["hyperparameters"] == {"factor": 0.25} and state_hash(clean) == before
+    ge.apply_erasure(clean, tmp_path / "h.safetensors")
+    v = dict(clean.unet.named_parameters())[e.params[0]]
+    assert torch.equal(v.detach(), e.full[e.params[0]])
+    ge.revert_erasure(clean)
+    with pytest.raises(GuardInputError, match="halve has no hyperparameter 'factr'; did you mean 'factor'"):
+        ge.erase(clean, "a cat", method="halve", factr=0.3)
+    with pytest.raises(GuardInputError, match="has no preservation term|factor must be"):
+        ge.erase(clean, "a cat", method="halve", factor=2)
+
+
+def test_unknown_hyperparameter_names_its_method():
+    with pytest.raises(GuardInputError, match="uce has no hyperparameter 'lamda'; did you mean 'lamb'"):
+        ge.erase(_tiny(), "a cat", lamda=0.2)
+    with pytest.raises(GuardInputError, match="esd-x has no hyperparameter 'epochs'"):
+        ge.erase(_tiny(), "a cat", method="esd-x", epochs=2)

@@ -17,14 +17,14 @@ from guard.policy import load_policy
 from guard.screen.generator_space import (
     GeneratorSpaceScreen,
     calibrate,
-    encode_prompts,
+    calibration_scope,
     encoders_fingerprint,
     get_generator_space_screen,
     load_calibration,
     model_fingerprint,
-    pipeline_encoders,
     save_calibration,
 )
+from guard.textenc import encode_pooled, pipeline_encoders
 
 POLICY = {
     "version": 1,
@@ -109,37 +109,37 @@ def proj_encoder(pipe):
 
 
 def test_encode_shape_unit_norm_and_dedup(pipe):
-    e = encode_prompts(pipe.text_encoder, pipe.tokenizer, ["a cat", "a dog", "a cat", ""], batch_size=2)
+    e = encode_pooled([(pipe.text_encoder, pipe.tokenizer)], ["a cat", "a dog", "a cat", ""], batch_size=2)
     assert e.shape == (4, pipe.text_encoder.config.hidden_size) and e.dtype == np.float32
     assert np.allclose(np.linalg.norm(e, axis=1), 1.0, atol=1e-5)
     assert np.array_equal(e[0], e[2]) and not np.allclose(e[0], e[1])
     # same as one big batch; pooled output of the model itself
     import torch
 
-    e1 = encode_prompts(pipe.text_encoder, pipe.tokenizer, ["a cat", "a dog"], batch_size=32)
+    e1 = encode_pooled([(pipe.text_encoder, pipe.tokenizer)], ["a cat", "a dog"], batch_size=32)
     assert np.allclose(e[:2], e1, atol=1e-5)
     ids = pipe.tokenizer(["a cat"], padding="max_length", max_length=77, truncation=True,
                          return_tensors="pt").input_ids
     with torch.no_grad():
         pooled = pipe.text_encoder(ids).pooler_output[0].numpy()
     assert np.allclose(e1[0], pooled / np.linalg.norm(pooled), atol=1e-5)
-    assert encode_prompts(pipe.text_encoder, pipe.tokenizer, []).shape == (0, 32)
+    assert encode_pooled([(pipe.text_encoder, pipe.tokenizer)], []).shape == (0, 32)
 
 
 def test_encode_rejects_bad_input(pipe):
     with pytest.raises(GuardInputError, match="text 1"):
-        encode_prompts(pipe.text_encoder, pipe.tokenizer, ["ok", 3])
+        encode_pooled([(pipe.text_encoder, pipe.tokenizer)], ["ok", 3])
     with pytest.raises(GuardInputError, match="single string"):
-        encode_prompts(pipe.text_encoder, pipe.tokenizer, "a cat")
+        encode_pooled([(pipe.text_encoder, pipe.tokenizer)], "a cat")
 
 
 def test_two_encoders_concatenate(pipe, proj_encoder):
     te2, tok = proj_encoder
     texts = ["a naked woman", "a red car", "a cat"]
-    a = encode_prompts(pipe.text_encoder, pipe.tokenizer, texts)
-    b = encode_prompts(te2, tok, texts)
+    a = encode_pooled([(pipe.text_encoder, pipe.tokenizer)], texts)
+    b = encode_pooled([(te2, tok)], texts)
     assert b.shape == (3, 16)  # text_embeds (projected), not the hidden size
-    joint = encode_prompts([(pipe.text_encoder, pipe.tokenizer), (te2, tok)], None, texts)
+    joint = encode_pooled([(pipe.text_encoder, pipe.tokenizer), (te2, tok)], texts)
     assert joint.shape == (3, 32 + 16)
     assert np.allclose(np.linalg.norm(joint, axis=1), 1.0, atol=1e-5)
     # a joint cosine is the mean of the two encoders' cosines
@@ -199,6 +199,9 @@ def test_bad_prompt_names_index(screen):
         screen.screen_batch(["fine", None])
     with pytest.raises(GuardInputError, match="single string"):
         screen.score("a cat")
+    for bad in (None, 5, object(), {"a naked woman": 1}, {"a", "b"}, b"a cat"):
+        with pytest.raises(GuardInputError, match=f"got {type(bad).__name__}"):
+            screen.screen_batch(bad)
 
 
 def test_threads_give_same_results(screen):
@@ -234,7 +237,9 @@ def test_calibration_is_benign_quantile(pipe, policy, screen):
     assert set(calib["thresholds"]) == {"sexual.nudity", "violence.gore"}
     assert calib["n_benign"] == len(BENIGN)  # the empty prompt is left out
     assert calib["model_fingerprint"] == model_fingerprint(pipe.text_encoder)
-    assert calib["policy"] == {"name": "gs-test", "sha256": policy.sha256}
+    assert calib["policy"] == {"name": "gs-test"}
+    assert calib["scope"] == calibration_scope(policy, screen.concept_phrase_sha)
+    assert calib["scope"]["normalize"] is True and len(calib["scope"]["concepts_sha256"]) == 64
     assert calib["quantile"] == 0.9 and calib["created"].endswith("Z") and calib["guard_version"]
     # a margin is added and clipped at 1
     c2 = calibrate(pipeline_encoders(pipe), policy, BENIGN, quantile=0.9, margin=0.5)
@@ -460,3 +465,162 @@ def test_cli_calibrate_errors(cli_app, tmp_path):
     assert r.exit_code == 2 and "cannot load model" in r.stderr
     assert r.exception is None or isinstance(r.exception, SystemExit)
     assert not list(tmp_path.glob("*.calibration.json"))
+
+
+# ------------------------------------------------------------------------------------ textual inversion
+
+
+def _fresh_pipe():
+    from guard.pipelines.tiny import build_tiny_pipeline
+
+    return build_tiny_pipeline()  # load_textual_inversion changes the tokenizer and encoder: never share
+
+
+def _row(pipe, word):
+    tok = pipe.tokenizer
+    return pipe.text_encoder.get_input_embeddings().weight[tok.convert_tokens_to_ids(word + "</w>")].detach().clone()
+
+
+def test_textual_inversion_alias_of_a_forbidden_word_is_blocked_by_default():
+    """A loaded token whose vector is (nearly) a forbidden word's: the generator-space screen runs without
+    being enabled, sees the token as that word and blocks; benign loaded tokens pass."""
+    import torch
+
+    from guard.screen.generator_space import needs_generator_space
+
+    pipe = _fresh_pipe()
+    assert not needs_generator_space(pipe)
+    naked = _row(pipe, "naked")
+    g = torch.Generator().manual_seed(0)
+    noisy = naked + 0.1 * naked.norm() * torch.nn.functional.normalize(torch.randn(naked.shape, generator=g), dim=0)
+    pipe.load_textual_inversion({"<x>": naked})
+    pipe.load_textual_inversion({"<y>": noisy})
+    pipe.load_textual_inversion({"<cat-toy>": torch.randn(naked.shape, generator=g)})
+    assert needs_generator_space(pipe)
+    pol = load_policy(policy_dict())  # generator space NOT enabled
+    assert not pol.screen.generator_space.enabled
+    r = get_generator_space_screen(pipe, pol).screen_batch(
+        ["a photo of <x>", "a photo of <y> on a bed", "a photo of <cat-toy>", "a photo of a cat"])
+    assert [x.decision for x in r[:2]] == ["block", "block"]
+    assert r[0].concept == "sexual.nudity" and r[0].phrase == "naked" and r[0].added_tokens == ["<x>"]
+    assert "'<x>' has the input embedding of 'naked'" in r[0].reasons[0]
+    assert r[1].score < 1.0 and r[1].score >= r[1].threshold
+    assert r[2].decision == "allow" and r[2].added_tokens == ["<cat-toy>"]
+    assert r[3].decision == "allow" and "no loaded tokens" in r[3].reasons[0]
+
+
+def test_textual_inversion_through_a_guarded_pipeline():
+    """End to end: the guarded pipeline's prompt screen blocks a prompt made of a loaded alias token (the
+    sentence model alone lets it through) without denoising it."""
+    import guard
+
+    pipe = _fresh_pipe()
+    pipe.load_textual_inversion({"<x>": _row(pipe, "naked")})
+    g = guard.protect(pipe, {**policy_dict(), "output": {"enabled": False}})
+    out = g(["a photo of <x>", "a photo of a cat"], num_inference_steps=1, height=64, width=64, output_type="np")
+    decisions = [im.decision for im in out.guard_report.images]
+    assert decisions == ["blocked", "allowed"], out.guard_report.images
+
+
+def test_multi_vector_tokens_are_expanded_as_diffusers_does():
+    """``<m>`` loaded with two vectors is ``<m> <m>_1`` to the text encoder: the screen's encoding equals the
+    pipeline's own, and the second vector (a forbidden word's) is seen."""
+    import torch
+
+    from guard.textenc import encode_hidden, expand_multi_vector, tokenize
+
+    pipe = _fresh_pipe()
+    pipe.load_textual_inversion({"<m>": torch.stack([_row(pipe, "cat"), _row(pipe, "nude")])})
+    texts = ["a photo of <m>", "<m> and <m> again", "no token here"]
+    assert expand_multi_vector(texts, pipe.tokenizer) == pipe.maybe_convert_prompt(texts, pipe.tokenizer)
+    ids, _ = tokenize(pipe.tokenizer, texts)
+    ref = pipe.tokenizer(pipe.maybe_convert_prompt(texts, pipe.tokenizer), padding="max_length",
+                         max_length=pipe.tokenizer.model_max_length, truncation=True, return_tensors="pt").input_ids
+    assert torch.equal(ids, ref)
+    ours, _ = encode_hidden(pipeline_encoders(pipe), texts)
+    theirs = pipe.encode_prompt(texts, "cpu", 1, False)[0]
+    assert torch.allclose(ours.float(), theirs, atol=1e-6)  # same batch layout: the same kernels
+    r = get_generator_space_screen(pipe, policy_dict()).screen_batch(["a photo of <m>"])[0]
+    assert r.decision == "block" and r.added_tokens == ["<m>", "<m>_1"] and r.phrase == "nude"
+
+
+def test_calibration_survives_textual_inversion_and_the_screen_is_rebuilt(tmp_path):
+    """Loading tokens keeps the base-vocabulary fingerprint (a calibration made before still applies: no
+    'fingerprint mismatch, every prompt blocked') and replaces the cached screen (no stale token set)."""
+    pipe = _fresh_pipe()
+    path = tmp_path / "calib.json"
+    pol_d = policy_dict(enabled=True, calibration=str(path))
+    calib = calibrate(pipeline_encoders(pipe), pol_d, BENIGN)
+    save_calibration(calib, path)
+    before = get_generator_space_screen(pipe, pol_d)
+    fp = model_fingerprint(pipe.text_encoder, pipe.tokenizer)
+    assert before.calibration is not None and not before.added
+    pipe.load_textual_inversion({"<x>": _row(pipe, "naked")})
+    assert model_fingerprint(pipe.text_encoder, pipe.tokenizer) == fp == calib["model_fingerprint"]
+    after = get_generator_space_screen(pipe, pol_d)
+    assert after is not before and after.added and after.calibration is not None
+    assert after.thresholds.tolist() == before.thresholds.tolist()
+    r = after.screen_batch(["a photo of <x>", BENIGN[0]])
+    assert r[0].decision == "block" and r[1].decision == "allow"
+    pipe.text_encoder.get_input_embeddings().weight.data[pipe.tokenizer.convert_tokens_to_ids("<x>")] = \
+        _row(pipe, "cat")  # the token's vector changed in place: a new screen again
+    again = get_generator_space_screen(pipe, pol_d)
+    assert again is not after and again.screen_batch(["a photo of <x>"])[0].decision == "allow"
+
+
+# ------------------------------------------------------------------------------------ calibration scope
+
+
+def test_calibration_scope_is_enforced(pipe, policy):
+    """The calibration records the concept set and prompt views it was made with: other views, or none of
+    the policy's concepts, are refused; another policy with the same concepts uses it."""
+    calib = calibrate(pipeline_encoders(pipe), policy, BENIGN)
+    encs = pipeline_encoders(pipe)
+    renamed = {**policy_dict(), "name": "another-name", "description": "same concepts"}
+    s = GeneratorSpaceScreen(encs, renamed, calib)
+    assert s.uncalibrated == [] and s.thresholds.tolist() == pytest.approx(list(calib["thresholds"].values()))
+    with pytest.raises(GuardError, match=r"screen\.normalize = true.*has false"):
+        GeneratorSpaceScreen(encs, {**policy_dict(), "screen": {"normalize": False}}, calib)
+    with pytest.raises(GuardError, match=r"screen\.max_prompt_chars"):
+        GeneratorSpaceScreen(encs, {**policy_dict(), "screen": {"max_prompt_chars": 50}}, calib)
+    other = {"version": 1, "name": "other", "concepts": [
+        {"id": "drugs", "category": "illegal", "action": "block", "phrases": ["a syringe of heroin"]}]}
+    with pytest.raises(GuardError, match="another concept set"):
+        GeneratorSpaceScreen(encs, other, calib)
+    v1 = {k: v for k, v in calib.items() if k != "scope"} | {"version": 1}  # older files: per-concept check only
+    assert GeneratorSpaceScreen(encs, {**policy_dict(), "screen": {"normalize": False}}, v1).uncalibrated == []
+    one_changed = policy_dict()
+    one_changed["concepts"][1]["phrases"] = ["a pool of blood"]
+    s = GeneratorSpaceScreen(encs, one_changed, calib)
+    assert s.uncalibrated == ["violence.gore"]
+    assert s.thresholds[0] == pytest.approx(calib["thresholds"]["sexual.nudity"])
+    assert s.thresholds[1] == pytest.approx(s.cfg.threshold)
+
+
+def test_result_fields_in_screen_result_order():
+    import dataclasses
+
+    from guard.screen.generator_space import GeneratorSpaceResult
+    from guard.screen.screen import ScreenResult
+
+    ours = [f.name for f in dataclasses.fields(GeneratorSpaceResult)]
+    theirs = [f.name for f in dataclasses.fields(ScreenResult)]
+    common = [n for n in theirs if n in ours]
+    assert [n for n in ours if n in common] == common
+    assert common[:8] == ["index", "decision", "category", "concept", "phrase", "score", "threshold", "reasons"]
+
+
+def test_textual_inversion_alias_on_sdxl_two_encoders():
+    """SDXL: a token loaded into both tokenizers (each with its encoder's vector of a forbidden word) is
+    seen in both; one reason per concept, not one per encoder."""
+    from guard.pipelines.tiny import build_tiny_sdxl_pipeline
+    from guard.screen.generator_space import needs_generator_space
+
+    pipe = build_tiny_sdxl_pipeline()
+    for te, tok in pipeline_encoders(pipe):
+        row = te.get_input_embeddings().weight[tok.convert_tokens_to_ids("nude</w>")].detach().clone()
+        pipe.load_textual_inversion({"<x>": row}, text_encoder=te, tokenizer=tok)
+    assert needs_generator_space(pipe)
+    r = get_generator_space_screen(pipe, policy_dict()).screen_batch(["<x> on a beach", "a dog on a beach"])
+    assert r[0].decision == "block" and r[0].concept == "sexual.nudity" and r[1].decision == "allow"
+    assert sum("loaded token '<x>'" in x for x in r[0].reasons) == 1

@@ -136,11 +136,14 @@ def calibrate(
         from guard.policy import load_policy
         from guard.screen.generator_space import (
             GeneratorSpaceScreen,
-            calibrate as run_calibration,
             default_calibration_path,
-            pipeline_encoders,
+            is_builtin_policy,
             save_calibration,
         )
+        from guard.screen.generator_space import (
+            calibrate as run_calibration,
+        )
+        from guard.textenc import pipeline_encoders
 
         path, column = _split_benign(benign)
         prompts = read_prompts(path, column)
@@ -178,7 +181,7 @@ def calibrate(
                    f"{m['benign_mean']:6.3f}  {m['n_above']}")
     typer.echo(f"wrote {written}")
     ref = os.fspath(written.resolve())
-    builtin = _is_builtin(pol)
+    builtin = is_builtin_policy(pol)
     if pol.source and not builtin:
         try:  # beside or below the policy file: relative to it, as the policy resolves it
             ref = written.resolve().relative_to(Path(pol.source).resolve().parent).as_posix()
@@ -192,13 +195,3 @@ def calibrate(
         typer.echo(f"add to {pol.source}:")
     typer.echo(f"  {line}")
 
-
-def _is_builtin(pol: Any) -> bool:
-    from guard.policy.loader import builtin_policy_dir
-
-    if not pol.source:
-        return False
-    try:
-        return Path(pol.source).resolve().parent == builtin_policy_dir().resolve()
-    except OSError:
-        return False

@@ -6,7 +6,11 @@
     ge.revert_erasure(pipe)                                # bit-identical weights again
     ge.erasure_info("nudity.uce.safetensors")
 
-torch loads only when one of these names is used (so ``guard --help`` stays fast). See docs/erasers.md.
+Modules: :mod:`.api` (``erase``), :mod:`.methods` (the method registry: a new method is one file plus one
+entry), :mod:`.uce` / :mod:`.rece` / :mod:`.esd` (the methods), :mod:`.artifact` (the file format),
+:mod:`.fingerprints`, :mod:`.weights` (apply / revert; the state lives on the UNet), :mod:`.wiring`
+(policies). torch loads only when one of these names is used (so ``guard --help`` stays fast). See
+docs/erasers.md.
 """
 
 from __future__ import annotations
@@ -16,26 +20,30 @@ import sys
 import types
 from typing import Any
 
-_NAMES = (
-    "METHODS",
-    "Erasure",
-    "applied_erasures",
-    "apply_erasure",
-    "erase",
-    "erasure_info",
-    "erasure_stack",
-    "fingerprint",
-    "revert_erasure",
-    "sync_erasures",
-)
+#: public name -> the module that defines it (one job per module)
+_HOMES = {
+    "METHODS": "guard.erase.methods",
+    "REGISTRY": "guard.erase.methods",
+    "EraserMethod": "guard.erase.methods",
+    "Erasure": "guard.erase.artifact",
+    "erasure_info": "guard.erase.artifact",
+    "erase": "guard.erase.api",
+    "fingerprint": "guard.erase.fingerprints",
+    "applied_erasures": "guard.erase.weights",
+    "apply_erasure": "guard.erase.weights",
+    "erasure_stack": "guard.erase.weights",
+    "revert_erasure": "guard.erase.weights",
+    "sync_erasures": "guard.erase.weights",
+}
+_NAMES = tuple(_HOMES)
 
 __all__ = list(_NAMES)
 
 
 def __getattr__(name: str) -> Any:
-    if name not in _NAMES:
+    if name not in _HOMES:
         raise AttributeError(f"module 'guard.erase' has no attribute {name!r}")
-    value = getattr(importlib.import_module("guard.erase.artifact"), name)
+    value = getattr(importlib.import_module(_HOMES[name]), name)
     globals()[name] = value
     return value
 
@@ -46,7 +54,7 @@ def __dir__() -> list[str]:
 
 class _CallableModule(types.ModuleType):
     """``guard.erase`` is both this package and the function: ``guard.erase(pipe, concepts, ...)``
-    calls :func:`guard.erase.artifact.erase` whichever of the two an import left on ``guard``."""
+    calls :func:`guard.erase.api.erase` whichever of the two an import left on ``guard``."""
 
     def __call__(self, *args: Any, **kwargs: Any):
         return __getattr__("erase")(*args, **kwargs)

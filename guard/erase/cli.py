@@ -42,7 +42,7 @@ def _load_pipe(model: str, device: str):
 
 
 def erase_cmd(
-    method: str = typer.Option("uce", "--method", help="uce | rece | esd-x | esd-u"),
+    method: str = typer.Option("uce", "--method", help="uce | rece | esd-x | esd-u (guard.erase.methods.REGISTRY)"),
     model: str = typer.Option(..., "--model", help="Model id, local path, or builtin:tiny."),
     concept: List[str] = typer.Option(..., "--concept", help="Concept to erase (repeat for several)."),
     guide: List[str] = typer.Option([], "--guide", help="Guide concept: one for all, or one per --concept "
@@ -66,19 +66,18 @@ def erase_cmd(
 
     _quiet_libraries()
     try:
-        from guard.erase.artifact import METHODS, erase
+        from guard.erase.api import erase
+        from guard.erase.methods import REGISTRY, get_method
 
-        if method.lower() not in METHODS:
-            raise GuardError(f"unknown --method {method!r}; choose one of {', '.join(METHODS)}")
+        if method.lower() not in REGISTRY:
+            raise GuardError(f"unknown --method {method!r}; choose one of {', '.join(REGISTRY)}")
+        options = dict(lamb=lamb, erase_scale=erase_scale, preserve_scale=preserve_scale, epochs=epochs,
+                       iterations=iterations, lr=lr, eta=eta, seed=seed,
+                       checkpoint=os.fspath(checkpoint) if checkpoint else None)
+        spec = get_method(method).params
         pipe = _load_pipe(model, device)
-        kw = dict(method=method, guides=list(guide) or None, preserve=list(preserve), out=out,
-                  progress=True, model_id=model)
-        if method.lower() in ("uce", "rece"):
-            kw.update(lamb=lamb, erase_scale=erase_scale, preserve_scale=preserve_scale, epochs=epochs)
-        else:
-            kw.update(iterations=iterations, lr=lr, eta=eta, seed=seed,
-                      checkpoint=os.fspath(checkpoint) if checkpoint else None)
-        e = erase(pipe, list(concept), **kw)
+        e = erase(pipe, list(concept), method=method, guides=list(guide) or None, preserve=list(preserve), out=out,
+                  progress=True, model_id=model, **{k: v for k, v in options.items() if k in spec})
     except GuardError as e:
         _fail(str(e))
         return
@@ -115,7 +114,7 @@ def erasure_info_cmd(
         f"{st['bytes'] / 1e6:.2f} MB",
         f"  hyperparameters  {json.dumps(info.get('hyperparameters', {}), sort_keys=True)}",
         f"  created          {info.get('created', '-')} in {info.get('elapsed_s', 0):.2f}s",
-        f"  versions         " + ", ".join(f"{k} {v}" for k, v in sorted(info.get("versions", {}).items())),
+        "  versions         " + ", ".join(f"{k} {v}" for k, v in sorted(info.get("versions", {}).items())),
     ]
     typer.echo("\n".join(lines))
 

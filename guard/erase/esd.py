@@ -22,9 +22,13 @@ from typing import Any, Callable, Optional, Sequence
 import torch
 from torch import nn
 
+from guard.erase.methods import EraseJob, EraserMethod, MethodResult
+from guard.erase.params import Param
 from guard.errors import GuardError
+from guard.textenc import encode_hidden
 
-__all__ = ["ESD_METHODS", "EsdConfig", "esd_train", "esd_objective", "sample_xt", "trainable_names"]
+__all__ = ["ESD_METHODS", "ESD_U", "ESD_X", "EsdConfig", "esd_objective", "esd_train", "sample_xt",
+           "trainable_names"]
 
 ESD_METHODS = ("esd-x", "esd-u")
 
@@ -218,3 +222,47 @@ def esd_train(
                 changed[n] = new.clone()
     info = {"losses": losses, "resumed_from": resumed_from, "trainable": len(names), "changed": len(changed)}
     return changed, info
+
+
+class EsdMethod(EraserMethod):
+    """ESD-x / ESD-u: fine-tuning against the concept's negatively guided noise prediction (minutes)."""
+
+    preserves = False
+    added_conditioning = False
+    params = {
+        "iterations": Param(1000, "training steps", lo=1, integer=True),
+        "lr": Param(1e-5, "Adam learning rate", lo=0, lo_open=True),
+        "eta": Param(1.0, "negative guidance η"),
+        "seed": Param(0, "seed of the noise and timesteps", integer=True),
+        "ddim_steps": Param(50, "DDIM steps of the sampling that gives x_t", lo=2, integer=True),
+        "start_guidance": Param(3.0, "classifier-free guidance of that sampling"),
+        "latent_size": Param(None, "latent size (default the UNet's sample_size)", lo=1, integer=True,
+                             optional=True),
+        "checkpoint": Param(None, "checkpoint file; a run with the same settings resumes from it", kind="path",
+                            optional=True),
+        "checkpoint_every": Param(50, "steps between checkpoints", lo=1, integer=True),
+    }
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def run(self, job: EraseJob) -> MethodResult:
+        # ESD trains one prompt; several concepts are erased as one comma-joined prompt (as the paper's code
+        # does for lists of concepts)
+        prompt = ", ".join(job.concepts)
+        emb, _ = encode_hidden(job.encoders, [prompt, ""], job.hidden_state)
+        cfg = EsdConfig(method=self.name, **job.params)
+        dt = next(job.unet.parameters()).dtype
+        changed, info = esd_train(job.unet, emb[:1].to(dt), emb[1:].to(dt), dict(job.pipe.scheduler.config), cfg,
+                                  concepts=job.concepts, progress=job.progress)
+        if not changed:
+            raise GuardError(f"{self.name}: training changed no parameter (learning rate {cfg.lr} too small?)")
+        hyper = {k: v for k, v in job.params.items() if k not in ("checkpoint", "checkpoint_every")}
+        hyper.update(latent_size=cfg.latent_size or int(job.unet.config.sample_size), prompt=prompt,
+                     hidden_state=job.hidden_state, trainable=info["trainable"], resumed_from=info["resumed_from"],
+                     final_losses=[round(x, 6) for x in info["losses"][-10:]])
+        return MethodResult(hyper, full=changed)
+
+
+ESD_X = EsdMethod("esd-x")
+ESD_U = EsdMethod("esd-u")

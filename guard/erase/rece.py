@@ -19,7 +19,10 @@ from typing import Any, Optional, Sequence
 import torch
 from torch import nn
 
+from guard.erase.methods import EraseJob, EraserMethod, MethodResult
+from guard.erase.params import Param
 from guard.erase.uce import (
+    _UCE_PARAMS,
     FactorEdit,
     LowRank,
     _default_preserve_scale,
@@ -31,7 +34,7 @@ from guard.erase.uce import (
     uce_factors,
 )
 
-__all__ = ["gram", "regenerating_embedding", "regeneration_error", "rece_edit", "rece_factors"]
+__all__ = ["RECE", "gram", "regenerating_embedding", "regeneration_error", "rece_edit", "rece_factors"]
 
 
 def gram(projections: dict[str, nn.Linear]) -> torch.Tensor:
@@ -125,3 +128,22 @@ def rece_edit(
              "token_selection": "last subject token through end/padding", "rank": lr.rank,
              "layers": len(projections), "regeneration_error": errors}
     return factor_edit(projections, lr), hyper
+
+
+class ReceMethod(EraserMethod):
+    """RECE: UCE, then ``epochs`` rounds against the embedding that regenerates the concept (seconds)."""
+
+    name = "rece"
+    params = {
+        **_UCE_PARAMS,
+        "epochs": Param(3, "RECE rounds", lo=1, integer=True),
+        "embedding_lamb": Param(1e-3, "λ of the regenerating-embedding solve", lo=0, lo_open=True),
+    }
+
+    def run(self, job: EraseJob) -> MethodResult:
+        fe, hyper = rece_edit(job.unet, job.encoders, job.concepts, job.guides, job.preserve,
+                              hidden_state=job.hidden_state, progress=job.progress, **job.params)
+        return MethodResult(hyper, factor=fe)
+
+
+RECE = ReceMethod()

@@ -17,34 +17,34 @@ agree), and the change is exactly low rank:
     W' − W = (W·L)·R,   L = s_e·[g − c]ᵀ (d×r),   R = C·M⁻¹ (r×d),   r = number of erased token rows
 
 (the preservation terms cancel in ``N − M``). The solve is float64; the final per-layer products are taken
-on the delta (``W + W·D``) in the weights' precision, so rounding is relative to the change. Token selection follows the paper's code: the rows from the
-last subject token through the end of the padded sequence (the end and padding tokens carry the concept),
-aligned with the guide's rows from its own last token.
+on the delta (``W + W·D``) in the weights' precision, so rounding is relative to the change. Token
+selection follows the paper's code: the rows from the last subject token through the end of the padded
+sequence (the end and padding tokens carry the concept), aligned with the guide's rows from its own last
+token.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import torch
 from torch import nn
 
-from guard.errors import GuardError, GuardInputError
+from guard.erase.methods import EraseJob, EraserMethod, MethodResult
+from guard.erase.params import Param
+from guard.errors import GuardError
+from guard.textenc import encode_hidden
 
 #: module-name endings of the layers UCE/RECE edit
 CROSS_ATTN_KV = (".attn2.to_k", ".attn2.to_v")
 
-HiddenState = Literal["auto", "last", "penultimate"]
-
 __all__ = [
+    "UCE",
     "LowRank",
     "aligned_rows",
     "concept_rows",
     "cross_attention_projections",
-    "encode",
-    "pipeline_encoders",
-    "resolve_hidden_state",
     "uce_factors",
     "uce_edit",
 ]
@@ -65,52 +65,6 @@ def cross_attention_projections(unet: nn.Module, *, with_to_k: bool = True) -> d
     return found
 
 
-def pipeline_encoders(pipe: Any) -> list[tuple[Any, Any]]:
-    """``[(text_encoder, tokenizer), ...]`` of a pipeline: one for SD 1.x/2.x, two for SDXL."""
-    encs = []
-    for te_name, tok_name in (("text_encoder", "tokenizer"), ("text_encoder_2", "tokenizer_2")):
-        te, tok = getattr(pipe, te_name, None), getattr(pipe, tok_name, None)
-        if te is not None and tok is not None:
-            encs.append((te, tok))
-    if not encs:
-        raise GuardError(f"{type(pipe).__name__} has no text encoder and tokenizer to embed concepts with")
-    return encs
-
-
-def resolve_hidden_state(pipe: Any, hidden_state: HiddenState = "auto") -> str:
-    """``auto``: the penultimate layer for SDXL-style pipelines (they have ``text_encoder_2``), as
-    diffusers' SDXL pipelines condition on it; the final layer (after layer norm) otherwise."""
-    if hidden_state not in ("auto", "last", "penultimate"):
-        raise GuardInputError(f"hidden_state must be 'auto', 'last' or 'penultimate', got {hidden_state!r}")
-    if hidden_state != "auto":
-        return hidden_state
-    return "penultimate" if hasattr(pipe, "text_encoder_2") else "last"
-
-
-@torch.no_grad()
-def encode(
-    encoders: Sequence[tuple[Any, Any]], prompts: Sequence[str], hidden_state: str = "last"
-) -> tuple[torch.Tensor, list[int]]:
-    """Embed ``prompts`` with each (text_encoder, tokenizer) and concatenate on the last dimension
-    (as SDXL does with its two encoders). Returns float64 CPU ``(B, L, D)`` and each prompt's token
-    count (start and end tokens included) from the first tokenizer."""
-    hs: list[torch.Tensor] = []
-    lengths: Optional[list[int]] = None
-    for te, tok in encoders:
-        ids = tok(list(prompts), padding="max_length", max_length=tok.model_max_length, truncation=True,
-                  return_tensors="pt")
-        dev = next(te.parameters()).device
-        out = te(ids.input_ids.to(dev), output_hidden_states=hidden_state == "penultimate")
-        h = out.hidden_states[-2] if hidden_state == "penultimate" else out.last_hidden_state
-        hs.append(h.detach().to("cpu", torch.float64))
-        if lengths is None:
-            lengths = [int(x) for x in ids.attention_mask.sum(1).tolist()]
-    if len({h.shape[1] for h in hs}) != 1:
-        raise GuardError("the text encoders give different sequence lengths: " +
-                         ", ".join(str(h.shape[1]) for h in hs))
-    return torch.cat(hs, dim=-1), lengths or []
-
-
 def aligned_rows(emb_a: torch.Tensor, len_a: int, emb_b: torch.Tensor, len_b: int
                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """The paper's token selection for a (concept, guide) pair: from each prompt's last subject token
@@ -127,7 +81,7 @@ def concept_rows(encoders, concepts: Sequence[str], guides: Sequence[str], prese
     """``([(C_i, G_i)], [P_j])``: aligned token rows (float64, n×d) of each concept and its guide,
     and the rows of each preserved concept (mapped to themselves)."""
     texts = list(concepts) + list(guides) + list(preserve)
-    emb, lens = encode(encoders, texts, hidden_state)
+    emb, lens = encode_hidden(encoders, texts, hidden_state)
     n, m = len(concepts), len(guides)
     pairs = [aligned_rows(emb[i], lens[i], emb[n + i], lens[n + i]) for i in range(n)]
     pres = [aligned_rows(emb[n + m + j], lens[n + m + j], emb[n + m + j], lens[n + m + j])[0]
@@ -311,3 +265,27 @@ def check_dims(projections: dict[str, nn.Linear], d: int) -> None:
             f"the text embeddings are {d}-dimensional but {name} expects {got} (cross_attention_dim); "
             "the text encoders do not belong to this UNet"
         )
+
+
+_UCE_PARAMS = {
+    "lamb": Param(0.1, "λ: anchor to the original weights", lo=0, lo_open=True),
+    "erase_scale": Param(1.0, "s_e: weight of the erased concepts", lo=0, lo_open=True),
+    "preserve_scale": Param(None, "s_p: weight of the preserved concepts (default max(0.1, 1/#preserve))",
+                            lo=0, optional=True),
+    "with_to_k": Param(True, "edit the key projections too (not only the values)", kind="bool"),
+}
+
+
+class UceMethod(EraserMethod):
+    """UCE, closed form on every cross-attention K/V (seconds)."""
+
+    name = "uce"
+    params = _UCE_PARAMS
+
+    def run(self, job: EraseJob) -> MethodResult:
+        fe, hyper = uce_edit(job.unet, job.encoders, job.concepts, job.guides, job.preserve,
+                             hidden_state=job.hidden_state, **job.params)
+        return MethodResult(hyper, factor=fe)
+
+
+UCE = UceMethod()

@@ -37,8 +37,15 @@ class GeneratorSpaceStage(Stage):
 
     def enabled(self, request: Request) -> bool:
         s = self.policy.screen
-        return (bool(s.enabled and s.generator_space.enabled) and request.pipe is not None
-                and any(p is not None for p in request.prompts))
+        if not (s.enabled and request.pipe is not None and any(p is not None for p in request.prompts)):
+            return False
+        if s.generator_space.enabled:
+            return True
+        # tokens added after loading (textual inversion) are invisible to the text screen: their vectors
+        # are only seen in the generator's own space, so this stage runs by default then
+        from guard.screen.generator_space import needs_generator_space
+
+        return needs_generator_space(request.pipe)
 
     def run(self, request: Request) -> list[Verdict]:
         from guard.screen.generator_space import get_generator_space_screen
