@@ -191,7 +191,10 @@ class OutputChecker:
                 raise ValueError(f"{len(classifiers)} classifier instances for {n_cfg} configurations")
             names = _unique_names([c.name for c in classifiers])
         cls, rules = rules_of(cfg, names)
+        used = {s.classifier for r in rules for s in r.signals}
         for k, (name, ccfg) in enumerate(cls):
+            if name not in used:  # named in output.classifiers but by no category: not loaded
+                continue
             if classifiers is not None:
                 clf = classifiers[k] if isinstance(cfg.classifiers, list) else classifiers.get(name)
                 if clf is None:

@@ -290,15 +290,17 @@ class OutputCategoryConfig(_Strict):
         default=None, description="what a flagged input image does to its request; default input_images.action"
     )
 
-    @field_validator("signals")
+    @field_validator("signals", mode="before")
     @classmethod
-    def _check_signal_values(cls, v: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
-        for cid, labels in v.items():
-            if not labels:
-                raise ValueError(f"signal {cid!r} names no label")
-            for label, t in labels.items():
-                if isinstance(t, bool):
-                    raise ValueError(f"{cid}.{label}: threshold must be a number, got {t!r}")
+    def _check_signal_values(cls, v):
+        """Before coercion: YAML's ``true`` would become a threshold of 1.0."""
+        if isinstance(v, dict):
+            for cid, labels in v.items():
+                if isinstance(labels, dict) and not labels:
+                    raise ValueError(f"signal {cid!r} names no label")
+                for label, t in (labels.items() if isinstance(labels, dict) else ()):
+                    if isinstance(t, bool):
+                        raise ValueError(f"{cid}.{label}: threshold must be a number, got {t!r}")
         return v
 
 
@@ -364,6 +366,10 @@ class OutputConfig(_Strict):
                                  "(the list syntax carries its own thresholds); e.g. classifiers: {nudenet: {}}")
             self.classifiers = {}
         if isinstance(self.classifiers, dict):
+            if self.enabled and self.classifiers and not self.categories:
+                raise ValueError("output.classifiers is a mapping but output.categories is empty: name the labels "
+                                 "that stand for each category (e.g. categories: {sexual: {signals: {nudenet: "
+                                 "{FEMALE_BREAST_EXPOSED: 0.45}}}})")
             for name, cat in self.categories.items():
                 for cid, labels in cat.signals.items():
                     cfg = self.classifiers.get(cid)
