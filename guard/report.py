@@ -17,6 +17,8 @@ class OutputVerdict:
     flagged: list[str] = field(default_factory=list)  # "classifier:LABEL score>=threshold"
     action: str = "none"  # none | blank | flag
     detections: dict[str, list[dict]] = field(default_factory=dict)
+    # category -> {classifier, label, score, threshold, action, hits}: the categories that flagged the image
+    categories: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def is_flagged(self) -> bool:
@@ -28,6 +30,7 @@ class OutputVerdict:
             "flagged": list(self.flagged),
             "action": self.action,
             "detections": self.detections,
+            "categories": {k: dict(v) for k, v in self.categories.items()},
         }
 
 

@@ -398,15 +398,15 @@ def test_bad_settings_are_refused(kwargs):
 
 
 def test_provider_choice_follows_what_onnxruntime_offers():
-    from guard.output.nudenet import _choose_providers
+    from guard.output.nudenet import choose_providers
 
     available = ort.get_available_providers()
-    chosen = _choose_providers(None)
+    chosen = choose_providers(None)
     assert chosen and set(chosen) <= set(available)
     assert chosen[0] == ("CUDAExecutionProvider" if "CUDAExecutionProvider" in available else "CPUExecutionProvider")
-    assert _choose_providers("CPUExecutionProvider") == ["CPUExecutionProvider"]
+    assert choose_providers("CPUExecutionProvider") == ["CPUExecutionProvider"]
     with pytest.raises(GuardInputError, match="available"):
-        _choose_providers([])
+        choose_providers([])
 
 
 def test_policy_providers_and_batch_size_reach_the_classifier():

@@ -47,8 +47,11 @@ def test_strict_extends_default_and_is_stricter():
     d_ids = {c.id for c in d.concepts}
     assert d_ids <= {c.id for c in s.concepts}
     assert s.screen.threshold <= d.screen.threshold
-    for label, t in s.output.classifiers[0].thresholds.items():
-        assert t <= d.output.classifiers[0].thresholds.get(label, 1.0)
+    assert set(s.output.categories) == set(d.output.categories) >= {"sexual", "gore"}
+    for name, cat in s.output.categories.items():
+        for cid, labels in cat.signals.items():
+            for label, t in labels.items():
+                assert t <= d.output.categories[name].signals[cid].get(label, 1.0)
 
 
 def test_minimal_policy_and_defaults(tmp_path):

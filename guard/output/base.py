@@ -6,6 +6,7 @@ label -> score in [0, 1] and, where the model gives them, boxed detections.
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -20,6 +21,45 @@ MAX_PIXELS = 64_000_000
 
 class ModelLoadError(GuardError):
     """A classifier's model file is missing, unreadable or not the model expected."""
+
+
+class ModelMissingError(ModelLoadError):
+    """A classifier's model is not installed (its package or file is absent): the one load failure
+    a classifier's ``missing: skip`` setting may pass over."""
+
+
+def package_file(package: str, relative: str, *, who: str, install: str) -> "os.PathLike[str]":
+    """Path of a data file shipped inside an installed package, found through the import system
+    without importing the package (whose ``__init__`` may pull heavy or conflicting dependencies).
+    Raises :class:`ModelMissingError` naming ``install`` (how to get it) when either is absent."""
+    import importlib.util
+    from pathlib import Path
+
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelMissingError(f"{who}: the package {package!r} that ships the model is not installed; {install}")
+    path = Path(list(spec.submodule_search_locations)[0]) / relative
+    if not path.is_file():
+        raise ModelMissingError(f"{who}: {path} is missing from the installed {package!r} package; {install}")
+    return path
+
+
+def onnx_session(path: "os.PathLike[str] | str", providers: list[str], who: str) -> Any:
+    """An onnxruntime session for ``path``; a missing file raises :class:`ModelMissingError`, any
+    other failure :class:`ModelLoadError` (with onnxruntime's message)."""
+    import os as _os
+
+    import onnxruntime
+
+    if not _os.path.isfile(path):
+        raise ModelMissingError(f"{who}: model file not found: {path}")
+    try:
+        return onnxruntime.InferenceSession(_os.fspath(path), providers=providers)
+    except Exception as exc:  # onnxruntime raises its own Exception subclasses
+        raise ModelLoadError(f"{who}: cannot load model {path}: {type(exc).__name__}: {exc}") from exc
 
 
 @dataclass

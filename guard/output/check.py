@@ -1,26 +1,35 @@
-"""The output check: run the policy's classifiers on images, compare per-label thresholds, decide
+"""The output check: run the policy's image classifiers, judge each category the policy forbids, decide
 what to do, and do it (:func:`apply_action`).
 
-Classifiers run in the policy's order (cheap first). With ``require: any`` every classifier sees
-every image and an image is flagged when any of them flags it. With ``require: all`` a classifier
-sees only the images every earlier one flagged, and an image is flagged only when all flag it (a
-confirming cascade: the expensive classifier runs on few images). When several classifiers flag an
-image, the strongest of their actions applies (black / placeholder > pixelate > blur > boxes > flag).
+A category (``output.categories``; e.g. sexual, gore) lists *signals*: a classifier and the labels
+of it that stand for the category, each with a threshold. ``require: any``: one hitting signal flags
+the image. ``require: all``: every signal must hit, in order, and a later signal's classifier runs
+only on the images the earlier ones hit (a confirming cascade: the expensive classifier sees few
+images); when the first hits and a later one does not, ``unconfirmed_action`` applies. Each
+classifier runs at most once per image, whatever the number of categories that use it. When several
+categories flag an image, the strongest action applies (black / placeholder > pixelate > blur >
+boxes > flag).
+
+The older ``output.classifiers`` list syntax becomes categories here: with ``require: any`` one
+category per classifier (named after it), with ``all`` one cascade over them all whose action is the
+strongest of their actions.
+
+``check(images, target="input")`` judges input images of editing pipelines: only the categories with
+``inputs: true`` count, and each verdict's ``input_decision`` says block / escalate / allow.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Literal, Optional, Sequence
 
 import numpy as np
 
-from guard.output.base import ClassifierOutput, ImageClassifier
+from guard.output.base import ClassifierOutput, ImageClassifier, ModelMissingError
 from guard.output.labels import ACTION_RANK, BLOCKING_ACTIONS
 from guard.policy.models import OutputActionsConfig, OutputConfig
 from guard.report import OutputVerdict
@@ -29,76 +38,87 @@ __all__ = [
     "BLOCKING_ACTIONS",
     "CheckVerdict",
     "OutputChecker",
+    "Rule",
     "apply_action",
     "blank_like",
     "build_classifier",
+    "rules_of",
 ]
 
-logger = logging.getLogger("guard.output")
+logger = logging.getLogger(__name__)
 
 _CLASSIFIERS: dict[tuple, ImageClassifier] = {}
 _CLASSIFIERS_LOCK = threading.Lock()
 
-#: settings that only change how scores are judged, not the classifier instance
-_JUDGING_KEYS = {"thresholds", "threshold", "action", "flag_only"}
-
 _BOX_FALLBACK = {"blur_boxes": "blur", "pixelate_boxes": "pixelate"}
-
-
-def _config_key(cfg: Any) -> tuple:
-    data = cfg.model_dump(mode="json", exclude=_JUDGING_KEYS)
-    return (cfg.type, json.dumps(data, sort_keys=True))
+_INPUT_RANK = {"allow": 0, "escalate": 1, "block": 2}
 
 
 def build_classifier(cfg: Any) -> ImageClassifier:
     """One shared classifier instance per configuration (models are costly to load)."""
-    key = _config_key(cfg)
+    from guard.output import registry
+
+    key = cfg.instance_key()
     with _CLASSIFIERS_LOCK:
         clf = _CLASSIFIERS.get(key)
         if clf is None:
-            if cfg.type == "nudenet":
-                from guard.output.nudenet import NudeNetClassifier
-
-                clf = NudeNetClassifier(model_path=cfg.model_path, providers=cfg.providers,
-                                        batch_size=cfg.batch_size)
-            elif cfg.type == "safety_checker":
-                from guard.output.safety_checker import SafetyCheckerClassifier
-
-                clf = SafetyCheckerClassifier(cfg.model_path, subfolder=cfg.subfolder,
-                                              sensitivity=cfg.sensitivity, device=cfg.device)
-            elif cfg.type == "clip_zero_shot":
-                from guard.output.clip_zero_shot import ClipZeroShotClassifier
-
-                clf = ClipZeroShotClassifier(cfg.model_path, concepts=cfg.concepts, neutral=cfg.neutral,
-                                             mode=cfg.mode, logit_scale=cfg.logit_scale, device=cfg.device)
-            else:  # pragma: no cover - the schema only admits known types
-                raise ValueError(f"unknown classifier type {cfg.type!r}")
+            clf = registry.classifier_class(cfg.type).from_config(cfg)
             _CLASSIFIERS[key] = clf
         return clf
 
 
-def label_hits(cfg: Any, name: str, out: ClassifierOutput) -> list[tuple[str, float, float, str]]:
-    """The labels of ``out`` over their policy thresholds: (label, score, threshold, text)."""
-    hits = []
-    if cfg.type == "safety_checker":  # margins; strictly above, as the checker itself decides
-        from guard.output.labels import SAFETY_CHECKER_CONCEPT_LABELS
+@dataclass
+class Signal:
+    """One classifier's labels standing for a category: label -> threshold."""
 
-        wanted = {label: 0.0 for label in SAFETY_CHECKER_CONCEPT_LABELS}
-        wanted.update(cfg.thresholds)
-        for label, thr in wanted.items():
-            s = out.scores.get(label)
-            if s is not None and s > thr:
-                hits.append((label, s, thr, f"{name}:{label} {s:.3f}>{thr:.3f}"))
-        return hits
-    if cfg.type == "clip_zero_shot":
-        items = [(label, cfg.threshold_for(label)) for label in cfg.concepts]
+    classifier: str
+    thresholds: dict[str, float]
+    action: Optional[str] = None  # the older list syntax: each classifier's own action
+
+
+@dataclass
+class Rule:
+    """A category as the checker runs it (see the module doc)."""
+
+    name: str
+    signals: list[Signal]
+    require: str = "any"
+    action: Optional[str] = "blank"  # None: the strongest action of the signals that hit
+    unconfirmed_action: str = "none"
+    outputs: bool = True
+    inputs: bool = True
+    input_action: Optional[str] = None
+    legacy: bool = False  # from the list syntax: flagged texts keep their old form (no category prefix)
+
+
+def _unique_names(names: Sequence[str]) -> list[str]:
+    out: list[str] = []
+    for base in names:
+        n, name = 1, base
+        while name in out:
+            n += 1
+            name = f"{base}_{n}"
+        out.append(name)
+    return out
+
+
+def rules_of(cfg: OutputConfig, names: Sequence[str] | None = None) -> tuple[list[tuple[str, Any]], list[Rule]]:
+    """(classifier name, settings) in run order, and the categories as :class:`Rule` s. ``names``:
+    the names of the list syntax's classifiers (default their types, numbered when repeated)."""
+    if isinstance(cfg.classifiers, dict):
+        cls = list(cfg.classifiers.items())
+        rules = [Rule(name, [Signal(cid, dict(t)) for cid, t in cat.signals.items()], cat.require, cat.action,
+                      cat.unconfirmed_action, cat.outputs, cat.inputs, cat.input_action)
+                 for name, cat in cfg.categories.items()]
+        return cls, rules
+    names = list(names) if names is not None else _unique_names([c.type for c in cfg.classifiers])
+    cls = list(zip(names, cfg.classifiers))
+    if cfg.require == "all":
+        rules = [Rule("output", [Signal(n, c.legacy_thresholds(), c.action) for n, c in cls], "all", None,
+                      legacy=True)] if cls else []
     else:
-        items = list(cfg.thresholds.items())
-    for label, thr in items:
-        s = out.scores.get(label, 0.0)
-        if s >= thr:
-            hits.append((label, s, thr, f"{name}:{label} {s:.2f}>={thr:.2f}"))
-    return hits
+        rules = [Rule(n, [Signal(n, c.legacy_thresholds())], "any", c.action, legacy=True) for n, c in cls]
+    return cls, rules
 
 
 @dataclass
@@ -106,14 +126,18 @@ class CheckVerdict(OutputVerdict):
     """:class:`OutputVerdict` plus what the action needs and why it was chosen.
 
     ``action_reason`` says which action runs and why; ``boxes`` are the (x, y, w, h) regions a box
-    action covers; ``skipped`` names classifiers a ``require: all`` cascade did not run on this
-    image; ``unconfirmed`` holds hits that did not count because a later classifier disagreed.
+    action covers; ``skipped`` names classifiers not run on this image (a ``require: all`` cascade
+    stopped before them, or their model is not installed and the policy says ``missing: skip``);
+    ``unconfirmed`` holds hits that did not count because a later signal disagreed;
+    ``input_decision`` (input images only) is block / escalate / allow, or none when nothing flagged.
     """
 
     action_reason: str = ""
     boxes: list[tuple[int, int, int, int]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     unconfirmed: list[str] = field(default_factory=list)
+    target: str = "output"
+    input_decision: str = "none"
     settings: Optional[OutputActionsConfig] = field(default=None, repr=False, compare=False)
     placeholder: Optional[str] = field(default=None, repr=False, compare=False)
 
@@ -126,35 +150,75 @@ class CheckVerdict(OutputVerdict):
             d["skipped"] = list(self.skipped)
         if self.unconfirmed:
             d["unconfirmed"] = list(self.unconfirmed)
+        if self.target == "input":
+            d["target"] = "input"
+            d["input_decision"] = self.input_decision
         return d
 
 
+@dataclass
+class _Hit:
+    classifier: str
+    label: str
+    score: float
+    threshold: float
+    text: str
+
+
 class OutputChecker:
-    """Runs the configured classifiers on a batch of images and decides per image (see the module doc)."""
+    """Runs the configured classifiers on a batch of images and judges every category (see the module doc)."""
 
     def __init__(self, cfg: OutputConfig, *, base_dir: str | os.PathLike[str] | None = None,
-                 classifiers: Sequence[ImageClassifier] | None = None):
+                 classifiers: Sequence[ImageClassifier] | dict[str, ImageClassifier] | None = None,
+                 input_action: str = "block"):
         """``base_dir``: where a relative placeholder path is looked up (default: the working
-        directory). ``classifiers``: instances to use instead of building them from ``cfg``
-        (one per ``cfg.classifiers`` entry; for tests and custom classifiers)."""
+        directory). ``classifiers``: instances to use instead of building them from ``cfg`` (one per
+        list entry, or a mapping id -> instance for the mapping syntax; for tests and custom
+        classifiers). ``input_action``: a flagged input image's decision where its category names
+        none (the policy's ``input_images.action``)."""
         self.cfg = cfg
         self.placeholder: Optional[str] = None
+        self.input_action = input_action
+        self.missing: dict[str, str] = {}  # classifier name -> why it is left out
+        self.classifiers: list[tuple[str, Any, ImageClassifier]] = []
+        self.rules: list[Rule] = []
         if not cfg.enabled:
-            self.classifiers: list[tuple[str, Any, ImageClassifier]] = []
             return
-        if classifiers is not None and len(classifiers) != len(cfg.classifiers):
-            raise ValueError(f"{len(classifiers)} classifier instances for {len(cfg.classifiers)} configurations")
-        built = list(classifiers) if classifiers is not None else [build_classifier(c) for c in cfg.classifiers]
-        names: list[str] = []
-        for clf in built:
-            base = clf.name
-            n, name = 1, base
-            while name in names:
-                n += 1
-                name = f"{base}_{n}"
-            names.append(name)
-        self.classifiers = list(zip(names, cfg.classifiers, built))
-        if cfg.actions.placeholder and any(c.action == "placeholder" for c in cfg.classifiers):
+        n_cfg = len(cfg.classifiers)
+        names = None
+        if classifiers is not None and isinstance(cfg.classifiers, list):
+            if isinstance(classifiers, dict) or len(classifiers) != n_cfg:
+                raise ValueError(f"{len(classifiers)} classifier instances for {n_cfg} configurations")
+            names = _unique_names([c.name for c in classifiers])
+        cls, rules = rules_of(cfg, names)
+        used = {s.classifier for r in rules for s in r.signals}
+        for k, (name, ccfg) in enumerate(cls):
+            if name not in used:  # named in output.classifiers but by no category: not loaded
+                continue
+            if classifiers is not None:
+                clf = classifiers[k] if isinstance(cfg.classifiers, list) else classifiers.get(name)
+                if clf is None:
+                    raise ValueError(f"no classifier instance for {name!r}")
+            else:
+                try:
+                    clf = build_classifier(ccfg)
+                except ModelMissingError as exc:
+                    if ccfg.missing != "skip":
+                        raise
+                    self.missing[name] = str(exc)
+                    logger.warning("output check: %s left out (missing: skip): %s", name, exc)
+                    continue
+            self.classifiers.append((name, ccfg, clf))
+        present = {name for name, *_ in self.classifiers}
+        for r in rules:
+            r.signals = [s for s in r.signals if s.classifier in present]
+            if r.signals:
+                self.rules.append(r)
+        self._cfg_of = {name: c for name, c, _ in self.classifiers}
+        self._clf_of = {name: clf for name, _, clf in self.classifiers}
+        if cfg.actions.placeholder and any("placeholder" in (r.action, r.unconfirmed_action)
+                                           or any(s.action == "placeholder" for s in r.signals)
+                                           for r in self.rules):
             p = Path(cfg.actions.placeholder).expanduser()
             if not p.is_absolute() and base_dir is not None:
                 p = Path(base_dir) / p
@@ -165,71 +229,156 @@ class OutputChecker:
 
     @property
     def active(self) -> bool:
-        return bool(self.classifiers)
+        return bool(self.rules)
 
-    def check(self, images: Sequence[Any]) -> list[CheckVerdict]:
+    def check(self, images: Sequence[Any], *, target: Literal["output", "input"] = "output") -> list[CheckVerdict]:
+        """One verdict per image, in order. ``target``: ``output`` (generated images: the categories with
+        ``outputs: true``, actions on the image) or ``input`` (input images of an editing pipeline: the
+        categories with ``inputs: true``, ``input_decision`` on the request)."""
+        if target not in ("output", "input"):
+            raise ValueError(f"target must be 'output' or 'input', got {target!r}")
         n = len(images)
-        verdicts = [CheckVerdict(settings=self.cfg.actions, placeholder=self.placeholder) for _ in range(n)]
-        if not n or not self.classifiers:
+        verdicts = [CheckVerdict(settings=self.cfg.actions, placeholder=self.placeholder, target=target)
+                    for _ in range(n)]
+        for v in verdicts:
+            v.skipped.extend(f"{name} (not installed)" for name in self.missing)
+        rules = [r for r in self.rules if (r.outputs if target == "output" else r.inputs)]
+        if not n or not rules:
             return verdicts
-        require_all = self.cfg.require == "all"
-        # per image: (name, cfg, hits, output) of each classifier that flagged it
-        flaggers: list[list[tuple[str, Any, list, ClassifierOutput]]] = [[] for _ in range(n)]
-        for k, (name, cfg, clf) in enumerate(self.classifiers):
-            if require_all:
-                idx = [i for i in range(n) if len(flaggers[i]) == k]
-            else:
-                idx = list(range(n))
-            if require_all:
+        outputs: dict[str, dict[int, ClassifierOutput]] = {name: {} for name, *_ in self.classifiers}
+        # per rule and image: index of the next signal of an all-cascade, or -1 once it stopped
+        cursor = {(ri, i): 0 for ri in range(len(rules)) for i in range(n)}
+        hits: dict[tuple[int, int], list[list[_Hit]]] = {}
+        while True:
+            wanted: dict[str, set[int]] = {}
+            for ri, r in enumerate(rules):
                 for i in range(n):
-                    if len(flaggers[i]) < k:
-                        verdicts[i].skipped.append(name)
-            if not idx:
-                continue
-            outs = clf.classify([images[i] for i in idx])
-            if len(outs) != len(idx):
-                raise RuntimeError(f"{name} returned {len(outs)} results for {len(idx)} images")
-            for i, o in zip(idx, outs):
-                v = verdicts[i]
-                v.scores[name] = dict(o.scores)
-                if o.detections:
-                    v.detections[name] = [d.to_dict() for d in o.detections]
-                hits = label_hits(cfg, name, o)
-                if hits:
-                    flaggers[i].append((name, cfg, hits, o))
+                    if r.require == "any":
+                        for s in r.signals:
+                            if i not in outputs[s.classifier]:
+                                wanted.setdefault(s.classifier, set()).add(i)
+                        continue
+                    while 0 <= cursor[ri, i] < len(r.signals):  # advance the cascade on what is known
+                        s = r.signals[cursor[ri, i]]
+                        if i not in outputs[s.classifier]:
+                            wanted.setdefault(s.classifier, set()).add(i)
+                            break
+                        got = self._hits(s, outputs[s.classifier][i], r)
+                        hits.setdefault((ri, i), []).append(got)
+                        cursor[ri, i] = cursor[ri, i] + 1 if got else -1
+            if not wanted:
+                break
+            for name, _, clf in self.classifiers:  # policy order, each on the images that need it
+                idx = sorted(wanted.get(name, ()))
+                if not idx:
+                    continue
+                outs = clf.classify([images[i] for i in idx])
+                if len(outs) != len(idx):
+                    raise RuntimeError(f"{name} returned {len(outs)} results for {len(idx)} images")
+                for i, o in zip(idx, outs):
+                    outputs[name][i] = o
+                    verdicts[i].scores[name] = dict(o.scores)
+                    if o.detections:
+                        verdicts[i].detections[name] = [d.to_dict() for d in o.detections]
+        for ri, r in enumerate(rules):
+            if r.require == "any":
+                for i in range(n):
+                    hits[ri, i] = [self._hits(s, outputs[s.classifier][i], r) for s in r.signals]
         for i, v in enumerate(verdicts):
-            self._decide(v, flaggers[i], require_all)
+            ran = {name for name in outputs if i in outputs[name]}
+            v.skipped.extend(name for name, *_ in self.classifiers
+                             if name not in ran and any(s.classifier == name for r in rules for s in r.signals))
+            self._decide(v, [(r, hits.get((ri, i), [])) for ri, r in enumerate(rules)], outputs, i)
         return verdicts
 
-    def _decide(self, v: CheckVerdict, flaggers: list, require_all: bool) -> None:
-        texts = [h[3] for _, _, hits, _ in flaggers for h in hits]
-        if not flaggers or (require_all and len(flaggers) < len(self.classifiers)):
-            if flaggers:
-                v.unconfirmed = texts
-                missing = [name for name, *_ in self.classifiers][len(flaggers)]
-                v.action_reason = (f"not flagged: require all, and {missing} did not confirm "
-                                   f"{', '.join(name for name, *_ in flaggers)}")
+    def _hits(self, s: Signal, out: ClassifierOutput, rule: Rule) -> list[_Hit]:
+        cfg = self._cfg_of[s.classifier]
+        found = []
+        for label, thr in s.thresholds.items():
+            score = out.scores.get(label)
+            if score is None:
+                continue
+            if cfg.hit(score, thr):
+                op = ">" if cfg.strictly_above else ">="
+                digits = 3 if cfg.strictly_above else 2
+                text = f"{s.classifier}:{label} {score:.{digits}f}{op}{thr:.{digits}f}"
+                found.append(_Hit(s.classifier, label, float(score), float(thr),
+                                  text if rule.legacy else f"{rule.name}: {text}"))
+        return found
+
+    def _decide(self, v: CheckVerdict, judged: list[tuple[Rule, list[list[_Hit]]]],
+                outputs: dict[str, dict[int, ClassifierOutput]], i: int) -> None:
+        flagged: list[tuple[Rule, str, list[_Hit], str]] = []  # rule, action, hits, who chose the action
+        notes: list[str] = []
+        for r, per_signal in judged:
+            got = [h for hs in per_signal for h in hs]
+            if not got:
+                continue
+            confirmed = r.require == "any" or (len(per_signal) == len(r.signals) and all(per_signal))
+            if confirmed:
+                if r.action is None:  # list syntax, require all: the strongest of the classifiers' actions
+                    s = max(r.signals, key=lambda s: ACTION_RANK[s.action])
+                    flagged.append((r, s.action, got, s.classifier))
+                else:
+                    flagged.append((r, r.action, got, r.name if r.legacy else f"category {r.name}"))
+                continue
+            names = [s.classifier for s, hs in zip(r.signals, per_signal) if hs]
+            missing = r.signals[len(per_signal) - 1].classifier if per_signal and not per_signal[-1] else "?"
+            if r.unconfirmed_action != "none":
+                flagged.append((r, r.unconfirmed_action, got, f"category {r.name}, unconfirmed by {missing}"))
+            else:
+                v.unconfirmed.extend(h.text for h in got)
+                notes.append((f"{r.name}: " if not r.legacy else "")
+                             + f"require all, and {missing} did not confirm {', '.join(names)}")
+        if v.target == "input":
+            self._decide_input(v, flagged, notes)
             return
-        v.flagged.extend(texts)
-        name, cfg = max(((nm, c) for nm, c, _, _ in flaggers), key=lambda t: ACTION_RANK[t[1].action])
-        action = cfg.action
-        why = f"{action} (action of {name}) because " + ", ".join(texts)
+        if not flagged:
+            if notes:
+                v.action_reason = "not flagged: " + "; ".join(notes)
+            return
+        for r, action, got, _ in flagged:
+            v.flagged.extend(h.text for h in got)
+            self._record(v, r, action, got)
+        r, action, got, who = max(flagged, key=lambda t: ACTION_RANK[t[1]])
+        why = f"{action} (action of {who}) because " + ", ".join(v.flagged)
+        if notes:
+            why += "; also " + "; ".join(notes)
         if action in _BOX_FALLBACK:
             boxes = []
-            for _, _, hits, out in flaggers:
-                hit_labels = {h[0] for h in hits}
-                boxes += [tuple(d.box) for d in out.detections if d.label in hit_labels]
+            for _, _, hs, _ in flagged:
+                for name in dict.fromkeys(h.classifier for h in hs):
+                    labels = {h.label for h in hs if h.classifier == name}
+                    boxes += [tuple(d.box) for d in outputs[name][i].detections if d.label in labels]
             if boxes:
                 v.boxes = boxes
-                pad = self.cfg.actions.box_padding
-                why += f"; {len(boxes)} box(es), padded by {pad:g} of their size"
+                why += f"; {len(boxes)} box(es), padded by {self.cfg.actions.box_padding:g} of their size"
             else:
                 whole = _BOX_FALLBACK[action]
-                why += (f"; no classifier gave a box for the flagged labels, so {whole} covers the "
-                        "whole image")
+                why += f"; no classifier gave a box for the flagged labels, so {whole} covers the whole image"
                 action = whole
         v.action = action
         v.action_reason = why
+
+    def _record(self, v: CheckVerdict, r: Rule, action: str, got: list[_Hit], **extra: Any) -> None:
+        top = max(got, key=lambda h: (h.score - h.threshold, h.score))
+        v.categories[r.name] = {"classifier": top.classifier, "label": top.label, "score": round(top.score, 4),
+                                "threshold": round(top.threshold, 4), "action": action,
+                                "hits": [h.text for h in got], **extra}
+
+    def _decide_input(self, v: CheckVerdict, flagged: list, notes: list[str]) -> None:
+        decisions = []
+        for r, action, got, _ in flagged:
+            decision = r.input_action or self.input_action
+            v.flagged.extend(h.text for h in got)
+            self._record(v, r, action, got, input_action=decision)
+            decisions.append((decision, r.name))
+        if not decisions:
+            v.action_reason = ("not flagged: " + "; ".join(notes)) if notes else ""
+            return
+        decision, name = max(decisions, key=lambda d: _INPUT_RANK[d[0]])
+        v.input_decision = decision
+        v.action_reason = f"input image: {decision} (category {name}) because " + ", ".join(v.flagged)
 
 
 def apply_action(image: Any, verdict: OutputVerdict, *, latent: bool = False) -> Any:

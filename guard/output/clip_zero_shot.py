@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Literal, Mapping, Optional, Sequence
 
 import numpy as np
+from pydantic import Field, field_validator, model_validator
 
 from guard.errors import GuardInputError
 from guard.output.base import (
@@ -31,11 +33,88 @@ from guard.output.base import (
     to_rgb_uint8,
 )
 from guard.output.clip_preprocess import ClipPreprocess
+from guard.output.config import ClassifierConfig, OutputAction
+
+_LABEL_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 
 logger = logging.getLogger("guard.output")
 
 _MODELS: dict[tuple, tuple[Any, Any]] = {}
 _MODELS_LOCK = threading.Lock()
+
+
+class ClipZeroShotConfig(ClassifierConfig):
+    """Zero-shot CLIP classifier for the policy's own concepts (a character, an artist's style...):
+    each image against every concept phrase and every neutral phrase."""
+
+    type: Literal["clip_zero_shot"] = "clip_zero_shot"
+    model_path: str = Field(description="directory (or hub id) of a transformers CLIPModel with its tokenizer")
+    concepts: dict[str, list[str]] = Field(min_length=1, description="label -> phrases describing it")
+    neutral: list[str] = Field(
+        default_factory=lambda: ["a photo", "a picture of an everyday scene", "a painting", "a landscape",
+                                 "a portrait of a person", "an object"],
+        min_length=1, description="phrases for everything else (softmax mode competes against them)",
+    )
+    mode: Literal["softmax", "cosine"] = Field(
+        default="softmax",
+        description="softmax: a label's probability over all phrases (its own summed); cosine: its best raw cosine",
+    )
+    threshold: Optional[float] = Field(
+        default=None, description="threshold of labels not in `thresholds`; default 0.5 (softmax) or 0.25 (cosine)"
+    )
+    thresholds: dict[str, float] = Field(default_factory=dict)
+    logit_scale: Optional[float] = Field(default=None, gt=0.0, le=1000.0,
+                                         description="softmax temperature; default the model's own")
+    action: OutputAction = "blank"
+    device: str = "auto"
+
+    @field_validator("concepts")
+    @classmethod
+    def _check_concepts(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for label, phrases in v.items():
+            if not _LABEL_RE.match(label):
+                raise ValueError(f"concept label {label!r} must be letters, digits, '_', '.' or '-'")
+            clean = [" ".join(str(p).split()) for p in phrases]
+            if not clean or not all(clean):
+                raise ValueError(f"concept {label!r} needs at least one non-empty phrase")
+            out[label] = clean
+        return out
+
+    @field_validator("neutral")
+    @classmethod
+    def _check_neutral(cls, v: list[str]) -> list[str]:
+        clean = [" ".join(str(p).split()) for p in v]
+        if not all(clean):
+            raise ValueError("neutral phrases must not be empty")
+        return clean
+
+    @model_validator(mode="after")
+    def _check_thresholds(self) -> "ClipZeroShotConfig":
+        lo = 0.0 if self.mode == "softmax" else -1.0
+        if self.threshold is None:
+            self.threshold = 0.5 if self.mode == "softmax" else 0.25
+        for label, t in [("threshold", self.threshold), *self.thresholds.items()]:
+            if label != "threshold" and label not in self.concepts:
+                raise ValueError(f"thresholds: {label!r} is not one of the concepts ({', '.join(self.concepts)})")
+            if not lo <= float(t) <= 1.0:
+                raise ValueError(f"threshold for {label} must be within [{lo:g}, 1] in {self.mode} mode, got {t}")
+        return self
+
+    def threshold_for(self, label: str) -> float:
+        return float(self.thresholds.get(label, self.threshold))
+
+    def labels(self) -> tuple[str, ...]:
+        return tuple(self.concepts)
+
+    def check_thresholds(self, thresholds: dict[str, Any]) -> None:
+        from guard.output.config import check_label_thresholds
+
+        lo = 0.0 if self.mode == "softmax" else -1.0
+        check_label_thresholds(thresholds, self.labels(), self.type, lo, 1.0)
+
+    def legacy_thresholds(self) -> dict[str, float]:
+        return {label: self.threshold_for(label) for label in self.concepts}
 
 
 def load_clip(model_path: str, device: str = "cpu") -> tuple[Any, Any]:
@@ -69,6 +148,11 @@ class ClipZeroShotClassifier(ImageClassifier):
     """Scores one label per policy concept (softmax probability or best cosine)."""
 
     name = "clip_zero_shot"
+
+    @classmethod
+    def from_config(cls, cfg: ClipZeroShotConfig) -> "ClipZeroShotClassifier":
+        return cls(cfg.model_path, concepts=cfg.concepts, neutral=cfg.neutral, mode=cfg.mode,
+                   logit_scale=cfg.logit_scale, device=cfg.device)
 
     def __init__(
         self,
@@ -174,3 +258,8 @@ class ClipZeroShotClassifier(ImageClassifier):
             emb = self.embed_images(np.stack(pixels[start : start + self.batch_size]))
             results.extend(ClassifierOutput(scores=s) for s in self.score_embeddings(emb))
         return results
+
+
+#: the registry's names for this module (see guard.output.registry)
+Config = ClipZeroShotConfig
+Classifier = ClipZeroShotClassifier

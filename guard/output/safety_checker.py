@@ -20,9 +20,10 @@ import logging
 import os
 import threading
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, ClassVar, Literal, Optional, Sequence
 
 import numpy as np
+from pydantic import Field, field_validator, model_validator
 
 from guard.errors import GuardInputError
 from guard.output.base import (
@@ -34,9 +35,58 @@ from guard.output.base import (
     to_rgb_uint8,
 )
 from guard.output.clip_preprocess import ClipPreprocess
-from guard.output.labels import SAFETY_CHECKER_CONCEPT_LABELS, SAFETY_CHECKER_SPECIAL_LABELS
+from guard.output.config import ClassifierConfig, OutputAction, check_label_thresholds
+from guard.output.labels import SAFETY_CHECKER_CONCEPT_LABELS, SAFETY_CHECKER_LABELS, SAFETY_CHECKER_SPECIAL_LABELS
 
 logger = logging.getLogger("guard.output")
+
+class SafetyCheckerConfig(ClassifierConfig):
+    """diffusers' ``StableDiffusionSafetyChecker`` (CLIP ViT-L/14 + 17 concept and 3 special-care
+    embeddings). A label's score is the checker's margin ``cosine - (threshold + sensitivity)``;
+    a concept flags when its margin is above the policy threshold (default 0, the checker's rule)."""
+
+    type: Literal["safety_checker"] = "safety_checker"
+    model_path: str = Field(
+        default="CompVis/stable-diffusion-safety-checker",
+        description="local directory or hub id (the hub is used only when reachable)",
+    )
+    subfolder: Optional[str] = Field(default=None, description="e.g. 'safety_checker' inside a pipeline folder")
+    sensitivity: float = Field(
+        default=0.0, ge=-1.0, le=1.0,
+        description="offset added to every concept threshold of the checker: negative = stricter",
+    )
+    flag_only: bool = Field(default=False, description="report, never alter the image (same as action: flag)")
+    thresholds: dict[str, float] = Field(
+        default_factory=dict,
+        description="per-label margin thresholds (nsfw_concept_<i>, special_<i>); concepts not named use 0, "
+        "special-care labels flag only when named",
+    )
+    action: OutputAction = "blank"
+    device: str = Field(default="auto", description="torch device; auto = cuda when available, else cpu")
+
+    threshold_range: ClassVar[tuple[float, float]] = (-1.0, 1.0)
+    strictly_above: ClassVar[bool] = True  # margins, strictly above, as the checker itself decides
+    label_set: ClassVar[tuple[str, ...]] = SAFETY_CHECKER_LABELS
+
+    @field_validator("thresholds")
+    @classmethod
+    def _check_thresholds(cls, v: dict[str, float]) -> dict[str, float]:
+        check_label_thresholds(v, SAFETY_CHECKER_LABELS, "safety-checker", -1.0, 1.0)
+        return v
+
+    @model_validator(mode="after")
+    def _flag_only(self) -> "SafetyCheckerConfig":
+        if self.flag_only:
+            if "action" in self.model_fields_set and self.action != "flag":
+                raise ValueError(f"flag_only: true contradicts action: {self.action}")
+            self.action = "flag"
+        return self
+
+    def legacy_thresholds(self) -> dict[str, float]:
+        wanted = {label: 0.0 for label in SAFETY_CHECKER_CONCEPT_LABELS}
+        wanted.update(self.thresholds)
+        return wanted
+
 
 _MODELS: dict[tuple, Any] = {}
 _MODELS_LOCK = threading.Lock()
@@ -79,6 +129,10 @@ class SafetyCheckerClassifier(ImageClassifier):
     labels: tuple[str, ...] = SAFETY_CHECKER_CONCEPT_LABELS + SAFETY_CHECKER_SPECIAL_LABELS
     concept_labels = SAFETY_CHECKER_CONCEPT_LABELS
     special_labels = SAFETY_CHECKER_SPECIAL_LABELS
+
+    @classmethod
+    def from_config(cls, cfg: SafetyCheckerConfig) -> "SafetyCheckerClassifier":
+        return cls(cfg.model_path, subfolder=cfg.subfolder, sensitivity=cfg.sensitivity, device=cfg.device)
 
     def __init__(
         self,
@@ -165,3 +219,8 @@ class SafetyCheckerClassifier(ImageClassifier):
             special, concept = self.embed_cosines(batch)
             results.extend(ClassifierOutput(scores=s) for s in self.margins(special, concept))
         return results
+
+
+#: the registry's names for this module (see guard.output.registry)
+Config = SafetyCheckerConfig
+Classifier = SafetyCheckerClassifier

