@@ -197,6 +197,13 @@ class ServeConfig(_Strict):
             return str((self._base_dir / p).resolve())
         return ref
 
+    def resolve_output(self, ref: str) -> str:
+        """A path the server writes (the audit log), taken from the config's directory when relative."""
+        p = Path(os.path.expandvars(os.path.expanduser(ref)))
+        if not p.is_absolute() and self._base_dir is not None:
+            p = self._base_dir / p
+        return str(p)
+
     def deployment(self, name: str) -> DeploymentConfig:
         for d in self.deployments:
             if d.name == name:

@@ -58,7 +58,7 @@ class ServerState:
         self.metrics = Metrics()
         self.keys = KeyRing(config)
         a = config.audit
-        self.audit = AuditLog(config.resolve(a.path), a.store_prompts) if a.path else None
+        self.audit = AuditLog(config.resolve_output(a.path), a.store_prompts) if a.path else None
         self.deployments: dict[str, Deployment] = {}
         self._bases: dict[str, tuple[Any, tuple, str]] = {}  # spec source -> (pipeline, erasers, deployment)
         self._reload_lock = threading.Lock()
