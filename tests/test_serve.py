@@ -178,7 +178,7 @@ def test_concurrent_screens_share_an_encoder_pass_and_match_solo_results(client,
             outs = list(ex.map(lambda p: screen(c2, [p]), prompts))
     assert all(o.status_code == 200 for o in outs)
     assert max(o.json()["batch_prompts"] for o in outs) > 1  # some requests rode together
-    for p, o in zip(prompts, outs):
+    for p, o in zip(prompts, outs, strict=True):
         got = o.json()["results"][0]
         assert got["decision"] == solo[p]["decision"] and got["concept"] == solo[p]["concept"]
         # another batch layout changes float32 kernel rounding by ~1e-6; scores are rounded to 1e-4

@@ -89,8 +89,10 @@ function renderVerdicts(list, texts) {
     tr.appendChild(td);
     tr.appendChild(el("td", fmt(r.score), "score"));
     tr.appendChild(el("td", fmt(r.threshold), "threshold"));
-    tr.appendChild(el("td", r.concept || "–", "concept"));
-    tr.appendChild(el("td", r.category || "–", "category"));
+    // an allowed prompt has no matched concept; the nearest one is shown as such
+    const near = r.decision === "allow";
+    tr.appendChild(el("td", r.concept ? (near ? "nearest: " + r.concept : r.concept) : "–", "concept"));
+    tr.appendChild(el("td", near ? "–" : (r.category || "–"), "category"));
     const reasons = el("td", null, "reasons");
     const ul = el("ul");
     for (const why of r.reasons || []) ul.appendChild(el("li", why));
