@@ -20,7 +20,6 @@ from typing import Any, Optional
 
 import httpx
 import yaml
-
 from conftest import TEST_POLICY
 
 KEYS = {

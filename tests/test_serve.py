@@ -20,7 +20,6 @@ import httpx
 import numpy as np
 import PIL.Image
 import pytest
-
 from serve_harness import ADMIN_KEY, KEYS, auth, policy_v, shared_server, write_policy
 
 pytest.importorskip("fastapi")

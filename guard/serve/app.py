@@ -31,8 +31,17 @@ from guard.errors import GuardBlocked, GuardInputError
 from guard.serve.auth import AuthError, Tenant
 from guard.serve.batcher import BatcherClosed, QueueFull
 from guard.serve.config import ServeConfig, default_config
-from guard.serve.models import (DeploymentInfo, DeploymentsResponse, ErrorResponse, ImageGenerationRequest,
-                                ImagesResponse, PolicyInfo, ReloadResponse, ScreenRequest, ScreenResponse)
+from guard.serve.models import (
+    DeploymentInfo,
+    DeploymentsResponse,
+    ErrorResponse,
+    ImageGenerationRequest,
+    ImagesResponse,
+    PolicyInfo,
+    ReloadResponse,
+    ScreenRequest,
+    ScreenResponse,
+)
 from guard.serve.pool import PoolClosed, PoolFull
 from guard.serve.state import ENDPOINTS, Deployment, ServerState
 

@@ -255,8 +255,11 @@ def _fsync(path: Any) -> None:
 
 
 def _pipeline_class(kind: str) -> type:
-    from guard.pipelines import (GuardedStableDiffusionImg2ImgPipeline, GuardedStableDiffusionInpaintPipeline,
-                                 GuardedStableDiffusionPipeline)
+    from guard.pipelines import (
+        GuardedStableDiffusionImg2ImgPipeline,
+        GuardedStableDiffusionInpaintPipeline,
+        GuardedStableDiffusionPipeline,
+    )
 
     return {"text2img": GuardedStableDiffusionPipeline, "img2img": GuardedStableDiffusionImg2ImgPipeline,
             "inpaint": GuardedStableDiffusionInpaintPipeline}[kind]
