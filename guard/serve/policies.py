@@ -70,6 +70,7 @@ class PolicySlot:
         self.last_error_at: Optional[str] = None
         self.last_reload_at: Optional[str] = None
         self._stamp: Optional[tuple[int, int]] = None
+        self._file_sha: Optional[str] = None  # sha256 of the policy as read from its file
         self._retired: list[PolicyRuntime] = []
 
     @property
@@ -80,16 +81,14 @@ class PolicySlot:
         """Load the policy file once, without building anything (fail fast at startup)."""
         load_policy(self.ref)
 
-    def _build(self) -> PolicyRuntime:
-        from guard.core import Guard
-
+    def _build(self, policy: Any = None, cache: Optional["BuildCache"] = None) -> PolicyRuntime:
         path = self._source_path()
         stamp = _file_stamp(path)
-        policy = load_policy(self.ref)
+        if policy is None:
+            policy = cache.policy(self.ref) if cache is not None else load_policy(self.ref)
         erasers: tuple = ()
         if self.for_pipeline:
             from guard.erase.wiring import policy_erasers
-            from guard.pipelines import GuardComponent
 
             erasers = tuple(policy_erasers(policy))
             if self.current is not None and erasers != self.current.erasers:
@@ -97,18 +96,13 @@ class PolicySlot:
                     f"{policy.source or self.ref}: the new policy's erasers {list(erasers)} differ from the "
                     f"running ones {list(self.current.erasers)}; erasers edit the shared UNet weights, so "
                     "changing them needs a restart of the server")
-            component = GuardComponent.from_policy(policy)
-            guard = component.guard
-        else:
-            component = None
-            guard = Guard(policy)
-        if self._audit is not None:
-            guard.audit = self._audit
-        guard.warmup()
+        cache = cache if cache is not None else BuildCache()
+        guard, component = cache.guard(policy, self.for_pipeline, self._audit)
         batcher = self._batcher_factory(guard, self.deployment)
         rt = PolicyRuntime(guard=guard, component=component, batcher=batcher, name=guard.policy.name,
                            sha256=guard.policy_sha256, source=policy.source, loaded_at=utc_now(), erasers=erasers)
         self._stamp = stamp
+        self._file_sha = policy.sha256
         return rt
 
     def _source_path(self) -> Optional[str]:
@@ -124,25 +118,27 @@ class PolicySlot:
         except Exception:
             return None
 
-    def load(self) -> PolicyRuntime:
+    def load(self, cache: Optional["BuildCache"] = None) -> PolicyRuntime:
         with self._lock:
-            self.current = self._build()
+            self.current = self._build(cache=cache)
             return self.current
 
-    def reload(self, trigger: str) -> dict[str, Any]:
+    def reload(self, trigger: str, cache: Optional["BuildCache"] = None) -> dict[str, Any]:
         """Build the policy anew and swap it in; on any error keep the running one. Returns what
-        happened: ``{result: ok|unchanged|failed, sha256, previous_sha256, error}``."""
+        happened: ``{result: ok|unchanged|failed, sha256, previous_sha256, error}``. ``cache`` shares
+        the parsed file and the built guard between slots reloaded together."""
+        cache = cache if cache is not None else BuildCache()
         with self._lock:
             old = self.current
             self.last_reload_at = utc_now()
             try:
-                policy = load_policy(self.ref)
-                if old is not None and policy.sha256 == old.sha256:
+                policy = cache.policy(self.ref)
+                if old is not None and policy.sha256 == self._file_sha:
                     self._stamp = _file_stamp(self._source_path())
                     self.last_error = self.last_error_at = None
                     return {"result": "unchanged", "sha256": old.sha256, "previous_sha256": old.sha256,
                             "error": None}
-                new = self._build()
+                new = self._build(policy, cache)
             except Exception as e:  # a bad file must never take the server down
                 msg = str(e) if isinstance(e, GuardError) else f"{type(e).__name__}: {e}"
                 self._stamp = _file_stamp(self._source_path())  # retry on the next change, not every poll
@@ -190,6 +186,52 @@ class PolicySlot:
             self.current.close()
 
 
+class BuildCache:
+    """Within one load or reload pass: each policy file is parsed once, and slots whose policies
+    resolve to the same sha256 share one warmed-up :class:`~guard.core.Guard` (and component)."""
+
+    def __init__(self) -> None:
+        self._policies: dict[str, Any] = {}
+        self._guards: dict[tuple[str, bool], tuple[Any, Any]] = {}
+        self._lock = threading.Lock()
+
+    def policy(self, ref: str) -> Any:
+        with self._lock:
+            got = self._policies.get(ref)
+        if got is None:
+            try:
+                got = load_policy(ref)
+            except Exception as e:
+                got = e
+            with self._lock:
+                self._policies[ref] = got
+        if isinstance(got, Exception):
+            raise got
+        return got
+
+    def guard(self, policy: Any, for_pipeline: bool, audit: Optional[AuditLog]) -> tuple[Any, Any]:
+        key = (policy.sha256, for_pipeline)
+        with self._lock:
+            got = self._guards.get(key)
+        if got is not None:
+            return got
+        from guard.core import Guard
+
+        if for_pipeline:
+            from guard.pipelines import GuardComponent
+
+            component = GuardComponent.from_policy(policy)
+            guard = component.guard
+        else:
+            component, guard = None, Guard(policy)
+        if audit is not None:
+            guard.audit = audit
+        guard.warmup()
+        with self._lock:
+            self._guards[key] = (guard, component)
+        return guard, component
+
+
 class PolicyWatcher:
     """Polls the slots' policy files' mtime and size and reloads a slot whose file changed."""
 
@@ -211,10 +253,11 @@ class PolicyWatcher:
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
+            cache = BuildCache()  # slots on one file share its parse and its guard
             for slot in self.slots:
                 try:
                     if slot.current is not None and slot.changed_on_disk():
-                        self._on_result(slot, slot.reload("file change"))
+                        self._on_result(slot, slot.reload("file change", cache))
                 except Exception:  # keep watching
                     logger.exception("policy watcher")
             time.sleep(0)

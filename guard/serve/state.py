@@ -15,7 +15,7 @@ from guard.serve.auth import KeyRing, Tenant
 from guard.serve.batcher import ScreenBatcher
 from guard.serve.config import DeploymentConfig, ServeConfig
 from guard.serve.metrics import Metrics
-from guard.serve.policies import PolicySlot, PolicyWatcher
+from guard.serve.policies import BuildCache, PolicySlot, PolicyWatcher
 from guard.serve.pool import PipelinePool, worker_copy
 
 logger = logging.getLogger(__name__)
@@ -118,11 +118,12 @@ class ServerState:
     def load(self) -> None:
         """Build every deployment (screen-only ones first: they are ready in a second)."""
         order = sorted(self.deployments.values(), key=lambda d: d.kind != "screen")
+        cache = BuildCache()
         for dep in order:
             if self.closing:
                 break
             try:
-                self._load_deployment(dep)
+                self._load_deployment(dep, cache)
                 dep.ready = True
                 logger.info("deployment %s ready (%s, policy %s %s)", dep.name, dep.kind,
                             dep.slot.current.name, dep.slot.current.sha256[:12])
@@ -132,9 +133,9 @@ class ServerState:
         self.watcher.start()
         self.loaded.set()
 
-    def _load_deployment(self, dep: Deployment) -> None:
+    def _load_deployment(self, dep: Deployment, cache: BuildCache) -> None:
         for s in dep.slots():
-            s.load()
+            s.load(cache)
         if dep.kind == "screen":
             return
         rt = dep.slot.current
@@ -200,12 +201,13 @@ class ServerState:
     def reload_all(self, trigger: str) -> list[dict[str, Any]]:
         """Reload every ready slot's policy (one reload at a time)."""
         out = []
+        cache = BuildCache()
         with self._reload_lock:
             for dep in self.deployments.values():
                 if not dep.ready:
                     continue
                 for slot in dep.slots():
-                    res = slot.reload(trigger)
+                    res = slot.reload(trigger, cache)
                     self._record_reload(slot, res)
                     out.append({"deployment": slot.deployment, "tenant": slot.tenant, **res})
         return out
