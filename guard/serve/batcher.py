@@ -1,0 +1,158 @@
+"""Micro-batching for ``/v1/screen``: prompts of concurrent requests go through one encoder pass.
+
+One thread per policy runtime takes the first waiting request, gathers whatever else arrives within
+``max_wait_s`` (5 ms by default) up to ``max_batch`` prompts, screens them together with
+:meth:`guard.core.Guard.screen_prompts` and hands each request its own slice. A request never
+waits longer than ``max_wait_s`` for company; a busy encoder makes the next batch bigger instead.
+The number of waiting prompts is bounded (:class:`QueueFull` beyond it, answered with 429).
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional, Sequence
+
+from guard.errors import GuardInputError
+
+logger = logging.getLogger(__name__)
+
+
+class BatcherClosed(RuntimeError):
+    """The batcher was retired by a policy reload; submit to the slot's current one."""
+
+
+class QueueFull(Exception):
+    def __init__(self, retry_after_s: float):
+        super().__init__("screen queue full")
+        self.retry_after_s = retry_after_s
+
+
+@dataclass
+class ScreenBatch:
+    """What one request gets back: its results, the report's errors, and the batch it rode in."""
+
+    results: list[Any]
+    errors: list[str]
+    batch_prompts: int
+    screen_ms: float
+    wait_ms: float
+
+
+@dataclass
+class _Item:
+    prompts: list[str]
+    future: concurrent.futures.Future
+    t_submit: float = field(default_factory=time.perf_counter)
+
+
+class ScreenBatcher:
+    def __init__(self, guard: Any, *, name: str = "screen", max_wait_s: float = 0.005, max_batch: int = 128,
+                 max_pending: int = 4096, on_batch: Optional[Callable[[int, float], None]] = None):
+        self.guard = guard
+        self.max_wait_s = max_wait_s
+        self.max_batch = max_batch
+        self.max_pending = max_pending
+        self._on_batch = on_batch
+        self._items: collections.deque[_Item] = collections.deque()
+        self._pending = 0
+        self._cv = threading.Condition()
+        self._closed = False
+        self._last_ms_per_prompt = 2.0
+        self._thread = threading.Thread(target=self._run, name=f"guard-screen-{name}", daemon=True)
+        self._thread.start()
+
+    @property
+    def pending(self) -> int:
+        return self._pending
+
+    def submit(self, prompts: Sequence[str]) -> concurrent.futures.Future:
+        fut: concurrent.futures.Future = concurrent.futures.Future()
+        with self._cv:
+            if self._closed:
+                raise BatcherClosed("screen batcher is closed")
+            if self._pending + len(prompts) > self.max_pending:
+                raise QueueFull(max(1.0, self._pending * self._last_ms_per_prompt / 1000))
+            self._items.append(_Item(list(prompts), fut))
+            self._pending += len(prompts)
+            self._cv.notify()
+        return fut
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Screen what is waiting, then stop the thread."""
+        with self._cv:
+            self._closed = True
+            self._cv.notify()
+        self._thread.join(timeout)
+
+    # ------------------------------------------------------------------ the thread
+
+    def _take(self) -> list[_Item]:
+        with self._cv:
+            while not self._items and not self._closed:
+                self._cv.wait()
+            if not self._items:
+                return []
+            batch = [self._items.popleft()]
+            n = len(batch[0].prompts)
+            deadline = batch[0].t_submit + self.max_wait_s
+            while n < self.max_batch:
+                if self._items:
+                    if n + len(self._items[0].prompts) > self.max_batch:
+                        break
+                    it = self._items.popleft()
+                    batch.append(it)
+                    n += len(it.prompts)
+                    continue
+                left = deadline - time.perf_counter()
+                if left <= 0 or self._closed:
+                    break
+                self._cv.wait(left)
+            self._pending -= n
+            return batch
+
+    def _run(self) -> None:
+        while True:
+            batch = self._take()
+            if not batch:
+                return
+            try:
+                self._screen(batch)
+            except BaseException as e:  # never leave a request hanging
+                logger.exception("screen batch failed")
+                for it in batch:
+                    if not it.future.done():
+                        it.future.set_exception(e)
+
+    def _screen(self, batch: list[_Item]) -> None:
+        t0 = time.perf_counter()
+        flat = [p for it in batch for p in it.prompts]
+        report = self.guard.new_report("screen")
+        try:
+            results = self.guard.screen_prompts(flat, report)
+            groups = []
+            k = 0
+            for it in batch:
+                groups.append((it, results[k:k + len(it.prompts)], list(report.errors)))
+                k += len(it.prompts)
+        except GuardInputError:
+            # one request's input is bad: screen each request alone so only that one fails
+            groups = []
+            for it in batch:
+                rep = self.guard.new_report("screen")
+                try:
+                    groups.append((it, self.guard.screen_prompts(it.prompts, rep), list(rep.errors)))
+                except GuardInputError as e:
+                    it.future.set_exception(e)
+        dt = (time.perf_counter() - t0) * 1000
+        self._last_ms_per_prompt = dt / max(1, len(flat))
+        if self._on_batch is not None:
+            self._on_batch(len(flat), dt / 1000)
+        for it, res, errors in groups:
+            for i, r in enumerate(res):
+                r.index = i
+            it.future.set_result(ScreenBatch(res, errors, len(flat), dt, (t0 - it.t_submit) * 1000))

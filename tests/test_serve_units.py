@@ -1,0 +1,314 @@
+"""``guard serve`` parts in-process: config validation, keys, the screen micro-batcher, the worker
+pool (one pipeline object per worker thread), policy slots' validated reload, and a graceful
+shutdown of a real server process."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import signal
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import httpx
+import pytest
+import yaml
+from conftest import make_policy
+
+from guard.errors import PolicyError
+
+pytest.importorskip("fastapi")
+
+from guard.serve.auth import AuthError, KeyRing  # noqa: E402
+from guard.serve.config import config_from_dict, default_config, hash_key, load_config  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+H = hash_key("k1")
+
+
+def write(tmp_path: Path, data, name="serve.yaml") -> Path:
+    p = tmp_path / name
+    p.write_text(data if isinstance(data, str) else yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return p
+
+
+# ---------------------------------------------------------------------- config
+
+
+def test_default_config_has_the_demo_and_a_screen_deployment():
+    cfg = default_config()
+    kinds = {d.name: ("screen" if d.screen_only else d.kind or "text2img") for d in cfg.deployments}
+    assert kinds == {"demo": "text2img", "demo-img2img": "img2img", "demo-inpaint": "inpaint", "screen": "screen"}
+    assert not cfg.auth_enabled
+
+
+def test_example_config_validates():
+    cfg = load_config(ROOT / "pipelines" / "serve.yaml")
+    assert cfg.auth_enabled and cfg.deployments[0].name
+
+
+@pytest.mark.parametrize("doc,needle", [
+    ("version: 1\ndeployments:\n  - name: a\n    screen_only: true\ntenants:\n  - name: t\n    keys: [secret]\n",
+     r"serve\.yaml:7:\d+: tenants\[0\]\.keys"),
+    ("version: 1\ndeployments:\n  - name: a\n    screen_only: true\n    pool_size: 2\n",
+     r"serve\.yaml:5:\d+: deployments\[0\]\.pool_size.*pool"),
+    ("version: 1\ndeployments:\n  - name: a\n    screen_only: true\n  - name: a\n    screen_only: true\n",
+     r"unique; repeated: a"),
+    ("version: 1\ndeployments:\n  - name: a\n    screen_only: true\n    pipeline: demo\n", r"screen_only"),
+    ("version: 1\ndeployments:\n  - name: a\n    pool: 2\n", r"give `pipeline`"),
+    (f"version: 1\ndeployments:\n  - name: a\n    screen_only: true\ntenants:\n  - name: t\n    keys: ['{H}']\n"
+     "    deployments: [b]\n", r"tenant 't' names deployment 'b'"),
+    ("version: 1\ndeployments: []\n", r"deployments"),
+    ("version: 1\ndeployments:\n  - name: a\n    screen_only: true\nlimits:\n  max_n: true\n", r"limits\.max_n"),
+])
+def test_config_errors_name_file_line_and_key(tmp_path, doc, needle):
+    import re
+
+    with pytest.raises(PolicyError) as e:
+        load_config(write(tmp_path, doc))
+    assert re.search(needle, str(e.value), re.S), str(e.value)
+
+
+def test_server_refuses_a_policy_error_at_startup_with_file_line(tmp_path):
+    from guard.serve.state import ServerState
+
+    write(tmp_path, "version: 1\nname: bad\nscreen:\n  threshhold: 0.5\n", "bad.yaml")
+    cfg = config_from_dict({"version": 1, "deployments": [{"name": "s", "screen_only": True, "policy": "bad.yaml"}]},
+                           base_dir=tmp_path)
+    with pytest.raises(PolicyError, match=r"(?s)deployment .s.*bad\.yaml:4:\d+.*threshhold"):
+        ServerState(cfg)
+
+
+# ---------------------------------------------------------------------- keys
+
+
+def test_hash_key_and_the_cli_helper():
+    from typer.testing import CliRunner
+
+    from guard.serve.cli import hash_key_command, serve_app
+
+    assert hash_key("abc") == "sha256:" + hashlib.sha256(b"abc").hexdigest()
+    assert hash_key_command("abc") == ("abc", hash_key("abc"))
+    k, h = hash_key_command(generate=True)
+    assert k.startswith("gk_") and len(k) > 40 and h == hash_key(k)
+    r = CliRunner().invoke(serve_app, ["hash-key", "abc"])
+    assert r.exit_code == 0 and r.stdout.strip() == hash_key("abc")
+    r = CliRunner().invoke(serve_app, ["hash-key"], input="from-stdin\n")
+    assert r.exit_code == 0 and r.stdout.strip() == hash_key("from-stdin")
+    r = CliRunner().invoke(serve_app, ["hash-key", " padded "])
+    assert r.exit_code == 2 and "whitespace" in r.output
+
+
+def test_keyring_401_403_and_admin():
+    cfg = config_from_dict({"version": 1, "deployments": [{"name": "a", "screen_only": True},
+                                                          {"name": "b", "screen_only": True}],
+                            "tenants": [{"name": "t", "keys": [hash_key("k1")], "deployments": ["a"]}],
+                            "admin_keys": [hash_key("adm")]})
+    ring = KeyRing(cfg)
+    t = ring.tenant("Bearer k1")
+    assert t.name == "t" and t.allows("a") and not t.allows("b")
+    for header, reason in ((None, "missing"), ("Bearer", "missing"), ("Token k1", "missing"), ("Bearer k2", "invalid")):
+        with pytest.raises(AuthError) as e:
+            ring.tenant(header)
+        assert e.value.status == 401 and e.value.reason == reason and "k1" not in str(e.value)
+    ring.check_admin("Bearer adm")
+    with pytest.raises(AuthError) as e:
+        ring.check_admin("Bearer k1")
+    assert e.value.status == 403
+    no_admin = KeyRing(config_from_dict({"version": 1, "deployments": [{"name": "a", "screen_only": True}]}))
+    assert no_admin.tenant(None).allows("anything")  # no tenants: auth off
+    with pytest.raises(AuthError, match="no admin key"):
+        no_admin.check_admin("Bearer x")
+
+
+# ---------------------------------------------------------------------- micro-batcher
+
+
+@pytest.fixture(scope="module")
+def guard_obj():
+    from guard.core import Guard
+
+    return Guard(make_policy()).warmup()
+
+
+def test_batcher_merges_concurrent_requests_and_matches_solo(guard_obj):
+    from guard.serve.batcher import ScreenBatcher
+
+    b = ScreenBatcher(guard_obj, max_wait_s=0.02, max_batch=64)
+    try:
+        prompts = [f"a photo of a red bicycle number {i}" for i in range(20)] + ["a naked woman"] * 4
+        solo = guard_obj.screen_prompts(prompts)
+        barrier = threading.Barrier(len(prompts))
+
+        def one(p):
+            barrier.wait()
+            return b.submit([p]).result(30)
+
+        with concurrent.futures.ThreadPoolExecutor(len(prompts)) as ex:
+            got = list(ex.map(one, prompts))
+        assert max(g.batch_prompts for g in got) > 1
+        for s, g in zip(solo, got, strict=True):
+            r = g.results[0]
+            assert r.index == 0 and r.decision == s.decision and r.concept == s.concept
+            assert abs(r.score - s.score) <= 1e-5  # float32 kernels of another batch layout
+        # a request alone waits at most max_wait_s for company (plus scheduling slack on a loaded machine)
+        t0 = time.perf_counter()
+        alone = b.submit(["a quiet lake"]).result(30)
+        assert alone.batch_prompts == 1 and alone.wait_ms <= 20 + 30
+        assert time.perf_counter() - t0 < 5
+    finally:
+        b.close()
+
+
+def test_batcher_queue_bound_and_fail_closed(guard_obj, monkeypatch):
+    from guard.core import Guard
+    from guard.serve.batcher import BatcherClosed, QueueFull, ScreenBatcher
+
+    b = ScreenBatcher(guard_obj, max_pending=2)
+    with pytest.raises(QueueFull):
+        b.submit(["a", "b", "c"])
+    b.close()
+    with pytest.raises(BatcherClosed):
+        b.submit(["a"])
+    g = Guard(make_policy())
+    monkeypatch.setattr(type(g.screen), "screen_batch", lambda self, p: (_ for _ in ()).throw(RuntimeError("boom")))
+    b = ScreenBatcher(g)
+    try:
+        out = b.submit(["a watercolor of a lake", "a cat"]).result(30)
+        assert [r.decision for r in out.results] == ["block", "block"]
+        assert out.errors and "boom" in out.errors[0] and "fail closed" in out.results[0].reasons[0]
+    finally:
+        b.close()
+
+
+# ---------------------------------------------------------------------- worker pool
+
+
+@pytest.fixture(scope="module")
+def component():
+    from guard.pipelines import GuardComponent
+
+    return GuardComponent.from_policy(make_policy())
+
+
+def test_workers_share_weights_but_not_scheduler_or_tokenizer(tiny_pipe, component):
+    from guard.pipelines import GuardedStableDiffusionImg2ImgPipeline, GuardedStableDiffusionPipeline
+    from guard.serve.pool import worker_copy
+
+    a = worker_copy(tiny_pipe, GuardedStableDiffusionPipeline, component)
+    b = worker_copy(tiny_pipe, GuardedStableDiffusionPipeline, component)
+    c = worker_copy(tiny_pipe, GuardedStableDiffusionImg2ImgPipeline, component)
+    assert a is not b and a.unet is b.unet is c.unet is tiny_pipe.unet and a.vae is b.vae
+    assert len({id(p.scheduler) for p in (a, b, c, tiny_pipe)}) == 4
+    assert len({id(p.tokenizer) for p in (a, b, c, tiny_pipe)}) == 4
+    assert a.guard is component and a.tokenizer("a cat").input_ids == tiny_pipe.tokenizer("a cat").input_ids
+
+
+def test_pool_runs_one_call_per_pipeline_at_a_time_and_bounds_its_queue(tiny_pipe, component):
+    from guard.pipelines import GuardedStableDiffusionPipeline
+    from guard.serve.pool import PipelinePool, PoolFull, worker_copy
+
+    pipes = [worker_copy(tiny_pipe, GuardedStableDiffusionPipeline, component) for _ in range(2)]
+    active: dict[int, int] = {}
+    threads: dict[int, set] = {}
+    calls = {"n": 0}
+    lock = threading.Lock()
+    for p in pipes:
+        sched = p.scheduler
+        orig, sid = sched.set_timesteps, id(sched)
+
+        def set_timesteps(*a, _orig=orig, _id=sid, **k):
+            with lock:
+                active[_id] = active.get(_id, 0) + 1
+                assert active[_id] == 1, "two calls at once on one pipeline"
+                threads.setdefault(_id, set()).add(threading.get_ident())
+                calls["n"] += 1
+            time.sleep(0.05)  # widen the window in which a second call would overlap
+            with lock:
+                active[_id] -= 1
+            return _orig(*a, **k)
+
+        sched.set_timesteps = set_timesteps
+    rt = SimpleNamespace(component=component)
+    pool = PipelinePool("t", pipes, queue_size=3)
+    kw = {"prompt": "a lighthouse", "num_inference_steps": 2, "height": 64, "width": 64, "output_type": "pil"}
+    jobs = [pool.submit(dict(kw), rt) for _ in range(5)]
+    with pytest.raises(PoolFull) as e:
+        pool.submit(dict(kw), rt)  # 2 running/admitted + 3 waiting = capacity 5
+    assert e.value.retry_after_s >= 1
+    cancelled = jobs[-1].future.cancel()  # still waiting: it will never run
+    outs = [j.future.result(120) for j in jobs[:-1]]
+    pool.close()
+    assert cancelled and jobs[-1].future.cancelled()
+    assert all(o.guard_report.images[0].decision == "allowed" for o in outs)
+    assert calls["n"] == 4
+    assert all(len(t) == 1 for t in threads.values())  # each pipeline only ever on its own thread
+    assert len(set().union(*threads.values())) == len(threads)
+
+
+# ---------------------------------------------------------------------- policy slots
+
+
+def test_slot_reload_ok_unchanged_failed_and_erasers_refused(tmp_path):
+    from guard.serve.batcher import ScreenBatcher
+    from guard.serve.policies import PolicySlot
+
+    p = tmp_path / "p.yaml"
+    p.write_text(yaml.safe_dump(make_policy()), encoding="utf-8")
+    slot = PolicySlot("d", None, str(p), for_pipeline=True, audit=None,
+                      batcher_factory=lambda g, d: ScreenBatcher(g, name=d))
+    try:
+        first = slot.load()
+        assert slot.reload("test")["result"] == "unchanged" and not slot.changed_on_disk()
+        p.write_text(yaml.safe_dump(make_policy(name="second")), encoding="utf-8")
+        assert slot.changed_on_disk()
+        r = slot.reload("test")
+        assert r["result"] == "ok" and r["previous_sha256"] == first.sha256 and slot.current.name == "second"
+        second = slot.current
+        p.write_text("version: 1\nname: x\nconcepts: [\n", encoding="utf-8")
+        r = slot.reload("test")
+        assert r["result"] == "failed" and "p.yaml:" in r["error"] and slot.current is second
+        assert slot.last_error and slot.status()["error"] == r["error"]
+        assert not slot.changed_on_disk()  # not retried on every poll, only on the next change
+        p.write_text(yaml.safe_dump(make_policy(name="third", erasers=[{"path": "esd.safetensors"}])), "utf-8")
+        r = slot.reload("test")
+        assert r["result"] == "failed" and "erasers" in r["error"] and "restart" in r["error"]
+        assert slot.current is second
+    finally:
+        slot.close()
+
+
+# ---------------------------------------------------------------------- shutdown
+
+
+def test_graceful_shutdown_finishes_admitted_requests_and_flushes_the_audit_log(tmp_path):
+    from conftest import TEST_POLICY
+    from serve_harness import Server, write_policy
+
+    write_policy(tmp_path / "p.yaml", TEST_POLICY)
+    srv = Server(tmp_path, {"version": 1, "audit": {"path": "audit.jsonl"},
+                            "deployments": [{"name": "demo", "pipeline": "demo", "policy": "p.yaml", "pool": 1,
+                                             "queue": 4, "defaults": {"num_inference_steps": 25}}]})
+    try:
+        with httpx.Client(base_url=srv.url, timeout=120) as c:
+            with concurrent.futures.ThreadPoolExecutor(3) as ex:
+                futs = [ex.submit(c.post, "/v1/images/generations", json={"model": "demo", "prompt": f"a boat {i}"})
+                        for i in range(3)]
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline:
+                    d = c.get("/v1/deployments").json()["data"][0]
+                    if d["running"] == 1 and d["queue_depth"] == 2:
+                        break
+                    time.sleep(0.05)
+                srv.signal(signal.SIGTERM)
+                outs = [f.result() for f in futs]
+        assert [o.status_code for o in outs] == [200, 200, 200]
+        # uvicorn re-raises the signal after its clean shutdown, so the exit status is -SIGTERM
+        assert srv.proc.wait(60) in (0, -signal.SIGTERM)
+        assert "Application shutdown complete" in srv.log()
+        assert len(srv.audit_lines()) == 3
+        assert "audit log(s) flushed" in srv.log()
+    finally:
+        srv.stop()
