@@ -250,7 +250,7 @@ class ScreenConfig(_Strict):
         default=0.1,
         ge=0.0,
         le=1.0,
-        description="a match whose text is this much nearer a benign 'allow' phrase goes one level down "
+        description="a match whose text is this much nearer a benign_contrast phrase goes one level down "
         "(block -> escalate, escalate -> allow); null turns it off",
     )
     normalize: bool = Field(default=True, description="NFKC, casefold, invisible characters stripped")
