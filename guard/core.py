@@ -109,7 +109,7 @@ class Guard:
                 if self._checker is None:
                     from guard.output.check import OutputChecker
 
-                    base = Path(self.policy.source).parent if self.policy.source else None
+                    base = self.policy.base_path if (self.policy.source or self.policy.base_dir) else None
                     self._checker = OutputChecker(self.policy.output, base_dir=base)
         return self._checker
 

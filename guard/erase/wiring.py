@@ -22,7 +22,7 @@ def resolve_eraser_path(policy: Any, ref: str) -> str:
     p = Path(os.path.expanduser(ref))
     if not p.is_absolute():
         src = getattr(policy, "source", None)
-        base = Path(src).parent if src else Path.cwd()
+        base = getattr(policy, "base_path", None) or (Path(src).parent if src else Path.cwd())
         p = base / p
     return os.fspath(p.resolve())
 

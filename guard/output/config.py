@@ -48,7 +48,7 @@ class ClassifierConfig(BaseModel):
     that lack it.
     """
 
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+    model_config = ConfigDict(extra="forbid", validate_default=True, strict=True, allow_inf_nan=False)
 
     type: str
     missing: Literal["error", "skip"] = Field(

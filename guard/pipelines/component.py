@@ -33,17 +33,9 @@ class GuardComponent(ModelMixin, ConfigMixin):
     @classmethod
     def from_policy(cls, policy: PolicySource = "default") -> "GuardComponent":
         p = load_policy(policy)
-        d = p.model_dump(mode="json", exclude={"extends", "include"})
-        if p.screen.generator_space.calibration:
-            # the stored policy has no file of its own: make the calibration path absolute
-            from guard.screen.generator_space import resolve_calibration_path
-
-            d["screen"]["generator_space"]["calibration"] = str(resolve_calibration_path(p))
-        if p.erasers:
-            from guard.erase.wiring import resolve_eraser_path
-
-            for i, er in enumerate(p.erasers):
-                d["erasers"][i]["path"] = resolve_eraser_path(p, er.path)
+        # paths stay as written (the sha256 covers them); base_dir records where they are relative to
+        d = p.model_dump(mode="json", exclude={"extends", "include", "amend"})
+        d["base_dir"] = os.fspath(p.base_path.absolute())
         return cls(policy=d)
 
     @property

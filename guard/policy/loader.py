@@ -1,7 +1,23 @@
-"""Load policy files: YAML with line numbers, ``extends`` and ``include`` resolution, clear errors.
+"""Load policies: files, built-in names or mappings; ``extends``, ``include`` and ``amend`` resolved.
 
-Every problem in a file is reported as ``FILE:LINE:COL: key.path: what was expected``; unknown keys
-get a did-you-mean. All problems of one file are gathered into a single :class:`PolicyError`.
+Every problem is reported as ``FILE:LINE:COL: key.path: what was expected`` (for a mapping given in
+Python, ``<policy>: key.path: ...``); unknown keys get a did-you-mean. All validation problems of one
+file are gathered into a single :class:`PolicyError`, the first :data:`MAX_ISSUES_SHOWN` spelled out
+and the rest counted.
+
+Resolution of one file (or mapping), in order:
+
+1. each bank in ``include`` adds its ``concepts`` (ids must be unique across the banks and the file's
+   own ``concepts``: a second definition is an error naming both places);
+2. the file's own ``concepts`` are added;
+3. with ``extends``, the parent (resolved the same way) is the base and this file is merged onto it by
+   the one merge rule of :mod:`guard.policy.merge` (a child may redefine a parent's concept by id);
+4. ``amend`` entries (of the file and of its banks) are merged into existing concepts by id.
+
+Relative paths are taken from the file's directory (for a mapping: ``base_dir``, else the working
+directory); a parent's artifact paths are rewritten relative to the child, so they keep pointing at the
+same files. :func:`policy_sha256` is the one policy hash: over the resolved policy with paths as
+written, without ``base_dir``; the file as validated, the runtime guard and a saved pipeline agree.
 """
 
 from __future__ import annotations
@@ -9,26 +25,61 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import logging
 import os
 import typing
 from pathlib import Path
 from typing import Any, Union
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from guard.errors import PolicyError
-from guard.policy.models import Policy
+from guard.policy.merge import apply_amendments, check_unique, entry_id, merge, unwrap
+from guard.policy.models import Policy, legacy_role
+from guard.policy.yaml_safe import (
+    MAX_DEPTH,
+    MarkedDict,
+    MarkedList,
+    Replace,
+    Where,
+    bad_text,
+    parse_yaml,
+    shorten,
+)
+
+logger = logging.getLogger(__name__)
 
 PolicySource = Union[str, os.PathLike, Policy, dict]
 
 BUILTIN_SUFFIX = ".yaml"
 MAX_POLICY_BYTES = 10 * 1024 * 1024
+MAX_PATH_CHARS = 1024
+#: Validation problems spelled out in one error message; the rest are counted.
+MAX_ISSUES_SHOWN = 20
+_MAX_ISSUES_KEPT = 200
 _MAX_EXTENDS_DEPTH = 16
+#: Keys the loader consumes (a resolved policy has them empty) and the one it leaves out of the sha256.
+_RESOLVED_KEYS = ("extends", "include", "amend")
+_NOT_HASHED = {"extends", "include", "amend", "base_dir"}
+
+# Backwards-compatible names for the marked containers.
+_Where = Where
+
+__all__ = [
+    "PolicySource",
+    "builtin_policies",
+    "builtin_policy_dir",
+    "load_policy",
+    "policy_sha256",
+    "policy_to_yaml",
+    "read_yaml",
+    "resolve_policy",
+    "resolve_policy_path",
+]
 
 
 # --------------------------------------------------------------------------------------------
-# Built-in policies
+# Built-in policies and paths
 # --------------------------------------------------------------------------------------------
 
 
@@ -43,59 +94,56 @@ def builtin_policy_dir() -> Path:
 
 
 def builtin_policies() -> list[str]:
+    """Names of the shipped policies ('default', 'strict', ...)."""
     d = builtin_policy_dir()
     return sorted(p.stem for p in d.glob("*.yaml")) if d.is_dir() else []
 
 
+def _is_file(p: Path) -> bool:
+    try:
+        return p.is_file()
+    except (OSError, ValueError):
+        return False
+
+
 def resolve_policy_path(ref: str | os.PathLike, base_dir: Path | None = None) -> Path:
     """Find a policy file: an existing path (relative to ``base_dir`` if given), or a built-in name."""
-    if isinstance(ref, str) and not ref.strip():
-        raise PolicyError("policy path is empty")
-    p = Path(os.path.expanduser(os.fspath(ref)))
-    candidates = [p] if p.is_absolute() else ([base_dir / p] if base_dir else []) + [p]
-    for c in candidates:
-        if c.is_file():
-            return c.resolve()
+    if not isinstance(ref, (str, os.PathLike)):
+        raise PolicyError(f"a policy path must be text, got {type(ref).__name__} {shorten(ref)}")
     name = os.fspath(ref)
+    if not isinstance(name, str):
+        raise PolicyError(f"a policy path must be text, got {type(name).__name__}")
+    if not name.strip():
+        raise PolicyError("policy path is empty")
+    why = bad_text(name) or ("contains a NUL character" if "\x00" in name else None)
+    if why:
+        raise PolicyError(f"policy path {shorten(name)} {why}")
+    if len(name) > MAX_PATH_CHARS:
+        raise PolicyError(f"policy path {shorten(name)} is {len(name)} characters long (at most {MAX_PATH_CHARS})")
+    p = Path(os.path.expanduser(name))
+    candidates = [p] if p.is_absolute() else ([Path(base_dir) / p] if base_dir else []) + ([] if base_dir else [p])
+    for c in candidates:
+        if _is_file(c):
+            try:
+                return c.resolve()
+            except OSError as e:
+                raise PolicyError(f"policy path {shorten(name)}: {e.strerror or e}") from None
     if "/" not in name and os.sep not in name:
         stem = name[: -len(BUILTIN_SUFFIX)] if name.endswith(BUILTIN_SUFFIX) else name
         b = builtin_policy_dir() / f"{stem}{BUILTIN_SUFFIX}"
-        if b.is_file():
+        if _is_file(b):
             return b.resolve()
     for c in candidates:
-        if c.exists() and not c.is_file():
-            raise PolicyError(f"policy path {os.fspath(c)!r} is not a file")
+        try:
+            if c.exists() and not c.is_file():
+                raise PolicyError(f"policy path {shorten(os.fspath(c), 200)} is not a file")
+        except (OSError, ValueError) as e:
+            raise PolicyError(f"policy path {shorten(name)} cannot be used: "
+                              f"{getattr(e, 'strerror', None) or e}") from None
     where = f" (relative to {base_dir})" if base_dir and not p.is_absolute() else ""
     raise PolicyError(
-        f"policy file not found: {name!r}{where}; built-in policies: {', '.join(builtin_policies())}"
+        f"policy file not found: {shorten(name, 200)}{where}; built-in policies: {', '.join(builtin_policies())}"
     )
-
-
-# --------------------------------------------------------------------------------------------
-# YAML with marks
-# --------------------------------------------------------------------------------------------
-
-
-class _Where(typing.NamedTuple):
-    file: str
-    line: int
-    col: int
-
-    def __str__(self) -> str:
-        return f"{self.file}:{self.line}:{self.col}"
-
-
-class MarkedDict(dict):
-    """A dict that remembers where each key was written."""
-
-    where: _Where | None = None
-    key_where: dict
-    value_where: dict
-
-
-class MarkedList(list):
-    where: _Where | None = None
-    item_where: list
 
 
 def _display(path: Path) -> str:
@@ -106,43 +154,13 @@ def _display(path: Path) -> str:
         return str(path)
 
 
-def _construct(node: yaml.Node, file: str) -> Any:
-    where = _Where(file, node.start_mark.line + 1, node.start_mark.column + 1)
-    if isinstance(node, yaml.MappingNode):
-        out = MarkedDict()
-        out.where = where
-        out.key_where = {}
-        out.value_where = {}
-        for knode, vnode in node.value:
-            if knode.tag == "tag:yaml.org,2002:merge":
-                raise PolicyError(f"{where}: YAML merge keys ('<<') are not supported in policies")
-            key = _construct(knode, file)
-            if isinstance(key, (dict, list)):
-                raise PolicyError(f"{_Where(file, knode.start_mark.line + 1, knode.start_mark.column + 1)}: "
-                                  "a mapping key must be a plain value")
-            kw = _Where(file, knode.start_mark.line + 1, knode.start_mark.column + 1)
-            if key in out:
-                raise PolicyError(f"{kw}: duplicate key {key!r} (first at line {out.key_where[key].line})")
-            out[key] = _construct(vnode, file)
-            out.key_where[key] = kw
-            out.value_where[key] = _Where(file, vnode.start_mark.line + 1, vnode.start_mark.column + 1)
-        return out
-    if isinstance(node, yaml.SequenceNode):
-        out_l = MarkedList(_construct(n, file) for n in node.value)
-        out_l.where = where
-        out_l.item_where = [_Where(file, n.start_mark.line + 1, n.start_mark.column + 1) for n in node.value]
-        return out_l
-    try:
-        return _SCALARS.construct_object(node, deep=True)
-    except yaml.constructor.ConstructorError as e:
-        raise PolicyError(f"{where}: {e.problem}") from None
-
-
-_SCALARS = yaml.constructor.SafeConstructor()
+# --------------------------------------------------------------------------------------------
+# Reading: YAML files and Python mappings into marked containers
+# --------------------------------------------------------------------------------------------
 
 
 def read_yaml(path: Path) -> Any:
-    """Parse a YAML file into Marked containers; syntax errors name file, line and column."""
+    """Parse a policy YAML file into marked containers; every error names file, line and column."""
     shown = _display(path)
     try:
         size = path.stat().st_size
@@ -151,140 +169,301 @@ def read_yaml(path: Path) -> Any:
     if size > MAX_POLICY_BYTES:
         raise PolicyError(f"{shown}: file is {size} bytes, larger than the {MAX_POLICY_BYTES} allowed")
     try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise PolicyError(f"{shown}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+        raw = path.read_bytes()
     except OSError as e:
         raise PolicyError(f"{shown}: cannot read policy file: {e.strerror or e}") from None
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        loc = f"{shown}:{mark.line + 1}:{mark.column + 1}" if mark else shown
-        problem = " ".join(x for x in (e.context, e.problem) if x)
-        raise PolicyError(f"{loc}: malformed YAML: {problem}") from None
-    except yaml.YAMLError as e:
-        raise PolicyError(f"{shown}: malformed YAML: {e}") from None
-    if node is None:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        col = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
+        raise PolicyError(f"{shown}:{line}:{col}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    data = parse_yaml(text, shown)
+    if data is None:
         raise PolicyError(f"{shown}: the file is empty; expected a mapping with at least 'name'")
-    return _construct(node, shown)
+    return data
+
+
+def _from_python(value: Any, loc: tuple = (), active: set | None = None) -> Any:
+    """A mapping given in Python as marked containers (without positions), checked like a file:
+    text keys, valid text, no cycles, bounded depth. Tuples become lists and paths text."""
+    active = set() if active is None else active
+    if len(loc) > MAX_DEPTH:
+        raise PolicyError(f"<policy>: {_fmt_path(loc)}: nested deeper than {MAX_DEPTH} levels")
+    if isinstance(value, Replace):
+        return Replace(_from_python(value.value, loc, active))
+    if isinstance(value, str):
+        why = bad_text(value)
+        if why:
+            raise PolicyError(f"<policy>: {_fmt_path(loc)}: text {why}")
+        return value
+    if isinstance(value, os.PathLike):
+        return _from_python(os.fspath(value), loc, active)
+    if isinstance(value, (dict, list, tuple)):
+        if id(value) in active:
+            raise PolicyError(f"<policy>: {_fmt_path(loc)}: the mapping contains itself")
+        active.add(id(value))
+        try:
+            if isinstance(value, dict):
+                out = MarkedDict()
+                for k, v in value.items():
+                    if not isinstance(k, str):
+                        raise PolicyError(f"<policy>: {_fmt_path(loc)}: a key must be text, got "
+                                          f"{type(k).__name__} {shorten(k)}")
+                    why = bad_text(k)
+                    if why:
+                        raise PolicyError(f"<policy>: {_fmt_path(loc)}: key {shorten(k)} {why}")
+                    out[k] = _from_python(v, (*loc, k), active)
+                return out
+            return MarkedList(_from_python(v, (*loc, i), active) for i, v in enumerate(value))
+        finally:
+            active.discard(id(value))
+    return value
 
 
 # --------------------------------------------------------------------------------------------
-# extends / include
+# Resolution: include, extends, amend
 # --------------------------------------------------------------------------------------------
 
 
-def _merge(parent: Any, child: Any) -> Any:
-    """Child overrides parent; mappings merge key by key; ``concepts`` lists merge by ``id``."""
-    if isinstance(parent, dict) and isinstance(child, dict):
-        out = MarkedDict(parent)
-        out.where = getattr(child, "where", None)
-        out.key_where = dict(getattr(parent, "key_where", {}))
-        out.value_where = dict(getattr(parent, "value_where", {}))
-        for k, v in child.items():
-            if k in ("concepts", "rules") and isinstance(v, list) and isinstance(parent.get(k), list):
-                out[k] = _merge_concepts(parent[k], v)
-            elif k in parent:
-                out[k] = _merge(parent[k], v)
-            else:
-                out[k] = v
-            out.key_where[k] = getattr(child, "key_where", {}).get(k)
-            out.value_where[k] = getattr(child, "value_where", {}).get(k)
-        return out
-    return child
+class _Resolution:
+    """What one load collects on the way: notes about old spellings."""
+
+    def __init__(self) -> None:
+        self.notes: list[str] = []
 
 
-def _merge_concepts(parent: list, child: list) -> MarkedList:
-    out = MarkedList(parent)
-    out.item_where = list(getattr(parent, "item_where", [None] * len(parent)))
-    out.where = getattr(child, "where", None)
-    index = {c.get("id"): i for i, c in enumerate(out) if isinstance(c, dict)}
-    child_where = getattr(child, "item_where", [None] * len(child))
-    for c, w in zip(child, child_where):
-        cid = c.get("id") if isinstance(c, dict) else None
-        if cid is not None and cid in index:
-            out[index[cid]] = _merge(out[index[cid]], c)
-            out.item_where[index[cid]] = w
-        else:
-            if cid is not None:
-                index[cid] = len(out)
-            out.append(c)
-            out.item_where.append(w)
+def _at(data: Any, key: str, shown: str, value: bool = False) -> str:
+    table = getattr(data, "value_where" if value else "key_where", {})
+    w = table.get(key)
+    return str(w) if w else shown
+
+
+def _modernise_concepts(entries: Any, shown: str, what: str, res: _Resolution) -> Any:
+    """Concept entries with the old ``action`` key read as ``role`` (marks kept; a note per entry)."""
+    if not isinstance(entries, list):
+        return entries
+    out = MarkedList()
+    out.where = getattr(entries, "where", None)
+    out.item_where = list(getattr(entries, "item_where", [None] * len(entries)))
+    for i, e in enumerate(entries):
+        wrapped = isinstance(e, Replace)
+        d = e.value if wrapped else e
+        if isinstance(d, dict) and "action" in d and "role" not in d:
+            contrast = d.get("contrast")
+            role = legacy_role(d["action"], contrast if isinstance(contrast, bool) else None)
+            nd = MarkedDict()
+            nd.renamed["role"] = "action"  # errors name the key as written
+            nd.where = getattr(d, "where", None)
+            kw, vw = getattr(d, "key_where", {}), getattr(d, "value_where", {})
+            for k, v in d.items():
+                k2, v2 = ("role", role) if k == "action" else (k, v)
+                if k == "contrast" and d["action"] == "allow":
+                    continue  # folded into the role
+                nd[k2] = v2
+                nd.key_where[k2] = kw.get(k)
+                nd.value_where[k2] = vw.get(k)
+            where = vw.get("action") or out.item_where[i] or shown
+            cid = entry_id(d)
+            if d["action"] not in ("block", "escalate", "allow"):
+                out.append(Replace(nd, e.where) if wrapped else nd)
+                continue
+            extra = " with contrast: false" if d["action"] == "allow" and contrast is False else ""
+            res.notes.append(f"{where}: {what}[{i}]{f' ({cid})' if cid else ''}: 'action: {d['action']}'{extra} "
+                             f"is the old spelling of 'role: {role}'")
+            d = nd
+        out.append(Replace(d, e.where) if wrapped else d)
     return out
 
 
-def _load_bank(path: Path, where: _Where | None) -> MarkedList:
-    data = read_yaml(path)
+def _list_of_text(data: MarkedDict, key: str, shown: str) -> MarkedList:
+    v = data.get(key)
+    if isinstance(v, str):
+        v2 = MarkedList([v])
+        v2.item_where = [getattr(data, "value_where", {}).get(key)]
+        return v2
+    if not isinstance(v, list) or not all(isinstance(i, str) for i in v):
+        raise PolicyError(f"{_at(data, key, shown, True)}: {key}: expected a list of file paths, got "
+                          f"{shorten(unwrap(v))}")
+    return v
+
+
+def _load_bank(path: Path, where: str, res: _Resolution) -> tuple[MarkedList, MarkedList]:
+    """A concept bank: ``(concepts, amend)``."""
+    data = unwrap(read_yaml(path))
     shown = _display(path)
     if isinstance(data, list):
-        return data if isinstance(data, MarkedList) else MarkedList(data)
-    if not isinstance(data, dict) or "concepts" not in data:
-        raise PolicyError(f"{shown}: a concept bank must be a mapping with a 'concepts' list"
-                          + (f" (included from {where})" if where else ""))
-    extra = [k for k in data if k not in ("concepts", "version", "description")]
-    if extra:
-        kw = data.key_where[extra[0]]
-        raise PolicyError(f"{kw}: unknown key {extra[0]!r} in concept bank; expected 'concepts'")
-    concepts = data["concepts"]
-    if not isinstance(concepts, list):
-        raise PolicyError(f"{data.key_where['concepts']}: 'concepts' must be a list")
-    return concepts
+        return _modernise_concepts(data, shown, "concepts", res), MarkedList()
+    allowed = ("concepts", "amend", "version", "description")
+    if not isinstance(data, dict) or not ({"concepts", "amend"} & set(data)):
+        raise PolicyError(f"{shown}: a concept bank must be a mapping with a 'concepts' (or 'amend') list "
+                          f"(included from {where})")
+    for k in data:
+        if k not in allowed:
+            close = difflib.get_close_matches(k, allowed, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"expected one of {', '.join(allowed)}"
+            raise PolicyError(f"{_at(data, k, shown)}: unknown key {shorten(k)} in concept bank; {hint}")
+    out = []
+    for key in ("concepts", "amend"):
+        v = data.get(key, MarkedList())
+        if not isinstance(v, list):
+            raise PolicyError(f"{_at(data, key, shown, True)}: '{key}' must be a list of concepts")
+        out.append(_modernise_concepts(v, shown, key, res))
+    return out[0], out[1]
 
 
-def _load_raw(path: Path, chain: tuple[Path, ...]) -> MarkedDict:
+def _wheres(items: Any) -> list:
+    iw = list(getattr(items, "item_where", []))
+    return iw + [None] * (len(items) - len(iw))
+
+
+#: Paths that are relative to the policy file (rebased when a parent lives elsewhere).
+def _artifact_paths(data: Any) -> list[tuple[Any, Any]]:
+    """``(container, key)`` of each artifact path in a raw policy mapping."""
+    out = []
+    if not isinstance(data, dict):
+        return out
+    ers = data.get("erasers")
+    if isinstance(ers, list):
+        for e in ers:
+            e = e.value if isinstance(e, Replace) else e
+            if isinstance(e, dict) and isinstance(e.get("path"), str):
+                out.append((e, "path"))
+    scr = data.get("screen")
+    gs = scr.get("generator_space") if isinstance(scr, dict) else None
+    if isinstance(gs, dict) and isinstance(gs.get("calibration"), str):
+        out.append((gs, "calibration"))
+    outp = data.get("output")
+    acts = outp.get("actions") if isinstance(outp, dict) else None
+    if isinstance(acts, dict) and isinstance(acts.get("placeholder"), str):
+        out.append((acts, "placeholder"))
+    return out
+
+
+def _rebase(data: MarkedDict, old: Path, new: Path) -> None:
+    """Rewrite relative artifact paths of ``data`` (relative to ``old``) relative to ``new``."""
+    if os.path.normcase(os.path.abspath(old)) == os.path.normcase(os.path.abspath(new)):
+        return
+    for container, key in _artifact_paths(data):
+        ref = container[key]
+        p = Path(os.path.expanduser(ref))
+        if p.is_absolute() or not ref.strip():
+            continue
+        target = os.path.normpath(os.path.join(os.path.abspath(old), ref))
+        try:
+            container[key] = Path(os.path.relpath(target, os.path.abspath(new))).as_posix()
+        except ValueError:  # another drive
+            container[key] = target
+
+
+def _base_of(data: Any, default: Path, shown: str) -> Path:
+    b = data.get("base_dir") if isinstance(data, dict) else None
+    if b is None:
+        return default
+    if not isinstance(b, str) or not b.strip():
+        raise PolicyError(f"{_at(data, 'base_dir', shown, True)}: base_dir: expected a directory path")
+    p = Path(os.path.expanduser(b))
+    return p if p.is_absolute() else default / p
+
+
+def _resolve(data: Any, shown: str, base: Path, chain: tuple, res: _Resolution) -> MarkedDict:
+    """``data`` (one file or mapping) with include, extends and amend applied and removed."""
+    if isinstance(data, Replace):
+        data = data.value
+    if not isinstance(data, dict):
+        raise PolicyError(f"{shown}:1:1: a policy must be a mapping of keys (name, concepts, ...), "
+                          f"got a {type(data).__name__}")
+    base = _base_of(data, base, shown)
+    own = data.get("concepts")
+    if own is not None and not isinstance(unwrap(own), list):
+        raise PolicyError(f"{_at(data, 'concepts', shown, True)}: concepts: expected a list of concepts")
+    layer = MarkedList()
+    seen: dict = {}
+    amendments: list = []
+
+    if data.get("include") is not None:
+        incs = _list_of_text(data, "include", shown)
+        for i, (ref, w) in enumerate(zip(incs, _wheres(incs))):
+            where = str(w) if w else shown
+            try:
+                bank_path = resolve_policy_path(ref, base)
+            except PolicyError as e:
+                raise PolicyError(f"{where}: include[{i}]: {e}") from None
+            bank, bank_amend = _load_bank(bank_path, where, res)
+            check_unique(zip(bank, _wheres(bank)), "concept", seen)
+            for e, ew in zip(bank, _wheres(bank)):
+                layer.append(unwrap(e))
+                layer.item_where.append(ew)
+            amendments.extend(zip(bank_amend, _wheres(bank_amend)))
+
+    if own is not None:
+        own_list = _modernise_concepts(own.value if isinstance(own, Replace) else own, shown, "concepts", res)
+        check_unique(zip(own_list, _wheres(own_list)), "concept", seen)
+        for e, ew in zip(own_list, _wheres(own_list)):
+            layer.append(e)
+            layer.item_where.append(ew)
+        layer.where = getattr(own_list, "where", None)
+    rules = data.get("rules")
+    if isinstance(rules, list):
+        check_unique(zip(rules, _wheres(rules)), "rule", {})
+    am = data.get("amend")
+    if am is not None:
+        if not isinstance(am, list):
+            raise PolicyError(f"{_at(data, 'amend', shown, True)}: amend: expected a list of partial concepts")
+        am = _modernise_concepts(am, shown, "amend", res)
+        amendments.extend(zip(am, _wheres(am)))
+
+    body = MarkedDict()
+    body.where = getattr(data, "where", None)
+    for k, v in data.items():
+        if k in _RESOLVED_KEYS or k == "concepts":
+            continue
+        body[k] = v
+        body.key_where[k] = data.key_where.get(k)
+        body.value_where[k] = data.value_where.get(k)
+    if own is not None or layer:
+        # a child's `concepts: !replace [...]` replaces the parent's list; otherwise it merges by id
+        body["concepts"] = Replace(layer) if isinstance(own, Replace) else layer
+        body.key_where["concepts"] = data.key_where.get("concepts") or data.key_where.get("include")
+        body.value_where["concepts"] = data.value_where.get("concepts")
+
+    parent_ref = data.get("extends")
+    if parent_ref is None:
+        result = unwrap(body)
+    else:
+        if not isinstance(parent_ref, str):
+            raise PolicyError(f"{_at(data, 'extends', shown, True)}: extends: expected a policy path or built-in "
+                              f"name, got {shorten(unwrap(parent_ref))}")
+        try:
+            parent_path = resolve_policy_path(parent_ref, base)
+        except PolicyError as e:
+            raise PolicyError(f"{_at(data, 'extends', shown, True)}: extends: {e}") from None
+        parent = _resolve_file(parent_path, chain, res)
+        try:
+            _validate(parent, parent_path)  # a broken parent is reported against its own file
+        except PolicyError as e:
+            raise PolicyError(f"{shown}: extends {_display(parent_path)}, which is invalid:\n{e}", e.issues) from None
+        _rebase(parent, _base_of(parent, parent_path.parent, _display(parent_path)), base)
+        parent.pop("base_dir", None)
+        result = merge(parent, body)
+
+    if amendments:
+        concepts = result.get("concepts")
+        if not isinstance(concepts, list):
+            concepts = MarkedList()
+        result["concepts"] = apply_amendments(concepts, amendments)
+    return result
+
+
+def _resolve_file(path: Path, chain: tuple[Path, ...], res: _Resolution) -> MarkedDict:
     if path in chain:
         cycle = " -> ".join(_display(p) for p in chain + (path,))
         raise PolicyError(f"policy 'extends' forms a cycle: {cycle}")
     if len(chain) >= _MAX_EXTENDS_DEPTH:
         raise PolicyError(f"{_display(path)}: 'extends' nests deeper than {_MAX_EXTENDS_DEPTH} levels")
-    data = read_yaml(path)
-    shown = _display(path)
-    if not isinstance(data, dict):
-        raise PolicyError(f"{shown}:1:1: a policy must be a mapping of keys (name, concepts, ...), "
-                          f"got a {type(data).__name__}")
-    base_dir = path.parent
-
-    # includes: concept banks appended to this file's own concepts
-    inc = data.get("include")
-    if inc is not None:
-        if isinstance(inc, str):
-            inc = [inc]
-        if not isinstance(inc, list) or not all(isinstance(i, str) for i in inc):
-            raise PolicyError(f"{data.key_where['include']}: include: expected a list of file paths")
-        own = data.get("concepts")
-        if own is not None and not isinstance(own, list):
-            raise PolicyError(f"{data.key_where['concepts']}: concepts: expected a list of concepts")
-        merged = MarkedList()
-        merged.item_where = []
-        for i, ref in enumerate(inc):
-            w = inc.item_where[i] if isinstance(inc, MarkedList) else None
-            try:
-                bank_path = resolve_policy_path(ref, base_dir)
-            except PolicyError as e:
-                raise PolicyError(f"{w or shown}: include[{i}]: {e}") from None
-            bank = _load_bank(bank_path, w)
-            merged = _merge_concepts(merged, bank)
-        if own is not None:
-            merged = _merge_concepts(merged, own)
-        data["concepts"] = merged
-        data.key_where.setdefault("concepts", data.key_where["include"])
-
-    parent_ref = data.get("extends")
-    if parent_ref is None:
-        return data
-    if not isinstance(parent_ref, str):
-        raise PolicyError(f"{data.key_where['extends']}: extends: expected a policy path or built-in name")
-    try:
-        parent_path = resolve_policy_path(parent_ref, base_dir)
-    except PolicyError as e:
-        raise PolicyError(f"{data.key_where['extends']}: extends: {e}") from None
-    parent = _load_raw(parent_path, chain + (path,))
-    try:
-        _validate(parent, parent_path)  # a broken parent is reported against its own file
-    except PolicyError as e:
-        raise PolicyError(f"{shown}: extends {_display(parent_path)}, which is invalid:\n{e}", e.issues) from None
-    return _merge(parent, data)
+    return _resolve(read_yaml(path), _display(path), path.parent, chain + (path,), res)
 
 
 # --------------------------------------------------------------------------------------------
@@ -292,12 +471,12 @@ def _load_raw(path: Path, chain: tuple[Path, ...]) -> MarkedDict:
 # --------------------------------------------------------------------------------------------
 
 
-def _locate(data: Any, loc: tuple, at_value: bool = False) -> _Where | None:
+def _locate(data: Any, loc: tuple, at_value: bool = False) -> Where | None:
     """The most specific recorded position along ``loc`` (of the last key's value if ``at_value``)."""
     best = getattr(data, "where", None)
     node = data
     for n, step in enumerate(loc):
-        if isinstance(node, dict) and step in node:
+        if isinstance(node, dict) and isinstance(step, str) and step in node:
             table = "value_where" if at_value and n == len(loc) - 1 else "key_where"
             w = getattr(node, table, {}).get(step)
             best = w or best
@@ -312,21 +491,29 @@ def _locate(data: Any, loc: tuple, at_value: bool = False) -> _Where | None:
     return best
 
 
-def _unwrap(annotation: Any) -> Any:
+def _unwrap_type(annotation: Any) -> Any:
     origin = typing.get_origin(annotation)
     if origin is Union or str(origin) == "types.UnionType":
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        return _unwrap(args[0]) if len(args) == 1 else annotation
+        return _unwrap_type(args[0]) if len(args) == 1 else annotation
     if origin in (list, tuple):
-        return ("list", _unwrap(typing.get_args(annotation)[0]))
+        return ("list", _unwrap_type(typing.get_args(annotation)[0]))
     if origin is dict:
-        return ("dict", _unwrap(typing.get_args(annotation)[1]))
+        return ("dict", _unwrap_type(typing.get_args(annotation)[1]))
     return annotation
 
 
-def _model_at(loc: tuple, root: type[BaseModel] = Policy) -> type[BaseModel] | None:
+def _model_at(loc: tuple, root: type[BaseModel] = Policy, data: Any = None) -> type[BaseModel] | None:
     cur: Any = root
+    node = data
     for step in loc:
+        if isinstance(node, (dict, list)):
+            try:
+                node = node[step]
+            except (KeyError, IndexError, TypeError):
+                node = None
+        else:
+            node = None
         if isinstance(cur, tuple):
             cur = cur[1]
             continue
@@ -334,59 +521,99 @@ def _model_at(loc: tuple, root: type[BaseModel] = Policy) -> type[BaseModel] | N
             f = cur.model_fields.get(step)
             if f is None:
                 return None
-            cur = _unwrap(f.annotation)
+            cur = _unwrap_type(f.annotation)
         else:
             return None
+        if typing.get_origin(cur) is Union or str(typing.get_origin(cur)) == "types.UnionType":
+            # a classifier entry: its model is chosen by `type`
+            from guard.output import registry
+
+            kind = node.get("type", "nudenet") if isinstance(node, dict) else "nudenet"
+            try:
+                cur = registry.config_model(kind) if isinstance(kind, str) else None
+            except Exception:  # an unknown type: the schema error says which types exist
+                cur = None
     return cur if isinstance(cur, type) and issubclass(cur, BaseModel) else None
+
+
+def _as_written(data: Any, loc: tuple) -> tuple:
+    """``loc`` with keys the loader renamed (old ``action`` -> ``role``) spelled as in the file."""
+    out, node = [], data
+    for step in loc:
+        renamed = getattr(node, "renamed", None) or {}
+        out.append(renamed.get(step, step))
+        try:
+            node = node[step] if isinstance(node, (dict, list)) else None
+        except (KeyError, IndexError, TypeError):
+            node = None
+    return tuple(out)
 
 
 def _fmt_path(loc: tuple) -> str:
     out = ""
     for step in loc:
-        out += f"[{step}]" if isinstance(step, int) else (f".{step}" if out else str(step))
+        if isinstance(step, int):
+            out += f"[{step}]"
+        else:
+            s = str(step)
+            s = s if len(s) <= 40 and s.isprintable() else shorten(s, 40)
+            out += f".{s}" if out else s
     return out or "(top level)"
 
 
-def _describe(err: dict, root: type[BaseModel] = Policy) -> str:
+def _describe(err: dict, root: type[BaseModel], data: Any) -> str:
     loc = tuple(err["loc"])
     typ = err["type"]
     if typ == "extra_forbidden":
         key = loc[-1]
-        model = _model_at(loc[:-1], root)
+        model = _model_at(loc[:-1], root, data)
         allowed = list(model.model_fields) if model else []
         close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
         hint = f"; did you mean {close[0]!r}?" if close else (
             f"; expected one of: {', '.join(allowed)}" if allowed else "")
-        return f"unknown key {key!r}{hint}"
+        return f"unknown key {shorten(key)}{hint}"
     if typ == "missing":
         return "required key is missing"
     msg = err["msg"]
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, "):]
     inp = err.get("input")
-    if typ not in ("value_error", "assertion_error") and not isinstance(inp, (dict, list)):
-        shown = repr(inp)
-        if len(shown) > 60:
-            shown = shown[:57] + "..."
-        msg = f"{msg[0].lower()}{msg[1:]}, got {shown}"
-    return msg
+    if typ in ("float_type", "int_type", "string_type", "bool_type") and isinstance(inp, bool):
+        msg += " (true/false is not a number here)" if typ != "bool_type" else ""
+    if typ not in ("value_error", "assertion_error", "reference") and not isinstance(inp, (dict, list)):
+        msg = f"{msg[0].lower()}{msg[1:]}, got {shorten(inp)}"
+    return shorten(msg, 400)[1:-1] if len(msg) > 400 else msg
 
 
-def _validate(data: dict, path: Path | None, root: type[BaseModel] = Policy, what: str = "policy"):
+def _summary(head: str, issues: list[str], total: int) -> str:
+    lines = [head] + ["  " + i for i in issues[:MAX_ISSUES_SHOWN]]
+    if total > MAX_ISSUES_SHOWN:
+        lines.append(f"  ... and {total - MAX_ISSUES_SHOWN} more problem{'s' if total - MAX_ISSUES_SHOWN != 1 else ''}")
+    return "\n".join(lines)
+
+
+def _validate(data: Any, path: Path | None, root: type[BaseModel] = Policy, what: str = "policy"):
     """Validate ``data`` against ``root``; every error names file:line:col, key path, expectation."""
     try:
         return root.model_validate(data)
     except ValidationError as e:
         shown = _display(path) if path else f"<{what}>"
+        errors = e.errors()
         issues = []
-        for err in e.errors():
+        for err in errors[:_MAX_ISSUES_KEPT]:
             loc = tuple(err["loc"])
             where = _locate(data, loc, at_value=err["type"] not in ("extra_forbidden", "missing"))
             prefix = str(where) if where else shown
-            issues.append(f"{prefix}: {_fmt_path(loc)}: {_describe(err, root)}")
-        n = len(issues)
+            written = _as_written(data, loc)
+            msg = _describe(err, root, data)
+            if written != loc and err["type"] == "literal_error":
+                msg += " (the old spelling 'action' takes 'block', 'escalate' or 'allow')"
+            issues.append(f"{prefix}: {_fmt_path(written)}: {msg}")
+        n = len(errors)
         head = f"{shown}: invalid {what} ({n} problem{'s' if n != 1 else ''})"
-        raise PolicyError(head + "\n" + "\n".join("  " + i for i in issues), issues) from None
+        raise PolicyError(_summary(head, issues, n), issues) from None
+    except RecursionError:
+        raise PolicyError(f"{_display(path) if path else '<policy>'}: nested too deeply") from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -395,41 +622,69 @@ def _validate(data: dict, path: Path | None, root: type[BaseModel] = Policy, wha
 
 
 def policy_sha256(policy: Policy) -> str:
-    """sha256 over the resolved policy's canonical JSON (what actually applies, not its source text)."""
-    blob = json.dumps(policy.model_dump(mode="json", exclude={"extends", "include"}),
+    """The one policy hash: sha256 over the resolved policy's canonical JSON, paths as written and
+    ``base_dir`` left out, so the file as validated, the runtime guard and a saved pipeline agree."""
+    blob = json.dumps(policy.model_dump(mode="json", exclude=_NOT_HASHED),
                       sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+    return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def load_policy(source: PolicySource = "default") -> Policy:
+def load_policy(source: PolicySource = "default", *, base_dir: str | os.PathLike | None = None) -> Policy:
     """Load and validate a policy: a file path, a built-in name ('default', 'strict', 'art-styles'),
     a mapping with the policy's keys, or an existing :class:`Policy` (returned as is).
 
-    Raises :class:`guard.errors.PolicyError` naming file, line, key path and what was expected.
+    ``extends``/``include`` of a file are relative to its directory; of a mapping, relative to
+    ``base_dir`` (default: the mapping's own ``base_dir`` key, else the working directory). Built-in
+    names always work. Raises :class:`guard.errors.PolicyError` naming file, line, key path and what
+    was expected.
     """
     if isinstance(source, Policy):
         return source
+    res = _Resolution()
+    path: Path | None = None
     if isinstance(source, dict):
-        policy = _validate(source, None)
-        object.__setattr__(policy, "_source", None)
-        return policy
-    if not isinstance(source, (str, os.PathLike)):
+        raw = _from_python(source)
+        if base_dir is not None:
+            base = Path(os.path.expanduser(os.fspath(base_dir))).absolute()
+            if "base_dir" not in raw:
+                raw["base_dir"] = os.fspath(base)
+        else:
+            base = Path.cwd()
+        data = _resolve(raw, "<policy>", base, (), res)
+    elif isinstance(source, (str, os.PathLike)):
+        path = resolve_policy_path(source, Path(base_dir) if base_dir is not None else None)
+        data = _resolve_file(path, (), res)
+    else:
         raise PolicyError(
             f"policy must be a path, a built-in name, a dict or a guard.Policy, got {type(source).__name__}"
         )
-    path = resolve_policy_path(source)
-    data = _load_raw(path, ())
-    if data.get("include") is not None:
-        data["include"] = []
-    if "extends" in data:
-        data["extends"] = None
     policy = _validate(data, path)
-    policy._source = str(path)
+    policy._source = str(path) if path else None
+    policy._notes = res.notes
+    if res.notes:
+        logger.info("policy %r: %d concept(s) use the old 'action' key, read as 'role' (first: %s)",
+                    policy.name, len(res.notes), res.notes[0])
     return policy
 
 
+def resolve_policy(source: PolicySource = "default", *, base_dir: str | os.PathLike | None = None) -> dict:
+    """The resolved policy as plain data: ``extends``, ``include`` and ``amend`` applied, every default
+    filled in (what ``guard policy show --resolved`` prints, see :func:`policy_to_yaml`)."""
+    return _plain(load_policy(source, base_dir=base_dir))
+
+
+def _plain(policy: Policy) -> dict:
+    data = policy.model_dump(mode="json", exclude=set(_RESOLVED_KEYS) | {"base_dir"})
+    if policy.base_dir or (any(not os.path.isabs(os.path.expanduser(c[k])) for c, k in _artifact_paths(data))
+                           and (policy.source or policy.base_dir)):
+        data["base_dir"] = os.fspath(policy.base_path.absolute())
+    return data
+
+
 def policy_to_yaml(policy: Policy) -> str:
-    """The resolved policy as a self-contained YAML document (no extends, no include)."""
-    data = policy.model_dump(mode="json", exclude={"extends", "include"})
-    header = f"# resolved policy {policy.name!r}, sha256 {policy_sha256(policy)}\n"
-    return header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
+    """The resolved policy as a self-contained YAML document (no extends, include or amend; a
+    ``base_dir`` when it has relative artifact paths, so they still point at the same files)."""
+    import yaml
+
+    header = f"# resolved policy {shorten(policy.name, 80)}, sha256 {policy_sha256(policy)}\n"
+    return header + yaml.safe_dump(_plain(policy), sort_keys=False, allow_unicode=True, width=100)

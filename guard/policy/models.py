@@ -1,15 +1,22 @@
-"""The policy schema: pydantic v2 models, every one with ``extra="forbid"``.
+"""The policy schema: pydantic v2 models, every one strict and with ``extra="forbid"``.
 
-A policy file is YAML; :func:`guard.policy.load_policy` reads it, resolves ``extends`` and
-``include``, and validates the result against :class:`Policy`.
+A policy file is YAML; :func:`guard.policy.load_policy` reads it, resolves ``extends``, ``include``
+and ``amend``, and validates the result against :class:`Policy`. Types are strict (``true`` is not
+the number 1, ``"0.5"`` is not a number), floats must be finite, unknown keys are errors. Every field
+has a ``description``: ``docs/policy.md`` is generated from them (``python -m guard.policy.docs``).
 """
 
 from __future__ import annotations
 
+import difflib
+import os
 import re
-from typing import Literal, Optional, Union
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SerializeAsAny, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, SerializeAsAny, ValidationError, field_validator,
+                      model_validator)
+from pydantic_core import PydanticCustomError
 
 # The output classifiers' settings live beside each classifier (guard.output.registry lists them);
 # they are re-exported here for existing imports.
@@ -22,36 +29,90 @@ from guard.output.nudenet import NudeNetConfig
 from guard.output.open_nsfw import OpenNsfwConfig  # noqa: F401
 from guard.output.safety_checker import SafetyCheckerConfig  # noqa: F401
 
+#: What a concept is for: block or escalate a prompt near it, lower near matches of risky concepts
+#: (a benign look-alike), or only feed co-occurrence rules (a signal).
+Role = Literal["block", "escalate", "benign_contrast", "signal"]
+#: The old spelling of a concept's role, still accepted: allow meant benign_contrast (or signal with
+#: ``contrast: false``).
 Action = Literal["block", "escalate", "allow"]
 
 _ID_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
+_MAX_ID = 200
+
+
+def legacy_role(action: Any, contrast: Any = None) -> Any:
+    """The ``role`` an old ``action`` (and ``contrast``) meant; anything unknown is returned as is."""
+    if action == "allow":
+        return "signal" if contrast is False else "benign_contrast"
+    return action
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+    model_config = ConfigDict(extra="forbid", validate_default=True, strict=True, allow_inf_nan=False)
 
 
 class Concept(_Strict):
-    """A concept the screen looks for: example phrases and what to do when a prompt is near them."""
+    """A concept the screen looks for: example phrases, and the role a prompt near them plays."""
 
-    id: str = Field(description="unique id, e.g. 'sexual.explicit_nudity'")
+    id: str = Field(description="unique id, e.g. 'sexual.explicit_nudity' (letters, digits, '_', '.', '-')")
     category: str = Field(description="category reported for matches, e.g. 'sexual'")
-    description: str = ""
+    description: str = Field(default="", description="what the concept covers, for people")
     phrases: list[str] = Field(min_length=1, description="example phrases, synonyms, paraphrases")
     threshold: Optional[float] = Field(
-        default=None, ge=0.0, le=1.0, description="cosine similarity at which the concept matches"
+        default=None, ge=0.0, le=1.0,
+        description="cosine similarity at which the concept matches; default `screen.threshold`",
     )
-    action: Action = "block"
-    contrast: bool = Field(
-        default=True,
-        description="for action 'allow': a benign look-alike that lowers near matches of risky concepts "
-        "(false: a signal only, e.g. for co-occurrence rules)",
+    role: Role = Field(
+        default="block",
+        description="block: a match blocks the prompt; escalate: a match escalates it (guidance, review); "
+        "benign_contrast: a benign look-alike whose near matches lower risky concepts' matches one level; "
+        "signal: matches only feed co-occurrence `rules`. The old `action: block | escalate | allow` (with "
+        "`contrast: false` for a signal) is still read and mapped: allow -> benign_contrast (signal when "
+        "`contrast: false`)",
     )
     terms: list[str] = Field(
         default_factory=list,
         description="key terms for the lexical layer: exact words (and misspellings of longer ones) that "
         "trigger the concept wherever they stand in a prompt; any language",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_action(cls, data: Any) -> Any:
+        """Read the old ``action``/``contrast`` keys as ``role`` (a policy that states both must agree)."""
+        if not isinstance(data, dict) or ("action" not in data and "contrast" not in data):
+            return data
+        data = dict(data)
+        action = data.pop("action", None)
+        contrast = data.pop("contrast", None)
+        if contrast is not None and not isinstance(contrast, bool):
+            raise PydanticCustomError("contrast", "contrast (old spelling): expected true or false, got {got}",
+                                      {"got": type(contrast).__name__})
+        if action is not None and action not in ("block", "escalate", "allow"):
+            raise PydanticCustomError(
+                "action", "action (old spelling of role): expected 'block', 'escalate' or 'allow', got {got}",
+                {"got": repr(action)[:60]})
+        role = data.get("role")
+        if action is not None:
+            mapped = legacy_role(action, contrast)
+            if role is not None and role != mapped:
+                raise PydanticCustomError("role_conflict", "role {role!r} contradicts action {action!r} "
+                                          "(which means role {mapped!r}); give role only",
+                                          {"role": str(role)[:60], "action": action, "mapped": mapped})
+            data["role"] = mapped
+        elif contrast is not None and role in ("benign_contrast", "signal"):
+            data["role"] = "benign_contrast" if contrast else "signal"
+        return data
+
+    @property
+    def action(self) -> str:
+        """The screen decision of a match: 'block', 'escalate', or 'allow' (benign_contrast and signal)."""
+        return self.role if self.role in ("block", "escalate") else "allow"
+
+    @property
+    def contrast(self) -> bool:
+        """Whether the concept is a benign look-alike that lowers near matches of risky concepts."""
+        return self.role == "benign_contrast"
 
     @field_validator("terms")
     @classmethod
@@ -70,6 +131,8 @@ class Concept(_Strict):
     @field_validator("id")
     @classmethod
     def _check_id(cls, v: str) -> str:
+        if len(v) > _MAX_ID:
+            raise ValueError(f"is {len(v)} characters long (at most {_MAX_ID})")
         if not _ID_RE.match(v):
             raise ValueError(
                 "must be letters, digits, '_', '.' or '-' (no spaces), e.g. 'sexual.explicit_nudity'"
@@ -103,7 +166,7 @@ class Concept(_Strict):
 class GeneratorSpaceConfig(_Strict):
     """Optional second screen in the generator's own text-encoder space (see guard.screen.generator_space)."""
 
-    enabled: bool = False
+    enabled: bool = Field(default=False, description="run the generator-space screen on every prompt")
     calibration: Optional[str] = Field(
         default=None,
         description="calibration file written by `guard calibrate` (relative to the policy file); "
@@ -118,22 +181,24 @@ class GeneratorSpaceConfig(_Strict):
 class SuspicionConfig(_Strict):
     """Optimised-prompt suspicion (gibberish sub-words, stray special tokens, symbols in words)."""
 
-    enabled: bool = True
+    enabled: bool = Field(default=True, description="score prompts for signs of optimisation attacks")
     threshold: float = Field(default=0.4, ge=0.0, le=1.0, description="suspicion score that counts")
     margin: float = Field(
         default=0.15, ge=0.0, le=1.0,
         description="a suspicious prompt scoring within this margin under any concept's threshold is acted on",
     )
-    action: Literal["escalate", "block"] = "escalate"
+    action: Literal["escalate", "block"] = Field(
+        default="escalate", description="what a suspicious prompt near a concept's threshold gets"
+    )
 
 
 class Condition(_Strict):
     """One condition of a co-occurrence rule: a concept (or any concept of a category) scores at least
     ``min_score`` (a lexical hit counts as a score of 1)."""
 
-    concept: Optional[str] = None
-    category: Optional[str] = None
-    min_score: float = Field(default=0.45, ge=0.0, le=1.0)
+    concept: Optional[str] = Field(default=None, description="a concept id of this policy")
+    category: Optional[str] = Field(default=None, description="any concept of this category (block or escalate)")
+    min_score: float = Field(default=0.45, ge=0.0, le=1.0, description="score the concept must reach")
 
     @model_validator(mode="after")
     def _one_target(self) -> "Condition":
@@ -146,16 +211,16 @@ class Rule(_Strict):
     """A co-occurrence rule: when every condition holds, ``action`` applies even though each concept
     alone may be under its threshold (e.g. minors + sexual -> block)."""
 
-    id: str
-    description: str = ""
-    all_of: list[Condition] = Field(min_length=2)
-    action: Literal["block", "escalate"] = "block"
+    id: str = Field(description="unique rule id, reported as the matched concept")
+    description: str = Field(default="", description="what the rule is for, for people")
+    all_of: list[Condition] = Field(min_length=2, description="conditions that must all hold (two or more)")
+    action: Literal["block", "escalate"] = Field(default="block", description="what the prompt gets")
 
 
 class ScreenConfig(_Strict):
     """Prompt screen settings."""
 
-    enabled: bool = True
+    enabled: bool = Field(default=True, description="screen every prompt before anything is generated")
     model: str = Field(
         default="all-MiniLM-L6-v2",
         description="sentence-transformers model: 'all-MiniLM-L6-v2' (embedded) or a local path",
@@ -175,22 +240,24 @@ class ScreenConfig(_Strict):
         default=0.1,
         ge=0.0,
         le=1.0,
-        description="a match whose text is this much nearer a benign 'allow' phrase goes one level down "
+        description="a match whose text is this much nearer a benign_contrast phrase goes one level down "
         "(block -> escalate, escalate -> allow); null turns it off",
     )
-    normalize: bool = True
+    normalize: bool = Field(default=True, description="NFKC, casefold, invisible characters stripped")
     lexical: bool = Field(default=True, description="match concepts' key terms (exact and fuzzy) too")
     obfuscation_action: Literal["block", "escalate", "none"] = Field(
         default="block",
         description="a match found only after undoing obfuscation (leetspeak, homoglyphs, spacing, "
         "invisible or styled characters) is raised to at least this",
     )
-    suspicion: SuspicionConfig = Field(default_factory=SuspicionConfig)
+    suspicion: SuspicionConfig = Field(default_factory=SuspicionConfig, description="optimised-prompt suspicion")
     segments: bool = Field(
         default=True, description="also screen comma/semicolon separated segments of long prompts"
     )
     max_prompt_chars: int = Field(default=20_000, ge=1, description="longer prompts are truncated")
-    generator_space: GeneratorSpaceConfig = Field(default_factory=GeneratorSpaceConfig)
+    generator_space: GeneratorSpaceConfig = Field(
+        default_factory=GeneratorSpaceConfig, description="second screen in the generator's text-encoder space"
+    )
 
 
 class OutputActionsConfig(_Strict):
@@ -317,7 +384,7 @@ class OutputConfig(_Strict):
     ``thresholds`` and ``action``; ``require: any`` flags an image when any classifier does, ``all``
     only when every one does (each later classifier runs only on the images all earlier ones flagged)."""
 
-    enabled: bool = True
+    enabled: bool = Field(default=True, description="check every generated image")
     classifiers: Union[list[OutputClassifierConfig], dict[str, OutputClassifierConfig]] = Field(
         default_factory=lambda: [_default_classifier()],
         description="classifier settings: a mapping id -> settings (with categories) or the older list",
@@ -326,7 +393,9 @@ class OutputConfig(_Strict):
         default_factory=dict, description="category -> the labels that stand for it, its action, its scope"
     )
     require: Literal["any", "all"] = Field(default="any", description="older list syntax only (see categories)")
-    actions: OutputActionsConfig = Field(default_factory=OutputActionsConfig)
+    actions: OutputActionsConfig = Field(
+        default_factory=OutputActionsConfig, description="how the image-altering actions behave"
+    )
 
     @field_validator("classifiers", mode="before")
     @classmethod
@@ -422,13 +491,15 @@ class SLDConfig(_Strict):
 class GuidanceConfig(_Strict):
     """Negative guidance injected into the UNet's noise predictions (ACE- or SLD-style)."""
 
-    enabled: bool = True
+    enabled: bool = Field(default=True, description="plan negative guidance for the images `apply` selects")
     concepts: list[str] = Field(
         default_factory=list,
-        description="concept ids of this policy or free-text phrases to steer away from; empty: the "
-        "first phrase of every blocking concept of the categories sexual and violence",
+        description="concept ids of this policy or free-text phrases to steer away from; an entry that looks "
+        "like an id (a dot, no spaces) must name a concept of this policy; empty: the first phrase of every "
+        "blocking concept of the categories sexual and violence",
     )
-    mode: Literal["ace", "sld"] = "ace"
+    mode: Literal["ace", "sld"] = Field(default="ace", description="ace: both CFG branches; sld: Safe Latent "
+                                        "Diffusion's guidance")
     eta_uncond: float = Field(default=1.0, ge=0.0, le=10.0, description="ACE: push on the unconditional branch")
     eta_cond: float = Field(default=1.0, ge=0.0, le=10.0, description="ACE: push on the conditional branch")
     warmup_steps: int = Field(default=0, ge=0, description="denoising steps before guidance starts")
@@ -439,7 +510,7 @@ class GuidanceConfig(_Strict):
     branch_per_concept: bool = Field(
         default=False, description="one batch slot per concept instead of one shared (constant cost)"
     )
-    sld: SLDConfig = Field(default_factory=SLDConfig)
+    sld: SLDConfig = Field(default_factory=SLDConfig, description="SLD parameters (mode: sld)")
 
 
 class InputCheckConfig(_Strict):
@@ -447,7 +518,7 @@ class InputCheckConfig(_Strict):
     only the categories with ``inputs: true`` count there, each with its ``input_action`` (default this
     ``action``)."""
 
-    enabled: bool = True
+    enabled: bool = Field(default=True, description="check input images with the output classifiers")
     action: Literal["block", "escalate", "allow"] = Field(
         default="block", description="what a flagged input image does to its request (categories may override)"
     )
@@ -468,45 +539,102 @@ class EraserRef(_Strict):
 
 
 class AuditConfig(_Strict):
+    """The audit log: one JSON line per image."""
+
     enabled: bool = Field(default=True, description="false turns the audit log off")
     path: Optional[str] = Field(default=None, description="JSON-lines file; none = $GUARD_AUDIT_LOG, else "
                                 "$XDG_STATE_HOME/guard/audit.jsonl (~/.local/state/guard/audit.jsonl)")
-    store_prompts: bool = False
+    store_prompts: bool = Field(default=False, description="log prompts as text (false: as sha256)")
 
 
 class Policy(_Strict):
-    """A deployment's policy, after ``extends`` and ``include`` are resolved."""
+    """A deployment's policy. ``extends``, ``include`` and ``amend`` are applied by the loader: a loaded
+    policy has them empty and lists every concept it applies."""
 
-    version: Literal[1] = 1
-    name: str
-    description: str = ""
-    extends: Optional[str] = None
-    include: list[str] = Field(default_factory=list)
-    fail_open: bool = False
-    on_block: Literal["blank", "raise"] = "blank"
-    concepts: list[Concept] = Field(default_factory=list)
-    rules: list[Rule] = Field(default_factory=list)
-    screen: ScreenConfig = Field(default_factory=ScreenConfig)
-    output: OutputConfig = Field(default_factory=OutputConfig)
-    guidance: GuidanceConfig = Field(default_factory=GuidanceConfig)
-    input_images: InputCheckConfig = Field(default_factory=InputCheckConfig)
+    version: Literal[1] = Field(default=1, description="policy format version (1)")
+    name: str = Field(description="the policy's name, reported with every decision")
+    description: str = Field(default="", description="what the policy is for, for people")
+    extends: Optional[str] = Field(
+        default=None,
+        description="a parent policy (a path relative to this file, or a built-in name): this file is merged "
+        "onto it by the merge rule (maps merge, `concepts`/`rules` by id, the rest overrides, `!replace` "
+        "replaces)",
+    )
+    include: list[str] = Field(
+        default_factory=list,
+        description="concept banks (paths relative to this file) whose `concepts` are added before this "
+        "file's own; an id defined twice across them and this file is an error",
+    )
+    amend: list[dict] = Field(
+        default_factory=list,
+        description="partial concepts (`id` plus the keys to change) merged into concepts defined by an "
+        "included bank or the parent; the id must exist",
+    )
+    base_dir: Optional[str] = Field(
+        default=None,
+        description="directory that relative paths in this policy (erasers, calibration, placeholder, "
+        "extends, include) are taken from; default: the policy file's directory (the working directory "
+        "for a policy given as a mapping). Stored copies (a saved pipeline) record it; not part of the sha256",
+    )
+    fail_open: bool = Field(
+        default=False, description="false: a defence that errors blocks the request; true: the request goes on"
+    )
+    on_block: Literal["blank", "raise"] = Field(
+        default="blank", description="blank: blocked images come back black and flagged; raise: GuardBlocked"
+    )
+    concepts: list[Concept] = Field(default_factory=list, description="the concepts the prompt screen looks for")
+    rules: list[Rule] = Field(default_factory=list, description="co-occurrence rules over concepts")
+    screen: ScreenConfig = Field(default_factory=ScreenConfig, description="prompt screen settings")
+    output: OutputConfig = Field(default_factory=OutputConfig, description="output image classifiers")
+    guidance: GuidanceConfig = Field(default_factory=GuidanceConfig, description="negative guidance")
+    input_images: InputCheckConfig = Field(
+        default_factory=InputCheckConfig, description="checks of input images (editing pipelines)"
+    )
     erasers: list[EraserRef] = Field(
         default_factory=list,
         description="erasure artifacts applied to the UNet, in order, when a guarded pipeline loads; "
         "an artifact made for another base model is refused",
     )
-    audit: AuditConfig = Field(default_factory=AuditConfig)
+    audit: AuditConfig = Field(default_factory=AuditConfig, description="audit log settings")
 
     _source: Optional[str] = PrivateAttr(default=None)
+    _notes: list = PrivateAttr(default_factory=list)
+    _sha256: Optional[str] = PrivateAttr(default=None)
 
     @property
     def source(self) -> Optional[str]:
-        """The file this policy was loaded from (None when built from a dict)."""
+        """The file this policy was loaded from (None when built from a mapping)."""
         return self._source
 
     @property
+    def notes(self) -> list[str]:
+        """What the loader read in an old spelling and how (e.g. ``action: allow`` -> ``role: benign_contrast``)."""
+        return list(self._notes)
+
+    @property
+    def base_path(self) -> Path:
+        """The directory relative paths are taken from: ``base_dir``, else the policy file's directory,
+        else the working directory."""
+        if self.base_dir:
+            b = Path(os.path.expanduser(self.base_dir))
+            if not b.is_absolute() and self._source:
+                b = Path(self._source).parent / b
+            return b
+        if self._source:
+            return Path(self._source).parent
+        return Path.cwd()
+
+    def resolve_path(self, ref: str) -> str:
+        """``ref`` (a path written in this policy) as an absolute path, relative ones from :attr:`base_path`."""
+        p = Path(os.path.expanduser(ref))
+        if not p.is_absolute():
+            p = self.base_path / p
+        return os.fspath(p.resolve())
+
+    @property
     def sha256(self) -> str:
-        """sha256 of the resolved policy; changes whenever anything that applies changes."""
+        """sha256 of the resolved policy as written (paths as written, ``base_dir`` left out): the same for
+        the file, the runtime guard and a saved pipeline."""
         from guard.policy.loader import policy_sha256
 
         return policy_sha256(self)
@@ -516,22 +644,52 @@ class Policy(_Strict):
     def _check_name(cls, v: str) -> str:
         if not v.strip():
             raise ValueError("must not be empty")
+        if len(v) > 200:
+            raise ValueError(f"is {len(v)} characters long (at most 200)")
         return v.strip()
 
     @model_validator(mode="after")
-    def _unique_ids(self) -> "Policy":
-        seen: set[str] = set()
-        for c in self.concepts:
+    def _cross_references(self) -> "Policy":
+        """Concept ids unique; rules and guidance name concepts that exist (with a did-you-mean)."""
+        errors: list[dict] = []
+
+        def problem(loc: tuple, msg: str, value: Any) -> None:
+            errors.append({"type": PydanticCustomError("reference", "{msg}", {"msg": msg}), "loc": loc,
+                           "input": value})
+
+        seen: dict[str, int] = {}
+        for i, c in enumerate(self.concepts):
             if c.id in seen:
-                raise ValueError(f"concept id {c.id!r} appears more than once")
-            seen.add(c.id)
+                problem(("concepts", i, "id"), f"concept id {c.id!r} appears more than once "
+                        f"(first as concepts[{seen[c.id]}])", c.id)
+            seen.setdefault(c.id, i)
+        ids = list(seen)
         cats = {c.category for c in self.concepts}
+
+        def hint(x: str, options) -> str:
+            close = difflib.get_close_matches(x, sorted(options), n=1, cutoff=0.6)
+            return f"; did you mean {close[0]!r}?" if close else ""
+
         for i, r in enumerate(self.rules):
-            for cond in r.all_of:
+            for j, cond in enumerate(r.all_of):
                 if cond.concept is not None and cond.concept not in seen:
-                    raise ValueError(f"rules[{i}] ({r.id}): unknown concept {cond.concept!r}")
+                    problem(("rules", i, "all_of", j, "concept"),
+                            f"rule {r.id!r}: unknown concept {cond.concept!r}{hint(cond.concept, ids)}", cond.concept)
                 if cond.category is not None and cond.category not in cats:
-                    raise ValueError(f"rules[{i}] ({r.id}): no concept has category {cond.category!r}")
+                    problem(("rules", i, "all_of", j, "category"),
+                            f"rule {r.id!r}: no concept has category {cond.category!r}{hint(cond.category, cats)}",
+                            cond.category)
+        for i, ref in enumerate(self.guidance.concepts):
+            if "." in ref and _ID_RE.match(ref) and ref not in seen:
+                problem(("guidance", "concepts", i), f"{ref!r} looks like a concept id but this policy has no "
+                        f"such concept{hint(ref, ids)} (write a phrase with spaces to steer away from free text)",
+                        ref)
+        for key in ("extends", "include", "amend"):
+            if getattr(self, key):
+                problem((key,), f"{key} is applied by guard.policy.load_policy, which resolves it; a Policy "
+                        "validated directly cannot have it", getattr(self, key))
+        if errors:
+            raise ValidationError.from_exception_data("Policy", errors)
         return self
 
     def threshold_for(self, concept: Concept) -> float:

@@ -178,7 +178,7 @@ def resolve_calibration_path(policy: Policy) -> Optional[str]:
         return None
     p = Path(os.path.expanduser(ref))
     if not p.is_absolute():
-        base = Path(policy.source).parent if policy.source else Path.cwd()
+        base = policy.base_path  # base_dir, else the policy file's directory, else the working directory
         p = base / p
     return os.fspath(p.resolve())
 
