@@ -14,7 +14,7 @@ from guard.audit import AuditLog, utc_now
 from guard.errors import GuardInputError
 from guard.policy import PolicySource, load_policy
 from guard.report import GuardReport, OutputVerdict
-from guard.screen.screen import ScreenResult
+from guard.screen.screen import ScreenResult, validate_prompts
 
 logger = logging.getLogger("guard")
 
@@ -87,6 +87,7 @@ class Guard:
     def screen_prompts(self, prompts: Sequence[str], report: GuardReport | None = None) -> list[ScreenResult]:
         """Screen prompts. If the screen fails, every prompt is blocked (or allowed when the policy
         says ``fail_open: true``), and the error is put in the report."""
+        prompts = validate_prompts(prompts)  # bad input is the caller's error: raised, never failed open
         if not self.policy.screen.enabled:
             return [ScreenResult(i, "allow", None, None, None, 0.0, None, reasons=["screen disabled by policy"])
                     for i in range(len(prompts))]

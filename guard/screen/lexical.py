@@ -54,6 +54,7 @@ class LexicalHit:
 class LexicalMatcher:
     def __init__(self, concept_terms: Sequence[Iterable[str]], dictionary: set[str] | None = None):
         self.dictionary = dictionary or set()
+        self._words: frozenset[str] | None = None
         self._exact: dict[str, list[tuple[int, str]]] = {}
         self._fuzzy_terms: list[str] = []
         self._fuzzy_owner: list[list[tuple[int, str]]] = []
@@ -83,6 +84,14 @@ class LexicalMatcher:
                         self._fuzzy_owner.append([])
                         k = fuzzy_index[w]
                     self._fuzzy_owner[k].append((ci, raw))
+
+    @property
+    def words(self) -> frozenset[str]:
+        """Every single-word key term (multi-word terms squashed: "blowjob"), for the de-obfuscation
+        steps that may only produce a key term (whole-word confusables, fragment joins)."""
+        if self._words is None:
+            self._words = frozenset(self._exact)
+        return self._words
 
     def _known(self, w: str) -> bool:
         """A dictionary word, or an inflection of one ("kites", "straddling", "tagged")."""

@@ -34,7 +34,7 @@ import numpy as np
 
 from guard.fileio import write_atomic
 from guard.errors import GuardError
-from guard.screen.embedder import DEFAULT_MODEL, _fingerprint, direct_config, resolve_model_path
+from guard.screen.embedder import DEFAULT_MODEL, ENCODING_TAG, _fingerprint, direct_config, resolve_model_path
 
 logger = logging.getLogger("guard.screen")
 
@@ -85,11 +85,17 @@ class _Tokenizer:
             self._tok.enable_truncation(max_length)
             pad = (self._tok.padding or {}).get("pad_id")
             self.pad_id = int(pad) if pad is not None else int(self._tok.token_to_id("[PAD]") or 0)
+            unk_token = getattr(self._tok.model, "unk_token", None) or "[UNK]"
+            unk = self._tok.token_to_id(unk_token)
+            self.unk_id = None if unk is None else int(unk)
+            self.n_special = self._tok.num_special_tokens_to_add(False)
         else:  # pragma: no cover - every sentence-transformers model ships a tokenizer.json today
             from transformers import AutoTokenizer
 
             self._hf = AutoTokenizer.from_pretrained(str(path))
             self.pad_id = int(self._hf.pad_token_id or 0)
+            self.unk_id = self._hf.unk_token_id
+            self.n_special = self._hf.num_special_tokens_to_add(False)
 
     def encode(self, texts: Sequence[str]) -> list[tuple[list[int], list[int]]]:
         """(input ids, token type ids) of each text, truncated, unpadded."""
@@ -98,6 +104,27 @@ class _Tokenizer:
             tt = enc.get("token_type_ids") or [[0] * len(ids) for ids in enc["input_ids"]]
             return list(zip(enc["input_ids"], tt))
         return [(e.ids, e.type_ids) for e in self._tok.encode_batch(list(texts))]
+
+
+def drop_unknown(encs: Sequence[tuple[list[int], list[int]]], unk_id: int | None,
+                 n_special: int) -> tuple[list[tuple[list[int], list[int]]], np.ndarray]:
+    """Remove the unknown-token id from each encoding; also return which encodings are left with
+    nothing but the special tokens (``[CLS] [SEP]``).
+
+    Why: every character the vocabulary lacks (emoji, Thai, a 100-letter word) becomes the same
+    ``[UNK]`` id, so "🍑🍆", "ภาพถ่ายของแมว" and a Japanese bank phrase all embed to one and the same
+    vector: cosine 1.0 between unrelated texts. Dropping it leaves only pieces that carry meaning;
+    a text with none gets the zero vector (cosine 0 to everything), see ``encode``."""
+    if unk_id is None:
+        return list(encs), np.zeros(len(encs), dtype=bool)
+    out, empty = [], np.zeros(len(encs), dtype=bool)
+    for r, (ids, tt) in enumerate(encs):
+        if unk_id in ids:
+            keep = [k for k, i in enumerate(ids) if i != unk_id]
+            ids, tt = [ids[k] for k in keep], [tt[k] for k in keep]
+        empty[r] = len(ids) <= n_special
+        out.append((ids, tt))
+    return out, empty
 
 
 def _pad(encs: Sequence[tuple[list[int], list[int]]], pad_id: int, names: Sequence[str]) -> dict[str, np.ndarray]:
@@ -423,16 +450,25 @@ class OnnxEmbedder:
     def cache_key(self) -> str:
         """Same key as the torch Embedder's: the vectors agree to cosine >= 0.999, so the FAISS
         index cache is shared between the backends."""
-        return f"{Path(self.model_name).name}-{self.fingerprint}"
+        return f"{Path(self.model_name).name}-{self.fingerprint}-{ENCODING_TAG}"
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        """Encode texts in token-length-sorted batches; rows are L2-normalised float32."""
+        """Encode texts in token-length-sorted batches; rows are L2-normalised float32, except for
+        texts with no known word piece at all (emoji only, an unknown script): their row is zero,
+        so they are similar to nothing (unknown pieces are dropped, see :func:`drop_unknown`)."""
         texts = list(texts)
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         with self._lock:
             encs = self._tok.encode(texts)
-        return _run_sorted(self._session, self._tok, encs, self.batch_size, self.dim)
+        encs, empty = drop_unknown(encs, self._tok.unk_id, self._tok.n_special)
+        if not empty.any():
+            return _run_sorted(self._session, self._tok, encs, self.batch_size, self.dim)
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        keep = np.flatnonzero(~empty)
+        if keep.size:
+            out[keep] = _run_sorted(self._session, self._tok, [encs[i] for i in keep], self.batch_size, self.dim)
+        return out
 
     def __repr__(self) -> str:
         return f"OnnxEmbedder({self.model_name!r}, provider={self.provider!r}, dim={self.dim})"
