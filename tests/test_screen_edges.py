@@ -201,3 +201,13 @@ def test_deobfuscation_steps():
                                     "a ballet dancer in a tutu, well-known photo"])
 def test_obfuscation_alone_is_no_evidence(screen, benign):
     assert screen.screen(benign).decision == "allow"
+
+
+def test_benign_expressions_mask_a_term():
+    from guard.screen.lexical import LexicalMatcher
+
+    m = LexicalMatcher([["naked", "nude", "!naked mole rat", "!nude lipstick"]])
+    assert m.match(["a naked mole rat in a zoo", "nude lipstick"]) == {}
+    assert m.match(["a naked mole rat beside a naked woman"])[0].term == "naked"
+    assert m.match(["a naked mole"])[0].term == "naked"  # only the whole expression excuses
+    assert "!naked mole rat" not in m.words

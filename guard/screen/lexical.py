@@ -11,7 +11,9 @@ Rules that keep it precise:
   same first letter (5-letter terms only by a dropped letter or an added ending), and only when the
   prompt's word is neither a dictionary word (the screen model's vocabulary) nor an inflection of
   one, so "baked" and "kites" never match "naked" and "kikes" while "nakd" does;
-- multi-word terms match as a phrase, or squashed into one token ("blow job" -> "blowjob").
+- multi-word terms match as a phrase, or squashed into one token ("blow job" -> "blowjob");
+- a term written with a leading ``!`` is a benign expression, not a term: words of a prompt inside
+  one ("a naked mole rat", "the naked eye") are skipped by every term of the policy.
 """
 
 from __future__ import annotations
@@ -61,8 +63,14 @@ class LexicalMatcher:
         self._phrases: list[tuple[str, int, str]] = []  # (" a b ", concept, term)
         self._substrings: list[tuple[str, int, str]] = []
         fuzzy_index: dict[str, int] = {}
+        benign: set[tuple[str, ...]] = set()
         for ci, terms in enumerate(concept_terms):
             for raw in terms:
+                if raw.startswith("!"):
+                    words = tuple(_WORDS.findall(_canon(raw[1:])))
+                    if words:
+                        benign.add(words)
+                    continue
                 t = _canon(raw)
                 if not t:
                     continue
@@ -84,6 +92,26 @@ class LexicalMatcher:
                         self._fuzzy_owner.append([])
                         k = fuzzy_index[w]
                     self._fuzzy_owner[k].append((ci, raw))
+
+        #: benign expressions by first word: {"naked": [("naked", "mole", "rat"), ...]}
+        self._benign: dict[str, list[tuple[str, ...]]] = {}
+        for b in sorted(benign, key=len, reverse=True):
+            self._benign.setdefault(b[0], []).append(b)
+
+    def _mask_benign(self, words: list[str]) -> list[str]:
+        """``words`` with those inside a benign expression replaced by an empty string."""
+        if not self._benign:
+            return words
+        out = list(words)
+        i = 0
+        while i < len(words):
+            for b in self._benign.get(words[i], ()):
+                if tuple(words[i : i + len(b)]) == b:
+                    out[i : i + len(b)] = [""] * len(b)
+                    i += len(b) - 1
+                    break
+            i += 1
+        return out
 
     @property
     def words(self) -> frozenset[str]:
@@ -123,7 +151,7 @@ class LexicalMatcher:
 
         for text in texts:
             text = strip_diacritics(text)[0]
-            words = _WORDS.findall(text)
+            words = self._mask_benign(_WORDS.findall(text))
             joined = " " + " ".join(words) + " "
             for phrase, ci, term in self._phrases:
                 if phrase in joined:
@@ -133,6 +161,8 @@ class LexicalMatcher:
                 if sub in squashed:
                     add(ci, term, sub, True)
             for w in words:
+                if not w:
+                    continue
                 owners = self._exact.get(w)
                 if owners is None and len(w) > 3 and w.endswith("s"):
                     stem = w[:-1]  # plural: "nudes" -> "nude"; "-es" only after s/x/z/ch/sh, so

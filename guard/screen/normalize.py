@@ -1,8 +1,12 @@
 """Text normalisation for the prompt screen.
 
-v1 view: NFKC, casefold, invisible characters stripped (zero-width, Unicode tags, bidi controls,
-soft hyphen, variation selectors), whitespace collapsed. The transforms that changed the text are
-recorded: obfuscation is itself a signal.
+``normalize``: marks that would casefold into letters dropped, invisible characters stripped
+(zero-width, Unicode tags, bidi controls, soft hyphen, variation selectors), NFKC, casefold,
+whitespace collapsed, and words that mix scripts read as the Latin word they imitate. ``variants``
+then undoes deliberate obfuscation (diacritics, symbols inside words, whole-word look-alikes,
+letter spacing, leetspeak, split syllables) as extra views. The transforms that changed the text are
+recorded: obfuscation is evidence, but only beside a risky match (a benign caption with accents or
+fullwidth letters must read as the caption). Every step is linear in the text's length.
 """
 
 from __future__ import annotations
@@ -87,6 +91,13 @@ def normalize(text: str) -> Normalized:
     if cleaned != folded:
         transforms.append("control_chars")
     collapsed = _WS.sub(" ", cleaned).strip()
+    # a word that mixes scripts ("реoрlе" with Cyrillic р, е) is no word of any language: it is read
+    # as the Latin word it imitates. Done here, not as a variant, so that the unreadable original is
+    # never embedded (it sits near the Russian bank phrases: 4.5 % of such COCO captions flagged)
+    folded_words, mixed = fold_confusables(collapsed)
+    if mixed:
+        transforms.append("confusables")
+        collapsed = folded_words
     return Normalized(collapsed, transforms)
 
 
@@ -197,6 +208,8 @@ def fold_confusables(text: str, lexicon: Collection[str] | None = None) -> tuple
     def fix(m: re.Match) -> str:
         nonlocal changed
         w = m.group(0)
+        if w.isascii():
+            return w
         scripts = {_script(c) for c in w if c.isalpha()}
         if "LATIN" not in scripts:
             if not lexicon or not scripts or not w.isalpha():
