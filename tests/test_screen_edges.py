@@ -8,16 +8,15 @@ import time
 
 import numpy as np
 import pytest
+from conftest import make_policy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import make_policy
 from guard.errors import GuardInputError
 from guard.policy import load_policy
 from guard.screen import PromptScreen, get_embedder, normalize
 from guard.screen.embedder import resolve_model_path
-from guard.screen.normalize import (fold_confusables, join_fragments, segments, strip_inner_symbols,
-                                    variants)
+from guard.screen.normalize import fold_confusables, join_fragments, segments, strip_inner_symbols, variants
 from guard.screen.suspicion import SuspicionScorer
 
 FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture],

@@ -213,7 +213,7 @@ class Embedder:
 
 
 AnyEmbedder = Union[Embedder, "OnnxEmbedder"]
-BACKENDS = ("auto", "onnx", "torch")
+BACKENDS = ("auto", "onnx", "onnx-int8", "torch")
 
 _EMBEDDERS: dict[tuple[str, str, str], AnyEmbedder] = {}
 _EMBEDDERS_LOCK = threading.Lock()
@@ -237,7 +237,8 @@ def get_embedder(model: str = DEFAULT_MODEL, device: str = "cpu", backend: str =
 
     ``backend``: ``"torch"`` -> :class:`Embedder`; ``"onnx"`` ->
     :class:`~guard.screen.onnx_backend.OnnxEmbedder` (raises :class:`GuardError` with the reason when
-    impossible); ``"auto"`` -> ONNX when possible, else the torch :class:`Embedder` after one warning
+    impossible); ``"onnx-int8"`` -> the same with int8 MatMuls (about 2x faster, embeddings within
+    ~0.01 cosine of fp32, so near-threshold decisions can differ); ``"auto"`` -> ONNX when possible, else the torch :class:`Embedder` after one warning
     naming the reason. Models that are not a plain Transformer -> Pooling (-> Normalize) stack always
     use the torch / sentence-transformers path under ``"auto"``.
     """
@@ -259,10 +260,10 @@ def get_embedder(model: str = DEFAULT_MODEL, device: str = "cpu", backend: str =
         from guard.screen.onnx_backend import OnnxEmbedder
 
         try:
-            emb = OnnxEmbedder(model, device=device)
-        except Exception as e:  # noqa: BLE001 - any failure of the fast path means "use torch"
+            emb = OnnxEmbedder(model, device=device, quantize="int8" if backend == "onnx-int8" else None)
+        except Exception as e:
             reason = f"{type(e).__name__}: {e}" if not isinstance(e, GuardError) else str(e)
-            if backend == "onnx":
+            if backend != "auto":
                 raise GuardError(f"the ONNX screen backend is unavailable: {reason}") from e
             warnings.warn(
                 f"guard: ONNX fast path for the screen model unavailable ({reason}); "

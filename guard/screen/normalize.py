@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Collection
 from dataclasses import dataclass, field
-from typing import Collection
 
 # zero-width and joiners, word joiner & invisible operators, BOM, soft hyphen, Mongolian vowel
 # separator, combining grapheme joiner, Hangul fillers, bidi embeddings/overrides/isolates and marks,

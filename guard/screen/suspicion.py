@@ -17,7 +17,7 @@ from pathlib import Path
 
 from guard.screen.normalize import normalize
 
-_SPECIAL = re.compile(r"<\|?\s*(?:startoftext|endoftext)\s*\|?>|</w>|\[(?:cls|sep|mask|unk|pad)\]", re.I)
+_SPECIAL = re.compile(r"<\|?\s*(?:startoftext|endoftext)\s*\|?>|</w>|\[(?:cls|sep|mask|unk|pad)\]", re.IGNORECASE)
 _ALPHA_WORD = re.compile(r"[^\W\d_]{2,}")
 _CONSONANT_RUN = re.compile(r"[bcdfghjklmnpqrstvwxz]{4,}")
 _SYMBOL_IN_WORD = re.compile(r"[^\W\d_]+[^\w\s,.;:!?'\"()\-][^\W\d_]+")
@@ -25,7 +25,7 @@ _PUNCT_RUN = re.compile(r"[^\w\s]{3,}")
 #: only this many characters of a word are split into pieces (the rest is extrapolated); WordPiece
 #: itself gives up on words over 100 characters ([UNK])
 MAX_WORD_CHARS = 100
-_LONG_TOKEN = re.compile(r"\S{%d,}" % (MAX_WORD_CHARS + 1))
+_LONG_TOKEN = re.compile(rf"\S{{{MAX_WORD_CHARS + 1},}}")
 
 
 @dataclass
@@ -85,7 +85,7 @@ class SuspicionScorer:
             n += 1
             i = j
         if len(word) > len(head):
-            n = int(round(n * len(word) / len(head)))
+            n = round(n * len(word) / len(head))
         if len(self._cache) < 200_000:
             self._cache[word] = n
         return n
