@@ -15,6 +15,7 @@ from guard.errors import GuardError
 from guard.screen import embedder as emb_mod
 from guard.screen import onnx_backend
 from guard.screen.embedder import Embedder, get_embedder
+from guard.screen import onnx_export
 from guard.screen.onnx_backend import OnnxEmbedder, OnnxUnavailable
 
 PROMPTS = [
@@ -84,9 +85,9 @@ def _count_exports(monkeypatch, good: bytes | None = None, fail: str | None = No
         calls.append(1)
         if fail:
             raise OnnxUnavailable(fail)
-        return good, {"seconds": 0.0, "min_cosine": 1.0, "exporter": "test"}
+        return good, {"seconds": 0.0, "min_cosine": 1.0, "exporter": "test", "dim": 384}
 
-    monkeypatch.setattr(onnx_backend, "export_onnx_bytes", fake)
+    monkeypatch.setattr(onnx_export, "export_onnx_bytes", fake)
     return calls
 
 
@@ -102,9 +103,13 @@ def test_export_is_verified_and_cached(onnx_cache, onnx_emb):
 def test_cosine_against_torch(onnx_emb, torch_emb):
     a, b = onnx_emb.encode(PROMPTS), torch_emb.encode(PROMPTS)
     assert a.shape == b.shape == (len(PROMPTS), 384) and a.dtype == np.float32
-    assert np.allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
-    cos = (a * b).sum(1)
-    assert cos.min() >= 0.999, dict(zip(PROMPTS, cos.round(5)))
+    # a text with no known word piece (empty, emoji only) has a zero row in both backends
+    nothing = np.linalg.norm(b, axis=1) == 0
+    assert [p for p, z in zip(PROMPTS, nothing) if z] == ["", "🍑🍆💦 🔥🔥"]
+    assert np.array_equal(np.linalg.norm(a, axis=1) == 0, nothing)
+    assert np.allclose(np.linalg.norm(a[~nothing], axis=1), 1.0, atol=1e-5)
+    cos = (a[~nothing] * b[~nothing]).sum(1)
+    assert cos.min() >= 0.999, dict(zip(np.asarray(PROMPTS)[~nothing], cos.round(5)))
 
 
 def test_same_interface_and_cache_key(onnx_emb, torch_emb):
@@ -253,7 +258,7 @@ def test_auto_falls_back_to_torch_with_one_warning(fresh_registry, torch_emb, mo
 def test_export_without_onnx_package_says_why(monkeypatch, torch_emb):
     monkeypatch.setitem(sys.modules, "onnx", None)  # import onnx -> ImportError
     with pytest.raises(OnnxUnavailable, match="pip install onnx"):
-        onnx_backend.export_onnx(torch_emb.path, Path("/nonexistent/never-written.onnx"))
+        onnx_export.export_onnx(torch_emb.path, Path("/nonexistent/never-written.onnx"))
 
 
 def test_unsupported_model_uses_torch_path(monkeypatch, fresh_registry, torch_emb):
@@ -264,3 +269,27 @@ def test_unsupported_model_uses_torch_path(monkeypatch, fresh_registry, torch_em
     monkeypatch.setattr(emb_mod, "Embedder", lambda model, device="cpu": torch_emb)
     fresh_registry.clear()
     assert get_embedder(backend="auto") is torch_emb
+
+
+def test_identical_texts_are_encoded_once(onnx_emb, monkeypatch):
+    calls = []
+    real = onnx_emb._tok.encode
+    monkeypatch.setattr(onnx_emb._tok, "encode", lambda texts: calls.append(list(texts)) or real(texts))
+    v = onnx_emb.encode(["a cat", "a dog", "a cat", "a cat"])
+    assert calls == [["a cat", "a dog"]]
+    assert np.array_equal(v[0], v[2]) and np.array_equal(v[0], v[3]) and float(v[0] @ v[1]) < 0.99
+
+
+@pytest.mark.slow
+def test_int8_graph_is_close_to_fp32_and_cached_apart(in_cache, onnx_emb):
+    q = OnnxEmbedder(quantize="int8")
+    assert q.exported is not None and q.exported["int8_min_cosine"] >= onnx_export.MIN_COSINE_INT8
+    assert q.onnx_path != onnx_emb.onnx_path and q.onnx_path.name.endswith(".int8.onnx")
+    assert q.cache_key != onnx_emb.cache_key  # its own FAISS index cache
+    texts = [p for p in PROMPTS if p and p != "🍑🍆💦 🔥🔥"]
+    cos = (q.encode(texts) * onnx_emb.encode(texts)).sum(1)
+    assert cos.min() >= 0.95, dict(zip(texts, cos.round(4)))
+    again = OnnxEmbedder(quantize="int8")  # loads the cached int8 graph, passes its probe check
+    assert again.exported is None and np.allclose(again.encode(texts[:3]), q.encode(texts[:3]), atol=1e-5)
+    with pytest.raises(GuardError, match="unknown ONNX quantisation"):
+        OnnxEmbedder(quantize="int4")

@@ -11,15 +11,17 @@ Rules that keep it precise:
   same first letter (5-letter terms only by a dropped letter or an added ending), and only when the
   prompt's word is neither a dictionary word (the screen model's vocabulary) nor an inflection of
   one, so "baked" and "kites" never match "naked" and "kikes" while "nakd" does;
-- multi-word terms match as a phrase, or squashed into one token ("blow job" -> "blowjob").
+- multi-word terms match as a phrase, or squashed into one token ("blow job" -> "blowjob");
+- a term written with a leading ``!`` is a benign expression, not a term: words of a prompt inside
+  one ("a naked mole rat", "the naked eye") are skipped by every term of the policy.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 from rapidfuzz import process
 from rapidfuzz.distance import Levenshtein
@@ -54,14 +56,21 @@ class LexicalHit:
 class LexicalMatcher:
     def __init__(self, concept_terms: Sequence[Iterable[str]], dictionary: set[str] | None = None):
         self.dictionary = dictionary or set()
+        self._words: frozenset[str] | None = None
         self._exact: dict[str, list[tuple[int, str]]] = {}
         self._fuzzy_terms: list[str] = []
         self._fuzzy_owner: list[list[tuple[int, str]]] = []
         self._phrases: list[tuple[str, int, str]] = []  # (" a b ", concept, term)
         self._substrings: list[tuple[str, int, str]] = []
         fuzzy_index: dict[str, int] = {}
+        benign: set[tuple[str, ...]] = set()
         for ci, terms in enumerate(concept_terms):
             for raw in terms:
+                if raw.startswith("!"):
+                    words = tuple(_WORDS.findall(_canon(raw[1:])))
+                    if words:
+                        benign.add(words)
+                    continue
                 t = _canon(raw)
                 if not t:
                     continue
@@ -83,6 +92,34 @@ class LexicalMatcher:
                         self._fuzzy_owner.append([])
                         k = fuzzy_index[w]
                     self._fuzzy_owner[k].append((ci, raw))
+
+        #: benign expressions by first word: {"naked": [("naked", "mole", "rat"), ...]}
+        self._benign: dict[str, list[tuple[str, ...]]] = {}
+        for b in sorted(benign, key=len, reverse=True):
+            self._benign.setdefault(b[0], []).append(b)
+
+    def _mask_benign(self, words: list[str]) -> list[str]:
+        """``words`` with those inside a benign expression replaced by an empty string."""
+        if not self._benign:
+            return words
+        out = list(words)
+        i = 0
+        while i < len(words):
+            for b in self._benign.get(words[i], ()):
+                if tuple(words[i : i + len(b)]) == b:
+                    out[i : i + len(b)] = [""] * len(b)
+                    i += len(b) - 1
+                    break
+            i += 1
+        return out
+
+    @property
+    def words(self) -> frozenset[str]:
+        """Every single-word key term (multi-word terms squashed: "blowjob"), for the de-obfuscation
+        steps that may only produce a key term (whole-word confusables, fragment joins)."""
+        if self._words is None:
+            self._words = frozenset(self._exact)
+        return self._words
 
     def _known(self, w: str) -> bool:
         """A dictionary word, or an inflection of one ("kites", "straddling", "tagged")."""
@@ -114,7 +151,7 @@ class LexicalMatcher:
 
         for text in texts:
             text = strip_diacritics(text)[0]
-            words = _WORDS.findall(text)
+            words = self._mask_benign(_WORDS.findall(text))
             joined = " " + " ".join(words) + " "
             for phrase, ci, term in self._phrases:
                 if phrase in joined:
@@ -124,6 +161,8 @@ class LexicalMatcher:
                 if sub in squashed:
                     add(ci, term, sub, True)
             for w in words:
+                if not w:
+                    continue
                 owners = self._exact.get(w)
                 if owners is None and len(w) > 3 and w.endswith("s"):
                     stem = w[:-1]  # plural: "nudes" -> "nude"; "-es" only after s/x/z/ch/sh, so

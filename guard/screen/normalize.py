@@ -1,14 +1,19 @@
 """Text normalisation for the prompt screen.
 
-v1 view: NFKC, casefold, invisible characters stripped (zero-width, Unicode tags, bidi controls,
-soft hyphen, variation selectors), whitespace collapsed. The transforms that changed the text are
-recorded: obfuscation is itself a signal.
+``normalize``: marks that would casefold into letters dropped, invisible characters stripped
+(zero-width, Unicode tags, bidi controls, soft hyphen, variation selectors), NFKC, casefold,
+whitespace collapsed, and words that mix scripts read as the Latin word they imitate. ``variants``
+then undoes deliberate obfuscation (diacritics, symbols inside words, whole-word look-alikes,
+letter spacing, leetspeak, split syllables) as extra views. The transforms that changed the text are
+recorded: obfuscation is evidence, but only beside a risky match (a benign caption with accents or
+fullwidth letters must read as the caption). Every step is linear in the text's length.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 # zero-width and joiners, word joiner & invisible operators, BOM, soft hyphen, Mongolian vowel
@@ -22,6 +27,26 @@ _WS = re.compile(r"\s+")
 # letters dressed up to dodge word matching: mathematical alphanumerics (𝓷𝓾𝓭𝓮), fullwidth forms
 # (ＮＵＤＥ), circled/parenthesised and squared/negative letters (ⓝⓤⓓⓔ, 🅽🆄🅳🅴)
 _STYLED = re.compile("[\U0001D400-\U0001D7FF\uFF01-\uFF5E\u2460-\u24FF\U0001F110-\U0001F189]")
+
+
+def _letter_making_marks() -> str:
+    """Combining marks that casefolding or NFKC turns into something that is not a mark: U+0345
+    COMBINING GREEK YPOGEGRAMMENI casefolds to a Greek iota, so "n\u0345aked" would become "nιaked"
+    and no longer read as "naked" once marks are stripped. Computed from the Unicode data in use."""
+    out = []
+    for cp in range(0x300, 0x20000):
+        ch = chr(cp)
+        if not unicodedata.combining(ch):
+            continue
+        for form in (ch.casefold(), unicodedata.normalize("NFKC", ch), unicodedata.normalize("NFKC", ch).casefold()):
+            if any(not unicodedata.combining(c) for c in form):
+                out.append(ch)
+                break
+    return "".join(out)
+
+
+_LETTER_MARKS = _letter_making_marks()
+_LETTER_MARK_RE = re.compile("[" + re.escape(_LETTER_MARKS) + "]") if _LETTER_MARKS else None
 
 
 @dataclass
@@ -46,6 +71,13 @@ def normalize(text: str) -> Normalized:
     t, had_invisible = strip_invisible(text)
     if had_invisible:
         transforms.append("invisible_chars")
+    # marks that would casefold/NFKC into letters go BEFORE casefolding (strip_diacritics, which
+    # runs later on the folded text, can no longer see them as marks)
+    if _LETTER_MARK_RE is not None:
+        t2 = _LETTER_MARK_RE.sub("", t)
+        if t2 != t:
+            transforms.append("letter_marks")
+            t = t2
     nfkc = unicodedata.normalize("NFKC", t)
     if nfkc != t:
         transforms.append("nfkc")
@@ -59,6 +91,13 @@ def normalize(text: str) -> Normalized:
     if cleaned != folded:
         transforms.append("control_chars")
     collapsed = _WS.sub(" ", cleaned).strip()
+    # a word that mixes scripts ("реoрlе" with Cyrillic р, е) is no word of any language: it is read
+    # as the Latin word it imitates. Done here, not as a variant, so that the unreadable original is
+    # never embedded (it sits near the Russian bank phrases: 4.5 % of such COCO captions flagged)
+    folded_words, mixed = fold_confusables(collapsed)
+    if mixed:
+        transforms.append("confusables")
+        collapsed = folded_words
     return Normalized(collapsed, transforms)
 
 
@@ -142,16 +181,45 @@ def _script(ch: str) -> str:
     return name.split(" ", 1)[0]
 
 
-def fold_confusables(text: str) -> tuple[str, bool]:
+def _latin_look_alike(word: str) -> str | None:
+    """The all-Latin word that ``word`` (written in another script) looks like, letter by letter,
+    or None when some letter has no Latin look-alike ("ѕех" -> "sex"; "кошка" -> None)."""
+    out = []
+    for c in word:
+        if c.isascii():
+            out.append(c)
+            continue
+        h = _latin_homoglyph(c)
+        if not h:
+            return None
+        out.append(h)
+    return "".join(out)
+
+
+def fold_confusables(text: str, lexicon: Collection[str] | None = None) -> tuple[str, bool]:
     """In words that mix scripts (Latin with Cyrillic/Greek/...), map letters that look like Latin
-    letters to them, from the Unicode confusables data ("nаkеd" with Cyrillic а/е -> "naked")."""
+    letters to them, from the Unicode confusables data ("nаkеd" with Cyrillic а/е -> "naked").
+
+    A word written wholly in another script is mapped only when its look-alike is a word of
+    ``lexicon`` (the policy's key terms): the all-Cyrillic "ѕех" becomes "sex", while Russian text
+    ("мех", fur, looks like "mex") is left alone."""
     changed = False
 
     def fix(m: re.Match) -> str:
         nonlocal changed
         w = m.group(0)
+        if w.isascii():
+            return w
         scripts = {_script(c) for c in w if c.isalpha()}
-        if len(scripts) < 2 or "LATIN" not in scripts:
+        if "LATIN" not in scripts:
+            if not lexicon or not scripts or not w.isalpha():
+                return w
+            look = _latin_look_alike(w)
+            if look is None or look == w or not (look in lexicon or (look.endswith("s") and look[:-1] in lexicon)):
+                return w
+            changed = True
+            return look
+        if len(scripts) < 2:
             return w
         out = []
         for c in w:
@@ -165,6 +233,68 @@ def fold_confusables(text: str) -> tuple[str, bool]:
         return new
 
     out = _WORD.sub(fix, text)
+    return out, changed
+
+
+# symbols and emoji between two letters of one word ("na🍑ked", "se✱x", "p*rn" is leetspeak's):
+# any run of symbol characters (Unicode categories S*) and the separators * ~ ^ | • ·
+_INNER_RUN = re.compile(r"(?<=[^\W\d_])[^\w\s'\-.,;:!?()\[\]{}\"]+(?=[^\W\d_])")
+_INNER_OK = set("*~^|•·")
+
+
+def strip_inner_symbols(text: str) -> tuple[str, bool]:
+    """Drop emoji and symbols written inside a word ("na🍑ked" -> "naked", "s✱x" -> "sx").
+    Apostrophes, hyphens and sentence punctuation are never touched ("don't", "well-known")."""
+    changed = False
+
+    def fix(m: re.Match) -> str:
+        nonlocal changed
+        run = m.group(0)
+        if all(c in _INNER_OK or unicodedata.category(c).startswith("S") for c in run):
+            changed = True
+            return ""
+        return run
+
+    out = _INNER_RUN.sub(fix, text)
+    return out, changed
+
+
+_FRAGMENTS = re.compile(r"(?<![^\W\d_])[^\W\d_]+(?:[ \-][^\W\d_]+)+")
+
+
+def join_fragments(text: str, lexicon: Collection[str] | None,
+                   dictionary: Collection[str] | None = None) -> tuple[str, bool]:
+    """Join two adjacent word fragments split by a space or hyphen (a newline is a space by now)
+    when together they spell a key term of ``lexicon`` ("na ked", "na-ked" -> "naked"). Only joins
+    of 5+ letters where one fragment is at most 3 letters long and not both are real words (3+
+    letters and in ``dictionary``) are made: "his panic" stays two words, and a short join
+    ("an al") is never read into a prompt."""
+    dictionary = dictionary or ()
+    if not lexicon:
+        return text, False
+    changed = False
+
+    def fix(m: re.Match) -> str:
+        nonlocal changed
+        parts = re.split(r"([ \-])", m.group(0))
+        words, seps = parts[0::2], parts[1::2]
+        out = [words[0]]
+        k = 1
+        while k < len(words):
+            a, b = out[-1], words[k]
+            j = a + b
+            real = sum(len(x) >= 3 and x in dictionary for x in (a, b))
+            if (len(j) >= 5 and min(len(a), len(b)) <= 3 and real < 2
+                    and (j in lexicon or (j.endswith("s") and j[:-1] in lexicon))):
+                out[-1] = j
+                changed = True
+            else:
+                out.append(seps[k - 1])
+                out.append(b)
+            k += 1
+        return "".join(out)
+
+    out = _FRAGMENTS.sub(fix, text)
     return out, changed
 
 
@@ -231,18 +361,23 @@ def collapse_spacing(text: str, keep_articles: bool = True) -> tuple[str, bool]:
 
 #: transforms that undo deliberate obfuscation (as opposed to ordinary normalisation)
 OBFUSCATION_TRANSFORMS = ("invisible_chars", "styled_letters", "confusables", "leetspeak", "spacing",
-                          "control_chars")
+                          "control_chars", "letter_marks", "inner_symbols", "fragments")
 
 
-def variants(text: str) -> tuple[list[tuple[str, str]], list[str]]:
+def variants(text: str, lexicon: Collection[str] | None = None,
+             dictionary: Collection[str] | None = None) -> tuple[list[tuple[str, str]], list[str]]:
     """Distinct de-obfuscated variants of an already normalised text, as (name, text) pairs with the
-    plain text first, and the list of transforms that fired."""
+    plain text first, and the list of transforms that fired. ``lexicon``: the policy's single-word
+    key terms, which whole-word confusables and fragment joins must spell to be applied;
+    ``dictionary``: ordinary words, never joined to each other."""
     out: list[tuple[str, str]] = [("plain", text)]
     fired: list[str] = []
     seen = {text}
     t = text
-    for name, fn in (("diacritics", strip_diacritics), ("confusables", fold_confusables),
-                     ("spacing", collapse_spacing), ("leetspeak", fold_leetspeak)):
+    steps = (("diacritics", strip_diacritics), ("inner_symbols", strip_inner_symbols),
+             ("confusables", lambda x: fold_confusables(x, lexicon)), ("spacing", collapse_spacing),
+             ("leetspeak", fold_leetspeak), ("fragments", lambda x: join_fragments(x, lexicon, dictionary)))
+    for name, fn in steps:
         t2, did = fn(t)
         if did:
             fired.append(name)

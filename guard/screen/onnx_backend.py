@@ -19,22 +19,21 @@ Usually reached through ``get_embedder(backend="auto" | "onnx")``.
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
 import sys
 import threading
 import time
-import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from guard.fileio import write_atomic
 from guard.errors import GuardError
-from guard.screen.embedder import DEFAULT_MODEL, _fingerprint, direct_config, resolve_model_path
+from guard.fileio import write_atomic
+from guard.screen.embedder import DEFAULT_MODEL, ENCODING_TAG, _fingerprint, direct_config, resolve_model_path
 
 logger = logging.getLogger("guard.screen")
 
@@ -42,6 +41,8 @@ logger = logging.getLogger("guard.screen")
 EXPORT_FORMAT = "1"
 OPSET = 17
 MIN_COSINE = 0.999
+#: the probe check of an int8 graph (against the fp32 torch probe vector)
+MIN_COSINE_INT8_PROBE = 0.97
 PROBE_TEXT = "guard onnx probe: a watercolour painting of a lighthouse at dusk"
 #: sentences the fresh export is checked on against the torch path (plus PROBE_TEXT)
 VERIFY_TEXTS = [
@@ -85,11 +86,17 @@ class _Tokenizer:
             self._tok.enable_truncation(max_length)
             pad = (self._tok.padding or {}).get("pad_id")
             self.pad_id = int(pad) if pad is not None else int(self._tok.token_to_id("[PAD]") or 0)
+            unk_token = getattr(self._tok.model, "unk_token", None) or "[UNK]"
+            unk = self._tok.token_to_id(unk_token)
+            self.unk_id = None if unk is None else int(unk)
+            self.n_special = self._tok.num_special_tokens_to_add(False)
         else:  # pragma: no cover - every sentence-transformers model ships a tokenizer.json today
             from transformers import AutoTokenizer
 
             self._hf = AutoTokenizer.from_pretrained(str(path))
             self.pad_id = int(self._hf.pad_token_id or 0)
+            self.unk_id = self._hf.unk_token_id
+            self.n_special = self._hf.num_special_tokens_to_add(False)
 
     def encode(self, texts: Sequence[str]) -> list[tuple[list[int], list[int]]]:
         """(input ids, token type ids) of each text, truncated, unpadded."""
@@ -98,6 +105,27 @@ class _Tokenizer:
             tt = enc.get("token_type_ids") or [[0] * len(ids) for ids in enc["input_ids"]]
             return list(zip(enc["input_ids"], tt))
         return [(e.ids, e.type_ids) for e in self._tok.encode_batch(list(texts))]
+
+
+def drop_unknown(encs: Sequence[tuple[list[int], list[int]]], unk_id: int | None,
+                 n_special: int) -> tuple[list[tuple[list[int], list[int]]], np.ndarray]:
+    """Remove the unknown-token id from each encoding; also return which encodings are left with
+    nothing but the special tokens (``[CLS] [SEP]``).
+
+    Why: every character the vocabulary lacks (emoji, Thai, a 100-letter word) becomes the same
+    ``[UNK]`` id, so "🍑🍆", "ภาพถ่ายของแมว" and a Japanese bank phrase all embed to one and the same
+    vector: cosine 1.0 between unrelated texts. Dropping it leaves only pieces that carry meaning;
+    a text with none gets the zero vector (cosine 0 to everything), see ``encode``."""
+    if unk_id is None:
+        return list(encs), np.zeros(len(encs), dtype=bool)
+    out, empty = [], np.zeros(len(encs), dtype=bool)
+    for r, (ids, tt) in enumerate(encs):
+        if unk_id in ids:
+            keep = [k for k, i in enumerate(ids) if i != unk_id]
+            ids, tt = [ids[k] for k in keep], [tt[k] for k in keep]
+        empty[r] = len(ids) <= n_special
+        out.append((ids, tt))
+    return out, empty
 
 
 def _pad(encs: Sequence[tuple[list[int], list[int]]], pad_id: int, names: Sequence[str]) -> dict[str, np.ndarray]:
@@ -216,128 +244,6 @@ def _meta(session) -> dict[str, str]:
     return {k[len(_META_PREFIX):]: v for k, v in m.items() if k.startswith(_META_PREFIX)}
 
 
-# ------------------------------------------------------------------------------------ export
-
-
-def export_onnx(model_dir: str | os.PathLike, out_path: str | os.PathLike, *, opset: int = OPSET,
-                fingerprint: str | None = None) -> dict[str, Any]:
-    """Export the sentence-transformers model at ``model_dir`` to ONNX at ``out_path``.
-
-    The graph takes ``input_ids``, ``attention_mask`` (and ``token_type_ids`` when the model uses
-    them), int64 (batch, seq) with both axes dynamic, and returns ``embeddings`` (batch, dim):
-    pooled and L2-normalised, as the torch path computes them. Uses the TorchScript exporter
-    (``dynamo=False``: needs the ``onnx`` package, not onnxscript). Before the file is written
-    (atomically: temp file + ``os.replace``), onnxruntime's output is compared with torch's on a few
-    sentences; below ``MIN_COSINE`` nothing is written and :class:`OnnxUnavailable` is raised, as for
-    any other export failure. Returns ``{"seconds", "min_cosine", "path", "exporter"}``.
-    """
-    data, info = export_onnx_bytes(model_dir, opset=opset, fingerprint=fingerprint)
-    write_atomic(Path(out_path), data)
-    info["path"] = Path(out_path)
-    logger.info("screen model exported to ONNX in %.1f s (min cosine vs torch %.6f): %s",
-                info["seconds"], info["min_cosine"], out_path)
-    return info
-
-
-def export_onnx_bytes(model_dir: str | os.PathLike, *, opset: int = OPSET,
-                      fingerprint: str | None = None) -> tuple[bytes, dict[str, Any]]:
-    """:func:`export_onnx` without the file: the verified serialised graph and its export info."""
-    t0 = time.perf_counter()
-    model_dir = Path(model_dir)
-    cfg = direct_config(model_dir)
-    if cfg is None:
-        raise OnnxUnavailable(f"{model_dir} is not a plain Transformer -> Pooling (-> Normalize) model")
-    try:
-        import onnx
-    except ImportError as e:
-        raise OnnxUnavailable(
-            "exporting the screen model to ONNX needs the 'onnx' package (pip install onnx); "
-            "torch.onnx's TorchScript exporter serialises through it"
-        ) from e
-    import inspect
-
-    import torch
-    from transformers import AutoModel
-
-    fingerprint = fingerprint or _fingerprint(model_dir)
-    pooling, max_len = cfg["pooling"], int(cfg["max_seq_length"])
-    try:
-        # eager attention: the 4-D additive mask below is used as is and traces without data-dependent
-        # branches (the sdpa path and transformers' 2-D mask helpers bake the example's shapes in)
-        model = AutoModel.from_pretrained(str(model_dir), attn_implementation="eager").eval()
-    except Exception as e:
-        raise OnnxUnavailable(f"cannot load {model_dir} with transformers for export: {e}") from e
-    model.float()
-    uses_tt = ("token_type_ids" in inspect.signature(model.forward).parameters
-               and int(getattr(model.config, "type_vocab_size", 0) or 0) > 0)
-    names = ["input_ids", "attention_mask"] + (["token_type_ids"] if uses_tt else [])
-
-    from guard.screen.embedder import pool_and_normalize
-
-    class _Pooled(torch.nn.Module):
-        def __init__(self, inner):
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, input_ids, attention_mask, token_type_ids=None):
-            am = attention_mask.to(torch.float32)
-            ext = (1.0 - am)[:, None, None, :] * torch.finfo(torch.float32).min
-            kw = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
-            hidden = self.inner(input_ids=input_ids, attention_mask=ext, **kw).last_hidden_state
-            return pool_and_normalize(hidden, attention_mask, pooling)
-
-    wrapper = _Pooled(model).eval()
-    tok = _Tokenizer(model_dir, max_len)
-    texts = [PROBE_TEXT, *VERIFY_TEXTS]
-    encs = tok.encode(texts)
-    example = _pad(encs[:3], tok.pad_id, names)  # padded batch of 3: both axes vary in the trace
-    buf = io.BytesIO()
-    try:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")  # the legacy exporter's deprecation and tracer notes
-            torch.onnx.export(
-                wrapper, tuple(torch.from_numpy(example[n]) for n in names), buf,
-                dynamo=False, input_names=names, output_names=["embeddings"],
-                dynamic_axes={**{n: {0: "batch", 1: "sequence"} for n in names}, "embeddings": {0: "batch"}},
-                opset_version=opset, do_constant_folding=True,
-            )
-    except Exception as e:
-        raise OnnxUnavailable(f"torch.onnx.export failed: {type(e).__name__}: {e}") from e
-
-    # reference: the torch path proper (2-D mask, no wrapper), same token ids
-    ref = np.empty((len(texts), int(model.config.hidden_size)), dtype=np.float32)
-    with torch.no_grad():
-        for i, e in enumerate(encs):
-            feeds = {k: torch.from_numpy(v) for k, v in _pad([e], tok.pad_id, names).items()}
-            hidden = model(**feeds).last_hidden_state
-            ref[i] = pool_and_normalize(hidden, feeds["attention_mask"], pooling)[0].numpy()
-
-    proto = onnx.load_model_from_string(buf.getvalue())
-    meta = {
-        "format": EXPORT_FORMAT, "fingerprint": fingerprint, "pooling": pooling, "dim": str(ref.shape[1]),
-        "max_seq_length": str(max_len), "probe": json.dumps([round(float(x), 7) for x in ref[0]]),
-        "exporter": f"torch {torch.__version__} torch.onnx.export(dynamo=False) opset {opset}",
-    }
-    for k, v in meta.items():
-        p = proto.metadata_props.add()
-        p.key, p.value = _META_PREFIX + k, v
-    data = proto.SerializeToString()
-    del proto, buf
-
-    try:
-        sess = make_session(data, providers=["CPUExecutionProvider"])
-        got = _run_sorted(sess, tok, encs, 8, ref.shape[1])
-    except Exception as e:
-        raise OnnxUnavailable(f"onnxruntime cannot run the exported graph: {type(e).__name__}: {e}") from e
-    cos = _cosines(got, ref)
-    min_cos = float(cos.min())
-    if not (min_cos >= MIN_COSINE):
-        raise OnnxUnavailable(f"exported graph disagrees with torch: min cosine {min_cos:.5f} < {MIN_COSINE}")
-
-    info = {"seconds": time.perf_counter() - t0, "min_cosine": min_cos, "exporter": meta["exporter"]}
-    return data, info
-
-
 # ------------------------------------------------------------------------------------ embedder
 
 
@@ -348,8 +254,12 @@ class OnnxEmbedder:
     backend = "onnx"
 
     def __init__(self, model: str = DEFAULT_MODEL, device: str = "cpu", batch_size: int = 64,
-                 providers: list[Any] | None = None):
+                 providers: list[Any] | None = None, quantize: str | None = None):
         t0 = time.perf_counter()
+        if quantize not in (None, "int8"):
+            raise GuardError(f"unknown ONNX quantisation {quantize!r}; expected None or 'int8'")
+        #: None (fp32, the default) or "int8": dynamic int8 MatMuls (faster, cosine ~0.99 to fp32)
+        self.quantize = quantize
         self.model_name = model
         self.path = resolve_model_path(model)
         self.device = device
@@ -369,7 +279,7 @@ class OnnxEmbedder:
         self._lock = threading.Lock()  # guards the tokenizer; session.run is thread-safe
         self._tok = _Tokenizer(self.path, self.max_seq_length)
         self._providers = providers
-        self.onnx_path = onnx_cache_path(self.fingerprint)
+        self.onnx_path = onnx_cache_path(self.fingerprint + (".int8" if quantize else ""))
         self.exported: dict[str, Any] | None = None  # export info when this instance exported
 
         self._session = None
@@ -391,20 +301,26 @@ class OnnxEmbedder:
     def _load(self, src: Path | bytes):
         sess = make_session(src, device=self.device, providers=self._providers)
         meta = _meta(sess)
-        want = {"format": EXPORT_FORMAT, "fingerprint": self.fingerprint, "pooling": self._pooling}
+        want = {"format": EXPORT_FORMAT, "fingerprint": self.fingerprint, "pooling": self._pooling,
+                "quantized": self.quantize}
         bad = {k: meta.get(k) for k, v in want.items() if meta.get(k) != v}
         if bad:
             raise OnnxUnavailable(f"cached graph metadata does not match this model: {bad}")
         probe = np.asarray(json.loads(meta["probe"]), dtype=np.float32)[None]
         got = _run_sorted(sess, self._tok, self._tok.encode([PROBE_TEXT]), 1, probe.shape[1])
         cos = float(_cosines(got, probe)[0])
-        if not (cos >= MIN_COSINE):
+        if not (cos >= (MIN_COSINE if self.quantize is None else MIN_COSINE_INT8_PROBE)):
             raise OnnxUnavailable(f"cached graph fails its probe check (cosine {cos:.5f} vs torch)")
         self._meta = meta
         return sess
 
     def _export_and_load(self):
+        from guard.screen.onnx_export import export_onnx_bytes, quantize_int8
+
         data, info = export_onnx_bytes(self.path, fingerprint=self.fingerprint)
+        if self.quantize == "int8":
+            data, qinfo = quantize_int8(data, self._tok, int(info["dim"]))
+            info.update(qinfo)
         try:
             write_atomic(self.onnx_path, data)
             info["path"] = self.onnx_path
@@ -423,16 +339,30 @@ class OnnxEmbedder:
     def cache_key(self) -> str:
         """Same key as the torch Embedder's: the vectors agree to cosine >= 0.999, so the FAISS
         index cache is shared between the backends."""
-        return f"{Path(self.model_name).name}-{self.fingerprint}"
+        return f"{Path(self.model_name).name}-{self.fingerprint}-{ENCODING_TAG}" + (
+            "-int8" if self.quantize else "")
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        """Encode texts in token-length-sorted batches; rows are L2-normalised float32."""
+        """Encode texts in token-length-sorted batches; rows are L2-normalised float32, except for
+        texts with no known word piece at all (emoji only, an unknown script): their row is zero,
+        so they are similar to nothing (unknown pieces are dropped, see :func:`drop_unknown`)."""
         texts = list(texts)
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        uniq = list(dict.fromkeys(texts))
+        if len(uniq) < len(texts):  # identical views (a prompt repeated in a batch): encoded once
+            pos = {t: i for i, t in enumerate(uniq)}
+            return self.encode(uniq)[[pos[t] for t in texts]]
         with self._lock:
             encs = self._tok.encode(texts)
-        return _run_sorted(self._session, self._tok, encs, self.batch_size, self.dim)
+        encs, empty = drop_unknown(encs, self._tok.unk_id, self._tok.n_special)
+        if not empty.any():
+            return _run_sorted(self._session, self._tok, encs, self.batch_size, self.dim)
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        keep = np.flatnonzero(~empty)
+        if keep.size:
+            out[keep] = _run_sorted(self._session, self._tok, [encs[i] for i in keep], self.batch_size, self.dim)
+        return out
 
     def __repr__(self) -> str:
         return f"OnnxEmbedder({self.model_name!r}, provider={self.provider!r}, dim={self.dim})"

@@ -36,6 +36,25 @@ _RANK = {d: i for i, d in enumerate(DECISIONS)}
 HARD_MAX_PROMPT_CHARS = 1_000_000
 
 
+def validate_prompts(prompts: Any) -> list[str]:
+    """``prompts`` as a list of str, or :class:`GuardInputError` saying what is wrong and where.
+
+    Only a list or tuple of strings is accepted: a ``dict`` would be screened by its keys, a ``set``
+    in arbitrary order, and ``bytes`` iterate as ints, so none of them is taken as a batch."""
+    if isinstance(prompts, str):
+        raise GuardInputError("expected a list of prompts, got a single string")
+    if not isinstance(prompts, (list, tuple)):
+        raise GuardInputError(f"expected a list of prompts (str), got {type(prompts).__name__}")
+    for i, p in enumerate(prompts):
+        if not isinstance(p, str):
+            raise GuardInputError(f"prompt {i} must be a string, got {type(p).__name__}")
+        if len(p) > HARD_MAX_PROMPT_CHARS:
+            raise GuardInputError(
+                f"prompt {i} is {len(p)} characters long; at most {HARD_MAX_PROMPT_CHARS} are accepted"
+            )
+    return list(prompts)
+
+
 def cache_dir() -> Path:
     """Where guard caches derived data (``$GUARD_CACHE_DIR``, else ``$XDG_CACHE_HOME/guard``)."""
     env = os.environ.get("GUARD_CACHE_DIR")
@@ -216,7 +235,8 @@ class PromptScreen:
         if self.cfg.normalize:
             n = normalize(prompt)
             tr.extend(n.transforms)
-            variant_list, fired = variants(n.text) if n.text else ([], [])
+            lex = self.lexical
+            variant_list, fired = variants(n.text, lex and lex.words, lex and lex.dictionary) if n.text else ([], [])
             tr.extend(fired)
         else:
             text = " ".join(prompt.split())
@@ -234,16 +254,7 @@ class PromptScreen:
         return views, kinds, [t for _, t in variant_list], tr
 
     def _score(self, prompts: Sequence[str]) -> list["_Scored"]:
-        if isinstance(prompts, str):
-            raise GuardInputError("expected a list of prompts, got a single string")
-        prompts = list(prompts)
-        for i, p in enumerate(prompts):
-            if not isinstance(p, str):
-                raise GuardInputError(f"prompt {i} must be a string, got {type(p).__name__}")
-            if len(p) > HARD_MAX_PROMPT_CHARS:
-                raise GuardInputError(
-                    f"prompt {i} is {len(p)} characters long; at most {HARD_MAX_PROMPT_CHARS} are accepted"
-                )
+        prompts = validate_prompts(prompts)
         all_views = [self._views(p) for p in prompts]
         flat = [v for vs, _, _, _ in all_views for v in vs]
         emb = self.embedder.encode(flat) if flat else np.zeros((0, self.embedder.dim), np.float32)
