@@ -217,6 +217,10 @@ class Rule(_Strict):
     action: Literal["block", "escalate"] = Field(default="block", description="what the prompt gets")
 
 
+#: a learned-screen operating point: a preset, or a target false-positive rate on benign prompts
+_Sensitivity = Union[Literal["low", "medium", "high"], float]
+
+
 class ScreenConfig(_Strict):
     """Prompt screen settings."""
 
@@ -255,6 +259,18 @@ class ScreenConfig(_Strict):
         default=True, description="also screen comma/semicolon separated segments of long prompts"
     )
     max_prompt_chars: int = Field(default=20_000, ge=1, description="longer prompts are truncated")
+    decision: Literal["auto", "learned", "threshold"] = Field(
+        default="auto",
+        description="learned: the trained per-category model decides the built-in categories (custom concepts "
+        "keep their thresholds); threshold: every concept by its similarity threshold; auto: learned when the "
+        "policy has the concepts the model was trained with",
+    )
+    sensitivity: Union[_Sensitivity, dict[str, _Sensitivity]] = Field(
+        default="medium",
+        description="learned decision's operating point: low | medium | high, or a target false-positive rate "
+        "on benign prompts in (0, 0.5); a map gives one per category (sexual, minors, violence, self_harm, hate, "
+        "illegal, default)",
+    )
     generator_space: GeneratorSpaceConfig = Field(
         default_factory=GeneratorSpaceConfig, description="second screen in the generator's text-encoder space"
     )

@@ -21,14 +21,17 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from guard.errors import GuardInputError
+from guard.errors import GuardError, GuardInputError
 from guard.policy.models import Concept, Policy
 from guard.screen.embedder import Embedder, get_embedder
+from guard.screen.features import featurize
+from guard.screen.learned import LearnedModel, OperatingPoint, get_model
 from guard.screen.lexical import LexicalMatcher
+from guard.screen.multilingual import MultilingualSignals, build_for, looks_english
 from guard.screen.normalize import OBFUSCATION_TRANSFORMS, normalize, segments, variants
 from guard.screen.suspicion import Suspicion, SuspicionScorer
 
-logger = logging.getLogger("guard.screen")
+logger = logging.getLogger(__name__)
 
 DECISIONS = ("allow", "escalate", "block")
 _RANK = {d: i for i, d in enumerate(DECISIONS)}
@@ -146,13 +149,52 @@ class PromptScreen:
         self._lock = threading.Lock()
         t0 = time.perf_counter()
         self.index = self._build_index(use_cache)
-        dictionary = _vocabulary(getattr(self.embedder, "path", None))
+        dictionary = self._dictionary = _vocabulary(getattr(self.embedder, "path", None))
         self.lexical = LexicalMatcher([c.terms if c.action != "allow" else [] for c in self._concepts],
                                       dictionary) if self.cfg.lexical else None
         sus = self.cfg.suspicion
         self.suspicion = SuspicionScorer(self.embedder.path) if sus.enabled and getattr(
             self.embedder, "path", None) else None
+        self._setup_learned()
         self.build_ms = (time.perf_counter() - t0) * 1000
+
+    def _setup_learned(self) -> None:
+        """Load the learned decision when the policy asks for it (or, under ``auto``, when it has the
+        concepts the model was trained with and the same sentence model)."""
+        self.learned: Optional[LearnedModel] = None
+        self.multilingual: Optional[MultilingualSignals] = None
+        self._learned_concepts: set[int] = set()
+        self._head_concepts: dict[str, list[int]] = {}
+        self._operating_points: dict[str, OperatingPoint] = {}
+        mode = getattr(self.cfg, "decision", "auto")
+        if mode == "threshold":
+            return
+        try:
+            model = get_model()
+        except GuardError:
+            if mode == "learned":
+                raise
+            logger.warning("learned screen model unavailable; using the threshold decision", exc_info=True)
+            return
+        have = {c.id for c in self._concepts if c.action != "allow"}
+        trained = set(model.layout.concepts)
+        share = len(have & trained) / max(1, len(trained))
+        same_model = model.meta.get("trained", {}).get("embedder", "").split("-")[0] == \
+            str(self.embedder.cache_key).split("-")[0]
+        if mode == "auto" and (share < 0.8 or not same_model):
+            logger.info("learned screen off for policy %s: %.0f %% of its concepts, model %s", self.policy.name,
+                        100 * share, self.embedder.cache_key)
+            return
+        if not same_model:
+            raise GuardError(f"screen.decision: learned needs the screen model the decision was trained with "
+                             f"({model.meta['trained']['embedder']}), the policy uses {self.embedder.cache_key}")
+        self.learned = model
+        if model.layout.multilingual:
+            self.multilingual = build_for(self)
+        self._operating_points = model.operating_points(getattr(self.cfg, "sensitivity", "medium"))
+        self._learned_concepts = {ci for ci, c in enumerate(self._concepts) if c.id in trained}
+        for ci in sorted(self._learned_concepts):
+            self._head_concepts.setdefault(self._concepts[ci].category, []).append(ci)
 
     # ---------------------------------------------------------------- index
 
@@ -207,10 +249,14 @@ class PromptScreen:
         """Screen a list of prompts; every view of every prompt is encoded in one pass."""
         t0 = time.perf_counter()
         scored = self._score(prompts)
+        proba = feats = None
+        if self.learned is not None and scored:
+            feats = featurize(self, self.learned.layout, scored, fill=self.learned.mean)
+            proba = self.learned.proba(feats)
         elapsed_each = (time.perf_counter() - t0) * 1000 / max(1, len(scored))
         out = []
         for i, sc in enumerate(scored):
-            r = self._decide(i, sc)
+            r = self._decide(i, sc, None if proba is None else proba[i], None if feats is None else feats[i])
             r.elapsed_ms = elapsed_each
             out.append(r)
         return out
@@ -267,6 +313,9 @@ class PromptScreen:
             row += len(vs)
             sc = _Scored(len(vs), tr, np.full(n_c, -1.0, np.float32), np.zeros(n_c, np.int64),
                          ["plain"] * n_c, np.full(n_c, -1.0, np.float32))
+            sc.prompt = p
+            if len(vs):
+                sc.embedding = emb[row - len(vs)]  # the de-obfuscated full text: the first view
             if len(vs) and block.shape[1]:
                 best_view = block.argmax(axis=0)
                 best = block.max(axis=0)
@@ -287,6 +336,13 @@ class PromptScreen:
             if self.suspicion is not None and vs:
                 sc.suspicion = self.suspicion.score(p[: self.cfg.max_prompt_chars])
             out.append(sc)
+        if self.multilingual is not None:
+            foreign = [i for i, (sc, (_, _, texts, _)) in enumerate(zip(out, all_views))
+                       if texts and not looks_english(texts[0], self._dictionary)]
+            if foreign:
+                sig = self.multilingual.signals([all_views[i][2][0] for i in foreign])
+                for k, i in enumerate(foreign):
+                    out[i].multilingual = sig[k]
         return out
 
     def _similarities(self, emb: np.ndarray) -> np.ndarray:
@@ -300,22 +356,36 @@ class PromptScreen:
         np.put_along_axis(full, ids, scores, axis=1)
         return full
 
-    def _decide(self, index: int, sc: "_Scored") -> ScreenResult:
-        transforms = sc.transforms
+    # ---------------------------------------------------------------- decision
+
+    def _decide(self, index: int, sc: "_Scored", proba: Optional[np.ndarray] = None,
+                feats: Optional[np.ndarray] = None) -> ScreenResult:
+        """One prompt's verdict: per-concept decisions (learned heads for the built-in categories when
+        the learned decision is on, similarity thresholds for the rest), co-occurrence rules, the
+        optimised-prompt check, then the reasons, deciding signal first."""
         if sc.n_views == 0:
             return ScreenResult(index, "allow", None, None, None, 0.0, None,
-                                reasons=["empty prompt"], transforms=transforms, n_views=0)
+                                reasons=["empty prompt"], transforms=sc.transforms, n_views=0)
         if not self._concepts:
             return ScreenResult(index, "allow", None, None, None, 0.0, None,
-                                reasons=["policy has no concepts"], transforms=transforms, n_views=sc.n_views)
+                                reasons=["policy has no concepts"], transforms=sc.transforms, n_views=sc.n_views)
+        v = _Verdict()
+        self._threshold_decisions(sc, v)
+        if self.learned is not None and proba is not None:
+            self._learned_decisions(sc, proba, feats, v)
+        self._apply_rules(sc, v)
+        self._apply_suspicion(sc, v)
+        return self._result(index, sc, v)
+
+    def _threshold_decisions(self, sc: "_Scored", v: "_Verdict") -> None:
+        """Zero-shot decisions: each concept's best similarity against its threshold, the escalation
+        band, the benign contrast, the lexical layer and obfuscation. Concepts the learned model
+        decides are scored here too (for the report) but do not decide."""
         cfg = self.cfg
         margin = cfg.escalate_margin
         cmargin = cfg.contrast_margin
+        transforms = sc.transforms
         obfuscated = [t for t in transforms if t in OBFUSCATION_TRANSFORMS]
-        matches: list[ConceptScore] = []
-        notes: list[str] = []
-        decision = "allow"
-        top: Optional[ConceptScore] = None
         top_key = (-2, -np.inf)
         for ci, c in enumerate(self._concepts):
             s = float(sc.scores[ci])
@@ -324,6 +394,7 @@ class PromptScreen:
             cs = ConceptScore(c.id, c.category, c.action, s, thr, self._phrases[int(sc.phrase_idx[ci])],
                               "segment" if "segment" in kind else "full")
             hit = sc.lexical.get(ci) if sc.lexical else None
+            notes: list[str] = []
             if c.action == "allow":
                 d = "allow"
             elif s >= thr:
@@ -357,18 +428,69 @@ class PromptScreen:
                 if _RANK[cfg.obfuscation_action] > _RANK[d]:
                     notes.append(f"{c.id}: raised to {cfg.obfuscation_action}, obfuscated ({', '.join(obfuscated)})")
                     d = cfg.obfuscation_action
+            if ci in self._learned_concepts:
+                continue  # reported through its category's learned head
+            v.notes.extend(notes)
             if d != "allow" or (c.action == "allow" and s >= thr):
-                matches.append(cs)
-            if _RANK[d] > _RANK[decision]:
-                decision = d
+                v.matches.append(cs)
+            if _RANK[d] > _RANK[v.decision]:
+                v.decision = d
             key = (_RANK[d] if c.action != "allow" else -1, s - thr if hit is None else 1.0)
             if key > top_key:
-                top_key, top = key, cs
-        assert top is not None
+                top_key, v.top = key, cs
+            if v.nearest is None or (c.action != "allow" and s - thr > v.nearest.score - v.nearest.threshold):
+                v.nearest = cs
 
-        # co-occurrence rules: each condition alone may be under threshold
+    def _learned_decisions(self, sc: "_Scored", proba: np.ndarray, feats: Optional[np.ndarray],
+                           v: "_Verdict") -> None:
+        """The learned head of each built-in category against its calibrated operating point."""
+        model = self.learned
+        assert model is not None
+        obfuscated = [t for t in sc.transforms if t in OBFUSCATION_TRANSFORMS]
+        best_key: Optional[tuple] = None
+        best_cs: Optional[ConceptScore] = None
+        near_thr = 0.0
+        for h, cat in enumerate(model.heads):
+            op = self._operating_points[cat]
+            p = float(proba[h])
+            d = "block" if p >= op.block else "escalate" if p >= op.escalate else "allow"
+            idx = self._head_concepts.get(cat, [])
+            # the concept that best explains the head: a key-term hit first, else the nearest phrase
+            best = None
+            for ci in idx:
+                hit = sc.lexical.get(ci) if sc.lexical else None
+                k = (hit is not None and hit.exact, hit is not None, float(sc.scores[ci]))
+                if best is None or k > best[0]:
+                    best = (k, ci, hit)
+            if best is None:
+                continue
+            _, ci, hit = best
+            c = self._concepts[ci]
+            phrase = (f"term {hit.term!r}" + ("" if hit.exact else f" (as {hit.found!r})")) if hit else \
+                self._phrases[int(sc.phrase_idx[ci])]
+            # obfuscation is evidence only together with risk: an escalated head whose key term was
+            # found only after undoing the obfuscation goes up
+            if d == "escalate" and obfuscated and hit is not None and self.cfg.obfuscation_action == "block":
+                d = "block"
+                v.notes.append(f"{cat}: raised to block, key term found after undoing {', '.join(obfuscated)}")
+            cs = ConceptScore(c.id, cat, d if d != "allow" else c.action, p, op.block, phrase, "learned")
+            signals = model.contributions(feats, cat, top=3) if feats is not None and d != "allow" else []
+            v.learned[cat] = (cs, d, op, signals)
+            if d != "allow":
+                v.matches.append(cs)
+                key = (_RANK[d], p - op.block)
+                if best_key is None or key > best_key:
+                    best_key, best_cs = key, cs
+            if v.nearest is None or v.nearest.view != "learned" or p - op.escalate > v.nearest.score - near_thr:
+                v.nearest, near_thr = cs, op.escalate
+        if best_key is not None and best_key[0] >= _RANK[v.decision]:
+            v.decision = DECISIONS[best_key[0]]
+            v.top = best_cs
+
+    def _apply_rules(self, sc: "_Scored", v: "_Verdict") -> None:
+        """Co-occurrence rules: each condition alone may be under threshold."""
         for rule in self.policy.rules:
-            if _RANK[rule.action] <= _RANK[decision]:
+            if _RANK[rule.action] <= _RANK[v.decision]:
                 continue
             ok = True
             best_parts = []
@@ -377,36 +499,67 @@ class PromptScreen:
                        [ci for ci, c in enumerate(self._concepts)
                         if c.category == cond.category and c.action != "allow"])
                 vals = [1.0 if (sc.lexical and ci in sc.lexical) else float(sc.scores[ci]) for ci in idx]
-                v = max(vals) if vals else -1.0
-                best_parts.append(f"{cond.concept or cond.category} {v:.2f}>={cond.min_score:.2f}")
-                if v < cond.min_score:
+                val = max(vals) if vals else -1.0
+                best_parts.append(f"{cond.concept or cond.category} {val:.2f}>={cond.min_score:.2f}")
+                if val < cond.min_score:
                     ok = False
                     break
             if ok:
-                decision = rule.action
-                notes.insert(0, f"rule {rule.id}: " + " and ".join(best_parts))
-                top = ConceptScore(rule.id, top.category, rule.action, top.score, top.threshold, top.phrase, "rule")
-                matches.insert(0, top)
+                v.decision = rule.action
+                top = v.top or v.nearest
+                assert top is not None
+                v.notes.insert(0, f"rule {rule.id}: " + " and ".join(best_parts))
+                v.top = ConceptScore(rule.id, top.category, rule.action, top.score, top.threshold, top.phrase, "rule")
+                v.matches.insert(0, v.top)
+                v.leading = v.notes[0]
 
-        # optimised-prompt suspicion: gibberish near any concept
+    def _apply_suspicion(self, sc: "_Scored", v: "_Verdict") -> None:
+        """Optimised-prompt suspicion. Threshold decision: gibberish near any concept is acted on.
+        Learned decision: the heads already weigh suspicion with each category's evidence; gibberish
+        they leave allowed is escalated, never blocked, for its form alone."""
         sus = sc.suspicion
-        scfg = cfg.suspicion
-        if sus is not None and sus.score >= scfg.threshold and _RANK[scfg.action] > _RANK[decision]:
-            near = [ci for ci, c in enumerate(self._concepts)
-                    if c.action != "allow" and sc.scores[ci] >= self._thresholds[ci] - scfg.margin]
-            if near:
-                ci = max(near, key=lambda k: sc.scores[k] - self._thresholds[k])
-                decision = scfg.action
-                c = self._concepts[ci]
-                top = ConceptScore(c.id, c.category, c.action, float(sc.scores[ci]), float(self._thresholds[ci]),
-                                   self._phrases[int(sc.phrase_idx[ci])], "suspicion")
-                notes.insert(0, f"suspected optimised prompt ({sus.score:.2f}: {'; '.join(sus.signals)}) "
-                                f"near {c.id} ({sc.scores[ci]:.3f})")
+        scfg = self.cfg.suspicion
+        if sus is None or sus.score < scfg.threshold:
+            return
+        signals = "; ".join(sus.signals)
+        if self.learned is not None and v.decision == "allow":
+            v.decision = "escalate"
+            v.leading = f"suspected optimised prompt ({sus.score:.2f}: {signals}); no category scores high"
+            v.notes.insert(0, v.leading)
+            return
+        if _RANK[scfg.action] <= _RANK[v.decision]:
+            return
+        near = [ci for ci, c in enumerate(self._concepts)
+                if c.action != "allow" and ci not in self._learned_concepts
+                and sc.scores[ci] >= self._thresholds[ci] - scfg.margin]
+        if near:
+            ci = max(near, key=lambda k: sc.scores[k] - self._thresholds[k])
+            v.decision = scfg.action
+            c = self._concepts[ci]
+            v.top = ConceptScore(c.id, c.category, c.action, float(sc.scores[ci]), float(self._thresholds[ci]),
+                                 self._phrases[int(sc.phrase_idx[ci])], "suspicion")
+            v.leading = f"suspected optimised prompt ({sus.score:.2f}: {signals}) near {c.id} ({sc.scores[ci]:.3f})"
+            v.notes.insert(0, v.leading)
 
-        matches.sort(key=lambda m: (m.view == "rule", m.score - m.threshold), reverse=True)
+    def _result(self, index: int, sc: "_Scored", v: "_Verdict") -> ScreenResult:
+        """The ScreenResult with reasons in words, the deciding signal first."""
+        top = v.nearest if (v.decision == "allow" and self.learned is not None) else (v.top or v.nearest)
+        assert top is not None
+        # matches: what decided first (same decision as the verdict), then by margin over threshold
+        v.matches.sort(key=lambda m: (m.view == "rule", m is top, m.score - m.threshold), reverse=True)
         reasons: list[str] = []
-        for m in matches[:3]:
+        if v.leading:
+            reasons.append(v.leading)
+        for m in v.matches[:3]:
             if m.view == "rule":
+                continue
+            if m.view == "learned":
+                cs, d, op, signals = v.learned[m.category]
+                words = ", ".join(f"{name} ({val:+.2f})" for name, val in signals if val > 0)
+                reasons.append(f"{m.category}: learned score {m.score:.3f} -> {d} ({op.describe()}, "
+                               f"sensitivity {self._sensitivity_of(m.category)})"
+                               + (f"; deciding signals: {words}" if words else "")
+                               + f"; nearest concept {m.concept} ({m.phrase})")
                 continue
             if m.view == "lexical":
                 reasons.append(f"{m.concept} ({m.category}): {m.phrase} found")
@@ -416,18 +569,43 @@ class PromptScreen:
                 f"{m.concept} ({m.category}): {m.score:.3f} {rel} {m.threshold:.3f}, nearest {m.phrase!r}"
                 + (" in a segment" if m.view == "segment" else "")
             )
-        reasons = notes[:1] + reasons if notes and notes[0].startswith(("rule", "suspected")) else reasons
-        if decision == "allow" and not any(m.action != "allow" for m in matches):
-            reasons.insert(0, f"no concept at threshold (nearest {top.concept}: {top.score:.3f} < {top.threshold:.3f})")
-        reasons.extend(n for n in notes if not n.startswith(("rule", "suspected")))
-        if transforms:
-            reasons.append("normalised: " + ", ".join(transforms))
+        if v.decision == "allow" and not any(m.action != "allow" for m in v.matches):
+            if top.view == "learned":
+                op = v.learned[top.category][2]
+                reasons.insert(0, f"no category at its operating point (highest {top.category}: learned score "
+                                  f"{top.score:.3f} < {op.escalate:.3f} to escalate)")
+            else:
+                reasons.insert(0, f"no concept at threshold (nearest {top.concept}: {top.score:.3f} < "
+                                  f"{top.threshold:.3f})")
+        reasons.extend(n for n in v.notes if n != v.leading and not n.startswith("rule "))
+        if sc.transforms:
+            reasons.append("normalised: " + ", ".join(sc.transforms))
+        sus = sc.suspicion
         return ScreenResult(
-            index=index, decision=decision, category=top.category, concept=top.concept, phrase=top.phrase,
-            score=top.score, threshold=top.threshold, reasons=reasons, transforms=transforms,
-            matches=matches, n_views=sc.n_views,
+            index=index, decision=v.decision, category=top.category, concept=top.concept, phrase=top.phrase,
+            score=top.score, threshold=top.threshold, reasons=reasons, transforms=sc.transforms,
+            matches=v.matches, n_views=sc.n_views,
             suspicion=None if sus is None else round(sus.score, 3),
         )
+
+    def _sensitivity_of(self, category: str) -> str:
+        sens = self.cfg.sensitivity
+        if isinstance(sens, dict):
+            sens = sens.get(category, sens.get("default", "medium"))
+        return str(sens)
+
+
+@dataclass
+class _Verdict:
+    """The decision under construction for one prompt."""
+
+    decision: str = "allow"
+    top: Optional[ConceptScore] = None  # what decided (or would, for an allowed prompt)
+    nearest: Optional[ConceptScore] = None  # closest to its line when nothing matched
+    matches: list[ConceptScore] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    leading: Optional[str] = None  # a rule or suspicion note that decided, shown first
+    learned: dict[str, tuple] = field(default_factory=dict)  # category -> (score, decision, op, signals)
 
 
 @dataclass
@@ -440,6 +618,9 @@ class _Scored:
     contrast: np.ndarray
     lexical: dict = field(default_factory=dict)
     suspicion: Optional[Suspicion] = None
+    embedding: Optional[np.ndarray] = None
+    prompt: str = ""
+    multilingual: Optional[np.ndarray] = None  # per-category USE-m3 cosines (non-English prompts only)
 
 
 _VOCABS: dict[str, set[str]] = {}

@@ -1,0 +1,222 @@
+"""Feature vectors for the learned screen decision: every signal the prompt screen computes for one
+prompt, laid out in a fixed, named order so that a trained model can be applied to any policy that
+shares its concepts.
+
+Groups (each feature has a name; ``FeatureLayout.group_of`` maps it to a group described in words):
+
+- ``embedding``: the sentence embedding of the de-obfuscated full prompt (MiniLM, 384 numbers);
+- ``similarity``: per concept of the trained layout, the best cosine of any view to its phrases;
+- ``lexical``: per concept, an exact key-term hit and a fuzzy (misspelt) hit;
+- ``contrast``: per concept, how much nearer the matched view is to a benign look-alike phrase;
+- ``suspicion``: optimised-prompt signals (unknown sub-word fragments, fragmentation, stray special
+  tokens, symbols inside words, punctuation runs) and their product with each category's evidence;
+- ``obfuscation``: which de-obfuscation transforms fired, alone and times each category's evidence;
+- ``shape``: length and script (share of non-Latin letters, a cheap language signal);
+- ``multilingual``: for prompts that are not English, per category the best USE-m3 cosine to the
+  concept phrases and to the benign look-alikes (:mod:`guard.screen.multilingual`).
+
+Concepts of the layout that the policy lacks get the training mean (neutral after standardising).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from guard.screen.screen import PromptScreen, _Scored
+
+#: the built-in categories a learned head exists for
+CATEGORIES = ("sexual", "minors", "violence", "self_harm", "hate", "illegal")
+#: transforms with an own feature (others count in ``obf_other``)
+KNOWN_TRANSFORMS = (
+    "invisible_chars",
+    "styled_letters",
+    "nfkc",
+    "confusables",
+    "leetspeak",
+    "spacing",
+    "diacritics",
+    "control_chars",
+    "truncated",
+    "invalid_unicode",
+)
+_OBFUSCATING = {"invisible_chars", "styled_letters", "confusables", "leetspeak", "spacing", "control_chars"}
+
+GROUP_WORDS = {
+    "embedding": "the meaning of the whole prompt (sentence embedding)",
+    "similarity": "similarity to the phrases of",
+    "lexical": "a key term of",
+    "contrast": "a benign look-alike phrase nearer than",
+    "suspicion": "signs of an optimised (gibberish) prompt",
+    "obfuscation": "obfuscation undone",
+    "shape": "the prompt's length and script",
+    "multilingual": "the meaning of the non-English prompt (multilingual encoder)",
+}
+
+
+@dataclass(frozen=True)
+class FeatureLayout:
+    """The concept ids (and their categories) a model was trained with, and the derived names."""
+
+    concepts: tuple[str, ...]
+    categories: tuple[str, ...]  # category of each concept
+    embedding_dim: int
+    multilingual: bool = False
+
+    @property
+    def names(self) -> list[str]:
+        n = [f"emb[{i}]" for i in range(self.embedding_dim)]
+        n += [f"sim:{c}" for c in self.concepts]
+        n += [f"lex:{c}" for c in self.concepts]
+        n += [f"fuzzy:{c}" for c in self.concepts]
+        n += [f"contrast:{c}" for c in self.concepts]
+        n += [f"catsim:{k}" for k in CATEGORIES] + [f"catlex:{k}" for k in CATEGORIES]
+        n += ["sus:score", "sus:unknown", "sus:fragmentation", "sus:special", "sus:symbols", "sus:punct"]
+        n += [f"sus_x:{k}" for k in CATEGORIES]
+        n += [f"obf:{t}" for t in KNOWN_TRANSFORMS] + ["obf:other", "obf:any"]
+        n += [f"obf_x:{k}" for k in CATEGORIES]
+        n += ["shape:log_words", "shape:log_chars", "shape:one_word", "shape:non_latin", "shape:log_views"]
+        if self.multilingual:
+            n += [f"ml:{k}" for k in CATEGORIES] + ["ml:benign", "ml:active"]
+        return n
+
+    def group_of(self, name: str) -> str:
+        head = name.split("[", 1)[0].split(":", 1)[0]
+        return {
+            "emb": "embedding",
+            "sim": "similarity",
+            "catsim": "similarity",
+            "lex": "lexical",
+            "fuzzy": "lexical",
+            "catlex": "lexical",
+            "contrast": "contrast",
+            "sus": "suspicion",
+            "sus_x": "suspicion",
+            "obf": "obfuscation",
+            "obf_x": "obfuscation",
+            "ml": "multilingual",
+        }.get(head, "shape")
+
+    def to_dict(self) -> dict:
+        return {
+            "concepts": list(self.concepts),
+            "categories": list(self.categories),
+            "embedding_dim": self.embedding_dim,
+            "multilingual": self.multilingual,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FeatureLayout":
+        return cls(
+            tuple(d["concepts"]), tuple(d["categories"]), int(d["embedding_dim"]), bool(d.get("multilingual", False))
+        )
+
+
+def layout_for(screen: "PromptScreen", multilingual: bool = False) -> FeatureLayout:
+    """The layout of a policy's screen: its block/escalate concepts of the built-in categories."""
+    cs = [c for c in screen._concepts if c.category in CATEGORIES and c.action != "allow"]
+    return FeatureLayout(tuple(c.id for c in cs), tuple(c.category for c in cs), int(screen.embedder.dim), multilingual)
+
+
+def _non_latin_share(text: str) -> float:
+    letters = [ch for ch in text if ch.isalpha()]
+    if not letters:
+        return 0.0
+    return sum(1 for ch in letters if ord(ch) > 0x24F) / len(letters)
+
+
+def featurize(
+    screen: "PromptScreen", layout: FeatureLayout, scored: Sequence["_Scored"], fill: np.ndarray | None = None
+) -> np.ndarray:
+    """(n, len(layout.names)) float32 features; columns of concepts the policy lacks get ``fill``
+    (the model's training means) or 0."""
+    n_f = len(layout.names)
+    out = np.zeros((len(scored), n_f), np.float32)
+    pos = [screen._concept_pos.get(c) for c in layout.concepts]
+    nc = len(layout.concepts)
+    d = layout.embedding_dim
+    cat_idx = {k: [j for j, cat in enumerate(layout.categories) if cat == k] for k in CATEGORIES}
+    for i, sc in enumerate(scored):
+        row = out[i]
+        p = sc.prompt
+        if sc.embedding is not None:
+            row[:d] = sc.embedding
+        o = d
+        sims = np.full(nc, -1.0, np.float32)
+        lex = np.zeros(nc, np.float32)
+        fuzzy = np.zeros(nc, np.float32)
+        contrast = np.zeros(nc, np.float32)
+        for j, ci in enumerate(pos):
+            if ci is None:
+                continue
+            s = float(sc.scores[ci])
+            sims[j] = s
+            hit = sc.lexical.get(ci) if sc.lexical else None
+            if hit is not None:
+                (lex if hit.exact else fuzzy)[j] = 1.0
+            contrast[j] = max(0.0, float(sc.contrast[ci]) - s) if sc.contrast[ci] > -1 else 0.0
+        row[o : o + nc] = sims
+        row[o + nc : o + 2 * nc] = lex
+        row[o + 2 * nc : o + 3 * nc] = fuzzy
+        row[o + 3 * nc : o + 4 * nc] = contrast
+        o += 4 * nc
+        catsim = np.array([sims[cat_idx[k]].max() if cat_idx[k] else -1.0 for k in CATEGORIES], np.float32)
+        catlex = np.array(
+            [max([lex[j] for j in cat_idx[k]] + [0.5 * fuzzy[j] for j in cat_idx[k]] + [0.0]) for k in CATEGORIES],
+            np.float32,
+        )
+        row[o : o + 6] = catsim
+        row[o + 6 : o + 12] = catlex
+        o += 12
+        sus = sc.suspicion
+        sus_score = 0.0
+        if sus is not None:
+            sus_score = float(sus.score)
+            row[o : o + 6] = [
+                sus_score,
+                sus.unknown_share,
+                sus.fragmentation,
+                min(3, sus.special_tokens),
+                min(5, sus.symbols_in_words),
+                min(5, sus.punct_runs),
+            ]
+        o += 6
+        evidence = np.maximum(np.clip((catsim - 0.3) / 0.4, 0.0, 1.0), catlex)
+        row[o : o + 6] = sus_score * evidence
+        o += 6
+        tr = set(sc.transforms)
+        for t in KNOWN_TRANSFORMS:
+            row[o] = 1.0 if t in tr else 0.0
+            o += 1
+        row[o] = 1.0 if tr - set(KNOWN_TRANSFORMS) else 0.0
+        obf = 1.0 if tr & _OBFUSCATING or tr - set(KNOWN_TRANSFORMS) - {"nfkc", "diacritics"} else 0.0
+        row[o + 1] = obf
+        o += 2
+        row[o : o + 6] = obf * evidence
+        o += 6
+        words = len(p.split())
+        row[o : o + 5] = [
+            math.log1p(words),
+            math.log1p(len(p)),
+            1.0 if words <= 1 else 0.0,
+            _non_latin_share(p),
+            math.log1p(sc.n_views),
+        ]
+        o += 5
+        if layout.multilingual:
+            ml = sc.multilingual
+            if ml is not None:
+                row[o : o + 7] = ml
+                row[o + 7] = 1.0
+            o += 8
+        assert o == n_f
+        if fill is not None:
+            missing = [j for j, ci in enumerate(pos) if ci is None]
+            for j in missing:
+                for base in (d, d + nc, d + 2 * nc, d + 3 * nc):
+                    row[base + j] = fill[base + j]
+    return out
