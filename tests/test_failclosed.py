@@ -33,10 +33,15 @@ def i2i():
 
 def policy(log, fail_open):
     return make_policy(
-        fail_open=fail_open, audit={"path": str(log)},
-        screen={"threshold": 0.6, "escalate_margin": 0.05,
-                "generator_space": {"enabled": True, "threshold": 0.999, "action": "block"}},
-        guidance={"concepts": ["sexual.nudity"], "apply": "always"})
+        fail_open=fail_open,
+        audit={"path": str(log)},
+        screen={
+            "threshold": 0.6,
+            "escalate_margin": 0.05,
+            "generator_space": {"enabled": True, "threshold": 0.999, "action": "block"},
+        },
+        guidance={"concepts": ["sexual.nudity"], "apply": "always"},
+    )
 
 
 def lines(log):
@@ -81,8 +86,17 @@ def _inject(where, g, monkeypatch):
     return f"{where} exploded"
 
 
-WHERE = ["prompt_screen", "generator_space", "input_images", "guidance_setup", "guidance_hook", "decode",
-         "output_check", "audit", "pipeline"]
+WHERE = [
+    "prompt_screen",
+    "generator_space",
+    "input_images",
+    "guidance_setup",
+    "guidance_hook",
+    "decode",
+    "output_check",
+    "audit",
+    "pipeline",
+]
 
 
 @pytest.mark.parametrize("fail_open", [False, True], ids=["fail_closed", "fail_open"])
@@ -91,8 +105,14 @@ def test_a_failure_anywhere_blocks_and_is_audited_once_per_image(where, fail_ope
     log = tmp_path / "audit.jsonl"
     g = guard.protect(i2i(), policy(log, fail_open))
     text = _inject(where, g, monkeypatch)
-    kw = dict(image=IMG, strength=1.0, num_inference_steps=2, num_images_per_prompt=NIPP,
-              output_type="latent" if where == "decode" else "np", generator=torch.Generator().manual_seed(0))
+    kw = dict(
+        image=IMG,
+        strength=1.0,
+        num_inference_steps=2,
+        num_images_per_prompt=NIPP,
+        output_type="latent" if where == "decode" else "np",
+        generator=torch.Generator().manual_seed(0),
+    )
     n_images = len(PROMPTS) * NIPP
     try:
         if where == "pipeline":
@@ -100,8 +120,7 @@ def test_a_failure_anywhere_blocks_and_is_audited_once_per_image(where, fail_ope
                 g(PROMPTS, **kw)
             events = lines(log)  # ... after its audit lines are written
             assert len(events) == n_images
-            assert all(e["decision"] == "blocked" and e["blocked_by"] == "error" and text in e["error"]
-                       for e in events)
+            assert all(e["decision"] == "blocked" and e["blocked_by"] == "error" and text in e["error"] for e in events)
             return
         if where == "audit":
             caplog.set_level(logging.ERROR, logger="guard.core")

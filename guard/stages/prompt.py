@@ -9,9 +9,17 @@ from guard.stages.base import Request, Stage, Verdict, register_stage
 
 def _verdict_from(stage: str, i: int, r) -> Verdict:
     """A Verdict over a screen result object (decision/concept/category/score/threshold/reasons)."""
-    return Verdict(stage, i, r.decision, category=r.category, concept=r.concept,
-                   score=None if r.score is None else float(r.score), threshold=r.threshold,
-                   reasons=list(r.reasons), detail=r)
+    return Verdict(
+        stage,
+        i,
+        r.decision,
+        category=r.category,
+        concept=r.concept,
+        score=None if r.score is None else float(r.score),
+        threshold=r.threshold,
+        reasons=list(r.reasons),
+        detail=r,
+    )
 
 
 @register_stage
@@ -37,8 +45,11 @@ class GeneratorSpaceStage(Stage):
 
     def enabled(self, request: Request) -> bool:
         s = self.policy.screen
-        return (bool(s.enabled and s.generator_space.enabled) and request.pipe is not None
-                and any(p is not None for p in request.prompts))
+        return (
+            bool(s.enabled and s.generator_space.enabled)
+            and request.pipe is not None
+            and any(p is not None for p in request.prompts)
+        )
 
     def run(self, request: Request) -> list[Verdict]:
         from guard.screen.generator_space import get_generator_space_screen
