@@ -6,15 +6,14 @@ from __future__ import annotations
 import json
 import threading
 
-import diffusers
 import numpy as np
 import PIL.Image
 import pytest
 import torch
 
 import guard
-from conftest import FAST, UNetCounter, make_policy
-from guard.pipelines.tiny import add_tiny_ip_adapter, build_tiny_pipeline, build_tiny_sdxl_pipeline
+from conftest import FAST, UNetCounter, make_policy, tiny
+from guard.pipelines.tiny import add_tiny_ip_adapter, build_tiny_pipeline
 from guard.stages import decode_latents
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -106,7 +105,7 @@ def _latents_of(pipe, image):
 
 
 def test_img2img_latents_are_decoded_before_they_are_classified(monkeypatch):
-    base = cached("i2i", lambda: build_tiny_pipeline(diffusers.StableDiffusionImg2ImgPipeline))
+    base = tiny("img2img")
     g = guard.protect(base, FLAG_INPUTS)
     spy = CheckerSpy(g.guard_runner, monkeypatch)
     lat = _latents_of(base, IMG)  # (1, 4, 32, 32): diffusers takes a 4-channel `image` as latents
@@ -121,7 +120,7 @@ def test_img2img_latents_are_decoded_before_they_are_classified(monkeypatch):
 
 
 def test_inpaint_masked_image_latents_are_checked(monkeypatch):
-    base = cached("inp", lambda: build_tiny_pipeline(diffusers.StableDiffusionInpaintPipeline, in_channels=9))
+    base = tiny("inpaint9")
     g = guard.protect(base, FLAG_INPUTS)
     spy = CheckerSpy(g.guard_runner, monkeypatch)
     lat = _latents_of(base, IMG)
@@ -267,7 +266,7 @@ def test_return_dict_false_keeps_the_report_and_flags(tiny_pipe):
 
 
 def test_sdxl_return_dict_false_keeps_the_flags():
-    g = guard.protect(cached("xl", build_tiny_sdxl_pipeline), make_policy())
+    g = guard.protect(tiny("sdxl"), make_policy())
     out = g([BENIGN, UNSAFE], return_dict=False, num_inference_steps=2, height=64, width=64, output_type="np")
     (images,) = out  # SDXL's own tuple has one element
     assert images.shape == (2, 64, 64, 3)

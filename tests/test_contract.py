@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import guard
-from conftest import UNetCounter, make_policy
+from conftest import UNetCounter, make_policy, tiny
 from guard.guidance import installed
 from guard.pipelines import GuardedPipelineMixin
 from guard.pipelines.tiny import build_tiny_pipeline, build_tiny_sdxl_pipeline
@@ -27,7 +27,6 @@ FLAG_ALL = make_policy(
     output={"classifiers": [{"type": "nudenet", "thresholds": {"FACE_FEMALE": 0.0}, "action": "flag"}]},
     input_images={"enabled": False},
 )
-_PLAIN: dict = {}
 
 
 class GuardedContract:
@@ -42,9 +41,7 @@ class GuardedContract:
 
     # helpers
     def plain(self):
-        if self.kind not in _PLAIN:
-            _PLAIN[self.kind] = self.build()
-        return _PLAIN[self.kind]
+        return tiny(self.kind)
 
     def guarded(self, policy=None):
         return guard.protect(self.plain(), policy or make_policy())

@@ -7,28 +7,23 @@ from __future__ import annotations
 import json
 import logging
 
-import diffusers
 import numpy as np
 import PIL.Image
 import pytest
 import torch
 
 import guard
-from conftest import make_policy
-from guard.pipelines.tiny import build_tiny_pipeline
+from conftest import make_policy, tiny
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 IMG = PIL.Image.fromarray((np.random.RandomState(0).rand(64, 64, 3) * 255).astype("uint8"))
 PROMPTS = ["a cat on a sofa", "a red bicycle"]
 NIPP = 2
-_PIPE: dict = {}
 
 
 def i2i():
-    if "p" not in _PIPE:
-        _PIPE["p"] = build_tiny_pipeline(diffusers.StableDiffusionImg2ImgPipeline)
-    return _PIPE["p"]
+    return tiny("img2img")
 
 
 def policy(log, fail_open):
