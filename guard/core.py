@@ -192,7 +192,8 @@ class Guard:
 
     def _stage_failed(self, st: Stage, request: Request, e: BaseException) -> list[Verdict]:
         msg = f"{_LABEL.get(st.name, st.name)} failed: {_short_error(e)}"
-        logger.error(msg)
+        # the application log gets the prompts as digests (the report, for the caller, keeps the text)
+        logger.error(msg if self.audit is not None and self.audit.store_prompts else redact(msg, request.prompts))
         if request.report is not None:
             request.report.errors.append(msg)
         return st.on_error(request, msg, bool(self.policy.fail_open))

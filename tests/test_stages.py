@@ -130,8 +130,8 @@ def test_report_errors_come_from_the_error_field_not_from_words(tmp_path):
         "guard.report",
         "guard.audit",
         "guard.stages",
-        "guard.guidance",
-        "guard.pipelines",
+        pytest.param("guard.guidance", marks=pytest.mark.slow),  # torch: seconds per fresh interpreter
+        pytest.param("guard.pipelines", marks=pytest.mark.slow),  # diffusers
         "guard.screen.screen",
         "guard.output.check",
     ],
