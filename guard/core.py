@@ -231,6 +231,13 @@ class Guard:
         ``request.parent_nsfw``. Afterwards ``request.report`` holds one ImageReport per image and the
         audit log one line per image. Raises :class:`GuardBlocked` under ``on_block: raise``, and
         re-raises the generation's own errors (after auditing them)."""
+        if not isinstance(request, Request):
+            raise GuardInputError(f"Guard.run expects a guard.stages.Request, got {type(request).__name__}")
+        if not request.prompts:
+            raise GuardInputError("Guard.run: the request has no prompts")
+        for i, p in enumerate(request.prompts):
+            if p is not None and not isinstance(p, str):
+                raise GuardInputError(f"Guard.run: prompts[{i}] must be a string or None, got {type(p).__name__}")
         t_start = time.perf_counter()
         if request.report is None:
             request.report = self.new_report(request.pipeline)

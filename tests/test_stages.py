@@ -108,6 +108,10 @@ def test_kept_entry_points_check_their_inputs():
     for bad in (None, 5, object(), "a single string", ["ok", None]):
         with pytest.raises(GuardInputError, match="Guard.screen_prompts: prompts"):
             g.screen_prompts(bad)
+    with pytest.raises(GuardInputError, match="the request has no prompts"):
+        g.run(Request(prompts=[]))
+    with pytest.raises(GuardInputError, match=r"prompts\[1\] must be a string or None, got int"):
+        g.run(Request(prompts=["a", 5], texts=["a", "5"]))
     with pytest.raises(GuardInputError, match="Guard.check_images: images must be a list"):
         g.check_images(None)
     (r,) = g.screen_prompts(["a photo of a naked woman"])
