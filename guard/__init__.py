@@ -35,6 +35,7 @@ _LAZY = {
     "GuardedPipelineOutput": "guard.pipelines",
     "GuardedTuple": "guard.pipelines",
     "Verdict": "guard.stages",
+    "Request": "guard.stages",
     "Stage": "guard.stages",
     "register_stage": "guard.stages",
     "GuardedStableDiffusionPipeline": "guard.pipelines",

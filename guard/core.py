@@ -34,9 +34,13 @@ logger = logging.getLogger(__name__)
 #: the report's ``timings_ms`` key of each built-in stage (kept from earlier reports)
 _TIMING = {"prompt_screen": "screen", "input_images": "input_check"}
 #: how a failed stage is named in errors
-_LABEL = {"prompt_screen": "prompt screen", "generator_space": "generator-space screen",
-          "input_images": "input-image check", "guidance": "negative guidance planning",
-          "output_check": "output check"}
+_LABEL = {
+    "prompt_screen": "prompt screen",
+    "generator_space": "generator-space screen",
+    "input_images": "input-image check",
+    "guidance": "negative guidance planning",
+    "output_check": "output check",
+}
 _RANK = {"allow": 0, "escalate": 1, "block": 2}
 
 
@@ -139,8 +143,10 @@ class Guard:
         lower it; its failures fail closed like every other stage's."""
         cls = get_stage(name)
         if cls.over != "prompts":
-            raise GuardError(f"add_stage: stage {name!r} is over {cls.over}; only prompt stages run before "
-                             "denoising (image classifiers belong in the output check's classifier registry)")
+            raise GuardError(
+                f"add_stage: stage {name!r} is over {cls.over}; only prompt stages run before "
+                "denoising (image classifiers belong in the output check's classifier registry)"
+            )
         if before is not None and before not in self.pre_stages:
             raise GuardError(f"add_stage: no stage {before!r} to insert before; have {', '.join(self.pre_stages)}")
         if name in self.pre_stages:
@@ -152,8 +158,12 @@ class Guard:
     # ------------------------------------------------------------------ one stage, fail-closed once
 
     def new_report(self, pipeline: str) -> GuardReport:
-        return GuardReport(request_id=uuid.uuid4().hex, policy_name=self.policy.name,
-                           policy_sha256=self.policy_sha256, pipeline=pipeline)
+        return GuardReport(
+            request_id=uuid.uuid4().hex,
+            policy_name=self.policy.name,
+            policy_sha256=self.policy_sha256,
+            pipeline=pipeline,
+        )
 
     def run_stage(self, name: str, request: Request) -> Optional[list[Verdict]]:
         """Run one stage on ``request`` (None when the stage is not enabled for it). A stage that
@@ -182,7 +192,8 @@ class Guard:
 
     def _stage_failed(self, st: Stage, request: Request, e: BaseException) -> list[Verdict]:
         msg = f"{_LABEL.get(st.name, st.name)} failed: {_short_error(e)}"
-        logger.error(msg)
+        # the application log gets the prompts as digests (the report, for the caller, keeps the text)
+        logger.error(msg if self.audit is not None and self.audit.store_prompts else redact(msg, request.prompts))
         if request.report is not None:
             request.report.errors.append(msg)
         return st.on_error(request, msg, bool(self.policy.fail_open))
@@ -197,8 +208,9 @@ class Guard:
         verdicts = self.run_stage("prompt_screen", req)
         if verdicts is None:
             return [_blank_screen(i, "screen disabled by policy") for i in range(len(prompts))]
-        return [v.detail if v.detail is not None else _blank_screen(v.index, v.reasons[0], v.decision)
-                for v in verdicts]
+        return [
+            v.detail if v.detail is not None else _blank_screen(v.index, v.reasons[0], v.decision) for v in verdicts
+        ]
 
     def check_images(self, images: Sequence[Any], report: GuardReport | None = None) -> list[OutputVerdict]:
         """Run the output classifiers on images (PIL, HWC arrays, CHW tensors). If they fail, every
@@ -219,6 +231,13 @@ class Guard:
         ``request.parent_nsfw``. Afterwards ``request.report`` holds one ImageReport per image and the
         audit log one line per image. Raises :class:`GuardBlocked` under ``on_block: raise``, and
         re-raises the generation's own errors (after auditing them)."""
+        if not isinstance(request, Request):
+            raise GuardInputError(f"Guard.run expects a guard.stages.Request, got {type(request).__name__}")
+        if not request.prompts:
+            raise GuardInputError("Guard.run: the request has no prompts")
+        for i, p in enumerate(request.prompts):
+            if p is not None and not isinstance(p, str):
+                raise GuardInputError(f"Guard.run: prompts[{i}] must be a string or None, got {type(p).__name__}")
         t_start = time.perf_counter()
         if request.report is None:
             request.report = self.new_report(request.pipeline)
@@ -257,8 +276,11 @@ class Guard:
         if blocked and self.policy.on_block == "raise":
             self._finish_report(req)
             first = req.screened[blocked[0]]
-            raise GuardBlocked(f"prompt {blocked[0]} blocked by policy {self.policy.name!r}: "
-                               + (first.reasons[0] if first.reasons else "blocked"), report)
+            raise GuardBlocked(
+                f"prompt {blocked[0]} blocked by policy {self.policy.name!r}: "
+                + (first.reasons[0] if first.reasons else "blocked"),
+                report,
+            )
         if generate is None or not req.allowed:
             self._finish_report(req)
             return
@@ -344,8 +366,11 @@ class Guard:
             elif v.decision != "allow":
                 d = v.detail
                 if d is not None and v.concept is not None and v.error is None:
-                    s.matches.append(ConceptScore(v.concept, v.category, v.decision, v.score, v.threshold,
-                                                  getattr(d, "phrase", None), name))
+                    s.matches.append(
+                        ConceptScore(
+                            v.concept, v.category, v.decision, v.score, v.threshold, getattr(d, "phrase", None), name
+                        )
+                    )
                 if v.decision == "block" and v.error:
                     s.reasons[:0] = v.reasons[:1]
                 else:
@@ -378,8 +403,9 @@ class Guard:
                     by = "error" if err is not None and s.decision == "block" else "screen"
                     im = ImageReport(idx, pi, s, None, "blocked", by, "blank", list(s.reasons[:1]), error=err)
                 elif pi not in pos:  # screened only (no generation in this request): the screen's word
-                    reasons = ["prompt escalated: " + (s.reasons[0] if s.reasons else "")] \
-                        if s.decision == "escalate" else []
+                    reasons = (
+                        ["prompt escalated: " + (s.reasons[0] if s.reasons else "")] if s.decision == "escalate" else []
+                    )
                     im = ImageReport(idx, pi, s, None, "allowed", None, "none", reasons, error=err)
                 else:
                     k = pos[pi] * nipp + (idx - pi * nipp)
@@ -399,11 +425,21 @@ class Guard:
                         reasons.extend(v.flagged)
                         blocked = v.action in BLOCKING_ACTIONS
                         by = ("error" if ov.error else "output") if blocked else None
-                        im = ImageReport(idx, pi, s, v, "blocked" if blocked else "flagged", by if blocked
-                                         else "output", v.action, reasons, error=err)
+                        im = ImageReport(
+                            idx,
+                            pi,
+                            s,
+                            v,
+                            "blocked" if blocked else "flagged",
+                            by if blocked else "output",
+                            v.action,
+                            reasons,
+                            error=err,
+                        )
                     else:
-                        im = ImageReport(idx, pi, s, v, "flagged" if nsfw else "allowed", None, "none", reasons,
-                                         error=err)
+                        im = ImageReport(
+                            idx, pi, s, v, "flagged" if nsfw else "allowed", None, "none", reasons, error=err
+                        )
                 report.images.append(im)
                 idx += 1
 
@@ -429,25 +465,39 @@ class Guard:
                 "pipeline": report.pipeline,
             }
             if report.erasers:
-                ev["erasers"] = [{k: er[k] for k in ("path", "method", "concepts", "strength", "fingerprint")}
-                                 for er in report.erasers]
+                ev["erasers"] = [
+                    {k: er[k] for k in ("path", "method", "concepts", "strength", "fingerprint")}
+                    for er in report.erasers
+                ]
             ev.update(self.audit.prompt_field(prompt))
             ev["decision"] = im.decision
             ev["blocked_by"] = im.blocked_by
             ev["action"] = im.action
             s = im.screen
-            ev["screen"] = None if s is None else {
-                "decision": s.decision, "category": s.category, "concept": s.concept,
-                "score": round(float(s.score), 4),
-                "threshold": None if s.threshold is None else round(float(s.threshold), 4),
-                "transforms": s.transforms,
-            }
+            ev["screen"] = (
+                None
+                if s is None
+                else {
+                    "decision": s.decision,
+                    "category": s.category,
+                    "concept": s.concept,
+                    "score": round(float(s.score), 4),
+                    "threshold": None if s.threshold is None else round(float(s.threshold), 4),
+                    "transforms": s.transforms,
+                }
+            )
             o = im.output
-            ev["output"] = None if o is None else {
-                "flagged": o.flagged, "action": o.action,
-                "scores": {k: {lab: round(float(v), 4) for lab, v in d.items() if v >= 0.01}
-                           for k, d in o.scores.items()},
-            }
+            ev["output"] = (
+                None
+                if o is None
+                else {
+                    "flagged": o.flagged,
+                    "action": o.action,
+                    "scores": {
+                        k: {lab: round(float(v), 4) for lab, v in d.items() if v >= 0.01} for k, d in o.scores.items()
+                    },
+                }
+            )
             ev["timings_ms"] = {k: round(v, 3) for k, v in report.timings_ms.items()}
             if im.error:
                 ev["error"] = im.error if store else redact(im.error, prompts)

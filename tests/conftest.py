@@ -73,6 +73,33 @@ def test_policy():
     return load_policy(make_policy())
 
 
+_TINY: dict = {}
+
+
+def _tiny_builders():
+    import diffusers
+
+    from guard.pipelines.tiny import build_tiny_pipeline, build_tiny_sdxl_pipeline
+
+    return {
+        "text2img": build_tiny_pipeline,
+        "img2img": lambda: build_tiny_pipeline(diffusers.StableDiffusionImg2ImgPipeline),
+        "inpaint9": lambda: build_tiny_pipeline(diffusers.StableDiffusionInpaintPipeline, in_channels=9),
+        "inpaint4": lambda: build_tiny_pipeline(diffusers.StableDiffusionInpaintPipeline),
+        "pix2pix": lambda: build_tiny_pipeline(diffusers.StableDiffusionInstructPix2PixPipeline, in_channels=8),
+        "sdxl": build_tiny_sdxl_pipeline,
+        "sdxl-img2img": lambda: build_tiny_sdxl_pipeline(diffusers.StableDiffusionXLImg2ImgPipeline),
+    }
+
+
+def tiny(kind: str):
+    """A plain tiny pipeline of ``kind`` (text2img, img2img, inpaint9, inpaint4, pix2pix, sdxl, sdxl-img2img),
+    built once per test session and shared between test files (tests that change it build their own)."""
+    if kind not in _TINY:
+        _TINY[kind] = _tiny_builders()[kind]()
+    return _TINY[kind]
+
+
 @pytest.fixture(scope="session")
 def tiny_pipe():
     """A plain tiny StableDiffusionPipeline (random weights, CPU)."""

@@ -8,6 +8,7 @@ import json
 import threading
 from collections import Counter
 
+import pytest
 import torch
 from diffusers import DDIMScheduler
 
@@ -43,6 +44,7 @@ def test_eight_threads_writing_big_lines_never_interleave(tmp_path):
         assert len({(e["thread"], e["i"]) for e in events[n:n + 3]}) == 1
 
 
+@pytest.mark.slow  # ~10 s on 2 cores; the AuditLog-level concurrency tests below run by default
 def test_eight_threads_generating_at_once(tiny_pipe, tmp_path):
     path = tmp_path / "audit" / "log.jsonl"  # parent directory is created
     policy = make_policy(audit={"path": str(path)})
@@ -148,8 +150,6 @@ def test_short_writes_from_the_os_still_give_whole_lines_under_concurrency(tmp_p
 
 def test_a_write_that_fails_half_way_leaves_no_half_line(tmp_path, monkeypatch):
     import os
-
-    import pytest
 
     log = AuditLog(tmp_path / "a.jsonl")
     log.write([{"first": 1}])

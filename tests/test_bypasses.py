@@ -6,15 +6,14 @@ from __future__ import annotations
 import json
 import threading
 
-import diffusers
 import numpy as np
 import PIL.Image
 import pytest
 import torch
 
 import guard
-from conftest import FAST, UNetCounter, make_policy
-from guard.pipelines.tiny import add_tiny_ip_adapter, build_tiny_pipeline, build_tiny_sdxl_pipeline
+from conftest import FAST, UNetCounter, make_policy, tiny
+from guard.pipelines.tiny import add_tiny_ip_adapter, build_tiny_pipeline
 from guard.stages import decode_latents
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -23,8 +22,10 @@ IMG = PIL.Image.fromarray((np.random.RandomState(0).rand(64, 64, 3) * 255).astyp
 MASK = PIL.Image.fromarray(np.full((64, 64), 255, dtype=np.uint8))
 BENIGN, UNSAFE = "a cat sleeping on a sofa", "a photo of a naked woman"
 #: every input image is flagged (a face score >= 0 counts), and input images block
-FLAG_INPUTS = make_policy(output={"classifiers": [{"type": "nudenet", "thresholds": {"FACE_FEMALE": 0.0},
-                                                   "action": "flag"}]}, input_images={"action": "block"})
+FLAG_INPUTS = make_policy(
+    output={"classifiers": [{"type": "nudenet", "thresholds": {"FACE_FEMALE": 0.0}, "action": "flag"}]},
+    input_images={"action": "block"},
+)
 _P: dict = {}
 
 
@@ -61,16 +62,19 @@ class CheckerSpy:
 
 def test_negative_guidance_works_with_an_ip_adapter():
     base = ip_pipe()
-    kw = dict(ip_adapter_image=IMG, num_inference_steps=2, output_type="np", **{k: FAST[k] for k in ("height",
-                                                                                                       "width")})
+    kw = dict(
+        ip_adapter_image=IMG, num_inference_steps=2, output_type="np", **{k: FAST[k] for k in ("height", "width")}
+    )
     ref = base(["a cat", "a dog"], generator=gen(), **kw).images
     pol = make_policy(guidance={"concepts": ["sexual.nudity"], "apply": "always"})
     g = guard.protect(base, pol)
     out = g(["a cat", "a dog"], generator=gen(), **kw)  # used to crash: image_embeds lacked the extra slot
     assert any("negative guidance (ace" in n for n in out.guard_report.notes)
     assert np.abs(out.images - ref).max() > 1e-3
-    zero = guard.protect(base, make_policy(guidance={"concepts": ["sexual.nudity"], "apply": "always",
-                                                     "eta_uncond": 0.0, "eta_cond": 0.0}))
+    zero = guard.protect(
+        base,
+        make_policy(guidance={"concepts": ["sexual.nudity"], "apply": "always", "eta_uncond": 0.0, "eta_cond": 0.0}),
+    )
     # eta = 0 gives the unguarded images: the concept slots carried the right image embeddings.
     # (The extra batch rows change CPU float32 kernel blocking: differences up to ~3e-6.)
     np.testing.assert_allclose(zero(["a cat", "a dog"], generator=gen(), **kw).images, ref, atol=1e-5)
@@ -101,7 +105,7 @@ def _latents_of(pipe, image):
 
 
 def test_img2img_latents_are_decoded_before_they_are_classified(monkeypatch):
-    base = cached("i2i", lambda: build_tiny_pipeline(diffusers.StableDiffusionImg2ImgPipeline))
+    base = tiny("img2img")
     g = guard.protect(base, FLAG_INPUTS)
     spy = CheckerSpy(g.guard_runner, monkeypatch)
     lat = _latents_of(base, IMG)  # (1, 4, 32, 32): diffusers takes a 4-channel `image` as latents
@@ -116,12 +120,11 @@ def test_img2img_latents_are_decoded_before_they_are_classified(monkeypatch):
 
 
 def test_inpaint_masked_image_latents_are_checked(monkeypatch):
-    base = cached("inp", lambda: build_tiny_pipeline(diffusers.StableDiffusionInpaintPipeline, in_channels=9))
+    base = tiny("inpaint9")
     g = guard.protect(base, FLAG_INPUTS)
     spy = CheckerSpy(g.guard_runner, monkeypatch)
     lat = _latents_of(base, IMG)
-    out = g(BENIGN, image=IMG, mask_image=MASK, masked_image_latents=lat,
-            output_type="np", **FAST)
+    out = g(BENIGN, image=IMG, mask_image=MASK, masked_image_latents=lat, output_type="np", **FAST)
     assert out.nsfw_content_detected == [True]
     reasons = " ".join(out.guard_report.images[0].screen.reasons)
     assert "input `masked_image_latents` image 0 flagged" in reasons
@@ -141,8 +144,7 @@ def test_a_step_callback_that_rewrites_prompt_embeds_is_refused(tiny_pipe, tmp_p
         return {"prompt_embeds": torch.cat([forbidden[1], forbidden[0]])}
 
     with pytest.raises(guard.GuardError, match="callback_on_step_end changed `prompt_embeds` at step 0"):
-        g(BENIGN, callback_on_step_end=swap, callback_on_step_end_tensor_inputs=["latents", "prompt_embeds"],
-          **FAST)
+        g(BENIGN, callback_on_step_end=swap, callback_on_step_end_tensor_inputs=["latents", "prompt_embeds"], **FAST)
     (event,) = [json.loads(x) for x in log.read_text().splitlines()]
     assert event["decision"] == "blocked" and "callback_on_step_end changed" in event["error"]
 
@@ -159,8 +161,9 @@ def test_a_step_callback_that_rewrites_prompt_embeds_is_refused(tiny_pipe, tmp_p
         steps.append(float(kw["prompt_embeds"].abs().sum()))
         return {"latents": kw["latents"] * 1.0}
 
-    out = g(BENIGN, callback_on_step_end=reader, callback_on_step_end_tensor_inputs=["latents", "prompt_embeds"],
-            **FAST)
+    out = g(
+        BENIGN, callback_on_step_end=reader, callback_on_step_end_tensor_inputs=["latents", "prompt_embeds"], **FAST
+    )
     assert len(steps) == 2 and out.nsfw_content_detected == [False]
 
 
@@ -178,8 +181,13 @@ def test_prompt_with_prompt_embeds_is_screened_and_runs(tiny_pipe):
     assert any("only the embeddings" in n for n in out.guard_report.notes)
     counter = UNetCounter(g.unet)
     try:
-        bad = g([BENIGN, UNSAFE], prompt_embeds=torch.cat([pe, pe]), negative_prompt_embeds=torch.cat([ne, ne]),
-                output_type="np", **FAST)
+        bad = g(
+            [BENIGN, UNSAFE],
+            prompt_embeds=torch.cat([pe, pe]),
+            negative_prompt_embeds=torch.cat([ne, ne]),
+            output_type="np",
+            **FAST,
+        )
     finally:
         counter.remove()
     assert bad.nsfw_content_detected == [False, True] and counter.batches == [2, 2]
@@ -240,8 +248,9 @@ def test_thread_copies_keep_their_own_steps_and_guidance_scale():
         th.join()
     for i in range(2):
         np.testing.assert_allclose(outs[i].images, serial[i].images, atol=1e-5)
-        assert [n for n in outs[i].guard_report.notes if "negative guidance" in n] == \
-            [n for n in serial[i].guard_report.notes if "negative guidance" in n]
+        assert [n for n in outs[i].guard_report.notes if "negative guidance" in n] == [
+            n for n in serial[i].guard_report.notes if "negative guidance" in n
+        ]
     guard.unprotect(g)
 
 
@@ -257,7 +266,7 @@ def test_return_dict_false_keeps_the_report_and_flags(tiny_pipe):
 
 
 def test_sdxl_return_dict_false_keeps_the_flags():
-    g = guard.protect(cached("xl", build_tiny_sdxl_pipeline), make_policy())
+    g = guard.protect(tiny("sdxl"), make_policy())
     out = g([BENIGN, UNSAFE], return_dict=False, num_inference_steps=2, height=64, width=64, output_type="np")
     (images,) = out  # SDXL's own tuple has one element
     assert images.shape == (2, 64, 64, 3)

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import guard
-from conftest import UNetCounter, make_policy
+from conftest import UNetCounter, make_policy, tiny
 from guard.guidance import installed
 from guard.pipelines import GuardedPipelineMixin
 from guard.pipelines.tiny import build_tiny_pipeline, build_tiny_sdxl_pipeline
@@ -23,9 +23,10 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 IMG = PIL.Image.fromarray((np.random.RandomState(0).rand(64, 64, 3) * 255).astype("uint8"))
 MASK = PIL.Image.fromarray(np.full((64, 64), 255, dtype=np.uint8))
 BENIGN, UNSAFE = "a cat sleeping on a sofa", "a photo of a naked woman"
-FLAG_ALL = make_policy(output={"classifiers": [{"type": "nudenet", "thresholds": {"FACE_FEMALE": 0.0},
-                                                "action": "flag"}]}, input_images={"enabled": False})
-_PLAIN: dict = {}
+FLAG_ALL = make_policy(
+    output={"classifiers": [{"type": "nudenet", "thresholds": {"FACE_FEMALE": 0.0}, "action": "flag"}]},
+    input_images={"enabled": False},
+)
 
 
 class GuardedContract:
@@ -40,9 +41,7 @@ class GuardedContract:
 
     # helpers
     def plain(self):
-        if self.kind not in _PLAIN:
-            _PLAIN[self.kind] = self.build()
-        return _PLAIN[self.kind]
+        return tiny(self.kind)
 
     def guarded(self, policy=None):
         return guard.protect(self.plain(), policy or make_policy())
@@ -58,8 +57,10 @@ class GuardedContract:
         parent = type(self.plain())
         assert isinstance(g, parent) and isinstance(g, GuardedPipelineMixin)
         assert inspect.signature(type(g).__call__) == inspect.signature(parent.__call__)
-        assert inspect.signature(g.__call__).parameters.keys() == inspect.signature(
-            self.plain().__call__).parameters.keys()
+        assert (
+            inspect.signature(g.__call__).parameters.keys()
+            == inspect.signature(self.plain().__call__).parameters.keys()
+        )
         assert type(g).__call__.__doc__.startswith(inspect.getdoc(parent.__call__)[:200])
         assert "Guarded by ``guard``" in type(g).__call__.__doc__
         assert g.guard_policy.name == "test" and g.guard_runner.policy is g.guard_policy
@@ -177,8 +178,7 @@ class TestInpaintLegacy(GuardedContract):
 class TestInstructPix2Pix(GuardedContract):
     kind = "pix2pix"
     kwargs = {"image": IMG}
-    build = staticmethod(lambda: build_tiny_pipeline(diffusers.StableDiffusionInstructPix2PixPipeline,
-                                                     in_channels=8))
+    build = staticmethod(lambda: build_tiny_pipeline(diffusers.StableDiffusionInstructPix2PixPipeline, in_channels=8))
 
 
 class TestSDXL(GuardedContract):

@@ -7,36 +7,36 @@ from __future__ import annotations
 import json
 import logging
 
-import diffusers
 import numpy as np
 import PIL.Image
 import pytest
 import torch
 
 import guard
-from conftest import make_policy
-from guard.pipelines.tiny import build_tiny_pipeline
+from conftest import make_policy, tiny
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 IMG = PIL.Image.fromarray((np.random.RandomState(0).rand(64, 64, 3) * 255).astype("uint8"))
 PROMPTS = ["a cat on a sofa", "a red bicycle"]
 NIPP = 2
-_PIPE: dict = {}
 
 
 def i2i():
-    if "p" not in _PIPE:
-        _PIPE["p"] = build_tiny_pipeline(diffusers.StableDiffusionImg2ImgPipeline)
-    return _PIPE["p"]
+    return tiny("img2img")
 
 
 def policy(log, fail_open):
     return make_policy(
-        fail_open=fail_open, audit={"path": str(log)},
-        screen={"threshold": 0.6, "escalate_margin": 0.05,
-                "generator_space": {"enabled": True, "threshold": 0.999, "action": "block"}},
-        guidance={"concepts": ["sexual.nudity"], "apply": "always"})
+        fail_open=fail_open,
+        audit={"path": str(log)},
+        screen={
+            "threshold": 0.6,
+            "escalate_margin": 0.05,
+            "generator_space": {"enabled": True, "threshold": 0.999, "action": "block"},
+        },
+        guidance={"concepts": ["sexual.nudity"], "apply": "always"},
+    )
 
 
 def lines(log):
@@ -81,8 +81,17 @@ def _inject(where, g, monkeypatch):
     return f"{where} exploded"
 
 
-WHERE = ["prompt_screen", "generator_space", "input_images", "guidance_setup", "guidance_hook", "decode",
-         "output_check", "audit", "pipeline"]
+WHERE = [
+    "prompt_screen",
+    "generator_space",
+    "input_images",
+    "guidance_setup",
+    "guidance_hook",
+    "decode",
+    "output_check",
+    "audit",
+    "pipeline",
+]
 
 
 @pytest.mark.parametrize("fail_open", [False, True], ids=["fail_closed", "fail_open"])
@@ -91,8 +100,14 @@ def test_a_failure_anywhere_blocks_and_is_audited_once_per_image(where, fail_ope
     log = tmp_path / "audit.jsonl"
     g = guard.protect(i2i(), policy(log, fail_open))
     text = _inject(where, g, monkeypatch)
-    kw = dict(image=IMG, strength=1.0, num_inference_steps=2, num_images_per_prompt=NIPP,
-              output_type="latent" if where == "decode" else "np", generator=torch.Generator().manual_seed(0))
+    kw = dict(
+        image=IMG,
+        strength=1.0,
+        num_inference_steps=2,
+        num_images_per_prompt=NIPP,
+        output_type="latent" if where == "decode" else "np",
+        generator=torch.Generator().manual_seed(0),
+    )
     n_images = len(PROMPTS) * NIPP
     try:
         if where == "pipeline":
@@ -100,8 +115,7 @@ def test_a_failure_anywhere_blocks_and_is_audited_once_per_image(where, fail_ope
                 g(PROMPTS, **kw)
             events = lines(log)  # ... after its audit lines are written
             assert len(events) == n_images
-            assert all(e["decision"] == "blocked" and e["blocked_by"] == "error" and text in e["error"]
-                       for e in events)
+            assert all(e["decision"] == "blocked" and e["blocked_by"] == "error" and text in e["error"] for e in events)
             return
         if where == "audit":
             caplog.set_level(logging.ERROR, logger="guard.core")

@@ -9,9 +9,9 @@ import torch
 import diffusers
 
 import guard
-from conftest import UNetCounter, make_policy
+from conftest import UNetCounter, make_policy, tiny
 from guard.guidance import installed
-from guard.pipelines.tiny import build_tiny_pipeline, build_tiny_sdxl_pipeline
+from guard.pipelines.tiny import build_tiny_pipeline
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -20,27 +20,20 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 IMG = PIL.Image.fromarray((np.random.RandomState(0).rand(64, 64, 3) * 255).astype("uint8"))
 MASK = PIL.Image.fromarray(np.full((64, 64), 255, dtype=np.uint8))
 
+#: the call arguments of each kind (the pipelines: conftest.tiny(kind), shared across test files)
 KINDS = {
-    "text2img": (lambda: build_tiny_pipeline(), {"height": 64, "width": 64}),
-    "img2img": (lambda: build_tiny_pipeline(diffusers.StableDiffusionImg2ImgPipeline),
-                {"image": IMG, "strength": 1.0}),
-    "inpaint9": (lambda: build_tiny_pipeline(diffusers.StableDiffusionInpaintPipeline, in_channels=9),
-                 {"image": IMG, "mask_image": MASK, "height": 64, "width": 64}),
-    "inpaint4": (lambda: build_tiny_pipeline(diffusers.StableDiffusionInpaintPipeline),
-                 {"image": IMG, "mask_image": MASK, "height": 64, "width": 64}),
-    "pix2pix": (lambda: build_tiny_pipeline(diffusers.StableDiffusionInstructPix2PixPipeline, in_channels=8),
-                {"image": IMG}),
-    "sdxl": (lambda: build_tiny_sdxl_pipeline(), {"height": 64, "width": 64}),
-    "sdxl-img2img": (lambda: build_tiny_sdxl_pipeline(diffusers.StableDiffusionXLImg2ImgPipeline),
-                     {"image": IMG, "strength": 1.0}),
+    "text2img": {"height": 64, "width": 64},
+    "img2img": {"image": IMG, "strength": 1.0},
+    "inpaint9": {"image": IMG, "mask_image": MASK, "height": 64, "width": 64},
+    "inpaint4": {"image": IMG, "mask_image": MASK, "height": 64, "width": 64},
+    "pix2pix": {"image": IMG},
+    "sdxl": {"height": 64, "width": 64},
+    "sdxl-img2img": {"image": IMG, "strength": 1.0},
 }
-_CACHE: dict = {}
 
 
 def plain(kind):
-    if kind not in _CACHE:
-        _CACHE[kind] = KINDS[kind][0]()
-    return _CACHE[kind]
+    return tiny(kind)
 
 
 def policy(**guidance):
@@ -49,7 +42,7 @@ def policy(**guidance):
 
 
 def run(pipe, kind, prompts=("a cat", "a red bus"), seed=0, **kw):
-    args = dict(KINDS[kind][1], num_inference_steps=2, output_type="np",
+    args = dict(KINDS[kind], num_inference_steps=2, output_type="np",
                 generator=torch.Generator().manual_seed(seed))
     args.update(kw)
     return pipe(list(prompts), **args)

@@ -59,9 +59,15 @@ class LengthStage(Stage):
     name = "test_length"
 
     def run(self, request):
-        return [Verdict(self.name, i, "escalate" if len(t) > 40 else "allow",
-                        reasons=[f"prompt is {len(t)} characters long"] if len(t) > 40 else [])
-                for i, t in enumerate(request.texts)]
+        return [
+            Verdict(
+                self.name,
+                i,
+                "escalate" if len(t) > 40 else "allow",
+                reasons=[f"prompt is {len(t)} characters long"] if len(t) > 40 else [],
+            )
+            for i, t in enumerate(request.texts)
+        ]
 
 
 def test_a_custom_stage_runs_in_the_runner_and_may_only_raise_decisions(tmp_path):
@@ -102,6 +108,10 @@ def test_kept_entry_points_check_their_inputs():
     for bad in (None, 5, object(), "a single string", ["ok", None]):
         with pytest.raises(GuardInputError, match="Guard.screen_prompts: prompts"):
             g.screen_prompts(bad)
+    with pytest.raises(GuardInputError, match="the request has no prompts"):
+        g.run(Request(prompts=[]))
+    with pytest.raises(GuardInputError, match=r"prompts\[1\] must be a string or None, got int"):
+        g.run(Request(prompts=["a", 5], texts=["a", "5"]))
     with pytest.raises(GuardInputError, match="Guard.check_images: images must be a list"):
         g.check_images(None)
     (r,) = g.screen_prompts(["a photo of a naked woman"])
@@ -117,8 +127,19 @@ def test_report_errors_come_from_the_error_field_not_from_words(tmp_path):
     assert req.report.images[0].error is None and req.report.failed == []
 
 
-@pytest.mark.parametrize("module", ["guard.core", "guard.report", "guard.audit", "guard.stages", "guard.guidance",
-                                    "guard.pipelines", "guard.screen.screen", "guard.output.check"])
+@pytest.mark.parametrize(
+    "module",
+    [
+        "guard.core",
+        "guard.report",
+        "guard.audit",
+        "guard.stages",
+        pytest.param("guard.guidance", marks=pytest.mark.slow),  # torch: seconds per fresh interpreter
+        pytest.param("guard.pipelines", marks=pytest.mark.slow),  # diffusers
+        "guard.screen.screen",
+        "guard.output.check",
+    ],
+)
 def test_each_module_imports_on_its_own(module):
     # a fresh interpreter per module: an import cycle would fail here (partially initialised module)
     r = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True, timeout=300)

@@ -392,7 +392,7 @@ class GuardedPipelineMixin:
                 else None
             if extra_list is None or len(extra_list) != n or not all(isinstance(x, str) for x in extra_list):
                 raise GuardInputError(f"`{name}` must be a string or a list of {n} strings")
-            texts = [f"{a}, {b}" if b and b != a else a for a, b in zip(texts, extra_list)]
+            texts = [f"{a}, {b}" if b and b != a else a for a, b in zip(texts, extra_list, strict=True)]
         return texts
 
     def _guard_input_images(self, params: dict, n_prompts: int) -> list[InputImages]:

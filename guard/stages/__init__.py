@@ -13,6 +13,20 @@ from guard.stages.prompt import GeneratorSpaceStage, PromptScreenStage
 #: stages that run before any denoising, in order
 PRE_STAGES = ("prompt_screen", "generator_space", "input_images")
 
-__all__ = ["DECISIONS", "GeneratorSpaceStage", "GuidancePlanStage", "InputImageStage", "InputImages",
-           "OutputCheckStage", "PRE_STAGES", "PromptScreenStage", "Request", "STAGES", "Stage", "Verdict",
-           "decode_latents", "get_stage", "register_stage"]
+__all__ = [
+    "DECISIONS",
+    "GeneratorSpaceStage",
+    "GuidancePlanStage",
+    "InputImageStage",
+    "InputImages",
+    "OutputCheckStage",
+    "PRE_STAGES",
+    "PromptScreenStage",
+    "Request",
+    "STAGES",
+    "Stage",
+    "Verdict",
+    "decode_latents",
+    "get_stage",
+    "register_stage",
+]

@@ -52,8 +52,10 @@ class Verdict:
 
     def __post_init__(self) -> None:
         if self.decision not in _RANK:
-            raise GuardError(f"stage {self.stage!r}: verdict {self.index} has decision {self.decision!r}; "
-                             f"expected one of {', '.join(DECISIONS)}")
+            raise GuardError(
+                f"stage {self.stage!r}: verdict {self.index} has decision {self.decision!r}; "
+                f"expected one of {', '.join(DECISIONS)}"
+            )
 
     @property
     def rank(self) -> int:
@@ -61,10 +63,16 @@ class Verdict:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "stage": self.stage, "index": self.index, "decision": self.decision, "category": self.category,
-            "concept": self.concept, "score": None if self.score is None else round(float(self.score), 4),
+            "stage": self.stage,
+            "index": self.index,
+            "decision": self.decision,
+            "category": self.category,
+            "concept": self.concept,
+            "score": None if self.score is None else round(float(self.score), 4),
             "threshold": None if self.threshold is None else round(float(self.threshold), 4),
-            "reasons": list(self.reasons), "action": self.action, "error": self.error,
+            "reasons": list(self.reasons),
+            "action": self.action,
+            "error": self.error,
         }
 
 
@@ -151,8 +159,10 @@ class Stage:
         rule = "fail_open: true" if fail_open else "fail closed"
         decision = "allow" if fail_open else "block"
         action = "none" if fail_open else "blank"
-        return [Verdict(self.name, i, decision, reasons=[f"{message} ({rule})"], action=action, error=message)
-                for i in range(self.size(request))]
+        return [
+            Verdict(self.name, i, decision, reasons=[f"{message} ({rule})"], action=action, error=message)
+            for i in range(self.size(request))
+        ]
 
 
 #: stage name -> class; built-in stages register on import of :mod:`guard.stages`

@@ -27,7 +27,7 @@ class GuidancePlanStage(Stage):
         if request.guidance is not None:
             k = request.images_per_prompt
             for pos, pi in enumerate(request.allowed):
-                if any(rows[pos * k:(pos + 1) * k]):
+                if any(rows[pos * k : (pos + 1) * k]):
                     verdicts[pi].action = "guide"
                     verdicts[pi].reasons.append(f"negative guidance ({request.guidance.mode})")
                     verdicts[pi].detail = request.guidance

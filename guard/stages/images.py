@@ -114,8 +114,11 @@ class OutputCheckStage(Stage):
 
         verdicts = super().on_error(request, message, fail_open)
         for v in verdicts:
-            v.detail = (OutputVerdict(action="none") if fail_open else
-                        OutputVerdict(flagged=[f"error: {message} (fail closed)"], action="blank"))
+            v.detail = (
+                OutputVerdict(action="none")
+                if fail_open
+                else OutputVerdict(flagged=[f"error: {message} (fail closed)"], action="blank")
+            )
         return verdicts
 
 
