@@ -4,8 +4,9 @@ Policies come from people and from tools, so the reader refuses what would crash
 instead of failing deep inside PyYAML:
 
 * nesting deeper than :data:`MAX_DEPTH` levels (PyYAML's composer recurses once per level);
-* more than :data:`MAX_NODES` nodes after aliases are expanded (a 1 KB "alias bomb" would otherwise
-  expand without limit) and recursive anchors (``&a [*a]``);
+* more than :data:`MAX_NODES` nodes, and aliases that expand the file beyond twice its own nodes plus
+  :data:`MAX_ALIAS_GROWTH` (a 1 KB "alias bomb" would otherwise expand without limit); recursive
+  anchors (``&a [*a]``);
 * mapping keys that are not text, duplicate keys, YAML merge keys (``<<``);
 * scalars a tag cannot convert (``!!int abc``), tags the policy format does not know, and text with a
   lone surrogate or a control character (reported at the scalar, not at 1:1).
@@ -27,6 +28,8 @@ from guard.errors import PolicyError
 MAX_DEPTH = 64
 #: Most values (scalars, mappings, lists) in one file, counting each alias expansion.
 MAX_NODES = 200_000
+#: Aliases may add at most this many values beyond twice the file's own (an alias bomb stops here).
+MAX_ALIAS_GROWTH = 20_000
 #: Longest text shown from an offending value in an error message.
 MAX_SHOWN = 60
 
@@ -137,8 +140,9 @@ _SEQ_TAGS = ("tag:yaml.org,2002:seq", REPLACE_TAG)
 class _Builder:
     """Turns composed nodes into Marked containers, counting alias expansions."""
 
-    def __init__(self, shown: str):
+    def __init__(self, shown: str, limit: int = MAX_NODES):
         self.shown = shown
+        self.limit = limit
         self.count = 0
         self.scalars = yaml.constructor.SafeConstructor()  # one per file: it caches every node it built
         self.resolver = yaml.resolver.Resolver()
@@ -147,8 +151,8 @@ class _Builder:
     def build(self, node: yaml.Node, depth: int = 0) -> Any:
         where = _where(node, self.shown)
         self.count += 1
-        if self.count > MAX_NODES:
-            raise PolicyError(f"{where}: more than {MAX_NODES} values once aliases are expanded "
+        if self.count > self.limit:
+            raise PolicyError(f"{where}: aliases expand the file to more than {self.limit} values "
                               "(an alias bomb?)")
         if depth > MAX_DEPTH:
             raise PolicyError(f"{where}: nested deeper than {MAX_DEPTH} levels (through aliases)")
@@ -228,8 +232,9 @@ def parse_yaml(text: str, shown: str) -> Any:
         if 0xD800 <= o <= 0xDFFF:
             line, col = _position(text, i)
             raise PolicyError(f"{shown}:{line}:{col}: a lone surrogate (U+{o:04X}); the file must be valid UTF-8")
-    loader = _BoundedLoader(text, shown)
+    loader = None
     try:
+        loader = _BoundedLoader(text, shown)  # the reader checks every character here
         node = loader.get_single_node()
     except PolicyError:
         raise
@@ -248,10 +253,11 @@ def parse_yaml(text: str, shown: str) -> Any:
     except RecursionError:  # a last resort: MAX_DEPTH keeps PyYAML well under the interpreter's limit
         raise PolicyError(f"{shown}: nested too deeply") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     if node is None:
         return None
     try:
-        return _Builder(shown).build(node)
+        return _Builder(shown, min(MAX_NODES, 2 * loader._nodes + MAX_ALIAS_GROWTH)).build(node)
     except RecursionError:
         raise PolicyError(f"{shown}: nested too deeply") from None
