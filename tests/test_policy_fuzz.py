@@ -125,7 +125,7 @@ def test_non_text_concept_ids_are_located_errors(pdir, bad_id):
 def test_deep_nesting_is_a_located_error(pdir, depth):
     msg = must_fail(load_text, pdir, "name: p\nscreen: " + "[" * depth + "]" * depth + "\n")
     assert LOCATED_FILE.search(msg) and "nested deeper than 64" in msg
-    block = "name: p\n" + "".join("  " * i + f"k{i}:\n" for i in range(depth if depth < 1000 else 1000))
+    block = "name: p\n" + "".join("  " * i + f"k{i}:\n" for i in range(min(1000, depth)))
     msg = must_fail(load_text, pdir, block + "  " * 1000 + "x: 1\n", "b.yaml")
     assert LOCATED_FILE.search(msg)
     deep: dict = {}
@@ -196,18 +196,21 @@ def test_cli_validate_and_show_report_bad_text_cleanly(pdir):
     assert r.exit_code != 0 and "lone surrogate" in r.output
 
 
-@pytest.mark.parametrize("text,expect", [
-    ("name: p\nscreen: {max_prompt_chars: !!int abc}\n", "p.yaml:2:28: 'abc' cannot be read as int"),
-    ("name: p\nscreen: {threshold: !!float x}\n", "p.yaml:2:21"),
-    ("name: p\ndescription: !!binary '%%%'\n", "p.yaml:2:14"),
-    ("name: p\ndescription: !!timestamp 2020-13-45\n", "p.yaml:2:14"),
-    ("name: p\ndescription: !!python/object:os.system x\n", "p.yaml:2:14"),
-    ("name: p\nscreen: !!set {a, b}\n", "p.yaml:2:9: the tag"),
-    ("name: p\nscreen: !foo {a: 1}\n", "p.yaml:2:9: the tag"),
-    ("name: p\n1: x\n", "p.yaml:2:1: a mapping key must be text"),
-    ("name: p\n? [a]\n: x\n", "p.yaml:2:3: a mapping key must be plain text"),
-    ("name: p\nbase: &b {x: 1}\nscreen: {<<: *b}\n", "YAML merge keys"),
-])
+@pytest.mark.parametrize(
+    "text,expect",
+    [
+        ("name: p\nscreen: {max_prompt_chars: !!int abc}\n", "p.yaml:2:28: 'abc' cannot be read as int"),
+        ("name: p\nscreen: {threshold: !!float x}\n", "p.yaml:2:21"),
+        ("name: p\ndescription: !!binary '%%%'\n", "p.yaml:2:14"),
+        ("name: p\ndescription: !!timestamp 2020-13-45\n", "p.yaml:2:14"),
+        ("name: p\ndescription: !!python/object:os.system x\n", "p.yaml:2:14"),
+        ("name: p\nscreen: !!set {a, b}\n", "p.yaml:2:9: the tag"),
+        ("name: p\nscreen: !foo {a: 1}\n", "p.yaml:2:9: the tag"),
+        ("name: p\n1: x\n", "p.yaml:2:1: a mapping key must be text"),
+        ("name: p\n? [a]\n: x\n", "p.yaml:2:3: a mapping key must be plain text"),
+        ("name: p\nbase: &b {x: 1}\nscreen: {<<: *b}\n", "YAML merge keys"),
+    ],
+)
 def test_odd_tags_and_keys_are_located(pdir, text, expect):
     assert expect in must_fail(load_text, pdir, text)
 
@@ -262,9 +265,38 @@ def test_huge_and_odd_values_are_shown_truncated(pdir):
 
 # ----------------------------------------------------------------------------- fuzzing
 
-ODD = st.sampled_from([None, True, False, 0, -1, 1, 2**70, 0.5, 1.5, -0.0, float("nan"), float("inf"), "", " ",
-                       "x" * 3000, "a.b", "sexual.nudity", "\u202e", "\U0001f600", [], [None], {}, {"id": "x"},
-                       {"a": {"b": {"c": [1, 2]}}}, ["default"], "default", "../../etc/passwd", "parent.yaml"])
+ODD = st.sampled_from(
+    [
+        None,
+        True,
+        False,
+        0,
+        -1,
+        1,
+        2**70,
+        0.5,
+        1.5,
+        -0.0,
+        float("nan"),
+        float("inf"),
+        "",
+        " ",
+        "x" * 3000,
+        "a.b",
+        "sexual.nudity",
+        "\u202e",
+        "\U0001f600",
+        [],
+        [None],
+        {},
+        {"id": "x"},
+        {"a": {"b": {"c": [1, 2]}}},
+        ["default"],
+        "default",
+        "../../etc/passwd",
+        "parent.yaml",
+    ]
+)
 
 
 def _paths(node, prefix=()):
@@ -321,32 +353,55 @@ def _check_outcome(fn, *, file_based: bool):
     assert load_policy(yaml.safe_load(text)).sha256 == p.sha256
 
 
-@settings(derandomize=True, max_examples=250, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(path=st.sampled_from(ALL_PATHS), op=st.sampled_from(["set", "set", "delete", "add_key", "duplicate"]),
-       value=ODD)
+@settings(
+    derandomize=True,
+    max_examples=250,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(path=st.sampled_from(ALL_PATHS), op=st.sampled_from(["set", "set", "delete", "add_key", "duplicate"]), value=ODD)
 def test_fuzz_structural_mutations(pdir, path, op, value):
     tree = _mutate(BASE_TREE, path, op, value)
     _check_outcome(lambda: load_policy(tree, base_dir=pdir), file_based=False)
     try:
         text = yaml.safe_dump(tree, allow_unicode=True)
-    except Exception:
+    except (yaml.YAMLError, UnicodeError, ValueError):  # not every mutant can be written as YAML
         return
     _check_outcome(lambda: load_text(pdir, text, "s.yaml"), file_based=True)
 
 
-CHARS = st.sampled_from(list("{}[]:,&*!|>-'\"#\n\t \\%@`?") + ["!!int ", "!replace ", "&x ", "*x", "\x07", "\x00",
-                                                                "\ud800", "\u2028", "\ufeff", "1e999", ".nan",
-                                                                "<<: ", "yes", "~"])
+CHARS = st.sampled_from(
+    list("{}[]:,&*!|>-'\"#\n\t \\%@`?")
+    + [
+        "!!int ",
+        "!replace ",
+        "&x ",
+        "*x",
+        "\x07",
+        "\x00",
+        "\ud800",
+        "\u2028",
+        "\ufeff",
+        "1e999",
+        ".nan",
+        "<<: ",
+        "yes",
+        "~",
+    ]
+)
 
 
-@settings(derandomize=True, max_examples=300, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    derandomize=True,
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(edits=st.lists(st.tuples(st.integers(0, len(VALID)), st.integers(0, 3), CHARS), min_size=1, max_size=4))
 def test_fuzz_text_mutations(pdir, edits):
     text = VALID
     for pos, cut, ins in edits:
         pos = min(pos, len(text))
-        text = text[:pos] + ins + text[pos + cut:]
+        text = text[:pos] + ins + text[pos + cut :]
     data = text.encode("utf-8", "surrogatepass")
     _check_outcome(lambda: load_text(pdir, data, "t.yaml"), file_based=True)

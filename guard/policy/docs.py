@@ -191,8 +191,9 @@ def generate() -> str:
             bounds = _bounds(field)
             if bounds:
                 desc = f"{desc} ({bounds})" if desc else bounds
-            parts.append(f"| `{name}` | {_cell(_type_name(field.annotation))} | {_cell(_default(field))} | "
-                         f"{_cell(desc)} |")
+            parts.append(
+                f"| `{name}` | {_cell(_type_name(field.annotation))} | {_cell(_default(field))} | {_cell(desc)} |"
+            )
         parts.append("")
     return "\n".join(parts).rstrip() + "\n"
 

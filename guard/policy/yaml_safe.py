@@ -86,7 +86,7 @@ def shorten(value: Any, limit: int = MAX_SHOWN) -> str:
     """``repr(value)`` cut to ``limit`` characters, safe for any text (odd Unicode is escaped)."""
     try:
         text = ascii(value) if isinstance(value, str) else repr(value)
-    except Exception:  # a broken __repr__ must not hide the real error
+    except Exception:  # noqa: BLE001 - a broken __repr__ must not hide the real error
         text = f"<{type(value).__name__}>"
     if len(text) > limit:
         text = text[: limit - 3] + "..."
@@ -113,13 +113,15 @@ class _BoundedLoader(yaml.SafeLoader):
         self._depth = 0
         self._nodes = 0
 
-    def compose_node(self, parent, index):  # noqa: ANN001 - PyYAML's signature
+    def compose_node(self, parent, index):
         self._depth += 1
         try:
             if self._depth > MAX_DEPTH:
                 m = self.peek_event().start_mark
-                raise PolicyError(f"{self._shown}:{m.line + 1}:{m.column + 1}: nested deeper than {MAX_DEPTH} "
-                                  "levels; a policy needs a handful")
+                raise PolicyError(
+                    f"{self._shown}:{m.line + 1}:{m.column + 1}: nested deeper than {MAX_DEPTH} "
+                    "levels; a policy needs a handful"
+                )
             self._nodes += 1
             if self._nodes > MAX_NODES:
                 m = self.peek_event().start_mark
@@ -152,8 +154,7 @@ class _Builder:
         where = _where(node, self.shown)
         self.count += 1
         if self.count > self.limit:
-            raise PolicyError(f"{where}: aliases expand the file to more than {self.limit} values "
-                              "(an alias bomb?)")
+            raise PolicyError(f"{where}: aliases expand the file to more than {self.limit} values (an alias bomb?)")
         if depth > MAX_DEPTH:
             raise PolicyError(f"{where}: nested deeper than {MAX_DEPTH} levels (through aliases)")
         if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
@@ -182,8 +183,9 @@ class _Builder:
                     raise PolicyError(f"{kw}: a mapping key must be plain text")
                 key = self._scalar(knode, kw)
                 if not isinstance(key, str):
-                    raise PolicyError(f"{kw}: a mapping key must be text, got {type(key).__name__} {shorten(key)}"
-                                      " (quote it)")
+                    raise PolicyError(
+                        f"{kw}: a mapping key must be text, got {type(key).__name__} {shorten(key)} (quote it)"
+                    )
                 if key in out:
                     first = out.key_where[key]
                     raise PolicyError(f"{kw}: duplicate key {shorten(key)} (first at {first.line}:{first.col})")
@@ -200,15 +202,21 @@ class _Builder:
 
     def _scalar(self, node: yaml.Node, where: Where) -> Any:
         if node.tag == REPLACE_TAG:
-            node = yaml.ScalarNode(self.resolver.resolve(yaml.ScalarNode, node.value, (True, False)),
-                                   node.value, node.start_mark, node.end_mark, node.style)
+            node = yaml.ScalarNode(
+                self.resolver.resolve(yaml.ScalarNode, node.value, (True, False)),
+                node.value,
+                node.start_mark,
+                node.end_mark,
+                node.style,
+            )
         try:
             value = self.scalars.construct_object(node, deep=True)
         except yaml.constructor.ConstructorError as e:
             raise PolicyError(f"{where}: {e.problem}") from None
         except (ValueError, TypeError, OverflowError, ArithmeticError) as e:
-            raise PolicyError(f"{where}: {shorten(node.value)} cannot be read as {node.tag.rsplit(':', 1)[-1]}: "
-                              f"{type(e).__name__}") from None
+            raise PolicyError(
+                f"{where}: {shorten(node.value)} cannot be read as {node.tag.rsplit(':', 1)[-1]}: {type(e).__name__}"
+            ) from None
         finally:
             self.scalars.constructed_objects.clear()
             self.scalars.recursive_objects.clear()
@@ -241,8 +249,9 @@ def parse_yaml(text: str, shown: str) -> Any:
     except yaml.reader.ReaderError as e:  # a character YAML forbids: PyYAML gives an index, not a mark
         line, col = _position(text, e.position)
         ch = e.character if isinstance(e.character, str) else chr(e.character)
-        raise PolicyError(f"{shown}:{line}:{col}: the character U+{ord(ch):04X} is not allowed in YAML "
-                          "(non-printable)") from None
+        raise PolicyError(
+            f"{shown}:{line}:{col}: the character U+{ord(ch):04X} is not allowed in YAML (non-printable)"
+        ) from None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         loc = f"{shown}:{mark.line + 1}:{mark.column + 1}" if mark else shown
