@@ -333,6 +333,12 @@ def _mutate(tree, path, op, value):
     return t
 
 
+#: the first line of every error starts with where: a file (with line:column unless the error is about
+#: the whole file) or, for a mapping given in Python, "<policy>" followed by a key path
+FIRST_LINE = re.compile(r"^(<policy>|[\w./-]+\.yaml(:\d+:\d+)?): \S")
+ISSUE_LINE = re.compile(r"^  ([\w./-]+\.yaml:\d+:\d+|<policy>): \S")
+
+
 def _check_outcome(fn, *, file_based: bool):
     t0 = time.perf_counter()
     try:
@@ -340,10 +346,13 @@ def _check_outcome(fn, *, file_based: bool):
     except PolicyError as e:
         msg = str(e)
         assert len(msg) < 20_000
-        if file_based:
-            assert LOCATED_FILE.search(msg) or re.search(r"\.yaml: ", msg), msg
-        else:
-            assert msg.startswith("<policy>") or ": " in msg, msg
+        lines = msg.splitlines()
+        assert FIRST_LINE.match(lines[0]), msg
+        for line in lines[1:]:
+            if line.startswith("  ") and not line.startswith("  ..."):
+                assert ISSUE_LINE.match(line), msg
+                if file_based:
+                    assert re.match(r"^  [\w./-]+\.yaml:\d+:\d+: ", line), msg
         return
     finally:
         assert time.perf_counter() - t0 < 5.0

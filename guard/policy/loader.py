@@ -448,6 +448,13 @@ def _resolve(data: Any, shown: str, base: Path, chain: tuple, res: _Resolution) 
             parent_path = resolve_policy_path(parent_ref, base)
         except PolicyError as e:
             raise PolicyError(f"{_at(data, 'extends', shown, True)}: extends: {e}") from None
+        if parent_path in chain:
+            cycle = " -> ".join(_display(p) for p in (*chain, parent_path))
+            raise PolicyError(f"{_at(data, 'extends', shown, True)}: extends forms a cycle: {cycle}")
+        if len(chain) >= _MAX_EXTENDS_DEPTH:
+            raise PolicyError(
+                f"{_at(data, 'extends', shown, True)}: extends nests deeper than {_MAX_EXTENDS_DEPTH} levels"
+            )
         parent = _resolve_file(parent_path, chain, res)
         try:
             _validate(parent, parent_path)  # a broken parent is reported against its own file
@@ -466,11 +473,6 @@ def _resolve(data: Any, shown: str, base: Path, chain: tuple, res: _Resolution) 
 
 
 def _resolve_file(path: Path, chain: tuple[Path, ...], res: _Resolution) -> MarkedDict:
-    if path in chain:
-        cycle = " -> ".join(_display(p) for p in chain + (path,))
-        raise PolicyError(f"policy 'extends' forms a cycle: {cycle}")
-    if len(chain) >= _MAX_EXTENDS_DEPTH:
-        raise PolicyError(f"{_display(path)}: 'extends' nests deeper than {_MAX_EXTENDS_DEPTH} levels")
     return _resolve(read_yaml(path), _display(path), path.parent, chain + (path,), res)
 
 
