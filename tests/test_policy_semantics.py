@@ -222,6 +222,15 @@ def test_duplicate_ids_are_errors_with_both_locations(tmp_path):
     assert child.concepts[0].role == "escalate"
 
 
+def test_a_partial_entry_for_a_missing_parent_concept_suggests_the_id(tmp_path):
+    write(tmp_path, "base.yaml", BASE)
+    msg = perr(
+        write(tmp_path, "c.yaml", "name: c\nextends: base.yaml\nconcepts:\n  - {id: sexual.nudty, role: escalate}\n")
+    )
+    assert "c.yaml:4:5: concepts[2].category: required key is missing" in msg
+    assert "no concept 'sexual.nudty' exists to merge into; did you mean 'sexual.nudity'?" in msg
+
+
 def test_a_directly_built_policy_cannot_silently_drop_extends():
     with pytest.raises(Exception, match="extends is applied by guard.policy.load_policy"):
         Policy.model_validate({"name": "x", "extends": "default"})

@@ -594,6 +594,27 @@ def _describe(err: dict, root: type[BaseModel], data: Any) -> str:
     return shorten(msg, 400)[1:-1] if len(msg) > 400 else msg
 
 
+def _partial_hint(data: Any, loc: tuple) -> str:
+    """For a concept entry that only changes keys but has nothing to change: which id was meant."""
+    if len(loc) != 3 or loc[0] != "concepts" or loc[2] != "category" or not isinstance(data, dict):
+        return ""
+    concepts = data.get("concepts")
+    try:
+        entry = concepts[loc[1]]
+    except (TypeError, IndexError, KeyError):
+        return ""
+    cid = entry_id(entry)
+    if cid is None or "phrases" in entry:
+        return ""
+    known = [entry_id(c) for c in concepts if isinstance(c, dict) and "phrases" in c]
+    close = difflib.get_close_matches(cid, [k for k in known if k], n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return (
+        f" (this entry gives no phrases either: as a change to an existing concept, no concept "
+        f"{shorten(cid)} exists to merge into{hint})"
+    )
+
+
 def _summary(head: str, issues: list[str], total: int) -> str:
     lines = [head] + ["  " + i for i in issues[:MAX_ISSUES_SHOWN]]
     if total > MAX_ISSUES_SHOWN:
@@ -617,6 +638,8 @@ def _validate(data: Any, path: Path | None, root: type[BaseModel] = Policy, what
             msg = _describe(err, root, data)
             if written != loc and err["type"] == "literal_error":
                 msg += " (the old spelling 'action' takes 'block', 'escalate' or 'allow')"
+            if err["type"] == "missing" and root is Policy:
+                msg += _partial_hint(data, loc)
             issues.append(f"{prefix}: {_fmt_path(written)}: {msg}")
         n = len(errors)
         head = f"{shown}: invalid {what} ({n} problem{'s' if n != 1 else ''})"
