@@ -42,8 +42,9 @@ def test_dict_policy_extends_a_builtin():
 
 
 def test_dict_policy_extending_default_blocks_nudity_in_a_pipeline(tiny_pipe):
-    import guard
     from conftest import FAST
+
+    import guard
 
     g = guard.protect(tiny_pipe, {"version": 1, "name": "x", "extends": "default", "output": {"enabled": False}})
     out = g(["a photo of a naked woman", "a cat sleeping on a sofa"], **FAST)
@@ -89,7 +90,11 @@ guidance: {concepts: [nudity, gore], eta_cond: 2.0}
 
 def test_maps_merge_scalars_and_lists_override_concepts_by_id(tmp_path):
     write(tmp_path, "base.yaml", BASE)
-    p = load_policy(write(tmp_path, "c.yaml", """\
+    p = load_policy(
+        write(
+            tmp_path,
+            "c.yaml",
+            """\
         name: child
         extends: base.yaml
         screen: {threshold: 0.5, suspicion: {margin: 0.2}}
@@ -97,10 +102,12 @@ def test_maps_merge_scalars_and_lists_override_concepts_by_id(tmp_path):
         concepts:
           - {id: sexual.nudity, role: escalate}
           - {id: hate.x, category: hate, phrases: [a hateful symbol]}
-        """))
-    assert p.screen.threshold == 0.5 and p.screen.escalate_margin == 0.1            # map merge, scalar override
+        """,
+        )
+    )
+    assert p.screen.threshold == 0.5 and p.screen.escalate_margin == 0.1  # map merge, scalar override
     assert p.screen.suspicion.threshold == 0.3 and p.screen.suspicion.margin == 0.2  # nested maps too
-    assert p.guidance.concepts == ["blood"] and p.guidance.eta_cond == 2.0           # other lists: replaced
+    assert p.guidance.concepts == ["blood"] and p.guidance.eta_cond == 2.0  # other lists: replaced
     assert [c.id for c in p.concepts] == ["sexual.nudity", "violence.gore", "hate.x"]
     nud = p.concepts[0]
     assert nud.role == "escalate" and nud.threshold == 0.7 and nud.phrases == ["a naked woman"]
@@ -108,23 +115,35 @@ def test_maps_merge_scalars_and_lists_override_concepts_by_id(tmp_path):
 
 def test_replace_tag_replaces_instead_of_merging(tmp_path):
     write(tmp_path, "base.yaml", BASE)
-    p = load_policy(write(tmp_path, "c.yaml", """\
+    p = load_policy(
+        write(
+            tmp_path,
+            "c.yaml",
+            """\
         name: child
         extends: base.yaml
         screen: !replace {threshold: 0.5}
         concepts:
           - !replace {id: sexual.nudity, category: sexual, phrases: [topless]}
-        """))
+        """,
+        )
+    )
     assert p.screen.threshold == 0.5 and p.screen.escalate_margin == 0.05  # the parent's 0.1 is gone
     assert p.screen.suspicion.threshold == 0.4
     nud = p.concepts[0]
     assert nud.phrases == ["topless"] and nud.threshold is None and nud.terms == []
-    p2 = load_policy(write(tmp_path, "c2.yaml", """\
+    p2 = load_policy(
+        write(
+            tmp_path,
+            "c2.yaml",
+            """\
         name: child
         extends: base.yaml
         concepts: !replace
           - {id: hate.x, category: hate, phrases: [a hateful symbol]}
-        """))
+        """,
+        )
+    )
     assert [c.id for c in p2.concepts] == ["hate.x"]
     # the same from Python
     p3 = load_policy({"name": "py", "extends": "base.yaml", "screen": Replace({"threshold": 0.5})}, base_dir=tmp_path)
@@ -132,17 +151,27 @@ def test_replace_tag_replaces_instead_of_merging(tmp_path):
 
 
 def test_amend_changes_an_included_concept_and_checks_its_id(tmp_path):
-    write(tmp_path, "bank.yaml", """\
+    write(
+        tmp_path,
+        "bank.yaml",
+        """\
         concepts:
           - {id: sexual.nudity, category: sexual, phrases: [a naked woman]}
-        """)
+        """,
+    )
     write(tmp_path, "terms.yaml", "amend:\n  - {id: sexual.nudity, terms: [nude]}\n")
-    p = load_policy(write(tmp_path, "p.yaml", """\
+    p = load_policy(
+        write(
+            tmp_path,
+            "p.yaml",
+            """\
         name: p
         include: [bank.yaml, terms.yaml]
         amend:
           - {id: sexual.nudity, threshold: 0.5}
-        """))
+        """,
+        )
+    )
     assert p.concepts[0].terms == ["nude"] and p.concepts[0].threshold == 0.5
     write(tmp_path, "typo.yaml", "amend:\n  - {id: sexual.nudty, terms: [nude]}\n")
     msg = perr(write(tmp_path, "q.yaml", "name: q\ninclude: [bank.yaml, typo.yaml]\n"))
@@ -151,7 +180,10 @@ def test_amend_changes_an_included_concept_and_checks_its_id(tmp_path):
 
 def test_duplicate_ids_are_errors_with_both_locations(tmp_path):
     # the attack: a block concept followed by an allow duplicate of it, in one bank
-    write(tmp_path, "bank.yaml", """\
+    write(
+        tmp_path,
+        "bank.yaml",
+        """\
         concepts:
           - id: sexual.nudity
             category: sexual
@@ -161,26 +193,42 @@ def test_duplicate_ids_are_errors_with_both_locations(tmp_path):
             category: sexual
             action: allow
             phrases: [a naked woman]
-        """)
+        """,
+    )
     msg = perr(write(tmp_path, "p.yaml", "name: p\ninclude: [bank.yaml]\n"))
     assert "bank.yaml:6:9: duplicate concept id 'sexual.nudity'" in msg and "bank.yaml:2:9" in msg
     # across two includes, and between an include and the file's own concepts
     write(tmp_path, "b1.yaml", "concepts:\n  - {id: a.b, category: a, phrases: [x]}\n")
-    write(tmp_path, "b2.yaml", "concepts:\n  - {id: c.d, category: c, phrases: [y]}\n  - {id: a.b, category: a, "
-          "role: benign_contrast, phrases: [x]}\n")
+    write(
+        tmp_path,
+        "b2.yaml",
+        "concepts:\n  - {id: c.d, category: c, phrases: [y]}\n  - {id: a.b, category: a, "
+        "role: benign_contrast, phrases: [x]}\n",
+    )
     msg = perr(write(tmp_path, "q.yaml", "name: q\ninclude: [b1.yaml, b2.yaml]\n"))
     assert "b2.yaml:3:10" in msg and "b1.yaml:2:10" in msg
-    msg = perr(write(tmp_path, "r.yaml", "name: r\ninclude: [b1.yaml]\nconcepts:\n  - {id: a.b, category: a, "
-                     "phrases: [z]}\n"))
+    msg = perr(
+        write(tmp_path, "r.yaml", "name: r\ninclude: [b1.yaml]\nconcepts:\n  - {id: a.b, category: a, phrases: [z]}\n")
+    )
     assert "r.yaml:4:10" in msg and "b1.yaml:2:10" in msg
     # duplicate rule ids too; in a dict, the key path
     msg = perr({"name": "d", "concepts": [NUDITY, dict(NUDITY)]})
     assert "duplicate concept id 'sexual.nudity'" in msg
     # but a child may redefine its parent's concept by id (the documented extends rule)
     write(tmp_path, "parent.yaml", "name: parent\ninclude: [b1.yaml]\n")
-    child = load_policy(write(tmp_path, "child.yaml", "name: c\nextends: parent.yaml\nconcepts:\n  - {id: a.b, "
-                              "role: escalate}\n"))
+    child = load_policy(
+        write(tmp_path, "child.yaml", "name: c\nextends: parent.yaml\nconcepts:\n  - {id: a.b, role: escalate}\n")
+    )
     assert child.concepts[0].role == "escalate"
+
+
+def test_a_partial_entry_for_a_missing_parent_concept_suggests_the_id(tmp_path):
+    write(tmp_path, "base.yaml", BASE)
+    msg = perr(
+        write(tmp_path, "c.yaml", "name: c\nextends: base.yaml\nconcepts:\n  - {id: sexual.nudty, role: escalate}\n")
+    )
+    assert "c.yaml:4:5: concepts[2].category: required key is missing" in msg
+    assert "no concept 'sexual.nudty' exists to merge into; did you mean 'sexual.nudity'?" in msg
 
 
 def test_a_directly_built_policy_cannot_silently_drop_extends():
@@ -192,7 +240,11 @@ def test_a_directly_built_policy_cannot_silently_drop_extends():
 
 
 def test_roles_and_the_old_action_spelling(tmp_path):
-    p = load_policy(write(tmp_path, "p.yaml", """\
+    p = load_policy(
+        write(
+            tmp_path,
+            "p.yaml",
+            """\
         name: p
         concepts:
           - {id: a.block, category: a, phrases: [x1], role: block}
@@ -200,7 +252,9 @@ def test_roles_and_the_old_action_spelling(tmp_path):
           - {id: a.benign, category: a, phrases: [x3], action: allow}
           - {id: a.signal, category: a, phrases: [x4], action: allow, contrast: false}
           - {id: a.sig2, category: a, phrases: [x5], role: signal}
-        """))
+        """,
+        )
+    )
     roles = [c.role for c in p.concepts]
     assert roles == ["block", "escalate", "benign_contrast", "signal", "signal"]
     assert [c.action for c in p.concepts] == ["block", "escalate", "allow", "allow", "allow"]
@@ -236,7 +290,11 @@ def test_guidance_concept_ids_are_checked_with_did_you_mean(tmp_path):
 
 
 def test_rule_references_are_located(tmp_path):
-    msg = perr(write(tmp_path, "r.yaml", """\
+    msg = perr(
+        write(
+            tmp_path,
+            "r.yaml",
+            """\
         name: r
         concepts:
           - {id: sexual.nudity, category: sexual, phrases: [x]}
@@ -245,7 +303,9 @@ def test_rule_references_are_located(tmp_path):
             all_of:
               - {concept: sexual.nudty}
               - {category: sexul}
-        """))
+        """,
+        )
+    )
     assert "r.yaml:7:19: rules[0].all_of[0].concept" in msg and "did you mean 'sexual.nudity'" in msg
     assert "r.yaml:8:20: rules[0].all_of[1].category" in msg and "did you mean 'sexual'" in msg
 
@@ -253,14 +313,19 @@ def test_rule_references_are_located(tmp_path):
 # ----------------------------------------------------------------------------- strict types
 
 
-@pytest.mark.parametrize("section,key,value,expect", [
-    ("screen", "max_prompt_chars", True, "valid integer"),
-    ("screen", "threshold", True, "valid number"),
-    ("screen", "threshold", "0.5", "valid number"),
-    ("screen", "enabled", 1, "valid boolean"),
-    ("guidance", "warmup_steps", 1.5, "valid integer"),
-    (None, "fail_open", "yes", "valid boolean"),
-])
+@pytest.mark.parametrize(
+    "section,key,value,expect",
+    [
+        ("screen", "max_prompt_chars", True, "valid integer"),
+        ("screen", "threshold", True, "valid number"),
+        ("screen", "threshold", "0.5", "valid number"),
+        ("screen", "enabled", 1, "valid boolean"),
+        ("guidance", "warmup_steps", 1.5, "valid integer"),
+        (None, "fail_open", "yes", "valid boolean"),
+        (None, "version", True, "integer 1"),
+        (None, "version", 1.0, "integer 1"),
+    ],
+)
 def test_no_type_coercion(section, key, value, expect):
     d = {"name": "t"}
     if section:
@@ -272,8 +337,9 @@ def test_no_type_coercion(section, key, value, expect):
 
 
 def test_concept_threshold_true_is_not_one(tmp_path):
-    msg = perr(write(tmp_path, "t.yaml", "name: t\nconcepts:\n  - {id: a.b, category: a, phrases: [x], "
-                     "threshold: true}\n"))
+    msg = perr(
+        write(tmp_path, "t.yaml", "name: t\nconcepts:\n  - {id: a.b, category: a, phrases: [x], threshold: true}\n")
+    )
     assert "t.yaml:3:53: concepts[0].threshold" in msg and "valid number" in msg
 
 
@@ -336,11 +402,14 @@ def test_nan_and_inf_are_refused_in_every_float_field(path, key, bad):
     assert "finite number" in msg, msg
 
 
-@pytest.mark.parametrize("path,key,value", [
-    ("output.classifiers[] (type: nudenet)", "thresholds", {"FEMALE_BREAST_EXPOSED": math.nan}),
-    ("output.classifiers[] (type: safety_checker)", "thresholds", {"nsfw_concept_0": math.inf}),
-    ("output.classifiers[] (type: clip_zero_shot)", "thresholds", {"x": math.nan}),
-])
+@pytest.mark.parametrize(
+    "path,key,value",
+    [
+        ("output.classifiers[] (type: nudenet)", "thresholds", {"FEMALE_BREAST_EXPOSED": math.nan}),
+        ("output.classifiers[] (type: safety_checker)", "thresholds", {"nsfw_concept_0": math.inf}),
+        ("output.classifiers[] (type: clip_zero_shot)", "thresholds", {"x": math.nan}),
+    ],
+)
 def test_nan_in_threshold_maps_is_refused(path, key, value):
     assert "finite number" in perr(_policy_with(path, key, value))
 
@@ -364,10 +433,16 @@ def test_every_section_rejects_unknown_keys(path):
     d = _policy_with(path, "bogus_key", 1)
     msg = perr(d)
     assert "unknown key 'bogus_key'" in msg, msg
-    shown = {"(top level)": "bogus_key", "concepts[]": "concepts[0].bogus_key", "rules[]": "rules[0].bogus_key",
-             "rules[].all_of[]": "rules[0].all_of[0].bogus_key", "erasers[]": "erasers[0].bogus_key"}
-    want = shown.get(path) or (f"output.classifiers[0].bogus_key" if path.startswith("output.classifiers")
-                               else f"{path}.bogus_key")
+    shown = {
+        "(top level)": "bogus_key",
+        "concepts[]": "concepts[0].bogus_key",
+        "rules[]": "rules[0].bogus_key",
+        "rules[].all_of[]": "rules[0].all_of[0].bogus_key",
+        "erasers[]": "erasers[0].bogus_key",
+    }
+    want = shown.get(path) or (
+        "output.classifiers[0].bogus_key" if path.startswith("output.classifiers") else f"{path}.bogus_key"
+    )
     assert want in msg, msg
 
 
@@ -398,8 +473,9 @@ def test_docs_policy_md_is_generated_and_current():
     from guard.policy.docs import generate
 
     path = Path(__file__).parent.parent / "docs" / "policy.md"
-    assert path.read_text(encoding="utf-8") == generate(), \
+    assert path.read_text(encoding="utf-8") == generate(), (
         "docs/policy.md is stale: run `python -m guard.policy.docs > docs/policy.md`"
+    )
 
 
 def test_every_field_has_a_description():

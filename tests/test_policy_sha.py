@@ -9,10 +9,10 @@ import os
 import textwrap
 
 import pytest
+from conftest import FAST
 
 import guard
 import guard.erase as ge
-from conftest import FAST
 from guard.policy import load_policy, policy_to_yaml
 
 
@@ -27,7 +27,8 @@ def artifacts(tmp_path_factory):
     ge.erase(pipe, "a cat", out=d / "art" / "cat.safetensors")
     (d / "pol").mkdir()
     policy_file = d / "pol" / "p.yaml"
-    policy_file.write_text(textwrap.dedent(f"""\
+    policy_file.write_text(
+        textwrap.dedent(f"""\
         version: 1
         name: sha-test
         concepts:
@@ -42,7 +43,9 @@ def artifacts(tmp_path_factory):
         audit:
           path: {json.dumps(str(d / "audit.jsonl"))}
         output: {{enabled: false}}
-        """), encoding="utf-8")
+        """),
+        encoding="utf-8",
+    )
     calib = calibrate(pipeline_encoders(pipe), load_policy(policy_file), ["a cat on a sofa", "a tree"], quantile=0.9)
     save_calibration(calib, d / "pol" / "cal.json")
     return d, policy_file

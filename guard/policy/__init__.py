@@ -26,12 +26,12 @@ from guard.policy.models import (
 from guard.policy.yaml_safe import Replace
 
 __all__ = [
-    "PolicySource",
     "AuditConfig",
     "Concept",
     "NudeNetConfig",
     "OutputConfig",
     "Policy",
+    "PolicySource",
     "Replace",
     "ScreenConfig",
     "builtin_policies",

@@ -121,8 +121,9 @@ and `base_dir`. Comments and formatting do not change it; anything that applies 
 ## Limits
 
 A policy file is at most {loader.MAX_POLICY_BYTES // (1024 * 1024)} MiB of UTF-8 text, nests at most
-{yaml_safe.MAX_DEPTH} levels, holds at most {yaml_safe.MAX_NODES} values once YAML aliases are expanded
-(no recursive anchors, no `<<` merge keys), and `extends` chains at most {loader._MAX_EXTENDS_DEPTH} files.
+{yaml_safe.MAX_DEPTH} levels and holds at most {yaml_safe.MAX_NODES} values; YAML aliases may expand it to
+at most twice its own values plus {yaml_safe.MAX_ALIAS_GROWTH} (no recursive anchors, no `<<` merge keys);
+`extends` chains at most {loader._MAX_EXTENDS_DEPTH} files.
 Text may not hold lone surrogates or control characters other than tab and newline.
 """
 
@@ -190,8 +191,9 @@ def generate() -> str:
             bounds = _bounds(field)
             if bounds:
                 desc = f"{desc} ({bounds})" if desc else bounds
-            parts.append(f"| `{name}` | {_cell(_type_name(field.annotation))} | {_cell(_default(field))} | "
-                         f"{_cell(desc)} |")
+            parts.append(
+                f"| `{name}` | {_cell(_type_name(field.annotation))} | {_cell(_default(field))} | {_cell(desc)} |"
+            )
         parts.append("")
     return "\n".join(parts).rstrip() + "\n"
 

@@ -49,7 +49,7 @@ from guard.policy.yaml_safe import (
 
 logger = logging.getLogger(__name__)
 
-PolicySource = Union[str, os.PathLike, Policy, dict]
+PolicySource = str | os.PathLike | Policy | dict
 
 BUILTIN_SUFFIX = ".yaml"
 MAX_POLICY_BYTES = 10 * 1024 * 1024
@@ -129,7 +129,7 @@ def resolve_policy_path(ref: str | os.PathLike, base_dir: Path | None = None) ->
             except OSError as e:
                 raise PolicyError(f"policy path {shorten(name)}: {e.strerror or e}") from None
     if "/" not in name and os.sep not in name:
-        stem = name[: -len(BUILTIN_SUFFIX)] if name.endswith(BUILTIN_SUFFIX) else name
+        stem = name.removesuffix(BUILTIN_SUFFIX)
         b = builtin_policy_dir() / f"{stem}{BUILTIN_SUFFIX}"
         if _is_file(b):
             return b.resolve()
@@ -138,8 +138,9 @@ def resolve_policy_path(ref: str | os.PathLike, base_dir: Path | None = None) ->
             if c.exists() and not c.is_file():
                 raise PolicyError(f"policy path {shorten(os.fspath(c), 200)} is not a file")
         except (OSError, ValueError) as e:
-            raise PolicyError(f"policy path {shorten(name)} cannot be used: "
-                              f"{getattr(e, 'strerror', None) or e}") from None
+            raise PolicyError(
+                f"policy path {shorten(name)} cannot be used: {getattr(e, 'strerror', None) or e}"
+            ) from None
     where = f" (relative to {base_dir})" if base_dir and not p.is_absolute() else ""
     raise PolicyError(
         f"policy file not found: {shorten(name, 200)}{where}; built-in policies: {', '.join(builtin_policies())}"
@@ -178,8 +179,7 @@ def read_yaml(path: Path) -> Any:
         line = raw.count(b"\n", 0, e.start) + 1
         col = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
         raise PolicyError(f"{shown}:{line}:{col}: not UTF-8 text ({e.reason} at byte {e.start})") from None
-    if text.startswith("\ufeff"):
-        text = text[1:]
+    text = text.removeprefix("\ufeff")
     data = parse_yaml(text, shown)
     if data is None:
         raise PolicyError(f"{shown}: the file is empty; expected a mapping with at least 'name'")
@@ -210,8 +210,9 @@ def _from_python(value: Any, loc: tuple = (), active: set | None = None) -> Any:
                 out = MarkedDict()
                 for k, v in value.items():
                     if not isinstance(k, str):
-                        raise PolicyError(f"<policy>: {_fmt_path(loc)}: a key must be text, got "
-                                          f"{type(k).__name__} {shorten(k)}")
+                        raise PolicyError(
+                            f"<policy>: {_fmt_path(loc)}: a key must be text, got {type(k).__name__} {shorten(k)}"
+                        )
                     why = bad_text(k)
                     if why:
                         raise PolicyError(f"<policy>: {_fmt_path(loc)}: key {shorten(k)} {why}")
@@ -271,8 +272,10 @@ def _modernise_concepts(entries: Any, shown: str, what: str, res: _Resolution) -
                 out.append(Replace(nd, e.where) if wrapped else nd)
                 continue
             extra = " with contrast: false" if d["action"] == "allow" and contrast is False else ""
-            res.notes.append(f"{where}: {what}[{i}]{f' ({cid})' if cid else ''}: 'action: {d['action']}'{extra} "
-                             f"is the old spelling of 'role: {role}'")
+            res.notes.append(
+                f"{where}: {what}[{i}]{f' ({cid})' if cid else ''}: 'action: {d['action']}'{extra} "
+                f"is the old spelling of 'role: {role}'"
+            )
             d = nd
         out.append(Replace(d, e.where) if wrapped else d)
     return out
@@ -285,8 +288,9 @@ def _list_of_text(data: MarkedDict, key: str, shown: str) -> MarkedList:
         v2.item_where = [getattr(data, "value_where", {}).get(key)]
         return v2
     if not isinstance(v, list) or not all(isinstance(i, str) for i in v):
-        raise PolicyError(f"{_at(data, key, shown, True)}: {key}: expected a list of file paths, got "
-                          f"{shorten(unwrap(v))}")
+        raise PolicyError(
+            f"{_at(data, key, shown, True)}: {key}: expected a list of file paths, got {shorten(unwrap(v))}"
+        )
     return v
 
 
@@ -298,8 +302,9 @@ def _load_bank(path: Path, where: str, res: _Resolution) -> tuple[MarkedList, Ma
         return _modernise_concepts(data, shown, "concepts", res), MarkedList()
     allowed = ("concepts", "amend", "version", "description")
     if not isinstance(data, dict) or not ({"concepts", "amend"} & set(data)):
-        raise PolicyError(f"{shown}: a concept bank must be a mapping with a 'concepts' (or 'amend') list "
-                          f"(included from {where})")
+        raise PolicyError(
+            f"{shown}: a concept bank must be a mapping with a 'concepts' (or 'amend') list (included from {where})"
+        )
     for k in data:
         if k not in allowed:
             close = difflib.get_close_matches(k, allowed, n=1)
@@ -373,8 +378,9 @@ def _resolve(data: Any, shown: str, base: Path, chain: tuple, res: _Resolution) 
     if isinstance(data, Replace):
         data = data.value
     if not isinstance(data, dict):
-        raise PolicyError(f"{shown}:1:1: a policy must be a mapping of keys (name, concepts, ...), "
-                          f"got a {type(data).__name__}")
+        raise PolicyError(
+            f"{shown}:1:1: a policy must be a mapping of keys (name, concepts, ...), got a {type(data).__name__}"
+        )
     base = _base_of(data, base, shown)
     own = data.get("concepts")
     if own is not None and not isinstance(unwrap(own), list):
@@ -434,12 +440,21 @@ def _resolve(data: Any, shown: str, base: Path, chain: tuple, res: _Resolution) 
         result = unwrap(body)
     else:
         if not isinstance(parent_ref, str):
-            raise PolicyError(f"{_at(data, 'extends', shown, True)}: extends: expected a policy path or built-in "
-                              f"name, got {shorten(unwrap(parent_ref))}")
+            raise PolicyError(
+                f"{_at(data, 'extends', shown, True)}: extends: expected a policy path or built-in "
+                f"name, got {shorten(unwrap(parent_ref))}"
+            )
         try:
             parent_path = resolve_policy_path(parent_ref, base)
         except PolicyError as e:
             raise PolicyError(f"{_at(data, 'extends', shown, True)}: extends: {e}") from None
+        if parent_path in chain:
+            cycle = " -> ".join(_display(p) for p in (*chain, parent_path))
+            raise PolicyError(f"{_at(data, 'extends', shown, True)}: extends forms a cycle: {cycle}")
+        if len(chain) >= _MAX_EXTENDS_DEPTH:
+            raise PolicyError(
+                f"{_at(data, 'extends', shown, True)}: extends nests deeper than {_MAX_EXTENDS_DEPTH} levels"
+            )
         parent = _resolve_file(parent_path, chain, res)
         try:
             _validate(parent, parent_path)  # a broken parent is reported against its own file
@@ -458,11 +473,6 @@ def _resolve(data: Any, shown: str, base: Path, chain: tuple, res: _Resolution) 
 
 
 def _resolve_file(path: Path, chain: tuple[Path, ...], res: _Resolution) -> MarkedDict:
-    if path in chain:
-        cycle = " -> ".join(_display(p) for p in chain + (path,))
-        raise PolicyError(f"policy 'extends' forms a cycle: {cycle}")
-    if len(chain) >= _MAX_EXTENDS_DEPTH:
-        raise PolicyError(f"{_display(path)}: 'extends' nests deeper than {_MAX_EXTENDS_DEPTH} levels")
     return _resolve(read_yaml(path), _display(path), path.parent, chain + (path,), res)
 
 
@@ -569,20 +579,43 @@ def _describe(err: dict, root: type[BaseModel], data: Any) -> str:
         model = _model_at(loc[:-1], root, data)
         allowed = list(model.model_fields) if model else []
         close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
-        hint = f"; did you mean {close[0]!r}?" if close else (
-            f"; expected one of: {', '.join(allowed)}" if allowed else "")
+        hint = (
+            f"; did you mean {close[0]!r}?"
+            if close
+            else (f"; expected one of: {', '.join(allowed)}" if allowed else "")
+        )
         return f"unknown key {shorten(key)}{hint}"
     if typ == "missing":
         return "required key is missing"
     msg = err["msg"]
-    if msg.startswith("Value error, "):
-        msg = msg[len("Value error, "):]
+    msg = msg.removeprefix("Value error, ")
     inp = err.get("input")
     if typ in ("float_type", "int_type", "string_type", "bool_type") and isinstance(inp, bool):
         msg += " (true/false is not a number here)" if typ != "bool_type" else ""
     if typ not in ("value_error", "assertion_error", "reference") and not isinstance(inp, (dict, list)):
         msg = f"{msg[0].lower()}{msg[1:]}, got {shorten(inp)}"
     return shorten(msg, 400)[1:-1] if len(msg) > 400 else msg
+
+
+def _partial_hint(data: Any, loc: tuple) -> str:
+    """For a concept entry that only changes keys but has nothing to change: which id was meant."""
+    if len(loc) != 3 or loc[0] != "concepts" or loc[2] != "category" or not isinstance(data, dict):
+        return ""
+    concepts = data.get("concepts")
+    try:
+        entry = concepts[loc[1]]
+    except (TypeError, IndexError, KeyError):
+        return ""
+    cid = entry_id(entry)
+    if cid is None or "phrases" in entry:
+        return ""
+    known = [entry_id(c) for c in concepts if isinstance(c, dict) and "phrases" in c]
+    close = difflib.get_close_matches(cid, [k for k in known if k], n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return (
+        f" (this entry gives no phrases either: as a change to an existing concept, no concept "
+        f"{shorten(cid)} exists to merge into{hint})"
+    )
 
 
 def _summary(head: str, issues: list[str], total: int) -> str:
@@ -608,6 +641,8 @@ def _validate(data: Any, path: Path | None, root: type[BaseModel] = Policy, what
             msg = _describe(err, root, data)
             if written != loc and err["type"] == "literal_error":
                 msg += " (the old spelling 'action' takes 'block', 'escalate' or 'allow')"
+            if err["type"] == "missing" and root is Policy:
+                msg += _partial_hint(data, loc)
             issues.append(f"{prefix}: {_fmt_path(written)}: {msg}")
         n = len(errors)
         head = f"{shown}: invalid {what} ({n} problem{'s' if n != 1 else ''})"
@@ -624,8 +659,9 @@ def _validate(data: Any, path: Path | None, root: type[BaseModel] = Policy, what
 def policy_sha256(policy: Policy) -> str:
     """The one policy hash: sha256 over the resolved policy's canonical JSON, paths as written and
     ``base_dir`` left out, so the file as validated, the runtime guard and a saved pipeline agree."""
-    blob = json.dumps(policy.model_dump(mode="json", exclude=_NOT_HASHED),
-                      sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    blob = json.dumps(
+        policy.model_dump(mode="json", exclude=_NOT_HASHED), sort_keys=True, ensure_ascii=False, separators=(",", ":")
+    )
     return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()
 
 
@@ -662,8 +698,12 @@ def load_policy(source: PolicySource = "default", *, base_dir: str | os.PathLike
     policy._source = str(path) if path else None
     policy._notes = res.notes
     if res.notes:
-        logger.info("policy %r: %d concept(s) use the old 'action' key, read as 'role' (first: %s)",
-                    policy.name, len(res.notes), res.notes[0])
+        logger.info(
+            "policy %r: %d concept(s) use the old 'action' key, read as 'role' (first: %s)",
+            policy.name,
+            len(res.notes),
+            res.notes[0],
+        )
     return policy
 
 
@@ -675,8 +715,10 @@ def resolve_policy(source: PolicySource = "default", *, base_dir: str | os.PathL
 
 def _plain(policy: Policy) -> dict:
     data = policy.model_dump(mode="json", exclude=set(_RESOLVED_KEYS) | {"base_dir"})
-    if policy.base_dir or (any(not os.path.isabs(os.path.expanduser(c[k])) for c, k in _artifact_paths(data))
-                           and (policy.source or policy.base_dir)):
+    if policy.base_dir or (
+        any(not os.path.isabs(os.path.expanduser(c[k])) for c, k in _artifact_paths(data))
+        and (policy.source or policy.base_dir)
+    ):
         data["base_dir"] = os.fspath(policy.base_path.absolute())
     return data
 

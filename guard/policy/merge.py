@@ -20,7 +20,8 @@ concept defined by an included bank is said explicitly with ``amend:`` entries.
 from __future__ import annotations
 
 import difflib
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from guard.errors import PolicyError
 from guard.policy.yaml_safe import MarkedDict, MarkedList, Replace, Where, shorten
@@ -139,7 +140,8 @@ def check_unique(entries: Iterable[tuple[Any, Where | None]], what: str, seen: d
             raise PolicyError(
                 f"{here or '<policy>'}: duplicate {what} id {shorten(eid)} (first defined at {first or '<policy>'}); "
                 f"ids must be unique in a file and across the banks it includes. To change an included {what}, "
-                "list it under 'amend:'; a policy that 'extends' another may redefine the parent's ids")
+                "list it under 'amend:'; a policy that 'extends' another may redefine the parent's ids"
+            )
         seen[eid] = here
     return seen
 
@@ -160,8 +162,7 @@ def apply_amendments(concepts: MarkedList, amendments: list[tuple[Any, Where | N
         eid = entry_id(e)
         here = id_where(e, w)
         if eid is None:
-            raise PolicyError(f"{here or '<policy>'}: amend: every entry needs the text 'id' of the concept it "
-                              "changes")
+            raise PolicyError(f"{here or '<policy>'}: amend: every entry needs the text 'id' of the concept it changes")
         if eid not in index:
             close = difflib.get_close_matches(eid, list(index), n=1, cutoff=0.6)
             hint = f"; did you mean {close[0]!r}?" if close else ""

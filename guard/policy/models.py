@@ -655,6 +655,13 @@ class Policy(_Strict):
 
         return policy_sha256(self)
 
+    @field_validator("version", mode="before")
+    @classmethod
+    def _check_version(cls, v: Any) -> Any:
+        if type(v) is not int:  # true and 1.0 equal 1 in Python; a version is the integer 1
+            raise PydanticCustomError("version", "expected the integer 1, got {got}", {"got": repr(v)[:60]})
+        return v
+
     @field_validator("name")
     @classmethod
     def _check_name(cls, v: str) -> str:

@@ -4,8 +4,9 @@ Policies come from people and from tools, so the reader refuses what would crash
 instead of failing deep inside PyYAML:
 
 * nesting deeper than :data:`MAX_DEPTH` levels (PyYAML's composer recurses once per level);
-* more than :data:`MAX_NODES` nodes after aliases are expanded (a 1 KB "alias bomb" would otherwise
-  expand without limit) and recursive anchors (``&a [*a]``);
+* more than :data:`MAX_NODES` nodes, and aliases that expand the file beyond twice its own nodes plus
+  :data:`MAX_ALIAS_GROWTH` (a 1 KB "alias bomb" would otherwise expand without limit); recursive
+  anchors (``&a [*a]``);
 * mapping keys that are not text, duplicate keys, YAML merge keys (``<<``);
 * scalars a tag cannot convert (``!!int abc``), tags the policy format does not know, and text with a
   lone surrogate or a control character (reported at the scalar, not at 1:1).
@@ -27,6 +28,8 @@ from guard.errors import PolicyError
 MAX_DEPTH = 64
 #: Most values (scalars, mappings, lists) in one file, counting each alias expansion.
 MAX_NODES = 200_000
+#: Aliases may add at most this many values beyond twice the file's own (an alias bomb stops here).
+MAX_ALIAS_GROWTH = 20_000
 #: Longest text shown from an offending value in an error message.
 MAX_SHOWN = 60
 
@@ -83,7 +86,7 @@ def shorten(value: Any, limit: int = MAX_SHOWN) -> str:
     """``repr(value)`` cut to ``limit`` characters, safe for any text (odd Unicode is escaped)."""
     try:
         text = ascii(value) if isinstance(value, str) else repr(value)
-    except Exception:  # a broken __repr__ must not hide the real error
+    except Exception:  # noqa: BLE001 - a broken __repr__ must not hide the real error
         text = f"<{type(value).__name__}>"
     if len(text) > limit:
         text = text[: limit - 3] + "..."
@@ -110,13 +113,15 @@ class _BoundedLoader(yaml.SafeLoader):
         self._depth = 0
         self._nodes = 0
 
-    def compose_node(self, parent, index):  # noqa: ANN001 - PyYAML's signature
+    def compose_node(self, parent, index):
         self._depth += 1
         try:
             if self._depth > MAX_DEPTH:
                 m = self.peek_event().start_mark
-                raise PolicyError(f"{self._shown}:{m.line + 1}:{m.column + 1}: nested deeper than {MAX_DEPTH} "
-                                  "levels; a policy needs a handful")
+                raise PolicyError(
+                    f"{self._shown}:{m.line + 1}:{m.column + 1}: nested deeper than {MAX_DEPTH} "
+                    "levels; a policy needs a handful"
+                )
             self._nodes += 1
             if self._nodes > MAX_NODES:
                 m = self.peek_event().start_mark
@@ -137,8 +142,9 @@ _SEQ_TAGS = ("tag:yaml.org,2002:seq", REPLACE_TAG)
 class _Builder:
     """Turns composed nodes into Marked containers, counting alias expansions."""
 
-    def __init__(self, shown: str):
+    def __init__(self, shown: str, limit: int = MAX_NODES):
         self.shown = shown
+        self.limit = limit
         self.count = 0
         self.scalars = yaml.constructor.SafeConstructor()  # one per file: it caches every node it built
         self.resolver = yaml.resolver.Resolver()
@@ -147,9 +153,8 @@ class _Builder:
     def build(self, node: yaml.Node, depth: int = 0) -> Any:
         where = _where(node, self.shown)
         self.count += 1
-        if self.count > MAX_NODES:
-            raise PolicyError(f"{where}: more than {MAX_NODES} values once aliases are expanded "
-                              "(an alias bomb?)")
+        if self.count > self.limit:
+            raise PolicyError(f"{where}: aliases expand the file to more than {self.limit} values (an alias bomb?)")
         if depth > MAX_DEPTH:
             raise PolicyError(f"{where}: nested deeper than {MAX_DEPTH} levels (through aliases)")
         if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
@@ -178,8 +183,9 @@ class _Builder:
                     raise PolicyError(f"{kw}: a mapping key must be plain text")
                 key = self._scalar(knode, kw)
                 if not isinstance(key, str):
-                    raise PolicyError(f"{kw}: a mapping key must be text, got {type(key).__name__} {shorten(key)}"
-                                      " (quote it)")
+                    raise PolicyError(
+                        f"{kw}: a mapping key must be text, got {type(key).__name__} {shorten(key)} (quote it)"
+                    )
                 if key in out:
                     first = out.key_where[key]
                     raise PolicyError(f"{kw}: duplicate key {shorten(key)} (first at {first.line}:{first.col})")
@@ -196,15 +202,21 @@ class _Builder:
 
     def _scalar(self, node: yaml.Node, where: Where) -> Any:
         if node.tag == REPLACE_TAG:
-            node = yaml.ScalarNode(self.resolver.resolve(yaml.ScalarNode, node.value, (True, False)),
-                                   node.value, node.start_mark, node.end_mark, node.style)
+            node = yaml.ScalarNode(
+                self.resolver.resolve(yaml.ScalarNode, node.value, (True, False)),
+                node.value,
+                node.start_mark,
+                node.end_mark,
+                node.style,
+            )
         try:
             value = self.scalars.construct_object(node, deep=True)
         except yaml.constructor.ConstructorError as e:
             raise PolicyError(f"{where}: {e.problem}") from None
         except (ValueError, TypeError, OverflowError, ArithmeticError) as e:
-            raise PolicyError(f"{where}: {shorten(node.value)} cannot be read as {node.tag.rsplit(':', 1)[-1]}: "
-                              f"{type(e).__name__}") from None
+            raise PolicyError(
+                f"{where}: {shorten(node.value)} cannot be read as {node.tag.rsplit(':', 1)[-1]}: {type(e).__name__}"
+            ) from None
         finally:
             self.scalars.constructed_objects.clear()
             self.scalars.recursive_objects.clear()
@@ -228,16 +240,18 @@ def parse_yaml(text: str, shown: str) -> Any:
         if 0xD800 <= o <= 0xDFFF:
             line, col = _position(text, i)
             raise PolicyError(f"{shown}:{line}:{col}: a lone surrogate (U+{o:04X}); the file must be valid UTF-8")
-    loader = _BoundedLoader(text, shown)
+    loader = None
     try:
+        loader = _BoundedLoader(text, shown)  # the reader checks every character here
         node = loader.get_single_node()
     except PolicyError:
         raise
     except yaml.reader.ReaderError as e:  # a character YAML forbids: PyYAML gives an index, not a mark
         line, col = _position(text, e.position)
         ch = e.character if isinstance(e.character, str) else chr(e.character)
-        raise PolicyError(f"{shown}:{line}:{col}: the character U+{ord(ch):04X} is not allowed in YAML "
-                          "(non-printable)") from None
+        raise PolicyError(
+            f"{shown}:{line}:{col}: the character U+{ord(ch):04X} is not allowed in YAML (non-printable)"
+        ) from None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         loc = f"{shown}:{mark.line + 1}:{mark.column + 1}" if mark else shown
@@ -248,10 +262,11 @@ def parse_yaml(text: str, shown: str) -> Any:
     except RecursionError:  # a last resort: MAX_DEPTH keeps PyYAML well under the interpreter's limit
         raise PolicyError(f"{shown}: nested too deeply") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     if node is None:
         return None
     try:
-        return _Builder(shown).build(node)
+        return _Builder(shown, min(MAX_NODES, 2 * loader._nodes + MAX_ALIAS_GROWTH)).build(node)
     except RecursionError:
         raise PolicyError(f"{shown}: nested too deeply") from None
