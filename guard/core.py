@@ -61,12 +61,12 @@ def default_audit_path() -> Path:
 
 
 def _check_prompts(prompts: Any, where: str) -> list[str]:
-    if isinstance(prompts, str) or not isinstance(prompts, (list, tuple)):
-        raise GuardInputError(f"{where}: prompts must be a list of strings, got {type(prompts).__name__}")
-    for i, p in enumerate(prompts):
-        if not isinstance(p, str):
-            raise GuardInputError(f"{where}: prompts[{i}] must be a string, got {type(p).__name__}")
-    return list(prompts)
+    from guard.screen.screen import validate_prompts
+
+    try:
+        return validate_prompts(prompts)
+    except GuardInputError as e:
+        raise GuardInputError(f"{where}: {e}") from None
 
 
 def _blank_screen(i: int, reason: str, decision: str = "allow"):

@@ -106,7 +106,7 @@ def test_on_block_raise_from_the_runner_is_audited(tmp_path):
 def test_kept_entry_points_check_their_inputs():
     g = Guard(make_policy())
     for bad in (None, 5, object(), "a single string", ["ok", None]):
-        with pytest.raises(GuardInputError, match="Guard.screen_prompts: prompts"):
+        with pytest.raises(GuardInputError, match=r"^Guard.screen_prompts: (expected a list of prompts|prompt 1 must)"):
             g.screen_prompts(bad)
     with pytest.raises(GuardInputError, match="the request has no prompts"):
         g.run(Request(prompts=[]))

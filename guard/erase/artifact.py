@@ -180,8 +180,10 @@ def build_erasure(method: str, originals: dict[str, torch.Tensor], *, factor=Non
 def _versions() -> dict[str, str]:
     import importlib.metadata as md
 
-    out = {}
-    for pkg in ("guard", "diffusers-guard", "torch", "diffusers", "transformers", "safetensors"):
+    import guard
+
+    out = {"guard": guard.__version__}  # the import package's own version, whatever the distribution is called
+    for pkg in ("torch", "diffusers", "transformers", "safetensors"):
         try:
             out[pkg] = md.version(pkg)
         except md.PackageNotFoundError:
