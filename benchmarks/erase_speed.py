@@ -61,7 +61,7 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from guard.erase.artifact import _ParamView, _build
+    from guard.erase.artifact import _build, _ParamView
     from guard.erase.esd import _scheduler, esd_objective, sample_xt, trainable_names
     from guard.erase.rece import gram, rece_factors
     from guard.erase.uce import aligned_rows, cross_attention_projections, factor_edit, uce_factors
@@ -114,7 +114,7 @@ def main() -> int:
     uce_t, uce_cpu = [], []
     for _ in range(args.repeats):
         t, c = time.perf_counter(), time.process_time()
-        fe, news = uce_once()
+        fe, _ = uce_once()
         uce_t.append(time.perf_counter() - t)
         uce_cpu.append(time.process_time() - c)
     t = time.perf_counter()
@@ -131,8 +131,8 @@ def main() -> int:
         _, errs = rece_once()
         rece_t.append(time.perf_counter() - t)
         rece_cpu.append(time.process_time() - c)
-    print(f"RECE {args.epochs} epochs: best {min(rece_t):.3f}s wall, {min(rece_cpu):.3f} CPU-s; regeneration error by epoch "
-          + ", ".join(f"{x:.4f}" for x in errs))
+    print(f"RECE {args.epochs} epochs: best {min(rece_t):.3f}s wall, {min(rece_cpu):.3f} CPU-s; "
+          "regeneration error by epoch " + ", ".join(f"{x:.4f}" for x in errs))
     result = {"uce_s": round(min(uce_t), 3), "uce_target_s": 2.0, "uce_ok": min(uce_t) <= 2.0,
               "uce_cpu_s": round(min(uce_cpu), 3), "uce_cpu_per_thread_s": round(min(uce_cpu) / args.threads, 3),
               "uce_artifact_s": round(art_t, 3), "rece_cpu_s": round(min(rece_cpu), 3),
