@@ -239,6 +239,8 @@ def test_cli_fuzz(files, tmp_path, monkeypatch):
         ["generate", "x", "--pipeline", "{spec-bin.yaml}"],
         ["generate", "x", "--pipeline", "{spec-badpolicy.yaml}"],
         ["generate", "x", "--pipeline", "{dir}"],
+        ["generate", "x", "--pipeline", "{fifo}"],
+        ["policy", "validate", "{fifo}", "{dir}", "{devnull}"],
         ["generate", "x", "--model", "{binary.txt}"],
         ["generate", "x", "--model", "{dir}"],
         ["generate", "x", "--model", ""],
