@@ -411,3 +411,10 @@ def test_no_import_cycle_through_the_cli_package_or_paths():
             in ("guard.cli", "guard.cli._quiet_libraries", "guard.cli.main", "guard.cli.app", "guard.cli.read_prompts")
         }
         assert not back, f"{f} imports {back}; import from guard.cli.common instead"
+
+
+def test_python_dash_m_runs_the_cli():
+    r = subprocess.run([sys.executable, "-m", "guard.cli", "--version"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.startswith("guard ")
+    r = subprocess.run([sys.executable, "-m", "guard.cli", "nosuch"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and r.stderr.startswith("error: No such command 'nosuch'") and "Traceback" not in r.stderr
