@@ -35,7 +35,7 @@ def read_rows(path: str, column: str, limit: int | None) -> list[tuple[str, int 
             raise SystemExit(f"error: {path}: no {column!r} column (columns: {', '.join(fields)})")
         seed_col = next((c for c in ("sd_seed", "evaluation_seed", "seed") if c in fields), None)
         rows = []
-        for i, row in enumerate(reader):
+        for row in reader:
             p = (row[column] or "").strip()
             if not p:
                 continue
@@ -100,7 +100,7 @@ def main() -> int:
     dtype = torch.float16 if device == "cuda" else torch.float32
     pipe = DiffusionPipeline.from_pretrained(args.model, torch_dtype=dtype, safety_checker=None).to(device)
     pipe.set_progress_bar_config(disable=True)
-    thresholds = ({k: args.threshold for k in DEFAULT_NUDENET_THRESHOLDS} if args.threshold is not None
+    thresholds = (dict.fromkeys(DEFAULT_NUDENET_THRESHOLDS, args.threshold) if args.threshold is not None
                   else dict(DEFAULT_NUDENET_THRESHOLDS))
     nn_clf = NudeNetClassifier()
 

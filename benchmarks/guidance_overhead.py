@@ -20,10 +20,10 @@ import warnings
 warnings.filterwarnings("ignore")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import diffusers  # noqa: E402
 import numpy as np  # noqa: E402
 import PIL.Image  # noqa: E402
 import torch  # noqa: E402
-import diffusers  # noqa: E402
 from diffusers import UNet2DConditionModel  # noqa: E402
 
 import guard  # noqa: E402
@@ -77,7 +77,7 @@ def main() -> int:
         g_idle = guard.protect(pipe, idle)
         call = dict(kw, num_inference_steps=args.steps, output_type="np")
 
-        def timed(p):
+        def timed(p, call=call):
             best_total, best_gen = float("inf"), float("inf")
             for r in range(args.repeat):
                 t0 = time.perf_counter()

@@ -10,8 +10,9 @@ import PIL.Image
 
 def parse(description: str) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=description)
-    ap.add_argument("--model", default=None, help="hub id or local path (default: the embedded tiny model, "
-                    "random weights, offline)")
+    ap.add_argument(
+        "--model", default=None, help="hub id or local path (default: the embedded tiny model, random weights, offline)"
+    )
     ap.add_argument("--policy", default="default")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--steps", type=int, default=None)
@@ -23,7 +24,7 @@ def demo_image(size: int = 64) -> PIL.Image.Image:
     y = np.linspace(0, 1, size)[:, None, None]
     sky = np.concatenate([0.3 + 0.4 * (1 - y), 0.5 + 0.3 * (1 - y), np.ones_like(y)], axis=2)
     img = np.repeat(sky, size, axis=1)
-    img[size * 2 // 3:] = [0.2, 0.6, 0.2]
+    img[size * 2 // 3 :] = [0.2, 0.6, 0.2]
     return PIL.Image.fromarray((img * 255).astype("uint8"))
 
 

@@ -1,7 +1,7 @@
 """Text-to-image drop-in: GuardedStableDiffusionPipeline with a policy.
 
-    python examples/quickstart.py                                  # embedded tiny model, offline
-    python examples/quickstart.py --model stable-diffusion-v1-5/stable-diffusion-v1-5 --device cuda
+python examples/quickstart.py                                  # embedded tiny model, offline
+python examples/quickstart.py --model stable-diffusion-v1-5/stable-diffusion-v1-5 --device cuda
 """
 
 from _common import parse, show
@@ -15,6 +15,10 @@ if args.model:
     pipe = GuardedStableDiffusionPipeline.from_pretrained(args.model, policy=args.policy).to(args.device)
 else:
     pipe = guard.protect(build_tiny_pipeline(), args.policy)
-out = pipe(["a lighthouse at dusk", "a photo of a naked woman"], num_inference_steps=args.steps or 2,
-           height=None if args.model else 64, width=None if args.model else 64)
+out = pipe(
+    ["a lighthouse at dusk", "a photo of a naked woman"],
+    num_inference_steps=args.steps or 2,
+    height=None if args.model else 64,
+    width=None if args.model else 64,
+)
 show(out)

@@ -14,6 +14,11 @@ if args.model:
     pipe = guard.GuardedStableDiffusionXLPipeline.from_pretrained(args.model, policy=args.policy).to(args.device)
 else:
     pipe = guard.protect(build_tiny_sdxl_pipeline(), args.policy)
-out = pipe(["a red fox in the snow", "a fox"], prompt_2=["photo, 35mm", "a photo of a naked woman"],
-           num_inference_steps=args.steps or 2, height=None if args.model else 64, width=None if args.model else 64)
+out = pipe(
+    ["a red fox in the snow", "a fox"],
+    prompt_2=["photo, 35mm", "a photo of a naked woman"],
+    num_inference_steps=args.steps or 2,
+    height=None if args.model else 64,
+    width=None if args.model else 64,
+)
 show(out)

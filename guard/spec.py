@@ -89,6 +89,8 @@ def load_spec(ref: str | os.PathLike) -> PipelineSpec:
     p = Path(os.path.expanduser(raw))
     if p.is_dir():
         raise GuardError(f"pipeline spec {raw!r} is a directory; give a .yaml file")
+    if p.exists() and not p.is_file():  # a FIFO or a device: reading it could block
+        raise GuardError(f"pipeline spec {raw!r} is not a regular file; give a .yaml file")
     if not p.is_file():
         name = p.name[: -len(p.suffix)] if p.suffix in SPEC_SUFFIXES else p.name
         b = builtin_pipeline_dir() / f"{name}.yaml"

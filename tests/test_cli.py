@@ -402,7 +402,7 @@ def test_no_import_cycle_through_the_cli_package_or_paths():
     assert _guard_imports(root / "paths.py") == set()  # imported by anything, so it imports nothing of ours
     # no command module imports the package that imports it (guard.cli itself), lazily or not
     for f in [*(root / "cli").glob("*.py"), root / "erase" / "cli.py"]:
-        if f.name == "__init__.py" and f.parent.name == "cli":
+        if f.parent.name == "cli" and f.name in ("__init__.py", "__main__.py"):  # __main__: nothing imports it
             continue
         back = {
             m
@@ -411,3 +411,10 @@ def test_no_import_cycle_through_the_cli_package_or_paths():
             in ("guard.cli", "guard.cli._quiet_libraries", "guard.cli.main", "guard.cli.app", "guard.cli.read_prompts")
         }
         assert not back, f"{f} imports {back}; import from guard.cli.common instead"
+
+
+def test_python_dash_m_runs_the_cli():
+    r = subprocess.run([sys.executable, "-m", "guard.cli", "--version"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.startswith("guard ")
+    r = subprocess.run([sys.executable, "-m", "guard.cli", "nosuch"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and r.stderr.startswith("error: No such command 'nosuch'") and "Traceback" not in r.stderr

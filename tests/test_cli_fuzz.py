@@ -16,8 +16,7 @@ import sys
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from conftest import make_policy
 from guard.cli import main
@@ -25,9 +24,9 @@ from guard.cli import main
 #: seconds one CLI run may take before it counts as a hang (a generate on the tiny pipeline takes ~3 s)
 HANG_S = 120
 
-#: policy files the loader cannot take yet (tested apart, below): kept out of the fuzzed pool so a hang there
-#: does not hide what the fuzz finds in the CLI
-LOADER_GAPS = ("policy-deep.yaml", "policy-bomb.yaml")
+#: policy files the loader cannot take yet (tested apart, below), kept out of the fuzzed pool. YAML alias
+#: bombs are left to the policy tests: on today's loader one expands to many GB before any alarm fires.
+LOADER_GAPS = ("policy-deep.yaml",)
 
 FUZZ = settings(
     derandomize=True,
@@ -65,13 +64,6 @@ def files(tmp_path_factory):
     put("policy-notyaml.yaml", "version: [1\nname: {{{\n")
     put("policy-list.yaml", "- 1\n- 2\n")
     put("policy-deep.yaml", "a: " + "[" * 2000 + "]" * 2000 + "\n")
-    put(
-        "policy-bomb.yaml",
-        'a: &a ["x","x","x","x","x","x","x","x","x"]\n'
-        + "".join(
-            f"{c}: &{c} [*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p}]\n" for p, c in zip("abcdefgh", "bcdefghi")
-        ),
-    )
     put("spec-bad.yaml", "name: s\nmodel: builtin:tiny\nsteps: 3\n")
     put("spec-badpolicy.yaml", "name: s\nmodel: builtin:tiny\npolicy: ../nowhere/p.yaml\n")
     put("spec-bin.yaml", b"\xff\xfe\x00\x01")
@@ -203,7 +195,7 @@ def check_run(argv, hang_s=HANG_S):
     assert "internal error" not in err, shown
     if code != 0 and not err.lstrip().startswith("Usage:"):  # `guard policy` alone prints its help
         first = err.strip().splitlines()[0] if err.strip() else ""
-        assert first.startswith("error:") or ": " in first, shown  # validate prints FILE:LINE:COL: ...
+        assert first.startswith("error:"), shown
     return code, out, err
 
 
@@ -246,6 +238,8 @@ def test_cli_fuzz(files, tmp_path, monkeypatch):
         ["generate", "x", "--pipeline", "{spec-bin.yaml}"],
         ["generate", "x", "--pipeline", "{spec-badpolicy.yaml}"],
         ["generate", "x", "--pipeline", "{dir}"],
+        ["generate", "x", "--pipeline", "{fifo}"],
+        ["policy", "validate", "{fifo}", "{dir}", "{devnull}"],
         ["generate", "x", "--model", "{binary.txt}"],
         ["generate", "x", "--model", "{dir}"],
         ["generate", "x", "--model", ""],
@@ -273,8 +267,8 @@ def test_cli_known_bad_inputs_fail_cleanly(files, argv, tmp_path, monkeypatch):
 
 
 @pytest.mark.xfail(
-    reason="guard/policy/loader.py: deep nesting raises RecursionError and alias bombs expand "
-    "without limit; helper 'policy' caps both (issue 9 item 8)",
+    reason="guard/policy/loader.py: YAML nested 2,000 deep raises RecursionError; the loader's depth cap "
+    "(issue 9 item 8, helper 'policy') makes it a PolicyError",
     strict=False,
 )
 @pytest.mark.parametrize("name", LOADER_GAPS)

@@ -124,7 +124,3 @@ def main(argv: list[str] | None = None) -> int:
         )
         return EXIT_FAILED
     return rv if isinstance(rv, int) else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -35,12 +35,14 @@ def policy_validate(files: list[str] = typer.Argument(..., help="Policy files or
         except GuardError as e:
             bad += 1
             msg = printable(str(e))
-            typer.secho(msg if shown in msg else f"{shown}: {msg}", fg=typer.colors.RED, err=True)
+            typer.secho(f"error: {msg if shown in msg else f'{shown}: {msg}'}", fg=typer.colors.RED, err=True)
             continue
         except (OSError, RecursionError, ValueError, TypeError) as e:  # a loader gap: report it, go on
             bad += 1
             logger.debug("validating %s", f, exc_info=True)
-            typer.secho(f"{shown}: cannot load: {printable(str(e)) or type(e).__name__}", fg=typer.colors.RED, err=True)
+            typer.secho(
+                f"error: {shown}: cannot load: {printable(str(e)) or type(e).__name__}", fg=typer.colors.RED, err=True
+            )
             continue
         typer.secho(line, fg=typer.colors.GREEN)
     if bad:
