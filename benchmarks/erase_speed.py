@@ -115,7 +115,7 @@ def main() -> int:
     uce_t, uce_cpu = [], []
     for _ in range(args.repeats):
         t, c = time.perf_counter(), time.process_time()
-        fe, news = uce_once()
+        fe, _ = uce_once()
         uce_t.append(time.perf_counter() - t)
         uce_cpu.append(time.process_time() - c)
     t = time.perf_counter()
@@ -132,8 +132,8 @@ def main() -> int:
         _, errs = rece_once()
         rece_t.append(time.perf_counter() - t)
         rece_cpu.append(time.process_time() - c)
-    print(f"RECE {args.epochs} epochs: best {min(rece_t):.3f}s wall, {min(rece_cpu):.3f} CPU-s; regeneration error by epoch "
-          + ", ".join(f"{x:.4f}" for x in errs))
+    print(f"RECE {args.epochs} epochs: best {min(rece_t):.3f}s wall, {min(rece_cpu):.3f} CPU-s; "
+          "regeneration error by epoch " + ", ".join(f"{x:.4f}" for x in errs))
     result = {"uce_s": round(min(uce_t), 3), "uce_target_s": 2.0, "uce_ok": min(uce_t) <= 2.0,
               "uce_cpu_s": round(min(uce_cpu), 3), "uce_cpu_per_thread_s": round(min(uce_cpu) / args.threads, 3),
               "uce_artifact_s": round(art_t, 3), "rece_cpu_s": round(min(rece_cpu), 3),
