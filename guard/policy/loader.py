@@ -84,13 +84,10 @@ __all__ = [
 
 
 def builtin_policy_dir() -> Path:
-    """Directory of the shipped policies: ``policies/`` in a checkout (or an editable install),
-    ``guard/_policies`` in an installed wheel."""
-    here = Path(__file__).resolve().parent.parent  # guard/
-    checkout = here.parent / "policies"
-    if (checkout / "default.yaml").is_file():
-        return checkout
-    return here / "_policies"
+    """Directory of the shipped policies (see :func:`guard.paths.builtin_policy_dir`)."""
+    from guard.paths import builtin_policy_dir as _dir
+
+    return _dir()
 
 
 def builtin_policies() -> list[str]:
