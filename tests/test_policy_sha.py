@@ -9,6 +9,7 @@ import os
 import textwrap
 
 import pytest
+import torch
 from conftest import FAST
 
 import guard
@@ -79,16 +80,18 @@ def test_validate_show_runtime_report_audit_and_saved_pipeline_agree(artifacts, 
     line = json.loads((d / "audit.jsonl").read_text().splitlines()[-1])
     assert line["policy"]["sha256"] == want
 
-    # save the base weights (a pipeline saved with its erasures applied is erased twice on load: not
-    # this test's subject), with the policy that names the eraser
-    ge.sync_erasures(g, [])
+    # saved: the base weights with the policy that names the eraser (loading erases them again), while
+    # the live pipeline keeps its erased weights
+    erased = {n: p.detach().clone() for n, p in g.unet.named_parameters()}
     g.save_pretrained(tmp_path / "saved")
+    assert all(torch.equal(p, erased[n]) for n, p in g.unet.named_parameters())
     stored = json.loads((tmp_path / "saved" / "guard" / "config.json").read_text())["policy"]
     assert stored["erasers"][0]["path"] == "../art/cat.safetensors"  # as written, with its base
     assert stored["base_dir"] == os.fspath((d / "pol").resolve())
     loaded = type(g).from_pretrained(tmp_path / "saved")
     assert loaded.guard_policy.sha256 == want
     assert [a["path"] for a in ge.applied_erasures(loaded)] == [a["path"] for a in applied]
+    assert all(torch.equal(p, erased[n]) for n, p in loaded.unet.named_parameters())
     assert loaded("a tree", **FAST).guard_report.policy_sha256 == want
 
     # the human-readable copy reloads to the same hash and the same artifacts, from anywhere

@@ -156,6 +156,34 @@ class GuardedPipelineMixin:
             new.set_progress_bar_config(**pipeline._progress_bar_config)
         return new
 
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """``save_pretrained`` of the parent, with the UNet saved as the base model: the policy's erasers
+        are undone in the saved copy (the live weights stay erased), because the saved policy names them
+        and loading applies them again, fingerprint-checked against the base weights."""
+        from guard.erase.weights import erasure_stack, unet_of
+
+        stack = erasure_stack(self) if getattr(self, "unet", None) is not None else []
+        if not stack:
+            return super().save_pretrained(save_directory, *args, **kwargs)
+        by_hand = [e for e in stack if e.get("source") != "policy"]
+        if by_hand:
+            raise GuardError(
+                f"{len(by_hand)} erasure(s) applied by hand (guard.erase / apply_erasure) are not in the "
+                "policy, so a saved pipeline could not restore them; list them under the policy's `erasers` "
+                "or revert them (guard.revert_erasure) before saving")
+        params = dict(unet_of(self).named_parameters())
+        edited = {n: params[n].detach().clone() for e in stack for n in e["originals"]}
+        with torch.no_grad():
+            for e in reversed(stack):  # back to the base weights, newest edit first
+                for n, v in e["originals"].items():
+                    params[n].copy_(v.to(params[n].device))
+        try:
+            return super().save_pretrained(save_directory, *args, **kwargs)
+        finally:
+            with torch.no_grad():
+                for n, v in edited.items():
+                    params[n].copy_(v)
+
     # ------------------------------------------------------------------ policy access
 
     @property
