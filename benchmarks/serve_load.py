@@ -117,6 +117,9 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="fewer requests (a smoke run)")
     ap.add_argument("--policy", default="default", help="policy of both deployments (built-in name or file)")
     ap.add_argument("--gen-requests", type=int, default=None)
+    ap.add_argument("--screen-only", action="store_true", help="skip the generation phases")
+    ap.add_argument("--server-threads", type=int, default=None,
+                    help="OMP_NUM_THREADS of the server process (default: inherited)")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -153,9 +156,12 @@ def main() -> int:
     url = f"http://127.0.0.1:{port}"
     log = open(work / "server.log", "wb")
     t_start = time.perf_counter()
+    env = dict(os.environ)
+    if args.server_threads:
+        env["OMP_NUM_THREADS"] = str(args.server_threads)
     proc = subprocess.Popen([sys.executable, "-m", "guard.serve", "--config", str(work / "serve.yaml"),
                              "--port", str(port), "--log-level", "warning"], cwd=str(ROOT), stdout=log,
-                            stderr=subprocess.STDOUT)
+                            stderr=subprocess.STDOUT, env=env)
     try:
         deadline = time.monotonic() + 180
         while True:
@@ -186,8 +192,23 @@ def main() -> int:
             batch = max((b.get("batch_prompts", 1) for b in r["bodies"]), default=0)
             print(f"{conc:>8} {total:>9} {r['rps']:>8.1f} {r['p50']:>8.1f} {r['p95']:>8.1f} {r['p99']:>8.1f}  "
                   f"{fmt_codes(r['codes'])}  (largest batch {batch})")
+        floor = asyncio.run(run_clients(url, 32, 400, lambda i: ("GET", "/healthz", {}), hdr))
+        m = httpx.get(url + "/metrics", timeout=10).text
+        bsum = sum(float(x.split()[-1]) for x in m.splitlines() if x.startswith("guard_serve_screen_batch_prompts_sum"))
+        bcnt = sum(float(x.split()[-1]) for x in m.splitlines()
+                   if x.startswith("guard_serve_screen_batch_prompts_count"))
+        avg_batch = bsum / bcnt if bcnt else 0.0
+        print(f"  HTTP floor: GET /healthz at 32 clients {floor['rps']:.0f} req/s; mean screen batch {avg_batch:.1f}")
         s32 = results[32]
         print(f"  in-process batched: {inproc:.1f} prompts/s; HTTP at 32 clients = {s32['rps'] / inproc:.0%} of it")
+
+        if args.screen_only:
+            print("RESULT " + " ".join([f"ready_s={ready_s:.1f}", f"inprocess_screen_pps={inproc:.1f}"]
+                                       + [f"screen_c{c}_rps={r['rps']:.1f} screen_c{c}_p99_ms={r['p99']:.1f}"
+                                          for c, r in results.items()]
+                                       + [f"screen_c32_vs_inprocess={s32['rps'] / inproc:.2f}",
+                                          f"screen_5xx={sum(five_xx(r['codes']) for r in results.values())}"]))
+            return 0
 
         # generation with a reload every second
         stop = threading.Event()

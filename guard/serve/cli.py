@@ -30,6 +30,7 @@ def _quiet() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
     for name in ("transformers", "diffusers", "sentence_transformers", "huggingface_hub"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    logging.getLogger("faiss").setLevel(logging.WARNING)  # its loader reports every CPU-feature probe
 
 
 def serve_command(config: Optional[str] = None, host: str = "127.0.0.1", port: int = 8000,
