@@ -312,3 +312,38 @@ def test_graceful_shutdown_finishes_admitted_requests_and_flushes_the_audit_log(
         assert "audit log(s) flushed" in srv.log()
     finally:
         srv.stop()
+
+
+# ---------------------------------------------------------------------- fail closed, in the app
+
+
+def test_a_failing_screen_blocks_the_request_and_is_counted(tmp_path, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    from guard.screen.screen import PromptScreen
+    from guard.serve.app import create_app
+
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(make_policy()), encoding="utf-8")
+    (tmp_path / "open.yaml").write_text(yaml.safe_dump(make_policy(name="open", fail_open=True)), encoding="utf-8")
+    cfg = config_from_dict({"version": 1, "deployments": [
+        {"name": "closed", "screen_only": True, "policy": "p.yaml"},
+        {"name": "open", "screen_only": True, "policy": "open.yaml"}]}, base_dir=tmp_path)
+    app = create_app(cfg)
+    with TestClient(app) as c:
+        assert app.state.guard.loaded.wait(120)
+
+        def boom(self, prompts):
+            raise RuntimeError("encoder exploded")
+
+        monkeypatch.setattr(PromptScreen, "screen_batch", boom)
+        r = c.post("/v1/screen", json={"deployment": "closed", "prompts": ["a watercolor of a lake"]})
+        assert r.status_code == 200
+        body = r.json()
+        assert body["results"][0]["decision"] == "block" and "encoder exploded" in body["errors"][0]
+        assert "fail closed" in body["results"][0]["reasons"][0]
+        r = c.post("/v1/screen", json={"deployment": "open", "prompts": ["a watercolor of a lake"]})
+        assert r.json()["results"][0]["decision"] == "allow" and r.json()["errors"]
+        m = c.get("/metrics").text
+        assert 'guard_serve_fail_closed_total{deployment="closed",rule="fail_closed",stage="screen"} 1.0' in m
+        assert 'guard_serve_fail_closed_total{deployment="open",rule="fail_open",stage="screen"} 1.0' in m
+        assert 'guard_serve_prompts_total{category="none",decision="block",deployment="closed",stage="error"} 1.0' in m
