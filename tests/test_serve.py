@@ -207,9 +207,14 @@ def test_body_size_limit_is_413(client):
     ({"deployment": "screen", "prompts": []}, "prompts"),
     ({"deployment": "screen", "prompts": [3]}, "prompts.0"),
     ({"deployment": "screen", "prompts": ["x"], "extra": 1}, "extra"),
+    (b'{"deployment": "screen", "prompts": ["a \\ud800 b"]}', "prompts[0]"),  # a lone surrogate, JSON-escaped
+    ({"deployment": "screen", "prompts": ["   "]}, "prompts[0]"),
 ])
 def test_screen_limits_are_422_naming_the_field(client, body, param):
-    r = client.post("/v1/screen", json=body, headers=auth("acme"))
+    if isinstance(body, bytes):
+        r = client.post("/v1/screen", content=body, headers={**auth("acme"), "Content-Type": "application/json"})
+    else:
+        r = client.post("/v1/screen", json=body, headers=auth("acme"))
     assert r.status_code == 422, r.text[:300]
     assert r.json()["error"]["param"] == param
 
@@ -218,6 +223,7 @@ def test_screen_limits_are_422_naming_the_field(client, body, param):
     ({"n": 4}, "n"), ({"n": 0}, "n"), ({"size": "1024x1024"}, "size"), ({"size": "120x144"}, "size"),
     ({"size": "big"}, "size"), ({"size": "128x136"}, "size"), ({"prompt": "p" * 501}, "prompt"),
     ({"response_format": "url"}, "response_format"), ({"model": "edit"}, "model"),
+    ({"n": True}, "n"), ({"n": "2"}, "n"),
 ])
 def test_generation_limits_are_422_naming_the_field(client, extra, param):
     body = {"model": "demo", "prompt": "a lighthouse", **extra}

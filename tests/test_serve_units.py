@@ -183,6 +183,35 @@ def test_batcher_queue_bound_and_fail_closed(guard_obj, monkeypatch):
         b.close()
 
 
+def test_batcher_drops_a_request_whose_caller_gave_up_and_serves_the_rest(guard_obj, monkeypatch):
+    from guard.serve.batcher import ScreenBatcher
+
+    gate, entered = threading.Event(), threading.Event()
+    real = guard_obj.screen_prompts
+
+    def held_first(prompts, report=None):
+        if not entered.is_set():
+            entered.set()
+            assert gate.wait(30)
+        return real(prompts, report)
+
+    monkeypatch.setattr(guard_obj, "screen_prompts", held_first)
+    b = ScreenBatcher(guard_obj, max_wait_s=0.001)
+    try:
+        first = b.submit(["a lake"])
+        assert entered.wait(30)  # the thread is busy with `first`
+        gave_up, kept = b.submit(["a cat"]), b.submit(["a naked woman"])
+        assert gave_up.cancel() and b.pending == 2
+        gate.set()
+        assert first.result(30).results[0].decision == "allow"
+        got = kept.result(30)
+        assert got.results[0].decision == "block" and got.batch_prompts == 1  # the cancelled one was dropped
+        assert b.pending == 0
+    finally:
+        gate.set()
+        b.close()
+
+
 # ---------------------------------------------------------------------- worker pool
 
 

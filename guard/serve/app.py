@@ -13,6 +13,7 @@ import asyncio
 import base64
 import io
 import logging
+import re
 import signal
 import threading
 import time
@@ -47,6 +48,7 @@ from guard.serve.state import ENDPOINTS, Deployment, ServerState
 
 logger = logging.getLogger(__name__)
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
 STATIC = Path(__file__).resolve().parent / "static"
 _ERRORS = {k: {"model": ErrorResponse} for k in (400, 401, 403, 404, 413, 422, 429, 503, 504)}
 
@@ -209,6 +211,10 @@ def _check_prompt(state: ServerState, prompt: str, param: str) -> None:
                        param=param, code="prompt_too_long")
     if not prompt.strip():
         raise ApiError(422, f"{param} is empty", param=param, code="empty_prompt")
+    bad = _SURROGATE.search(prompt)
+    if bad:
+        raise ApiError(422, f"{param} has a lone surrogate (U+{ord(bad.group()):04X}) at character {bad.start()}: "
+                       "not valid Unicode", param=param, code="invalid_unicode")
 
 
 def _check_n(state: ServerState, n: int) -> None:

@@ -92,27 +92,35 @@ class ScreenBatcher:
     # ------------------------------------------------------------------ the thread
 
     def _take(self) -> list[_Item]:
+        """The next batch: the oldest live request and whatever joins it within ``max_wait_s``.
+        Requests whose caller gave up (a cancelled future) are dropped unscreened. ``[]`` = closed."""
         with self._cv:
-            while not self._items and not self._closed:
-                self._cv.wait()
-            if not self._items:
-                return []
-            batch = [self._items.popleft()]
-            n = len(batch[0].prompts)
-            deadline = batch[0].t_submit + self.max_wait_s
+            first = None
+            while first is None:
+                while not self._items and not self._closed:
+                    self._cv.wait()
+                if not self._items:
+                    return []  # closed and drained
+                it = self._items.popleft()
+                self._pending -= len(it.prompts)
+                if it.future.set_running_or_notify_cancel():
+                    first = it
+            batch, n = [first], len(first.prompts)
+            deadline = first.t_submit + self.max_wait_s
             while n < self.max_batch:
                 if self._items:
                     if n + len(self._items[0].prompts) > self.max_batch:
                         break
                     it = self._items.popleft()
-                    batch.append(it)
-                    n += len(it.prompts)
+                    self._pending -= len(it.prompts)
+                    if it.future.set_running_or_notify_cancel():
+                        batch.append(it)
+                        n += len(it.prompts)
                     continue
                 left = deadline - time.perf_counter()
                 if left <= 0 or self._closed:
                     break
                 self._cv.wait(left)
-            self._pending -= n
             return batch
 
     def _run(self) -> None:
