@@ -416,6 +416,10 @@ def create_app(config: Optional[ServeConfig] = None) -> FastAPI:
                            policy_sha256=report.policy_sha256, guard=guards) from None
         except GuardInputError as e:
             raise ApiError(422, str(e), code="invalid_request") from None
+        except Exception as e:  # the pipeline itself failed (its guard writes the audit line)
+            logger.exception("deployment %s: generation failed", dep.name)
+            raise ApiError(500, f"generation failed: {type(e).__name__}: {e}", type="server_error",
+                           code="generation_failed") from None
         report = out.guard_report
         for stage, ms in report.timings_ms.items():
             m.stage_seconds.labels(dep.name, stage).observe(ms / 1000)
