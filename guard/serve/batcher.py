@@ -1,9 +1,10 @@
 """Micro-batching for ``/v1/screen``: prompts of concurrent requests go through one encoder pass.
 
-One thread per policy runtime takes the first waiting request, gathers whatever else arrives within
-``max_wait_s`` (5 ms by default) up to ``max_batch`` prompts, screens them together with
-:meth:`guard.core.Guard.screen_prompts` and hands each request its own slice. A request never
-waits longer than ``max_wait_s`` for company; a busy encoder makes the next batch bigger instead.
+One thread per policy runtime takes the first waiting request as soon as the encoder is free,
+gathers whatever else arrives within ``max_wait_s`` (5 ms by default) up to ``max_batch`` prompts,
+screens them together with :meth:`guard.core.Guard.screen_prompts` and hands each request its own
+slice. Batching adds at most ``max_wait_s`` to a request's time; a busy encoder makes the next
+batch bigger instead.
 The number of waiting prompts is bounded (:class:`QueueFull` beyond it, answered with 429).
 """
 
@@ -106,7 +107,10 @@ class ScreenBatcher:
                 if it.future.set_running_or_notify_cancel():
                     first = it
             batch, n = [first], len(first.prompts)
-            deadline = first.t_submit + self.max_wait_s
+            # wait for company at most max_wait_s from now: from the request's arrival when the encoder
+            # was idle, from the moment it became free otherwise (clients answered by the previous
+            # batch are sending their next requests right now)
+            deadline = time.perf_counter() + self.max_wait_s
             while n < self.max_batch:
                 if self._items:
                     if n + len(self._items[0].prompts) > self.max_batch:
