@@ -45,7 +45,7 @@ def test_default_config_has_the_demo_and_a_screen_deployment():
 
 
 def test_example_config_validates():
-    cfg = load_config(ROOT / "pipelines" / "serve.yaml")
+    cfg = load_config(ROOT / "examples" / "serve.yaml")
     assert cfg.auth_enabled and cfg.deployments[0].name
 
 
@@ -376,3 +376,25 @@ def test_a_failing_screen_blocks_the_request_and_is_counted(tmp_path, monkeypatc
         assert 'guard_serve_fail_closed_total{deployment="closed",rule="fail_closed",stage="screen"} 1.0' in m
         assert 'guard_serve_fail_closed_total{deployment="open",rule="fail_open",stage="screen"} 1.0' in m
         assert 'guard_serve_prompts_total{category="none",decision="block",deployment="closed",stage="error"} 1.0' in m
+
+
+def test_a_deployment_that_cannot_load_is_not_ready_and_the_others_serve(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from guard.serve.app import create_app
+
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(make_policy()), encoding="utf-8")
+    (tmp_path / "broken.yaml").write_text(yaml.safe_dump(
+        {"name": "broken", "model": str(tmp_path / "no-such-model"), "policy": "p.yaml", "device": "cpu"}), "utf-8")
+    cfg = config_from_dict({"version": 1, "deployments": [
+        {"name": "s", "screen_only": True, "policy": "p.yaml"},
+        {"name": "broken", "pipeline": "broken.yaml"}]}, base_dir=tmp_path)
+    app = create_app(cfg)
+    with TestClient(app) as c:
+        assert app.state.guard.loaded.wait(120)
+        r = c.get("/readyz")
+        assert r.status_code == 503
+        assert r.json()["deployments"]["s"]["ready"] and "no-such-model" in r.json()["deployments"]["broken"]["error"]
+        assert c.post("/v1/screen", json={"deployment": "s", "prompts": ["a lake"]}).status_code == 200
+        r = c.post("/v1/images/generations", json={"model": "broken", "prompt": "a lake"})
+        assert r.status_code == 503 and r.json()["error"]["code"] == "not_ready" and r.headers["Retry-After"]
