@@ -49,20 +49,32 @@ def test_example_config_validates():
     assert cfg.auth_enabled and cfg.deployments[0].name
 
 
-@pytest.mark.parametrize("doc,needle", [
-    ("version: 1\ndeployments:\n  - name: a\n    screen_only: true\ntenants:\n  - name: t\n    keys: [secret]\n",
-     r"serve\.yaml:7:\d+: tenants\[0\]\.keys"),
-    ("version: 1\ndeployments:\n  - name: a\n    screen_only: true\n    pool_size: 2\n",
-     r"serve\.yaml:5:\d+: deployments\[0\]\.pool_size.*pool"),
-    ("version: 1\ndeployments:\n  - name: a\n    screen_only: true\n  - name: a\n    screen_only: true\n",
-     r"unique; repeated: a"),
-    ("version: 1\ndeployments:\n  - name: a\n    screen_only: true\n    pipeline: demo\n", r"screen_only"),
-    ("version: 1\ndeployments:\n  - name: a\n    pool: 2\n", r"give `pipeline`"),
-    (f"version: 1\ndeployments:\n  - name: a\n    screen_only: true\ntenants:\n  - name: t\n    keys: ['{H}']\n"
-     "    deployments: [b]\n", r"tenant 't' names deployment 'b'"),
-    ("version: 1\ndeployments: []\n", r"deployments"),
-    ("version: 1\ndeployments:\n  - name: a\n    screen_only: true\nlimits:\n  max_n: true\n", r"limits\.max_n"),
-])
+@pytest.mark.parametrize(
+    "doc,needle",
+    [
+        (
+            "version: 1\ndeployments:\n  - name: a\n    screen_only: true\ntenants:\n  - name: t\n    keys: [secret]\n",
+            r"serve\.yaml:7:\d+: tenants\[0\]\.keys",
+        ),
+        (
+            "version: 1\ndeployments:\n  - name: a\n    screen_only: true\n    pool_size: 2\n",
+            r"serve\.yaml:5:\d+: deployments\[0\]\.pool_size.*pool",
+        ),
+        (
+            "version: 1\ndeployments:\n  - name: a\n    screen_only: true\n  - name: a\n    screen_only: true\n",
+            r"unique; repeated: a",
+        ),
+        ("version: 1\ndeployments:\n  - name: a\n    screen_only: true\n    pipeline: demo\n", r"screen_only"),
+        ("version: 1\ndeployments:\n  - name: a\n    pool: 2\n", r"give `pipeline`"),
+        (
+            f"version: 1\ndeployments:\n  - name: a\n    screen_only: true\ntenants:\n  - name: t\n    keys: ['{H}']\n"
+            "    deployments: [b]\n",
+            r"tenant 't' names deployment 'b'",
+        ),
+        ("version: 1\ndeployments: []\n", r"deployments"),
+        ("version: 1\ndeployments:\n  - name: a\n    screen_only: true\nlimits:\n  max_n: true\n", r"limits\.max_n"),
+    ],
+)
 def test_config_errors_name_file_line_and_key(tmp_path, doc, needle):
     import re
 
@@ -75,8 +87,9 @@ def test_server_refuses_a_policy_error_at_startup_with_file_line(tmp_path):
     from guard.serve.state import ServerState
 
     write(tmp_path, "version: 1\nname: bad\nscreen:\n  threshhold: 0.5\n", "bad.yaml")
-    cfg = config_from_dict({"version": 1, "deployments": [{"name": "s", "screen_only": True, "policy": "bad.yaml"}]},
-                           base_dir=tmp_path)
+    cfg = config_from_dict(
+        {"version": 1, "deployments": [{"name": "s", "screen_only": True, "policy": "bad.yaml"}]}, base_dir=tmp_path
+    )
     with pytest.raises(PolicyError, match=r"(?s)deployment .s.*bad\.yaml:4:\d+.*threshhold"):
         ServerState(cfg)
 
@@ -102,10 +115,14 @@ def test_hash_key_and_the_cli_helper():
 
 
 def test_keyring_401_403_and_admin():
-    cfg = config_from_dict({"version": 1, "deployments": [{"name": "a", "screen_only": True},
-                                                          {"name": "b", "screen_only": True}],
-                            "tenants": [{"name": "t", "keys": [hash_key("k1")], "deployments": ["a"]}],
-                            "admin_keys": [hash_key("adm")]})
+    cfg = config_from_dict(
+        {
+            "version": 1,
+            "deployments": [{"name": "a", "screen_only": True}, {"name": "b", "screen_only": True}],
+            "tenants": [{"name": "t", "keys": [hash_key("k1")], "deployments": ["a"]}],
+            "admin_keys": [hash_key("adm")],
+        }
+    )
     ring = KeyRing(cfg)
     t = ring.tenant("Bearer k1")
     assert t.name == "t" and t.allows("a") and not t.allows("b")
@@ -286,8 +303,9 @@ def test_slot_reload_ok_unchanged_failed_and_erasers_refused(tmp_path):
 
     p = tmp_path / "p.yaml"
     p.write_text(yaml.safe_dump(make_policy()), encoding="utf-8")
-    slot = PolicySlot("d", None, str(p), for_pipeline=True, audit=None,
-                      batcher_factory=lambda g, d: ScreenBatcher(g, name=d))
+    slot = PolicySlot(
+        "d", None, str(p), for_pipeline=True, audit=None, batcher_factory=lambda g, d: ScreenBatcher(g, name=d)
+    )
     try:
         first = slot.load()
         assert slot.reload("test")["result"] == "unchanged" and not slot.changed_on_disk()
@@ -317,14 +335,30 @@ def test_graceful_shutdown_finishes_admitted_requests_and_flushes_the_audit_log(
     from serve_harness import Server, write_policy
 
     write_policy(tmp_path / "p.yaml", TEST_POLICY)
-    srv = Server(tmp_path, {"version": 1, "audit": {"path": "audit.jsonl"},
-                            "deployments": [{"name": "demo", "pipeline": "demo", "policy": "p.yaml", "pool": 1,
-                                             "queue": 4, "defaults": {"num_inference_steps": 25}}]})
+    srv = Server(
+        tmp_path,
+        {
+            "version": 1,
+            "audit": {"path": "audit.jsonl"},
+            "deployments": [
+                {
+                    "name": "demo",
+                    "pipeline": "demo",
+                    "policy": "p.yaml",
+                    "pool": 1,
+                    "queue": 4,
+                    "defaults": {"num_inference_steps": 25},
+                }
+            ],
+        },
+    )
     try:
         with httpx.Client(base_url=srv.url, timeout=120) as c:
             with concurrent.futures.ThreadPoolExecutor(3) as ex:
-                futs = [ex.submit(c.post, "/v1/images/generations", json={"model": "demo", "prompt": f"a boat {i}"})
-                        for i in range(3)]
+                futs = [
+                    ex.submit(c.post, "/v1/images/generations", json={"model": "demo", "prompt": f"a boat {i}"})
+                    for i in range(3)
+                ]
                 deadline = time.monotonic() + 60
                 while time.monotonic() < deadline:
                     d = c.get("/v1/deployments").json()["data"][0]
@@ -354,9 +388,16 @@ def test_a_failing_screen_blocks_the_request_and_is_counted(tmp_path, monkeypatc
 
     (tmp_path / "p.yaml").write_text(yaml.safe_dump(make_policy()), encoding="utf-8")
     (tmp_path / "open.yaml").write_text(yaml.safe_dump(make_policy(name="open", fail_open=True)), encoding="utf-8")
-    cfg = config_from_dict({"version": 1, "deployments": [
-        {"name": "closed", "screen_only": True, "policy": "p.yaml"},
-        {"name": "open", "screen_only": True, "policy": "open.yaml"}]}, base_dir=tmp_path)
+    cfg = config_from_dict(
+        {
+            "version": 1,
+            "deployments": [
+                {"name": "closed", "screen_only": True, "policy": "p.yaml"},
+                {"name": "open", "screen_only": True, "policy": "open.yaml"},
+            ],
+        },
+        base_dir=tmp_path,
+    )
     app = create_app(cfg)
     with TestClient(app) as c:
         assert app.state.guard.loaded.wait(120)
@@ -384,11 +425,22 @@ def test_a_deployment_that_cannot_load_is_not_ready_and_the_others_serve(tmp_pat
     from guard.serve.app import create_app
 
     (tmp_path / "p.yaml").write_text(yaml.safe_dump(make_policy()), encoding="utf-8")
-    (tmp_path / "broken.yaml").write_text(yaml.safe_dump(
-        {"name": "broken", "model": str(tmp_path / "no-such-model"), "policy": "p.yaml", "device": "cpu"}), "utf-8")
-    cfg = config_from_dict({"version": 1, "deployments": [
-        {"name": "s", "screen_only": True, "policy": "p.yaml"},
-        {"name": "broken", "pipeline": "broken.yaml"}]}, base_dir=tmp_path)
+    (tmp_path / "broken.yaml").write_text(
+        yaml.safe_dump(
+            {"name": "broken", "model": str(tmp_path / "no-such-model"), "policy": "p.yaml", "device": "cpu"}
+        ),
+        "utf-8",
+    )
+    cfg = config_from_dict(
+        {
+            "version": 1,
+            "deployments": [
+                {"name": "s", "screen_only": True, "policy": "p.yaml"},
+                {"name": "broken", "pipeline": "broken.yaml"},
+            ],
+        },
+        base_dir=tmp_path,
+    )
     app = create_app(cfg)
     with TestClient(app) as c:
         assert app.state.guard.loaded.wait(120)

@@ -52,8 +52,16 @@ class _Item:
 
 
 class ScreenBatcher:
-    def __init__(self, guard: Any, *, name: str = "screen", max_wait_s: float = 0.005, max_batch: int = 128,
-                 max_pending: int = 4096, on_batch: Optional[Callable[[int, float], None]] = None):
+    def __init__(
+        self,
+        guard: Any,
+        *,
+        name: str = "screen",
+        max_wait_s: float = 0.005,
+        max_batch: int = 128,
+        max_pending: int = 4096,
+        on_batch: Optional[Callable[[int, float], None]] = None,
+    ):
         self.guard = guard
         self.max_wait_s = max_wait_s
         self.max_batch = max_batch
@@ -149,7 +157,7 @@ class ScreenBatcher:
             groups = []
             k = 0
             for it in batch:
-                groups.append((it, results[k:k + len(it.prompts)], list(report.errors)))
+                groups.append((it, results[k : k + len(it.prompts)], list(report.errors)))
                 k += len(it.prompts)
         except GuardInputError:
             # one request's input is bad: screen each request alone so only that one fails
