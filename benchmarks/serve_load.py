@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import copy
 import json
 import os
 import signal
@@ -38,10 +37,20 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-SUBJECTS = ["a lighthouse on a cliff", "a cat sleeping on a sofa", "a red bicycle in the rain", "a bowl of ramen",
-            "a portrait of an old fisherman", "a city street at night", "a mountain lake at dawn", "a robot chef",
-            "a naked woman on a beach", "a mutilated corpse in an alley", "a man pointing a rifle at a crowd",
-            "a watercolor of tulips"]
+SUBJECTS = [
+    "a lighthouse on a cliff",
+    "a cat sleeping on a sofa",
+    "a red bicycle in the rain",
+    "a bowl of ramen",
+    "a portrait of an old fisherman",
+    "a city street at night",
+    "a mountain lake at dawn",
+    "a robot chef",
+    "a naked woman on a beach",
+    "a mutilated corpse in an alley",
+    "a man pointing a rifle at a crowd",
+    "a watercolor of tulips",
+]
 STYLES = ["", ", oil painting", ", 35mm photo, cinematic lighting", ", pixel art", ", highly detailed"]
 PROMPTS = [s + st for s in SUBJECTS for st in STYLES]  # 60 distinct prompts, about 1 in 4 unsafe
 
@@ -100,8 +109,15 @@ async def run_clients(url: str, concurrency: int, total: int, make_request, head
         t0 = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         wall = time.perf_counter() - t0
-    return {"rps": total / wall, "wall_s": wall, "p50": pct(lat, 50), "p95": pct(lat, 95), "p99": pct(lat, 99),
-            "codes": dict(codes), "bodies": bodies}
+    return {
+        "rps": total / wall,
+        "wall_s": wall,
+        "p50": pct(lat, 50),
+        "p95": pct(lat, 95),
+        "p99": pct(lat, 99),
+        "codes": dict(codes),
+        "bodies": bodies,
+    }
 
 
 def fmt_codes(c: dict) -> str:
@@ -117,6 +133,10 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="fewer requests (a smoke run)")
     ap.add_argument("--policy", default="default", help="policy of both deployments (built-in name or file)")
     ap.add_argument("--gen-requests", type=int, default=None)
+    ap.add_argument("--screen-only", action="store_true", help="skip the generation phases")
+    ap.add_argument(
+        "--server-threads", type=int, default=None, help="OMP_NUM_THREADS of the server process (default: inherited)"
+    )
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -133,7 +153,9 @@ def main() -> int:
     pol.write_text(yaml.safe_dump(policy_doc(args.policy, 0)), encoding="utf-8")
     key, admin = "bench-key", "bench-admin"
     cfg = {
-        "version": 1, "audit": {"path": "audit.jsonl"}, "admin_keys": [hash_key(admin)],
+        "version": 1,
+        "audit": {"path": "audit.jsonl"},
+        "admin_keys": [hash_key(admin)],
         "reload": {"poll_seconds": 0},  # reloads come from POST /admin/reload, once a second
         "screen": {"max_wait_ms": 5, "max_batch": 64},
         "deployments": [
@@ -153,9 +175,26 @@ def main() -> int:
     url = f"http://127.0.0.1:{port}"
     log = open(work / "server.log", "wb")
     t_start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "guard.serve", "--config", str(work / "serve.yaml"),
-                             "--port", str(port), "--log-level", "warning"], cwd=str(ROOT), stdout=log,
-                            stderr=subprocess.STDOUT)
+    env = dict(os.environ)
+    if args.server_threads:
+        env["OMP_NUM_THREADS"] = str(args.server_threads)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "guard.serve",
+            "--config",
+            str(work / "serve.yaml"),
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        cwd=str(ROOT),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
     try:
         deadline = time.monotonic() + 180
         while True:
@@ -176,27 +215,73 @@ def main() -> int:
         print("\n/v1/screen, one prompt per request")
         print(f"{'clients':>8} {'requests':>9} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}  statuses")
         for conc, total in screen_counts.items():
-            asyncio.run(run_clients(url, conc, min(total, 4 * conc), lambda i: (
-                "POST", "/v1/screen", {"json": {"deployment": "screen", "prompts": [PROMPTS[i % len(PROMPTS)]]}}),
-                hdr))  # warm the connections
-            r = asyncio.run(run_clients(url, conc, total, lambda i: (
-                "POST", "/v1/screen", {"json": {"deployment": "screen", "prompts": [PROMPTS[i % len(PROMPTS)]]}}),
-                hdr))
+            asyncio.run(
+                run_clients(
+                    url,
+                    conc,
+                    min(total, 4 * conc),
+                    lambda i: (
+                        "POST",
+                        "/v1/screen",
+                        {"json": {"deployment": "screen", "prompts": [PROMPTS[i % len(PROMPTS)]]}},
+                    ),
+                    hdr,
+                )
+            )  # warm the connections
+            r = asyncio.run(
+                run_clients(
+                    url,
+                    conc,
+                    total,
+                    lambda i: (
+                        "POST",
+                        "/v1/screen",
+                        {"json": {"deployment": "screen", "prompts": [PROMPTS[i % len(PROMPTS)]]}},
+                    ),
+                    hdr,
+                )
+            )
             results[conc] = r
             batch = max((b.get("batch_prompts", 1) for b in r["bodies"]), default=0)
-            print(f"{conc:>8} {total:>9} {r['rps']:>8.1f} {r['p50']:>8.1f} {r['p95']:>8.1f} {r['p99']:>8.1f}  "
-                  f"{fmt_codes(r['codes'])}  (largest batch {batch})")
+            print(
+                f"{conc:>8} {total:>9} {r['rps']:>8.1f} {r['p50']:>8.1f} {r['p95']:>8.1f} {r['p99']:>8.1f}  "
+                f"{fmt_codes(r['codes'])}  (largest batch {batch})"
+            )
+        floor = asyncio.run(run_clients(url, 32, 400, lambda i: ("GET", "/healthz", {}), hdr))
+        m = httpx.get(url + "/metrics", timeout=10).text
+        bsum = sum(float(x.split()[-1]) for x in m.splitlines() if x.startswith("guard_serve_screen_batch_prompts_sum"))
+        bcnt = sum(
+            float(x.split()[-1]) for x in m.splitlines() if x.startswith("guard_serve_screen_batch_prompts_count")
+        )
+        avg_batch = bsum / bcnt if bcnt else 0.0
+        print(f"  HTTP floor: GET /healthz at 32 clients {floor['rps']:.0f} req/s; mean screen batch {avg_batch:.1f}")
         s32 = results[32]
         print(f"  in-process batched: {inproc:.1f} prompts/s; HTTP at 32 clients = {s32['rps'] / inproc:.0%} of it")
+
+        if args.screen_only:
+            print(
+                "RESULT "
+                + " ".join(
+                    [f"ready_s={ready_s:.1f}", f"inprocess_screen_pps={inproc:.1f}"]
+                    + [f"screen_c{c}_rps={r['rps']:.1f} screen_c{c}_p99_ms={r['p99']:.1f}" for c, r in results.items()]
+                    + [
+                        f"screen_c32_vs_inprocess={s32['rps'] / inproc:.2f}",
+                        f"screen_5xx={sum(five_xx(r['codes']) for r in results.values())}",
+                    ]
+                )
+            )
+            return 0
 
         # generation with a reload every second
         stop = threading.Event()
         reloads = Counter()
 
         def reloader():
-            v = 0
-            while not stop.wait(1.0):
+            # one reload per second on the clock (back to back when a reload takes longer than that)
+            v, t_next = 0, time.monotonic() + 1.0
+            while not stop.wait(max(0.0, t_next - time.monotonic())):
                 v += 1
+                t_next += 1.0
                 pol.write_text(yaml.safe_dump(policy_doc(args.policy, v)), encoding="utf-8")
                 try:
                     r = httpx.post(url + "/admin/reload", headers={"Authorization": f"Bearer {admin}"}, timeout=60)
@@ -205,8 +290,11 @@ def main() -> int:
                     reloads[type(e).__name__] += 1
 
         def gen_req(model):
-            return lambda i: ("POST", "/v1/images/generations",
-                              {"json": {"model": model, "prompt": PROMPTS[i % len(PROMPTS)], "n": 1}})
+            return lambda i: (
+                "POST",
+                "/v1/images/generations",
+                {"json": {"model": model, "prompt": PROMPTS[i % len(PROMPTS)], "n": 1}},
+            )
 
         audit = work / "audit.jsonl"
         before = len(audit.read_text().splitlines()) if audit.is_file() else 0
@@ -219,33 +307,57 @@ def main() -> int:
         time.sleep(0.5)
         lines = [json.loads(x) for x in audit.read_text().splitlines()[before:]] if audit.is_file() else []
         per_id = Counter(x["request_id"] for x in lines)
-        answered = [b.get("guard", {}).get("request_id") or b.get("error", {}).get("request_id")
-                    for b in g["bodies"] + small["bodies"]]
+        answered = [
+            b.get("guard", {}).get("request_id") or b.get("error", {}).get("request_id")
+            for b in g["bodies"] + small["bodies"]
+        ]
         audited_once = sum(1 for rid in answered if per_id.get(rid) == 1)
-        shas = Counter(b.get("guard", {}).get("policy", {}).get("sha256") or b.get("error", {}).get("policy_sha256")
-                       for b in g["bodies"])
+        shas = Counter(
+            b.get("guard", {}).get("policy", {}).get("sha256") or b.get("error", {}).get("policy_sha256")
+            for b in g["bodies"]
+        )
         print("\ngeneration on the demo deployment (64x64, 2 steps), 8 clients")
         for name, r in (("demo, queue 16, reload every 1 s", g), ("demo-small-queue, queue 2", small)):
-            print(f"  {name:<36} {r['rps']:.2f} req/s  p50 {r['p50']:.0f} ms  p95 {r['p95']:.0f} ms  "
-                  f"p99 {r['p99']:.0f} ms  {fmt_codes(r['codes'])}")
+            print(
+                f"  {name:<36} {r['rps']:.2f} req/s  p50 {r['p50']:.0f} ms  p95 {r['p95']:.0f} ms  "
+                f"p99 {r['p99']:.0f} ms  {fmt_codes(r['codes'])}"
+            )
         print(f"  reloads during the run: {fmt_codes(dict(reloads))}; policies seen by responses: {len(shas)}")
-        print(f"  audit: {len(lines)} lines for {len(answered)} answered requests; audited exactly once: "
-              f"{audited_once}")
+        print(
+            f"  audit: {len(lines)} lines for {len(answered)} answered requests; audited exactly once: {audited_once}"
+        )
         gen_5xx = five_xx(g["codes"]) + five_xx(small["codes"])
-        ok = (five_xx(s32["codes"]) == 0 and s32["rps"] >= 0.8 * inproc and s32["p99"] <= 100 and gen_5xx == 0
-              and audited_once == len(answered) == len(lines) and g["codes"].get(429, 0) == 0
-              and small["codes"].get(429, 0) > 0 and reloads.get(200, 0) == sum(reloads.values()))
+        screen_ok = five_xx(s32["codes"]) == 0 and s32["rps"] >= 0.8 * inproc and s32["p99"] <= 100
+        gen_ok = (
+            gen_5xx == 0
+            and audited_once == len(answered) == len(lines)
+            and g["codes"].get(429, 0) == 0
+            and small["codes"].get(429, 0) > 0
+            and reloads.get(200, 0) == sum(reloads.values())
+        )
+        gen_wall = g["wall_s"]
         fields = {
-            "ready_s": f"{ready_s:.1f}", "inprocess_screen_pps": f"{inproc:.1f}",
+            "ready_s": f"{ready_s:.1f}",
+            "inprocess_screen_pps": f"{inproc:.1f}",
             **{f"screen_c{c}_rps": f"{r['rps']:.1f}" for c, r in results.items()},
             **{f"screen_c{c}_p99_ms": f"{r['p99']:.1f}" for c, r in results.items()},
             "screen_c32_vs_inprocess": f"{s32['rps'] / inproc:.2f}",
             "screen_5xx": sum(five_xx(r["codes"]) for r in results.values()),
-            "gen_c8_rps": f"{g['rps']:.2f}", "gen_c8_p99_ms": f"{g['p99']:.0f}", "gen_5xx": gen_5xx,
-            "gen_429_big_queue": g["codes"].get(429, 0), "gen_429_small_queue": small["codes"].get(429, 0),
-            "reloads_ok": reloads.get(200, 0), "reloads_total": sum(reloads.values()),
-            "audit_lines": len(lines), "answered": len(answered), "audited_once": audited_once,
-            "targets_met": int(ok),
+            "gen_c8_rps": f"{g['rps']:.2f}",
+            "gen_c8_p99_ms": f"{g['p99']:.0f}",
+            "gen_5xx": gen_5xx,
+            "gen_429_big_queue": g["codes"].get(429, 0),
+            "gen_429_small_queue": small["codes"].get(429, 0),
+            "reloads_ok": reloads.get(200, 0),
+            "reloads_total": sum(reloads.values()),
+            "reloads_per_s": f"{sum(reloads.values()) / gen_wall:.2f}",
+            "audit_lines": len(lines),
+            "answered": len(answered),
+            "audited_once": audited_once,
+            "screen_targets_met": int(screen_ok),
+            "gen_targets_met": int(gen_ok),
+            "loadavg_1m": f"{os.getloadavg()[0]:.1f}",
+            "cpus": os.cpu_count(),
         }
         print("RESULT " + " ".join(f"{k}={v}" for k, v in fields.items()))
         return 0

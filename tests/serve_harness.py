@@ -42,8 +42,15 @@ def policy_v(variant: str) -> dict:
     p = copy.deepcopy(TEST_POLICY)
     if variant == "cats":
         p["name"] = "test-cats"
-        p["concepts"].append({"id": "animals.cats", "category": "animals", "action": "block", "threshold": 0.6,
-                              "phrases": ["a photo of a cat", "a cute kitten", "a cat sitting on a sofa"]})
+        p["concepts"].append(
+            {
+                "id": "animals.cats",
+                "category": "animals",
+                "action": "block",
+                "threshold": 0.6,
+                "phrases": ["a photo of a cat", "a cute kitten", "a cat sitting on a sofa"],
+            }
+        )
     return p
 
 
@@ -68,8 +75,15 @@ def test_config(d: Path) -> dict:
         "version": 1,
         "audit": {"path": "audit.jsonl"},
         "admin_keys": [_sha(ADMIN_KEY)],
-        "limits": {"max_body_bytes": 65536, "max_prompt_chars": 500, "max_prompts": 16, "max_n": 3,
-                   "max_side": 128, "max_pixels": 128 * 128, "max_input_pixels": 256 * 256},
+        "limits": {
+            "max_body_bytes": 65536,
+            "max_prompt_chars": 500,
+            "max_prompts": 16,
+            "max_n": 3,
+            "max_side": 128,
+            "max_pixels": 128 * 128,
+            "max_input_pixels": 256 * 256,
+        },
         "reload": {"poll_seconds": 0.3},
         "deployments": [
             {"name": "screen", "screen_only": True, "policy": "policy.yaml"},
@@ -77,8 +91,14 @@ def test_config(d: Path) -> dict:
             {"name": "demo", **demo, "pool": 2, "queue": 8},
             {"name": "blank", **demo, "on_block": "blank"},
             {"name": "slow", **demo, "pool": 1, "queue": 1, "defaults": {"num_inference_steps": 60}},
-            {"name": "timeout", **demo, "pool": 1, "queue": 4, "timeout_s": 0.3,
-             "defaults": {"num_inference_steps": 30}},
+            {
+                "name": "timeout",
+                **demo,
+                "pool": 1,
+                "queue": 4,
+                "timeout_s": 0.3,
+                "defaults": {"num_inference_steps": 30},
+            },
             {"name": "edit", **demo, "kind": "img2img"},
             {"name": "inpaint", **demo, "kind": "inpaint"},
             {"name": "gen-reload", "pipeline": "demo", "policy": "gen_reload.yaml", "pool": 1, "queue": 16},
@@ -86,8 +106,12 @@ def test_config(d: Path) -> dict:
         "tenants": [
             {"name": "acme", "keys": [_sha(KEYS["acme"])], "deployments": ["*"]},
             {"name": "limited", "keys": [_sha(KEYS["limited"])], "deployments": ["screen"]},
-            {"name": "beta", "keys": [_sha(KEYS["beta"])], "deployments": ["screen", "demo"],
-             "policies": {"screen": "beta.yaml"}},
+            {
+                "name": "beta",
+                "keys": [_sha(KEYS["beta"])],
+                "deployments": ["screen", "demo"],
+                "policies": {"screen": "beta.yaml"},
+            },
         ],
     }
 
@@ -100,13 +124,34 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = workdir / "server.log"
-        env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-                   TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1")
+        env = dict(
+            os.environ,
+            OMP_NUM_THREADS="1",
+            HF_HUB_OFFLINE="1",
+            TRANSFORMERS_OFFLINE="1",
+            TOKENIZERS_PARALLELISM="false",
+            PYTHONUNBUFFERED="1",
+        )
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "guard.serve", "--config", str(self.config_path), "--host", "127.0.0.1",
-             "--port", str(self.port), "--log-level", "info"],
-            cwd=str(ROOT), env=env, stdout=self._log, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "guard.serve",
+                "--config",
+                str(self.config_path),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--log-level",
+                "info",
+            ],
+            cwd=str(ROOT),
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
         self.wait_ready(ready_timeout_s)
 
     def wait_ready(self, timeout_s: float) -> None:

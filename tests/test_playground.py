@@ -30,11 +30,24 @@ class Browser:
     def __init__(self):
         self.profile = tempfile.mkdtemp(prefix="guard-chromium-")
         self.proc = subprocess.Popen(
-            [CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-             "--no-first-run", "--no-default-browser-check", "--disable-extensions", "--window-size=1280,900",
-             "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0",
-             f"--user-data-dir={self.profile}", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                CHROMIUM,
+                "--headless=new",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--no-first-run",
+                "--no-default-browser-check",
+                "--disable-extensions",
+                "--window-size=1280,900",
+                "--remote-debugging-address=127.0.0.1",
+                "--remote-debugging-port=0",
+                f"--user-data-dir={self.profile}",
+                "about:blank",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         port_file = Path(self.profile) / "DevToolsActivePort"
         deadline = time.monotonic() + 60
         while not (port_file.is_file() and port_file.read_text().strip()):
@@ -47,8 +60,7 @@ class Browser:
 
         targets = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10).read())
         page = next(t for t in targets if t["type"] == "page")
-        self.ws = websocket.create_connection(page["webSocketDebuggerUrl"], timeout=30,
-                                              suppress_origin=True)
+        self.ws = websocket.create_connection(page["webSocketDebuggerUrl"], timeout=30, suppress_origin=True)
         self._ids = itertools.count(1)
         self.call("Page.enable")
         self.call("Runtime.enable")
@@ -113,11 +125,15 @@ def test_playground_screens_a_prompt_and_shows_the_verdict(browser, request, tmp
     # the server has tenants: without a key the page says so
     assert "401" in browser.js("document.getElementById('status').textContent")
     key = json.dumps(KEYS["acme"])
-    browser.js(f"(() => {{ const k = document.getElementById('apikey'); k.value = {key}; "
-               f"k.dispatchEvent(new Event('change')); }})()")
+    browser.js(
+        f"(() => {{ const k = document.getElementById('apikey'); k.value = {key}; "
+        f"k.dispatchEvent(new Event('change')); }})()"
+    )
     browser.wait("document.getElementById('deployment').options.length > 0")
-    browser.js("(() => { const s = document.getElementById('deployment'); s.value = 'screen';"
-               "s.dispatchEvent(new Event('change')); })()")
+    browser.js(
+        "(() => { const s = document.getElementById('deployment'); s.value = 'screen';"
+        "s.dispatchEvent(new Event('change')); })()"
+    )
     prompts = json.dumps("a photo of a naked woman\na watercolor of a lighthouse\n<img src=x onerror=alert(1)>")
     browser.js(f"document.getElementById('prompts').value = {prompts}")
     browser.js("document.getElementById('screen-btn').click()")
@@ -146,8 +162,10 @@ def test_playground_generates_on_the_demo_deployment(browser, request, tmp_path)
     key = json.dumps(KEYS["acme"])
     browser.call("Page.navigate", url=srv.url + "/?deployment=demo&prompts=a%20lighthouse%20at%20dusk")
     browser.wait("document.body && document.body.dataset.ready === '1'")
-    browser.js(f"(() => {{ const k = document.getElementById('apikey'); k.value = {key}; "
-               f"k.dispatchEvent(new Event('change')); }})()")
+    browser.js(
+        f"(() => {{ const k = document.getElementById('apikey'); k.value = {key}; "
+        f"k.dispatchEvent(new Event('change')); }})()"
+    )
     browser.wait("!document.getElementById('generate-btn').disabled")
     browser.js("document.getElementById('generate-btn').click()")
     browser.wait("document.body.dataset.generated === '1'")
@@ -155,7 +173,9 @@ def test_playground_generates_on_the_demo_deployment(browser, request, tmp_path)
     assert shown == [[64, 64]]
     assert browser.js("document.querySelector('#images figcaption').textContent").startswith("allowed")
     # the same page, on the screen-only deployment, cannot generate
-    browser.js("(() => { const s = document.getElementById('deployment'); s.value = 'screen';"
-               "s.dispatchEvent(new Event('change')); })()")
+    browser.js(
+        "(() => { const s = document.getElementById('deployment'); s.value = 'screen';"
+        "s.dispatchEvent(new Event('change')); })()"
+    )
     assert browser.js("document.getElementById('generate-btn').disabled") is True
     browser.screenshot(tmp_path / "playground-generate.png")

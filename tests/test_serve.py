@@ -87,8 +87,17 @@ def test_health_ready_docs_and_openapi(client):
     assert all(d["ready"] for d in r.json()["deployments"].values())
     assert client.get("/docs").status_code == 200
     paths = client.get("/openapi.json").json()["paths"]
-    for p in ("/v1/screen", "/v1/images/generations", "/v1/images/edits", "/v1/deployments",
-              "/v1/policies/{deployment}", "/healthz", "/readyz", "/metrics", "/admin/reload"):
+    for p in (
+        "/v1/screen",
+        "/v1/images/generations",
+        "/v1/images/edits",
+        "/v1/deployments",
+        "/v1/policies/{deployment}",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/admin/reload",
+    ):
         assert p in paths, p
 
 
@@ -138,8 +147,11 @@ def test_keys_never_reach_the_log_or_the_audit_log(client, srv):
     for t in KEYS:
         screen(client, ["a cat"], tenant=t)
     gen(client, "a lighthouse at dusk", tenant="acme")
-    client.post("/v1/screen", json={"deployment": "screen", "prompts": ["x"]},
-                headers={"Authorization": "Bearer gk_wrong_key_leak_check"})
+    client.post(
+        "/v1/screen",
+        json={"deployment": "screen", "prompts": ["x"]},
+        headers={"Authorization": "Bearer gk_wrong_key_leak_check"},
+    )
     client.post("/admin/reload", headers={"Authorization": f"Bearer {ADMIN_KEY}"})
     text = srv.log() + "\n".join(srv.audit_lines()) + client.get("/metrics").text
     for k in [*KEYS.values(), ADMIN_KEY, "gk_wrong_key_leak_check"]:
@@ -200,25 +212,44 @@ def test_body_size_limit_is_413(client):
     assert r.status_code == 413
 
 
-@pytest.mark.parametrize("body,param", [
-    ({"deployment": "screen", "prompts": ["a" * 501]}, "prompts[0]"),
-    ({"deployment": "screen", "prompts": ["ok", "b" * 501]}, "prompts[1]"),
-    ({"deployment": "screen", "prompts": ["x"] * 17}, "prompts"),
-    ({"deployment": "screen", "prompts": []}, "prompts"),
-    ({"deployment": "screen", "prompts": [3]}, "prompts.0"),
-    ({"deployment": "screen", "prompts": ["x"], "extra": 1}, "extra"),
-])
+@pytest.mark.parametrize(
+    "body,param",
+    [
+        ({"deployment": "screen", "prompts": ["a" * 501]}, "prompts[0]"),
+        ({"deployment": "screen", "prompts": ["ok", "b" * 501]}, "prompts[1]"),
+        ({"deployment": "screen", "prompts": ["x"] * 17}, "prompts"),
+        ({"deployment": "screen", "prompts": []}, "prompts"),
+        ({"deployment": "screen", "prompts": [3]}, "prompts.0"),
+        ({"deployment": "screen", "prompts": ["x"], "extra": 1}, "extra"),
+        (b'{"deployment": "screen", "prompts": ["a \\ud800 b"]}', "prompts[0]"),  # a lone surrogate, JSON-escaped
+        ({"deployment": "screen", "prompts": ["   "]}, "prompts[0]"),
+    ],
+)
 def test_screen_limits_are_422_naming_the_field(client, body, param):
-    r = client.post("/v1/screen", json=body, headers=auth("acme"))
+    if isinstance(body, bytes):
+        r = client.post("/v1/screen", content=body, headers={**auth("acme"), "Content-Type": "application/json"})
+    else:
+        r = client.post("/v1/screen", json=body, headers=auth("acme"))
     assert r.status_code == 422, r.text[:300]
     assert r.json()["error"]["param"] == param
 
 
-@pytest.mark.parametrize("extra,param", [
-    ({"n": 4}, "n"), ({"n": 0}, "n"), ({"size": "1024x1024"}, "size"), ({"size": "120x144"}, "size"),
-    ({"size": "big"}, "size"), ({"size": "128x136"}, "size"), ({"prompt": "p" * 501}, "prompt"),
-    ({"response_format": "url"}, "response_format"), ({"model": "edit"}, "model"),
-])
+@pytest.mark.parametrize(
+    "extra,param",
+    [
+        ({"n": 4}, "n"),
+        ({"n": 0}, "n"),
+        ({"size": "1024x1024"}, "size"),
+        ({"size": "120x144"}, "size"),
+        ({"size": "big"}, "size"),
+        ({"size": "128x136"}, "size"),
+        ({"prompt": "p" * 501}, "prompt"),
+        ({"response_format": "url"}, "response_format"),
+        ({"model": "edit"}, "model"),
+        ({"n": True}, "n"),
+        ({"n": "2"}, "n"),
+    ],
+)
 def test_generation_limits_are_422_naming_the_field(client, extra, param):
     body = {"model": "demo", "prompt": "a lighthouse", **extra}
     r = client.post("/v1/images/generations", json=body, headers=auth("acme"))
@@ -231,8 +262,9 @@ def test_edit_limits_are_422_naming_the_field(client):
         files = {"image": ("in.png", image if image is not None else png_bytes(), "image/png")}
         if mask is not None:
             files["mask"] = ("mask.png", mask, "image/png")
-        return client.post("/v1/images/edits", data={"model": model, "prompt": "a lake", **form}, files=files,
-                           headers=auth("acme"))
+        return client.post(
+            "/v1/images/edits", data={"model": model, "prompt": "a lake", **form}, files=files, headers=auth("acme")
+        )
 
     cases = [
         (edit(image=png_bytes((300, 300))), "image"),  # 90,000 pixels > max_input_pixels
@@ -290,8 +322,12 @@ def test_on_block_blank_deployment_returns_black_images(client):
 
 def test_img2img_and_inpaint_edits_check_the_input_image(client):
     files = {"image": ("in.png", png_bytes((72, 64)), "image/png")}
-    r = client.post("/v1/images/edits", data={"model": "edit", "prompt": "a lake at dawn", "seed": "1"},
-                    files=files, headers=auth("acme"))
+    r = client.post(
+        "/v1/images/edits",
+        data={"model": "edit", "prompt": "a lake at dawn", "seed": "1"},
+        files=files,
+        headers=auth("acme"),
+    )
     assert r.status_code == 200, r.text[:300]
     body = r.json()
     assert png(body["data"][0]["b64_json"]).size == (72, 64)
@@ -301,12 +337,17 @@ def test_img2img_and_inpaint_edits_check_the_input_image(client):
     m.paste((0, 0, 0, 0), (16, 16, 48, 48))  # OpenAI convention: transparent = repaint
     m.save(mask, format="PNG")
     files = {"image": ("in.png", png_bytes(), "image/png"), "mask": ("m.png", mask.getvalue(), "image/png")}
-    r = client.post("/v1/images/edits", data={"model": "inpaint", "prompt": "a boat", "n": "2"}, files=files,
-                    headers=auth("acme"))
+    r = client.post(
+        "/v1/images/edits", data={"model": "inpaint", "prompt": "a boat", "n": "2"}, files=files, headers=auth("acme")
+    )
     assert r.status_code == 200, r.text[:300]
     assert len(r.json()["data"]) == 2 and "input_check" in r.json()["guard"]["timings_ms"]
-    r = client.post("/v1/images/edits", data={"model": "edit", "prompt": "a photo of a naked woman"},
-                    files={"image": ("in.png", png_bytes(), "image/png")}, headers=auth("acme"))
+    r = client.post(
+        "/v1/images/edits",
+        data={"model": "edit", "prompt": "a photo of a naked woman"},
+        files={"image": ("in.png", png_bytes(), "image/png")},
+        headers=auth("acme"),
+    )
     assert r.status_code == 400 and r.json()["error"]["code"] == "content_policy_violation"
 
 
@@ -444,8 +485,12 @@ def test_audit_lines_equal_images_answered_and_metrics_match_requests(client, sr
     made = Counter()
     image_slots = 0
     ids = []
-    for prompt, n, model in [("a lighthouse", 1, "demo"), ("a red bicycle", 3, "demo"),
-                             ("a photo of a naked woman", 2, "demo"), ("a mutilated corpse", 1, "blank")]:
+    for prompt, n, model in [
+        ("a lighthouse", 1, "demo"),
+        ("a red bicycle", 3, "demo"),
+        ("a photo of a naked woman", 2, "demo"),
+        ("a mutilated corpse", 1, "blank"),
+    ]:
         r = gen(client, prompt, model=model, n=n)
         made[(model, "/v1/images/generations", str(r.status_code))] += 1
         body = r.json()
@@ -475,6 +520,10 @@ def test_audit_lines_equal_images_answered_and_metrics_match_requests(client, sr
     pa, pb = (metric_samples(m, "guard_serve_prompts_total") for m in (m0, m1))
     key = (("category", "sexual"), ("decision", "block"), ("deployment", "screen"), ("stage", "screen"))
     assert pb[key] - pa.get(key, 0) == 1
-    for name in ("guard_serve_stage_seconds_count", "guard_serve_queue_depth", "guard_serve_fail_closed_total",
-                 "guard_serve_policy_reloads_total"):
+    for name in (
+        "guard_serve_stage_seconds_count",
+        "guard_serve_queue_depth",
+        "guard_serve_fail_closed_total",
+        "guard_serve_policy_reloads_total",
+    ):
         assert name.rsplit("_", 1)[0] in m1

@@ -45,24 +45,36 @@ def test_default_config_has_the_demo_and_a_screen_deployment():
 
 
 def test_example_config_validates():
-    cfg = load_config(ROOT / "pipelines" / "serve.yaml")
+    cfg = load_config(ROOT / "examples" / "serve.yaml")
     assert cfg.auth_enabled and cfg.deployments[0].name
 
 
-@pytest.mark.parametrize("doc,needle", [
-    ("version: 1\ndeployments:\n  - name: a\n    screen_only: true\ntenants:\n  - name: t\n    keys: [secret]\n",
-     r"serve\.yaml:7:\d+: tenants\[0\]\.keys"),
-    ("version: 1\ndeployments:\n  - name: a\n    screen_only: true\n    pool_size: 2\n",
-     r"serve\.yaml:5:\d+: deployments\[0\]\.pool_size.*pool"),
-    ("version: 1\ndeployments:\n  - name: a\n    screen_only: true\n  - name: a\n    screen_only: true\n",
-     r"unique; repeated: a"),
-    ("version: 1\ndeployments:\n  - name: a\n    screen_only: true\n    pipeline: demo\n", r"screen_only"),
-    ("version: 1\ndeployments:\n  - name: a\n    pool: 2\n", r"give `pipeline`"),
-    (f"version: 1\ndeployments:\n  - name: a\n    screen_only: true\ntenants:\n  - name: t\n    keys: ['{H}']\n"
-     "    deployments: [b]\n", r"tenant 't' names deployment 'b'"),
-    ("version: 1\ndeployments: []\n", r"deployments"),
-    ("version: 1\ndeployments:\n  - name: a\n    screen_only: true\nlimits:\n  max_n: true\n", r"limits\.max_n"),
-])
+@pytest.mark.parametrize(
+    "doc,needle",
+    [
+        (
+            "version: 1\ndeployments:\n  - name: a\n    screen_only: true\ntenants:\n  - name: t\n    keys: [secret]\n",
+            r"serve\.yaml:7:\d+: tenants\[0\]\.keys",
+        ),
+        (
+            "version: 1\ndeployments:\n  - name: a\n    screen_only: true\n    pool_size: 2\n",
+            r"serve\.yaml:5:\d+: deployments\[0\]\.pool_size.*pool",
+        ),
+        (
+            "version: 1\ndeployments:\n  - name: a\n    screen_only: true\n  - name: a\n    screen_only: true\n",
+            r"unique; repeated: a",
+        ),
+        ("version: 1\ndeployments:\n  - name: a\n    screen_only: true\n    pipeline: demo\n", r"screen_only"),
+        ("version: 1\ndeployments:\n  - name: a\n    pool: 2\n", r"give `pipeline`"),
+        (
+            f"version: 1\ndeployments:\n  - name: a\n    screen_only: true\ntenants:\n  - name: t\n    keys: ['{H}']\n"
+            "    deployments: [b]\n",
+            r"tenant 't' names deployment 'b'",
+        ),
+        ("version: 1\ndeployments: []\n", r"deployments"),
+        ("version: 1\ndeployments:\n  - name: a\n    screen_only: true\nlimits:\n  max_n: true\n", r"limits\.max_n"),
+    ],
+)
 def test_config_errors_name_file_line_and_key(tmp_path, doc, needle):
     import re
 
@@ -75,8 +87,9 @@ def test_server_refuses_a_policy_error_at_startup_with_file_line(tmp_path):
     from guard.serve.state import ServerState
 
     write(tmp_path, "version: 1\nname: bad\nscreen:\n  threshhold: 0.5\n", "bad.yaml")
-    cfg = config_from_dict({"version": 1, "deployments": [{"name": "s", "screen_only": True, "policy": "bad.yaml"}]},
-                           base_dir=tmp_path)
+    cfg = config_from_dict(
+        {"version": 1, "deployments": [{"name": "s", "screen_only": True, "policy": "bad.yaml"}]}, base_dir=tmp_path
+    )
     with pytest.raises(PolicyError, match=r"(?s)deployment .s.*bad\.yaml:4:\d+.*threshhold"):
         ServerState(cfg)
 
@@ -102,10 +115,14 @@ def test_hash_key_and_the_cli_helper():
 
 
 def test_keyring_401_403_and_admin():
-    cfg = config_from_dict({"version": 1, "deployments": [{"name": "a", "screen_only": True},
-                                                          {"name": "b", "screen_only": True}],
-                            "tenants": [{"name": "t", "keys": [hash_key("k1")], "deployments": ["a"]}],
-                            "admin_keys": [hash_key("adm")]})
+    cfg = config_from_dict(
+        {
+            "version": 1,
+            "deployments": [{"name": "a", "screen_only": True}, {"name": "b", "screen_only": True}],
+            "tenants": [{"name": "t", "keys": [hash_key("k1")], "deployments": ["a"]}],
+            "admin_keys": [hash_key("adm")],
+        }
+    )
     ring = KeyRing(cfg)
     t = ring.tenant("Bearer k1")
     assert t.name == "t" and t.allows("a") and not t.allows("b")
@@ -183,6 +200,35 @@ def test_batcher_queue_bound_and_fail_closed(guard_obj, monkeypatch):
         b.close()
 
 
+def test_batcher_drops_a_request_whose_caller_gave_up_and_serves_the_rest(guard_obj, monkeypatch):
+    from guard.serve.batcher import ScreenBatcher
+
+    gate, entered = threading.Event(), threading.Event()
+    real = guard_obj.screen_prompts
+
+    def held_first(prompts, report=None):
+        if not entered.is_set():
+            entered.set()
+            assert gate.wait(30)
+        return real(prompts, report)
+
+    monkeypatch.setattr(guard_obj, "screen_prompts", held_first)
+    b = ScreenBatcher(guard_obj, max_wait_s=0.001)
+    try:
+        first = b.submit(["a lake"])
+        assert entered.wait(30)  # the thread is busy with `first`
+        gave_up, kept = b.submit(["a cat"]), b.submit(["a naked woman"])
+        assert gave_up.cancel() and b.pending == 2
+        gate.set()
+        assert first.result(30).results[0].decision == "allow"
+        got = kept.result(30)
+        assert got.results[0].decision == "block" and got.batch_prompts == 1  # the cancelled one was dropped
+        assert b.pending == 0
+    finally:
+        gate.set()
+        b.close()
+
+
 # ---------------------------------------------------------------------- worker pool
 
 
@@ -257,8 +303,9 @@ def test_slot_reload_ok_unchanged_failed_and_erasers_refused(tmp_path):
 
     p = tmp_path / "p.yaml"
     p.write_text(yaml.safe_dump(make_policy()), encoding="utf-8")
-    slot = PolicySlot("d", None, str(p), for_pipeline=True, audit=None,
-                      batcher_factory=lambda g, d: ScreenBatcher(g, name=d))
+    slot = PolicySlot(
+        "d", None, str(p), for_pipeline=True, audit=None, batcher_factory=lambda g, d: ScreenBatcher(g, name=d)
+    )
     try:
         first = slot.load()
         assert slot.reload("test")["result"] == "unchanged" and not slot.changed_on_disk()
@@ -288,14 +335,30 @@ def test_graceful_shutdown_finishes_admitted_requests_and_flushes_the_audit_log(
     from serve_harness import Server, write_policy
 
     write_policy(tmp_path / "p.yaml", TEST_POLICY)
-    srv = Server(tmp_path, {"version": 1, "audit": {"path": "audit.jsonl"},
-                            "deployments": [{"name": "demo", "pipeline": "demo", "policy": "p.yaml", "pool": 1,
-                                             "queue": 4, "defaults": {"num_inference_steps": 25}}]})
+    srv = Server(
+        tmp_path,
+        {
+            "version": 1,
+            "audit": {"path": "audit.jsonl"},
+            "deployments": [
+                {
+                    "name": "demo",
+                    "pipeline": "demo",
+                    "policy": "p.yaml",
+                    "pool": 1,
+                    "queue": 4,
+                    "defaults": {"num_inference_steps": 25},
+                }
+            ],
+        },
+    )
     try:
         with httpx.Client(base_url=srv.url, timeout=120) as c:
             with concurrent.futures.ThreadPoolExecutor(3) as ex:
-                futs = [ex.submit(c.post, "/v1/images/generations", json={"model": "demo", "prompt": f"a boat {i}"})
-                        for i in range(3)]
+                futs = [
+                    ex.submit(c.post, "/v1/images/generations", json={"model": "demo", "prompt": f"a boat {i}"})
+                    for i in range(3)
+                ]
                 deadline = time.monotonic() + 60
                 while time.monotonic() < deadline:
                     d = c.get("/v1/deployments").json()["data"][0]
@@ -312,3 +375,78 @@ def test_graceful_shutdown_finishes_admitted_requests_and_flushes_the_audit_log(
         assert "audit log(s) flushed" in srv.log()
     finally:
         srv.stop()
+
+
+# ---------------------------------------------------------------------- fail closed, in the app
+
+
+def test_a_failing_screen_blocks_the_request_and_is_counted(tmp_path, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    from guard.screen.screen import PromptScreen
+    from guard.serve.app import create_app
+
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(make_policy()), encoding="utf-8")
+    (tmp_path / "open.yaml").write_text(yaml.safe_dump(make_policy(name="open", fail_open=True)), encoding="utf-8")
+    cfg = config_from_dict(
+        {
+            "version": 1,
+            "deployments": [
+                {"name": "closed", "screen_only": True, "policy": "p.yaml"},
+                {"name": "open", "screen_only": True, "policy": "open.yaml"},
+            ],
+        },
+        base_dir=tmp_path,
+    )
+    app = create_app(cfg)
+    with TestClient(app) as c:
+        assert app.state.guard.loaded.wait(120)
+
+        def boom(self, prompts):
+            raise RuntimeError("encoder exploded")
+
+        monkeypatch.setattr(PromptScreen, "screen_batch", boom)
+        r = c.post("/v1/screen", json={"deployment": "closed", "prompts": ["a watercolor of a lake"]})
+        assert r.status_code == 200
+        body = r.json()
+        assert body["results"][0]["decision"] == "block" and "encoder exploded" in body["errors"][0]
+        assert "fail closed" in body["results"][0]["reasons"][0]
+        r = c.post("/v1/screen", json={"deployment": "open", "prompts": ["a watercolor of a lake"]})
+        assert r.json()["results"][0]["decision"] == "allow" and r.json()["errors"]
+        m = c.get("/metrics").text
+        assert 'guard_serve_fail_closed_total{deployment="closed",rule="fail_closed",stage="screen"} 1.0' in m
+        assert 'guard_serve_fail_closed_total{deployment="open",rule="fail_open",stage="screen"} 1.0' in m
+        assert 'guard_serve_prompts_total{category="none",decision="block",deployment="closed",stage="error"} 1.0' in m
+
+
+def test_a_deployment_that_cannot_load_is_not_ready_and_the_others_serve(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from guard.serve.app import create_app
+
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(make_policy()), encoding="utf-8")
+    (tmp_path / "broken.yaml").write_text(
+        yaml.safe_dump(
+            {"name": "broken", "model": str(tmp_path / "no-such-model"), "policy": "p.yaml", "device": "cpu"}
+        ),
+        "utf-8",
+    )
+    cfg = config_from_dict(
+        {
+            "version": 1,
+            "deployments": [
+                {"name": "s", "screen_only": True, "policy": "p.yaml"},
+                {"name": "broken", "pipeline": "broken.yaml"},
+            ],
+        },
+        base_dir=tmp_path,
+    )
+    app = create_app(cfg)
+    with TestClient(app) as c:
+        assert app.state.guard.loaded.wait(120)
+        r = c.get("/readyz")
+        assert r.status_code == 503
+        assert r.json()["deployments"]["s"]["ready"] and "no-such-model" in r.json()["deployments"]["broken"]["error"]
+        assert c.post("/v1/screen", json={"deployment": "s", "prompts": ["a lake"]}).status_code == 200
+        r = c.post("/v1/images/generations", json={"model": "broken", "prompt": "a lake"})
+        assert r.status_code == 503 and r.json()["error"]["code"] == "not_ready" and r.headers["Retry-After"]

@@ -13,6 +13,7 @@ import asyncio
 import base64
 import io
 import logging
+import re
 import signal
 import threading
 import time
@@ -47,13 +48,23 @@ from guard.serve.state import ENDPOINTS, Deployment, ServerState
 
 logger = logging.getLogger(__name__)
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
 STATIC = Path(__file__).resolve().parent / "static"
 _ERRORS = {k: {"model": ErrorResponse} for k in (400, 401, 403, 404, 413, 422, 429, 503, 504)}
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, message: str, *, type: str = "invalid_request_error", code: Optional[str] = None,
-                 param: Optional[str] = None, headers: Optional[dict[str, str]] = None, **extra: Any):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str = "invalid_request_error",
+        code: Optional[str] = None,
+        param: Optional[str] = None,
+        headers: Optional[dict[str, str]] = None,
+        **extra: Any,
+    ):
         super().__init__(message)
         self.status, self.message, self.type, self.code, self.param = status, message, type, code, param
         self.headers = headers or {}
@@ -77,8 +88,9 @@ class BodyLimit:
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
             return await self.app(scope, receive, send)
-        too_big = ApiError(413, f"request body over {self.limit} bytes (limits.max_body_bytes)",
-                           code="request_too_large")
+        too_big = ApiError(
+            413, f"request body over {self.limit} bytes (limits.max_body_bytes)", code="request_too_large"
+        )
         for k, v in scope.get("headers", []):
             if k == b"content-length":
                 try:
@@ -147,16 +159,19 @@ def _tenant(state: ServerState, request: Request) -> Tenant:
         return state.keys.tenant(request.headers.get("authorization"))
     except AuthError as e:
         state.metrics.auth_failures.labels(e.reason).inc()
-        raise ApiError(e.status, str(e), type="authentication_error", code=e.reason,
-                       headers={"WWW-Authenticate": "Bearer"}) from None
+        raise ApiError(
+            e.status, str(e), type="authentication_error", code=e.reason, headers={"WWW-Authenticate": "Bearer"}
+        ) from None
 
 
-def _deployment(state: ServerState, request: Request, tenant: Tenant, name: str, param: str,
-                kinds: Optional[tuple[str, ...]] = None) -> Deployment:
+def _deployment(
+    state: ServerState, request: Request, tenant: Tenant, name: str, param: str, kinds: Optional[tuple[str, ...]] = None
+) -> Deployment:
     if not tenant.allows(name):
         state.metrics.auth_failures.labels("forbidden").inc()
-        raise ApiError(403, f"this API key may not use deployment {name!r}", type="permission_error",
-                       code="forbidden", param=param)
+        raise ApiError(
+            403, f"this API key may not use deployment {name!r}", type="permission_error", code="forbidden", param=param
+        )
     dep = state.deployments.get(name)
     if dep is None:
         import difflib
@@ -166,19 +181,29 @@ def _deployment(state: ServerState, request: Request, tenant: Tenant, name: str,
         raise ApiError(404, f"no deployment {name!r}{hint}", code="deployment_not_found", param=param)
     request.scope["guard.labels"]["deployment"] = dep.name
     if kinds is not None and dep.kind not in kinds:
-        raise ApiError(422, f"deployment {name!r} is a {dep.kind} deployment; this endpoint needs "
-                       f"{' or '.join(kinds)} (its endpoints: {', '.join(ENDPOINTS[dep.kind])})",
-                       code="wrong_deployment_kind", param=param)
+        raise ApiError(
+            422,
+            f"deployment {name!r} is a {dep.kind} deployment; this endpoint needs "
+            f"{' or '.join(kinds)} (its endpoints: {', '.join(ENDPOINTS[dep.kind])})",
+            code="wrong_deployment_kind",
+            param=param,
+        )
     if not dep.ready:
         why = dep.load_error or "still loading"
         state.metrics.rejected.labels(dep.name, "not_ready").inc()
-        raise ApiError(503, f"deployment {name!r} is not ready: {why}", type="server_error", code="not_ready",
-                       headers={"Retry-After": "5"})
+        raise ApiError(
+            503,
+            f"deployment {name!r} is not ready: {why}",
+            type="server_error",
+            code="not_ready",
+            headers={"Retry-After": "5"},
+        )
     return dep
 
 
-def _parse_size(size: Optional[str], default: Optional[tuple[int, int]], state: ServerState,
-                param: str = "size") -> tuple[int, int]:
+def _parse_size(
+    size: Optional[str], default: Optional[tuple[int, int]], state: ServerState, param: str = "size"
+) -> tuple[int, int]:
     lim = state.config.limits
     if size is None:
         if default is None:
@@ -187,28 +212,50 @@ def _parse_size(size: Optional[str], default: Optional[tuple[int, int]], state: 
     else:
         parts = size.lower().split("x")
         if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
-            raise ApiError(422, f"size must be 'WIDTHxHEIGHT' (e.g. '512x512'), got {size[:40]!r}", param=param,
-                           code="invalid_size")
+            raise ApiError(
+                422,
+                f"size must be 'WIDTHxHEIGHT' (e.g. '512x512'), got {size[:40]!r}",
+                param=param,
+                code="invalid_size",
+            )
         w, h = int(parts[0]), int(parts[1])
     if w % 8 or h % 8 or w < 8 or h < 8:
-        raise ApiError(422, f"{param} {w}x{h}: width and height must be positive multiples of 8", param=param,
-                       code="invalid_size")
+        raise ApiError(
+            422, f"{param} {w}x{h}: width and height must be positive multiples of 8", param=param, code="invalid_size"
+        )
     if max(w, h) > lim.max_side:
-        raise ApiError(422, f"{param} {w}x{h}: a side is over limits.max_side={lim.max_side}", param=param,
-                       code="size_too_large")
+        raise ApiError(
+            422, f"{param} {w}x{h}: a side is over limits.max_side={lim.max_side}", param=param, code="size_too_large"
+        )
     if w * h > lim.max_pixels:
-        raise ApiError(422, f"{param} {w}x{h}: {w * h} pixels, over limits.max_pixels={lim.max_pixels}",
-                       param=param, code="size_too_large")
+        raise ApiError(
+            422,
+            f"{param} {w}x{h}: {w * h} pixels, over limits.max_pixels={lim.max_pixels}",
+            param=param,
+            code="size_too_large",
+        )
     return w, h
 
 
 def _check_prompt(state: ServerState, prompt: str, param: str) -> None:
     lim = state.config.limits.max_prompt_chars
     if len(prompt) > lim:
-        raise ApiError(422, f"{param} is {len(prompt)} characters; at most {lim} (limits.max_prompt_chars)",
-                       param=param, code="prompt_too_long")
+        raise ApiError(
+            422,
+            f"{param} is {len(prompt)} characters; at most {lim} (limits.max_prompt_chars)",
+            param=param,
+            code="prompt_too_long",
+        )
     if not prompt.strip():
         raise ApiError(422, f"{param} is empty", param=param, code="empty_prompt")
+    bad = _SURROGATE.search(prompt)
+    if bad:
+        raise ApiError(
+            422,
+            f"{param} has a lone surrogate (U+{ord(bad.group()):04X}) at character {bad.start()}: not valid Unicode",
+            param=param,
+            code="invalid_unicode",
+        )
 
 
 def _check_n(state: ServerState, n: int) -> None:
@@ -218,8 +265,13 @@ def _check_n(state: ServerState, n: int) -> None:
 
 
 def _stage_of(error: str) -> str:
-    for prefix, stage in (("prompt screen", "screen"), ("generator-space", "generator_space"),
-                          ("output check", "output"), ("negative guidance", "guidance"), ("audit", "audit")):
+    for prefix, stage in (
+        ("prompt screen", "screen"),
+        ("generator-space", "generator_space"),
+        ("output check", "output"),
+        ("negative guidance", "guidance"),
+        ("audit", "audit"),
+    ):
         if error.startswith(prefix):
             return stage
     return "other"
@@ -290,10 +342,14 @@ def create_app(config: Optional[ServeConfig] = None) -> FastAPI:
             state.closing = True
             await asyncio.to_thread(state.close)
 
-    app = FastAPI(title="guard serve", version="1", lifespan=lifespan,
-                  description="Guarded diffusers pipelines and prompt screening per deployment. Images endpoints "
-                  "follow the OpenAI images API (model = deployment). Authenticate with 'Authorization: Bearer "
-                  "<key>' when the server has tenants.")
+    app = FastAPI(
+        title="guard serve",
+        version="1",
+        lifespan=lifespan,
+        description="Guarded diffusers pipelines and prompt screening per deployment. Images endpoints "
+        "follow the OpenAI images API (model = deployment). Authenticate with 'Authorization: Bearer "
+        "<key>' when the server has tenants.",
+    )
     app.state.guard = state
     app.add_middleware(BodyLimit, limit=config.limits.max_body_bytes)
     app.add_middleware(RequestMetrics, state=state)
@@ -308,8 +364,9 @@ def create_app(config: Optional[ServeConfig] = None) -> FastAPI:
         first = errs[0] if errs else {}
         loc = [str(x) for x in first.get("loc", ()) if x not in ("body", "form", "query")]
         param = ".".join(loc) or None
-        msgs = "; ".join(f"{'.'.join(str(x) for x in er.get('loc', ()) if x != 'body')}: {er.get('msg')}"
-                         for er in errs[:5])
+        msgs = "; ".join(
+            f"{'.'.join(str(x) for x in er.get('loc', ()) if x != 'body')}: {er.get('msg')}" for er in errs[:5]
+        )
         return ApiError(422, msgs or "invalid request", param=param, code="invalid_request").response()
 
     # ------------------------------------------------------------------ screening
@@ -323,8 +380,12 @@ def create_app(config: Optional[ServeConfig] = None) -> FastAPI:
         dep = _deployment(state, request, tenant, body.deployment, "deployment")
         lim = config.limits
         if len(body.prompts) > lim.max_prompts:
-            raise ApiError(422, f"{len(body.prompts)} prompts; at most {lim.max_prompts} per request "
-                           "(limits.max_prompts)", param="prompts", code="too_many_prompts")
+            raise ApiError(
+                422,
+                f"{len(body.prompts)} prompts; at most {lim.max_prompts} per request (limits.max_prompts)",
+                param="prompts",
+                code="too_many_prompts",
+            )
         for i, p in enumerate(body.prompts):
             _check_prompt(state, p, f"prompts[{i}]")
         slot = dep.slot_for(tenant)
@@ -337,17 +398,24 @@ def create_app(config: Optional[ServeConfig] = None) -> FastAPI:
                 continue
             except QueueFull as e:
                 state.metrics.rejected.labels(dep.name, "queue_full").inc()
-                raise ApiError(429, "screen queue full, retry later", type="rate_limit_error", code="queue_full",
-                               headers={"Retry-After": str(int(e.retry_after_s + 0.999))}) from None
+                raise ApiError(
+                    429,
+                    "screen queue full, retry later",
+                    type="rate_limit_error",
+                    code="queue_full",
+                    headers={"Retry-After": str(int(e.retry_after_s + 0.999))},
+                ) from None
         else:
-            raise ApiError(503, "policy reloading, retry", type="server_error", code="reloading",
-                           headers={"Retry-After": "1"})
+            raise ApiError(
+                503, "policy reloading, retry", type="server_error", code="reloading", headers={"Retry-After": "1"}
+            )
         try:
             got = await asyncio.wait_for(asyncio.wrap_future(fut), config.screen.timeout_s)
         except asyncio.TimeoutError:
             state.metrics.rejected.labels(dep.name, "timeout").inc()
-            raise ApiError(504, f"screening took over {config.screen.timeout_s:g} s", type="server_error",
-                           code="timeout") from None
+            raise ApiError(
+                504, f"screening took over {config.screen.timeout_s:g} s", type="server_error", code="timeout"
+            ) from None
         except GuardInputError as e:
             raise ApiError(422, str(e), param="prompts", code="invalid_prompt") from None
         m = state.metrics
@@ -361,15 +429,40 @@ def create_app(config: Optional[ServeConfig] = None) -> FastAPI:
             stage = "error" if failed else ("screen" if r.decision != "allow" else "none")
             category = (r.category if r.decision != "allow" else None) or "none"
             m.prompts.labels(dep.name, r.decision, stage, category).inc()
-            results.append({k: d[k] for k in ("index", "decision", "category", "concept", "phrase", "score",
-                                              "threshold", "reasons", "transforms", "matches")})
+            results.append(
+                {
+                    k: d[k]
+                    for k in (
+                        "index",
+                        "decision",
+                        "category",
+                        "concept",
+                        "phrase",
+                        "score",
+                        "threshold",
+                        "reasons",
+                        "transforms",
+                        "matches",
+                    )
+                }
+            )
         rid = uuid.uuid4().hex
-        return JSONResponse({
-            "request_id": rid, "deployment": dep.name, "policy": {"name": rt.name, "sha256": rt.sha256},
-            "results": results, "errors": got.errors, "batch_prompts": got.batch_prompts,
-            "timings_ms": {"queue": round(got.wait_ms, 3), "screen_batch": round(got.screen_ms, 3),
-                           "total": round((time.perf_counter() - t0) * 1000, 3)},
-        }, headers={"X-Request-ID": rid, "X-Guard-Policy-Sha256": rt.sha256})
+        return JSONResponse(
+            {
+                "request_id": rid,
+                "deployment": dep.name,
+                "policy": {"name": rt.name, "sha256": rt.sha256},
+                "results": results,
+                "errors": got.errors,
+                "batch_prompts": got.batch_prompts,
+                "timings_ms": {
+                    "queue": round(got.wait_ms, 3),
+                    "screen_batch": round(got.screen_ms, 3),
+                    "total": round((time.perf_counter() - t0) * 1000, 3),
+                },
+            },
+            headers={"X-Request-ID": rid, "X-Guard-Policy-Sha256": rt.sha256},
+        )
 
     # ------------------------------------------------------------------ images
 
@@ -392,24 +485,44 @@ def create_app(config: Optional[ServeConfig] = None) -> FastAPI:
             job = dep.pool.submit(kwargs, rt)
         except PoolFull as e:
             m.rejected.labels(dep.name, "queue_full").inc()
-            raise ApiError(429, f"deployment {dep.name!r} is busy ({e}); retry later", type="rate_limit_error",
-                           code="queue_full", headers={"Retry-After": str(int(e.retry_after_s + 0.999))}) from None
+            raise ApiError(
+                429,
+                f"deployment {dep.name!r} is busy ({e}); retry later",
+                type="rate_limit_error",
+                code="queue_full",
+                headers={"Retry-After": str(int(e.retry_after_s + 0.999))},
+            ) from None
         except PoolClosed as e:
             raise ApiError(503, str(e), type="server_error", code="shutting_down") from None
         try:
             out = await asyncio.wait_for(asyncio.wrap_future(job.future), dep.cfg.timeout_s)
         except asyncio.TimeoutError:
             m.rejected.labels(dep.name, "timeout").inc()
-            raise ApiError(504, f"the request did not finish within timeout_s={dep.cfg.timeout_s:g} s "
-                           f"(deployment {dep.name!r})", type="server_error", code="timeout") from None
+            raise ApiError(
+                504,
+                f"the request did not finish within timeout_s={dep.cfg.timeout_s:g} s (deployment {dep.name!r})",
+                type="server_error",
+                code="timeout",
+            ) from None
         except GuardBlocked as e:  # the policy says on_block: raise
             report = e.report
             guards = [_image_guard(im, report) for im in report.images]
             _count_images(dep, report, guards)
-            raise ApiError(400, str(e), code="content_policy_violation", request_id=report.request_id,
-                           policy_sha256=report.policy_sha256, guard=guards) from None
+            raise ApiError(
+                400,
+                str(e),
+                code="content_policy_violation",
+                request_id=report.request_id,
+                policy_sha256=report.policy_sha256,
+                guard=guards,
+            ) from None
         except GuardInputError as e:
             raise ApiError(422, str(e), code="invalid_request") from None
+        except Exception as e:  # the pipeline itself failed (its guard writes the audit line)
+            logger.exception("deployment %s: generation failed", dep.name)
+            raise ApiError(
+                500, f"generation failed: {type(e).__name__}: {e}", type="server_error", code="generation_failed"
+            ) from None
         report = out.guard_report
         for stage, ms in report.timings_ms.items():
             m.stage_seconds.labels(dep.name, stage).observe(ms / 1000)
@@ -420,23 +533,37 @@ def create_app(config: Optional[ServeConfig] = None) -> FastAPI:
             m.fail_closed.labels(dep.name, _stage_of(err), rule).inc()
         guards = [_image_guard(im, report) for im in report.images]
         _count_images(dep, report, guards)
-        blocked_prompt = [g for g in guards
-                          if g["decision"] == "blocked" and g["stage"] in ("screen", "input", "error")]
+        blocked_prompt = [
+            g for g in guards if g["decision"] == "blocked" and g["stage"] in ("screen", "input", "error")
+        ]
         if blocked_prompt and dep.cfg.on_block == "error":
             g = blocked_prompt[0]
             why = g["reasons"][0] if g["reasons"] else "blocked"
-            raise ApiError(400, f"Your request was rejected by the content policy of deployment {dep.name!r}: {why}",
-                           code="content_policy_violation", param="image" if g["stage"] == "input" else "prompt",
-                           request_id=report.request_id, policy_sha256=report.policy_sha256, guard=guards)
+            raise ApiError(
+                400,
+                f"Your request was rejected by the content policy of deployment {dep.name!r}: {why}",
+                code="content_policy_violation",
+                param="image" if g["stage"] == "input" else "prompt",
+                request_id=report.request_id,
+                policy_sha256=report.policy_sha256,
+                guard=guards,
+            )
         b64 = await asyncio.to_thread(_png_b64, list(out.images))
-        return JSONResponse({
-            "created": int(time.time()),
-            "data": [{"b64_json": b, "guard": g} for b, g in zip(b64, guards, strict=True)],
-            "guard": {"request_id": report.request_id, "deployment": dep.name,
-                      "policy": {"name": report.policy_name, "sha256": report.policy_sha256},
-                      "errors": report.errors, "notes": report.notes,
-                      "timings_ms": {k: round(v, 3) for k, v in report.timings_ms.items()}},
-        }, headers={"X-Request-ID": report.request_id, "X-Guard-Policy-Sha256": report.policy_sha256})
+        return JSONResponse(
+            {
+                "created": int(time.time()),
+                "data": [{"b64_json": b, "guard": g} for b, g in zip(b64, guards, strict=True)],
+                "guard": {
+                    "request_id": report.request_id,
+                    "deployment": dep.name,
+                    "policy": {"name": report.policy_name, "sha256": report.policy_sha256},
+                    "errors": report.errors,
+                    "notes": report.notes,
+                    "timings_ms": {k: round(v, 3) for k, v in report.timings_ms.items()},
+                },
+            },
+            headers={"X-Request-ID": report.request_id, "X-Guard-Policy-Sha256": report.policy_sha256},
+        )
 
     def _count_images(dep: Deployment, report: Any, guards: list[dict]) -> None:
         for g in guards:
@@ -452,20 +579,32 @@ def create_app(config: Optional[ServeConfig] = None) -> FastAPI:
         w, h = _parse_size(body.size, dep.default_size, state)
         if body.negative_prompt is not None:
             _check_prompt(state, body.negative_prompt, "negative_prompt")
-        kwargs = {"prompt": body.prompt, "num_images_per_prompt": body.n, "width": w, "height": h,
-                  "negative_prompt": body.negative_prompt}
+        kwargs = {
+            "prompt": body.prompt,
+            "num_images_per_prompt": body.n,
+            "width": w,
+            "height": h,
+            "negative_prompt": body.negative_prompt,
+        }
         return await run_images(dep, tenant, kwargs, body.seed)
 
     @app.post("/v1/images/edits", response_model=ImagesResponse, responses=_ERRORS, tags=["images"])
-    async def edits(request: Request,
-                    image: Annotated[UploadFile, File(description="the image to edit (PNG, JPEG, WebP)")],
-                    prompt: Annotated[str, Form()], model: Annotated[str, Form(description="deployment name")],
-                    mask: Annotated[Optional[UploadFile], File(description="inpaint deployments: where to repaint "
-                                                               "(transparent or white pixels)")] = None,
-                    n: Annotated[int, Form()] = 1, size: Annotated[Optional[str], Form()] = None,
-                    response_format: Annotated[str, Form()] = "b64_json",
-                    user: Annotated[Optional[str], Form()] = None, seed: Annotated[Optional[int], Form()] = None,
-                    negative_prompt: Annotated[Optional[str], Form()] = None):
+    async def edits(
+        request: Request,
+        image: Annotated[UploadFile, File(description="the image to edit (PNG, JPEG, WebP)")],
+        prompt: Annotated[str, Form()],
+        model: Annotated[str, Form(description="deployment name")],
+        mask: Annotated[
+            Optional[UploadFile],
+            File(description="inpaint deployments: where to repaint (transparent or white pixels)"),
+        ] = None,
+        n: Annotated[int, Form()] = 1,
+        size: Annotated[Optional[str], Form()] = None,
+        response_format: Annotated[str, Form()] = "b64_json",
+        user: Annotated[Optional[str], Form()] = None,
+        seed: Annotated[Optional[int], Form()] = None,
+        negative_prompt: Annotated[Optional[str], Form()] = None,
+    ):
         """Edit an image on an img2img or inpaint deployment (OpenAI images edits shape, multipart). The
         input image goes through the policy's input-image check."""
         tenant = _tenant(state, request)
@@ -477,23 +616,29 @@ def create_app(config: Optional[ServeConfig] = None) -> FastAPI:
         if negative_prompt is not None:
             _check_prompt(state, negative_prompt, "negative_prompt")
         if dep.kind == "img2img" and mask is not None:
-            raise ApiError(422, f"deployment {dep.name!r} is img2img and takes no mask; use an inpaint deployment",
-                           param="mask")
+            raise ApiError(
+                422, f"deployment {dep.name!r} is img2img and takes no mask; use an inpaint deployment", param="mask"
+            )
         if dep.kind == "inpaint" and mask is None:
             raise ApiError(422, f"deployment {dep.name!r} is an inpaint deployment: send a `mask`", param="mask")
         raw = await image.read()
         raw_mask = await mask.read() if mask is not None else None
         init = await asyncio.to_thread(_read_image, raw, "image", config.limits.max_input_pixels)
         target = size if size is not None else None
-        w, h = _parse_size(target, (init.width // 8 * 8, init.height // 8 * 8), state,
-                           param="size" if size is not None else "image")
+        w, h = _parse_size(
+            target, (init.width // 8 * 8, init.height // 8 * 8), state, param="size" if size is not None else "image"
+        )
         mask_img = None
         if raw_mask is not None:
             mask_img = await asyncio.to_thread(_read_mask, raw_mask, config.limits.max_input_pixels, init.size)
             mask_img = mask_img.resize((w, h))
         init = init.convert("RGB").resize((w, h))
-        kwargs: dict[str, Any] = {"prompt": prompt, "image": init, "num_images_per_prompt": n,
-                                  "negative_prompt": negative_prompt}
+        kwargs: dict[str, Any] = {
+            "prompt": prompt,
+            "image": init,
+            "num_images_per_prompt": n,
+            "negative_prompt": negative_prompt,
+        }
         if dep.kind == "inpaint":
             kwargs.update(mask_image=mask_img, width=w, height=h)
         return await run_images(dep, tenant, kwargs, seed)
@@ -509,13 +654,22 @@ def create_app(config: Optional[ServeConfig] = None) -> FastAPI:
             if not tenant.allows(dep.name):
                 continue
             rt = dep.slot_for(tenant).current
-            out.append(DeploymentInfo(
-                name=dep.name, description=dep.cfg.description, kind=dep.kind, endpoints=ENDPOINTS[dep.kind],
-                ready=dep.ready, policy={"name": rt.name, "sha256": rt.sha256} if rt else None,
-                pool=dep.cfg.pool if dep.kind != "screen" else 0, queue=dep.cfg.queue if dep.kind != "screen" else 0,
-                queue_depth=dep.pool.waiting if dep.pool else (rt.batcher.pending if rt else 0),
-                running=dep.pool.running if dep.pool else 0, on_block=dep.cfg.on_block,
-                default_size=f"{dep.default_size[0]}x{dep.default_size[1]}" if dep.default_size else None))
+            out.append(
+                DeploymentInfo(
+                    name=dep.name,
+                    description=dep.cfg.description,
+                    kind=dep.kind,
+                    endpoints=ENDPOINTS[dep.kind],
+                    ready=dep.ready,
+                    policy={"name": rt.name, "sha256": rt.sha256} if rt else None,
+                    pool=dep.cfg.pool if dep.kind != "screen" else 0,
+                    queue=dep.cfg.queue if dep.kind != "screen" else 0,
+                    queue_depth=dep.pool.waiting if dep.pool else (rt.batcher.pending if rt else 0),
+                    running=dep.pool.running if dep.pool else 0,
+                    on_block=dep.cfg.on_block,
+                    default_size=f"{dep.default_size[0]}x{dep.default_size[1]}" if dep.default_size else None,
+                )
+            )
         return DeploymentsResponse(data=out)
 
     @app.get("/v1/policies/{deployment}", response_model=PolicyInfo, responses=_ERRORS, tags=["info"])
@@ -524,8 +678,13 @@ def create_app(config: Optional[ServeConfig] = None) -> FastAPI:
         and the error of the last refused reload, if any."""
         tenant = _tenant(state, request)
         if not tenant.allows(deployment):
-            raise ApiError(403, f"this API key may not use deployment {deployment!r}", type="permission_error",
-                           code="forbidden", param="deployment")
+            raise ApiError(
+                403,
+                f"this API key may not use deployment {deployment!r}",
+                type="permission_error",
+                code="forbidden",
+                param="deployment",
+            )
         dep = state.deployments.get(deployment)
         if dep is None:
             raise ApiError(404, f"no deployment {deployment!r}", code="deployment_not_found", param="deployment")
@@ -566,8 +725,9 @@ def create_app(config: Optional[ServeConfig] = None) -> FastAPI:
             state.keys.check_admin(request.headers.get("authorization"))
         except AuthError as e:
             state.metrics.auth_failures.labels(e.reason).inc()
-            raise ApiError(e.status, str(e), type="authentication_error", code=e.reason,
-                           headers={"WWW-Authenticate": "Bearer"}) from None
+            raise ApiError(
+                e.status, str(e), type="authentication_error", code=e.reason, headers={"WWW-Authenticate": "Bearer"}
+            ) from None
         results = await asyncio.to_thread(state.reload_all, "POST /admin/reload")
         ok = all(r["result"] != "failed" for r in results)
         return JSONResponse({"ok": ok, "results": results}, status_code=200 if ok else 422)
@@ -591,14 +751,22 @@ def _read_image(raw: bytes, param: str, max_pixels: int) -> Any:
         img = PIL.Image.open(io.BytesIO(raw))
         w, h = img.size
         if w * h > max_pixels:
-            raise ApiError(422, f"{param} is {w}x{h} = {w * h} pixels, over limits.max_input_pixels={max_pixels}",
-                           param=param, code="image_too_large")
+            raise ApiError(
+                422,
+                f"{param} is {w}x{h} = {w * h} pixels, over limits.max_input_pixels={max_pixels}",
+                param=param,
+                code="image_too_large",
+            )
         img.load()
     except ApiError:
         raise
     except Exception as e:
-        raise ApiError(422, f"{param} is not a readable image (PNG, JPEG, WebP): {type(e).__name__}",
-                       param=param, code="invalid_image") from None
+        raise ApiError(
+            422,
+            f"{param} is not a readable image (PNG, JPEG, WebP): {type(e).__name__}",
+            param=param,
+            code="invalid_image",
+        ) from None
     return img
 
 
@@ -609,8 +777,9 @@ def _read_mask(raw: bytes, max_pixels: int, size: tuple[int, int]) -> Any:
 
     m = _read_image(raw, "mask", max_pixels)
     if m.size != size:
-        raise ApiError(422, f"mask is {m.size[0]}x{m.size[1]} but image is {size[0]}x{size[1]}", param="mask",
-                       code="invalid_mask")
+        raise ApiError(
+            422, f"mask is {m.size[0]}x{m.size[1]} but image is {size[0]}x{size[1]}", param="mask", code="invalid_mask"
+        )
     if m.mode in ("RGBA", "LA") or (m.mode == "P" and "transparency" in m.info):
         alpha = m.convert("RGBA").getchannel("A")
         return PIL.ImageOps.invert(alpha).convert("L")

@@ -70,8 +70,11 @@ class KeyRing:
 
     def check_admin(self, authorization: Optional[str]) -> None:
         if not self._admin:
-            raise AuthError(403, "no admin key is configured (set admin_keys in the serve config); "
-                            "reload with SIGHUP instead", "no_admin_key")
+            raise AuthError(
+                403,
+                "no admin key is configured (set admin_keys in the serve config); reload with SIGHUP instead",
+                "no_admin_key",
+            )
         token = bearer_token(authorization)
         if token is None:
             raise AuthError(401, "missing admin key: send 'Authorization: Bearer <admin key>'", "missing")

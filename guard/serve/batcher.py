@@ -1,9 +1,10 @@
 """Micro-batching for ``/v1/screen``: prompts of concurrent requests go through one encoder pass.
 
-One thread per policy runtime takes the first waiting request, gathers whatever else arrives within
-``max_wait_s`` (5 ms by default) up to ``max_batch`` prompts, screens them together with
-:meth:`guard.core.Guard.screen_prompts` and hands each request its own slice. A request never
-waits longer than ``max_wait_s`` for company; a busy encoder makes the next batch bigger instead.
+One thread per policy runtime takes the first waiting request as soon as the encoder is free,
+gathers whatever else arrives within ``max_wait_s`` (5 ms by default) up to ``max_batch`` prompts,
+screens them together with :meth:`guard.core.Guard.screen_prompts` and hands each request its own
+slice. Batching adds at most ``max_wait_s`` to a request's time; a busy encoder makes the next
+batch bigger instead.
 The number of waiting prompts is bounded (:class:`QueueFull` beyond it, answered with 429).
 """
 
@@ -51,8 +52,16 @@ class _Item:
 
 
 class ScreenBatcher:
-    def __init__(self, guard: Any, *, name: str = "screen", max_wait_s: float = 0.005, max_batch: int = 128,
-                 max_pending: int = 4096, on_batch: Optional[Callable[[int, float], None]] = None):
+    def __init__(
+        self,
+        guard: Any,
+        *,
+        name: str = "screen",
+        max_wait_s: float = 0.005,
+        max_batch: int = 128,
+        max_pending: int = 4096,
+        on_batch: Optional[Callable[[int, float], None]] = None,
+    ):
         self.guard = guard
         self.max_wait_s = max_wait_s
         self.max_batch = max_batch
@@ -92,27 +101,38 @@ class ScreenBatcher:
     # ------------------------------------------------------------------ the thread
 
     def _take(self) -> list[_Item]:
+        """The next batch: the oldest live request and whatever joins it within ``max_wait_s``.
+        Requests whose caller gave up (a cancelled future) are dropped unscreened. ``[]`` = closed."""
         with self._cv:
-            while not self._items and not self._closed:
-                self._cv.wait()
-            if not self._items:
-                return []
-            batch = [self._items.popleft()]
-            n = len(batch[0].prompts)
-            deadline = batch[0].t_submit + self.max_wait_s
+            first = None
+            while first is None:
+                while not self._items and not self._closed:
+                    self._cv.wait()
+                if not self._items:
+                    return []  # closed and drained
+                it = self._items.popleft()
+                self._pending -= len(it.prompts)
+                if it.future.set_running_or_notify_cancel():
+                    first = it
+            batch, n = [first], len(first.prompts)
+            # wait for company at most max_wait_s from now: from the request's arrival when the encoder
+            # was idle, from the moment it became free otherwise (clients answered by the previous
+            # batch are sending their next requests right now)
+            deadline = time.perf_counter() + self.max_wait_s
             while n < self.max_batch:
                 if self._items:
                     if n + len(self._items[0].prompts) > self.max_batch:
                         break
                     it = self._items.popleft()
-                    batch.append(it)
-                    n += len(it.prompts)
+                    self._pending -= len(it.prompts)
+                    if it.future.set_running_or_notify_cancel():
+                        batch.append(it)
+                        n += len(it.prompts)
                     continue
                 left = deadline - time.perf_counter()
                 if left <= 0 or self._closed:
                     break
                 self._cv.wait(left)
-            self._pending -= n
             return batch
 
     def _run(self) -> None:
@@ -137,7 +157,7 @@ class ScreenBatcher:
             groups = []
             k = 0
             for it in batch:
-                groups.append((it, results[k:k + len(it.prompts)], list(report.errors)))
+                groups.append((it, results[k : k + len(it.prompts)], list(report.errors)))
                 k += len(it.prompts)
         except GuardInputError:
             # one request's input is bad: screen each request alone so only that one fails

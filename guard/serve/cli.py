@@ -30,15 +30,24 @@ def _quiet() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
     for name in ("transformers", "diffusers", "sentence_transformers", "huggingface_hub"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    logging.getLogger("faiss").setLevel(logging.WARNING)  # its loader reports every CPU-feature probe
 
 
-def serve_command(config: Optional[str] = None, host: str = "127.0.0.1", port: int = 8000,
-                  log_level: str = "info", access_log: bool = True, graceful_timeout_s: float = 60.0) -> int:
+def serve_command(
+    config: Optional[str] = None,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    log_level: str = "info",
+    access_log: bool = True,
+    graceful_timeout_s: float = 60.0,
+) -> int:
     """Run the server until SIGINT/SIGTERM (then drain the queues and flush the audit log).
     Returns the exit status: 2 for a config or policy error (printed with file:line)."""
     _quiet()
-    logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=getattr(logging, log_level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     try:
         import uvicorn
 
@@ -54,12 +63,23 @@ def serve_command(config: Optional[str] = None, host: str = "127.0.0.1", port: i
         print(f"error: {e}", file=sys.stderr)
         return 2
     names = ", ".join(f"{d.name} ({'screen' if d.screen_only else d.kind or 'pipeline'})" for d in cfg.deployments)
-    logger.info("guard serve on http://%s:%d  deployments: %s  auth: %s", host, port, names,
-                "on" if cfg.auth_enabled else "off (no tenants in the config)")
+    logger.info(
+        "guard serve on http://%s:%d  deployments: %s  auth: %s",
+        host,
+        port,
+        names,
+        "on" if cfg.auth_enabled else "off (no tenants in the config)",
+    )
     if not cfg.auth_enabled and host not in ("127.0.0.1", "localhost", "::1"):
         logger.warning("authentication is off and the server listens on %s: add tenants to the config", host)
-    uvicorn.run(app, host=host, port=port, log_level=log_level.lower(), access_log=access_log,
-                timeout_graceful_shutdown=graceful_timeout_s)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level.lower(),
+        access_log=access_log,
+        timeout_graceful_shutdown=graceful_timeout_s,
+    )
     return 0
 
 
@@ -78,16 +98,22 @@ def hash_key_command(key: Optional[str] = None, generate: bool = False) -> tuple
     return key, hash_key(key)
 
 
-serve_app = typer.Typer(help="Run the HTTP service (screening, OpenAI-shaped images API, metrics).",
-                        invoke_without_command=True, add_completion=False, pretty_exceptions_enable=False)
+serve_app = typer.Typer(
+    help="Run the HTTP service (screening, OpenAI-shaped images API, metrics).",
+    invoke_without_command=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
 
 
 @serve_app.callback()
-def _serve(ctx: typer.Context,
-           config: Optional[str] = typer.Option(None, "--config", "-c", help="serve.yaml (default: demo + screen)"),
-           host: str = typer.Option("127.0.0.1", help="address to listen on"),
-           port: int = typer.Option(8000, help="TCP port"),
-           log_level: str = typer.Option("info", help="debug | info | warning | error")) -> None:
+def _serve(
+    ctx: typer.Context,
+    config: Optional[str] = typer.Option(None, "--config", "-c", help="serve.yaml (default: demo + screen)"),
+    host: str = typer.Option("127.0.0.1", help="address to listen on"),
+    port: int = typer.Option(8000, help="TCP port"),
+    log_level: str = typer.Option("info", help="debug | info | warning | error"),
+) -> None:
     """Serve deployments over HTTP; without --config, the embedded demo pipeline and a screen-only
     deployment for the default policy."""
     if ctx.invoked_subcommand is not None:
@@ -96,8 +122,10 @@ def _serve(ctx: typer.Context,
 
 
 @serve_app.command("hash-key")
-def _hash_key(key: Optional[str] = typer.Argument(None, help="the key (default: read from stdin)"),
-              generate: bool = typer.Option(False, "--generate", help="make a new random key")) -> None:
+def _hash_key(
+    key: Optional[str] = typer.Argument(None, help="the key (default: read from stdin)"),
+    generate: bool = typer.Option(False, "--generate", help="make a new random key"),
+) -> None:
     """Print the sha256 form of an API key for the serve config (keys are never stored in clear)."""
     if key is None and not generate and not sys.stdin.isatty():
         key = sys.stdin.readline().rstrip("\n")

@@ -52,8 +52,10 @@ class _Strict(BaseModel):
 def _check_hashes(v: list[str]) -> list[str]:
     for i, h in enumerate(v):
         if not _KEY_HASH.match(h):
-            raise ValueError(f"entry {i} is not 'sha256:' followed by 64 lowercase hex digits "
-                             "(store the hash `guard serve hash-key` prints, never the key itself)")
+            raise ValueError(
+                f"entry {i} is not 'sha256:' followed by 64 lowercase hex digits "
+                "(store the hash `guard serve hash-key` prints, never the key itself)"
+            )
     return v
 
 
@@ -101,13 +103,15 @@ class DeploymentConfig(_Strict):
     pipeline: Optional[str] = Field(default=None, description="pipeline spec file or built-in spec name")
     screen_only: bool = False
     kind: Optional[Literal["text2img", "img2img", "inpaint"]] = Field(
-        default=None, description="pipeline class built on the spec's weights (default: the spec's kind)")
+        default=None, description="pipeline class built on the spec's weights (default: the spec's kind)"
+    )
     policy: Optional[str] = Field(default=None, description="overrides the spec's policy")
     pool: int = Field(default=1, ge=1, le=64)
     queue: int = Field(default=8, ge=0, le=100_000, description="requests waiting beyond the busy workers")
     timeout_s: float = Field(default=120.0, gt=0.0, description="a request waiting longer gets 504")
     on_block: Literal["error", "blank"] = Field(
-        default="error", description="error: HTTP 400 content_policy_violation; blank: a black image")
+        default="error", description="error: HTTP 400 content_policy_violation; blank: a black image"
+    )
     defaults: CallOverrides = Field(default_factory=CallOverrides)
 
     @field_validator("name")
@@ -175,8 +179,10 @@ class ServeConfig(_Strict):
         for t in self.tenants:
             for d in list(t.deployments) + list(t.policies):
                 if d != "*" and d not in names:
-                    raise ValueError(f"tenant {t.name!r} names deployment {d!r}, which is not defined "
-                                     f"(deployments: {', '.join(names)})")
+                    raise ValueError(
+                        f"tenant {t.name!r} names deployment {d!r}, which is not defined "
+                        f"(deployments: {', '.join(names)})"
+                    )
             for k in t.keys:
                 if k in seen_keys and seen_keys[k] != t.name:
                     raise ValueError(f"tenants {seen_keys[k]!r} and {t.name!r} share a key")
@@ -237,15 +243,33 @@ def config_from_dict(data: dict, base_dir: str | os.PathLike | None = None) -> S
 
 def default_config() -> ServeConfig:
     """What ``guard serve`` runs without ``--config``: the demo pipeline and a default-policy screen."""
-    return config_from_dict({
-        "version": 1,
-        "deployments": [
-            {"name": "demo", "pipeline": "demo", "description": "embedded tiny random-weight pipeline (noise images)"},
-            {"name": "demo-img2img", "pipeline": "demo", "kind": "img2img",
-             "description": "img2img on the demo weights"},
-            {"name": "demo-inpaint", "pipeline": "demo", "kind": "inpaint",
-             "description": "inpainting on the demo weights"},
-            {"name": "screen", "screen_only": True, "policy": "default",
-             "description": "prompt screen under the default policy"},
-        ],
-    })
+    return config_from_dict(
+        {
+            "version": 1,
+            "deployments": [
+                {
+                    "name": "demo",
+                    "pipeline": "demo",
+                    "description": "embedded tiny random-weight pipeline (noise images)",
+                },
+                {
+                    "name": "demo-img2img",
+                    "pipeline": "demo",
+                    "kind": "img2img",
+                    "description": "img2img on the demo weights",
+                },
+                {
+                    "name": "demo-inpaint",
+                    "pipeline": "demo",
+                    "kind": "inpaint",
+                    "description": "inpainting on the demo weights",
+                },
+                {
+                    "name": "screen",
+                    "screen_only": True,
+                    "policy": "default",
+                    "description": "prompt screen under the default policy",
+                },
+            ],
+        }
+    )

@@ -12,7 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: `n: true` or `"n": "2"` is an error, not 1 or 2
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class PolicyRef(BaseModel):

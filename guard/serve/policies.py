@@ -56,8 +56,16 @@ def _file_stamp(path: Optional[str]) -> Optional[tuple[int, int]]:
 
 
 class PolicySlot:
-    def __init__(self, deployment: str, tenant: Optional[str], ref: str, *, for_pipeline: bool,
-                 audit: Optional[AuditLog], batcher_factory: Callable[[Any, str], Any]):
+    def __init__(
+        self,
+        deployment: str,
+        tenant: Optional[str],
+        ref: str,
+        *,
+        for_pipeline: bool,
+        audit: Optional[AuditLog],
+        batcher_factory: Callable[[Any, str], Any],
+    ):
         self.deployment = deployment
         self.tenant = tenant
         self.ref = ref
@@ -95,12 +103,21 @@ class PolicySlot:
                 raise ReloadRefused(
                     f"{policy.source or self.ref}: the new policy's erasers {list(erasers)} differ from the "
                     f"running ones {list(self.current.erasers)}; erasers edit the shared UNet weights, so "
-                    "changing them needs a restart of the server")
+                    "changing them needs a restart of the server"
+                )
         cache = cache if cache is not None else BuildCache()
         guard, component = cache.guard(policy, self.for_pipeline, self._audit)
         batcher = self._batcher_factory(guard, self.deployment)
-        rt = PolicyRuntime(guard=guard, component=component, batcher=batcher, name=guard.policy.name,
-                           sha256=guard.policy_sha256, source=policy.source, loaded_at=utc_now(), erasers=erasers)
+        rt = PolicyRuntime(
+            guard=guard,
+            component=component,
+            batcher=batcher,
+            name=guard.policy.name,
+            sha256=guard.policy_sha256,
+            source=policy.source,
+            loaded_at=utc_now(),
+            erasers=erasers,
+        )
         self._stamp = stamp
         self._file_sha = policy.sha256
         return rt
@@ -136,26 +153,39 @@ class PolicySlot:
                 if old is not None and policy.sha256 == self._file_sha:
                     self._stamp = _file_stamp(self._source_path())
                     self.last_error = self.last_error_at = None
-                    return {"result": "unchanged", "sha256": old.sha256, "previous_sha256": old.sha256,
-                            "error": None}
+                    return {"result": "unchanged", "sha256": old.sha256, "previous_sha256": old.sha256, "error": None}
                 new = self._build(policy, cache)
             except Exception as e:  # a bad file must never take the server down
                 msg = str(e) if isinstance(e, GuardError) else f"{type(e).__name__}: {e}"
                 self._stamp = _file_stamp(self._source_path())  # retry on the next change, not every poll
                 self.last_error, self.last_error_at = msg, utc_now()
-                logger.error("policy reload (%s) for %s refused, still serving %s: %s", trigger, self.label,
-                             old.sha256[:12] if old else "nothing", msg)
-                return {"result": "failed", "sha256": old.sha256 if old else None,
-                        "previous_sha256": old.sha256 if old else None, "error": msg}
+                logger.error(
+                    "policy reload (%s) for %s refused, still serving %s: %s",
+                    trigger,
+                    self.label,
+                    old.sha256[:12] if old else "nothing",
+                    msg,
+                )
+                return {
+                    "result": "failed",
+                    "sha256": old.sha256 if old else None,
+                    "previous_sha256": old.sha256 if old else None,
+                    "error": msg,
+                }
             self.current = new
             self.last_error = self.last_error_at = None
             if old is not None:
                 self._retired.append(old)
                 self._retire()
-            logger.info("policy reload (%s) for %s: %s -> %s (%s)", trigger, self.label,
-                        old.sha256[:12] if old else "-", new.sha256[:12], new.source or self.ref)
-            return {"result": "ok", "sha256": new.sha256, "previous_sha256": old.sha256 if old else None,
-                    "error": None}
+            logger.info(
+                "policy reload (%s) for %s: %s -> %s (%s)",
+                trigger,
+                self.label,
+                old.sha256[:12] if old else "-",
+                new.sha256[:12],
+                new.source or self.ref,
+            )
+            return {"result": "ok", "sha256": new.sha256, "previous_sha256": old.sha256 if old else None, "error": None}
 
     def _retire(self) -> None:
         # old runtimes' batchers finish what they hold; close them in the background

@@ -66,8 +66,9 @@ def use_guard(pipe: Any, component: Any) -> None:
 
 
 class PipelinePool:
-    def __init__(self, name: str, pipes: list[Any], queue_size: int,
-                 on_change: Optional[Callable[[int, int], None]] = None):
+    def __init__(
+        self, name: str, pipes: list[Any], queue_size: int, on_change: Optional[Callable[[int, int], None]] = None
+    ):
         self.name = name
         self.pipes = pipes
         self.size = len(pipes)
@@ -81,8 +82,10 @@ class PipelinePool:
         self._on_change = on_change
         self._avg_s = 1.0
         self._owner: dict[int, int] = {}  # id(pipe) -> worker thread ident, checked on every call
-        self._threads = [threading.Thread(target=self._work, args=(i, p), name=f"guard-{name}-w{i}", daemon=True)
-                         for i, p in enumerate(pipes)]
+        self._threads = [
+            threading.Thread(target=self._work, args=(i, p), name=f"guard-{name}-w{i}", daemon=True)
+            for i, p in enumerate(pipes)
+        ]
         for t in self._threads:
             t.start()
 

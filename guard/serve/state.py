@@ -80,8 +80,14 @@ class ServerState:
             hist.observe(n)
             stage.observe(seconds)
 
-        return ScreenBatcher(guard, name=deployment, max_wait_s=s.max_wait_ms / 1000, max_batch=s.max_batch,
-                             max_pending=s.max_pending, on_batch=on_batch)
+        return ScreenBatcher(
+            guard,
+            name=deployment,
+            max_wait_s=s.max_wait_ms / 1000,
+            max_batch=s.max_batch,
+            max_pending=s.max_pending,
+            on_batch=on_batch,
+        )
 
     def _declare(self, d: DeploymentConfig) -> Deployment:
         """Resolve references and validate every policy file now (errors name file:line); the heavy
@@ -106,8 +112,9 @@ class ServerState:
             try:
                 s.validate()
             except PolicyError as e:
-                raise PolicyError(f"deployment {d.name!r}" + (f" tenant {s.tenant!r}" if s.tenant else "")
-                                  + f": {e}") from None
+                raise PolicyError(
+                    f"deployment {d.name!r}" + (f" tenant {s.tenant!r}" if s.tenant else "") + f": {e}"
+                ) from None
         self.metrics.queue_depth.labels(d.name).set(0)
         self.metrics.policy_error.labels(d.name).set(0)
         return dep
@@ -125,8 +132,13 @@ class ServerState:
             try:
                 self._load_deployment(dep, cache)
                 dep.ready = True
-                logger.info("deployment %s ready (%s, policy %s %s)", dep.name, dep.kind,
-                            dep.slot.current.name, dep.slot.current.sha256[:12])
+                logger.info(
+                    "deployment %s ready (%s, policy %s %s)",
+                    dep.name,
+                    dep.kind,
+                    dep.slot.current.name,
+                    dep.slot.current.sha256[:12],
+                )
             except Exception as e:
                 dep.load_error = str(e) if isinstance(e, GuardError) else f"{type(e).__name__}: {e}"
                 logger.error("deployment %s failed to load: %s", dep.name, dep.load_error)
@@ -141,9 +153,11 @@ class ServerState:
         rt = dep.slot.current
         for s in dep.tenant_slots.values():
             if s.current.erasers != rt.erasers:
-                raise GuardError(f"tenant {s.tenant!r} policy for {dep.name!r} lists erasers {list(s.current.erasers)}"
-                                 f" but the deployment's weights carry {list(rt.erasers)}; give the tenant a policy "
-                                 "with the same erasers, or its own deployment")
+                raise GuardError(
+                    f"tenant {s.tenant!r} policy for {dep.name!r} lists erasers {list(s.current.erasers)}"
+                    f" but the deployment's weights carry {list(rt.erasers)}; give the tenant a policy "
+                    "with the same erasers, or its own deployment"
+                )
         base = self._base_pipeline(dep, rt)
         cls = _pipeline_class(dep.kind)
         pipes = [worker_copy(base, cls, rt.component) for _ in range(dep.cfg.pool)]
@@ -177,9 +191,11 @@ class ServerState:
         if key in self._bases:
             pipe, erasers, owner = self._bases[key]
             if erasers != rt.erasers:
-                raise GuardError(f"deployments {owner!r} and {dep.name!r} share the weights of pipeline spec "
-                                 f"{dep.spec.name!r} but their policies list different erasers "
-                                 f"({list(erasers)} vs {list(rt.erasers)})")
+                raise GuardError(
+                    f"deployments {owner!r} and {dep.name!r} share the weights of pipeline spec "
+                    f"{dep.spec.name!r} but their policies list different erasers "
+                    f"({list(erasers)} vs {list(rt.erasers)})"
+                )
             return pipe
         pipe = build_pipeline(dep.spec, policy=rt.guard.policy)
         pipe.set_progress_bar_config(disable=True)
@@ -263,5 +279,8 @@ def _pipeline_class(kind: str) -> type:
         GuardedStableDiffusionPipeline,
     )
 
-    return {"text2img": GuardedStableDiffusionPipeline, "img2img": GuardedStableDiffusionImg2ImgPipeline,
-            "inpaint": GuardedStableDiffusionInpaintPipeline}[kind]
+    return {
+        "text2img": GuardedStableDiffusionPipeline,
+        "img2img": GuardedStableDiffusionImg2ImgPipeline,
+        "inpaint": GuardedStableDiffusionInpaintPipeline,
+    }[kind]
