@@ -19,6 +19,7 @@ import typer
 from guard.cli import calibrate, generate, policy, screen  # the command modules
 from guard.cli.common import EXIT_BAD_INPUT, EXIT_FAILED, printable, quiet_libraries, read_prompts
 from guard.erase.cli import erase_cmd, erasure_app
+from guard.serve.cli import serve_app
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +76,7 @@ app.command("calibrate")(calibrate.calibrate)
 app.command("erase")(erase_cmd)
 app.add_typer(policy.policy_app, name="policy")
 app.add_typer(erasure_app, name="erasure")
+app.add_typer(serve_app, name="serve")
 
 
 def _usage_line(e) -> str:
