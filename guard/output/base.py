@@ -218,6 +218,32 @@ def as_image_list(images: Any, name: str = "classifier") -> list[Any]:
     return list(images)
 
 
+def run_batched(items: Sequence[Any], prepare: Any, run: Any, batch_size: int) -> list[Any]:
+    """``run(np.stack([prepare(item) ...]))`` per chunk of ``batch_size``, concatenated in order. The
+    next chunk is prepared in a helper thread while the current one runs (Pillow and onnxruntime both
+    release the GIL), so preprocessing overlaps inference. Errors surface in the caller's thread."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    chunks = [items[k:k + batch_size] for k in range(0, len(items), batch_size)]
+    if not chunks:
+        return []
+
+    def prep(chunk: Sequence[Any]) -> np.ndarray:
+        return np.stack([prepare(item) for item in chunk])
+
+    out: list[Any] = []
+    if len(chunks) == 1:
+        return list(run(prep(chunks[0])))
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="guard-prep") as pool:
+        pending = pool.submit(prep, chunks[0])
+        for k in range(len(chunks)):
+            batch = pending.result()
+            if k + 1 < len(chunks):
+                pending = pool.submit(prep, chunks[k + 1])
+            out.extend(run(batch))
+    return out
+
+
 def resolve_device(device: str | None) -> str:
     """``auto`` (or None) -> ``cuda`` when torch sees a GPU, else ``cpu``; anything else as given."""
     if device in (None, "", "auto"):
