@@ -158,6 +158,10 @@ def test_default_policy_checks_sexual_content_and_gore_on_outputs_and_inputs():
       "categories": {"s": {"signals": {"nsfw2": {"nsfw": 0.5}}}}}, "output.classifiers.nsfw2.batch_size"),
     ({"classifiers": {"mine": {}}, "categories": {"s": {"signals": {"mine": {"x": 0.5}}}}},
      "output.classifiers.mine.type: unknown classifier type"),
+    ({"classifiers": {"open_nsfw": {"batch_size": True}},
+      "categories": {"s": {"signals": {"open_nsfw": {"nsfw": 0.5}}}}},
+     "output.classifiers.open_nsfw.batch_size"),
+    ({"classifiers": [{"type": "nudenet", "batch_size": "8"}]}, "output.classifiers[0].batch_size"),
     ({"classifiers": {"image_safety": {"missing": "ignore"}},
       "categories": {"g": {"signals": {"image_safety": {"graphic": 0.5}}}}}, "output.classifiers.image_safety.missing"),
 ])

@@ -48,7 +48,7 @@ class ClassifierConfig(BaseModel):
     that lack it.
     """
 
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+    model_config = ConfigDict(extra="forbid", validate_default=True, strict=True)  # no true -> 1, no "8" -> 8
 
     type: str
     missing: Literal["error", "skip"] = Field(
