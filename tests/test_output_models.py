@@ -207,3 +207,33 @@ def test_one_classifier_shared_by_threads_gives_the_same_scores(nsfw, photos):
         runs = list(pool.map(lambda _: [o.scores["nsfw"] for o in nsfw.classify(imgs)], range(3)))
     for r in runs:
         assert r == pytest.approx(ref, abs=1e-5)
+
+
+@needs_opennsfw
+def test_detector_boxes_blurred_until_the_second_opinion_confirms_then_blanked():
+    """The issue's cascade with real models: NudeNet's boxes (blur_boxes) unless open_nsfw confirms (blank)."""
+    from test_nudenet import blobs
+
+    from guard.output.check import OutputChecker, apply_action
+    from guard.output.nudenet import NudeNetClassifier
+    from guard.policy.models import OutputConfig
+
+    img = np.asarray(blobs(7))
+    det = NudeNetClassifier(providers=CPU).classify([img])[0].detections[0]  # the model finds something here
+
+    def verdict(nsfw_threshold):
+        cfg = OutputConfig.model_validate({
+            "classifiers": {"nudenet": {"providers": CPU}, "open_nsfw": {"providers": CPU}},
+            "categories": {"sexual": {"signals": {"nudenet": {det.label: 0.2}, "open_nsfw": {"nsfw": nsfw_threshold}},
+                                      "require": "all", "action": "blank", "unconfirmed_action": "blur_boxes"}},
+            "actions": {"box_padding": 0.0}})
+        return OutputChecker(cfg).check([img])[0]
+
+    v = verdict(1.0)  # open_nsfw does not confirm a drawing at 1.0
+    assert v.action == "blur_boxes" and tuple(det.box) in v.boxes and "unconfirmed by open_nsfw" in v.action_reason
+    out = apply_action(img, v)
+    x, y, w, h = det.box
+    assert not np.array_equal(out[y:y + h, x:x + w], img[y:y + h, x:x + w])
+    v = verdict(0.0)
+    assert v.action == "blank" and v.categories["sexual"]["action"] == "blank"
+    assert [h.split(":")[1].strip() for h in v.flagged] == ["nudenet", "open_nsfw"]
