@@ -94,7 +94,9 @@ def test_thresholds_are_inclusive_at_the_measured_score_and_exclusive_just_over(
 def test_input_target_uses_only_input_categories_and_their_input_actions():
     cfg = OutputConfig.model_validate(SEXUAL_GORE)
     v = OutputChecker(cfg, classifiers=fakes(), input_action="block").check(marked(5), target="input")
-    assert [x.input_decision for x in v] == ["none", "block", "block", "escalate", "none"]
+    # image 1: NudeNet only, not confirmed by open_nsfw: unconfirmed_action is for generated images
+    assert [x.input_decision for x in v] == ["none", "none", "block", "escalate", "none"]
+    assert v[1].unconfirmed and not v[1].is_flagged and "open_nsfw did not confirm" in v[1].action_reason
     assert all(x.action == "none" for x in v)  # nothing is done to an input image: its request is decided
     assert v[4].flagged == [] and v[4].categories == {}  # sexual_second has inputs: false
     assert v[3].categories["gore"]["input_action"] == "escalate"
