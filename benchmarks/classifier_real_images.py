@@ -54,8 +54,7 @@ def main() -> int:
         v = verdicts[i]
         print(f"{n:22s} " + " ".join(f"{c:>30s}" for c in cells) + f"  {v.action if v.is_flagged else 'pass'}")
     flagged = sum(v.is_flagged for v in verdicts)
-    print(f"RESULT photos={len(names)} flagged={flagged} min_margin={min_margin:.4f} "
-          f"classifiers={'+'.join(outs)}")
+    print(f"RESULT photos={len(names)} flagged={flagged} min_margin={min_margin:.4f} classifiers={'+'.join(outs)}")
     return 0
 
 

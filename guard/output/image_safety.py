@@ -112,8 +112,14 @@ class ImageSafetyClassifier(ImageClassifier):
     name = "image_safety"
     labels: tuple[str, ...] = IMAGE_SAFETY_LABELS
 
-    def __init__(self, model_path: str | os.PathLike[str] | None = None, *, providers: list[str] | None = None,
-                 batch_size: int = 4, preprocess: str = "blurpad") -> None:
+    def __init__(
+        self,
+        model_path: str | os.PathLike[str] | None = None,
+        *,
+        providers: list[str] | None = None,
+        batch_size: int = 4,
+        preprocess: str = "blurpad",
+    ) -> None:
         from guard.output.nudenet import choose_providers
 
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -126,8 +132,10 @@ class ImageSafetyClassifier(ImageClassifier):
         inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
         shape = inputs[0].shape if len(inputs) == 1 else []
         if len(shape) != 4 or list(shape[1:]) != [3, SIDE, SIDE] or len(outputs) != 1:
-            raise ModelLoadError(f"image_safety: {self.model_path} is not a (batch, 3, 224, 224) -> (batch, 3) model; "
-                                 f"inputs {[i.shape for i in inputs]}")
+            raise ModelLoadError(
+                f"image_safety: {self.model_path} is not a (batch, 3, 224, 224) -> (batch, 3) model; "
+                f"inputs {[i.shape for i in inputs]}"
+            )
         self._input = inputs[0].name
         self.provider = self._session.get_providers()[0]
         logger.info("image_safety: %s running on %s", self.model_path.name, self.provider)
@@ -148,8 +156,10 @@ class ImageSafetyClassifier(ImageClassifier):
         items = as_image_list(images, self.name)
         rgb = [to_rgb_uint8(im, where=f"image {i}") for i, im in enumerate(items)]  # every image checked first
         probs = run_batched(rgb, lambda a: prepare(a, self.preprocess), self.probabilities, self.batch_size)
-        return [ClassifierOutput(scores={lab: float(np.clip(p, 0.0, 1.0)) for lab, p in zip(self.labels, row)})
-                for row in probs]
+        return [
+            ClassifierOutput(scores={lab: float(np.clip(p, 0.0, 1.0)) for lab, p in zip(self.labels, row)})
+            for row in probs
+        ]
 
 
 #: the registry's names for this module (see guard.output.registry)
