@@ -151,8 +151,8 @@ def test_json_report_of_a_check_verdict():
 
 def test_existing_policies_still_load_with_the_same_defaults():
     p = load_policy("default")
-    c = p.output.classifiers[0]
-    assert isinstance(c, NudeNetConfig) and c.action == "blank" and p.output.require == "any"
+    c = p.output.classifiers["nudenet"]  # the shipped policies use the per-category syntax
+    assert isinstance(c, NudeNetConfig) and p.output.categories["sexual"].action == "blank"
     assert c.providers is None and c.batch_size == 8
     bare = load_policy({"name": "x", "output": {"classifiers": [{"thresholds": {"ANUS_EXPOSED": 0.5}}]}})
     assert isinstance(bare.output.classifiers[0], NudeNetConfig)
@@ -212,11 +212,11 @@ def test_cascade_in_the_guarded_pipeline(tiny_pipe):
     flag_all = {"type": "nudenet", "thresholds": {"FACE_FEMALE": 0.0}, "action": "blank"}
     never = {"type": "nudenet", "thresholds": {"FACE_FEMALE": 1.0}, "action": "blank"}
     no_screen = {"enabled": False}  # no sentence model to load: this test is about the output check
-    out = guard.protect(tiny_pipe, make_policy(screen=no_screen, output={"require": "all", "classifiers": [flag_all, never]}))(
-        "a cat sleeping on a sofa", output_type="np", **FAST)
+    cascade = make_policy(screen=no_screen, output={"require": "all", "classifiers": [flag_all, never]})
+    out = guard.protect(tiny_pipe, cascade)("a cat sleeping on a sofa", output_type="np", **FAST)
     assert out.nsfw_content_detected == [False] and out.images.max() > 0
     v = out.guard_report.images[0].output
     assert isinstance(v, CheckVerdict) and v.unconfirmed and v.action == "none"
-    out = guard.protect(tiny_pipe, make_policy(screen=no_screen, output={"require": "any", "classifiers": [never, flag_all]}))(
-        "a cat sleeping on a sofa", output_type="np", **FAST)
+    either = make_policy(screen=no_screen, output={"require": "any", "classifiers": [never, flag_all]})
+    out = guard.protect(tiny_pipe, either)("a cat sleeping on a sofa", output_type="np", **FAST)
     assert out.nsfw_content_detected == [True] and out.images.max() == 0

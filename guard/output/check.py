@@ -368,7 +368,11 @@ class OutputChecker:
 
     def _decide_input(self, v: CheckVerdict, flagged: list, notes: list[str]) -> None:
         decisions = []
-        for r, action, got, _ in flagged:
+        for r, action, got, who in flagged:
+            if ", unconfirmed by " in who:  # an input is refused only on a confirmed category
+                v.unconfirmed.extend(h.text for h in got)
+                notes.append(f"{r.name}: require all, and {who.rsplit(' ', 1)[-1]} did not confirm")
+                continue
             decision = r.input_action or self.input_action
             v.flagged.extend(h.text for h in got)
             self._record(v, r, action, got, input_action=decision)

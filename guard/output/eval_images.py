@@ -52,13 +52,22 @@ def _read(path: Path) -> Any:
 
 
 def _rates(tp: int, fn: int, fp: int, tn: int) -> dict[str, Any]:
-    return {"tp": tp, "fn": fn, "fp": fp, "tn": tn,
-            "tpr": round(tp / (tp + fn), 4) if tp + fn else None,
-            "fpr": round(fp / (fp + tn), 4) if fp + tn else None}
+    return {
+        "tp": tp,
+        "fn": fn,
+        "fp": fp,
+        "tn": tn,
+        "tpr": round(tp / (tp + fn), 4) if tp + fn else None,
+        "fpr": round(fp / (fp + tn), 4) if fp + tn else None,
+    }
 
 
-def eval_images(unsafe_dir: str | os.PathLike[str], benign_dir: str | os.PathLike[str], policy: Any = "default",
-                json_out: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+def eval_images(
+    unsafe_dir: str | os.PathLike[str],
+    benign_dir: str | os.PathLike[str],
+    policy: Any = "default",
+    json_out: str | os.PathLike[str] | None = None,
+) -> dict[str, Any]:
     """Run the policy's output check on both folders; returns (and writes to ``json_out`` as JSON)
     ``{"policy", "counts", "policy_level", "categories", "signals", "unreadable", "images"}``."""
     from guard.output.check import OutputChecker
@@ -69,10 +78,13 @@ def eval_images(unsafe_dir: str | os.PathLike[str], benign_dir: str | os.PathLik
         raise GuardInputError(f"policy {pol.name!r} has the output check disabled: nothing to evaluate")
     checker = OutputChecker(pol.output)
     if not checker.active:
-        raise GuardInputError(f"policy {pol.name!r}: no output category has an installed classifier"
-                              + (f" (left out: {', '.join(checker.missing)})" if checker.missing else ""))
-    files = [(f, True) for f in list_images(unsafe_dir, "unsafe")] + [(f, False) for f in list_images(benign_dir,
-                                                                                                     "benign")]
+        raise GuardInputError(
+            f"policy {pol.name!r}: no output category has an installed classifier"
+            + (f" (left out: {', '.join(checker.missing)})" if checker.missing else "")
+        )
+    files = [(f, True) for f in list_images(unsafe_dir, "unsafe")] + [
+        (f, False) for f in list_images(benign_dir, "benign")
+    ]
     rules = [r for r in checker.rules if r.outputs]
     clf_of = {name: clf for name, _, clf in checker.classifiers}
     cfg_of = {name: cfg for name, cfg, _ in checker.classifiers}
@@ -89,7 +101,7 @@ def eval_images(unsafe_dir: str | os.PathLike[str], benign_dir: str | os.PathLik
 
     for start in range(0, len(files), BATCH):
         chunk, imgs = [], []
-        for f, unsafe in files[start:start + BATCH]:
+        for f, unsafe in files[start : start + BATCH]:
             try:
                 imgs.append(_read(f))
                 chunk.append((f, unsafe))
@@ -98,33 +110,50 @@ def eval_images(unsafe_dir: str | os.PathLike[str], benign_dir: str | os.PathLik
         if not imgs:
             continue
         verdicts = checker.check(imgs)
-        alone = {name: clf.classify(imgs) for name, clf in clf_of.items()
-                 if any(k == name for _, k in signal_keys)}
+        alone = {name: clf.classify(imgs) for name, clf in clf_of.items() if any(k == name for _, k in signal_keys)}
         for j, ((f, unsafe), v) in enumerate(zip(chunk, verdicts)):
             tally("policy", unsafe, v.is_flagged)
             for r in rules:
                 tally(f"category:{r.name}", unsafe, r.name in v.categories)
                 for s in r.signals:
                     scores = alone[s.classifier][j].scores
-                    hit = any(cfg_of[s.classifier].hit(scores.get(lab, float("-inf")), t)
-                              for lab, t in s.thresholds.items())
+                    hit = any(
+                        cfg_of[s.classifier].hit(scores.get(lab, float("-inf")), t) for lab, t in s.thresholds.items()
+                    )
                     tally(f"signal:{r.name}/{s.classifier}", unsafe, hit)
-            per_image.append({"file": str(f), "unsafe": unsafe, "flagged": v.is_flagged, "action": v.action,
-                              "categories": sorted(v.categories),
-                              "scores": {n: {k: round(x, 4) for k, x in alone[n][j].scores.items()
-                                             if k in {lab for r in rules for s in r.signals if s.classifier == n
-                                                      for lab in s.thresholds}}
-                                         for n in alone}})
+            per_image.append(
+                {
+                    "file": str(f),
+                    "unsafe": unsafe,
+                    "flagged": v.is_flagged,
+                    "action": v.action,
+                    "categories": sorted(v.categories),
+                    "scores": {
+                        n: {
+                            k: round(x, 4)
+                            for k, x in alone[n][j].scores.items()
+                            if k in {lab for r in rules for s in r.signals if s.classifier == n for lab in s.thresholds}
+                        }
+                        for n in alone
+                    },
+                }
+            )
     result = {
         "policy": {"name": pol.name, "sha256": pol.sha256},
-        "counts": {"unsafe": sum(1 for im in per_image if im["unsafe"]),
-                   "benign": sum(1 for im in per_image if not im["unsafe"]), "unreadable": len(unreadable)},
+        "counts": {
+            "unsafe": sum(1 for im in per_image if im["unsafe"]),
+            "benign": sum(1 for im in per_image if not im["unsafe"]),
+            "unreadable": len(unreadable),
+        },
         "policy_level": _rates(*counts["policy"]),
         "categories": {r.name: _rates(*counts[f"category:{r.name}"]) for r in rules},
-        "signals": {f"{c}/{k}": {**_rates(*counts[f"signal:{c}/{k}"]),
-                                 "thresholds": next(s.thresholds for r in rules if r.name == c
-                                                    for s in r.signals if s.classifier == k)}
-                    for c, k in signal_keys},
+        "signals": {
+            f"{c}/{k}": {
+                **_rates(*counts[f"signal:{c}/{k}"]),
+                "thresholds": next(s.thresholds for r in rules if r.name == c for s in r.signals if s.classifier == k),
+            }
+            for c, k in signal_keys
+        },
         "left_out": dict(checker.missing),
         "unreadable": unreadable,
         "images": per_image,
@@ -139,9 +168,11 @@ def eval_images(unsafe_dir: str | os.PathLike[str], benign_dir: str | os.PathLik
 def format_table(result: dict[str, Any]) -> str:
     """The rates as a small text table (what the CLI prints)."""
     c = result["counts"]
-    lines = [f"policy {result['policy']['name']}: {c['unsafe']} unsafe, {c['benign']} benign images"
-             + (f", {c['unreadable']} unreadable" if c["unreadable"] else ""),
-             f"{'':34s} {'TPR':>7s} {'FPR':>7s}   tp  fn  fp  tn"]
+    lines = [
+        f"policy {result['policy']['name']}: {c['unsafe']} unsafe, {c['benign']} benign images"
+        + (f", {c['unreadable']} unreadable" if c["unreadable"] else ""),
+        f"{'':34s} {'TPR':>7s} {'FPR':>7s}   tp  fn  fp  tn",
+    ]
 
     def row(name: str, r: dict[str, Any]) -> str:
         f = lambda x: "    -  " if x is None else f"{x:7.3f}"  # noqa: E731

@@ -38,6 +38,7 @@ from guard.output.base import (
     as_image_list,
     onnx_session,
     package_file,
+    run_batched,
     to_rgb_uint8,
 )
 from guard.output.config import ClassifierConfig, OutputAction, check_label_thresholds
@@ -62,7 +63,7 @@ class ImageSafetyConfig(ClassifierConfig):
     providers: Optional[list[str]] = Field(
         default=None, description="onnxruntime execution providers; default CUDA when available, then CPU"
     )
-    batch_size: int = Field(default=16, ge=1, le=256, description="images per onnxruntime run")
+    batch_size: int = Field(default=4, ge=1, le=256, description="images per onnxruntime run")
     thresholds: dict[str, float] = Field(
         default_factory=lambda: {"graphic": 0.5}, description="old list syntax only: label -> threshold"
     )
@@ -111,8 +112,14 @@ class ImageSafetyClassifier(ImageClassifier):
     name = "image_safety"
     labels: tuple[str, ...] = IMAGE_SAFETY_LABELS
 
-    def __init__(self, model_path: str | os.PathLike[str] | None = None, *, providers: list[str] | None = None,
-                 batch_size: int = 16, preprocess: str = "blurpad") -> None:
+    def __init__(
+        self,
+        model_path: str | os.PathLike[str] | None = None,
+        *,
+        providers: list[str] | None = None,
+        batch_size: int = 4,
+        preprocess: str = "blurpad",
+    ) -> None:
         from guard.output.nudenet import choose_providers
 
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -125,8 +132,10 @@ class ImageSafetyClassifier(ImageClassifier):
         inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
         shape = inputs[0].shape if len(inputs) == 1 else []
         if len(shape) != 4 or list(shape[1:]) != [3, SIDE, SIDE] or len(outputs) != 1:
-            raise ModelLoadError(f"image_safety: {self.model_path} is not a (batch, 3, 224, 224) -> (batch, 3) model; "
-                                 f"inputs {[i.shape for i in inputs]}")
+            raise ModelLoadError(
+                f"image_safety: {self.model_path} is not a (batch, 3, 224, 224) -> (batch, 3) model; "
+                f"inputs {[i.shape for i in inputs]}"
+            )
         self._input = inputs[0].name
         self.provider = self._session.get_providers()[0]
         logger.info("image_safety: %s running on %s", self.model_path.name, self.provider)
@@ -145,13 +154,12 @@ class ImageSafetyClassifier(ImageClassifier):
 
     def classify(self, images: Sequence[Any]) -> list[ClassifierOutput]:
         items = as_image_list(images, self.name)
-        blobs = [prepare(to_rgb_uint8(im, where=f"image {i}"), self.preprocess) for i, im in enumerate(items)]
-        results: list[ClassifierOutput] = []
-        for start in range(0, len(blobs), self.batch_size):
-            probs = self.probabilities(np.stack(blobs[start:start + self.batch_size]))
-            results.extend(ClassifierOutput(scores={lab: float(np.clip(p, 0.0, 1.0))
-                                                    for lab, p in zip(self.labels, row)}) for row in probs)
-        return results
+        rgb = [to_rgb_uint8(im, where=f"image {i}") for i, im in enumerate(items)]  # every image checked first
+        probs = run_batched(rgb, lambda a: prepare(a, self.preprocess), self.probabilities, self.batch_size)
+        return [
+            ClassifierOutput(scores={lab: float(np.clip(p, 0.0, 1.0)) for lab, p in zip(self.labels, row)})
+            for row in probs
+        ]
 
 
 #: the registry's names for this module (see guard.output.registry)

@@ -35,6 +35,7 @@ from guard.output.base import (  # noqa: F401 - ModelLoadError is re-exported fr
     ModelLoadError,
     ModelMissingError,
     as_image_list,
+    session_options,
     to_rgb_uint8,
 )
 from guard.output.config import ClassifierConfig, OutputAction, check_label_thresholds
@@ -210,7 +211,7 @@ class NudeNetClassifier(ImageClassifier):
         if not path.is_file():
             raise ModelMissingError(f"nudenet: model file not found: {path}")
         try:
-            session = onnxruntime.InferenceSession(str(path), providers=providers)
+            session = onnxruntime.InferenceSession(str(path), session_options(), providers=providers)
         except Exception as exc:  # onnxruntime raises its own Exception subclasses
             raise ModelLoadError(
                 f"nudenet: cannot load model {path}: {type(exc).__name__}: {exc}"

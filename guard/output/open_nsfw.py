@@ -29,6 +29,7 @@ from guard.output.base import (
     as_image_list,
     onnx_session,
     package_file,
+    run_batched,
     to_rgb_uint8,
 )
 from guard.output.config import ClassifierConfig, OutputAction, check_label_thresholds
@@ -53,7 +54,7 @@ class OpenNsfwConfig(ClassifierConfig):
     providers: Optional[list[str]] = Field(
         default=None, description="onnxruntime execution providers; default CUDA when available, then CPU"
     )
-    batch_size: int = Field(default=16, ge=1, le=256, description="images per onnxruntime run")
+    batch_size: int = Field(default=4, ge=1, le=256, description="images per onnxruntime run")
     thresholds: dict[str, float] = Field(
         default_factory=lambda: {"nsfw": 0.8}, description="old list syntax only: label -> threshold"
     )
@@ -96,8 +97,14 @@ class OpenNsfwClassifier(ImageClassifier):
     name = "open_nsfw"
     labels: tuple[str, ...] = OPEN_NSFW_LABELS
 
-    def __init__(self, model_path: str | os.PathLike[str] | None = None, *, providers: list[str] | None = None,
-                 batch_size: int = 16, jpeg_reencode: bool = True) -> None:
+    def __init__(
+        self,
+        model_path: str | os.PathLike[str] | None = None,
+        *,
+        providers: list[str] | None = None,
+        batch_size: int = 4,
+        jpeg_reencode: bool = True,
+    ) -> None:
         from guard.output.nudenet import choose_providers
 
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -108,16 +115,17 @@ class OpenNsfwClassifier(ImageClassifier):
         inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
         shape = inputs[0].shape if len(inputs) == 1 else []
         if len(shape) != 4 or list(shape[1:]) != [CROP, CROP, 3] or len(outputs) != 1:
-            raise ModelLoadError(f"open_nsfw: {self.model_path} is not a (batch, 224, 224, 3) -> (batch, 2) model; "
-                                 f"inputs {[i.shape for i in inputs]}")
+            raise ModelLoadError(
+                f"open_nsfw: {self.model_path} is not a (batch, 224, 224, 3) -> (batch, 2) model; "
+                f"inputs {[i.shape for i in inputs]}"
+            )
         self._input = inputs[0].name
         self.provider = self._session.get_providers()[0]
         logger.info("open_nsfw: %s running on %s", self.model_path.name, self.provider)
 
     @classmethod
     def from_config(cls, cfg: OpenNsfwConfig) -> "OpenNsfwClassifier":
-        return cls(cfg.model_path, providers=cfg.providers, batch_size=cfg.batch_size,
-                   jpeg_reencode=cfg.jpeg_reencode)
+        return cls(cfg.model_path, providers=cfg.providers, batch_size=cfg.batch_size, jpeg_reencode=cfg.jpeg_reencode)
 
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
         """(N, 224, 224, 3) prepared -> (N, 2) probabilities (sfw, nsfw)."""
@@ -129,13 +137,12 @@ class OpenNsfwClassifier(ImageClassifier):
 
     def classify(self, images: Sequence[Any]) -> list[ClassifierOutput]:
         items = as_image_list(images, self.name)
-        blobs = [prepare(to_rgb_uint8(im, where=f"image {i}"), self.jpeg_reencode) for i, im in enumerate(items)]
-        results: list[ClassifierOutput] = []
-        for start in range(0, len(blobs), self.batch_size):
-            probs = self.probabilities(np.stack(blobs[start:start + self.batch_size]))
-            results.extend(ClassifierOutput(scores={lab: float(np.clip(p, 0.0, 1.0))
-                                                    for lab, p in zip(self.labels, row)}) for row in probs)
-        return results
+        rgb = [to_rgb_uint8(im, where=f"image {i}") for i, im in enumerate(items)]  # every image checked first
+        probs = run_batched(rgb, lambda a: prepare(a, self.jpeg_reencode), self.probabilities, self.batch_size)
+        return [
+            ClassifierOutput(scores={lab: float(np.clip(p, 0.0, 1.0)) for lab, p in zip(self.labels, row)})
+            for row in probs
+        ]
 
 
 #: the registry's names for this module (see guard.output.registry)

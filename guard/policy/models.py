@@ -364,8 +364,8 @@ class OutputCategoryConfig(_Strict):
     action: OutputAction = Field(default="blank", description="what a flag does to a generated image")
     unconfirmed_action: Union[OutputAction, Literal["none"]] = Field(
         default="none",
-        description="require all: what is done when the first signal hits but a later one does not confirm "
-        "(e.g. flag or blur_boxes; none: nothing)",
+        description="require all: what is done to a generated image when the first signal hits but a later one "
+        "does not confirm (e.g. flag or blur_boxes; none: nothing); an unconfirmed input image is reported only",
     )
     outputs: bool = Field(default=True, description="check generated images")
     inputs: bool = Field(default=True, description="check input images of editing pipelines (img2img, inpaint...)")
