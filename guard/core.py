@@ -114,7 +114,8 @@ class Guard:
                     from guard.output.check import OutputChecker
 
                     base = self.policy.base_path if (self.policy.source or self.policy.base_dir) else None
-                    self._checker = OutputChecker(self.policy.output, base_dir=base)
+                    self._checker = OutputChecker(self.policy.output, base_dir=base,
+                                                  input_action=self.policy.input_images.action)
         return self._checker
 
     @property
@@ -493,6 +494,7 @@ class Guard:
                 else {
                     "flagged": o.flagged,
                     "action": o.action,
+                    "categories": getattr(o, "categories", None) or {},  # category -> classifier, label, score
                     "scores": {
                         k: {lab: round(float(v), 4) for lab, v in d.items() if v >= 0.01} for k, d in o.scores.items()
                     },

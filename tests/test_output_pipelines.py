@@ -147,17 +147,9 @@ def _kinds():
     }
 
 
-_NEEDS_INPUT_TARGET = pytest.mark.xfail(
-    strict=True,
-    reason="the input-image stage must call OutputChecker.check(images, target='input') so that "
-    "outputs-only / inputs-only categories apply where they should (stage runner, guard/stages)",
-)
-
-
 @pytest.mark.parametrize(
     "kind",
-    ["text2img", "sdxl"]
-    + [pytest.param(k, marks=_NEEDS_INPUT_TARGET) for k in ("img2img", "inpaint", "pix2pix", "sdxl-img2img")],
+    ["text2img", "sdxl", "img2img", "inpaint", "pix2pix", "sdxl-img2img"],
 )
 def test_forced_gore_on_every_pipeline_kind(kind):
     """Generated images: blanked by an outputs-only trigger. Inputs (editing kinds): refused by an

@@ -49,12 +49,14 @@ class InputImageStage(Stage):
     def run(self, request: Request) -> list[Verdict]:
         n = len(request.prompts)
         verdicts = [Verdict(self.name, i) for i in range(n)]
-        action = self.policy.input_images.action
         for group in request.input_images:
-            flags = self.guard.checker.check(_pixels(request, group))
+            # only the categories the policy applies to inputs; each verdict's input_decision is what its
+            # category (or input_images.action) says a flagged upload does to the request
+            flags = self.guard.checker.check(_pixels(request, group), target="input")
             for k, v in enumerate(flags):
-                if not v.is_flagged:
+                if not v.is_flagged or v.input_decision in ("none", None):
                     continue
+                action = v.input_decision
                 targets = [k] if group.per_prompt and k < n else list(range(n))
                 why = f"input `{group.argument}` image {k} flagged: " + ", ".join(v.flagged[:2])
                 for pi in targets:
