@@ -119,3 +119,20 @@ def test_main_prints_the_table(folders, tmp_path, capsys):
     text = capsys.readouterr().out
     assert "policy (any category)" in text and "signal faces/nudenet" in text
     assert (tmp_path / "o.json").exists()
+
+
+def test_the_cli_command_prints_the_table_and_names_bad_folders(folders, tmp_path, capsys):
+    import yaml
+
+    from guard.cli import main as cli_main
+
+    unsafe, benign = folders[0], folders[1]
+    pol = tmp_path / "p.yaml"
+    pol.write_text(yaml.safe_dump({"version": 1, **nudenet_only(0.3)}), encoding="utf-8")
+    out = tmp_path / "r.json"
+    assert cli_main(["eval-images", "--unsafe", str(unsafe), "--benign", str(benign), "--policy", str(pol),
+                     "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "category faces" in printed and json.loads(out.read_text())["categories"]["faces"]
+    assert cli_main(["eval-images", "--unsafe", str(tmp_path / "absent"), "--benign", str(benign)]) == 2
+    assert "unsafe folder" in capsys.readouterr().err

@@ -16,7 +16,7 @@ import traceback
 
 import typer
 
-from guard.cli import calibrate, generate, policy, screen  # the command modules
+from guard.cli import calibrate, generate, images, policy, screen  # the command modules
 from guard.cli.common import EXIT_BAD_INPUT, EXIT_FAILED, printable, quiet_libraries, read_prompts
 from guard.erase.cli import erase_cmd, erasure_app
 from guard.serve.cli import serve_app
@@ -73,6 +73,7 @@ app.command("eval")(screen.eval_cmd)
 app.command("generate")(generate.generate)
 app.command("demo")(generate.demo)
 app.command("calibrate")(calibrate.calibrate)
+app.command("eval-images")(images.eval_images_cmd)
 app.command("erase")(erase_cmd)
 app.add_typer(policy.policy_app, name="policy")
 app.add_typer(erasure_app, name="erasure")
