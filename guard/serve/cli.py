@@ -17,7 +17,7 @@ from guard.errors import GuardError
 
 logger = logging.getLogger(__name__)
 
-_MISSING_EXTRA = "guard serve needs the serve extra: pip install 'guard[serve]' (fastapi, uvicorn, prometheus-client)"
+_MISSING_EXTRA = "guard serve needs the serve extra: pip install 'diffusers-guard[serve]' (fastapi, uvicorn, prometheus-client)"
 
 
 def _quiet() -> None:
