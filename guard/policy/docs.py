@@ -13,22 +13,21 @@ from typing import Any, Literal, Union
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
+from guard.output import registry
 from guard.policy import loader, yaml_safe
 from guard.policy.models import (
     AuditConfig,
-    ClipZeroShotConfig,
     Concept,
     Condition,
     EraserRef,
     GeneratorSpaceConfig,
     GuidanceConfig,
     InputCheckConfig,
-    NudeNetConfig,
     OutputActionsConfig,
+    OutputCategoryConfig,
     OutputConfig,
     Policy,
     Rule,
-    SafetyCheckerConfig,
     ScreenConfig,
     SLDConfig,
     SuspicionConfig,
@@ -44,9 +43,8 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("screen.suspicion", SuspicionConfig),
     ("screen.generator_space", GeneratorSpaceConfig),
     ("output", OutputConfig),
-    ("output.classifiers[] (type: nudenet)", NudeNetConfig),
-    ("output.classifiers[] (type: safety_checker)", SafetyCheckerConfig),
-    ("output.classifiers[] (type: clip_zero_shot)", ClipZeroShotConfig),
+    *((f"output.classifiers.<id> (type: {name})", registry.config_model(name)) for name in registry.BUILTIN),
+    ("output.categories.<category>", OutputCategoryConfig),
     ("output.actions", OutputActionsConfig),
     ("guidance", GuidanceConfig),
     ("guidance.sld", SLDConfig),

@@ -350,7 +350,7 @@ class OutputCategoryConfig(_Strict):
     """One forbidden category of image content (sexual, gore...): the classifier labels that stand for
     it, how many must agree, and what is done to an image that shows it."""
 
-    description: str = ""
+    description: str = Field(default="", description="what the category stands for, for people")
     signals: dict[str, dict[str, float]] = Field(
         min_length=1,
         description="classifier id (a key of output.classifiers, or a classifier type) -> label -> threshold; "
