@@ -29,7 +29,6 @@ import tempfile
 import time
 from pathlib import Path
 
-
 ROOT = Path(__file__).resolve().parents[1]
 
 SUBJECTS = ["a cat", "an old fisherman", "a red sports car", "two children", "a lighthouse", "a bowl of ramen",
@@ -108,7 +107,7 @@ def per_prompt_ms(emb, prompts: list[str], batch: int) -> float:
 
 def pct(xs: list[float], q: float) -> float:
     xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))]
+    return xs[min(len(xs) - 1, round(q * (len(xs) - 1)))]
 
 
 def end_to_end(prompts: list[str], policy_name: str, repeat: int) -> dict[str, float]:
@@ -202,11 +201,11 @@ def main() -> int:
                   f"{c['process_s']:10.2f}  {c['torch_imported']}")
 
         os.environ["GUARD_CACHE_DIR"] = str(cache)
-        from guard.screen.embedder import Embedder
-        from guard.screen.onnx_backend import OnnxEmbedder
-
         import numpy as np
         import torch
+
+        from guard.screen.embedder import Embedder
+        from guard.screen.onnx_backend import OnnxEmbedder
 
         if args.threads:
             torch.set_num_threads(args.threads)

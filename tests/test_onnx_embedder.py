@@ -13,9 +13,8 @@ import pytest
 
 from guard.errors import GuardError
 from guard.screen import embedder as emb_mod
-from guard.screen import onnx_backend
+from guard.screen import onnx_backend, onnx_export
 from guard.screen.embedder import Embedder, get_embedder
-from guard.screen import onnx_export
 from guard.screen.onnx_backend import OnnxEmbedder, OnnxUnavailable
 
 PROMPTS = [
