@@ -124,17 +124,23 @@ def end_to_end(prompts: list[str], policy_name: str, repeat: int) -> dict[str, f
     policy = load_policy(policy_name)
     out: dict[str, float] = {}
 
-    def timed(fn_one, fn_batch, key):
-        fn_one(prompts[0])
-        fn_batch(prompts[:64])
+    warm = make_prompts(64, seed=1)  # warm-up on other prompts, never the measured ones
+
+    def timed(fn_one, fn_batch, key, clear=lambda: None):
+        # the screen's embedding cache is emptied before every pass: only segments that recur across
+        # different prompts of one pass ("highly detailed") are served from it, as in production
+        fn_one(warm[0])
+        fn_batch(warm)
         lat: list[float] = []
         for _ in range(repeat):
+            clear()
             for p in prompts:
                 t = time.perf_counter()
                 fn_one(p)
                 lat.append((time.perf_counter() - t) * 1000)
         best = 0.0
         for _ in range(repeat):
+            clear()
             t = time.perf_counter()
             for s in range(0, len(prompts), 64):
                 fn_batch(prompts[s : s + 64])
@@ -142,8 +148,9 @@ def end_to_end(prompts: list[str], policy_name: str, repeat: int) -> dict[str, f
         out[f"{key}_p50_ms"], out[f"{key}_p95_ms"], out[f"{key}_b64_pps"] = pct(lat, .5), pct(lat, .95), best
 
     for key, backend in (("screen", "onnx"), ("screen_int8", "onnx-int8")):
-        scr = PromptScreen(policy, embedder=get_embedder(policy.screen.model, backend=backend))
-        timed(scr.screen, scr.screen_batch, key)
+        emb = get_embedder(policy.screen.model, backend=backend)
+        scr = PromptScreen(policy, embedder=emb)
+        timed(scr.screen, scr.screen_batch, key, clear=emb._cache.clear)
         out[f"{key}_views"] = statistics.mean(r.n_views for r in scr.screen_batch(prompts))
 
     st = SentenceTransformer(str(resolve_model_path(policy.screen.model)), device="cpu")
@@ -210,6 +217,7 @@ def main() -> int:
         if args.threads:
             torch.set_num_threads(args.threads)
         t_emb, o_emb = Embedder(), OnnxEmbedder()
+        o_emb.cache_size = 0  # the runtimes alone: every call encodes
 
         from guard.screen import onnx_backend
 
