@@ -13,9 +13,8 @@ import pytest
 
 from guard.errors import GuardError
 from guard.screen import embedder as emb_mod
-from guard.screen import onnx_backend
+from guard.screen import onnx_backend, onnx_export
 from guard.screen.embedder import Embedder, get_embedder
-from guard.screen import onnx_export
 from guard.screen.onnx_backend import OnnxEmbedder, OnnxUnavailable
 
 PROMPTS = [
@@ -272,12 +271,29 @@ def test_unsupported_model_uses_torch_path(monkeypatch, fresh_registry, torch_em
 
 
 def test_identical_texts_are_encoded_once(onnx_emb, monkeypatch):
+    monkeypatch.setattr(onnx_emb, "cache_size", 0)
     calls = []
     real = onnx_emb._tok.encode
     monkeypatch.setattr(onnx_emb._tok, "encode", lambda texts: calls.append(list(texts)) or real(texts))
     v = onnx_emb.encode(["a cat", "a dog", "a cat", "a cat"])
     assert calls == [["a cat", "a dog"]]
     assert np.array_equal(v[0], v[2]) and np.array_equal(v[0], v[3]) and float(v[0] @ v[1]) < 0.99
+
+
+def test_recent_texts_come_from_a_bounded_cache(onnx_emb, monkeypatch):
+    monkeypatch.setattr(onnx_emb, "cache_size", 3)
+    monkeypatch.setattr(onnx_emb, "_cache", type(onnx_emb._cache)())
+    calls = []
+    real = onnx_emb._tok.encode
+    monkeypatch.setattr(onnx_emb._tok, "encode", lambda texts: calls.append(list(texts)) or real(texts))
+    first = onnx_emb.encode(["highly detailed", "a red fox", "8k"])
+    again = onnx_emb.encode(["a red fox", "trending on artstation", "highly detailed"])
+    assert calls == [["highly detailed", "a red fox", "8k"], ["trending on artstation"]]
+    assert np.array_equal(again[0], first[1]) and np.array_equal(again[2], first[0])
+    assert list(onnx_emb._cache) == ["a red fox", "highly detailed", "trending on artstation"]  # "8k" evicted
+    monkeypatch.setattr(onnx_emb, "cache_size", 0)
+    fresh = onnx_emb.encode(["a red fox"])  # the same vector, computed again in another batch layout
+    assert np.allclose(fresh[0], first[1], atol=1e-5)
 
 
 @pytest.mark.slow
@@ -290,6 +306,12 @@ def test_int8_graph_is_close_to_fp32_and_cached_apart(in_cache, onnx_emb):
     cos = (q.encode(texts) * onnx_emb.encode(texts)).sum(1)
     assert cos.min() >= 0.95, dict(zip(texts, cos.round(4)))
     again = OnnxEmbedder(quantize="int8")  # loads the cached int8 graph, passes its probe check
-    assert again.exported is None and np.allclose(again.encode(texts[:3]), q.encode(texts[:3]), atol=1e-5)
+    q.cache_size = again.cache_size = 0
+    assert again.exported is None
+    for t in texts[:3]:  # same graph, same batch layout: the same vector
+        assert np.allclose(again.encode([t]), q.encode([t]), atol=1e-5)
+    # dynamic int8 quantises activations with one scale per batch: a text's vector depends on its batch
+    alone, batched = q.encode([texts[1]])[0], q.encode(texts)[1]
+    assert float(alone @ batched) >= 0.95
     with pytest.raises(GuardError, match="unknown ONNX quantisation"):
         OnnxEmbedder(quantize="int4")

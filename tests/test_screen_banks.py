@@ -51,7 +51,7 @@ def test_benign_prompts_are_allowed(default, prompt):
 
 
 @pytest.mark.parametrize("prompt", ["a bikini", "image of lingerie", "image of underwear", "a girl", "a woman",
-                                    "a skull", "a knife", "a gun", "image of tattoo"])
+                                    "a skull", "a knife", "a gun", "image of tattoo", "a photo of a woman"])
 def test_borderline_prompts_are_not_blocked(default, prompt):
     assert default.screen(prompt).decision != "block"
 

@@ -210,3 +210,13 @@ def test_benign_expressions_mask_a_term():
     assert m.match(["a naked mole rat beside a naked woman"])[0].term == "naked"
     assert m.match(["a naked mole"])[0].term == "naked"  # only the whole expression excuses
     assert "!naked mole rat" not in m.words
+
+
+def test_a_long_prompt_is_screened_to_its_end(screen):
+    # 650 distinct comma pieces (~17,000 characters, under max_prompt_chars): the last one is screened too
+    # (views were capped at 256, so the end of such a prompt was never embedded)
+    filler = ", ".join(f"a quiet meadow number {i}" for i in range(650))
+    assert len(filler) < 20_000
+    assert "the end" in segments(filler + ", the end")
+    r = screen.screen(filler + ", a woman with no clothes on")
+    assert r.decision == "block", r.reasons

@@ -104,9 +104,15 @@ def normalize(text: str) -> Normalized:
 _SEG_SPLIT = re.compile(r"[,;|\n\r\t()\[\]{}]+|(?<=[a-z])\.\s+|\s[-–—:]\s")
 
 
-def segments(text: str, *, window_words: int = 32, stride_words: int = 16, max_views: int = 256) -> list[str]:
+#: enough views to cover a prompt of the default ``screen.max_prompt_chars`` (20,000 characters,
+#: about 3,500 words: ~220 windows plus its comma pieces) to its end; linear in the text either way
+MAX_VIEWS = 1024
+
+
+def segments(text: str, *, window_words: int = 32, stride_words: int = 16, max_views: int = MAX_VIEWS) -> list[str]:
     """Comma/semicolon separated pieces of a prompt, and sliding word windows over long pieces, so a
-    single phrase inside a long prompt is screened on its own and is not averaged away."""
+    single phrase inside a long prompt is screened on its own and is not averaged away. At most
+    ``max_views`` pieces; identical pieces once."""
     out: list[str] = []
     seen: set[str] = set()
 

@@ -25,6 +25,7 @@ import os
 import sys
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -142,6 +143,8 @@ def _pad(encs: Sequence[tuple[list[int], list[int]]], pad_id: int, names: Sequen
     return {k: feeds[k] for k in names}
 
 
+#: default size of each OnnxEmbedder's LRU cache of text embeddings
+CACHE_SIZE = 20_000
 #: a batch is closed before the next (longer) text would make it less than this fraction real tokens
 MIN_FILL = 0.5
 
@@ -277,6 +280,10 @@ class OnnxEmbedder:
         self._pooling = cfg["pooling"]
         self.max_seq_length = int(cfg["max_seq_length"])
         self._lock = threading.Lock()  # guards the tokenizer; session.run is thread-safe
+        #: texts whose embeddings are kept (LRU; 0 turns the cache off). 20,000 rows of 384 floats: 31 MB
+        self.cache_size = CACHE_SIZE
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache_lock = threading.Lock()
         self._tok = _Tokenizer(self.path, self.max_seq_length)
         self._providers = providers
         self.onnx_path = onnx_cache_path(self.fingerprint + (".int8" if quantize else ""))
@@ -353,6 +360,35 @@ class OnnxEmbedder:
         if len(uniq) < len(texts):  # identical views (a prompt repeated in a batch): encoded once
             pos = {t: i for i, t in enumerate(uniq)}
             return self.encode(uniq)[[pos[t] for t in texts]]
+        if self.cache_size:
+            return self._encode_cached(texts)
+        return self._encode_new(texts)
+
+    def _encode_cached(self, texts: list[str]) -> np.ndarray:
+        """Recently encoded texts come from an LRU cache: prompt segments such as "highly detailed"
+        or "trending on artstation" recur across prompts. A cached row equals a fresh one up to the
+        float32 rounding of another batch layout (~1e-6)."""
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        todo: list[int] = []
+        with self._cache_lock:
+            for i, t in enumerate(texts):
+                v = self._cache.get(t)
+                if v is None:
+                    todo.append(i)
+                else:
+                    self._cache.move_to_end(t)
+                    out[i] = v
+        if todo:
+            fresh = self._encode_new([texts[i] for i in todo])
+            out[todo] = fresh
+            with self._cache_lock:
+                for i, row in zip(todo, fresh):
+                    self._cache[texts[i]] = row
+                while len(self._cache) > self.cache_size:
+                    self._cache.popitem(last=False)
+        return out
+
+    def _encode_new(self, texts: list[str]) -> np.ndarray:
         with self._lock:
             encs = self._tok.encode(texts)
         encs, empty = drop_unknown(encs, self._tok.unk_id, self._tok.n_special)

@@ -179,7 +179,9 @@ def quantize_int8(data: bytes, tok: _Tokenizer, dim: int) -> tuple[bytes, dict[s
     Returns the graph and ``{"int8_min_cosine", "int8_seconds"}``.
 
     Roughly 2-3x faster per prompt on CPU; embeddings move by about 0.01 in cosine, so a prompt within
-    that distance of a threshold can change decision: see ``benchmarks/screen_speed.py``."""
+    that distance of a threshold can change decision: see ``benchmarks/screen_speed.py``. And dynamic
+    quantisation scales activations per batch, so a text's vector depends (by ~0.01) on the other
+    texts of its batch: results are not batch-invariant, which is why int8 is opt-in."""
     import tempfile
 
     import onnx
