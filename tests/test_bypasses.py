@@ -50,9 +50,9 @@ class CheckerSpy:
         self.seen: list[np.ndarray] = []
         real = runner.checker.check
 
-        def check(images):
+        def check(images, **kwargs):
             self.seen.extend(np.asarray(im) for im in images)
-            return real(images)
+            return real(images, **kwargs)
 
         monkeypatch.setattr(runner.checker, "check", check)
 
