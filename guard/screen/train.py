@@ -71,7 +71,7 @@ class Example:
 #: categories an unsafe prompt of the key's category may also belong to: those heads ignore it
 #: (a self-harm prompt is often violent, a terror attack both illegal and violent, ...)
 OVERLAPS = {
-    "sexual": ("minors",),
+    "sexual": (),
     "minors": (),
     "violence": ("self_harm", "illegal", "hate"),
     "self_harm": ("violence",),
