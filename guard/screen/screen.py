@@ -35,6 +35,9 @@ logger = logging.getLogger(__name__)
 
 DECISIONS = ("allow", "escalate", "block")
 _RANK = {d: i for i, d in enumerate(DECISIONS)}
+#: learned decision: the suspicion at which gibberish that no head finds risky is escalated for its
+#: form alone (one unknown word among three, e.g. "an eggplant, highly detailed", scores 0.4)
+FORM_ONLY_SUSPICION = 0.5
 #: prompts longer than this many characters are refused outright by ``screen_batch``
 HARD_MAX_PROMPT_CHARS = 1_000_000
 
@@ -527,7 +530,7 @@ class PromptScreen:
             # marks in a benign prompt are no gibberish (obfuscation counts only together with risk)
             assert self.suspicion is not None
             clean = self.suspicion.score(sc.clean_text)
-            if clean.score < scfg.threshold:
+            if clean.score < max(scfg.threshold, FORM_ONLY_SUSPICION):
                 return
             signals = "; ".join(clean.signals)
             v.decision = "escalate"
