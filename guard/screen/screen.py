@@ -38,6 +38,9 @@ _RANK = {d: i for i, d in enumerate(DECISIONS)}
 #: learned decision: the suspicion at which gibberish that no head finds risky is escalated for its
 #: form alone (one unknown word among three, e.g. "an eggplant, highly detailed", scores 0.4)
 FORM_ONLY_SUSPICION = 0.5
+#: learned decision: an exact key term of a blocking concept escalates a prompt its head scores at
+#: least this high (below, the head has ruled the term's sense out: "a naked mole rat" scores 0.04)
+LEXICAL_FLOOR_MIN = 0.1
 #: prompts longer than this many characters are refused outright by ``screen_batch``
 HARD_MAX_PROMPT_CHARS = 1_000_000
 
@@ -464,7 +467,7 @@ class PromptScreen:
             # the lexical layer stays a second signal: an exact key term of a blocking concept escalates
             # at least, and blocks when the head agrees (at its escalation point)
             if hit is not None and hit.exact and c.action == "block" and self.cfg.lexical:
-                if d == "allow":
+                if d == "allow" and p >= LEXICAL_FLOOR_MIN:  # the head has not ruled it out ("naked mole rat")
                     d = "escalate"
                     v.notes.append(f"{cat}: escalated, key term {hit.term!r} although the learned score is low")
                 elif d == "escalate":
