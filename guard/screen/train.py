@@ -248,8 +248,11 @@ def compute_features(
         for i, row in zip(idx, x, strict=True):
             known[keys[i]] = row
         if progress:
-            print(f"  features {min(s + batch, len(todo))}/{len(todo)} new ({time.perf_counter() - t0:.0f}s)",
-                  file=sys.stderr, flush=True)
+            print(
+                f"  features {min(s + batch, len(todo))}/{len(todo)} new ({time.perf_counter() - t0:.0f}s)",
+                file=sys.stderr,
+                flush=True,
+            )
     out = np.stack([known[k] for k in keys]) if keys else np.zeros((0, len(layout.names)), np.float32)
     if cache and todo:
         try:
@@ -447,6 +450,14 @@ def corpus_eval_metrics(screen, model, corpus_rows: Optional[list[dict]] = None,
     return out
 
 
+def _base_sources(sources: dict[str, int]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for k, v in sources.items():
+        if "+" not in k:
+            out[k] = out.get(k, 0) + v
+    return out
+
+
 def write_model_card(path: Path, meta: dict) -> None:
     from guard.fileio import write_atomic
 
@@ -467,7 +478,10 @@ def write_model_card(path: Path, meta: dict) -> None:
         f"- policy: {tr['policy']} ({tr['policy_sha256'][:12]}); embedder {tr['embedder']}",
         f"- examples: {tr['examples']} ({'with' if tr['shared_data'] else 'without'} the shared prompt sets); "
         f"{tr['seconds']} s",
-        "- sources: " + ", ".join(f"{k} {v}" for k, v in tr["sources"].items()),
+        "- sources: "
+        + ", ".join(f"{k} {v}" for k, v in _base_sources(tr["sources"]).items())
+        + f"; plus {sum(v for k, v in tr['sources'].items() if '+' in k)} obfuscated copies "
+        "(leetspeak, homoglyphs, spacing, fullwidth, invisible, marks) with the same labels",
         "- split: see `guard/screen/data/README.md`; I2P `case_number % 5 == 0`, Ring-A-Bell row index",
         "  `% 3 == 2`, COCO `case_number % 5 == 0` and the corpus's `eval` groups are never trained on.",
         "- command: `python -m guard.screen.train` (or `guard train-screen`)",
