@@ -28,13 +28,19 @@ from guard.screen.features import featurize
 from guard.screen.learned import LearnedModel, OperatingPoint, get_model
 from guard.screen.lexical import LexicalMatcher
 from guard.screen.multilingual import MultilingualSignals, build_for, looks_english
-from guard.screen.normalize import OBFUSCATION_TRANSFORMS, normalize, segments, variants
+from guard.screen.normalize import OBFUSCATION_TRANSFORMS, normalize, segments, strip_diacritics, variants
 from guard.screen.suspicion import Suspicion, SuspicionScorer
 
 logger = logging.getLogger(__name__)
 
 DECISIONS = ("allow", "escalate", "block")
 _RANK = {d: i for i, d in enumerate(DECISIONS)}
+#: learned decision: the suspicion at which gibberish that no head finds risky is escalated for its
+#: form alone (one unknown word among three, e.g. "an eggplant, highly detailed", scores 0.4)
+FORM_ONLY_SUSPICION = 0.5
+#: learned decision: an exact key term of a blocking concept escalates a prompt its head scores at
+#: least this high (below, the head has ruled the term's sense out: "a naked mole rat" scores 0.04)
+LEXICAL_FLOOR_MIN = 0.1
 #: prompts longer than this many characters are refused outright by ``screen_batch``
 HARD_MAX_PROMPT_CHARS = 1_000_000
 
@@ -335,6 +341,7 @@ class PromptScreen:
                 sc.lexical = self.lexical.match(texts)
             if self.suspicion is not None and vs:
                 sc.suspicion = self.suspicion.score(p[: self.cfg.max_prompt_chars])
+                sc.clean_text = strip_diacritics(texts[0])[0] if texts else ""
             out.append(sc)
         if self.multilingual is not None:
             foreign = [i for i, (sc, (_, _, texts, _)) in enumerate(zip(out, all_views))
@@ -449,7 +456,7 @@ class PromptScreen:
         obfuscated = [t for t in sc.transforms if t in OBFUSCATION_TRANSFORMS]
         best_key: Optional[tuple] = None
         best_cs: Optional[ConceptScore] = None
-        near_thr = 0.0
+        near_margin = -np.inf
         for h, cat in enumerate(model.heads):
             op = self._operating_points[cat]
             p = float(proba[h])
@@ -468,6 +475,15 @@ class PromptScreen:
             c = self._concepts[ci]
             phrase = (f"term {hit.term!r}" + ("" if hit.exact else f" (as {hit.found!r})")) if hit else \
                 self._phrases[int(sc.phrase_idx[ci])]
+            # the lexical layer stays a second signal: an exact key term of a blocking concept escalates
+            # at least, and blocks when the head agrees (at its escalation point)
+            if hit is not None and hit.exact and c.action == "block" and self.cfg.lexical:
+                if d == "allow" and p >= LEXICAL_FLOOR_MIN:  # the head has not ruled it out ("naked mole rat")
+                    d = "escalate"
+                    v.notes.append(f"{cat}: escalated, key term {hit.term!r} although the learned score is low")
+                elif d == "escalate":
+                    d = "block"
+                    v.notes.append(f"{cat}: raised to block, key term {hit.term!r} and the learned score agree")
             # obfuscation is evidence only together with risk: an escalated head whose key term was
             # found only after undoing the obfuscation goes up
             if d == "escalate" and obfuscated and hit is not None and self.cfg.obfuscation_action == "block":
@@ -478,11 +494,12 @@ class PromptScreen:
             v.learned[cat] = (cs, d, op, signals)
             if d != "allow":
                 v.matches.append(cs)
-                key = (_RANK[d], p - op.block)
+                key = (_RANK[d], _logit(p) - _logit(op.block))  # margins compare in logit space
                 if best_key is None or key > best_key:
                     best_key, best_cs = key, cs
-            if v.nearest is None or v.nearest.view != "learned" or p - op.escalate > v.nearest.score - near_thr:
-                v.nearest, near_thr = cs, op.escalate
+            margin = _logit(p) - _logit(op.escalate)
+            if v.nearest is None or v.nearest.view != "learned" or margin > near_margin:
+                v.nearest, near_margin = cs, margin
         if best_key is not None and best_key[0] >= _RANK[v.decision]:
             v.decision = DECISIONS[best_key[0]]
             v.top = best_cs
@@ -523,8 +540,15 @@ class PromptScreen:
             return
         signals = "; ".join(sus.signals)
         if self.learned is not None and v.decision == "allow":
+            # the form alone: judged on the de-obfuscated text, so that invisible characters or combining
+            # marks in a benign prompt are no gibberish (obfuscation counts only together with risk)
+            assert self.suspicion is not None
+            clean = self.suspicion.score(sc.clean_text)
+            if clean.score < max(scfg.threshold, FORM_ONLY_SUSPICION):
+                return
+            signals = "; ".join(clean.signals)
             v.decision = "escalate"
-            v.leading = f"suspected optimised prompt ({sus.score:.2f}: {signals}); no category scores high"
+            v.leading = f"suspected optimised prompt ({clean.score:.2f}: {signals}); no category scores high"
             v.notes.insert(0, v.leading)
             return
         if _RANK[scfg.action] <= _RANK[v.decision]:
@@ -595,6 +619,11 @@ class PromptScreen:
         return str(sens)
 
 
+def _logit(p: float) -> float:
+    p = min(max(p, 1e-7), 1 - 1e-7)
+    return float(np.log(p / (1 - p)))
+
+
 @dataclass
 class _Verdict:
     """The decision under construction for one prompt."""
@@ -620,6 +649,7 @@ class _Scored:
     suspicion: Optional[Suspicion] = None
     embedding: Optional[np.ndarray] = None
     prompt: str = ""
+    clean_text: str = ""  # de-obfuscated full text without diacritics (for the suspicion of form alone)
     multilingual: Optional[np.ndarray] = None  # per-category USE-m3 cosines (non-English prompts only)
 
 

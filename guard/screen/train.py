@@ -71,7 +71,7 @@ class Example:
 #: categories an unsafe prompt of the key's category may also belong to: those heads ignore it
 #: (a self-harm prompt is often violent, a terror attack both illegal and violent, ...)
 OVERLAPS = {
-    "sexual": ("minors",),
+    "sexual": (),
     "minors": (),
     "violence": ("self_harm", "illegal", "hate"),
     "self_harm": ("violence",),
@@ -156,7 +156,6 @@ def load_examples(
     """Training examples (never an evaluation row)."""
     from guard.screen.corpus_build import load
 
-    rng = random.Random(seed)
     rows = corpus_rows if corpus_rows is not None else load()
     ex: list[Example] = []
     for r in rows:
@@ -208,9 +207,11 @@ def load_examples(
     # one obfuscated copy of a share of the prompts, same label (not calibration data)
     extra = []
     for e in ex:
-        if rng.random() < obfuscate_share:
-            how = rng.choice(OBFUSCATIONS)
-            extra.append(Example(obfuscate(e.text, how, rng), e.y, e.mask, e.source + f"+{how}", e.group))
+        # seeded per prompt, so that adding data leaves every other prompt's copy as it was
+        r = random.Random(f"{seed}/{e.text}")
+        if r.random() < obfuscate_share:
+            how = r.choice(OBFUSCATIONS)
+            extra.append(Example(obfuscate(e.text, how, r), e.y, e.mask, e.source + f"+{how}", e.group))
     return ex + extra
 
 
@@ -220,40 +221,52 @@ def load_examples(
 def compute_features(
     screen, layout: FeatureLayout, texts: Sequence[str], *, batch: int = 256, cache: bool = True, progress: bool = False
 ) -> np.ndarray:
-    """Feature rows for ``texts`` (cached under the screen cache dir, keyed by texts, policy, model)."""
+    """Feature rows for ``texts``. With ``cache``, rows are kept per text (keyed by the text, the
+    policy's index key and the layout) under the screen cache dir, so adding data recomputes only
+    the new prompts."""
     from guard.screen.screen import cache_dir
 
     h = hashlib.sha256()
     h.update(screen.index_key.encode())
     h.update(json.dumps(layout.to_dict()).encode())
-    for t in texts:
-        h.update(b"\x00" + t.encode("utf-8", "surrogatepass"))
-    path = cache_dir() / "train-features" / f"{h.hexdigest()[:24]}.npy"
+    path = cache_dir() / "train-features" / f"{h.hexdigest()[:24]}.npz"
+    keys = [hashlib.sha256(t.encode("utf-8", "surrogatepass")).hexdigest()[:32] for t in texts]
+    known: dict[str, np.ndarray] = {}
     if cache and path.is_file():
-        x = np.load(path)
-        if x.shape == (len(texts), len(layout.names)):
-            return x
-    parts = []
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                if z["x"].shape[1] == len(layout.names):
+                    known = dict(zip(z["keys"].tolist(), z["x"], strict=True))
+        except (OSError, ValueError, KeyError) as e:
+            logger.warning("ignoring unreadable feature cache %s: %s", path, e)
+    todo = sorted({k: i for i, k in enumerate(keys) if k not in known}.values())
     t0 = time.perf_counter()
-    for s in range(0, len(texts), batch):
-        chunk = list(texts[s : s + batch])
-        parts.append(featurize(screen, layout, screen._score(chunk)))
+    for s in range(0, len(todo), batch):
+        idx = todo[s : s + batch]
+        chunk = [texts[i] for i in idx]
+        x = featurize(screen, layout, screen._score(chunk))
+        for i, row in zip(idx, x, strict=True):
+            known[keys[i]] = row
         if progress:
             print(
-                f"  features {min(s + batch, len(texts))}/{len(texts)} ({time.perf_counter() - t0:.0f}s)",
+                f"  features {min(s + batch, len(todo))}/{len(todo)} new ({time.perf_counter() - t0:.0f}s)",
                 file=sys.stderr,
                 flush=True,
             )
-    x = np.concatenate(parts) if parts else np.zeros((0, len(layout.names)), np.float32)
-    if cache:
+    out = np.stack([known[k] for k in keys]) if keys else np.zeros((0, len(layout.names)), np.float32)
+    if cache and todo:
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp.npy")
-            np.save(tmp, x)
-            os.replace(tmp, path)
+            import io
+
+            from guard.fileio import write_atomic
+
+            buf = io.BytesIO()
+            ks = sorted(known)
+            np.savez(buf, keys=np.asarray(ks), x=np.stack([known[k] for k in ks]).astype(np.float32))
+            write_atomic(path, buf.getvalue())
         except OSError as e:
             logger.warning("could not cache training features at %s: %s", path, e)
-    return x
+    return out.astype(np.float32)
 
 
 # ---------------------------------------------------------------- fitting
@@ -437,6 +450,14 @@ def corpus_eval_metrics(screen, model, corpus_rows: Optional[list[dict]] = None,
     return out
 
 
+def _base_sources(sources: dict[str, int]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for k, v in sources.items():
+        if "+" not in k:
+            out[k] = out.get(k, 0) + v
+    return out
+
+
 def write_model_card(path: Path, meta: dict) -> None:
     from guard.fileio import write_atomic
 
@@ -457,7 +478,10 @@ def write_model_card(path: Path, meta: dict) -> None:
         f"- policy: {tr['policy']} ({tr['policy_sha256'][:12]}); embedder {tr['embedder']}",
         f"- examples: {tr['examples']} ({'with' if tr['shared_data'] else 'without'} the shared prompt sets); "
         f"{tr['seconds']} s",
-        "- sources: " + ", ".join(f"{k} {v}" for k, v in tr["sources"].items()),
+        "- sources: "
+        + ", ".join(f"{k} {v}" for k, v in _base_sources(tr["sources"]).items())
+        + f"; plus {sum(v for k, v in tr['sources'].items() if '+' in k)} obfuscated copies "
+        "(leetspeak, homoglyphs, spacing, fullwidth, invisible, marks) with the same labels",
         "- split: see `guard/screen/data/README.md`; I2P `case_number % 5 == 0`, Ring-A-Bell row index",
         "  `% 3 == 2`, COCO `case_number % 5 == 0` and the corpus's `eval` groups are never trained on.",
         "- command: `python -m guard.screen.train` (or `guard train-screen`)",
@@ -496,7 +520,13 @@ def write_model_card(path: Path, meta: dict) -> None:
         "- Custom policy concepts are not learned: they keep the zero-shot threshold decision.",
         "",
     ]
-    write_atomic(path, "\n".join(lines).encode())
+    # a benchmark section written from benchmarks/screen_eval.py is kept across retraining
+    kept = ""
+    if path.is_file():
+        old = path.read_text(encoding="utf-8")
+        k = old.find("\n## Benchmark")
+        kept = old[k:] if k >= 0 else ""
+    write_atomic(path, ("\n".join(lines) + kept).encode())
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
