@@ -418,3 +418,12 @@ def test_python_dash_m_runs_the_cli():
     assert r.returncode == 0 and r.stdout.startswith("guard ")
     r = subprocess.run([sys.executable, "-m", "guard.cli", "nosuch"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and r.stderr.startswith("error: No such command 'nosuch'") and "Traceback" not in r.stderr
+
+
+def test_train_screen_passes_its_options_to_the_trainer(capsys):
+    from guard.cli import main
+
+    assert main(["train-screen", "--help"]) == 0
+    assert "--seed" in capsys.readouterr().out
+    assert main(["train-screen", "--seed", "x"]) == 2
+    assert "invalid int value" in capsys.readouterr().err

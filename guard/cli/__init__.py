@@ -70,6 +70,10 @@ def _root(
 
 app.command("screen")(screen.screen)
 app.command("eval")(screen.eval_cmd)
+app.command(  # its options are the training module's own (argparse): passed through as they are
+    "train-screen",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},
+)(screen.train_screen_cmd)
 app.command("generate")(generate.generate)
 app.command("demo")(generate.demo)
 app.command("calibrate")(calibrate.calibrate)

@@ -201,3 +201,11 @@ def eval_cmd(
             json_out.parent.mkdir(parents=True, exist_ok=True)
             write_atomic(json_out, json.dumps(d, indent=2, ensure_ascii=False).encode("utf-8"))
         typer.echo(f"wrote {json_out}")
+
+
+def train_screen_cmd(ctx: typer.Context) -> None:
+    """Retrain the learned screen decision (seeded, reproducible); options: guard train-screen --help."""
+    quiet_libraries()
+    from guard.screen.train import main as train_main
+
+    raise typer.Exit(train_main(list(ctx.args)))
