@@ -208,4 +208,8 @@ def train_screen_cmd(ctx: typer.Context) -> None:
     quiet_libraries()
     from guard.screen.train import main as train_main
 
-    raise typer.Exit(train_main(list(ctx.args)))
+    try:
+        code = train_main(list(ctx.args))
+    except SystemExit as e:  # argparse's --help (0) and usage errors (2)
+        code = e.code if isinstance(e.code, int) else 2
+    raise typer.Exit(code)
