@@ -55,21 +55,9 @@ def _encode(pipe, texts: list[str]) -> tuple[torch.Tensor, Optional[torch.Tensor
     key = (tuple(texts), id(getattr(pipe, "text_encoder", None)), id(getattr(pipe, "text_encoder_2", None)))
     if key in cache:
         return cache[key]
-    device = pipe._execution_device
-    with torch.no_grad():
-        if getattr(pipe, "text_encoder_2", None) is not None:  # SDXL: both encoders, pooled from the second
-            embs, pooled = [], []
-            for t in texts:
-                pe, _, pp, _ = pipe.encode_prompt(prompt=t, device=device, num_images_per_prompt=1,
-                                                  do_classifier_free_guidance=False)
-                embs.append(pe)
-                pooled.append(pp)
-            result = (torch.cat(embs), torch.cat(pooled))
-        else:
-            tok, enc = pipe.tokenizer, pipe.text_encoder
-            ids = tok(texts, padding="max_length", max_length=tok.model_max_length, truncation=True,
-                      return_tensors="pt").input_ids.to(device)
-            result = (enc(ids)[0], None)
+    from guard.textenc import encode_conditioning  # the pipeline's own encode_prompt (TI, SDXL layout)
+
+    result = encode_conditioning(pipe, list(texts))
     cache.clear() if len(cache) > 16 else None
     cache[key] = result
     return result
