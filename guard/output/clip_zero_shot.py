@@ -37,7 +37,7 @@ from guard.output.config import ClassifierConfig, OutputAction
 
 _LABEL_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 
-logger = logging.getLogger("guard.output")
+logger = logging.getLogger(__name__)
 
 _MODELS: dict[tuple, tuple[Any, Any]] = {}
 _MODELS_LOCK = threading.Lock()

@@ -41,7 +41,7 @@ from guard.output.base import (  # noqa: F401 - ModelLoadError is re-exported fr
 from guard.output.config import ClassifierConfig, OutputAction, check_label_thresholds
 from guard.output.labels import DEFAULT_NUDENET_THRESHOLDS, NUDENET_LABELS
 
-logger = logging.getLogger("guard.output")
+logger = logging.getLogger(__name__)
 
 #: file name of the model shipped inside the ``nudenet`` package
 DEFAULT_MODEL_FILE = "320n.onnx"

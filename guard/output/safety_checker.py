@@ -38,7 +38,7 @@ from guard.output.clip_preprocess import ClipPreprocess
 from guard.output.config import ClassifierConfig, OutputAction, check_label_thresholds
 from guard.output.labels import SAFETY_CHECKER_CONCEPT_LABELS, SAFETY_CHECKER_LABELS, SAFETY_CHECKER_SPECIAL_LABELS
 
-logger = logging.getLogger("guard.output")
+logger = logging.getLogger(__name__)
 
 class SafetyCheckerConfig(ClassifierConfig):
     """diffusers' ``StableDiffusionSafetyChecker`` (CLIP ViT-L/14 + 17 concept and 3 special-care

@@ -29,7 +29,7 @@ from guard.errors import GuardError
 if TYPE_CHECKING:  # pragma: no cover
     from guard.screen.onnx_backend import OnnxEmbedder
 
-logger = logging.getLogger("guard.screen")
+logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 #: part of every embedder's cache key: how texts are turned into vectors beyond the model itself

@@ -36,7 +36,7 @@ from guard.errors import GuardError
 from guard.fileio import write_atomic
 from guard.screen.embedder import DEFAULT_MODEL, ENCODING_TAG, _fingerprint, direct_config, resolve_model_path
 
-logger = logging.getLogger("guard.screen")
+logger = logging.getLogger(__name__)
 
 #: bump when the exported graph changes (inputs, outputs, pooling), so old cached files are re-exported
 EXPORT_FORMAT = "1"
