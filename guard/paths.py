@@ -9,6 +9,7 @@ This module imports nothing from guard, so every other module may use it without
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -36,3 +37,12 @@ def builtin_policy_dir() -> Path:
 def builtin_pipeline_dir() -> Path:
     """The folder of the built-in pipeline specs (``demo``, ``sd15``)."""
     return _data_dir("pipelines", "_pipelines", "demo.yaml")
+
+
+def cache_dir() -> Path:
+    """Where guard caches derived data (``$GUARD_CACHE_DIR``, else ``$XDG_CACHE_HOME/guard``)."""
+    env = os.environ.get("GUARD_CACHE_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "guard"

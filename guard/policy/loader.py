@@ -23,8 +23,6 @@ written, without ``base_dir``; the file as validated, the runtime guard and a sa
 from __future__ import annotations
 
 import difflib
-import hashlib
-import json
 import logging
 import os
 import typing
@@ -35,7 +33,7 @@ from pydantic import BaseModel, ValidationError
 
 from guard.errors import PolicyError
 from guard.policy.merge import apply_amendments, check_unique, entry_id, merge, unwrap
-from guard.policy.models import Policy, legacy_role
+from guard.policy.models import Policy, legacy_role, policy_sha256  # noqa: F401 - re-exported
 from guard.policy.yaml_safe import (
     MAX_DEPTH,
     MarkedDict,
@@ -60,7 +58,6 @@ _MAX_ISSUES_KEPT = 200
 _MAX_EXTENDS_DEPTH = 16
 #: Keys the loader consumes (a resolved policy has them empty) and the one it leaves out of the sha256.
 _RESOLVED_KEYS = ("extends", "include", "amend")
-_NOT_HASHED = {"extends", "include", "amend", "base_dir"}
 
 # Backwards-compatible names for the marked containers.
 _Where = Where
@@ -651,15 +648,6 @@ def _validate(data: Any, path: Path | None, root: type[BaseModel] = Policy, what
 # --------------------------------------------------------------------------------------------
 # Public API
 # --------------------------------------------------------------------------------------------
-
-
-def policy_sha256(policy: Policy) -> str:
-    """The one policy hash: sha256 over the resolved policy's canonical JSON, paths as written and
-    ``base_dir`` left out, so the file as validated, the runtime guard and a saved pipeline agree."""
-    blob = json.dumps(
-        policy.model_dump(mode="json", exclude=_NOT_HASHED), sort_keys=True, ensure_ascii=False, separators=(",", ":")
-    )
-    return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def load_policy(source: PolicySource = "default", *, base_dir: str | os.PathLike | None = None) -> Policy:

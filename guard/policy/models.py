@@ -9,6 +9,8 @@ has a ``description``: ``docs/policy.md`` is generated from them (``python -m gu
 from __future__ import annotations
 
 import difflib
+import json
+import hashlib
 import os
 import re
 from pathlib import Path
@@ -651,8 +653,6 @@ class Policy(_Strict):
     def sha256(self) -> str:
         """sha256 of the resolved policy as written (paths as written, ``base_dir`` left out): the same for
         the file, the runtime guard and a saved pipeline."""
-        from guard.policy.loader import policy_sha256
-
         return policy_sha256(self)
 
     @field_validator("version", mode="before")
@@ -717,3 +717,16 @@ class Policy(_Strict):
 
     def threshold_for(self, concept: Concept) -> float:
         return concept.threshold if concept.threshold is not None else self.screen.threshold
+
+
+#: keys that say where a policy came from, not what applies: left out of its sha256
+_NOT_HASHED = {"extends", "include", "amend", "base_dir"}
+
+
+def policy_sha256(policy: Policy) -> str:
+    """The one policy hash: sha256 over the resolved policy's canonical JSON, paths as written and
+    ``base_dir`` left out, so the file as validated, the runtime guard and a saved pipeline agree."""
+    blob = json.dumps(
+        policy.model_dump(mode="json", exclude=_NOT_HASHED), sort_keys=True, ensure_ascii=False, separators=(",", ":")
+    )
+    return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()

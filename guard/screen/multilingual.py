@@ -98,7 +98,7 @@ class MultilingualSignals:
         self._phr = self._phrase_embeddings(list(phrases))
 
     def _phrase_embeddings(self, phrases: list[str]) -> np.ndarray:
-        from guard.screen.screen import cache_dir
+        from guard.paths import cache_dir
 
         h = hashlib.sha256(b"usem3-v1")
         for p in phrases:

@@ -34,7 +34,7 @@ import numpy as np
 
 from guard.errors import GuardError
 from guard.fileio import write_atomic
-from guard.screen.embedder import DEFAULT_MODEL, ENCODING_TAG, _fingerprint, direct_config, resolve_model_path
+from guard.screen.model_files import DEFAULT_MODEL, ENCODING_TAG, _fingerprint, direct_config, resolve_model_path
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class OnnxUnavailable(GuardError):
 
 def onnx_cache_path(fingerprint: str) -> Path:
     """Where the exported graph of the model with this fingerprint is cached."""
-    from guard.screen.screen import cache_dir  # late: screen imports embedder
+    from guard.paths import cache_dir
 
     return cache_dir() / "onnx" / f"{fingerprint}.onnx"
 

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from guard.fileio import write_atomic
-from guard.screen.embedder import _fingerprint, direct_config
+from guard.screen.model_files import _fingerprint, direct_config
 from guard.screen.onnx_backend import (
     _META_PREFIX,
     EXPORT_FORMAT,
@@ -104,7 +104,7 @@ def export_onnx_bytes(model_dir: str | os.PathLike, *, opset: int = OPSET,
                and int(getattr(model.config, "type_vocab_size", 0) or 0) > 0)
     names = ["input_ids", "attention_mask"] + (["token_type_ids"] if uses_tt else [])
 
-    from guard.screen.embedder import pool_and_normalize
+    from guard.screen.model_files import pool_and_normalize
 
     class _Pooled(torch.nn.Module):
         def __init__(self, inner):

@@ -22,6 +22,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from guard.errors import GuardError, GuardInputError
+from guard.paths import cache_dir  # noqa: F401 - re-exported: guard.screen.screen.cache_dir
 from guard.policy.models import Concept, Policy
 from guard.screen.embedder import Embedder, get_embedder
 from guard.screen.features import featurize
@@ -41,6 +42,9 @@ FORM_ONLY_SUSPICION = 0.5
 #: learned decision: an exact key term of a blocking concept escalates a prompt its head scores at
 #: least this high (below, the head has ruled the term's sense out: "a naked mole rat" scores 0.04)
 LEXICAL_FLOOR_MIN = 0.1
+#: ... and blocks it when the head gives it at least even odds: the term is unambiguous by the lexicon's
+#: rule, and a head this sure of its category has not ruled its harmful sense out ("a sex doll": 0.82)
+LEXICAL_BLOCK_MIN = 0.5
 #: prompts longer than this many characters are refused outright by ``screen_batch``
 HARD_MAX_PROMPT_CHARS = 1_000_000
 
@@ -62,15 +66,6 @@ def validate_prompts(prompts: Any) -> list[str]:
                 f"prompt {i} is {len(p)} characters long; at most {HARD_MAX_PROMPT_CHARS} are accepted"
             )
     return list(prompts)
-
-
-def cache_dir() -> Path:
-    """Where guard caches derived data (``$GUARD_CACHE_DIR``, else ``$XDG_CACHE_HOME/guard``)."""
-    env = os.environ.get("GUARD_CACHE_DIR")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "guard"
 
 
 @dataclass
@@ -478,7 +473,10 @@ class PromptScreen:
             # the lexical layer stays a second signal: an exact key term of a blocking concept escalates
             # at least, and blocks when the head agrees (at its escalation point)
             if hit is not None and hit.exact and c.action == "block" and self.cfg.lexical:
-                if d == "allow" and p >= LEXICAL_FLOOR_MIN:  # the head has not ruled it out ("naked mole rat")
+                if d == "allow" and p >= LEXICAL_BLOCK_MIN:
+                    d = "block"
+                    v.notes.append(f"{cat}: raised to block, key term {hit.term!r} and a learned score of {p:.2f}")
+                elif d == "allow" and p >= LEXICAL_FLOOR_MIN:  # the head has not ruled it out ("naked mole rat")
                     d = "escalate"
                     v.notes.append(f"{cat}: escalated, key term {hit.term!r} although the learned score is low")
                 elif d == "escalate":
