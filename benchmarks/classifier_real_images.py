@@ -26,10 +26,9 @@ def main() -> int:
     ap.add_argument("--policy", default="default")
     args = ap.parse_args()
 
-    from test_output_real_images import benign_photos
-
     from guard.output.check import OutputChecker
     from guard.policy import load_policy
+    from test_output_real_images import benign_photos
 
     checker = OutputChecker(load_policy(args.policy).output)
     photos = benign_photos()

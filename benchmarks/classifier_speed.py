@@ -91,8 +91,10 @@ def bench_nudenet(n: int, size: int, repeat: int) -> dict[str, float]:
     print(f"  {'guard NudeNetClassifier batch 1':34s} {res['nudenet_b1_ips']:8.1f}")
     print(f"  {'guard NudeNetClassifier batch 8':34s} {res['nudenet_b8_ips']:8.1f}")
     print(f"  {'nudenet NudeDetector.detect':34s} {res['package_detect_ips']:8.1f}")
-    print(f"  batch 8 vs package: x{res['nudenet_b8_ips'] / res['package_detect_ips']:.2f}; "
-          f"identical detections on {same}/{n} images")
+    print(
+        f"  batch 8 vs package: x{res['nudenet_b8_ips'] / res['package_detect_ips']:.2f}; "
+        f"identical detections on {same}/{n} images"
+    )
     return res
 
 
@@ -126,9 +128,16 @@ def bench_second_opinions(n: int, size: int, repeat: int) -> dict[str, float]:
 
         ours = OpenNsfwClassifier()
         pkg = NSFWClassifier()
-        res.update(interleaved_ips({"open_nsfw_batched_ips": lambda: ours.classify(images),
-                                    "open_nsfw_package_ips": lambda: [pkg.classify(x) for x in images]},
-                                   n, max(repeat, 3)))
+        res.update(
+            interleaved_ips(
+                {
+                    "open_nsfw_batched_ips": lambda: ours.classify(images),
+                    "open_nsfw_package_ips": lambda: [pkg.classify(x) for x in images],
+                },
+                n,
+                max(repeat, 3),
+            )
+        )
         a = [o.scores["nsfw"] for o in ours.classify(images)]
         b = [pkg.classify(x).nsfw for x in images]
         res["open_nsfw_max_abs_diff"] = float(max(abs(x - y) for x, y in zip(a, b)))
@@ -145,9 +154,16 @@ def bench_second_opinions(n: int, size: int, repeat: int) -> dict[str, float]:
                 buf = io.BytesIO()
                 Image.fromarray(x).save(buf, format="PNG")
                 pngs.append(buf.getvalue())
-            res.update(interleaved_ips({"image_safety_batched_ips": lambda: ours.classify(images),
-                                        "image_safety_package_ips": lambda: [mod.scan(p) for p in pngs]},
-                                       n, max(repeat, 3)))
+            res.update(
+                interleaved_ips(
+                    {
+                        "image_safety_batched_ips": lambda: ours.classify(images),
+                        "image_safety_package_ips": lambda: [mod.scan(p) for p in pngs],
+                    },
+                    n,
+                    max(repeat, 3),
+                )
+            )
             a = [o.scores["graphic"] for o in ours.classify(images)]
             b = [mod.scan(p).scores.graphic for p in pngs]
             res["image_safety_max_abs_diff"] = float(max(abs(x - y) for x, y in zip(a, b)))
@@ -170,16 +186,27 @@ def mid_pipeline(seed: int = 0):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         comps["unet"] = UNet2DConditionModel(
-            sample_size=64, in_channels=4, out_channels=4, block_out_channels=(128, 256, 512),
+            sample_size=64,
+            in_channels=4,
+            out_channels=4,
+            block_out_channels=(128, 256, 512),
             layers_per_block=1,
             down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
             up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-            cross_attention_dim=32, attention_head_dim=8, norm_num_groups=32,
+            cross_attention_dim=32,
+            attention_head_dim=8,
+            norm_num_groups=32,
         ).eval()
         comps["vae"] = AutoencoderKL(
-            in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 4,
-            up_block_types=("UpDecoderBlock2D",) * 4, block_out_channels=(32, 64, 64, 64),
-            layers_per_block=1, latent_channels=4, norm_num_groups=32, sample_size=512,
+            in_channels=3,
+            out_channels=3,
+            down_block_types=("DownEncoderBlock2D",) * 4,
+            up_block_types=("UpDecoderBlock2D",) * 4,
+            block_out_channels=(32, 64, 64, 64),
+            layers_per_block=1,
+            latent_channels=4,
+            norm_num_groups=32,
+            sample_size=512,
         ).eval()
     comps.pop("image_encoder", None)
     pipe = StableDiffusionPipeline(**comps, requires_safety_checker=False).to("cpu")
@@ -191,7 +218,6 @@ def bench_pipeline(pipe, label: str, steps: int, size: int, repeat: int) -> dict
     import torch
 
     import guard
-
     from guard.policy import load_policy
 
     output = load_policy("default").output.model_dump()  # every category and classifier of the default
@@ -206,11 +232,16 @@ def bench_pipeline(pipe, label: str, steps: int, size: int, repeat: int) -> dict
         shares.append(t["output_check"] / t["total"])
         totals.append(t["total"])
         checks.append(t["output_check"])
-    res = {f"{label}_output_share": statistics.median(shares), f"{label}_total_ms": statistics.median(totals),
-           f"{label}_check_ms": statistics.median(checks)}
-    print(f"  {label:5s} pipeline ({size}x{size} px, {steps} steps): total {res[f'{label}_total_ms']:9.1f} ms, "
-          f"output check {res[f'{label}_check_ms']:7.1f} ms = {100 * res[f'{label}_output_share']:5.1f}% "
-          f"(median of {repeat})")
+    res = {
+        f"{label}_output_share": statistics.median(shares),
+        f"{label}_total_ms": statistics.median(totals),
+        f"{label}_check_ms": statistics.median(checks),
+    }
+    print(
+        f"  {label:5s} pipeline ({size}x{size} px, {steps} steps): total {res[f'{label}_total_ms']:9.1f} ms, "
+        f"output check {res[f'{label}_check_ms']:7.1f} ms = {100 * res[f'{label}_output_share']:5.1f}% "
+        f"(median of {repeat})"
+    )
     return res
 
 
@@ -238,8 +269,10 @@ def main() -> None:
     import onnxruntime
     import torch
 
-    print(f"onnxruntime {onnxruntime.__version__} providers {onnxruntime.get_available_providers()}; "
-          f"torch {torch.__version__} threads {torch.get_num_threads()}; cpus {os.cpu_count()}")
+    print(
+        f"onnxruntime {onnxruntime.__version__} providers {onnxruntime.get_available_providers()}; "
+        f"torch {torch.__version__} threads {torch.get_num_threads()}; cpus {os.cpu_count()}"
+    )
     res: dict = bench_nudenet(args.n, args.size, args.repeat)
     res.update(bench_second_opinions(args.n, args.size, args.repeat))
 
@@ -256,13 +289,32 @@ def main() -> None:
     from guard.output.check import OutputChecker
 
     res["default_classifiers"] = "+".join(n for n, *_ in OutputChecker(load_default_output()).classifiers)
-    keys = ["nudenet_b1_ips", "nudenet_b8_ips", "package_detect_ips", "speedup_b8_vs_package", "detections_agree",
-            "open_nsfw_batched_ips", "open_nsfw_package_ips", "open_nsfw_speedup", "open_nsfw_max_abs_diff",
-            "image_safety_batched_ips", "image_safety_package_ips", "image_safety_speedup", "image_safety_max_abs_diff",
-            "tiny_output_share", "tiny_total_ms", "mid_output_share", "mid_total_ms", "mid_check_ms",
-            "default_classifiers", "provider"]
-    print("RESULT " + " ".join(
-        f"{k}={res[k]:.4g}" if isinstance(res[k], float) else f"{k}={res[k]}" for k in keys if k in res))
+    keys = [
+        "nudenet_b1_ips",
+        "nudenet_b8_ips",
+        "package_detect_ips",
+        "speedup_b8_vs_package",
+        "detections_agree",
+        "open_nsfw_batched_ips",
+        "open_nsfw_package_ips",
+        "open_nsfw_speedup",
+        "open_nsfw_max_abs_diff",
+        "image_safety_batched_ips",
+        "image_safety_package_ips",
+        "image_safety_speedup",
+        "image_safety_max_abs_diff",
+        "tiny_output_share",
+        "tiny_total_ms",
+        "mid_output_share",
+        "mid_total_ms",
+        "mid_check_ms",
+        "default_classifiers",
+        "provider",
+    ]
+    print(
+        "RESULT "
+        + " ".join(f"{k}={res[k]:.4g}" if isinstance(res[k], float) else f"{k}={res[k]}" for k in keys if k in res)
+    )
 
 
 if __name__ == "__main__":

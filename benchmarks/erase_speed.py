@@ -38,11 +38,15 @@ def sd15_unet():
     from diffusers import UNet2DConditionModel
 
     return UNet2DConditionModel(
-        sample_size=64, in_channels=4, out_channels=4, layers_per_block=2,
+        sample_size=64,
+        in_channels=4,
+        out_channels=4,
+        layers_per_block=2,
         block_out_channels=(320, 640, 1280, 1280),
         down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
         up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=768, attention_head_dim=8,
+        cross_attention_dim=768,
+        attention_head_dim=8,
     ).eval()
 
 
@@ -72,11 +76,14 @@ def main() -> int:
     unet = sd15_unet()
     proj = cross_attention_projections(unet)
     n_attn = len([n for n in proj if n.endswith("to_k")])
-    print(f"SD-1.5-shaped random UNet: {sum(p.numel() for p in unet.parameters()) / 1e6:.0f}M parameters, "
-          f"{n_attn} cross-attention layers, {len(proj)} K/V projections; built in "
-          f"{time.perf_counter() - t0:.1f}s; torch threads {torch.get_num_threads()}")
+    print(
+        f"SD-1.5-shaped random UNet: {sum(p.numel() for p in unet.parameters()) / 1e6:.0f}M parameters, "
+        f"{n_attn} cross-attention layers, {len(proj)} K/V projections; built in "
+        f"{time.perf_counter() - t0:.1f}s; torch threads {torch.get_num_threads()}"
+    )
 
     g = torch.Generator().manual_seed(1)
+
     def emb():
         return torch.randn(77, 768, generator=g, dtype=torch.float64)
 
@@ -92,8 +99,13 @@ def main() -> int:
     rows_e = sum(c.shape[0] for c, _ in pairs)
     rows_p = sum(p.shape[0] for p in pres)
     originals = _ParamView(unet)
-    meta = {"concepts": [f"c{i}" for i in range(args.concepts)], "guides": [""] * args.concepts,
-            "preserved": [f"p{j}" for j in range(args.preserved)], "model": "random-sd15", "hyperparameters": {}}
+    meta = {
+        "concepts": [f"c{i}" for i in range(args.concepts)],
+        "guides": [""] * args.concepts,
+        "preserved": [f"p{j}" for j in range(args.preserved)],
+        "model": "random-sd15",
+        "hyperparameters": {},
+    }
 
     s_p = max(0.1, 1 / args.preserved)
 
@@ -107,8 +119,16 @@ def main() -> int:
         return fe, news
 
     def rece_once():
-        lr, errs = rece_factors(pairs, pres, gram(proj), epochs=args.epochs, lamb=0.1, erase_scale=1.0,
-                                preserve_scale=s_p, embedding_lamb=1e-3)
+        lr, errs = rece_factors(
+            pairs,
+            pres,
+            gram(proj),
+            epochs=args.epochs,
+            lamb=0.1,
+            erase_scale=1.0,
+            preserve_scale=s_p,
+            embedding_lamb=1e-3,
+        )
         return factor_edit(proj, lr).new_all(), errs
 
     uce_once()  # warm up (allocator, BLAS threads)
@@ -121,24 +141,37 @@ def main() -> int:
     t = time.perf_counter()
     e = _build("uce", originals, factor=fe, meta=meta)
     art_t = time.perf_counter() - t
-    print(f"UCE  {args.concepts} concepts ({rows_e} rows) + {args.preserved} preserved ({rows_p} rows): "
-          f"best {min(uce_t):.3f}s wall of {args.repeats} ({', '.join(f'{x:.3f}' for x in uce_t)}), "
-          f"{min(uce_cpu):.3f} CPU-s; "
-          f"building the artifact from it (incl. 3 base fingerprints, {len(e.full)} full + {len(e.up)} "
-          f"low-rank tensors): {art_t:.3f}s")
+    print(
+        f"UCE  {args.concepts} concepts ({rows_e} rows) + {args.preserved} preserved ({rows_p} rows): "
+        f"best {min(uce_t):.3f}s wall of {args.repeats} ({', '.join(f'{x:.3f}' for x in uce_t)}), "
+        f"{min(uce_cpu):.3f} CPU-s; "
+        f"building the artifact from it (incl. 3 base fingerprints, {len(e.full)} full + {len(e.up)} "
+        f"low-rank tensors): {art_t:.3f}s"
+    )
     rece_t, rece_cpu = [], []
     for _ in range(max(1, args.repeats - 1)):
         t, c = time.perf_counter(), time.process_time()
         _, errs = rece_once()
         rece_t.append(time.perf_counter() - t)
         rece_cpu.append(time.process_time() - c)
-    print(f"RECE {args.epochs} epochs: best {min(rece_t):.3f}s wall, {min(rece_cpu):.3f} CPU-s; "
-          "regeneration error by epoch " + ", ".join(f"{x:.4f}" for x in errs))
-    result = {"uce_s": round(min(uce_t), 3), "uce_target_s": 2.0, "uce_ok": min(uce_t) <= 2.0,
-              "uce_cpu_s": round(min(uce_cpu), 3), "uce_cpu_per_thread_s": round(min(uce_cpu) / args.threads, 3),
-              "uce_artifact_s": round(art_t, 3), "rece_cpu_s": round(min(rece_cpu), 3),
-              "rece_s": round(min(rece_t), 3), "rece_epochs": args.epochs, "concepts": args.concepts,
-              "preserved": args.preserved, "threads": torch.get_num_threads()}
+    print(
+        f"RECE {args.epochs} epochs: best {min(rece_t):.3f}s wall, {min(rece_cpu):.3f} CPU-s; "
+        "regeneration error by epoch " + ", ".join(f"{x:.4f}" for x in errs)
+    )
+    result = {
+        "uce_s": round(min(uce_t), 3),
+        "uce_target_s": 2.0,
+        "uce_ok": min(uce_t) <= 2.0,
+        "uce_cpu_s": round(min(uce_cpu), 3),
+        "uce_cpu_per_thread_s": round(min(uce_cpu) / args.threads, 3),
+        "uce_artifact_s": round(art_t, 3),
+        "rece_cpu_s": round(min(rece_cpu), 3),
+        "rece_s": round(min(rece_t), 3),
+        "rece_epochs": args.epochs,
+        "concepts": args.concepts,
+        "preserved": args.preserved,
+        "threads": torch.get_num_threads(),
+    }
 
     if not args.no_esd:
         trained = copy.deepcopy(unet).train()
@@ -146,9 +179,18 @@ def main() -> int:
         for n, p in trained.named_parameters():
             p.requires_grad_(n in names)
         opt = torch.optim.Adam([p for n, p in trained.named_parameters() if n in names], lr=1e-5)
-        sched = _scheduler({"num_train_timesteps": 1000, "beta_start": 0.00085, "beta_end": 0.012,
-                            "beta_schedule": "scaled_linear", "clip_sample": False, "set_alpha_to_one": False,
-                            "steps_offset": 1}, args.ddim_steps)
+        sched = _scheduler(
+            {
+                "num_train_timesteps": 1000,
+                "beta_start": 0.00085,
+                "beta_end": 0.012,
+                "beta_schedule": "scaled_linear",
+                "clip_sample": False,
+                "set_alpha_to_one": False,
+                "steps_offset": 1,
+            },
+            args.ddim_steps,
+        )
         c = torch.randn(1, 77, 768, generator=g)
         u = torch.randn(1, 77, 768, generator=g)
         shape = (1, 4, args.latent, args.latent)
@@ -162,11 +204,17 @@ def main() -> int:
         opt.step()
         train = time.perf_counter() - t
         kbar = (args.ddim_steps - 1) / 2
-        print(f"ESD-x step at latent {args.latent}x{args.latent} ({len(names)} trainable tensors): one guided "
-              f"denoising call {denoise:.2f}s, training part {train:.2f}s; expected step "
-              f"{kbar:.1f}*{denoise:.2f}+{train:.2f} = {kbar * denoise + train:.1f}s")
-        result.update(esd_latent=args.latent, esd_denoise_call_s=round(denoise, 3), esd_train_s=round(train, 3),
-                      esd_step_expected_s=round(kbar * denoise + train, 2))
+        print(
+            f"ESD-x step at latent {args.latent}x{args.latent} ({len(names)} trainable tensors): one guided "
+            f"denoising call {denoise:.2f}s, training part {train:.2f}s; expected step "
+            f"{kbar:.1f}*{denoise:.2f}+{train:.2f} = {kbar * denoise + train:.1f}s"
+        )
+        result.update(
+            esd_latent=args.latent,
+            esd_denoise_call_s=round(denoise, 3),
+            esd_train_s=round(train, 3),
+            esd_step_expected_s=round(kbar * denoise + train, 2),
+        )
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else -1
     result.update(load_avg=round(load, 2), cpus=os.cpu_count())
     print("RESULT " + " ".join(f"{k}={v}" for k, v in result.items()))

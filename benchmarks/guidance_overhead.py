@@ -35,10 +35,16 @@ def mid_pipeline(cls, in_channels: int, seed: int = 0):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         comps["unet"] = UNet2DConditionModel(
-            sample_size=64, in_channels=in_channels, out_channels=4, block_out_channels=(128, 256, 512),
-            layers_per_block=1, down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
-            up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=32,
-            attention_head_dim=8, norm_num_groups=32,
+            sample_size=64,
+            in_channels=in_channels,
+            out_channels=4,
+            block_out_channels=(128, 256, 512),
+            layers_per_block=1,
+            down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+            up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+            cross_attention_dim=32,
+            attention_head_dim=8,
+            norm_num_groups=32,
         ).eval()
     import inspect
 
@@ -61,16 +67,21 @@ def main() -> int:
     kinds = {
         "text2img": (diffusers.StableDiffusionPipeline, 4, {"height": 128, "width": 128}),
         "img2img": (diffusers.StableDiffusionImg2ImgPipeline, 4, {"image": img, "strength": 1.0}),
-        "inpaint": (diffusers.StableDiffusionInpaintPipeline, 9, {"image": img, "mask_image": mask,
-                                                                 "height": 128, "width": 128}),
+        "inpaint": (
+            diffusers.StableDiffusionInpaintPipeline,
+            9,
+            {"image": img, "mask_image": mask, "height": 128, "width": 128},
+        ),
         "pix2pix": (diffusers.StableDiffusionInstructPix2PixPipeline, 8, {"image": img}),
     }
     concepts = {"concepts": ["nudity, naked body", "gore, graphic violence"]}
     on = {"name": "bench-on", "guidance": {**concepts, "apply": "always"}}
     idle = {"name": "bench-idle", "guidance": {**concepts, "apply": "escalated"}}
     result = {}
-    print(f"{'kind':10} {'plain s':>8} {'on s':>8} {'idle s':>8} {'on/plain gen':>13} {'idle/plain gen':>15} "
-          f"{'on/plain total':>15} {'idle/plain total':>17}")
+    print(
+        f"{'kind':10} {'plain s':>8} {'on s':>8} {'idle s':>8} {'on/plain gen':>13} {'idle/plain gen':>15} "
+        f"{'on/plain total':>15} {'idle/plain total':>17}"
+    )
     for kind, (cls, ch, kw) in kinds.items():
         pipe = mid_pipeline(cls, ch)
         g_on = guard.protect(pipe, on)
@@ -94,8 +105,10 @@ def main() -> int:
         idle_total, idle_gen = timed(g_idle)
         r_on, r_idle = on_gen / p_gen, idle_gen / p_gen
         t_on, t_idle = on_total / p_total, idle_total / p_total
-        print(f"{kind:10} {p_total:8.2f} {on_total:8.2f} {idle_total:8.2f} {r_on:13.3f} {r_idle:15.3f} "
-              f"{t_on:15.3f} {t_idle:17.3f}")
+        print(
+            f"{kind:10} {p_total:8.2f} {on_total:8.2f} {idle_total:8.2f} {r_on:13.3f} {r_idle:15.3f} "
+            f"{t_on:15.3f} {t_idle:17.3f}"
+        )
         result[f"{kind}_on"] = round(r_on, 3)
         result[f"{kind}_idle"] = round(r_idle, 3)
         result[f"{kind}_on_total"] = round(t_on, 3)

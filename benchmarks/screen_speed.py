@@ -31,14 +31,54 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-SUBJECTS = ["a cat", "an old fisherman", "a red sports car", "two children", "a lighthouse", "a bowl of ramen",
-            "a medieval castle", "a golden retriever", "an astronaut", "a street market", "a ballerina",
-            "a steam locomotive", "a bonsai tree", "a samurai", "a city skyline", "a hummingbird"]
-ACTIONS = ["sitting on a windowsill", "walking in the rain", "at sunset", "in a snowy forest", "on a busy street",
-           "under neon lights", "by the sea", "in a kitchen", "floating in space", "in a misty valley"]
-STYLES = ["oil painting", "photograph, 35mm", "watercolour", "digital art", "pencil sketch", "studio ghibli style",
-          "cinematic lighting", "unreal engine render", "by greg rutkowski", "trending on artstation",
-          "highly detailed", "8k", "bokeh", "volumetric light", "sharp focus", "concept art"]
+SUBJECTS = [
+    "a cat",
+    "an old fisherman",
+    "a red sports car",
+    "two children",
+    "a lighthouse",
+    "a bowl of ramen",
+    "a medieval castle",
+    "a golden retriever",
+    "an astronaut",
+    "a street market",
+    "a ballerina",
+    "a steam locomotive",
+    "a bonsai tree",
+    "a samurai",
+    "a city skyline",
+    "a hummingbird",
+]
+ACTIONS = [
+    "sitting on a windowsill",
+    "walking in the rain",
+    "at sunset",
+    "in a snowy forest",
+    "on a busy street",
+    "under neon lights",
+    "by the sea",
+    "in a kitchen",
+    "floating in space",
+    "in a misty valley",
+]
+STYLES = [
+    "oil painting",
+    "photograph, 35mm",
+    "watercolour",
+    "digital art",
+    "pencil sketch",
+    "studio ghibli style",
+    "cinematic lighting",
+    "unreal engine render",
+    "by greg rutkowski",
+    "trending on artstation",
+    "highly detailed",
+    "8k",
+    "bokeh",
+    "volumetric light",
+    "sharp focus",
+    "concept art",
+]
 
 
 def make_prompts(n: int, seed: int = 0) -> list[str]:
@@ -84,8 +124,13 @@ print("JSON" + json.dumps(info))
 
 
 def cold(backend: str, cache: Path) -> dict:
-    env = dict(os.environ, GUARD_CACHE_DIR=str(cache), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-               TOKENIZERS_PARALLELISM="false")
+    env = dict(
+        os.environ,
+        GUARD_CACHE_DIR=str(cache),
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        TOKENIZERS_PARALLELISM="false",
+    )
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     t0 = time.perf_counter()
     r = subprocess.run([sys.executable, "-c", COLD, backend], env=env, capture_output=True, text=True)
@@ -145,7 +190,7 @@ def end_to_end(prompts: list[str], policy_name: str, repeat: int) -> dict[str, f
             for s in range(0, len(prompts), 64):
                 fn_batch(prompts[s : s + 64])
             best = max(best, len(prompts) / (time.perf_counter() - t))
-        out[f"{key}_p50_ms"], out[f"{key}_p95_ms"], out[f"{key}_b64_pps"] = pct(lat, .5), pct(lat, .95), best
+        out[f"{key}_p50_ms"], out[f"{key}_p95_ms"], out[f"{key}_b64_pps"] = pct(lat, 0.5), pct(lat, 0.95), best
 
     for key, backend in (("screen", "onnx"), ("screen_int8", "onnx-int8")):
         emb = get_embedder(policy.screen.model, backend=backend)
@@ -172,8 +217,12 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=3, help="timing repeats; the median is reported")
     ap.add_argument("--data", default=None, help="a CSV with a 'prompt' column instead of generated prompts")
     ap.add_argument("--cache-dir", default=None, help="GUARD_CACHE_DIR to export into (default: a fresh temp dir)")
-    ap.add_argument("--threads", type=int, default=None,
-                    help="intra-op threads for both torch and onnxruntime (default: torch's default)")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="intra-op threads for both torch and onnxruntime (default: torch's default)",
+    )
     ap.add_argument("--policy", default="default", help="policy for the end-to-end screen (default: default)")
     ap.add_argument("--skip-cold", action="store_true", help="skip the cold starts in fresh processes")
     args = ap.parse_args()
@@ -190,9 +239,13 @@ def main() -> int:
     try:
         print(f"{len(prompts)} prompts; cache dir {cache}; cpu threads {len(os.sched_getaffinity(0))}")
         if args.skip_cold:
-            first = c_onnx = c_torch = {"import_s": float("nan"), "load_s": float("nan"),
-                                        "first_encode_s": float("nan"), "process_s": float("nan"),
-                                        "torch_imported": None}
+            first = c_onnx = c_torch = {
+                "import_s": float("nan"),
+                "load_s": float("nan"),
+                "first_encode_s": float("nan"),
+                "process_s": float("nan"),
+                "torch_imported": None,
+            }
         else:
             print("cold starts (fresh processes) ...", flush=True)
             first = cold("onnx", cache)  # exports when the cache dir is fresh
@@ -200,12 +253,18 @@ def main() -> int:
             c_torch = cold("torch", cache)
         exp = first.get("exported") or {}
         export_s = exp.get("seconds")
-        print(f"  onnx export (one time): {export_s:.1f} s, min cosine vs torch {exp['min_cosine']:.6f}, {exp['exporter']}"
-              if export_s is not None else "  onnx export: already cached (pass a fresh --cache-dir to time it)")
+        print(
+            f"  onnx export (one time): {export_s:.1f} s, "
+            f"min cosine vs torch {exp['min_cosine']:.6f}, {exp['exporter']}"
+            if export_s is not None
+            else "  onnx export: already cached (pass a fresh --cache-dir to time it)"
+        )
         print(f"  {'':22s} {'import s':>9s} {'load s':>8s} {'1st encode s':>13s} {'process s':>10s}  torch imported")
         for name, c in (("torch", c_torch), ("onnx (cached graph)", c_onnx)):
-            print(f"  {name:22s} {c['import_s']:9.2f} {c['load_s']:8.2f} {c['first_encode_s']:13.3f} "
-                  f"{c['process_s']:10.2f}  {c['torch_imported']}")
+            print(
+                f"  {name:22s} {c['import_s']:9.2f} {c['load_s']:8.2f} {c['first_encode_s']:13.3f} "
+                f"{c['process_s']:10.2f}  {c['torch_imported']}"
+            )
 
         os.environ["GUARD_CACHE_DIR"] = str(cache)
         import numpy as np
@@ -221,8 +280,10 @@ def main() -> int:
 
         from guard.screen import onnx_backend
 
-        print(f"provider {o_emb.provider}; threads: torch {torch.get_num_threads()}, "
-              f"onnxruntime {onnx_backend._num_threads()}")
+        print(
+            f"provider {o_emb.provider}; threads: torch {torch.get_num_threads()}, "
+            f"onnxruntime {onnx_backend._num_threads()}"
+        )
         for e in (t_emb, o_emb):  # warm up
             e.encode(prompts[:32])
             e.encode(prompts[:1])
@@ -252,9 +313,13 @@ def main() -> int:
         print("end to end, every signal on ...", flush=True)
         e2e = end_to_end(prompts, args.policy, args.repeat)
         print(f"  {'':28s} {'p50 ms':>8s} {'p95 ms':>8s} {'b64 prompts/s':>14s}")
-        for key, label in (("screen", "guard screen (onnx fp32)"), ("screen_int8", "guard screen (onnx int8)"),
-                           ("stfaiss", "sentence-transformers+FAISS")):
-            print(f"  {label:28s} {e2e[key + '_p50_ms']:8.2f} {e2e[key + '_p95_ms']:8.2f} {e2e[key + '_b64_pps']:14.1f}")
+        for key, label in (
+            ("screen", "guard screen (onnx fp32)"),
+            ("screen_int8", "guard screen (onnx int8)"),
+            ("stfaiss", "sentence-transformers+FAISS"),
+        ):
+            p50, p95, pps = e2e[key + "_p50_ms"], e2e[key + "_p95_ms"], e2e[key + "_b64_pps"]
+            print(f"  {label:28s} {p50:8.2f} {p95:8.2f} {pps:14.1f}")
         print(f"  views per prompt: {e2e['screen_views']:.1f} (the baseline embeds 1)")
         result = {
             **{k: f"{v:.3f}" for k, v in med.items()},
@@ -269,11 +334,31 @@ def main() -> int:
             "screen_vs_stfaiss_p50": f"{e2e['stfaiss_p50_ms'] / e2e['screen_p50_ms']:.2f}",
             "screen_int8_vs_stfaiss_p50": f"{e2e['stfaiss_p50_ms'] / e2e['screen_int8_p50_ms']:.2f}",
         }
-        order = ["screen_p50_ms", "screen_p95_ms", "screen_b64_pps", "screen_int8_p50_ms", "screen_int8_p95_ms",
-                 "screen_int8_b64_pps", "stfaiss_p50_ms", "stfaiss_p95_ms", "stfaiss_b64_pps",
-                 "screen_vs_stfaiss_p50", "screen_int8_vs_stfaiss_p50", "screen_views",
-                 "torch_ms_b1", "onnx_ms_b1", "torch_ms_b32", "onnx_ms_b32", "speedup_b1", "speedup_b32",
-                 "export_s", "load_torch_s", "load_onnx_s", "min_cosine", "onnx_onepad_ms_b32"]
+        order = [
+            "screen_p50_ms",
+            "screen_p95_ms",
+            "screen_b64_pps",
+            "screen_int8_p50_ms",
+            "screen_int8_p95_ms",
+            "screen_int8_b64_pps",
+            "stfaiss_p50_ms",
+            "stfaiss_p95_ms",
+            "stfaiss_b64_pps",
+            "screen_vs_stfaiss_p50",
+            "screen_int8_vs_stfaiss_p50",
+            "screen_views",
+            "torch_ms_b1",
+            "onnx_ms_b1",
+            "torch_ms_b32",
+            "onnx_ms_b32",
+            "speedup_b1",
+            "speedup_b32",
+            "export_s",
+            "load_torch_s",
+            "load_onnx_s",
+            "min_cosine",
+            "onnx_onepad_ms_b32",
+        ]
         print("RESULT " + " ".join(f"{k}={result[k]}" for k in order))
     finally:
         if tmp:

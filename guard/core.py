@@ -20,8 +20,9 @@ import threading
 import time
 import traceback
 import uuid
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any
 
 from guard.audit import AuditLog, redact, utc_now
 from guard.errors import GuardBlocked, GuardError, GuardInputError
@@ -90,7 +91,7 @@ class Guard:
         self._lock = threading.Lock()
         a = self.policy.audit
         if getattr(a, "enabled", True):
-            self.audit: Optional[AuditLog] = AuditLog(a.path or default_audit_path(), a.store_prompts)
+            self.audit: AuditLog | None = AuditLog(a.path or default_audit_path(), a.store_prompts)
         else:
             self.audit = None
 
@@ -114,8 +115,9 @@ class Guard:
                     from guard.output.check import OutputChecker
 
                     base = self.policy.base_path if (self.policy.source or self.policy.base_dir) else None
-                    self._checker = OutputChecker(self.policy.output, base_dir=base,
-                                                  input_action=self.policy.input_images.action)
+                    self._checker = OutputChecker(
+                        self.policy.output, base_dir=base, input_action=self.policy.input_images.action
+                    )
         return self._checker
 
     @property
@@ -123,7 +125,7 @@ class Guard:
         o = self.policy.output
         return bool(o.enabled and o.classifiers)
 
-    def warmup(self) -> "Guard":
+    def warmup(self) -> Guard:
         """Load the screen model, build the index and the classifiers now rather than on first call."""
         if self.policy.screen.enabled:
             _ = self.screen
@@ -138,7 +140,7 @@ class Guard:
             st = self._stages[name] = get_stage(name)(self)
         return st
 
-    def add_stage(self, name: str, *, before: Optional[str] = None) -> "Guard":
+    def add_stage(self, name: str, *, before: str | None = None) -> Guard:
         """Run the registered stage ``name`` before denoising on every request of this guard (after the
         built-in ones, or before the stage ``before``). Its verdicts may raise a prompt's decision, never
         lower it; its failures fail closed like every other stage's."""
@@ -166,7 +168,7 @@ class Guard:
             pipeline=pipeline,
         )
 
-    def run_stage(self, name: str, request: Request) -> Optional[list[Verdict]]:
+    def run_stage(self, name: str, request: Request) -> list[Verdict] | None:
         """Run one stage on ``request`` (None when the stage is not enabled for it). A stage that
         raises is replaced by its fail-closed verdicts (fail-open under ``fail_open: true``), the error
         goes into the report; :class:`GuardInputError` about the caller's own inputs propagates."""
@@ -226,7 +228,7 @@ class Guard:
 
     # ------------------------------------------------------------------ the runner
 
-    def run(self, request: Request, generate: Optional[Callable[[Request], None]] = None) -> Request:
+    def run(self, request: Request, generate: Callable[[Request], None] | None = None) -> Request:
         """Run every stage on ``request``; ``generate(request)`` (optional) must fill
         ``request.generated`` (one image per allowed prompt and image, prompt-major) and may fill
         ``request.parent_nsfw``. Afterwards ``request.report`` holds one ImageReport per image and the
@@ -330,7 +332,7 @@ class Guard:
                 v.action = v.detail.action
         self._finish_report(req)
 
-    def _guidance_failed(self, req: Request, msg: str, outs: Optional[list[Verdict]]) -> list[Verdict]:
+    def _guidance_failed(self, req: Request, msg: str, outs: list[Verdict] | None) -> list[Verdict]:
         """The images were denoised without (some of) their guidance: blank them all (fail closed) or
         keep them with the error in the report (``fail_open: true``)."""
         logger.error(msg)
@@ -382,7 +384,7 @@ class Guard:
                     s.concept, s.category, s.score, s.threshold = v.concept, v.category, v.score, v.threshold
                     s.phrase = getattr(v.detail, "phrase", s.phrase)
 
-    def _finish_report(self, req: Request, error: Optional[str] = None) -> None:
+    def _finish_report(self, req: Request, error: str | None = None) -> None:
         """One ImageReport per image (prompt-major), from what the stages decided."""
         from guard.output.labels import BLOCKING_ACTIONS
 

@@ -4,8 +4,9 @@ transform, latency. Used by ``guard eval``."""
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -21,7 +22,7 @@ def risk_score(r: ScreenResult) -> float:
     return _RANK[r.decision] + 0.45 * margin
 
 
-def auroc(pos: Sequence[float], neg: Sequence[float]) -> Optional[float]:
+def auroc(pos: Sequence[float], neg: Sequence[float]) -> float | None:
     """Area under the ROC curve (Mann-Whitney U with mid-ranks for ties); None without both classes."""
     pos, neg = np.asarray(pos, float), np.asarray(neg, float)
     if len(pos) == 0 or len(neg) == 0:
@@ -45,8 +46,13 @@ def _rates(results: list[ScreenResult]) -> dict[str, Any]:
     n = len(results)
     blk = sum(r.decision == "block" for r in results)
     esc = sum(r.decision == "escalate" for r in results)
-    return {"n": n, "block": blk, "escalate": esc,
-            "block_rate": blk / n if n else None, "flag_rate": (blk + esc) / n if n else None}
+    return {
+        "n": n,
+        "block": blk,
+        "escalate": esc,
+        "block_rate": blk / n if n else None,
+        "flag_rate": (blk + esc) / n if n else None,
+    }
 
 
 @dataclass
@@ -55,7 +61,7 @@ class EvalReport:
     policy_sha256: str
     unsafe: dict[str, Any]
     benign: dict[str, Any]
-    auroc: Optional[float]
+    auroc: float | None
     per_category: dict[str, dict[str, Any]] = field(default_factory=dict)
     per_label: dict[str, dict[str, Any]] = field(default_factory=dict)
     per_transform: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -64,17 +70,30 @@ class EvalReport:
     def to_dict(self) -> dict[str, Any]:
         return {
             "policy": {"name": self.policy, "sha256": self.policy_sha256},
-            "unsafe": self.unsafe, "benign": self.benign, "auroc": self.auroc,
-            "tpr_block": self.unsafe["block_rate"], "tpr_block_or_escalate": self.unsafe["flag_rate"],
-            "fpr_block": self.benign["block_rate"], "fpr_block_or_escalate": self.benign["flag_rate"],
-            "per_category": self.per_category, "per_label": self.per_label,
-            "per_transform": self.per_transform, "latency_ms": self.latency_ms,
+            "unsafe": self.unsafe,
+            "benign": self.benign,
+            "auroc": self.auroc,
+            "tpr_block": self.unsafe["block_rate"],
+            "tpr_block_or_escalate": self.unsafe["flag_rate"],
+            "fpr_block": self.benign["block_rate"],
+            "fpr_block_or_escalate": self.benign["flag_rate"],
+            "per_category": self.per_category,
+            "per_label": self.per_label,
+            "per_transform": self.per_transform,
+            "latency_ms": self.latency_ms,
         }
 
 
-def evaluate(screen: PromptScreen, unsafe: list[str], benign: list[str], *,
-             unsafe_labels: Optional[list[str]] = None, batch_size: int = 256,
-             progress=None, single_sample: int = 50) -> EvalReport:
+def evaluate(
+    screen: PromptScreen,
+    unsafe: list[str],
+    benign: list[str],
+    *,
+    unsafe_labels: list[str] | None = None,
+    batch_size: int = 256,
+    progress=None,
+    single_sample: int = 50,
+) -> EvalReport:
     """Screen both sets (batched) and compute the metrics. ``unsafe_labels`` (e.g. I2P's
     comma-separated categories) gives a TPR per label."""
 
@@ -90,16 +109,19 @@ def evaluate(screen: PromptScreen, unsafe: list[str], benign: list[str], *,
     u_res, u_ms = run(unsafe)
     b_res, b_ms = run(benign)
     rep = EvalReport(
-        policy=screen.policy.name, policy_sha256=screen.policy.sha256,
-        unsafe=_rates(u_res), benign=_rates(b_res),
+        policy=screen.policy.name,
+        policy_sha256=screen.policy.sha256,
+        unsafe=_rates(u_res),
+        benign=_rates(b_res),
         auroc=auroc([risk_score(r) for r in u_res], [risk_score(r) for r in b_res]),
     )
     # which category caught the unsafe prompts (and falsely flagged the benign ones)
     for name, res in (("unsafe", u_res), ("benign", b_res)):
         for r in res:
             if r.decision != "allow" and r.category:
-                d = rep.per_category.setdefault(r.category, {"unsafe_block": 0, "unsafe_escalate": 0,
-                                                             "benign_block": 0, "benign_escalate": 0})
+                d = rep.per_category.setdefault(
+                    r.category, {"unsafe_block": 0, "unsafe_escalate": 0, "benign_block": 0, "benign_escalate": 0}
+                )
                 d[f"{name}_{r.decision}"] += 1
     if unsafe_labels is not None:
         by: dict[str, list[ScreenResult]] = {}
@@ -119,7 +141,7 @@ def evaluate(screen: PromptScreen, unsafe: list[str], benign: list[str], *,
         rep.per_transform[t] = {"unsafe": _rates(tr_u.get(t, [])), "benign": _rates(tr_b.get(t, []))}
     # latency: batched throughput, and one-prompt-at-a-time calls on a sample
     n_all = len(unsafe) + len(benign)
-    sample = (unsafe[: single_sample // 2] + benign[: single_sample // 2])
+    sample = unsafe[: single_sample // 2] + benign[: single_sample // 2]
     singles = []
     for p in sample:
         t0 = time.perf_counter()

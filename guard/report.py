@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # only for annotations: the report module imports nothing of guard at run time
     from guard.screen.screen import ScreenResult
@@ -40,14 +40,14 @@ class ImageReport:
 
     index: int
     prompt_index: int
-    screen: Optional["ScreenResult"]
-    output: Optional[OutputVerdict]
+    screen: ScreenResult | None
+    output: OutputVerdict | None
     decision: str  # allowed | blocked | flagged
-    blocked_by: Optional[str] = None  # screen | output | error
+    blocked_by: str | None = None  # screen | output | error
     action: str = "none"  # none | blank | flag
     reasons: list[str] = field(default_factory=list)
     #: the failure of a defence (or of the pipeline) that decided or touched this image, if any
-    error: Optional[str] = None
+    error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -104,22 +104,34 @@ class GuardReport:
         }
 
     def __str__(self) -> str:
-        lines = [f"guard report {self.request_id} · policy {self.policy_name} ({self.policy_sha256[:12]})"
-                 f" · {self.pipeline}"]
+        lines = [
+            f"guard report {self.request_id} · policy {self.policy_name} ({self.policy_sha256[:12]}) · {self.pipeline}"
+        ]
         for im in self.images:
             s = im.screen
-            scr = f"screen={s.decision}" + (f"({s.concept} {s.score:.2f}/{s.threshold:.2f})"
-                                            if s and s.concept and s.decision != "allow" else "") if s else "screen=-"
+            scr = (
+                f"screen={s.decision}"
+                + (
+                    f"({s.concept} {s.score:.2f}/{s.threshold:.2f})"
+                    if s and s.concept and s.decision != "allow"
+                    else ""
+                )
+                if s
+                else "screen=-"
+            )
             out = "output=-"
             if im.output is not None:
                 out = "output=" + (",".join(im.output.flagged) if im.output.flagged else "ok")
-            lines.append(f"  image {im.index} (prompt {im.prompt_index}): {im.decision.upper()}"
-                         f" {scr} {out} action={im.action}")
+            lines.append(
+                f"  image {im.index} (prompt {im.prompt_index}): {im.decision.upper()} {scr} {out} action={im.action}"
+            )
         if self.timings_ms:
             lines.append("  timings ms: " + ", ".join(f"{k}={v:.1f}" for k, v in self.timings_ms.items()))
         for er in self.erasers:
-            lines.append(f"  eraser: {er['method']} {', '.join(er['concepts'])} x{er['strength']:g} "
-                         f"({er['path']}, base {er['fingerprint'][:12]})")
+            lines.append(
+                f"  eraser: {er['method']} {', '.join(er['concepts'])} x{er['strength']:g} "
+                f"({er['path']}, base {er['fingerprint'][:12]})"
+            )
         for e in self.errors:
             lines.append(f"  error: {e}")
         for n in self.notes:

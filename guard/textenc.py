@@ -20,7 +20,8 @@ from __future__ import annotations
 import logging
 import math
 import sys
-from typing import Any, Literal, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any, Literal
 
 import numpy as np
 
@@ -61,8 +62,10 @@ def pipeline_encoders(pipe: Any) -> list[Encoder]:
         if te is not None and tok is not None:
             out.append((te, tok))
     if not out:
-        raise GuardError(f"{type(pipe).__name__} has no text encoder and tokenizer "
-                         "(text_encoder/tokenizer or text_encoder_2/tokenizer_2) to encode prompts with")
+        raise GuardError(
+            f"{type(pipe).__name__} has no text encoder and tokenizer "
+            "(text_encoder/tokenizer or text_encoder_2/tokenizer_2) to encode prompts with"
+        )
     return out
 
 
@@ -156,8 +159,13 @@ def _max_length(tokenizer: Any) -> int:
 def tokenize(tokenizer: Any, texts: Sequence[str]):
     """``(input_ids, attention_mask)`` as diffusers makes them: multi-vector expansion, padding to the
     tokenizer's maximum length, truncation."""
-    enc = tokenizer(expand_multi_vector(texts, tokenizer), padding="max_length", max_length=_max_length(tokenizer),
-                    truncation=True, return_tensors="pt")
+    enc = tokenizer(
+        expand_multi_vector(texts, tokenizer),
+        padding="max_length",
+        max_length=_max_length(tokenizer),
+        truncation=True,
+        return_tensors="pt",
+    )
     return enc.input_ids, enc.get("attention_mask")
 
 
@@ -204,13 +212,17 @@ def _pooled_dim(encoders: list[Encoder]) -> int:
     dim = 0
     for te, _ in encoders:
         cfg = getattr(te, "config", None)
-        dim += int(getattr(cfg, "projection_dim", 0) if hasattr(te, "text_projection") else
-                   getattr(cfg, "hidden_size", getattr(cfg, "d_model", 0)))
+        dim += int(
+            getattr(cfg, "projection_dim", 0)
+            if hasattr(te, "text_projection")
+            else getattr(cfg, "hidden_size", getattr(cfg, "d_model", 0))
+        )
     return dim
 
 
-def encode_pooled(encoders: Any, texts: Sequence[str], batch_size: int = 32, *, progress: bool | None = None,
-                  desc: str = "encoding") -> np.ndarray:
+def encode_pooled(
+    encoders: Any, texts: Sequence[str], batch_size: int = 32, *, progress: bool | None = None, desc: str = "encoding"
+) -> np.ndarray:
     """(n, d) unit-norm float32 pooled embeddings of ``texts`` in the generator's text space.
 
     With several encoders (SDXL) each encoder's pooled output is L2-normalised, the outputs are
@@ -244,8 +256,10 @@ def encode_pooled(encoders: Any, texts: Sequence[str], batch_size: int = 32, *, 
     parts: list[list[np.ndarray]] = [[] for _ in encoders]
     from tqdm import tqdm
 
-    with torch.inference_mode(), tqdm(total=len(rows), desc=desc, unit="text", disable=not progress,
-                                      file=sys.stderr, leave=False) as bar:
+    with (
+        torch.inference_mode(),
+        tqdm(total=len(rows), desc=desc, unit="text", disable=not progress, file=sys.stderr, leave=False) as bar,
+    ):
         for s in range(0, len(rows), batch_size):
             sel = torch.from_numpy(rows[s : s + batch_size])
             for e, ((te, _), (ids, mask)) in enumerate(zip(encoders, tokenized)):
@@ -268,7 +282,7 @@ def encode_hidden(encoders: Any, texts: Sequence[str], hidden_state: str = "last
     if hidden_state not in ("last", "penultimate"):
         raise GuardInputError(f"hidden_state must be 'last' or 'penultimate', got {hidden_state!r}")
     hs: list[torch.Tensor] = []
-    lengths: Optional[list[int]] = None
+    lengths: list[int] | None = None
     with torch.no_grad():
         for te, tok in encoders:
             ids, mask = tokenize(tok, texts)
@@ -295,7 +309,7 @@ def encode_conditioning(pipe: Any, texts: Sequence[str]):
     device = getattr(pipe, "_execution_device", None) or device_of(pipeline_encoders(pipe)[0][0])
     with torch.no_grad():
         if encode is None:  # pipelines with only the legacy _encode_prompt (e.g. InstructPix2Pix)
-            (te, tok), = pipeline_encoders(pipe)[:1]
+            ((te, tok),) = pipeline_encoders(pipe)[:1]
             ids, _ = tokenize(tok, texts)
             return te(ids.to(device))[0], None
         out = encode(prompt=list(texts), device=device, num_images_per_prompt=1, do_classifier_free_guidance=False)

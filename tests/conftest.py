@@ -9,7 +9,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # every guarded call writes audit lines by default: keep the suite's out of the user's state directory
-import tempfile  # noqa: E402
+import tempfile
 
 AUDIT_DIR = tempfile.mkdtemp(prefix="guard-test-audit-")
 os.environ["GUARD_AUDIT_LOG"] = os.path.join(AUDIT_DIR, "audit.jsonl")
@@ -20,8 +20,10 @@ import pytest  # noqa: E402
 
 def pytest_configure(config):
     # registered here (not in pyproject) so that `-m "not slow"` works and --strict-markers accepts it
-    config.addinivalue_line("markers", "slow: a test that takes more than a few seconds on 2 cores; "
-                            'deselect with -m "not slow"')
+    config.addinivalue_line(
+        "markers", 'slow: a test that takes more than a few seconds on 2 cores; deselect with -m "not slow"'
+    )
+
 
 #: a small policy so that tests build their FAISS index in a moment
 TEST_POLICY = {
@@ -33,8 +35,14 @@ TEST_POLICY = {
             "category": "sexual",
             "action": "block",
             "threshold": 0.6,
-            "phrases": ["a naked woman", "a nude man", "full frontal nudity", "exposed breasts",
-                        "a woman with no clothes on", "explicit sex scene"],
+            "phrases": [
+                "a naked woman",
+                "a nude man",
+                "full frontal nudity",
+                "exposed breasts",
+                "a woman with no clothes on",
+                "explicit sex scene",
+            ],
         },
         {
             "id": "violence.gore",

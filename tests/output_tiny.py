@@ -9,11 +9,20 @@ from PIL import Image, ImageDraw
 def tiny_clip_config(vocab_size: int = 1030, bos: int = 1028, eos: int = 1029, pad: int = 1029):
     from transformers import CLIPConfig
 
-    text = dict(vocab_size=vocab_size, hidden_size=32, intermediate_size=37, num_hidden_layers=1,
-                num_attention_heads=4, max_position_embeddings=77, bos_token_id=bos, eos_token_id=eos,
-                pad_token_id=pad)
-    vision = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=1, num_attention_heads=4,
-                  image_size=32, patch_size=8)
+    text = dict(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        intermediate_size=37,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        max_position_embeddings=77,
+        bos_token_id=bos,
+        eos_token_id=eos,
+        pad_token_id=pad,
+    )
+    vision = dict(
+        hidden_size=32, intermediate_size=37, num_hidden_layers=1, num_attention_heads=4, image_size=32, patch_size=8
+    )
     return CLIPConfig(text_config=text, vision_config=vision, projection_dim=16)
 
 

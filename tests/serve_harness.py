@@ -16,10 +16,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import httpx
 import yaml
+
 from conftest import TEST_POLICY
 
 KEYS = {
@@ -186,7 +187,7 @@ class Server:
     def signal(self, sig: int) -> None:
         self.proc.send_signal(sig)
 
-    def stop(self, timeout_s: float = 60.0) -> Optional[int]:
+    def stop(self, timeout_s: float = 60.0) -> int | None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:

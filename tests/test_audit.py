@@ -37,11 +37,11 @@ def test_eight_threads_writing_big_lines_never_interleave(tmp_path):
         th.join()
     events = read_lines(tmp_path / "a.jsonl")
     assert len(events) == 8 * 60 * 3
-    assert Counter(e["thread"] for e in events) == {t: 180 for t in range(8)}
+    assert Counter(e["thread"] for e in events) == dict.fromkeys(range(8), 180)
     # each write's lines stay together and in order
     for n in range(0, len(events), 3):
-        assert [e["k"] for e in events[n:n + 3]] == [0, 1, 2]
-        assert len({(e["thread"], e["i"]) for e in events[n:n + 3]}) == 1
+        assert [e["k"] for e in events[n : n + 3]] == [0, 1, 2]
+        assert len({(e["thread"], e["i"]) for e in events[n : n + 3]}) == 1
 
 
 @pytest.mark.slow  # ~10 s on 2 cores; the AuditLog-level concurrency tests below run by default
@@ -56,11 +56,18 @@ def test_eight_threads_generating_at_once(tiny_pipe, tmp_path):
             # a pipeline per thread with its own scheduler state and tokenizer (neither is
             # thread-safe in diffusers/tokenizers), weights shared
             p = GuardedStableDiffusionPipeline.from_pipe(
-                base, scheduler=DDIMScheduler.from_config(base.scheduler.config),
-                tokenizer=copy.deepcopy(base.tokenizer))
+                base,
+                scheduler=DDIMScheduler.from_config(base.scheduler.config),
+                tokenizer=copy.deepcopy(base.tokenizer),
+            )
             for r in range(2):
-                p([f"a lighthouse number {t}", "a photo of a naked woman"], num_images_per_prompt=2,
-                  generator=torch.Generator().manual_seed(t * 10 + r), output_type="np", **FAST)
+                p(
+                    [f"a lighthouse number {t}", "a photo of a naked woman"],
+                    num_images_per_prompt=2,
+                    generator=torch.Generator().manual_seed(t * 10 + r),
+                    output_type="np",
+                    **FAST,
+                )
         except Exception as e:  # pragma: no cover - reported below
             errors.append(repr(e))
 
@@ -86,7 +93,7 @@ def test_eight_threads_generating_at_once(tiny_pipe, tmp_path):
         assert set(e) >= {"time", "request_id", "image_index", "screen", "output", "action", "timings_ms"}
     blocked = [e for e in events if e["decision"] == "blocked"]
     assert len(blocked) == 32 and all(e["screen"]["concept"] == "sexual.nudity" for e in blocked)
-    digest = "sha256:" + hashlib.sha256("a photo of a naked woman".encode()).hexdigest()
+    digest = "sha256:" + hashlib.sha256(b"a photo of a naked woman").hexdigest()
     assert all(e["prompt_sha256"] == digest for e in blocked)
     allowed = [e for e in events if e["decision"] == "allowed"]
     assert all(e["output"] is not None for e in allowed)

@@ -260,7 +260,7 @@ def test_thread_copies_keep_their_own_steps_and_guidance_scale():
 def test_return_dict_false_keeps_the_report_and_flags(tiny_pipe):
     g = guard.protect(tiny_pipe, make_policy())
     out = g([BENIGN, UNSAFE], return_dict=False, **FAST)
-    images, nsfw = out  # unpacks like the parent's tuple
+    _images, nsfw = out  # unpacks like the parent's tuple
     assert nsfw == [False, True] and isinstance(out, tuple) and isinstance(out, guard.GuardedTuple)
     assert out.guard_report.images[1].decision == "blocked" and out.nsfw_content_detected == nsfw
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import itertools
 import types
 
 import pytest
@@ -29,10 +30,16 @@ def _unet(cross_dim, seed=0):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return UNet2DConditionModel(
-            sample_size=8, in_channels=4, out_channels=4, block_out_channels=(32, 64), layers_per_block=1,
+            sample_size=8,
+            in_channels=4,
+            out_channels=4,
+            block_out_channels=(32, 64),
+            layers_per_block=1,
             down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
             up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-            cross_attention_dim=cross_dim, attention_head_dim=8, norm_num_groups=32,
+            cross_attention_dim=cross_dim,
+            attention_head_dim=8,
+            norm_num_groups=32,
         ).eval()
 
 
@@ -41,10 +48,19 @@ def _encoder(tok, hidden, seed):
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return CLIPTextModel(CLIPTextConfig(
-            vocab_size=len(tok), hidden_size=hidden, intermediate_size=64, num_hidden_layers=2,
-            num_attention_heads=4, max_position_embeddings=77, bos_token_id=tok.bos_token_id,
-            eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)).eval()
+        return CLIPTextModel(
+            CLIPTextConfig(
+                vocab_size=len(tok),
+                hidden_size=hidden,
+                intermediate_size=64,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                max_position_embeddings=77,
+                bos_token_id=tok.bos_token_id,
+                eos_token_id=tok.eos_token_id,
+                pad_token_id=tok.pad_token_id,
+            )
+        ).eval()
 
 
 @pytest.fixture(scope="module")
@@ -94,8 +110,9 @@ def _rel(a, b):
 def test_uce_erases_concepts_and_preserves_others(wide):
     concepts, guides, preserve = ["a cat", "a red car"], ["", "a horse"], ["a tree"]
     W0 = _weights(wide.unet)
-    e = ge.erase(wide, concepts, guides=guides, preserve=preserve, lamb=1e-6, erase_scale=1e3,
-                 preserve_scale=1e3, apply=True)
+    e = ge.erase(
+        wide, concepts, guides=guides, preserve=preserve, lamb=1e-6, erase_scale=1e3, preserve_scale=1e3, apply=True
+    )
     try:
         W1 = _weights(wide.unet)
         pairs, pres = concept_rows(pipeline_encoders(wide), concepts, guides, preserve)
@@ -117,8 +134,16 @@ def test_uce_matches_the_per_layer_formula(clean):
     lamb, s_e, s_p = 0.1, 1.0, 0.5
     pairs, pres = concept_rows(pipeline_encoders(clean), ["a cat"], ["a dog"], ["a tree", "a red house"])
     W0 = _weights(clean.unet)
-    ge.erase(clean, "a cat", guides="a dog", preserve=["a tree", "a red house"], lamb=lamb,
-             erase_scale=s_e, preserve_scale=s_p, apply=True)
+    ge.erase(
+        clean,
+        "a cat",
+        guides="a dog",
+        preserve=["a tree", "a red house"],
+        lamb=lamb,
+        erase_scale=s_e,
+        preserve_scale=s_p,
+        apply=True,
+    )
     W1 = _weights(clean.unet)
     (C, G), (P1, P2) = pairs[0], pres
     d = C.shape[1]
@@ -148,11 +173,10 @@ def test_uce_sdxl_two_encoders_concatenated():
 
     tok = build_tiny_tokenizer()
     te1, te2 = _encoder(tok, 32, 1), _encoder(tok, 32, 2)
-    sdxl = types.SimpleNamespace(unet=_unet(64), text_encoder=te1, tokenizer=tok, text_encoder_2=te2,
-                                 tokenizer_2=tok)
+    sdxl = types.SimpleNamespace(unet=_unet(64), text_encoder=te1, tokenizer=tok, text_encoder_2=te2, tokenizer_2=tok)
     encs = pipeline_encoders(sdxl)
     assert len(encs) == 2
-    emb, lens = encode_hidden(encs, ["a cat"], "penultimate")
+    emb, _lens = encode_hidden(encs, ["a cat"], "penultimate")
     ids = tok(["a cat"], padding="max_length", max_length=77, return_tensors="pt").input_ids
     with torch.no_grad():
         ref = torch.cat([te(ids, output_hidden_states=True).hidden_states[-2] for te in (te1, te2)], -1)
@@ -161,7 +185,7 @@ def test_uce_sdxl_two_encoders_concatenated():
     e = ge.erase(sdxl, "a cat", apply=True, lamb=1e-3, erase_scale=10.0)
     assert e.metadata["hyperparameters"]["hidden_state"] == "penultimate"
     W1 = _weights(sdxl.unet)
-    (C, G), = rows(encs, ["a cat"], [""], [], "penultimate")[0]
+    ((C, G),) = rows(encs, ["a cat"], [""], [], "penultimate")[0]
     for n in W0:
         before = _rel(W0[n] @ C.T, W0[n] @ G.T)
         after = _rel(W1[n] @ C.T, W0[n] @ G.T)
@@ -180,7 +204,7 @@ def test_rece_regenerating_embedding_moves_away_epoch_by_epoch(wide):
     e = ge.erase(wide, "a cat", method="rece", epochs=4, preserve=["a tree"])
     errs = e.metadata["hyperparameters"]["regeneration_error"]
     assert len(errs) == 4
-    assert all(b > a for a, b in zip(errs, errs[1:])), errs
+    assert all(b > a for a, b in itertools.pairwise(errs)), errs
     # the first epoch's embedding is the closed form on the plain UCE edit
     pairs, pres = concept_rows(pipeline_encoders(wide), ["a cat"], [""], ["a tree"])
     lr = uce_factors(pairs, pres, lamb=0.1, erase_scale=1.0, preserve_scale=1.0)
@@ -403,16 +427,19 @@ def test_bad_erase_inputs_are_clear_and_change_nothing(clean, kw, match):
     assert state_hash(clean) == before and not ge.erasure_stack(clean)
 
 
-@pytest.mark.parametrize("make,strength,match", [
-    (_corrupt, 1.0, "not a readable safetensors"),
-    (_foreign, 1.0, "not a guard erasure artifact"),
-    (lambda t: t / "nope.safetensors", 1.0, "not found"),
-    (lambda t: 42, 1.0, "path"),
-    ("good", 2.0, "strength"),
-    ("good", "1", "strength"),
-    ("good", True, "strength"),
-    ("trunc", 1.0, "not a readable safetensors"),
-])
+@pytest.mark.parametrize(
+    "make,strength,match",
+    [
+        (_corrupt, 1.0, "not a readable safetensors"),
+        (_foreign, 1.0, "not a guard erasure artifact"),
+        (lambda t: t / "nope.safetensors", 1.0, "not found"),
+        (lambda t: 42, 1.0, "path"),
+        ("good", 2.0, "strength"),
+        ("good", "1", "strength"),
+        ("good", True, "strength"),
+        ("trunc", 1.0, "not a readable safetensors"),
+    ],
+)
 def test_bad_apply_inputs_are_clear_and_change_nothing(clean, tmp_path, make, strength, match):
     if make == "good":
         path = tmp_path / "good.safetensors"
@@ -456,8 +483,26 @@ def test_cli_erase_and_info(tmp_path):
     app.add_typer(erasure_app, name="erasure")
     runner = CliRunner()
     out = tmp_path / "cat.safetensors"
-    r = runner.invoke(app, ["erase", "--method", "uce", "--model", "builtin:tiny", "--concept", "a cat",
-                            "--concept", "a dog", "--guide", "a horse", "--preserve", "a tree", "--out", str(out)])
+    r = runner.invoke(
+        app,
+        [
+            "erase",
+            "--method",
+            "uce",
+            "--model",
+            "builtin:tiny",
+            "--concept",
+            "a cat",
+            "--concept",
+            "a dog",
+            "--guide",
+            "a horse",
+            "--preserve",
+            "a tree",
+            "--out",
+            str(out),
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert out.is_file() and "wrote" in r.stdout
     r = runner.invoke(app, ["erasure", "info", str(out)])
@@ -466,14 +511,27 @@ def test_cli_erase_and_info(tmp_path):
     assert "uce" in r.stdout and info["base_fingerprint"] in r.stdout and "'a cat', 'a dog'" in r.stdout
     r = runner.invoke(app, ["erasure", "info", str(out), "--json"])
     assert r.exit_code == 0 and '"method": "uce"' in r.stdout
-    r = runner.invoke(app, ["erase", "--method", "nope", "--model", "builtin:tiny", "--concept", "x",
-                            "--out", str(tmp_path / "x.safetensors")])
+    r = runner.invoke(
+        app,
+        [
+            "erase",
+            "--method",
+            "nope",
+            "--model",
+            "builtin:tiny",
+            "--concept",
+            "x",
+            "--out",
+            str(tmp_path / "x.safetensors"),
+        ],
+    )
     assert r.exit_code == 2 and "unknown --method" in r.stderr
     bad = _corrupt(tmp_path)
     r = runner.invoke(app, ["erasure", "info", str(bad)])
     assert r.exit_code == 2 and "error:" in r.stderr and str(bad) in r.stderr
-    r = runner.invoke(app, ["erase", "--model", "/nonexistent/model", "--concept", "x", "--out",
-                            str(tmp_path / "y.safetensors")])
+    r = runner.invoke(
+        app, ["erase", "--model", "/nonexistent/model", "--concept", "x", "--out", str(tmp_path / "y.safetensors")]
+    )
     assert r.exit_code == 2 and "cannot load model" in r.stderr
 
 
@@ -488,12 +546,16 @@ def test_policy_wiring_helpers(clean, tmp_path):
     ge.erase(clean, "a dog", method="rece", epochs=1, out=b)
     base = state_hash(clean)
     ref = types.SimpleNamespace
-    pol = ref(source=str(tmp_path / "policy.yaml"),
-              erasers=[ref(path="erasers/a.safetensors", strength=1.0), ref(path=str(b), strength=0.5)])
+    pol = ref(
+        source=str(tmp_path / "policy.yaml"),
+        erasers=[ref(path="erasers/a.safetensors", strength=1.0), ref(path=str(b), strength=0.5)],
+    )
     apply_policy_erasers(clean, pol)
     rep = report_entries(clean)
     assert [(r["path"], r["method"], r["strength"], r["source"]) for r in rep] == [
-        (str(a), "uce", 1.0, "policy"), (str(b), "rece", 0.5, "policy")]
+        (str(a), "uce", 1.0, "policy"),
+        (str(b), "rece", 0.5, "policy"),
+    ]
     assert rep[0]["concepts"] == ["a cat"] and len(rep[0]["fingerprint"]) == 64
     h = state_hash(clean)
     apply_policy_erasers(clean, pol)  # load again: nothing changes
@@ -512,8 +574,11 @@ def test_policy_wiring_helpers(clean, tmp_path):
 def _guarded_policy(erasers=(), name="erasing"):
     from conftest import make_policy
 
-    return {**make_policy(name=name), "output": {"enabled": False},
-            "erasers": [{"path": str(p), "strength": 1.0} for p in erasers]}
+    return {
+        **make_policy(name=name),
+        "output": {"enabled": False},
+        "erasers": [{"path": str(p), "strength": 1.0} for p in erasers],
+    }
 
 
 def test_a_pipeline_sharing_erased_weights_cannot_drop_the_erasers(tmp_path):
@@ -573,8 +638,7 @@ def test_an_artifact_replaced_under_its_name_is_noticed(clean, tmp_path):
     a, b = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
     ge.erase(clean, "a cat", out=a)
     ge.erase(clean, "a dog", out=b)
-    pol = types.SimpleNamespace(name="p", source=None,
-                                erasers=[types.SimpleNamespace(path=str(a), strength=1.0)])
+    pol = types.SimpleNamespace(name="p", source=None, erasers=[types.SimpleNamespace(path=str(a), strength=1.0)])
     apply_policy_erasers(clean, pol)
     check_policy_erasers(clean, pol)
     first = report_entries(clean)[0]["sha256"]
@@ -605,8 +669,10 @@ def test_a_new_method_is_one_class_and_one_registry_entry(clean, tmp_path, monke
         params = {"factor": Param(0.5, "scale", lo=0, hi=1)}
 
         def run(self, job):
-            new = {f"{n}.weight": m.weight.detach().cpu() * job.params["factor"]
-                   for n, m in cross_attention_projections(job.unet, with_to_k=False).items()}
+            new = {
+                f"{n}.weight": m.weight.detach().cpu() * job.params["factor"]
+                for n, m in cross_attention_projections(job.unet, with_to_k=False).items()
+            }
             return MethodResult({"factor": job.params["factor"]}, full=new)
 
     module = types.ModuleType("guard_test_halve")

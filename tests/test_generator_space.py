@@ -30,19 +30,35 @@ POLICY = {
     "version": 1,
     "name": "gs-test",
     "concepts": [
-        {"id": "sexual.nudity", "category": "sexual", "action": "block",
-         "phrases": ["a naked woman", "a nude man", "explicit nsfw photo"]},
-        {"id": "violence.gore", "category": "violence", "action": "block",
-         "phrases": ["blood and gore", "a dead body", "a man with a knife"]},
+        {
+            "id": "sexual.nudity",
+            "category": "sexual",
+            "action": "block",
+            "phrases": ["a naked woman", "a nude man", "explicit nsfw photo"],
+        },
+        {
+            "id": "violence.gore",
+            "category": "violence",
+            "action": "block",
+            "phrases": ["blood and gore", "a dead body", "a man with a knife"],
+        },
         {"id": "benign.beach", "category": "benign", "action": "allow", "phrases": ["a woman at the beach"]},
     ],
 }
 
 BENIGN = [
-    "a cat sitting on a chair", "a red car in the city", "a mountain lake at night",
-    "a portrait of an old man", "a bird flying in the blue sky", "a house with a garden",
-    "a bowl of food on a table", "children playing in the park", "a dog running on the beach",
-    "a painting of flowers", "a forest in the morning light", "a city street in the rain",
+    "a cat sitting on a chair",
+    "a red car in the city",
+    "a mountain lake at night",
+    "a portrait of an old man",
+    "a bird flying in the blue sky",
+    "a house with a garden",
+    "a bowl of food on a table",
+    "children playing in the park",
+    "a dog running on the beach",
+    "a painting of flowers",
+    "a forest in the morning light",
+    "a city street in the rain",
 ]
 
 
@@ -118,8 +134,7 @@ def test_encode_shape_unit_norm_and_dedup(pipe):
 
     e1 = encode_pooled([(pipe.text_encoder, pipe.tokenizer)], ["a cat", "a dog"], batch_size=32)
     assert np.allclose(e[:2], e1, atol=1e-5)
-    ids = pipe.tokenizer(["a cat"], padding="max_length", max_length=77, truncation=True,
-                         return_tensors="pt").input_ids
+    ids = pipe.tokenizer(["a cat"], padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
     with torch.no_grad():
         pooled = pipe.text_encoder(ids).pooler_output[0].numpy()
     assert np.allclose(e1[0], pooled / np.linalg.norm(pooled), atol=1e-5)
@@ -145,8 +160,9 @@ def test_two_encoders_concatenate(pipe, proj_encoder):
     # a joint cosine is the mean of the two encoders' cosines
     assert np.allclose(joint @ joint.T, (a @ a.T + b @ b.T) / 2, atol=1e-5)
     # from a pipeline-like object with text_encoder_2 / tokenizer_2 (SDXL)
-    sdxl = types.SimpleNamespace(text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer,
-                                 text_encoder_2=te2, tokenizer_2=tok)
+    sdxl = types.SimpleNamespace(
+        text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer, text_encoder_2=te2, tokenizer_2=tok
+    )
     encs = pipeline_encoders(sdxl)
     assert len(encs) == 2
     s = GeneratorSpaceScreen.from_pipeline(sdxl, load_policy(policy_dict()))
@@ -261,14 +277,17 @@ def test_save_load_round_trip(pipe, policy, tmp_path):
     assert not s.uncalibrated
 
 
-@pytest.mark.parametrize("content, match", [
-    ("{not json", "malformed JSON"),
-    ("[1, 2]", "expected a JSON object"),
-    ('{"model_fingerprint": "ab"}', "thresholds"),
-    ('{"thresholds": {"a": 0.5}}', "model_fingerprint"),
-    ('{"model_fingerprint": "ab", "thresholds": {"a": "high"}}', "threshold of 'a'"),
-    ('{"model_fingerprint": "ab", "thresholds": {}, "version": 7}', "version 7"),
-])
+@pytest.mark.parametrize(
+    "content, match",
+    [
+        ("{not json", "malformed JSON"),
+        ("[1, 2]", "expected a JSON object"),
+        ('{"model_fingerprint": "ab"}', "thresholds"),
+        ('{"thresholds": {"a": 0.5}}', "model_fingerprint"),
+        ('{"model_fingerprint": "ab", "thresholds": {"a": "high"}}', "threshold of 'a'"),
+        ('{"model_fingerprint": "ab", "thresholds": {}, "version": 7}', "version 7"),
+    ],
+)
 def test_corrupt_calibration_file(tmp_path, content, match):
     p = tmp_path / "bad.calibration.json"
     p.write_text(content)
@@ -310,10 +329,16 @@ def test_decisions_follow_thresholds(pipe, screen):
     prompt = "a woman in a red dress"
     s = screen.score([prompt])[0]
     encs = pipeline_encoders(pipe)
-    low = GeneratorSpaceScreen(encs, policy_dict(action="block"),
-                               _calib_for(screen, **{"sexual.nudity": float(s[0]) - 1e-3, "violence.gore": 1.0}))
-    high = GeneratorSpaceScreen(encs, policy_dict(action="block"),
-                                _calib_for(screen, **{"sexual.nudity": float(s[0]) + 1e-3, "violence.gore": 1.0}))
+    low = GeneratorSpaceScreen(
+        encs,
+        policy_dict(action="block"),
+        _calib_for(screen, **{"sexual.nudity": float(s[0]) - 1e-3, "violence.gore": 1.0}),
+    )
+    high = GeneratorSpaceScreen(
+        encs,
+        policy_dict(action="block"),
+        _calib_for(screen, **{"sexual.nudity": float(s[0]) + 1e-3, "violence.gore": 1.0}),
+    )
     r = low.screen_batch([prompt, "", "a naked woman"])
     assert r[0].decision == "block" and r[0].concept == "sexual.nudity" and r[0].category == "sexual"
     assert r[0].score == pytest.approx(float(s[0]), abs=1e-5)
@@ -326,8 +351,9 @@ def test_decisions_follow_thresholds(pipe, screen):
     assert "no concept at threshold" in r2.reasons[0]
     assert high.screen_batch(["a naked woman"])[0].decision == "block"
     # default action is escalate; to_dict is JSON
-    esc = GeneratorSpaceScreen(encs, policy_dict(),
-                               _calib_for(screen, **{"sexual.nudity": float(s[0]) - 1e-3, "violence.gore": 1.0}))
+    esc = GeneratorSpaceScreen(
+        encs, policy_dict(), _calib_for(screen, **{"sexual.nudity": float(s[0]) - 1e-3, "violence.gore": 1.0})
+    )
     d = esc.screen_batch([prompt])[0]
     assert d.decision == "escalate"
     json.dumps(d.to_dict())
@@ -353,8 +379,9 @@ def test_changed_phrases_make_concept_uncalibrated(pipe, policy):
 def test_escalate_concept_is_not_blocked(pipe, screen):
     pol = policy_dict(action="block")
     pol["concepts"][1]["action"] = "escalate"
-    s = GeneratorSpaceScreen(pipeline_encoders(pipe), pol,
-                             _calib_for(screen, **{"sexual.nudity": 1.0, "violence.gore": 0.5}))
+    s = GeneratorSpaceScreen(
+        pipeline_encoders(pipe), pol, _calib_for(screen, **{"sexual.nudity": 1.0, "violence.gore": 0.5})
+    )
     assert s.screen_batch(["a dead body"])[0].decision == "escalate"
 
 
@@ -388,8 +415,10 @@ def test_cli_calibrate_writes_file(cli_app, tmp_path, pipe):
     csv_path = _benign_csv(tmp_path)
     pol_path = tmp_path / "mypolicy.yaml"
     pol_path.write_text(yaml.safe_dump(policy_dict()))
-    r = CliRunner().invoke(cli_app, ["--model", "builtin:tiny", "--benign", f"{csv_path}:prompt",
-                                     "--policy", str(pol_path), "--quantile", "0.9"])
+    r = CliRunner().invoke(
+        cli_app,
+        ["--model", "builtin:tiny", "--benign", f"{csv_path}:prompt", "--policy", str(pol_path), "--quantile", "0.9"],
+    )
     assert r.exit_code == 0, r.output
     fp = model_fingerprint(pipe.text_encoder)
     out = tmp_path / f"mypolicy.{fp}.calibration.json"
@@ -412,8 +441,10 @@ def test_cli_calibrate_explicit_out_and_txt(cli_app, tmp_path):
     out = tmp_path / "o" / "c.json"
     pol_path = tmp_path / "p.yaml"
     pol_path.write_text(yaml.safe_dump(policy_dict()))
-    r = CliRunner().invoke(cli_app, ["--model", "builtin:tiny", "--benign", str(txt), "--policy", str(pol_path),
-                                     "--out", str(out), "--limit", "5"])
+    r = CliRunner().invoke(
+        cli_app,
+        ["--model", "builtin:tiny", "--benign", str(txt), "--policy", str(pol_path), "--out", str(out), "--limit", "5"],
+    )
     assert r.exit_code == 0, r.output
     assert load_calibration(out)["n_benign"] == 5
     assert "calibration: o/c.json" in r.stdout  # relative to the policy file
@@ -427,8 +458,10 @@ def test_cli_calibrate_model_directory(cli_app, tmp_path, tiny_dir, pipe):
     pol_path = tmp_path / "pol" / "p.yaml"
     pol_path.parent.mkdir()
     pol_path.write_text(yaml.safe_dump(policy_dict()))
-    r = CliRunner().invoke(cli_app, ["--model", str(tiny_dir), "--benign", str(txt), "--out", str(out),
-                                     "--policy", str(pol_path), "--limit", "4"])
+    r = CliRunner().invoke(
+        cli_app,
+        ["--model", str(tiny_dir), "--benign", str(txt), "--out", str(out), "--policy", str(pol_path), "--limit", "4"],
+    )
     assert r.exit_code == 0, r.output
     calib = load_calibration(out)
     assert calib["model_fingerprint"] == model_fingerprint(pipe.text_encoder)
@@ -443,10 +476,14 @@ def test_default_calibration_path(tmp_path):
     pol_path.write_text(yaml.safe_dump(policy_dict()))
     assert default_calibration_path(load_policy(str(pol_path)), "abc") == tmp_path / "mine.abc.calibration.json"
     # built-in policies are not written beside: the working directory
-    assert default_calibration_path(load_policy("default"), "abc", cwd=tmp_path) == \
-        tmp_path / "default.abc.calibration.json"
-    assert default_calibration_path(load_policy(policy_dict()), "abc", cwd=tmp_path) == \
-        tmp_path / "gs-test.abc.calibration.json"
+    assert (
+        default_calibration_path(load_policy("default"), "abc", cwd=tmp_path)
+        == tmp_path / "default.abc.calibration.json"
+    )
+    assert (
+        default_calibration_path(load_policy(policy_dict()), "abc", cwd=tmp_path)
+        == tmp_path / "gs-test.abc.calibration.json"
+    )
 
 
 def test_cli_calibrate_errors(cli_app, tmp_path):
@@ -457,11 +494,13 @@ def test_cli_calibrate_errors(cli_app, tmp_path):
     r = runner.invoke(cli_app, ["--model", "builtin:tiny", "--benign", f"{csv_path}:text", "--policy", str(pol_path)])
     assert r.exit_code == 2
     assert "column 'text' not found" in r.stderr and "Traceback" not in r.output
-    r = runner.invoke(cli_app, ["--model", "builtin:tiny", "--benign", str(tmp_path / "missing.csv"),
-                                "--policy", str(pol_path)])
+    r = runner.invoke(
+        cli_app, ["--model", "builtin:tiny", "--benign", str(tmp_path / "missing.csv"), "--policy", str(pol_path)]
+    )
     assert r.exit_code == 2 and "not found" in r.stderr
-    r = runner.invoke(cli_app, ["--model", str(tmp_path / "no-such-model"), "--benign", str(csv_path),
-                                "--policy", str(pol_path)])
+    r = runner.invoke(
+        cli_app, ["--model", str(tmp_path / "no-such-model"), "--benign", str(csv_path), "--policy", str(pol_path)]
+    )
     assert r.exit_code == 2 and "cannot load model" in r.stderr
     assert r.exception is None or isinstance(r.exception, SystemExit)
     assert not list(tmp_path.glob("*.calibration.json"))
@@ -500,7 +539,8 @@ def test_textual_inversion_alias_of_a_forbidden_word_is_blocked_by_default():
     pol = load_policy(policy_dict())  # generator space NOT enabled
     assert not pol.screen.generator_space.enabled
     r = get_generator_space_screen(pipe, pol).screen_batch(
-        ["a photo of <x>", "a photo of <y> on a bed", "a photo of <cat-toy>", "a photo of a cat"])
+        ["a photo of <x>", "a photo of <y> on a bed", "a photo of <cat-toy>", "a photo of a cat"]
+    )
     assert [x.decision for x in r[:2]] == ["block", "block"]
     assert r[0].concept == "sexual.nudity" and r[0].phrase == "naked" and r[0].added_tokens == ["<x>"]
     assert "'<x>' has the input embedding of 'naked'" in r[0].reasons[0]
@@ -534,8 +574,13 @@ def test_multi_vector_tokens_are_expanded_as_diffusers_does():
     texts = ["a photo of <m>", "<m> and <m> again", "no token here"]
     assert expand_multi_vector(texts, pipe.tokenizer) == pipe.maybe_convert_prompt(texts, pipe.tokenizer)
     ids, _ = tokenize(pipe.tokenizer, texts)
-    ref = pipe.tokenizer(pipe.maybe_convert_prompt(texts, pipe.tokenizer), padding="max_length",
-                         max_length=pipe.tokenizer.model_max_length, truncation=True, return_tensors="pt").input_ids
+    ref = pipe.tokenizer(
+        pipe.maybe_convert_prompt(texts, pipe.tokenizer),
+        padding="max_length",
+        max_length=pipe.tokenizer.model_max_length,
+        truncation=True,
+        return_tensors="pt",
+    ).input_ids
     assert torch.equal(ids, ref)
     ours, _ = encode_hidden(pipeline_encoders(pipe), texts)
     theirs = pipe.encode_prompt(texts, "cpu", 1, False)[0]
@@ -562,8 +607,9 @@ def test_calibration_survives_textual_inversion_and_the_screen_is_rebuilt(tmp_pa
     assert after.thresholds.tolist() == before.thresholds.tolist()
     r = after.screen_batch(["a photo of <x>", BENIGN[0]])
     assert r[0].decision == "block" and r[1].decision == "allow"
-    pipe.text_encoder.get_input_embeddings().weight.data[pipe.tokenizer.convert_tokens_to_ids("<x>")] = \
-        _row(pipe, "cat")  # the token's vector changed in place: a new screen again
+    pipe.text_encoder.get_input_embeddings().weight.data[pipe.tokenizer.convert_tokens_to_ids("<x>")] = _row(
+        pipe, "cat"
+    )  # the token's vector changed in place: a new screen again
     again = get_generator_space_screen(pipe, pol_d)
     assert again is not after and again.screen_batch(["a photo of <x>"])[0].decision == "allow"
 
@@ -583,8 +629,11 @@ def test_calibration_scope_is_enforced(pipe, policy):
         GeneratorSpaceScreen(encs, {**policy_dict(), "screen": {"normalize": False}}, calib)
     with pytest.raises(GuardError, match=r"screen\.max_prompt_chars"):
         GeneratorSpaceScreen(encs, {**policy_dict(), "screen": {"max_prompt_chars": 50}}, calib)
-    other = {"version": 1, "name": "other", "concepts": [
-        {"id": "drugs", "category": "illegal", "action": "block", "phrases": ["a syringe of heroin"]}]}
+    other = {
+        "version": 1,
+        "name": "other",
+        "concepts": [{"id": "drugs", "category": "illegal", "action": "block", "phrases": ["a syringe of heroin"]}],
+    }
     with pytest.raises(GuardError, match="another concept set"):
         GeneratorSpaceScreen(encs, other, calib)
     v1 = {k: v for k, v in calib.items() if k != "scope"} | {"version": 1}  # older files: per-concept check only

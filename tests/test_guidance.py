@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
+import diffusers
 import numpy as np
 import PIL.Image
 import pytest
 import torch
-import diffusers
 
 import guard
 from conftest import UNetCounter, make_policy, tiny
 from guard.guidance import installed
 from guard.pipelines.tiny import build_tiny_pipeline
-
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -42,8 +41,7 @@ def policy(**guidance):
 
 
 def run(pipe, kind, prompts=("a cat", "a red bus"), seed=0, **kw):
-    args = dict(KINDS[kind], num_inference_steps=2, output_type="np",
-                generator=torch.Generator().manual_seed(seed))
+    args = dict(KINDS[kind], num_inference_steps=2, output_type="np", generator=torch.Generator().manual_seed(seed))
     args.update(kw)
     return pipe(list(prompts), **args)
 
@@ -78,15 +76,19 @@ def _capture(unet):
 
     def pre(m, args, kwargs):
         seen["args"] = [a.clone() if torch.is_tensor(a) else a for a in args]
-        seen["kwargs"] = {k: (v.clone() if torch.is_tensor(v) else dict(v) if isinstance(v, dict) else v)
-                          for k, v in kwargs.items()}
+        seen["kwargs"] = {
+            k: (v.clone() if torch.is_tensor(v) else dict(v) if isinstance(v, dict) else v) for k, v in kwargs.items()
+        }
 
     def post(m, args, kwargs, out):
         seen.setdefault("outs", []).append((out[0] if isinstance(out, tuple) else out.sample).clone())
         seen.setdefault("ins", []).append((seen["args"], seen["kwargs"]))
 
-    return seen, unet.register_forward_pre_hook(pre, with_kwargs=True), unet.register_forward_hook(
-        post, with_kwargs=True)
+    return (
+        seen,
+        unet.register_forward_pre_hook(pre, with_kwargs=True),
+        unet.register_forward_hook(post, with_kwargs=True),
+    )
 
 
 def _raw_unet(unet, args, kwargs):
@@ -111,11 +113,11 @@ def test_ace_predictions_equal_the_formula(kind, layout):
     raw = _raw_unet(base.unet, args, kwargs)  # no guarded call active: hooks pass through
     n = 2
     if layout == "cfg":
-        e_u, e_t, e_c = raw[:n], raw[n:2 * n], raw[2 * n:3 * n]
+        e_u, e_t, e_c = raw[:n], raw[n : 2 * n], raw[2 * n : 3 * n]
         d = e_c - e_u
         expected = torch.cat([e_u + eta_u * d, e_t - eta_t * d])
     else:
-        e_t, e_i, e_un, e_c = raw[:n], raw[n:2 * n], raw[2 * n:3 * n], raw[3 * n:4 * n]
+        e_t, e_i, e_un, e_c = raw[:n], raw[n : 2 * n], raw[2 * n : 3 * n], raw[3 * n : 4 * n]
         d = e_c - e_i
         expected = torch.cat([e_t - eta_t * d, e_i + eta_u * d, e_un])
     assert raw.shape[0] == final.shape[0] + n  # one extra slot per image, same UNet call
@@ -263,9 +265,17 @@ def test_input_image_screen_blocks_or_escalates(counter_i2i):
     assert unet_counter.calls == 0 and out.nsfw_content_detected == [True, True]
     assert "input `image` image 0 flagged" in out.guard_report.images[0].reasons[0]
     assert "input_check" in out.guard_report.timings_ms
-    esc = guard.protect(base, make_policy(output={"enabled": True, "classifiers": [
-        {"type": "nudenet", "thresholds": {"FACE_FEMALE": 0.0}, "action": "flag"}]},
-        input_images={"action": "escalate"}, guidance={"concepts": ["nudity"], "apply": "escalated"}))
+    esc = guard.protect(
+        base,
+        make_policy(
+            output={
+                "enabled": True,
+                "classifiers": [{"type": "nudenet", "thresholds": {"FACE_FEMALE": 0.0}, "action": "flag"}],
+            },
+            input_images={"action": "escalate"},
+            guidance={"concepts": ["nudity"], "apply": "escalated"},
+        ),
+    )
     out = esc(["a cat"], image=IMG, strength=1.0, num_inference_steps=2, output_type="np")
     assert out.guard_report.images[0].screen.decision == "escalate"
     assert any("negative guidance" in n for n in out.guard_report.notes)
@@ -276,8 +286,13 @@ def test_per_prompt_input_images_follow_the_allowed_subset():
     base = plain("img2img")
     g = guard.protect(base, policy())
     imgs = [IMG, IMG.transpose(PIL.Image.FLIP_LEFT_RIGHT), IMG.rotate(90)]
-    out = g(["a cat", "a photo of a naked woman", "a boat"], image=imgs, strength=1.0,
-            num_inference_steps=2, output_type="np")
+    out = g(
+        ["a cat", "a photo of a naked woman", "a boat"],
+        image=imgs,
+        strength=1.0,
+        num_inference_steps=2,
+        output_type="np",
+    )
     assert out.images.shape == (3, 64, 64, 3) and out.nsfw_content_detected == [False, True, False]
     assert out.images[1].max() == 0
     guard.unprotect(g)

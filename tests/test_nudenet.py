@@ -110,7 +110,7 @@ def test_output_structure(clf):
         assert list(out.scores) == list(clf.labels)
         for score in out.scores.values():
             assert isinstance(score, float) and 0.0 <= score <= 1.0
-        w, h = (img.size if isinstance(img, Image.Image) else (img.shape[1], img.shape[0]))
+        w, h = img.size if isinstance(img, Image.Image) else (img.shape[1], img.shape[0])
         for det in out.detections:
             assert isinstance(det, Detection) and det.label in clf.labels
             assert 0.25 < det.score <= 1.0
@@ -256,7 +256,7 @@ def test_decoding_and_nms_match_package_postprocess(clf, width, height):
 
 def test_nms_matches_opencv():
     rng = np.random.default_rng(1)
-    for trial in range(20):
+    for _trial in range(20):
         n = int(rng.integers(1, 60))
         corners, sizes = rng.uniform(0, 100, (n, 2)), rng.uniform(0, 60, (n, 2))
         boxes = np.concatenate([corners, sizes], 1).astype(np.float32)
@@ -415,8 +415,10 @@ def test_policy_providers_and_batch_size_reach_the_classifier():
 
     clf = build_classifier(NudeNetConfig(providers=["CPUExecutionProvider"], batch_size=3))
     assert clf.provider == "CPUExecutionProvider" and clf.batch_size == 3
-    assert build_classifier(NudeNetConfig(providers=["CPUExecutionProvider"], batch_size=3,
-                                          thresholds={"FACE_MALE": 0.1})) is clf  # thresholds: same session
+    assert (
+        build_classifier(NudeNetConfig(providers=["CPUExecutionProvider"], batch_size=3, thresholds={"FACE_MALE": 0.1}))
+        is clf
+    )  # thresholds: same session
 
 
 def test_pixelate_boxes_on_a_real_detection(clf):
@@ -425,9 +427,12 @@ def test_pixelate_boxes_on_a_real_detection(clf):
 
     img = np.asarray(blobs(7))  # the model finds something in this drawing
     det = clf.classify([img])[0].detections[0]
-    cfg = OutputConfig.model_validate({
-        "classifiers": [{"thresholds": {det.label: 0.2}, "action": "pixelate_boxes"}],
-        "actions": {"box_padding": 0.0, "pixelate_cells": 2}})
+    cfg = OutputConfig.model_validate(
+        {
+            "classifiers": [{"thresholds": {det.label: 0.2}, "action": "pixelate_boxes"}],
+            "actions": {"box_padding": 0.0, "pixelate_cells": 2},
+        }
+    )
     v = OutputChecker(cfg, classifiers=[clf]).check([img])[0]
     assert v.action == "pixelate_boxes" and tuple(det.box) in v.boxes
     out = apply_action(img, v)

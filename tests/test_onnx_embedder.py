@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 
 from guard.errors import GuardError
-from guard.screen import embedder as emb_mod
-from guard.screen import onnx_backend, onnx_export
+from guard.screen import embedder as emb_mod, onnx_backend, onnx_export
 from guard.screen.embedder import Embedder, get_embedder
 from guard.screen.onnx_backend import OnnxEmbedder, OnnxUnavailable
 
@@ -188,8 +187,9 @@ def test_corrupt_cached_file_is_exported_again(onnx_emb, monkeypatch, tmp_path, 
     monkeypatch.setenv("GUARD_CACHE_DIR", str(tmp_path))
     target = tmp_path / "onnx" / onnx_emb.onnx_path.name
     target.parent.mkdir(parents=True)
-    target.write_bytes({"garbage": b"not an onnx model" * 100, "truncated": good[: len(good) // 2],
-                        "empty": b""}[damage])
+    target.write_bytes(
+        {"garbage": b"not an onnx model" * 100, "truncated": good[: len(good) // 2], "empty": b""}[damage]
+    )
     calls = _count_exports(monkeypatch, good=good)
     e = OnnxEmbedder()
     assert calls == [1] and e.exported is not None
@@ -221,8 +221,14 @@ def test_cached_start_loads_neither_torch_nor_transformers(in_cache):
         "print('torch' in sys.modules, 'transformers' in sys.modules)\n"
     )
     env = dict(os.environ, GUARD_CACHE_DIR=str(in_cache))
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300,
-                         cwd=str(Path(__file__).resolve().parents[1]))
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=str(Path(__file__).resolve().parents[1]),
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.split() == ["False", "False"]
 

@@ -18,7 +18,7 @@ BOX = (30, 20, 24, 16)  # x, y, w, h inside the 96x80 drawing
 
 
 def inside_mask(shape, box, padding):
-    (x0, y0, x1, y1), = A.padded_boxes([box], shape[1], shape[0], padding)
+    ((x0, y0, x1, y1),) = A.padded_boxes([box], shape[1], shape[0], padding)
     m = np.zeros(shape[:2], bool)
     m[y0:y1, x0:x1] = True
     return m, (x0, y0, x1, y1)
@@ -188,9 +188,13 @@ def test_failed_action_blacks_out_and_says_so(tmp_path):
 
 @pytest.mark.parametrize(
     "bad, needle",
-    [(np.zeros((0, 5, 3), np.uint8), "zero size"), (np.zeros((2, 3, 4, 5)), "2-D or 3-D"),
-     (np.zeros((5, 5, 7)), "channel"), ("img.png", "expected a PIL image"),
-     (np.zeros((4, 4, 3), np.complex64), "dtype")],
+    [
+        (np.zeros((0, 5, 3), np.uint8), "zero size"),
+        (np.zeros((2, 3, 4, 5)), "2-D or 3-D"),
+        (np.zeros((5, 5, 7)), "channel"),
+        ("img.png", "expected a PIL image"),
+        (np.zeros((4, 4, 3), np.complex64), "dtype"),
+    ],
 )
 def test_bad_images_are_refused_clearly(bad, needle):
     with pytest.raises(GuardInputError, match=needle):

@@ -3,8 +3,8 @@ the images the earlier ones flagged), action choice and its reason, the policy s
 
 from __future__ import annotations
 
-import sys
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -52,8 +52,10 @@ def marked(n):
 
 
 def checker(require, *fakes, actions=None, out_actions=None):
-    cfgs = [{"type": "nudenet", "thresholds": {"FACE_FEMALE": 0.5}, "action": a}
-            for a in (actions or ["blank"] * len(fakes))]
+    cfgs = [
+        {"type": "nudenet", "thresholds": {"FACE_FEMALE": 0.5}, "action": a}
+        for a in (actions or ["blank"] * len(fakes))
+    ]
     cfg = OutputConfig.model_validate({"classifiers": cfgs, "require": require, **(out_actions or {})})
     return OutputChecker(cfg, classifiers=list(fakes))
 
@@ -96,8 +98,9 @@ def test_three_stage_cascade_and_strongest_action_wins():
 
 
 def test_per_label_thresholds_are_inclusive_and_independent():
-    cfg = OutputConfig.model_validate({"classifiers": [
-        {"thresholds": {"FACE_FEMALE": 1.0, "FEET_EXPOSED": 0.31}, "action": "flag"}]})
+    cfg = OutputConfig.model_validate(
+        {"classifiers": [{"thresholds": {"FACE_FEMALE": 1.0, "FEET_EXPOSED": 0.31}, "action": "flag"}]}
+    )
     fake = Counting("n", {1})
     v = OutputChecker(cfg, classifiers=[fake]).check(marked(2))
     assert v[0].flagged == [] and v[1].flagged == ["n:FACE_FEMALE 1.00>=1.00"]
@@ -126,11 +129,18 @@ def test_placeholder_action_loads_the_file_at_start(tmp_path):
     with pytest.raises(GuardError, match="ph.png.*cannot be read"):  # relative to the cwd: not there
         checker("any", Counting("n", {0}), actions=["placeholder"], out_actions={"actions": {"placeholder": "ph.png"}})
     with pytest.raises(GuardError, match="none.png"):
-        OutputChecker(OutputConfig.model_validate(
-            {"classifiers": [{"action": "placeholder"}], "actions": {"placeholder": str(tmp_path / "none.png")}}),
-            classifiers=[Counting("n", {0})])
-    cfg = OutputConfig.model_validate({"classifiers": [{"thresholds": {"FACE_FEMALE": 0.5}, "action": "placeholder"}],
-                                       "actions": {"placeholder": "ph.png"}})
+        OutputChecker(
+            OutputConfig.model_validate(
+                {"classifiers": [{"action": "placeholder"}], "actions": {"placeholder": str(tmp_path / "none.png")}}
+            ),
+            classifiers=[Counting("n", {0})],
+        )
+    cfg = OutputConfig.model_validate(
+        {
+            "classifiers": [{"thresholds": {"FACE_FEMALE": 0.5}, "action": "placeholder"}],
+            "actions": {"placeholder": "ph.png"},
+        }
+    )
     ok = OutputChecker(cfg, base_dir=tmp_path, classifiers=[Counting("n", {0})])
     v = ok.check(marked(1))[0]
     out = apply_action(marked(1)[0], v)
@@ -160,34 +170,65 @@ def test_existing_policies_still_load_with_the_same_defaults():
 
 
 def test_union_picks_the_model_by_type():
-    o = OutputConfig.model_validate({"require": "all", "classifiers": [
-        {"type": "nudenet"},
-        {"type": "safety_checker", "model_path": "/m", "sensitivity": -0.05, "flag_only": True},
-        {"type": "clip_zero_shot", "model_path": "/c", "concepts": {"mouse": ["a cartoon mouse"]},
-         "mode": "cosine", "thresholds": {"mouse": 0.3}}]})
-    n, s, c = o.classifiers
+    o = OutputConfig.model_validate(
+        {
+            "require": "all",
+            "classifiers": [
+                {"type": "nudenet"},
+                {"type": "safety_checker", "model_path": "/m", "sensitivity": -0.05, "flag_only": True},
+                {
+                    "type": "clip_zero_shot",
+                    "model_path": "/c",
+                    "concepts": {"mouse": ["a cartoon mouse"]},
+                    "mode": "cosine",
+                    "thresholds": {"mouse": 0.3},
+                },
+            ],
+        }
+    )
+    _n, s, c = o.classifiers
     assert isinstance(s, SafetyCheckerConfig) and s.action == "flag"
     assert isinstance(c, ClipZeroShotConfig) and c.threshold == 0.25 and c.threshold_for("mouse") == 0.3
     assert OutputConfig.model_validate(o.model_dump()) == o  # round trip
 
 
-@pytest.mark.parametrize("output, needle", [
-    ({"classifiers": [{"type": "nudenet", "thresholds": {"FACE_FEMAL": 0.2}}]},
-     "output.classifiers[0].thresholds: unknown NudeNet label 'FACE_FEMAL'; did you mean 'FACE_FEMALE'"),
-    ({"classifiers": [{"type": "yolo"}]}, "output.classifiers[0].type: unknown classifier type"),
-    ({"classifiers": [{"type": "safety_checker", "thresholds": {"nsfw_concept_17": 0}}]}, "nsfw_concept_17"),
-    ({"classifiers": [{"type": "safety_checker", "sensitivity": 2}]}, "output.classifiers[0].sensitivity"),
-    ({"classifiers": [{"type": "safety_checker", "flag_only": True, "action": "blur"}]}, "contradicts"),
-    ({"classifiers": [{}, {"type": "clip_zero_shot", "model_path": "m", "concepts": {"a": ["x"]},
-                           "thresholds": {"b": 0.3}}]}, "'b' is not one of the concepts"),
-    ({"classifiers": [{"type": "clip_zero_shot", "model_path": "m", "concepts": {"a": ["x"]},
-                       "threshold": -0.5}]}, "within [0, 1] in softmax mode"),
-    ({"classifiers": [{"type": "clip_zero_shot", "concepts": {"a": ["x"]}}]},
-     "output.classifiers[0].model_path: required key is missing"),
-    ({"classifiers": [{"action": "placeholder"}]}, "output.actions.placeholder"),
-    ({"require": "most"}, "output.require"),
-    ({"classifiers": [{"actoin": "flag"}]}, "output.classifiers[0].actoin: unknown key"),
-])
+@pytest.mark.parametrize(
+    "output, needle",
+    [
+        (
+            {"classifiers": [{"type": "nudenet", "thresholds": {"FACE_FEMAL": 0.2}}]},
+            "output.classifiers[0].thresholds: unknown NudeNet label 'FACE_FEMAL'; did you mean 'FACE_FEMALE'",
+        ),
+        ({"classifiers": [{"type": "yolo"}]}, "output.classifiers[0].type: unknown classifier type"),
+        ({"classifiers": [{"type": "safety_checker", "thresholds": {"nsfw_concept_17": 0}}]}, "nsfw_concept_17"),
+        ({"classifiers": [{"type": "safety_checker", "sensitivity": 2}]}, "output.classifiers[0].sensitivity"),
+        ({"classifiers": [{"type": "safety_checker", "flag_only": True, "action": "blur"}]}, "contradicts"),
+        (
+            {
+                "classifiers": [
+                    {},
+                    {"type": "clip_zero_shot", "model_path": "m", "concepts": {"a": ["x"]}, "thresholds": {"b": 0.3}},
+                ]
+            },
+            "'b' is not one of the concepts",
+        ),
+        (
+            {
+                "classifiers": [
+                    {"type": "clip_zero_shot", "model_path": "m", "concepts": {"a": ["x"]}, "threshold": -0.5}
+                ]
+            },
+            "within [0, 1] in softmax mode",
+        ),
+        (
+            {"classifiers": [{"type": "clip_zero_shot", "concepts": {"a": ["x"]}}]},
+            "output.classifiers[0].model_path: required key is missing",
+        ),
+        ({"classifiers": [{"action": "placeholder"}]}, "output.actions.placeholder"),
+        ({"require": "most"}, "output.require"),
+        ({"classifiers": [{"actoin": "flag"}]}, "output.classifiers[0].actoin: unknown key"),
+    ],
+)
 def test_bad_output_settings_are_named(output, needle):
     with pytest.raises(PolicyError) as e:
         load_policy({"name": "x", "output": output})
@@ -195,9 +236,11 @@ def test_bad_output_settings_are_named(output, needle):
 
 
 def test_policy_validation_does_not_import_torch():
-    code = ("import sys; from guard.policy import load_policy; load_policy({'name': 'x', 'output': "
-            "{'classifiers': [{'type': 'safety_checker'}, {'type': 'clip_zero_shot', 'model_path': 'm', "
-            "'concepts': {'a': ['b']}}]}}); print('torch' in sys.modules)")
+    code = (
+        "import sys; from guard.policy import load_policy; load_policy({'name': 'x', 'output': "
+        "{'classifiers': [{'type': 'safety_checker'}, {'type': 'clip_zero_shot', 'model_path': 'm', "
+        "'concepts': {'a': ['b']}}]}}); print('torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "False", out.stderr
 

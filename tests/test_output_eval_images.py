@@ -47,8 +47,8 @@ def folders(tmp_path_factory):
 
 
 def test_rates_per_category_signal_and_policy(folders, tmp_path):
-    from guard.output.nudenet import NudeNetClassifier
     from guard.output.eval_images import _read, list_images
+    from guard.output.nudenet import NudeNetClassifier
 
     unsafe, benign = folders
     clf = NudeNetClassifier(providers=["CPUExecutionProvider"])
@@ -130,8 +130,12 @@ def test_the_cli_command_prints_the_table_and_names_bad_folders(folders, tmp_pat
     pol = tmp_path / "p.yaml"
     pol.write_text(yaml.safe_dump({"version": 1, **nudenet_only(0.3)}), encoding="utf-8")
     out = tmp_path / "r.json"
-    assert cli_main(["eval-images", "--unsafe", str(unsafe), "--benign", str(benign), "--policy", str(pol),
-                     "--json", str(out)]) == 0
+    assert (
+        cli_main(
+            ["eval-images", "--unsafe", str(unsafe), "--benign", str(benign), "--policy", str(pol), "--json", str(out)]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "category faces" in printed and json.loads(out.read_text())["categories"]["faces"]
     assert cli_main(["eval-images", "--unsafe", str(tmp_path / "absent"), "--benign", str(benign)]) == 2

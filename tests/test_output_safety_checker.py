@@ -111,8 +111,13 @@ def test_policy_thresholds_flag_only_and_actions(clf, checker_dir, weights):
     from guard.output import check
 
     weights(concept=-1.0)
-    cfg = OutputConfig.model_validate({"classifiers": [
-        {"type": "safety_checker", "model_path": str(checker_dir), "device": "cpu", "flag_only": True}]})
+    cfg = OutputConfig.model_validate(
+        {
+            "classifiers": [
+                {"type": "safety_checker", "model_path": str(checker_dir), "device": "cpu", "flag_only": True}
+            ]
+        }
+    )
     c = OutputChecker(cfg)
     assert c.classifiers[0][2].model is clf.model  # the model is loaded once per path
     v = c.check(IMAGES[:2])
@@ -121,12 +126,22 @@ def test_policy_thresholds_flag_only_and_actions(clf, checker_dir, weights):
     assert apply_action(IMAGES[0], v[0]) is IMAGES[0]  # flag only: the image is returned as is
     # a per-label threshold above every margin (cos - 0 <= 1): not flagged; blank is the default action
     weights(concept=0.0)
-    cfg = OutputConfig.model_validate({"classifiers": [
-        {"type": "safety_checker", "model_path": str(checker_dir), "device": "cpu",
-         "thresholds": {f"nsfw_concept_{i}": 1.0 for i in range(17)}}]})
+    cfg = OutputConfig.model_validate(
+        {
+            "classifiers": [
+                {
+                    "type": "safety_checker",
+                    "model_path": str(checker_dir),
+                    "device": "cpu",
+                    "thresholds": {f"nsfw_concept_{i}": 1.0 for i in range(17)},
+                }
+            ]
+        }
+    )
     assert not any(x.is_flagged for x in OutputChecker(cfg).check(IMAGES[:2]))
-    cfg = OutputConfig.model_validate({"classifiers": [
-        {"type": "safety_checker", "model_path": str(checker_dir), "device": "cpu"}]})
+    cfg = OutputConfig.model_validate(
+        {"classifiers": [{"type": "safety_checker", "model_path": str(checker_dir), "device": "cpu"}]}
+    )
     weights(concept=-1.0)
     v = OutputChecker(cfg).check(IMAGES[:1])[0]
     assert v.action == "blank" and apply_action(IMAGES[0], v).max() == 0
@@ -156,9 +171,16 @@ def test_preprocessing_matches_transformers_clip_processor():
 def test_preprocessor_config_is_read(tmp_path):
     import json
 
-    (tmp_path / "preprocessor_config.json").write_text(json.dumps(
-        {"size": {"shortest_edge": 40}, "crop_size": {"height": 36, "width": 36}, "image_mean": [0.5] * 3,
-         "image_std": [0.5] * 3}))
+    (tmp_path / "preprocessor_config.json").write_text(
+        json.dumps(
+            {
+                "size": {"shortest_edge": 40},
+                "crop_size": {"height": 36, "width": 36},
+                "image_mean": [0.5] * 3,
+                "image_std": [0.5] * 3,
+            }
+        )
+    )
     p = ClipPreprocess.for_model(32, tmp_path)
     assert (p.size, p.crop, p.mean) == (40, 36, (0.5, 0.5, 0.5))
     assert p(drawing(0)).shape == (3, 36, 36)
@@ -167,16 +189,24 @@ def test_preprocessor_config_is_read(tmp_path):
 
 def test_odd_images_are_handled_and_bad_ones_refused(clf, weights):
     rgb = drawing(3)
-    odd = [rgb[:, :, 0], np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)]), rgb.astype(np.uint16) * 257,
-           Image.fromarray(rgb).convert("L"), torch.from_numpy(rgb).permute(2, 0, 1).float() / 255, rgb[:3, :2]]
+    odd = [
+        rgb[:, :, 0],
+        np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)]),
+        rgb.astype(np.uint16) * 257,
+        Image.fromarray(rgb).convert("L"),
+        torch.from_numpy(rgb).permute(2, 0, 1).float() / 255,
+        rgb[:3, :2],
+    ]
     outs = clf.classify(odd)
     assert len(outs) == len(odd)
     ref = clf.classify([rgb])[0].scores
     for o in outs[1:3] + outs[4:5]:  # opaque RGBA, 16-bit, float tensor: the same picture
         assert max(abs(o.scores[k] - ref[k]) for k in ref) <= 2e-3
-    for bad, needle in [([np.zeros((0, 4, 3), np.uint8)], "zero size"),
-                        ([np.broadcast_to(np.zeros((1, 1, 3), np.uint8), (9000, 8000, 3))], "exceeds"),
-                        (rgb, r"\[image\]")]:
+    for bad, needle in [
+        ([np.zeros((0, 4, 3), np.uint8)], "zero size"),
+        ([np.broadcast_to(np.zeros((1, 1, 3), np.uint8), (9000, 8000, 3))], "exceeds"),
+        (rgb, r"\[image\]"),
+    ]:
         with pytest.raises(GuardInputError, match=needle):
             clf.classify(bad)
 

@@ -95,8 +95,13 @@ def test_mixed_batch_images_match_generating_the_allowed_prompts_alone(guarded):
 
 def test_negative_prompt_and_latents_follow_the_allowed_subset(guarded, unet_counter):
     latents = torch.randn(3, 4, 32, 32, generator=gen(5))
-    out = guarded([BENIGN, UNSAFE, "a boat"], negative_prompt=["blurry", "ugly", "dark"], latents=latents,
-                  output_type="pt", **FAST)
+    out = guarded(
+        [BENIGN, UNSAFE, "a boat"],
+        negative_prompt=["blurry", "ugly", "dark"],
+        latents=latents,
+        output_type="pt",
+        **FAST,
+    )
     assert out.images.shape == (3, 3, 64, 64) and unet_counter.batches == [4, 4]
     assert out.images[1].abs().max() == 0
 
@@ -129,8 +134,9 @@ def test_output_check_blanks_flagged_images(tiny_pipe):
 
 
 def test_flag_action_keeps_the_image(tiny_pipe):
-    pol = make_policy(output={"classifiers": [{"type": "nudenet", "thresholds": {"FACE_FEMALE": 0.0},
-                                                "action": "flag"}]})
+    pol = make_policy(
+        output={"classifiers": [{"type": "nudenet", "thresholds": {"FACE_FEMALE": 0.0}, "action": "flag"}]}
+    )
     out = guard.protect(tiny_pipe, pol)(BENIGN, output_type="np", **FAST)
     assert out.nsfw_content_detected == [True] and out.images.max() > 0
     assert out.guard_report.images[0].decision == "flagged"
@@ -222,8 +228,7 @@ def test_empty_and_huge_prompts_get_defined_decisions(guarded):
     assert [im.decision for im in out.guard_report.images] == ["allowed", "allowed"]
     assert "truncated" in out.guard_report.images[1].screen.transforms
     # what a text encoder reads (the start) is screened, segment by segment, however long the rest
-    out = guarded("a tranquil lake, " * 40 + "a naked woman, " + "a tranquil lake, " * 5000,
-                  output_type="np", **FAST)
+    out = guarded("a tranquil lake, " * 40 + "a naked woman, " + "a tranquil lake, " * 5000, output_type="np", **FAST)
     assert out.guard_report.images[0].decision == "blocked"
 
 
@@ -287,8 +292,9 @@ def test_set_policy_validates_before_changing(guarded):
 
 
 def test_generator_space_stage_raises_decisions_and_fails_closed(tiny_pipe, unet_counter, tmp_path):
-    pol = make_policy(screen={"threshold": 0.6, "generator_space": {"enabled": True, "threshold": 0.0001,
-                                                                     "action": "block"}})
+    pol = make_policy(
+        screen={"threshold": 0.6, "generator_space": {"enabled": True, "threshold": 0.0001, "action": "block"}}
+    )
     g = guard.protect(tiny_pipe, pol)
     out = g(BENIGN, **FAST)  # every prompt is "near" a concept at a threshold of ~0
     assert unet_counter.calls == 0 and out.nsfw_content_detected == [True]

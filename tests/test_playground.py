@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from serve_harness import KEYS, shared_server
 
 websocket = pytest.importorskip("websocket", reason="websocket-client is needed to drive Chromium")

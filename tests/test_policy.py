@@ -65,7 +65,10 @@ def test_minimal_policy_and_defaults(tmp_path):
 
 def test_extends_overrides_and_merges_concepts_by_id(tmp_path):
     write(tmp_path, "base.yaml", MINIMAL + "screen: {threshold: 0.7, escalate_margin: 0.1}\n")
-    child = write(tmp_path, "child.yaml", """\
+    child = write(
+        tmp_path,
+        "child.yaml",
+        """\
         version: 1
         name: child
         extends: base.yaml
@@ -78,7 +81,8 @@ def test_extends_overrides_and_merges_concepts_by_id(tmp_path):
           - id: violence.gore
             category: violence
             phrases: [a mutilated corpse]
-        """)
+        """,
+    )
     p = load_policy(child)
     assert p.name == "child"
     assert p.screen.threshold == 0.5 and p.screen.escalate_margin == 0.1  # deep merge
@@ -88,12 +92,16 @@ def test_extends_overrides_and_merges_concepts_by_id(tmp_path):
 
 
 def test_include_concept_banks(tmp_path):
-    write(tmp_path, "banks/b.yaml", """\
+    write(
+        tmp_path,
+        "banks/b.yaml",
+        """\
         concepts:
           - id: violence.gore
             category: violence
             phrases: [a mutilated corpse]
-        """)
+        """,
+    )
     p = load_policy(write(tmp_path, "p.yaml", MINIMAL + "include: [banks/b.yaml]\n"))
     assert {c.id for c in p.concepts} == {"sexual.nudity", "violence.gore"}
 
@@ -154,7 +162,10 @@ def test_missing_required_keys(tmp_path):
 
 
 def test_unknown_nudenet_label_suggests(tmp_path):
-    msg = err(tmp_path, MINIMAL + "output:\n  classifiers:\n    - type: nudenet\n      thresholds: {FEMALE_BREAST_EXPOSD: 0.4}\n")
+    msg = err(
+        tmp_path,
+        MINIMAL + "output:\n  classifiers:\n    - type: nudenet\n      thresholds: {FEMALE_BREAST_EXPOSD: 0.4}\n",
+    )
     assert "FEMALE_BREAST_EXPOSD" in msg and "FEMALE_BREAST_EXPOSED" in msg
     assert "output.classifiers[0].thresholds" in msg
 

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from guard.errors import PolicyError
 from guard.policy import load_policy, policy_to_yaml
@@ -190,7 +189,7 @@ def test_cli_validate_and_show_report_bad_text_cleanly(pdir):
     bad.write_text('name: "\\udc80"\n', encoding="utf-8")
     good = pdir / "valid.yaml"
     r = CliRunner().invoke(app, ["policy", "validate", str(bad), str(good)])
-    assert r.exit_code == 1 and r.exception is None or isinstance(r.exception, SystemExit)
+    assert (r.exit_code == 1 and r.exception is None) or isinstance(r.exception, SystemExit)
     assert "lone surrogate" in r.output and "OK " in r.output  # the bad file does not stop the next
     r = CliRunner().invoke(app, ["policy", "show", str(bad)])
     assert r.exit_code != 0 and "lone surrogate" in r.output

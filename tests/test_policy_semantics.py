@@ -42,9 +42,8 @@ def test_dict_policy_extends_a_builtin():
 
 
 def test_dict_policy_extending_default_blocks_nudity_in_a_pipeline(tiny_pipe):
-    from conftest import FAST
-
     import guard
+    from conftest import FAST
 
     g = guard.protect(tiny_pipe, {"version": 1, "name": "x", "extends": "default", "output": {"enabled": False}})
     out = g(["a photo of a naked woman", "a cat sleeping on a sofa"], **FAST)

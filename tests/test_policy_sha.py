@@ -10,10 +10,10 @@ import textwrap
 
 import pytest
 import torch
-from conftest import FAST
 
 import guard
 import guard.erase as ge
+from conftest import FAST
 from guard.policy import load_policy, policy_to_yaml
 
 

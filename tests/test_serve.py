@@ -20,6 +20,7 @@ import httpx
 import numpy as np
 import PIL.Image
 import pytest
+
 from serve_harness import ADMIN_KEY, KEYS, auth, policy_v, shared_server, write_policy
 
 pytest.importorskip("fastapi")
@@ -428,7 +429,7 @@ def test_reload_valid_and_invalid_under_concurrent_requests(client, srv):
             assert client.get("/readyz?strict=true").status_code == 503
             r = client.post("/admin/reload", headers={"Authorization": f"Bearer {ADMIN_KEY}"})
             assert r.status_code == 422 and not r.json()["ok"]
-            bad = [x for x in r.json()["results"] if x["deployment"] == "reloadable"][0]
+            bad = next(x for x in r.json()["results"] if x["deployment"] == "reloadable")
             assert bad["result"] == "failed" and "reloadable.yaml:" in bad["error"] and bad["sha256"] == sha_b
             # 3. SIGHUP with the file fixed back to the first policy
             write_policy(path, policy_v("base"))
@@ -465,7 +466,7 @@ def test_generation_during_reloads_loses_nothing(client, srv):
                 write_policy(path, policy_v(variant))
                 r = client.post("/admin/reload", headers={"Authorization": f"Bearer {ADMIN_KEY}"})
                 assert r.status_code == 200 and r.json()["ok"]
-                shas.add([x for x in r.json()["results"] if x["deployment"] == "gen-reload"][0]["sha256"])
+                shas.add(next(x for x in r.json()["results"] if x["deployment"] == "gen-reload")["sha256"])
             outs = [f.result() for f in futs]
     assert [o.status_code for o in outs] == [200] * 8
     used = {o.json()["guard"]["policy"]["sha256"] for o in outs}

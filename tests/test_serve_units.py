@@ -15,14 +15,14 @@ from types import SimpleNamespace
 import httpx
 import pytest
 import yaml
-from conftest import make_policy
 
+from conftest import make_policy
 from guard.errors import PolicyError
 
 pytest.importorskip("fastapi")
 
-from guard.serve.auth import AuthError, KeyRing  # noqa: E402
-from guard.serve.config import config_from_dict, default_config, hash_key, load_config  # noqa: E402
+from guard.serve.auth import AuthError, KeyRing
+from guard.serve.config import config_from_dict, default_config, hash_key, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 H = hash_key("k1")

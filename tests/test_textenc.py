@@ -47,8 +47,7 @@ def test_conditioning_is_the_pipelines_own(kind, request):
         assert torch.allclose(hidden.float(), embeds, atol=1e-6)
         assert lengths == enc.attention_mask.sum(1).tolist()  # start and end tokens included
     else:
-        ref = pipe.encode_prompt(prompt=texts, device="cpu", num_images_per_prompt=1,
-                                 do_classifier_free_guidance=False)
+        ref = pipe.encode_prompt(prompt=texts, device="cpu", num_images_per_prompt=1, do_classifier_free_guidance=False)
         assert torch.equal(embeds, ref[0]) and torch.equal(pooled, ref[2])
         assert embeds.shape[2] == 64  # both encoders, concatenated
 

@@ -6,15 +6,15 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from collections.abc import Iterator  # noqa: E402
-from pathlib import Path  # noqa: E402
+from collections.abc import Iterator
+from pathlib import Path
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-from diffusers import DDIMScheduler, StableDiffusionPipeline  # noqa: E402
+import numpy as np
+import pytest
+import torch
+from diffusers import DDIMScheduler, StableDiffusionPipeline
 
-from guard.pipelines.tiny import (  # noqa: E402
+from guard.pipelines.tiny import (
     MAX_LENGTH,
     build_tiny_components,
     build_tiny_pipeline,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -25,7 +25,7 @@ def _err(msg: str) -> None:
     raise typer.Exit(2)
 
 
-def _split_benign(spec: str) -> tuple[Path, Optional[str]]:
+def _split_benign(spec: str) -> tuple[Path, str | None]:
     """``FILE`` or ``FILE:COLUMN`` (the column only when FILE itself is not an existing file)."""
     if not spec or not spec.strip():
         raise GuardError("--benign is empty; give FILE or FILE:COLUMN (.txt or .csv)")
@@ -38,7 +38,7 @@ def _split_benign(spec: str) -> tuple[Path, Optional[str]]:
     return Path(os.path.expanduser(head)), col
 
 
-def _load_text_encoders(model: str, device: Optional[str]) -> Any:
+def _load_text_encoders(model: str, device: str | None) -> Any:
     """An object with the pipeline's text encoders and tokenizers as attributes. For a diffusers
     directory or id, only the text components named in ``model_index.json`` are loaded (the UNet and
     VAE are never read); when it names none, the whole pipeline is loaded with
@@ -51,8 +51,9 @@ def _load_text_encoders(model: str, device: Optional[str]) -> Any:
         pipe = build_tiny_pipeline()
     else:
         local = Path(os.path.expanduser(model))
-        if not local.exists() and (model.startswith((".", "~", os.sep)) or model.count("/") > 1
-                                   or (os.altsep and os.altsep in model)):
+        if not local.exists() and (
+            model.startswith((".", "~", os.sep)) or model.count("/") > 1 or (os.altsep and os.altsep in model)
+        ):
             raise GuardError(f"cannot load model {model!r}: no such directory")
         try:
             with warnings.catch_warnings():
@@ -82,7 +83,7 @@ def _first_line(e: BaseException) -> str:
     return text.splitlines()[0] if text else type(e).__name__
 
 
-def _load_text_components(model: str) -> Optional[dict]:
+def _load_text_components(model: str) -> dict | None:
     """The text encoders and tokenizers named in ``model_index.json``, loaded with their own
     classes; None when the model has no such index."""
     import importlib
@@ -106,21 +107,27 @@ def _load_text_components(model: str) -> Optional[dict]:
 
 
 def calibrate(
-    model: str = typer.Option(..., "--model", "-m",
-                              help="diffusers pipeline directory or id (offline), or 'builtin:tiny'."),
-    benign: str = typer.Option(..., "--benign", "-b",
-                               help="benign prompts: FILE or FILE:COLUMN (.txt one a line, or .csv)."),
+    model: str = typer.Option(
+        ..., "--model", "-m", help="diffusers pipeline directory or id (offline), or 'builtin:tiny'."
+    ),
+    benign: str = typer.Option(
+        ..., "--benign", "-b", help="benign prompts: FILE or FILE:COLUMN (.txt one a line, or .csv)."
+    ),
     policy: str = typer.Option("default", "--policy", "-p", help="Policy file or built-in name."),
-    quantile: float = typer.Option(0.999, "--quantile", "-q", min=0.0, max=1.0,
-                                   help="quantile of benign scores used as each concept's threshold."),
-    out: Optional[Path] = typer.Option(
-        None, "--out", "-o",
+    quantile: float = typer.Option(
+        0.999, "--quantile", "-q", min=0.0, max=1.0, help="quantile of benign scores used as each concept's threshold."
+    ),
+    out: Path | None = typer.Option(
+        None,
+        "--out",
+        "-o",
         help="calibration file (default: <policy stem>.<fingerprint>.calibration.json beside the policy, "
-             "or in the current directory for built-in policies)."),
-    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="use only the first N benign prompts."),
+        "or in the current directory for built-in policies).",
+    ),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="use only the first N benign prompts."),
     margin: float = typer.Option(0.0, "--margin", help="added to every threshold (at most 1 after)."),
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="prompts per encoder pass."),
-    device: Optional[str] = typer.Option(None, "--device", help="run the text encoder(s) here, e.g. cuda."),
+    device: str | None = typer.Option(None, "--device", help="run the text encoder(s) here, e.g. cuda."),
 ) -> None:
     """Calibrate the generator-space screen for one model: thresholds per concept from benign prompts.
 
@@ -136,12 +143,10 @@ def calibrate(
         from guard.policy import load_policy
         from guard.screen.generator_space import (
             GeneratorSpaceScreen,
+            calibrate as run_calibration,
             default_calibration_path,
             is_builtin_policy,
             save_calibration,
-        )
-        from guard.screen.generator_space import (
-            calibrate as run_calibration,
         )
         from guard.textenc import pipeline_encoders
 
@@ -156,8 +161,11 @@ def calibrate(
             raise GuardError(f"policy {pol.name!r} has no concepts to calibrate (only 'allow' ones or none)")
         pipe = _load_text_encoders(model, device)
         encoders = pipeline_encoders(pipe)
-        typer.echo(f"calibrating {model} ({len(encoders)} text encoder(s)) on {len(prompts)} benign prompt(s), "
-                   f"policy {pol.name!r}, quantile {quantile}", err=True)
+        typer.echo(
+            f"calibrating {model} ({len(encoders)} text encoder(s)) on {len(prompts)} benign prompt(s), "
+            f"policy {pol.name!r}, quantile {quantile}",
+            err=True,
+        )
         calib = run_calibration(encoders, pol, prompts, quantile=quantile, margin=margin, batch_size=batch_size)
         target = out if out is not None else default_calibration_path(pol, calib["model_fingerprint"])
         calib["model"] = model
@@ -171,14 +179,18 @@ def calibrate(
         _err(f"{getattr(e, 'filename', None) or ''}: {e.strerror or e}".lstrip(": "))
         return
 
-    typer.echo(f"model fingerprint {calib['model_fingerprint']}, {calib['n_benign']} benign prompt(s), "
-               f"quantile {calib['quantile']}" + (f", margin {margin}" if margin else ""))
+    typer.echo(
+        f"model fingerprint {calib['model_fingerprint']}, {calib['n_benign']} benign prompt(s), "
+        f"quantile {calib['quantile']}" + (f", margin {margin}" if margin else "")
+    )
     width = max([len("concept")] + [len(cid) for cid in calib["thresholds"]])
     typer.echo(f"{'concept':{width}}  {'category':12}  {'threshold':>9}  {'benign max':>10}  {'mean':>6}  above")
     for cid, thr in calib["thresholds"].items():
         m = calib["concepts"][cid]
-        typer.echo(f"{cid:{width}}  {m['category'][:12]:12}  {thr:9.4f}  {m['benign_max']:10.4f}  "
-                   f"{m['benign_mean']:6.3f}  {m['n_above']}")
+        typer.echo(
+            f"{cid:{width}}  {m['category'][:12]:12}  {thr:9.4f}  {m['benign_max']:10.4f}  "
+            f"{m['benign_mean']:6.3f}  {m['n_above']}"
+        )
     typer.echo(f"wrote {written}")
     ref = os.fspath(written.resolve())
     builtin = is_builtin_policy(pol)
@@ -189,9 +201,10 @@ def calibrate(
             pass
     line = f"screen: {{generator_space: {{enabled: true, calibration: {ref}}}}}"
     if builtin or not pol.source:
-        typer.echo(f"{pol.name!r} is not a policy file you edit; put this in a policy file "
-                   f"(e.g. one with `extends: {pol.name}`):")
+        typer.echo(
+            f"{pol.name!r} is not a policy file you edit; put this in a policy file "
+            f"(e.g. one with `extends: {pol.name}`):"
+        )
     else:
         typer.echo(f"add to {pol.source}:")
     typer.echo(f"  {line}")
-

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -30,7 +31,7 @@ def erase(
     apply: bool = False,
     hidden_state: str = "auto",
     progress: bool = False,
-    model_id: Optional[str] = None,
+    model_id: str | None = None,
     **hyperparameters: Any,
 ) -> Erasure:
     """Erase ``concepts`` from ``pipe``'s UNet and return the :class:`~guard.erase.artifact.Erasure`
@@ -56,12 +57,20 @@ def erase(
     elif len(guides_l) == 1:
         guides_l = guides_l * len(concepts_l)
     elif len(guides_l) != len(concepts_l):
-        raise GuardInputError(f"give one guide for all concepts or one per concept: {len(guides_l)} guides "
-                              f"for {len(concepts_l)} concepts")
-    job = EraseJob(pipe=pipe, unet=unet_of(pipe), encoders=pipeline_encoders(pipe), concepts=concepts_l,
-                   guides=guides_l, preserve=str_list(preserve, "preserve"),
-                   hidden_state=resolve_hidden_state(pipe, hidden_state),
-                   params=check_params(m.name, m.params, hyperparameters), progress=progress)
+        raise GuardInputError(
+            f"give one guide for all concepts or one per concept: {len(guides_l)} guides for {len(concepts_l)} concepts"
+        )
+    job = EraseJob(
+        pipe=pipe,
+        unet=unet_of(pipe),
+        encoders=pipeline_encoders(pipe),
+        concepts=concepts_l,
+        guides=guides_l,
+        preserve=str_list(preserve, "preserve"),
+        hidden_state=resolve_hidden_state(pipe, hidden_state),
+        params=check_params(m.name, m.params, hyperparameters),
+        progress=progress,
+    )
     m.check(job)
     if out is not None and not isinstance(out, (str, os.PathLike)):
         raise GuardInputError(f"out must be a path, got {type(out).__name__}")
@@ -69,9 +78,13 @@ def erase(
     originals = _ParamView(job.unet)  # the pipeline is not modified while erasing: these are the originals
     result = m.run(job)
     meta: dict[str, Any] = {
-        "concepts": concepts_l, "guides": guides_l, "preserved": job.preserve,
-        "model": model_id or _model_id(pipe), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "hyperparameters": result.hyperparameters, "elapsed_s": round(time.perf_counter() - t0, 4),
+        "concepts": concepts_l,
+        "guides": guides_l,
+        "preserved": job.preserve,
+        "model": model_id or _model_id(pipe),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "hyperparameters": result.hyperparameters,
+        "elapsed_s": round(time.perf_counter() - t0, 4),
     }
     e = build_erasure(m.name, originals, factor=result.factor, full_new=result.full, meta=meta)
     if out is not None:
@@ -94,7 +107,7 @@ class _ParamView(dict):
         return v
 
 
-def _model_id(pipe: Any) -> Optional[str]:
+def _model_id(pipe: Any) -> str | None:
     cfg = getattr(pipe, "config", None)
     try:
         v = cfg.get("_name_or_path") if cfg is not None else None

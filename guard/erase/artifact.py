@@ -18,7 +18,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import torch
 
@@ -37,11 +37,11 @@ class Erasure:
     """An erasure in memory: changed UNet parameters and metadata. ``save`` writes the artifact."""
 
     metadata: dict[str, Any]
-    full: dict[str, torch.Tensor] = field(default_factory=dict)   # param -> new value
-    up: dict[str, torch.Tensor] = field(default_factory=dict)     # param -> up (out × r)
-    down: dict[str, torch.Tensor] = field(default_factory=dict)   # key -> down (r × in)
-    lowrank: dict[str, str] = field(default_factory=dict)         # param -> down key
-    path: Optional[str] = None
+    full: dict[str, torch.Tensor] = field(default_factory=dict)  # param -> new value
+    up: dict[str, torch.Tensor] = field(default_factory=dict)  # param -> up (out × r)
+    down: dict[str, torch.Tensor] = field(default_factory=dict)  # key -> down (r × in)
+    lowrank: dict[str, str] = field(default_factory=dict)  # param -> down key
+    path: str | None = None
 
     @property
     def params(self) -> list[str]:
@@ -65,14 +65,21 @@ class Erasure:
         tensors.update({f"down/{k}": v.contiguous() for k, v in self.down.items()})
         meta = dict(self.metadata, lowrank=self.lowrank)
         tmp = p.with_name(p.name + ".tmp")
-        save_file(tensors, str(tmp), metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION),
-                                               FORMAT: json.dumps(meta, sort_keys=True)})
+        save_file(
+            tensors,
+            str(tmp),
+            metadata={
+                "format": FORMAT,
+                "format_version": str(FORMAT_VERSION),
+                FORMAT: json.dumps(meta, sort_keys=True),
+            },
+        )
         os.replace(tmp, p)
         self.path = str(p)
         return p
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "Erasure":
+    def load(cls, path: str | os.PathLike) -> Erasure:
         """Read and check an artifact; any problem is a :class:`GuardError` naming the file."""
         from safetensors import safe_open
 
@@ -90,8 +97,10 @@ class Erasure:
         if raw.get("format") != FORMAT or FORMAT not in raw:
             raise GuardError(f"{p}: not a guard erasure artifact (no '{FORMAT}' metadata)")
         if raw.get("format_version") != str(FORMAT_VERSION):
-            raise GuardError(f"{p}: erasure format version {raw.get('format_version')!r} is not supported "
-                             f"(this guard reads version {FORMAT_VERSION})")
+            raise GuardError(
+                f"{p}: erasure format version {raw.get('format_version')!r} is not supported "
+                f"(this guard reads version {FORMAT_VERSION})"
+            )
         try:
             meta = json.loads(raw[FORMAT])
         except ValueError as e:
@@ -118,16 +127,22 @@ class Erasure:
             if key is None or key not in e.down:
                 raise GuardError(f"{p}: low-rank parameter {name!r} has no matching down factor")
             if e.up[name].shape[1] != e.down[key].shape[0]:
-                raise GuardError(f"{p}: low-rank factors of {name!r} do not fit "
-                                 f"({tuple(e.up[name].shape)} @ {tuple(e.down[key].shape)})")
+                raise GuardError(
+                    f"{p}: low-rank factors of {name!r} do not fit "
+                    f"({tuple(e.up[name].shape)} @ {tuple(e.down[key].shape)})"
+                )
         if sorted(meta["params"]) != e.params:
             raise GuardError(f"{p}: the tensors stored do not match the parameters the metadata lists")
         return e
 
     def summary(self) -> dict[str, Any]:
         m = self.metadata
-        return {"path": self.path, "method": m["method"], "concepts": m["concepts"],
-                "fingerprint": m["base_fingerprint"]}
+        return {
+            "path": self.path,
+            "method": m["method"],
+            "concepts": m["concepts"],
+            "fingerprint": m["base_fingerprint"],
+        }
 
 
 def erasure_info(path: str | os.PathLike) -> dict[str, Any]:
@@ -136,7 +151,9 @@ def erasure_info(path: str | os.PathLike) -> dict[str, Any]:
     info = dict(e.metadata)
     info["path"] = e.path
     info["stored"] = {
-        "full": len(e.full), "low_rank": len(e.up), "down_factors": len(e.down),
+        "full": len(e.full),
+        "low_rank": len(e.up),
+        "down_factors": len(e.down),
         "bytes": sum(t.numel() * t.element_size() for d in (e.full, e.up, e.down) for t in d.values()),
     }
     return info
@@ -145,8 +162,14 @@ def erasure_info(path: str | os.PathLike) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------ building one
 
 
-def build_erasure(method: str, originals: dict[str, torch.Tensor], *, factor=None,
-           full_new: Optional[dict[str, torch.Tensor]] = None, meta: dict[str, Any]) -> Erasure:
+def build_erasure(
+    method: str,
+    originals: dict[str, torch.Tensor],
+    *,
+    factor=None,
+    full_new: dict[str, torch.Tensor] | None = None,
+    meta: dict[str, Any],
+) -> Erasure:
     """An :class:`Erasure` from either a shared-down factor edit (``factor``: FactorEdit, float64) or
     full new values. Each parameter is stored whichever way is smaller."""
     e = Erasure(metadata={})
@@ -167,14 +190,18 @@ def build_erasure(method: str, originals: dict[str, torch.Tensor], *, factor=Non
         e.full[name] = v.to(originals[name].dtype)
     fps = fingerprint_variants({n: originals[n] for n in e.params})
     e.metadata = dict(
-        meta, method=method, format_version=FORMAT_VERSION, params=e.params,
+        meta,
+        method=method,
+        format_version=FORMAT_VERSION,
+        params=e.params,
         shapes={n: list(originals[n].shape) for n in e.params},
         dtypes={n: str(originals[n].dtype).replace("torch.", "") for n in e.params},
-        base_fingerprint=fps[""], base_fingerprint_float16=fps["float16"],
-        base_fingerprint_bfloat16=fps["bfloat16"], versions=_versions(),
+        base_fingerprint=fps[""],
+        base_fingerprint_float16=fps["float16"],
+        base_fingerprint_bfloat16=fps["bfloat16"],
+        versions=_versions(),
     )
     return e
-
 
 
 def _versions() -> dict[str, str]:

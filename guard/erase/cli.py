@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
@@ -44,21 +43,23 @@ def _load_pipe(model: str, device: str):
 def erase_cmd(
     method: str = typer.Option("uce", "--method", help="uce | rece | esd-x | esd-u (guard.erase.methods.REGISTRY)"),
     model: str = typer.Option(..., "--model", help="Model id, local path, or builtin:tiny."),
-    concept: List[str] = typer.Option(..., "--concept", help="Concept to erase (repeat for several)."),
-    guide: List[str] = typer.Option([], "--guide", help="Guide concept: one for all, or one per --concept "
-                                    "(default: the empty prompt)."),
-    preserve: List[str] = typer.Option([], "--preserve", help="Concept to preserve (repeat; uce/rece)."),
+    concept: list[str] = typer.Option(..., "--concept", help="Concept to erase (repeat for several)."),
+    guide: list[str] = typer.Option(
+        [], "--guide", help="Guide concept: one for all, or one per --concept (default: the empty prompt)."
+    ),
+    preserve: list[str] = typer.Option([], "--preserve", help="Concept to preserve (repeat; uce/rece)."),
     out: Path = typer.Option(..., "--out", "-o", help="Artifact file to write (.safetensors)."),
     lamb: float = typer.Option(0.1, "--lambda", help="UCE/RECE λ (anchor to the original weights)."),
     erase_scale: float = typer.Option(1.0, "--erase-scale", help="UCE/RECE s_e."),
-    preserve_scale: Optional[float] = typer.Option(None, "--preserve-scale",
-                                                   help="UCE/RECE s_p (default max(0.1, 1/#preserve))."),
+    preserve_scale: float | None = typer.Option(
+        None, "--preserve-scale", help="UCE/RECE s_p (default max(0.1, 1/#preserve))."
+    ),
     epochs: int = typer.Option(3, "--epochs", help="RECE epochs."),
     iterations: int = typer.Option(1000, "--iterations", help="ESD iterations."),
     lr: float = typer.Option(1e-5, "--lr", help="ESD learning rate."),
     eta: float = typer.Option(1.0, "--eta", help="ESD negative guidance η."),
     seed: int = typer.Option(0, "--seed", help="ESD seed."),
-    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="ESD checkpoint file (resumes)."),
+    checkpoint: Path | None = typer.Option(None, "--checkpoint", help="ESD checkpoint file (resumes)."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
 ) -> None:
     """Erase concepts from a model's weights and write a fingerprinted erasure artifact."""
@@ -71,19 +72,38 @@ def erase_cmd(
 
         if method.lower() not in REGISTRY:
             raise GuardError(f"unknown --method {method!r}; choose one of {', '.join(REGISTRY)}")
-        options = dict(lamb=lamb, erase_scale=erase_scale, preserve_scale=preserve_scale, epochs=epochs,
-                       iterations=iterations, lr=lr, eta=eta, seed=seed,
-                       checkpoint=os.fspath(checkpoint) if checkpoint else None)
+        options = dict(
+            lamb=lamb,
+            erase_scale=erase_scale,
+            preserve_scale=preserve_scale,
+            epochs=epochs,
+            iterations=iterations,
+            lr=lr,
+            eta=eta,
+            seed=seed,
+            checkpoint=os.fspath(checkpoint) if checkpoint else None,
+        )
         spec = get_method(method).params
         pipe = _load_pipe(model, device)
-        e = erase(pipe, list(concept), method=method, guides=list(guide) or None, preserve=list(preserve), out=out,
-                  progress=True, model_id=model, **{k: v for k, v in options.items() if k in spec})
+        e = erase(
+            pipe,
+            list(concept),
+            method=method,
+            guides=list(guide) or None,
+            preserve=list(preserve),
+            out=out,
+            progress=True,
+            model_id=model,
+            **{k: v for k, v in options.items() if k in spec},
+        )
     except GuardError as e:
         _fail(str(e))
         return
-    typer.echo(f"wrote {out}: {e.method} erasing {', '.join(map(repr, e.metadata['concepts']))}; "
-               f"{len(e.params)} tensor(s), base fingerprint {e.base_fingerprint[:16]}, "
-               f"{e.metadata['elapsed_s']:.2f}s")
+    typer.echo(
+        f"wrote {out}: {e.method} erasing {', '.join(map(repr, e.metadata['concepts']))}; "
+        f"{len(e.params)} tensor(s), base fingerprint {e.base_fingerprint[:16]}, "
+        f"{e.metadata['elapsed_s']:.2f}s"
+    )
 
 
 def erasure_info_cmd(

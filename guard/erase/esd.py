@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import copy
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -27,8 +28,7 @@ from guard.erase.params import Param
 from guard.errors import GuardError
 from guard.textenc import encode_hidden
 
-__all__ = ["ESD_METHODS", "ESD_U", "ESD_X", "EsdConfig", "esd_objective", "esd_train", "sample_xt",
-           "trainable_names"]
+__all__ = ["ESD_METHODS", "ESD_U", "ESD_X", "EsdConfig", "esd_objective", "esd_train", "sample_xt", "trainable_names"]
 
 ESD_METHODS = ("esd-x", "esd-u")
 
@@ -56,14 +56,15 @@ class EsdConfig:
     seed: int = 0
     ddim_steps: int = 50
     start_guidance: float = 3.0
-    latent_size: Optional[int] = None  # default: the UNet's sample_size
-    checkpoint: Optional[str] = None
+    latent_size: int | None = None  # default: the UNet's sample_size
+    checkpoint: str | None = None
     checkpoint_every: int = 50
 
     def resume_key(self) -> dict[str, Any]:
         """What must match to resume a checkpoint (``iterations`` may grow)."""
-        return {k: getattr(self, k) for k in ("method", "lr", "eta", "seed", "ddim_steps", "start_guidance",
-                                              "latent_size")}
+        return {
+            k: getattr(self, k) for k in ("method", "lr", "eta", "seed", "ddim_steps", "start_guidance", "latent_size")
+        }
 
 
 def _scheduler(scheduler_config: dict, ddim_steps: int):
@@ -79,9 +80,18 @@ def _eps(unet: nn.Module, x: torch.Tensor, t: torch.Tensor, emb: torch.Tensor) -
 
 
 @torch.no_grad()
-def sample_xt(frozen: nn.Module, scheduler, emb_c: torch.Tensor, emb_u: torch.Tensor, steps: int,
-              guidance: float, shape: tuple, generator: torch.Generator, device, dtype
-              ) -> tuple[torch.Tensor, torch.Tensor]:
+def sample_xt(
+    frozen: nn.Module,
+    scheduler,
+    emb_c: torch.Tensor,
+    emb_u: torch.Tensor,
+    steps: int,
+    guidance: float,
+    shape: tuple,
+    generator: torch.Generator,
+    device,
+    dtype,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Denoise fresh noise for ``steps`` DDIM steps with the frozen model under the concept (CFG).
     Returns ``(x_t, t)`` with ``t`` the timestep ``x_t`` is at."""
     x = torch.randn(shape, generator=generator, dtype=torch.float32).to(device=device, dtype=dtype)
@@ -96,8 +106,15 @@ def sample_xt(frozen: nn.Module, scheduler, emb_c: torch.Tensor, emb_u: torch.Te
     return x, ts[steps].reshape(1).to(device)
 
 
-def esd_objective(trained: nn.Module, frozen: nn.Module, x: torch.Tensor, t: torch.Tensor,
-                  emb_c: torch.Tensor, emb_u: torch.Tensor, eta: float) -> torch.Tensor:
+def esd_objective(
+    trained: nn.Module,
+    frozen: nn.Module,
+    x: torch.Tensor,
+    t: torch.Tensor,
+    emb_c: torch.Tensor,
+    emb_u: torch.Tensor,
+    eta: float,
+) -> torch.Tensor:
     """The ESD loss at ``(x_t, t)``; gradients flow into ``trained`` only."""
     with torch.no_grad():
         e = _eps(frozen, torch.cat([x, x]), t, torch.cat([emb_u, emb_c]))
@@ -112,8 +129,16 @@ def _step_generator(seed: int, step: int) -> torch.Generator:
     return torch.Generator("cpu").manual_seed((int(seed) * 1_000_003 + int(step)) % (2**63 - 1))
 
 
-def _save_checkpoint(path: str, step: int, cfg: EsdConfig, names: list[str], trained: nn.Module,
-                     opt: torch.optim.Optimizer, losses: list[float], concepts: Sequence[str]) -> None:
+def _save_checkpoint(
+    path: str,
+    step: int,
+    cfg: EsdConfig,
+    names: list[str],
+    trained: nn.Module,
+    opt: torch.optim.Optimizer,
+    losses: list[float],
+    concepts: Sequence[str],
+) -> None:
     params = dict(trained.named_parameters())
     state = {
         "format": "guard.esd-checkpoint/1",
@@ -141,7 +166,7 @@ def esd_train(
     *,
     concepts: Sequence[str] = (),
     progress: bool = True,
-    on_step: Optional[Callable[[int, float], None]] = None,
+    on_step: Callable[[int, float], None] | None = None,
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Run ESD on a copy of ``unet`` (left unchanged, used as the frozen model).
 
@@ -172,8 +197,11 @@ def esd_train(
             raise GuardError(f"ESD checkpoint {cfg.checkpoint} cannot be read: {e}") from None
         if state.get("format") != "guard.esd-checkpoint/1":
             raise GuardError(f"{cfg.checkpoint} is not an ESD checkpoint written by guard")
-        if state["resume_key"] != cfg.resume_key() or state["names"] != names or \
-                list(state.get("concepts", [])) != list(concepts):
+        if (
+            state["resume_key"] != cfg.resume_key()
+            or state["names"] != names
+            or list(state.get("concepts", [])) != list(concepts)
+        ):
             raise GuardError(
                 f"ESD checkpoint {cfg.checkpoint} was made with other settings "
                 f"({state['resume_key']}, concepts {state.get('concepts')}); delete it or use the same settings"
@@ -193,8 +221,14 @@ def esd_train(
     emb_u = emb_u.to(device=device, dtype=dtype)
     from tqdm import tqdm
 
-    bar = tqdm(range(start, cfg.iterations), desc=cfg.method.upper(), unit="step", disable=not progress,
-               initial=start, total=cfg.iterations)
+    bar = tqdm(
+        range(start, cfg.iterations),
+        desc=cfg.method.upper(),
+        unit="step",
+        disable=not progress,
+        initial=start,
+        total=cfg.iterations,
+    )
     for step in bar:
         g = _step_generator(cfg.seed, step)
         k = int(torch.randint(0, cfg.ddim_steps, (1,), generator=g).item())
@@ -236,10 +270,10 @@ class EsdMethod(EraserMethod):
         "seed": Param(0, "seed of the noise and timesteps", integer=True),
         "ddim_steps": Param(50, "DDIM steps of the sampling that gives x_t", lo=2, integer=True),
         "start_guidance": Param(3.0, "classifier-free guidance of that sampling"),
-        "latent_size": Param(None, "latent size (default the UNet's sample_size)", lo=1, integer=True,
-                             optional=True),
-        "checkpoint": Param(None, "checkpoint file; a run with the same settings resumes from it", kind="path",
-                            optional=True),
+        "latent_size": Param(None, "latent size (default the UNet's sample_size)", lo=1, integer=True, optional=True),
+        "checkpoint": Param(
+            None, "checkpoint file; a run with the same settings resumes from it", kind="path", optional=True
+        ),
         "checkpoint_every": Param(50, "steps between checkpoints", lo=1, integer=True),
     }
 
@@ -253,14 +287,26 @@ class EsdMethod(EraserMethod):
         emb, _ = encode_hidden(job.encoders, [prompt, ""], job.hidden_state)
         cfg = EsdConfig(method=self.name, **job.params)
         dt = next(job.unet.parameters()).dtype
-        changed, info = esd_train(job.unet, emb[:1].to(dt), emb[1:].to(dt), dict(job.pipe.scheduler.config), cfg,
-                                  concepts=job.concepts, progress=job.progress)
+        changed, info = esd_train(
+            job.unet,
+            emb[:1].to(dt),
+            emb[1:].to(dt),
+            dict(job.pipe.scheduler.config),
+            cfg,
+            concepts=job.concepts,
+            progress=job.progress,
+        )
         if not changed:
             raise GuardError(f"{self.name}: training changed no parameter (learning rate {cfg.lr} too small?)")
         hyper = {k: v for k, v in job.params.items() if k not in ("checkpoint", "checkpoint_every")}
-        hyper.update(latent_size=cfg.latent_size or int(job.unet.config.sample_size), prompt=prompt,
-                     hidden_state=job.hidden_state, trainable=info["trainable"], resumed_from=info["resumed_from"],
-                     final_losses=[round(x, 6) for x in info["losses"][-10:]])
+        hyper.update(
+            latent_size=cfg.latent_size or int(job.unet.config.sample_size),
+            prompt=prompt,
+            hidden_state=job.hidden_state,
+            trainable=info["trainable"],
+            resumed_from=info["resumed_from"],
+            final_losses=[round(x, 6) for x in info["losses"][-10:]],
+        )
         return MethodResult(hyper, full=changed)
 
 

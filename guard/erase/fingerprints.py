@@ -10,14 +10,13 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-from typing import Optional
 
 import torch
 
 __all__ = ["artifact_digest", "current_fingerprints", "fingerprint", "fingerprint_variants"]
 
 
-def fingerprint(tensors: dict[str, torch.Tensor], cast: Optional[torch.dtype] = None) -> str:
+def fingerprint(tensors: dict[str, torch.Tensor], cast: torch.dtype | None = None) -> str:
     """sha256 over (name, shape, values) of ``tensors`` sorted by name. Values are hashed as float32
     (exact for float32/float16/bfloat16 weights); with ``cast`` they are first rounded to that dtype and
     hashed as such (to predict the fingerprint of the same model loaded in half precision)."""
@@ -32,8 +31,11 @@ def fingerprint(tensors: dict[str, torch.Tensor], cast: Optional[torch.dtype] = 
 
 def fingerprint_variants(tensors: dict[str, torch.Tensor]) -> dict[str, str]:
     """The canonical fingerprint (key ``""``) and its float16 / bfloat16 variants."""
-    return {"": fingerprint(tensors), "float16": fingerprint(tensors, torch.float16),
-            "bfloat16": fingerprint(tensors, torch.bfloat16)}
+    return {
+        "": fingerprint(tensors),
+        "float16": fingerprint(tensors, torch.float16),
+        "bfloat16": fingerprint(tensors, torch.bfloat16),
+    }
 
 
 def current_fingerprints(current: dict[str, torch.Tensor]) -> set[str]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import abc
 import importlib
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Optional
+from typing import Any, ClassVar
 
 from guard.erase.params import Param
 from guard.errors import GuardError, GuardInputError
@@ -59,7 +59,7 @@ class MethodResult:
 
     hyperparameters: dict[str, Any]
     factor: Any = None
-    full: Optional[dict] = None
+    full: dict | None = None
     info: dict[str, Any] = field(default_factory=dict)
 
 
@@ -76,13 +76,17 @@ class EraserMethod(abc.ABC):
     def check(self, job: EraseJob) -> None:
         """Refuse inputs this method cannot use (called before anything is computed)."""
         if job.preserve and not self.preserves:
-            raise GuardInputError(f"{self.name} has no preservation term; preserve applies to "
-                                  f"{', '.join(m for m in REGISTRY if get_method(m).preserves)}")
+            raise GuardInputError(
+                f"{self.name} has no preservation term; preserve applies to "
+                f"{', '.join(m for m in REGISTRY if get_method(m).preserves)}"
+            )
         kind = getattr(job.unet.config, "addition_embed_type", None)
         if kind and not self.added_conditioning:
-            raise GuardError(f"{self.name} is implemented for SD 1.x/2.x UNets; this UNet needs added conditioning "
-                             f"({kind!r}, e.g. SDXL); use "
-                             f"{' or '.join(m for m in REGISTRY if get_method(m).added_conditioning)}")
+            raise GuardError(
+                f"{self.name} is implemented for SD 1.x/2.x UNets; this UNet needs added conditioning "
+                f"({kind!r}, e.g. SDXL); use "
+                f"{' or '.join(m for m in REGISTRY if get_method(m).added_conditioning)}"
+            )
 
     @abc.abstractmethod
     def run(self, job: EraseJob) -> MethodResult:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import math
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 from guard.errors import GuardInputError
 
@@ -30,8 +30,15 @@ def str_list(value: Any, what: str, allow_empty: bool = True) -> list[str]:
     return out
 
 
-def check_number(value: Any, what: str, *, lo: float | None = None, hi: float | None = None,
-                 lo_open: bool = False, integer: bool = False) -> Any:
+def check_number(
+    value: Any,
+    what: str,
+    *,
+    lo: float | None = None,
+    hi: float | None = None,
+    lo_open: bool = False,
+    integer: bool = False,
+) -> Any:
     """``value`` when it is a finite number (an int with ``integer``) within the bounds, else a
     :class:`GuardInputError` naming ``what``. Booleans are not numbers here."""
     ok = isinstance(value, int) if integer else isinstance(value, (int, float))
@@ -52,8 +59,8 @@ class Param:
     default: Any
     help: str = ""
     kind: str = "number"  # number | bool | path
-    lo: Optional[float] = None
-    hi: Optional[float] = None
+    lo: float | None = None
+    hi: float | None = None
     lo_open: bool = False
     integer: bool = False
     optional: bool = False  # None is accepted (and means the method's own default)
@@ -81,6 +88,7 @@ def check_params(method: str, spec: dict[str, Param], given: dict[str, Any]) -> 
         if name not in spec:
             close = difflib.get_close_matches(name, list(spec), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise GuardInputError(f"{method} has no hyperparameter {name!r}{hint} "
-                                  f"(it takes: {', '.join(sorted(spec)) or 'none'})")
+            raise GuardInputError(
+                f"{method} has no hyperparameter {name!r}{hint} (it takes: {', '.join(sorted(spec)) or 'none'})"
+            )
     return {name: p.check(name, given.get(name, p.default)) for name, p in spec.items()}

@@ -14,7 +14,8 @@ With ``W'_l = W_l K`` (see :mod:`guard.erase.uce`) every quantity is d×d:
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -34,7 +35,7 @@ from guard.erase.uce import (
     uce_factors,
 )
 
-__all__ = ["RECE", "gram", "regenerating_embedding", "regeneration_error", "rece_edit", "rece_factors"]
+__all__ = ["RECE", "gram", "rece_edit", "rece_factors", "regenerating_embedding", "regeneration_error"]
 
 
 def gram(projections: dict[str, nn.Linear]) -> torch.Tensor:
@@ -106,7 +107,7 @@ def rece_edit(
     epochs: int = 3,
     lamb: float = 0.1,
     erase_scale: float = 1.0,
-    preserve_scale: Optional[float] = None,
+    preserve_scale: float | None = None,
     embedding_lamb: float = 1e-3,
     with_to_k: bool = True,
     hidden_state: str = "last",
@@ -121,12 +122,30 @@ def rece_edit(
     pairs, pres = concept_rows(encoders, concepts, guides, preserve, hidden_state)
     check_dims(projections, pairs[0][0].shape[1])
     s_p = _default_preserve_scale(preserve_scale, len(preserve))
-    lr, errors = rece_factors(pairs, pres, gram(projections), epochs=epochs, lamb=lamb, erase_scale=erase_scale,
-                              preserve_scale=s_p, embedding_lamb=embedding_lamb, progress=progress)
-    hyper = {"lamb": lamb, "erase_scale": erase_scale, "preserve_scale": s_p, "epochs": epochs,
-             "embedding_lamb": embedding_lamb, "with_to_k": with_to_k, "hidden_state": hidden_state,
-             "token_selection": "last subject token through end/padding", "rank": lr.rank,
-             "layers": len(projections), "regeneration_error": errors}
+    lr, errors = rece_factors(
+        pairs,
+        pres,
+        gram(projections),
+        epochs=epochs,
+        lamb=lamb,
+        erase_scale=erase_scale,
+        preserve_scale=s_p,
+        embedding_lamb=embedding_lamb,
+        progress=progress,
+    )
+    hyper = {
+        "lamb": lamb,
+        "erase_scale": erase_scale,
+        "preserve_scale": s_p,
+        "epochs": epochs,
+        "embedding_lamb": embedding_lamb,
+        "with_to_k": with_to_k,
+        "hidden_state": hidden_state,
+        "token_selection": "last subject token through end/padding",
+        "rank": lr.rank,
+        "layers": len(projections),
+        "regeneration_error": errors,
+    }
     return factor_edit(projections, lr), hyper
 
 
@@ -141,8 +160,16 @@ class ReceMethod(EraserMethod):
     }
 
     def run(self, job: EraseJob) -> MethodResult:
-        fe, hyper = rece_edit(job.unet, job.encoders, job.concepts, job.guides, job.preserve,
-                              hidden_state=job.hidden_state, progress=job.progress, **job.params)
+        fe, hyper = rece_edit(
+            job.unet,
+            job.encoders,
+            job.concepts,
+            job.guides,
+            job.preserve,
+            hidden_state=job.hidden_state,
+            progress=job.progress,
+            **job.params,
+        )
         return MethodResult(hyper, factor=fe)
 
 

@@ -25,8 +25,9 @@ token.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -45,8 +46,8 @@ __all__ = [
     "aligned_rows",
     "concept_rows",
     "cross_attention_projections",
-    "uce_factors",
     "uce_edit",
+    "uce_factors",
 ]
 
 
@@ -65,27 +66,28 @@ def cross_attention_projections(unet: nn.Module, *, with_to_k: bool = True) -> d
     return found
 
 
-def aligned_rows(emb_a: torch.Tensor, len_a: int, emb_b: torch.Tensor, len_b: int
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
+def aligned_rows(emb_a: torch.Tensor, len_a: int, emb_b: torch.Tensor, len_b: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The paper's token selection for a (concept, guide) pair: from each prompt's last subject token
     (``len - 2``) to the end of the sequence, trimmed so both have the same number of rows and row k
     of one lines up with row k of the other (last token with last token, end with end, ...)."""
     L = emb_a.shape[0]
     fa, fb = max(len_a - 2, 0), max(len_b - 2, 0)
     far = max(fa, fb)
-    return emb_a[fa:L - (far - fa)], emb_b[fb:L - (far - fb)]
+    return emb_a[fa : L - (far - fa)], emb_b[fb : L - (far - fb)]
 
 
-def concept_rows(encoders, concepts: Sequence[str], guides: Sequence[str], preserve: Sequence[str],
-                 hidden_state: str = "last") -> tuple[list[tuple[torch.Tensor, torch.Tensor]], list[torch.Tensor]]:
+def concept_rows(
+    encoders, concepts: Sequence[str], guides: Sequence[str], preserve: Sequence[str], hidden_state: str = "last"
+) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], list[torch.Tensor]]:
     """``([(C_i, G_i)], [P_j])``: aligned token rows (float64, n×d) of each concept and its guide,
     and the rows of each preserved concept (mapped to themselves)."""
     texts = list(concepts) + list(guides) + list(preserve)
     emb, lens = encode_hidden(encoders, texts, hidden_state)
     n, m = len(concepts), len(guides)
     pairs = [aligned_rows(emb[i], lens[i], emb[n + i], lens[n + i]) for i in range(n)]
-    pres = [aligned_rows(emb[n + m + j], lens[n + m + j], emb[n + m + j], lens[n + m + j])[0]
-            for j in range(len(preserve))]
+    pres = [
+        aligned_rows(emb[n + m + j], lens[n + m + j], emb[n + m + j], lens[n + m + j])[0] for j in range(len(preserve))
+    ]
     return pairs, pres
 
 
@@ -99,9 +101,9 @@ class LowRank:
     Kept as exact factors ``D = L @ R`` (L d×r, R r×d) while that is smaller than d×d (UCE), else dense
     (RECE's accumulated edits)."""
 
-    L: Optional[torch.Tensor] = None  # d × r
-    R: Optional[torch.Tensor] = None  # r × d
-    dense: Optional[torch.Tensor] = None  # d × d
+    L: torch.Tensor | None = None  # d × r
+    R: torch.Tensor | None = None  # r × d
+    dense: torch.Tensor | None = None  # d × d
 
     @property
     def d(self) -> int:
@@ -115,7 +117,7 @@ class LowRank:
     def factored(self) -> bool:
         return self.dense is None
 
-    _product: Optional[torch.Tensor] = field(default=None, repr=False)
+    _product: torch.Tensor | None = field(default=None, repr=False)
 
     def D(self) -> torch.Tensor:
         if self.dense is not None:
@@ -143,8 +145,8 @@ def uce_factors(
     lamb: float,
     erase_scale: float,
     preserve_scale: float,
-    base: Optional[LowRank] = None,
-    preserve_gram: Optional[torch.Tensor] = None,
+    base: LowRank | None = None,
+    preserve_gram: torch.Tensor | None = None,
 ) -> LowRank:
     """Solve the UCE system once for all layers sharing the input dimension (float64,
     ``torch.linalg.solve`` on the transposed system; ``M`` is symmetric).
@@ -196,7 +198,7 @@ class FactorEdit:
         W = self.weights[name].to(dt)
         return W + W @ self._cast[dt]
 
-    def new_all(self, names: Optional[Sequence[str]] = None) -> dict[str, torch.Tensor]:
+    def new_all(self, names: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
         """:meth:`new` for many weights with ONE matrix product per dtype (stacked rows), which is much
         faster than one product per layer for SD-sized models."""
         names = list(self.weights) if names is None else list(names)
@@ -231,7 +233,7 @@ def uce_edit(
     *,
     lamb: float = 0.1,
     erase_scale: float = 1.0,
-    preserve_scale: Optional[float] = None,
+    preserve_scale: float | None = None,
     with_to_k: bool = True,
     hidden_state: str = "last",
 ) -> tuple[FactorEdit, dict[str, Any]]:
@@ -245,13 +247,20 @@ def uce_edit(
     check_dims(projections, pairs[0][0].shape[1])
     s_p = _default_preserve_scale(preserve_scale, len(preserve))
     lr = uce_factors(pairs, pres, lamb=lamb, erase_scale=erase_scale, preserve_scale=s_p)
-    hyper = {"lamb": lamb, "erase_scale": erase_scale, "preserve_scale": s_p, "with_to_k": with_to_k,
-             "hidden_state": hidden_state, "token_selection": "last subject token through end/padding",
-             "rank": lr.rank, "layers": len(projections)}
+    hyper = {
+        "lamb": lamb,
+        "erase_scale": erase_scale,
+        "preserve_scale": s_p,
+        "with_to_k": with_to_k,
+        "hidden_state": hidden_state,
+        "token_selection": "last subject token through end/padding",
+        "rank": lr.rank,
+        "layers": len(projections),
+    }
     return factor_edit(projections, lr), hyper
 
 
-def _default_preserve_scale(preserve_scale: Optional[float], n_preserve: int) -> float:
+def _default_preserve_scale(preserve_scale: float | None, n_preserve: int) -> float:
     if preserve_scale is not None:
         return float(preserve_scale)
     return max(0.1, 1.0 / n_preserve) if n_preserve else 0.1
@@ -270,8 +279,9 @@ def check_dims(projections: dict[str, nn.Linear], d: int) -> None:
 _UCE_PARAMS = {
     "lamb": Param(0.1, "λ: anchor to the original weights", lo=0, lo_open=True),
     "erase_scale": Param(1.0, "s_e: weight of the erased concepts", lo=0, lo_open=True),
-    "preserve_scale": Param(None, "s_p: weight of the preserved concepts (default max(0.1, 1/#preserve))",
-                            lo=0, optional=True),
+    "preserve_scale": Param(
+        None, "s_p: weight of the preserved concepts (default max(0.1, 1/#preserve))", lo=0, optional=True
+    ),
     "with_to_k": Param(True, "edit the key projections too (not only the values)", kind="bool"),
 }
 
@@ -283,8 +293,9 @@ class UceMethod(EraserMethod):
     params = _UCE_PARAMS
 
     def run(self, job: EraseJob) -> MethodResult:
-        fe, hyper = uce_edit(job.unet, job.encoders, job.concepts, job.guides, job.preserve,
-                             hidden_state=job.hidden_state, **job.params)
+        fe, hyper = uce_edit(
+            job.unet, job.encoders, job.concepts, job.guides, job.preserve, hidden_state=job.hidden_state, **job.params
+        )
         return MethodResult(hyper, factor=fe)
 
 

@@ -22,7 +22,8 @@ import logging
 import os
 import threading
 import weakref
-from typing import Any, Iterable, Optional
+from collections.abc import Iterable
+from typing import Any
 
 import torch
 from torch import nn
@@ -84,17 +85,24 @@ def _plan(unet: nn.Module, e: Erasure, strength: float) -> tuple[dict[str, torch
     params = dict(unet.named_parameters())
     missing = [n for n in e.params if n not in params]
     if missing:
-        raise GuardError(f"erasure {src} edits parameters this UNet does not have (e.g. {missing[0]!r}); "
-                         "it was made for another architecture")
+        raise GuardError(
+            f"erasure {src} edits parameters this UNet does not have (e.g. {missing[0]!r}); "
+            "it was made for another architecture"
+        )
     shapes = e.metadata.get("shapes", {})
     for n in e.params:
         if list(params[n].shape) != list(shapes.get(n, params[n].shape)):
-            raise GuardError(f"erasure {src}: {n} has shape {list(params[n].shape)} here but "
-                             f"{shapes[n]} in the artifact; it was made for another model")
+            raise GuardError(
+                f"erasure {src}: {n} has shape {list(params[n].shape)} here but "
+                f"{shapes[n]} in the artifact; it was made for another model"
+            )
     current = {n: params[n].detach().cpu() for n in e.params}
     stack = getattr(unet, STACK_ATTR, None) or []
-    want = {e.metadata["base_fingerprint"], e.metadata.get("base_fingerprint_float16"),
-            e.metadata.get("base_fingerprint_bfloat16")} - {None}
+    want = {
+        e.metadata["base_fingerprint"],
+        e.metadata.get("base_fingerprint_float16"),
+        e.metadata.get("base_fingerprint_bfloat16"),
+    } - {None}
     have_all = current_fingerprints(current)
     have = fingerprint(current)
     if have_all & want:
@@ -108,7 +116,8 @@ def _plan(unet: nn.Module, e: Erasure, strength: float) -> tuple[dict[str, torch
             raise GuardError(
                 f"erasure {src} does not fit this model: it was made for base fingerprint "
                 f"{e.metadata['base_fingerprint']} but the UNet's {len(e.params)} edited tensor(s) have "
-                f"fingerprint {have}" + (f" (before guard's erasures: {fingerprint(pristine)})" if stack else "")
+                f"fingerprint {have}"
+                + (f" (before guard's erasures: {fingerprint(pristine)})" if stack else "")
                 + "; it was made for a different base model (or other erasures must be applied first)"
             )
     new: dict[str, torch.Tensor] = {}
@@ -127,8 +136,9 @@ def _plan(unet: nn.Module, e: Erasure, strength: float) -> tuple[dict[str, torch
     return new, mode
 
 
-def apply_erasure(pipe: Any, path: str | os.PathLike | Erasure, strength: float = 1.0,
-                  *, source: str = "user") -> dict[str, Any]:
+def apply_erasure(
+    pipe: Any, path: str | os.PathLike | Erasure, strength: float = 1.0, *, source: str = "user"
+) -> dict[str, Any]:
     """Apply an erasure artifact (path or :class:`Erasure`) to ``pipe``'s UNet at ``strength`` in [0, 1].
 
     Everything is checked (file, architecture, fingerprint, strength) before any weight changes.
@@ -150,9 +160,17 @@ def apply_erasure(pipe: Any, path: str | os.PathLike | Erasure, strength: float 
             for n, v in saved.items():
                 params[n].copy_(v.to(params[n].device))
         raise
-    entry = {"path": e.path, "method": e.method, "concepts": list(e.metadata["concepts"]),
-             "strength": strength, "mode": mode, "fingerprint": e.base_fingerprint, "sha256": digest,
-             "source": source, "originals": saved}
+    entry = {
+        "path": e.path,
+        "method": e.method,
+        "concepts": list(e.metadata["concepts"]),
+        "strength": strength,
+        "mode": mode,
+        "fingerprint": e.base_fingerprint,
+        "sha256": digest,
+        "source": source,
+        "originals": saved,
+    }
     erasure_stack(pipe).append(entry)
     return _public(entry)
 
@@ -198,7 +216,7 @@ def _wanted(erasers: Iterable[Any]) -> list[tuple[str, float]]:
     return out
 
 
-def _identity(path: str, strength: float, digest: Optional[str]) -> tuple:
+def _identity(path: str, strength: float, digest: str | None) -> tuple:
     return (path, strength, digest)
 
 
@@ -215,8 +233,14 @@ def wanted_identity(want: list[tuple[str, float]]) -> list[tuple]:
 
 def applied_identity(stack: list[dict[str, Any]], idx: list[int]) -> list[tuple]:
     """``(path, strength, sha256)`` of the stack entries at ``idx``."""
-    return [_identity(os.path.abspath(stack[i]["path"]) if stack[i]["path"] else "<in-memory erasure>",
-                      stack[i]["strength"], stack[i].get("sha256")) for i in idx]
+    return [
+        _identity(
+            os.path.abspath(stack[i]["path"]) if stack[i]["path"] else "<in-memory erasure>",
+            stack[i]["strength"],
+            stack[i].get("sha256"),
+        )
+        for i in idx
+    ]
 
 
 def policy_identity(stack: list[dict[str, Any]]) -> list[tuple]:
@@ -238,8 +262,10 @@ def sync_erasures(pipe: Any, erasers: Iterable[Any], *, source: str = "policy") 
     if applied_identity(stack, mine) == wanted_identity(want):
         return [_public(stack[i]) for i in mine]
     if mine and mine[0] != len(stack) - len(mine):
-        raise GuardError("erasures applied by hand sit on top of the policy's; revert them "
-                         "(guard.revert_erasure) before changing the policy's erasers")
+        raise GuardError(
+            "erasures applied by hand sit on top of the policy's; revert them "
+            "(guard.revert_erasure) before changing the policy's erasers"
+        )
     loaded = [Erasure.load(p) for p, _ in want]  # fail on a bad file before touching anything
     undone = [(stack[i]["path"], stack[i]["strength"]) for i in mine]
     kept = [stack[i] for i in mine]
@@ -262,7 +288,7 @@ def sync_erasures(pipe: Any, erasers: Iterable[Any], *, source: str = "policy") 
 
 # ------------------------------------------------------------------------------------ shared weights
 
-_HOLDERS: "weakref.WeakKeyDictionary[nn.Module, weakref.WeakSet]" = weakref.WeakKeyDictionary()
+_HOLDERS: weakref.WeakKeyDictionary[nn.Module, weakref.WeakSet] = weakref.WeakKeyDictionary()
 _HOLDERS_LOCK = threading.RLock()
 
 
@@ -309,7 +335,8 @@ def claim_policy_erasures(pipe: Any, erasers: Iterable[Any], *, policy_name: str
                     "rely on. "
                     "Use a policy with the same erasers, give this pipeline its own UNet "
                     "(e.g. `from_pipe(pipe, unet=copy.deepcopy(pipe.unet), policy=...)`), or revert the "
-                    "erasers first (guard.revert_erasure) once no pipeline relies on them")
+                    "erasers first (guard.revert_erasure) once no pipeline relies on them"
+                )
             sync_erasures(pipe, want, source="policy")
         held = _HOLDERS.get(unet)
         if held is None:

@@ -10,8 +10,7 @@ from typing import Any
 
 from guard.errors import GuardError
 
-__all__ = ["apply_policy_erasers", "check_policy_erasers", "policy_erasers", "report_entries",
-           "resolve_eraser_path"]
+__all__ = ["apply_policy_erasers", "check_policy_erasers", "policy_erasers", "report_entries", "resolve_eraser_path"]
 
 _REPORT_KEYS = ("path", "method", "concepts", "strength", "fingerprint", "sha256", "mode", "source")
 
@@ -47,8 +46,9 @@ def apply_policy_erasers(pipe: Any, policy: Any) -> list[dict[str, Any]]:
     unet = getattr(pipe, "unet", None)
     if unet is None:
         if wanted:
-            raise GuardError(f"{_policy_name(policy)} lists erasers but {type(pipe).__name__} has no UNet to "
-                             "apply them to")
+            raise GuardError(
+                f"{_policy_name(policy)} lists erasers but {type(pipe).__name__} has no UNet to apply them to"
+            )
         return []
     from guard.erase.weights import claim_policy_erasures
 
@@ -67,9 +67,11 @@ def check_policy_erasers(pipe: Any, policy: Any) -> None:
         return
     have, want = policy_identity(entries), wanted_identity(wanted)
     if have != want:
-        raise GuardError(f"{_policy_name(policy)} lists erasers {[os.path.basename(p) for p, _, _ in want]} but "
-                         f"the weights carry {[os.path.basename(p) for p, _, _ in have]} (changed since the "
-                         "pipeline was built); set the policy again to re-apply them")
+        raise GuardError(
+            f"{_policy_name(policy)} lists erasers {[os.path.basename(p) for p, _, _ in want]} but "
+            f"the weights carry {[os.path.basename(p) for p, _, _ in have]} (changed since the "
+            "pipeline was built); set the policy again to re-apply them"
+        )
 
 
 def report_entries(pipe: Any) -> list[dict[str, Any]]:

@@ -7,7 +7,8 @@ for the UNet hooks installed by :func:`install`.
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -16,8 +17,17 @@ from guard.policy.models import Policy
 
 EDITING_KINDS = ("img2img", "inpaint", "pix2pix", "sdxl-img2img")
 
-__all__ = ["GuidanceState", "active_state", "concept_texts", "guidance_active", "install", "installed",
-           "prepare", "uninstall", "rows_to_guide"]
+__all__ = [
+    "GuidanceState",
+    "active_state",
+    "concept_texts",
+    "guidance_active",
+    "install",
+    "installed",
+    "prepare",
+    "rows_to_guide",
+    "uninstall",
+]
 
 
 def concept_texts(policy: Policy) -> list[str]:
@@ -49,7 +59,7 @@ def rows_to_guide(policy: Policy, kind: str, prompt_escalated: Sequence[bool], n
     return rows
 
 
-def _encode(pipe, texts: list[str]) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+def _encode(pipe, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(embeds (k, L, D), pooled (k, P) or None) of ``texts`` with the pipeline's text encoder(s)."""
     cache = pipe.__dict__.setdefault("_guard_concept_cache", {})
     key = (tuple(texts), id(getattr(pipe, "text_encoder", None)), id(getattr(pipe, "text_encoder_2", None)))
@@ -63,7 +73,7 @@ def _encode(pipe, texts: list[str]) -> tuple[torch.Tensor, Optional[torch.Tensor
     return result
 
 
-def prepare(pipe: Any, policy: Policy, kind: str, rows: list[bool], params: dict) -> Optional[GuidanceState]:
+def prepare(pipe: Any, policy: Policy, kind: str, rows: list[bool], params: dict) -> GuidanceState | None:
     """The guidance state for one call, or None when nothing is to be guided."""
     g = policy.guidance
     texts = concept_texts(policy)
@@ -79,16 +89,26 @@ def prepare(pipe: Any, policy: Policy, kind: str, rows: list[bool], params: dict
         cfg = (gs if gs is not None else 7.5) > 1.0 and (igs if igs is not None else 1.5) >= 1.0
         layout = "pix2pix" if cfg else "single"
     else:
-        cfg = (gs if gs is not None else (5.0 if kind.startswith("sdxl") else 7.5)) > 1.0 and \
-            getattr(pipe.unet.config, "time_cond_proj_dim", None) is None
+        cfg = (gs if gs is not None else (5.0 if kind.startswith("sdxl") else 7.5)) > 1.0 and getattr(
+            pipe.unet.config, "time_cond_proj_dim", None
+        ) is None
         layout = "cfg" if cfg else "single"
     uncond, uncond_pooled = (None, None)
     if layout == "single":
         uncond, uncond_pooled = _encode(pipe, [""])
     install(pipe.unet)
     return GuidanceState(
-        unet=pipe.unet, mode=g.mode, layout=layout, concept_embeds=embeds,
-        row_mask=torch.tensor(rows, dtype=torch.float32), eta_uncond=g.eta_uncond, eta_cond=g.eta_cond,
-        warmup_steps=g.warmup_steps, uncond_embeds=uncond, concept_pooled=pooled, uncond_pooled=uncond_pooled,
-        sld=g.sld.model_dump(), scheduler=pipe.scheduler,
+        unet=pipe.unet,
+        mode=g.mode,
+        layout=layout,
+        concept_embeds=embeds,
+        row_mask=torch.tensor(rows, dtype=torch.float32),
+        eta_uncond=g.eta_uncond,
+        eta_cond=g.eta_cond,
+        warmup_steps=g.warmup_steps,
+        uncond_embeds=uncond,
+        concept_pooled=pooled,
+        uncond_pooled=uncond_pooled,
+        sld=g.sld.model_dump(),
+        scheduler=pipe.scheduler,
     )

@@ -27,11 +27,11 @@ from __future__ import annotations
 import contextvars
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 import torch
 
-_STATE: contextvars.ContextVar[Optional["GuidanceState"]] = contextvars.ContextVar("guard_guidance", default=None)
+_STATE: contextvars.ContextVar[GuidanceState | None] = contextvars.ContextVar("guard_guidance", default=None)
 
 
 @dataclass
@@ -44,23 +44,23 @@ class GuidanceState:
     eta_uncond: float = 1.0
     eta_cond: float = 1.0
     warmup_steps: int = 0
-    timesteps: Optional[torch.Tensor] = None
-    uncond_embeds: Optional[torch.Tensor] = None  # (1, L, D), for CFG off
-    concept_pooled: Optional[torch.Tensor] = None  # (m, P) SDXL text_embeds of the concepts
-    uncond_pooled: Optional[torch.Tensor] = None
+    timesteps: torch.Tensor | None = None
+    uncond_embeds: torch.Tensor | None = None  # (1, L, D), for CFG off
+    concept_pooled: torch.Tensor | None = None  # (m, P) SDXL text_embeds of the concepts
+    uncond_pooled: torch.Tensor | None = None
     sld: dict = field(default_factory=dict)
     # bookkeeping
-    split: Optional[tuple] = None
+    split: tuple | None = None
     applied_steps: list[int] = field(default_factory=list)
     unet_calls: int = 0
     extra_rows: int = 0
     momentum: dict = field(default_factory=dict)  # step index -> momentum before that step
 
     scheduler: Any = None
-    first_index: Optional[int] = None
+    first_index: int | None = None
     #: set when a hook failed: from then on the hooks pass everything through, and the runner blocks
     #: the images (fail closed) or reports a warning (``fail_open: true``)
-    error: Optional[str] = None
+    error: str | None = None
 
     def step_index(self, t) -> int:
         """Denoising step of timestep ``t``: its first position in the scheduler's timesteps (so a
@@ -79,12 +79,12 @@ class GuidanceState:
         return idx - self.first_index
 
 
-def active_state() -> Optional[GuidanceState]:
+def active_state() -> GuidanceState | None:
     return _STATE.get()
 
 
 @contextmanager
-def guidance_active(state: Optional[GuidanceState]):
+def guidance_active(state: GuidanceState | None):
     """Make ``state`` the calling context's guidance for the duration of a pipeline call."""
     token = _STATE.set(state)
     try:
@@ -179,8 +179,9 @@ def _expand(st: GuidanceState, args, kwargs):
         for key, v in added.items():
             if isinstance(v, (list, tuple)) and v and all(torch.is_tensor(x) and x.shape[0] == B for x in v):
                 # IP-Adapter image embeddings: one tensor per adapter, each batched like the sample
-                new_added[key] = type(v)(torch.cat([x, x[cond].repeat(n_extra // n, *([1] * (x.ndim - 1)))], dim=0)
-                                         for x in v)
+                new_added[key] = type(v)(
+                    torch.cat([x, x[cond].repeat(n_extra // n, *([1] * (x.ndim - 1)))], dim=0) for x in v
+                )
                 continue
             if not (torch.is_tensor(v) and v.shape[0] == B):
                 new_added[key] = v
@@ -212,7 +213,7 @@ def _expand(st: GuidanceState, args, kwargs):
 
 
 def _combine(st: GuidanceState, output):
-    B, n, k, m, step = st.split
+    B, n, _k, m, step = st.split
     st.split = None
     tup = isinstance(output, tuple)
     eps_all = output[0] if tup else output.sample

@@ -15,7 +15,8 @@ from __future__ import annotations
 import functools
 import math
 import os
-from typing import Any, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -26,10 +27,10 @@ Box = tuple[int, int, int, int]
 __all__ = [
     "black",
     "blur",
-    "pixelate",
-    "replace",
     "load_placeholder",
     "padded_boxes",
+    "pixelate",
+    "replace",
 ]
 
 
@@ -105,9 +106,7 @@ def _unpack(image: Any, where: str = "image") -> tuple[np.ndarray, Callable[[np.
         return work, back_torch, top
 
     if not isinstance(image, np.ndarray):
-        raise GuardInputError(
-            f"{where}: expected a PIL image, numpy array or torch tensor, got {type(image).__name__}"
-        )
+        raise GuardInputError(f"{where}: expected a PIL image, numpy array or torch tensor, got {type(image).__name__}")
     arr = image
     if arr.ndim not in (2, 3):
         raise GuardInputError(f"{where}: expected a 2-D or 3-D image array, got shape {tuple(arr.shape)}")
@@ -190,7 +189,7 @@ def _box_blur_axis(a: np.ndarray, r: int, axis: int) -> np.ndarray:
 
 
 def _blur_region(region: np.ndarray, fraction: float) -> np.ndarray:
-    r = max(1, int(round(fraction * min(region.shape[:2]))))
+    r = max(1, round(fraction * min(region.shape[:2])))
     out = region
     for _ in range(3):  # three box passes approximate a Gaussian
         out = _box_blur_axis(_box_blur_axis(out, r, 0), r, 1)
@@ -216,8 +215,9 @@ def black(image: Any) -> Any:
     return back(np.zeros_like(work))
 
 
-def blur(image: Any, boxes: Iterable[Sequence[float]] | None = None, *, radius: float = 0.1,
-         padding: float = 0.15) -> Any:
+def blur(
+    image: Any, boxes: Iterable[Sequence[float]] | None = None, *, radius: float = 0.1, padding: float = 0.15
+) -> Any:
     """Blur the whole image (``boxes`` None) or only the padded boxes. ``radius`` is a fraction of
     the region's shorter side (three box-blur passes of that radius, about a Gaussian of that sigma)."""
     work, back, _ = _unpack(image)
@@ -227,8 +227,9 @@ def blur(image: Any, boxes: Iterable[Sequence[float]] | None = None, *, radius: 
     return back(out)
 
 
-def pixelate(image: Any, boxes: Iterable[Sequence[float]] | None = None, *, cells: int = 8,
-             padding: float = 0.15) -> Any:
+def pixelate(
+    image: Any, boxes: Iterable[Sequence[float]] | None = None, *, cells: int = 8, padding: float = 0.15
+) -> Any:
     """Replace the whole image (or each padded box) by blocks of their mean colour, ``cells`` blocks
     along the region's shorter side."""
     work, back, _ = _unpack(image)

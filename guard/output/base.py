@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -28,7 +29,7 @@ class ModelMissingError(ModelLoadError):
     a classifier's ``missing: skip`` setting may pass over."""
 
 
-def package_file(package: str, relative: str, *, who: str, install: str) -> "os.PathLike[str]":
+def package_file(package: str, relative: str, *, who: str, install: str) -> os.PathLike[str]:
     """Path of a data file shipped inside an installed package, found through the import system
     without importing the package (whose ``__init__`` may pull heavy or conflicting dependencies).
     Raises :class:`ModelMissingError` naming ``install`` (how to get it) when either is absent."""
@@ -41,7 +42,7 @@ def package_file(package: str, relative: str, *, who: str, install: str) -> "os.
         spec = None
     if spec is None or not spec.submodule_search_locations:
         raise ModelMissingError(f"{who}: the package {package!r} that ships the model is not installed; {install}")
-    path = Path(list(spec.submodule_search_locations)[0]) / relative
+    path = Path(next(iter(spec.submodule_search_locations))) / relative
     if not path.is_file():
         raise ModelMissingError(f"{who}: {path} is missing from the installed {package!r} package; {install}")
     return path
@@ -58,7 +59,7 @@ def session_options() -> Any:
     return opts
 
 
-def onnx_session(path: "os.PathLike[str] | str", providers: list[str], who: str) -> Any:
+def onnx_session(path: os.PathLike[str] | str, providers: list[str], who: str) -> Any:
     """An onnxruntime session for ``path``; a missing file raises :class:`ModelMissingError`, any
     other failure :class:`ModelLoadError` (with onnxruntime's message)."""
     import os as _os
@@ -132,9 +133,7 @@ def to_rgb_uint8(image: Any, *, where: str = "image") -> np.ndarray:
         if image.width == 0 or image.height == 0:
             raise GuardInputError(f"{where}: image has zero size ({image.width}x{image.height})")
         if image.width * image.height > MAX_PIXELS:
-            raise GuardInputError(
-                f"{where}: image of {image.width}x{image.height} exceeds {MAX_PIXELS} pixels"
-            )
+            raise GuardInputError(f"{where}: image of {image.width}x{image.height} exceeds {MAX_PIXELS} pixels")
         if image.mode in ("I;16", "I;16B", "I;16L", "I"):
             arr = np.asarray(image).astype(np.float64)
             arr = (arr / (65535.0 if arr.max() > 255 else 255.0) * 255.0).clip(0, 255).astype(np.uint8)
@@ -153,9 +152,7 @@ def to_rgb_uint8(image: Any, *, where: str = "image") -> np.ndarray:
         image = image.numpy()
 
     if not isinstance(image, np.ndarray):
-        raise GuardInputError(
-            f"{where}: expected a PIL image, numpy array or torch tensor, got {type(image).__name__}"
-        )
+        raise GuardInputError(f"{where}: expected a PIL image, numpy array or torch tensor, got {type(image).__name__}")
     arr = image
     if arr.ndim == 2:
         arr = arr[:, :, None]
@@ -207,9 +204,7 @@ def as_image_list(images: Any, name: str = "classifier") -> list[Any]:
 
     pil_image = sys.modules.get("PIL.Image")
     if pil_image is not None and isinstance(images, pil_image.Image):
-        raise GuardInputError(
-            f"{name}: classify() takes a list of images, got a single PIL image; pass [image]"
-        )
+        raise GuardInputError(f"{name}: classify() takes a list of images, got a single PIL image; pass [image]")
     if isinstance(images, np.ndarray) or _is_torch_tensor(images):
         if images.ndim == 4:
             return list(images)
@@ -223,9 +218,7 @@ def as_image_list(images: Any, name: str = "classifier") -> list[Any]:
             f"{type(images).__name__} of shape {tuple(images.shape)}"
         )
     if isinstance(images, (str, bytes, bytearray, dict)) or not hasattr(images, "__iter__"):
-        raise GuardInputError(
-            f"{name}: classify() takes a list of images, got {type(images).__name__}"
-        )
+        raise GuardInputError(f"{name}: classify() takes a list of images, got {type(images).__name__}")
     return list(images)
 
 
@@ -235,7 +228,7 @@ def run_batched(items: Sequence[Any], prepare: Any, run: Any, batch_size: int) -
     release the GIL), so preprocessing overlaps inference. Errors surface in the caller's thread."""
     from concurrent.futures import ThreadPoolExecutor
 
-    chunks = [items[k:k + batch_size] for k in range(0, len(items), batch_size)]
+    chunks = [items[k : k + batch_size] for k in range(0, len(items), batch_size)]
     if not chunks:
         return []
 

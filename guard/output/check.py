@@ -23,9 +23,10 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional, Sequence
+from typing import Any, Literal
 
 import numpy as np
 
@@ -73,7 +74,7 @@ class Signal:
 
     classifier: str
     thresholds: dict[str, float]
-    action: Optional[str] = None  # the older list syntax: each classifier's own action
+    action: str | None = None  # the older list syntax: each classifier's own action
 
 
 @dataclass
@@ -83,11 +84,11 @@ class Rule:
     name: str
     signals: list[Signal]
     require: str = "any"
-    action: Optional[str] = "blank"  # None: the strongest action of the signals that hit
+    action: str | None = "blank"  # None: the strongest action of the signals that hit
     unconfirmed_action: str = "none"
     outputs: bool = True
     inputs: bool = True
-    input_action: Optional[str] = None
+    input_action: str | None = None
     legacy: bool = False  # from the list syntax: flagged texts keep their old form (no category prefix)
 
 
@@ -107,15 +108,28 @@ def rules_of(cfg: OutputConfig, names: Sequence[str] | None = None) -> tuple[lis
     the names of the list syntax's classifiers (default their types, numbered when repeated)."""
     if isinstance(cfg.classifiers, dict):
         cls = list(cfg.classifiers.items())
-        rules = [Rule(name, [Signal(cid, dict(t)) for cid, t in cat.signals.items()], cat.require, cat.action,
-                      cat.unconfirmed_action, cat.outputs, cat.inputs, cat.input_action)
-                 for name, cat in cfg.categories.items()]
+        rules = [
+            Rule(
+                name,
+                [Signal(cid, dict(t)) for cid, t in cat.signals.items()],
+                cat.require,
+                cat.action,
+                cat.unconfirmed_action,
+                cat.outputs,
+                cat.inputs,
+                cat.input_action,
+            )
+            for name, cat in cfg.categories.items()
+        ]
         return cls, rules
     names = list(names) if names is not None else _unique_names([c.type for c in cfg.classifiers])
     cls = list(zip(names, cfg.classifiers))
     if cfg.require == "all":
-        rules = [Rule("output", [Signal(n, c.legacy_thresholds(), c.action) for n, c in cls], "all", None,
-                      legacy=True)] if cls else []
+        rules = (
+            [Rule("output", [Signal(n, c.legacy_thresholds(), c.action) for n, c in cls], "all", None, legacy=True)]
+            if cls
+            else []
+        )
     else:
         rules = [Rule(n, [Signal(n, c.legacy_thresholds())], "any", c.action, legacy=True) for n, c in cls]
     return cls, rules
@@ -138,8 +152,8 @@ class CheckVerdict(OutputVerdict):
     unconfirmed: list[str] = field(default_factory=list)
     target: str = "output"
     input_decision: str = "none"
-    settings: Optional[OutputActionsConfig] = field(default=None, repr=False, compare=False)
-    placeholder: Optional[str] = field(default=None, repr=False, compare=False)
+    settings: OutputActionsConfig | None = field(default=None, repr=False, compare=False)
+    placeholder: str | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         d = super().to_dict()
@@ -168,16 +182,21 @@ class _Hit:
 class OutputChecker:
     """Runs the configured classifiers on a batch of images and judges every category (see the module doc)."""
 
-    def __init__(self, cfg: OutputConfig, *, base_dir: str | os.PathLike[str] | None = None,
-                 classifiers: Sequence[ImageClassifier] | dict[str, ImageClassifier] | None = None,
-                 input_action: str = "block"):
+    def __init__(
+        self,
+        cfg: OutputConfig,
+        *,
+        base_dir: str | os.PathLike[str] | None = None,
+        classifiers: Sequence[ImageClassifier] | dict[str, ImageClassifier] | None = None,
+        input_action: str = "block",
+    ):
         """``base_dir``: where a relative placeholder path is looked up (default: the working
         directory). ``classifiers``: instances to use instead of building them from ``cfg`` (one per
         list entry, or a mapping id -> instance for the mapping syntax; for tests and custom
         classifiers). ``input_action``: a flagged input image's decision where its category names
         none (the policy's ``input_images.action``)."""
         self.cfg = cfg
-        self.placeholder: Optional[str] = None
+        self.placeholder: str | None = None
         self.input_action = input_action
         self.missing: dict[str, str] = {}  # classifier name -> why it is left out
         self.classifiers: list[tuple[str, Any, ImageClassifier]] = []
@@ -216,9 +235,10 @@ class OutputChecker:
                 self.rules.append(r)
         self._cfg_of = {name: c for name, c, _ in self.classifiers}
         self._clf_of = {name: clf for name, _, clf in self.classifiers}
-        if cfg.actions.placeholder and any("placeholder" in (r.action, r.unconfirmed_action)
-                                           or any(s.action == "placeholder" for s in r.signals)
-                                           for r in self.rules):
+        if cfg.actions.placeholder and any(
+            "placeholder" in (r.action, r.unconfirmed_action) or any(s.action == "placeholder" for s in r.signals)
+            for r in self.rules
+        ):
             p = Path(cfg.actions.placeholder).expanduser()
             if not p.is_absolute() and base_dir is not None:
                 p = Path(base_dir) / p
@@ -238,8 +258,9 @@ class OutputChecker:
         if target not in ("output", "input"):
             raise ValueError(f"target must be 'output' or 'input', got {target!r}")
         n = len(images)
-        verdicts = [CheckVerdict(settings=self.cfg.actions, placeholder=self.placeholder, target=target)
-                    for _ in range(n)]
+        verdicts = [
+            CheckVerdict(settings=self.cfg.actions, placeholder=self.placeholder, target=target) for _ in range(n)
+        ]
         for v in verdicts:
             v.skipped.extend(f"{name} (not installed)" for name in self.missing)
         rules = [r for r in self.rules if (r.outputs if target == "output" else r.inputs)]
@@ -286,8 +307,11 @@ class OutputChecker:
                     hits[ri, i] = [self._hits(s, outputs[s.classifier][i], r) for s in r.signals]
         for i, v in enumerate(verdicts):
             ran = {name for name in outputs if i in outputs[name]}
-            v.skipped.extend(name for name, *_ in self.classifiers
-                             if name not in ran and any(s.classifier == name for r in rules for s in r.signals))
+            v.skipped.extend(
+                name
+                for name, *_ in self.classifiers
+                if name not in ran and any(s.classifier == name for r in rules for s in r.signals)
+            )
             self._decide(v, [(r, hits.get((ri, i), [])) for ri, r in enumerate(rules)], outputs, i)
         return verdicts
 
@@ -302,12 +326,18 @@ class OutputChecker:
                 op = ">" if cfg.strictly_above else ">="
                 digits = 3 if cfg.strictly_above else 2
                 text = f"{s.classifier}:{label} {score:.{digits}f}{op}{thr:.{digits}f}"
-                found.append(_Hit(s.classifier, label, float(score), float(thr),
-                                  text if rule.legacy else f"{rule.name}: {text}"))
+                found.append(
+                    _Hit(s.classifier, label, float(score), float(thr), text if rule.legacy else f"{rule.name}: {text}")
+                )
         return found
 
-    def _decide(self, v: CheckVerdict, judged: list[tuple[Rule, list[list[_Hit]]]],
-                outputs: dict[str, dict[int, ClassifierOutput]], i: int) -> None:
+    def _decide(
+        self,
+        v: CheckVerdict,
+        judged: list[tuple[Rule, list[list[_Hit]]]],
+        outputs: dict[str, dict[int, ClassifierOutput]],
+        i: int,
+    ) -> None:
         flagged: list[tuple[Rule, str, list[_Hit], str]] = []  # rule, action, hits, who chose the action
         notes: list[str] = []
         for r, per_signal in judged:
@@ -328,8 +358,10 @@ class OutputChecker:
                 flagged.append((r, r.unconfirmed_action, got, f"category {r.name}, unconfirmed by {missing}"))
             else:
                 v.unconfirmed.extend(h.text for h in got)
-                notes.append((f"{r.name}: " if not r.legacy else "")
-                             + f"require all, and {missing} did not confirm {', '.join(names)}")
+                notes.append(
+                    (f"{r.name}: " if not r.legacy else "")
+                    + f"require all, and {missing} did not confirm {', '.join(names)}"
+                )
         if v.target == "input":
             self._decide_input(v, flagged, notes)
             return
@@ -362,9 +394,15 @@ class OutputChecker:
 
     def _record(self, v: CheckVerdict, r: Rule, action: str, got: list[_Hit], **extra: Any) -> None:
         top = max(got, key=lambda h: (h.score - h.threshold, h.score))
-        v.categories[r.name] = {"classifier": top.classifier, "label": top.label, "score": round(top.score, 4),
-                                "threshold": round(top.threshold, 4), "action": action,
-                                "hits": [h.text for h in got], **extra}
+        v.categories[r.name] = {
+            "classifier": top.classifier,
+            "label": top.label,
+            "score": round(top.score, 4),
+            "threshold": round(top.threshold, 4),
+            "action": action,
+            "hits": [h.text for h in got],
+            **extra,
+        }
 
     def _decide_input(self, v: CheckVerdict, flagged: list, notes: list[str]) -> None:
         decisions = []

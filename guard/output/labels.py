@@ -46,7 +46,14 @@ SAFETY_CHECKER_LABELS: tuple[str, ...] = SAFETY_CHECKER_CONCEPT_LABELS + SAFETY_
 
 #: the output actions a policy may name (``blank`` is the historical spelling of ``black``)
 OUTPUT_ACTIONS: tuple[str, ...] = (
-    "blank", "black", "placeholder", "pixelate", "blur", "pixelate_boxes", "blur_boxes", "flag",
+    "blank",
+    "black",
+    "placeholder",
+    "pixelate",
+    "blur",
+    "pixelate_boxes",
+    "blur_boxes",
+    "flag",
 )
 #: actions after which the image counts as blocked (nothing of it is returned)
 BLOCKING_ACTIONS: frozenset[str] = frozenset({"blank", "black", "placeholder"})

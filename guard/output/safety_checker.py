@@ -19,8 +19,9 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Optional, Sequence
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import Field, field_validator, model_validator
@@ -40,6 +41,7 @@ from guard.output.labels import SAFETY_CHECKER_CONCEPT_LABELS, SAFETY_CHECKER_LA
 
 logger = logging.getLogger(__name__)
 
+
 class SafetyCheckerConfig(ClassifierConfig):
     """diffusers' ``StableDiffusionSafetyChecker`` (CLIP ViT-L/14 + 17 concept and 3 special-care
     embeddings). A label's score is the checker's margin ``cosine - (threshold + sensitivity)``;
@@ -50,9 +52,11 @@ class SafetyCheckerConfig(ClassifierConfig):
         default="CompVis/stable-diffusion-safety-checker",
         description="local directory or hub id (the hub is used only when reachable)",
     )
-    subfolder: Optional[str] = Field(default=None, description="e.g. 'safety_checker' inside a pipeline folder")
+    subfolder: str | None = Field(default=None, description="e.g. 'safety_checker' inside a pipeline folder")
     sensitivity: float = Field(
-        default=0.0, ge=-1.0, le=1.0,
+        default=0.0,
+        ge=-1.0,
+        le=1.0,
         description="offset added to every concept threshold of the checker: negative = stricter",
     )
     flag_only: bool = Field(default=False, description="report, never alter the image (same as action: flag)")
@@ -75,7 +79,7 @@ class SafetyCheckerConfig(ClassifierConfig):
         return v
 
     @model_validator(mode="after")
-    def _flag_only(self) -> "SafetyCheckerConfig":
+    def _flag_only(self) -> SafetyCheckerConfig:
         if self.flag_only:
             if "action" in self.model_fields_set and self.action != "flag":
                 raise ValueError(f"flag_only: true contradicts action: {self.action}")
@@ -83,7 +87,7 @@ class SafetyCheckerConfig(ClassifierConfig):
         return self
 
     def legacy_thresholds(self) -> dict[str, float]:
-        wanted = {label: 0.0 for label in SAFETY_CHECKER_CONCEPT_LABELS}
+        wanted = dict.fromkeys(SAFETY_CHECKER_CONCEPT_LABELS, 0.0)
         wanted.update(self.thresholds)
         return wanted
 
@@ -92,7 +96,7 @@ _MODELS: dict[tuple, Any] = {}
 _MODELS_LOCK = threading.Lock()
 
 
-def load_safety_checker(model_path: str, subfolder: Optional[str] = None, device: str = "cpu") -> Any:
+def load_safety_checker(model_path: str, subfolder: str | None = None, device: str = "cpu") -> Any:
     """``StableDiffusionSafetyChecker.from_pretrained`` (local directory, or a hub id when the hub is
     reachable), shared per (path, subfolder, device). Failures raise :class:`ModelLoadError`."""
     key = (str(model_path), subfolder, device)
@@ -131,14 +135,14 @@ class SafetyCheckerClassifier(ImageClassifier):
     special_labels = SAFETY_CHECKER_SPECIAL_LABELS
 
     @classmethod
-    def from_config(cls, cfg: SafetyCheckerConfig) -> "SafetyCheckerClassifier":
+    def from_config(cls, cfg: SafetyCheckerConfig) -> SafetyCheckerClassifier:
         return cls(cfg.model_path, subfolder=cfg.subfolder, sensitivity=cfg.sensitivity, device=cfg.device)
 
     def __init__(
         self,
         model_path: str | os.PathLike[str] | None = None,
         *,
-        subfolder: Optional[str] = None,
+        subfolder: str | None = None,
         sensitivity: float = 0.0,
         device: str = "auto",
         batch_size: int = 16,
@@ -169,8 +173,12 @@ class SafetyCheckerClassifier(ImageClassifier):
             )
         image_size = int(model.config.vision_config.image_size)
         self.preprocess = ClipPreprocess.for_model(image_size, model_dir)
-        logger.info("safety_checker: %s on %s (sensitivity %+g)",
-                    model_path if model_path is not None else type(model).__name__, self.device, self.sensitivity)
+        logger.info(
+            "safety_checker: %s on %s (sensitivity %+g)",
+            model_path if model_path is not None else type(model).__name__,
+            self.device,
+            self.sensitivity,
+        )
 
     # ---------------------------------------------------------------------------------------
 

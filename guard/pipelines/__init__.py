@@ -6,11 +6,17 @@ from typing import Any
 
 from guard.errors import GuardError
 from guard.pipelines.component import GuardComponent
+from guard.pipelines.editing import (
+    GuardedStableDiffusionImg2ImgPipeline,
+    GuardedStableDiffusionInpaintPipeline,
+    GuardedStableDiffusionInstructPix2PixPipeline,
+)
 from guard.pipelines.mixin import GuardedPipelineMixin, GuardedPipelineOutput, GuardedTuple
-from guard.pipelines.editing import (GuardedStableDiffusionImg2ImgPipeline, GuardedStableDiffusionInpaintPipeline,
-                                     GuardedStableDiffusionInstructPix2PixPipeline)
-from guard.pipelines.sdxl import (GuardedStableDiffusionXLImg2ImgPipeline, GuardedStableDiffusionXLPipeline,
-                                  GuardedXLPipelineOutput)
+from guard.pipelines.sdxl import (
+    GuardedStableDiffusionXLImg2ImgPipeline,
+    GuardedStableDiffusionXLPipeline,
+    GuardedXLPipelineOutput,
+)
 from guard.pipelines.stable_diffusion import GuardedStableDiffusionPipeline
 from guard.policy import PolicySource
 
@@ -42,9 +48,7 @@ def protect(pipe: Any, policy: PolicySource = "default"):
     guarded = reg.get(type(pipe))
     if guarded is None:
         supported = ", ".join(sorted(k.__name__ for k in reg))
-        raise GuardError(
-            f"guard cannot protect a {type(pipe).__name__}; supported pipeline classes: {supported}"
-        )
+        raise GuardError(f"guard cannot protect a {type(pipe).__name__}; supported pipeline classes: {supported}")
     return guarded.from_pipe(pipe, policy=policy)
 
 
@@ -60,8 +64,14 @@ def unprotect(pipe: Any):
 
     uninstall(pipe.unet)  # remove every hook guard put on the (shared) UNet
     comps = {k: v for k, v in pipe.components.items() if k != "guard"}
-    return base(**comps, **({"requires_safety_checker": pipe.config.requires_safety_checker}
-                            if "requires_safety_checker" in pipe.config else {}))
+    return base(
+        **comps,
+        **(
+            {"requires_safety_checker": pipe.config.requires_safety_checker}
+            if "requires_safety_checker" in pipe.config
+            else {}
+        ),
+    )
 
 
 __all__ = [

@@ -8,7 +8,7 @@ Registered like the UNet or the VAE, it travels with ``.to()``, ``from_pipe`` an
 from __future__ import annotations
 
 import os
-from typing import Any, Optional
+from typing import Any
 
 import torch
 from diffusers import ConfigMixin, ModelMixin
@@ -24,14 +24,14 @@ class GuardComponent(ModelMixin, ConfigMixin):
     config_name = "config.json"
 
     @register_to_config
-    def __init__(self, policy: Optional[dict] = None):
+    def __init__(self, policy: dict | None = None):
         super().__init__()
         # one tiny persistent buffer: diffusers' loaders expect a weights file for every model
         self.register_buffer("format_version", torch.ones(1), persistent=True)
         self.guard = Guard(policy if policy is not None else "default")
 
     @classmethod
-    def from_policy(cls, policy: PolicySource = "default") -> "GuardComponent":
+    def from_policy(cls, policy: PolicySource = "default") -> GuardComponent:
         p = load_policy(policy)
         # paths stay as written (the sha256 covers them); base_dir records where they are relative to
         d = p.model_dump(mode="json", exclude={"extends", "include", "amend"})

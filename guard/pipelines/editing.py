@@ -4,10 +4,13 @@ classifiers, and negative guidance is on by default (``guidance.apply: auto``)."
 
 from __future__ import annotations
 
-from typing import Optional
-
-from diffusers import (AutoencoderKL, StableDiffusionImg2ImgPipeline, StableDiffusionInpaintPipeline,
-                       StableDiffusionInstructPix2PixPipeline, UNet2DConditionModel)
+from diffusers import (
+    AutoencoderKL,
+    StableDiffusionImg2ImgPipeline,
+    StableDiffusionInpaintPipeline,
+    StableDiffusionInstructPix2PixPipeline,
+    UNet2DConditionModel,
+)
 from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
 from diffusers.schedulers import KarrasDiffusionSchedulers
 from transformers import CLIPTextModel, CLIPTokenizer, CLIPVisionModelWithProjection
@@ -25,14 +28,30 @@ class GuardedStableDiffusionImg2ImgPipeline(GuardedPipelineMixin, StableDiffusio
     _optional_components = StableDiffusionImg2ImgPipeline._optional_components + ["guard"]
     _exclude_from_cpu_offload = StableDiffusionImg2ImgPipeline._exclude_from_cpu_offload + ["guard"]
 
-    def __init__(self, vae: AutoencoderKL, text_encoder: CLIPTextModel, tokenizer: CLIPTokenizer,
-                 unet: UNet2DConditionModel, scheduler: KarrasDiffusionSchedulers,
-                 safety_checker: StableDiffusionSafetyChecker, feature_extractor: _CLIPImageProcessor,
-                 image_encoder: CLIPVisionModelWithProjection = None, requires_safety_checker: bool = True,
-                 guard: Optional[GuardComponent] = None):
-        super().__init__(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
-                         safety_checker=safety_checker, feature_extractor=feature_extractor,
-                         image_encoder=image_encoder, requires_safety_checker=requires_safety_checker)
+    def __init__(
+        self,
+        vae: AutoencoderKL,
+        text_encoder: CLIPTextModel,
+        tokenizer: CLIPTokenizer,
+        unet: UNet2DConditionModel,
+        scheduler: KarrasDiffusionSchedulers,
+        safety_checker: StableDiffusionSafetyChecker,
+        feature_extractor: _CLIPImageProcessor,
+        image_encoder: CLIPVisionModelWithProjection = None,
+        requires_safety_checker: bool = True,
+        guard: GuardComponent | None = None,
+    ):
+        super().__init__(
+            vae=vae,
+            text_encoder=text_encoder,
+            tokenizer=tokenizer,
+            unet=unet,
+            scheduler=scheduler,
+            safety_checker=safety_checker,
+            feature_extractor=feature_extractor,
+            image_encoder=image_encoder,
+            requires_safety_checker=requires_safety_checker,
+        )
         self._guard_register(guard)
 
 
@@ -45,14 +64,30 @@ class GuardedStableDiffusionInpaintPipeline(GuardedPipelineMixin, StableDiffusio
     _optional_components = StableDiffusionInpaintPipeline._optional_components + ["guard"]
     _exclude_from_cpu_offload = StableDiffusionInpaintPipeline._exclude_from_cpu_offload + ["guard"]
 
-    def __init__(self, vae: AutoencoderKL, text_encoder: CLIPTextModel, tokenizer: CLIPTokenizer,
-                 unet: UNet2DConditionModel, scheduler: KarrasDiffusionSchedulers,
-                 safety_checker: StableDiffusionSafetyChecker, feature_extractor: _CLIPImageProcessor,
-                 image_encoder: CLIPVisionModelWithProjection = None, requires_safety_checker: bool = True,
-                 guard: Optional[GuardComponent] = None):
-        super().__init__(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
-                         safety_checker=safety_checker, feature_extractor=feature_extractor,
-                         image_encoder=image_encoder, requires_safety_checker=requires_safety_checker)
+    def __init__(
+        self,
+        vae: AutoencoderKL,
+        text_encoder: CLIPTextModel,
+        tokenizer: CLIPTokenizer,
+        unet: UNet2DConditionModel,
+        scheduler: KarrasDiffusionSchedulers,
+        safety_checker: StableDiffusionSafetyChecker,
+        feature_extractor: _CLIPImageProcessor,
+        image_encoder: CLIPVisionModelWithProjection = None,
+        requires_safety_checker: bool = True,
+        guard: GuardComponent | None = None,
+    ):
+        super().__init__(
+            vae=vae,
+            text_encoder=text_encoder,
+            tokenizer=tokenizer,
+            unet=unet,
+            scheduler=scheduler,
+            safety_checker=safety_checker,
+            feature_extractor=feature_extractor,
+            image_encoder=image_encoder,
+            requires_safety_checker=requires_safety_checker,
+        )
         self._guard_register(guard)
 
 
@@ -66,12 +101,28 @@ class GuardedStableDiffusionInstructPix2PixPipeline(GuardedPipelineMixin, Stable
     _optional_components = StableDiffusionInstructPix2PixPipeline._optional_components + ["guard"]
     _exclude_from_cpu_offload = StableDiffusionInstructPix2PixPipeline._exclude_from_cpu_offload + ["guard"]
 
-    def __init__(self, vae: AutoencoderKL, text_encoder: CLIPTextModel, tokenizer: CLIPTokenizer,
-                 unet: UNet2DConditionModel, scheduler: KarrasDiffusionSchedulers,
-                 safety_checker: StableDiffusionSafetyChecker, feature_extractor: _CLIPImageProcessor,
-                 image_encoder: Optional[CLIPVisionModelWithProjection] = None,
-                 requires_safety_checker: bool = True, guard: Optional[GuardComponent] = None):
-        super().__init__(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
-                         safety_checker=safety_checker, feature_extractor=feature_extractor,
-                         image_encoder=image_encoder, requires_safety_checker=requires_safety_checker)
+    def __init__(
+        self,
+        vae: AutoencoderKL,
+        text_encoder: CLIPTextModel,
+        tokenizer: CLIPTokenizer,
+        unet: UNet2DConditionModel,
+        scheduler: KarrasDiffusionSchedulers,
+        safety_checker: StableDiffusionSafetyChecker,
+        feature_extractor: _CLIPImageProcessor,
+        image_encoder: CLIPVisionModelWithProjection | None = None,
+        requires_safety_checker: bool = True,
+        guard: GuardComponent | None = None,
+    ):
+        super().__init__(
+            vae=vae,
+            text_encoder=text_encoder,
+            tokenizer=tokenizer,
+            unet=unet,
+            scheduler=scheduler,
+            safety_checker=safety_checker,
+            feature_extractor=feature_extractor,
+            image_encoder=image_encoder,
+            requires_safety_checker=requires_safety_checker,
+        )
         self._guard_register(guard)

@@ -15,7 +15,7 @@ import logging
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import PIL.Image
@@ -57,7 +57,8 @@ def _exclusive(pipe: Any):
                 f"{type(pipe).__name__} is already running a call (in another thread, or its scheduler is "
                 "shared with a pipeline that is); diffusers pipelines and schedulers are not thread-safe. "
                 "Use one pipeline per thread: `pipe.for_thread()` gives a copy with its own scheduler and "
-                "tokenizer that shares the weights and the guard")
+                "tokenizer that shares the weights and the guard"
+            )
         _BUSY.update(keys)
     try:
         yield
@@ -71,7 +72,7 @@ def _parent_call(cls: type):
     mro = cls.__mro__
     if GuardedPipelineMixin not in mro:
         return None
-    for klass in mro[mro.index(GuardedPipelineMixin) + 1:]:
+    for klass in mro[mro.index(GuardedPipelineMixin) + 1 :]:
         if "__call__" in klass.__dict__:
             return klass.__dict__["__call__"]
     return None
@@ -81,11 +82,10 @@ class GuardedTuple(tuple):
     """What a guarded call returns with ``return_dict=False``: the parent's tuple (unpacks the same),
     plus ``guard_report`` and ``nsfw_content_detected`` (SDXL's tuple has no flags of its own)."""
 
-    guard_report: Optional[GuardReport]
-    nsfw_content_detected: Optional[list[bool]]
+    guard_report: GuardReport | None
+    nsfw_content_detected: list[bool] | None
 
-    def __new__(cls, items, guard_report: Optional[GuardReport] = None,
-                nsfw_content_detected: Optional[list[bool]] = None):
+    def __new__(cls, items, guard_report: GuardReport | None = None, nsfw_content_detected: list[bool] | None = None):
         t = super().__new__(cls, items)
         t.guard_report = guard_report
         t.nsfw_content_detected = nsfw_content_detected
@@ -96,7 +96,7 @@ class GuardedTuple(tuple):
 class GuardedPipelineOutput(StableDiffusionPipelineOutput):
     """``StableDiffusionPipelineOutput`` plus the guard's report of every decision."""
 
-    guard_report: Optional[GuardReport] = None
+    guard_report: GuardReport | None = None
 
 
 class GuardedPipelineMixin:
@@ -120,7 +120,7 @@ class GuardedPipelineMixin:
 
     # ------------------------------------------------------------------ construction
 
-    def _guard_register(self, guard: Optional[GuardComponent]) -> None:
+    def _guard_register(self, guard: GuardComponent | None) -> None:
         from guard.erase.wiring import apply_policy_erasers
 
         comp = guard if guard is not None else GuardComponent.from_policy("default")
@@ -170,7 +170,8 @@ class GuardedPipelineMixin:
             raise GuardError(
                 f"{len(by_hand)} erasure(s) applied by hand (guard.erase / apply_erasure) are not in the "
                 "policy, so a saved pipeline could not restore them; list them under the policy's `erasers` "
-                "or revert them (guard.revert_erasure) before saving")
+                "or revert them (guard.revert_erasure) before saving"
+            )
         params = dict(unet_of(self).named_parameters())
         edited = {n: params[n].detach().clone() for e in stack for n in e["originals"]}
         with torch.no_grad():
@@ -263,7 +264,7 @@ class GuardedPipelineMixin:
 
     def _guarded_call_locked(self, parent_call, params: dict):
         guard = self.guard_runner
-        prompts, single = self._guard_prompts(params)
+        prompts, _single = self._guard_prompts(params)
         n_prompts = len(prompts)
         nipp = params.get("num_images_per_prompt")
         nipp = 1 if nipp is None else nipp
@@ -274,9 +275,18 @@ class GuardedPipelineMixin:
             raise GuardInputError(f"output_type must be one of {', '.join(_OUTPUT_TYPES)}, got {output_type!r}")
         return_dict = params.get("return_dict", True)
         texts = self._guard_texts(prompts, params)
-        req = Request(prompts=prompts, texts=texts, pipeline=type(self).__name__, pipe=self, kind=self._guard_kind,
-                      images_per_prompt=nipp, input_images=self._guard_input_images(params, n_prompts),
-                      params=params, output_latent=output_type == "latent", decode=self._guard_decode_latents)
+        req = Request(
+            prompts=prompts,
+            texts=texts,
+            pipeline=type(self).__name__,
+            pipe=self,
+            kind=self._guard_kind,
+            images_per_prompt=nipp,
+            input_images=self._guard_input_images(params, n_prompts),
+            params=params,
+            output_latent=output_type == "latent",
+            decode=self._guard_decode_latents,
+        )
         both = params.get(self._guard_prompt_arg) is not None and params.get("prompt_embeds") is not None
 
         def generate(r: Request) -> None:
@@ -294,16 +304,22 @@ class GuardedPipelineMixin:
                     f"negative guidance ({st.mode}, layout {st.layout}) on "
                     f"{int(st.row_mask.sum())} of {len(st.row_mask)} image(s), steps {st.applied_steps}, "
                     f"+{st.extra_rows} UNet batch rows per step"
-                    + (" (classifier-free guidance was off: an unconditional branch was added)"
-                       if st.layout == "single" else ""))
+                    + (
+                        " (classifier-free guidance was off: an unconditional branch was added)"
+                        if st.layout == "single"
+                        else ""
+                    )
+                )
             r.generated = list(out.images)
             nsfw = getattr(out, "nsfw_content_detected", None)
             r.parent_nsfw = list(nsfw) if nsfw is not None else [False] * len(r.generated)
 
         if both:
             req.report = guard.new_report(type(self).__name__)
-            req.report.notes.append("`prompt_embeds` were given with `prompt`: the screen read the text, "
-                                    "the pipeline was given only the embeddings")
+            req.report.notes.append(
+                "`prompt_embeds` were given with `prompt`: the screen read the text, "
+                "the pipeline was given only the embeddings"
+            )
         guard.run(req, generate)
         report = req.report
 
@@ -347,8 +363,9 @@ class GuardedPipelineMixin:
             return
 
         def guarded_callback(pipe, step, timestep, callback_kwargs):
-            before = {k: callback_kwargs[k].detach().clone() for k in watched
-                      if torch.is_tensor(callback_kwargs.get(k))}
+            before = {
+                k: callback_kwargs[k].detach().clone() for k in watched if torch.is_tensor(callback_kwargs.get(k))
+            }
             out = cb(pipe, step, timestep, callback_kwargs)
             returned = out if isinstance(out, dict) else {}
             for k, b in before.items():
@@ -358,12 +375,13 @@ class GuardedPipelineMixin:
                         f"callback_on_step_end changed `{k}` at step {step}: the guard screened the conditioning "
                         "the call was given, not this one, so the call is refused. Change prompts before the call "
                         "(they are screened), or leave conditioning tensors out of "
-                        "`callback_on_step_end_tensor_inputs`")
+                        "`callback_on_step_end_tensor_inputs`"
+                    )
             return out
 
         sub["callback_on_step_end"] = guarded_callback
 
-    def _guard_prompts(self, params: dict) -> tuple[list[Optional[str]], bool]:
+    def _guard_prompts(self, params: dict) -> tuple[list[str | None], bool]:
         """The prompts as a list; validates types and pairing with negative prompts and embeddings."""
         name = self._guard_prompt_arg
         prompt = params.get(name)
@@ -391,20 +409,23 @@ class GuardedPipelineMixin:
             raise GuardInputError(f"`{name}` must be a string or a list of strings, got {type(prompt).__name__}")
         if embeds is not None and int(embeds.shape[0]) != len(prompts):
             raise GuardInputError(
-                f"`prompt_embeds` has batch size {int(embeds.shape[0])} but {len(prompts)} prompt(s) were given")
+                f"`prompt_embeds` has batch size {int(embeds.shape[0])} but {len(prompts)} prompt(s) were given"
+            )
         neg = params.get("negative_prompt")
         if neg is not None:
             if isinstance(neg, (list, tuple)):
                 if len(neg) != len(prompts):
                     raise GuardInputError(
                         f"`negative_prompt` has {len(neg)} entries but `{name}` has {len(prompts)}; "
-                        "pass one negative prompt per prompt, or a single string")
+                        "pass one negative prompt per prompt, or a single string"
+                    )
                 for i, n in enumerate(neg):
                     if not isinstance(n, str):
                         raise GuardInputError(f"`negative_prompt[{i}]` must be a string, got {type(n).__name__}")
             elif not isinstance(neg, str):
-                raise GuardInputError(f"`negative_prompt` must be a string or a list of strings, "
-                                      f"got {type(neg).__name__}")
+                raise GuardInputError(
+                    f"`negative_prompt` must be a string or a list of strings, got {type(neg).__name__}"
+                )
         return prompts, single
 
     def _guard_texts(self, prompts, params) -> list[str]:
@@ -416,8 +437,9 @@ class GuardedPipelineMixin:
             extra = params.get(name)
             if extra is None:
                 continue
-            extra_list = [extra] * n if isinstance(extra, str) else list(extra) if isinstance(extra, (list, tuple)) \
-                else None
+            extra_list = (
+                [extra] * n if isinstance(extra, str) else list(extra) if isinstance(extra, (list, tuple)) else None
+            )
             if extra_list is None or len(extra_list) != n or not all(isinstance(x, str) for x in extra_list):
                 raise GuardInputError(f"`{name}` must be a string or a list of {n} strings")
             texts = [f"{a}, {b}" if b and b != a else a for a, b in zip(texts, extra_list, strict=True)]
@@ -441,10 +463,12 @@ class GuardedPipelineMixin:
             if not items:
                 raise GuardInputError(f"`{name}` is an empty list")
             latent = name in self._guard_latent_args or all(
-                isinstance(x, torch.Tensor) and x.ndim == 3 and x.shape[0] == latent_c for x in items)
+                isinstance(x, torch.Tensor) and x.ndim == 3 and x.shape[0] == latent_c for x in items
+            )
             per_prompt = name not in self._guard_shared_image_args and len(items) == n_prompts and n_prompts > 1
-            out.append(InputImages(name, items, per_prompt=per_prompt, latent=latent,
-                                   scaled=self._guard_latents_scaled))
+            out.append(
+                InputImages(name, items, per_prompt=per_prompt, latent=latent, scaled=self._guard_latents_scaled)
+            )
         return out
 
     def _guard_subset(self, params: dict, keep: list[int], n_prompts: int, nipp: int) -> dict:
@@ -465,8 +489,7 @@ class GuardedPipelineMixin:
                 sub[key] = [img[i] for i in keep]
             elif isinstance(img, (torch.Tensor, np.ndarray)) and img.ndim == 4 and img.shape[0] == n_prompts:
                 sub[key] = img[keep]
-        for key in ("prompt_embeds", "negative_prompt_embeds", "pooled_prompt_embeds",
-                    "negative_pooled_prompt_embeds"):
+        for key in ("prompt_embeds", "negative_prompt_embeds", "pooled_prompt_embeds", "negative_pooled_prompt_embeds"):
             t = sub.get(key)
             if t is not None and int(t.shape[0]) == n_prompts:
                 sub[key] = t[keep]
@@ -519,9 +542,12 @@ class GuardedPipelineMixin:
             return torch.stack([im.to(images[0].device) for im in images])
         if output_type == "pt":
             return torch.stack([im.to(images[0].device) for im in images])
-        arrs = [im.detach().float().cpu().permute(1, 2, 0).numpy() if isinstance(im, torch.Tensor) else
-                (np.asarray(im, dtype=np.float32) / 255.0 if isinstance(im, PIL.Image.Image) else im)
-                for im in images]
+        arrs = [
+            im.detach().float().cpu().permute(1, 2, 0).numpy()
+            if isinstance(im, torch.Tensor)
+            else (np.asarray(im, dtype=np.float32) / 255.0 if isinstance(im, PIL.Image.Image) else im)
+            for im in images
+        ]
         batch = np.stack(arrs).astype(np.float32)
         if output_type == "np":
             return batch

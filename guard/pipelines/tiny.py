@@ -185,29 +185,63 @@ def build_tiny_sdxl_pipeline(pipeline_cls: Any = None, seed: int = 0, sample_siz
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         unet = UNet2DConditionModel(
-            sample_size=sample_size, in_channels=4, out_channels=4, block_out_channels=(32, 64),
-            layers_per_block=1, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), attention_head_dim=(2, 4),
-            use_linear_projection=True, addition_embed_type="text_time", addition_time_embed_dim=8,
-            transformer_layers_per_block=(1, 1), projection_class_embeddings_input_dim=6 * 8 + 32,
-            cross_attention_dim=64, norm_num_groups=32,
+            sample_size=sample_size,
+            in_channels=4,
+            out_channels=4,
+            block_out_channels=(32, 64),
+            layers_per_block=1,
+            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+            attention_head_dim=(2, 4),
+            use_linear_projection=True,
+            addition_embed_type="text_time",
+            addition_time_embed_dim=8,
+            transformer_layers_per_block=(1, 1),
+            projection_class_embeddings_input_dim=6 * 8 + 32,
+            cross_attention_dim=64,
+            norm_num_groups=32,
         )
         vae = AutoencoderKL(
-            in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-            up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"), block_out_channels=(32, 64),
-            layers_per_block=1, latent_channels=4, norm_num_groups=32, sample_size=sample_size * 2,
+            in_channels=3,
+            out_channels=3,
+            down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+            up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+            block_out_channels=(32, 64),
+            layers_per_block=1,
+            latent_channels=4,
+            norm_num_groups=32,
+            sample_size=sample_size * 2,
         )
-        cfg = dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=37, num_hidden_layers=2,
-                   num_attention_heads=4, max_position_embeddings=MAX_LENGTH, layer_norm_eps=1e-5,
-                   bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                   pad_token_id=tokenizer.pad_token_id, hidden_act="gelu", projection_dim=32)
+        cfg = dict(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            intermediate_size=37,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            max_position_embeddings=MAX_LENGTH,
+            layer_norm_eps=1e-5,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+            hidden_act="gelu",
+            projection_dim=32,
+        )
         text_encoder = CLIPTextModel(CLIPTextConfig(**cfg))
         text_encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig(**cfg))
-    scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                                       timestep_spacing="leading", steps_offset=1)
-    comps = {"vae": vae.eval(), "text_encoder": text_encoder.eval(), "text_encoder_2": text_encoder_2.eval(),
-             "tokenizer": tokenizer, "tokenizer_2": build_tiny_tokenizer(), "unet": unet.eval(),
-             "scheduler": scheduler, "image_encoder": None, "feature_extractor": None}
+    scheduler = EulerDiscreteScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", timestep_spacing="leading", steps_offset=1
+    )
+    comps = {
+        "vae": vae.eval(),
+        "text_encoder": text_encoder.eval(),
+        "text_encoder_2": text_encoder_2.eval(),
+        "tokenizer": tokenizer,
+        "tokenizer_2": build_tiny_tokenizer(),
+        "unet": unet.eval(),
+        "scheduler": scheduler,
+        "image_encoder": None,
+        "feature_extractor": None,
+    }
     accepted = inspect.signature(pipeline_cls.__init__).parameters
     pipe = pipeline_cls(**{k: v for k, v in comps.items() if k in accepted})
     pipe = pipe.to("cpu")
@@ -238,9 +272,12 @@ def add_tiny_ip_adapter(pipe: Any, seed: int = 0, image_embed_dim: int = 32) -> 
     blocks = list(unet.config.block_out_channels)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        image_proj = {"proj.weight": torch.randn(cross * 4, image_embed_dim) * 0.05,
-                      "proj.bias": torch.zeros(cross * 4),
-                      "norm.weight": torch.ones(cross), "norm.bias": torch.zeros(cross)}
+        image_proj = {
+            "proj.weight": torch.randn(cross * 4, image_embed_dim) * 0.05,
+            "proj.bias": torch.zeros(cross * 4),
+            "norm.weight": torch.ones(cross),
+            "norm.bias": torch.zeros(cross),
+        }
         ip_layers: dict[str, torch.Tensor] = {}
         key_id = 1
         for name in unet.attn_processors:
@@ -255,9 +292,17 @@ def add_tiny_ip_adapter(pipe: Any, seed: int = 0, image_embed_dim: int = 32) -> 
             ip_layers[f"{key_id}.to_k_ip.weight"] = torch.randn(hidden, cross) * 0.05
             ip_layers[f"{key_id}.to_v_ip.weight"] = torch.randn(hidden, cross) * 0.05
             key_id += 2
-        encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(
-            hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4, image_size=32,
-            patch_size=8, projection_dim=image_embed_dim)).eval()
+        encoder = CLIPVisionModelWithProjection(
+            CLIPVisionConfig(
+                hidden_size=32,
+                intermediate_size=37,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                image_size=32,
+                patch_size=8,
+                projection_dim=image_embed_dim,
+            )
+        ).eval()
     unet._load_ip_adapter_weights([{"image_proj": image_proj, "ip_adapter": ip_layers}])
     processor = _Processor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
     pipe.register_modules(image_encoder=encoder, feature_extractor=processor)

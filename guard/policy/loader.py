@@ -33,7 +33,7 @@ from pydantic import BaseModel, ValidationError
 
 from guard.errors import PolicyError
 from guard.policy.merge import apply_amendments, check_unique, entry_id, merge, unwrap
-from guard.policy.models import Policy, legacy_role, policy_sha256  # noqa: F401 - re-exported
+from guard.policy.models import Policy, legacy_role, policy_sha256
 from guard.policy.yaml_safe import (
     MAX_DEPTH,
     MarkedDict,

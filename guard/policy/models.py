@@ -9,22 +9,33 @@ has a ``description``: ``docs/policy.md`` is generated from them (``python -m gu
 from __future__ import annotations
 
 import difflib
-import json
 import hashlib
+import json
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Any, Literal
 
-from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, SerializeAsAny, ValidationError, field_validator,
-                      model_validator)
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SerializeAsAny,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 # The output classifiers' settings live beside each classifier (guard.output.registry lists them);
 # they are re-exported here for existing imports.
 from guard.output.clip_zero_shot import ClipZeroShotConfig  # noqa: F401
-from guard.output.config import ClassifierConfig, OutputAction
-from guard.output.config import check_label_thresholds as _check_label_thresholds  # noqa: F401
+from guard.output.config import (
+    ClassifierConfig,
+    OutputAction,
+    check_label_thresholds as _check_label_thresholds,  # noqa: F401
+)
 from guard.output.image_safety import ImageSafetyConfig  # noqa: F401
 from guard.output.labels import DEFAULT_NUDENET_THRESHOLDS  # noqa: F401
 from guard.output.nudenet import NudeNetConfig
@@ -60,8 +71,10 @@ class Concept(_Strict):
     category: str = Field(description="category reported for matches, e.g. 'sexual'")
     description: str = Field(default="", description="what the concept covers, for people")
     phrases: list[str] = Field(min_length=1, description="example phrases, synonyms, paraphrases")
-    threshold: Optional[float] = Field(
-        default=None, ge=0.0, le=1.0,
+    threshold: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
         description="cosine similarity at which the concept matches; default `screen.threshold`",
     )
     role: Role = Field(
@@ -88,19 +101,26 @@ class Concept(_Strict):
         action = data.pop("action", None)
         contrast = data.pop("contrast", None)
         if contrast is not None and not isinstance(contrast, bool):
-            raise PydanticCustomError("contrast", "contrast (old spelling): expected true or false, got {got}",
-                                      {"got": type(contrast).__name__})
+            raise PydanticCustomError(
+                "contrast",
+                "contrast (old spelling): expected true or false, got {got}",
+                {"got": type(contrast).__name__},
+            )
         if action is not None and action not in ("block", "escalate", "allow"):
             raise PydanticCustomError(
-                "action", "action (old spelling of role): expected 'block', 'escalate' or 'allow', got {got}",
-                {"got": repr(action)[:60]})
+                "action",
+                "action (old spelling of role): expected 'block', 'escalate' or 'allow', got {got}",
+                {"got": repr(action)[:60]},
+            )
         role = data.get("role")
         if action is not None:
             mapped = legacy_role(action, contrast)
             if role is not None and role != mapped:
-                raise PydanticCustomError("role_conflict", "role {role!r} contradicts action {action!r} "
-                                          "(which means role {mapped!r}); give role only",
-                                          {"role": str(role)[:60], "action": action, "mapped": mapped})
+                raise PydanticCustomError(
+                    "role_conflict",
+                    "role {role!r} contradicts action {action!r} (which means role {mapped!r}); give role only",
+                    {"role": str(role)[:60], "action": action, "mapped": mapped},
+                )
             data["role"] = mapped
         elif contrast is not None and role in ("benign_contrast", "signal"):
             data["role"] = "benign_contrast" if contrast else "signal"
@@ -136,9 +156,7 @@ class Concept(_Strict):
         if len(v) > _MAX_ID:
             raise ValueError(f"is {len(v)} characters long (at most {_MAX_ID})")
         if not _ID_RE.match(v):
-            raise ValueError(
-                "must be letters, digits, '_', '.' or '-' (no spaces), e.g. 'sexual.explicit_nudity'"
-            )
+            raise ValueError("must be letters, digits, '_', '.' or '-' (no spaces), e.g. 'sexual.explicit_nudity'")
         return v
 
     @field_validator("category")
@@ -169,15 +187,13 @@ class GeneratorSpaceConfig(_Strict):
     """Optional second screen in the generator's own text-encoder space (see guard.screen.generator_space)."""
 
     enabled: bool = Field(default=False, description="run the generator-space screen on every prompt")
-    calibration: Optional[str] = Field(
+    calibration: str | None = Field(
         default=None,
         description="calibration file written by `guard calibrate` (relative to the policy file); "
         "without one, `threshold` applies to every concept",
     )
     threshold: float = Field(default=0.9, gt=0.0, le=1.0, description="cosine threshold without calibration")
-    action: Literal["block", "escalate"] = Field(
-        default="escalate", description="what a match in generator space does"
-    )
+    action: Literal["block", "escalate"] = Field(default="escalate", description="what a match in generator space does")
 
 
 class SuspicionConfig(_Strict):
@@ -186,7 +202,9 @@ class SuspicionConfig(_Strict):
     enabled: bool = Field(default=True, description="score prompts for signs of optimisation attacks")
     threshold: float = Field(default=0.4, ge=0.0, le=1.0, description="suspicion score that counts")
     margin: float = Field(
-        default=0.15, ge=0.0, le=1.0,
+        default=0.15,
+        ge=0.0,
+        le=1.0,
         description="a suspicious prompt scoring within this margin under any concept's threshold is acted on",
     )
     action: Literal["escalate", "block"] = Field(
@@ -198,12 +216,12 @@ class Condition(_Strict):
     """One condition of a co-occurrence rule: a concept (or any concept of a category) scores at least
     ``min_score`` (a lexical hit counts as a score of 1)."""
 
-    concept: Optional[str] = Field(default=None, description="a concept id of this policy")
-    category: Optional[str] = Field(default=None, description="any concept of this category (block or escalate)")
+    concept: str | None = Field(default=None, description="a concept id of this policy")
+    category: str | None = Field(default=None, description="any concept of this category (block or escalate)")
     min_score: float = Field(default=0.45, ge=0.0, le=1.0, description="score the concept must reach")
 
     @model_validator(mode="after")
-    def _one_target(self) -> "Condition":
+    def _one_target(self) -> Condition:
         if (self.concept is None) == (self.category is None):
             raise ValueError("give exactly one of 'concept' or 'category'")
         return self
@@ -220,7 +238,7 @@ class Rule(_Strict):
 
 
 #: a learned-screen operating point: a preset, or a target false-positive rate on benign prompts
-_Sensitivity = Union[Literal["low", "medium", "high"], float]
+_Sensitivity = Literal["low", "medium", "high"] | float
 
 
 class ScreenConfig(_Strict):
@@ -242,7 +260,7 @@ class ScreenConfig(_Strict):
         le=1.0,
         description="scores within this margin under a block threshold are escalated",
     )
-    contrast_margin: Optional[float] = Field(
+    contrast_margin: float | None = Field(
         default=0.1,
         ge=0.0,
         le=1.0,
@@ -257,9 +275,7 @@ class ScreenConfig(_Strict):
         "invisible or styled characters) is raised to at least this",
     )
     suspicion: SuspicionConfig = Field(default_factory=SuspicionConfig, description="optimised-prompt suspicion")
-    segments: bool = Field(
-        default=True, description="also screen comma/semicolon separated segments of long prompts"
-    )
+    segments: bool = Field(default=True, description="also screen comma/semicolon separated segments of long prompts")
     max_prompt_chars: int = Field(default=20_000, ge=1, description="longer prompts are truncated")
     decision: Literal["auto", "learned", "threshold"] = Field(
         default="auto",
@@ -267,7 +283,7 @@ class ScreenConfig(_Strict):
         "keep their thresholds); threshold: every concept by its similarity threshold; auto: learned when the "
         "policy has the concepts the model was trained with",
     )
-    sensitivity: Union[_Sensitivity, dict[str, _Sensitivity]] = Field(
+    sensitivity: _Sensitivity | dict[str, _Sensitivity] = Field(
         default="medium",
         description="learned decision's operating point: low | medium | high, or a target false-positive rate "
         "on benign prompts in (0, 0.5); a map gives one per category (sexual, minors, violence, self_harm, hate, "
@@ -288,7 +304,7 @@ class OutputActionsConfig(_Strict):
         default=0.1, gt=0.0, le=1.0, description="blur radius as a fraction of the region's shorter side"
     )
     pixelate_cells: int = Field(default=8, ge=1, le=1024, description="cells along the region's shorter side")
-    placeholder: Optional[str] = Field(
+    placeholder: str | None = Field(
         default=None, description="image file shown instead of a flagged image (action: placeholder)"
     )
 
@@ -301,7 +317,7 @@ def _fmt_loc(loc: tuple) -> str:
     return "".join(f"[{s}]" if isinstance(s, int) else f".{s}" for s in loc).lstrip(".")
 
 
-def _classifier_errors(key, item, default_type, errors: list) -> Optional[ClassifierConfig]:
+def _classifier_errors(key, item, default_type, errors: list) -> ClassifierConfig | None:
     """Validate one classifier entry by its ``type`` (looked up in the registry), collecting errors
     at ``key`` (list index or mapping id) so they keep the plain ``classifiers[i].field`` location."""
     from pydantic import ValidationError
@@ -312,8 +328,13 @@ def _classifier_errors(key, item, default_type, errors: list) -> Optional[Classi
     if isinstance(item, ClassifierConfig):
         return item
     if not isinstance(item, dict):
-        errors.append({"type": PydanticCustomError("classifier_settings", "expected a mapping of settings"),
-                       "loc": (key,), "input": item})
+        errors.append(
+            {
+                "type": PydanticCustomError("classifier_settings", "expected a mapping of settings"),
+                "loc": (key,),
+                "input": item,
+            }
+        )
         return None
     kind = item.get("type", default_type)
     try:
@@ -321,9 +342,17 @@ def _classifier_errors(key, item, default_type, errors: list) -> Optional[Classi
     except KeyError:
         model = None
     if model is None:
-        errors.append({"type": PydanticCustomError(
-            "unknown_classifier", "unknown classifier type; expected one of {expected}",
-            {"expected": ", ".join(registry.names())}), "loc": (key, "type"), "input": kind})
+        errors.append(
+            {
+                "type": PydanticCustomError(
+                    "unknown_classifier",
+                    "unknown classifier type; expected one of {expected}",
+                    {"expected": ", ".join(registry.names())},
+                ),
+                "loc": (key, "type"),
+                "input": kind,
+            }
+        )
         return None
     try:
         return model.model_validate({**item, "type": kind})
@@ -364,14 +393,14 @@ class OutputCategoryConfig(_Strict):
         "signal's classifier runs only on the images the earlier ones hit (a confirming cascade)",
     )
     action: OutputAction = Field(default="blank", description="what a flag does to a generated image")
-    unconfirmed_action: Union[OutputAction, Literal["none"]] = Field(
+    unconfirmed_action: OutputAction | Literal["none"] = Field(
         default="none",
         description="require all: what is done to a generated image when the first signal hits but a later one "
         "does not confirm (e.g. flag or blur_boxes; none: nothing); an unconfirmed input image is reported only",
     )
     outputs: bool = Field(default=True, description="check generated images")
     inputs: bool = Field(default=True, description="check input images of editing pipelines (img2img, inpaint...)")
-    input_action: Optional[Literal["block", "escalate", "allow"]] = Field(
+    input_action: Literal["block", "escalate", "allow"] | None = Field(
         default=None, description="what a flagged input image does to its request; default input_images.action"
     )
 
@@ -383,7 +412,7 @@ class OutputCategoryConfig(_Strict):
             for cid, labels in v.items():
                 if isinstance(labels, dict) and not labels:
                     raise ValueError(f"signal {cid!r} names no label")
-                for label, t in (labels.items() if isinstance(labels, dict) else ()):
+                for label, t in labels.items() if isinstance(labels, dict) else ():
                     if isinstance(t, bool):
                         raise ValueError(f"{cid}.{label}: threshold must be a number, got {t!r}")
         return v
@@ -403,7 +432,7 @@ class OutputConfig(_Strict):
     only when every one does (each later classifier runs only on the images all earlier ones flagged)."""
 
     enabled: bool = Field(default=True, description="check every generated image")
-    classifiers: Union[list[OutputClassifierConfig], dict[str, OutputClassifierConfig]] = Field(
+    classifiers: list[OutputClassifierConfig] | dict[str, OutputClassifierConfig] = Field(
         default_factory=lambda: [_default_classifier()],
         description="classifier settings: a mapping id -> settings (with categories) or the older list",
     )
@@ -430,9 +459,15 @@ class OutputConfig(_Strict):
                 if not isinstance(cid, str) or not _ID_RE.match(cid):
                     from pydantic_core import PydanticCustomError
 
-                    errors.append({"type": PydanticCustomError(
-                        "classifier_id", "classifier id must be letters, digits, '_', '.' or '-'"),
-                        "loc": (str(cid),), "input": cid})
+                    errors.append(
+                        {
+                            "type": PydanticCustomError(
+                                "classifier_id", "classifier id must be letters, digits, '_', '.' or '-'"
+                            ),
+                            "loc": (str(cid),),
+                            "input": cid,
+                        }
+                    )
                     continue
                 out[cid] = _classifier_errors(cid, item if item is not None else {}, cid, errors)
         else:
@@ -441,7 +476,7 @@ class OutputConfig(_Strict):
         return out
 
     @model_validator(mode="after")
-    def _check_categories(self) -> "OutputConfig":
+    def _check_categories(self) -> OutputConfig:
         """Categories name known classifiers and labels; the list syntax and categories do not mix."""
         import difflib
 
@@ -449,14 +484,18 @@ class OutputConfig(_Strict):
 
         if self.categories and isinstance(self.classifiers, list):
             if "classifiers" in self.model_fields_set:
-                raise ValueError("categories need output.classifiers as a mapping id -> settings "
-                                 "(the list syntax carries its own thresholds); e.g. classifiers: {nudenet: {}}")
+                raise ValueError(
+                    "categories need output.classifiers as a mapping id -> settings "
+                    "(the list syntax carries its own thresholds); e.g. classifiers: {nudenet: {}}"
+                )
             self.classifiers = {}
         if isinstance(self.classifiers, dict):
             if self.enabled and self.classifiers and not self.categories:
-                raise ValueError("output.classifiers is a mapping but output.categories is empty: name the labels "
-                                 "that stand for each category (e.g. categories: {sexual: {signals: {nudenet: "
-                                 "{FEMALE_BREAST_EXPOSED: 0.45}}}})")
+                raise ValueError(
+                    "output.classifiers is a mapping but output.categories is empty: name the labels "
+                    "that stand for each category (e.g. categories: {sexual: {signals: {nudenet: "
+                    "{FEMALE_BREAST_EXPOSED: 0.45}}}})"
+                )
             for name, cat in self.categories.items():
                 for cid, labels in cat.signals.items():
                     cfg = self.classifiers.get(cid)
@@ -467,11 +506,15 @@ class OutputConfig(_Strict):
                             known = list(self.classifiers) + [n for n in registry.names() if n not in self.classifiers]
                             close = difflib.get_close_matches(cid, known, n=1)
                             hint = f"; did you mean {close[0]!r}?" if close else ""
-                            raise ValueError(f"categories.{name}.signals: {cid!r} is neither a key of "
-                                             f"output.classifiers nor a classifier type{hint}") from None
+                            raise ValueError(
+                                f"categories.{name}.signals: {cid!r} is neither a key of "
+                                f"output.classifiers nor a classifier type{hint}"
+                            ) from None
                         except Exception as exc:  # a type whose settings have required fields
-                            raise ValueError(f"categories.{name}.signals.{cid}: give its settings under "
-                                             f"output.classifiers.{cid} ({exc})") from None
+                            raise ValueError(
+                                f"categories.{name}.signals.{cid}: give its settings under "
+                                f"output.classifiers.{cid} ({exc})"
+                            ) from None
                         self.classifiers[cid] = cfg
                     try:
                         cfg.check_thresholds(labels)
@@ -480,15 +523,17 @@ class OutputConfig(_Strict):
         for name, cat in self.categories.items():
             for a in (cat.action, cat.unconfirmed_action):
                 if a == "placeholder" and not self.actions.placeholder:
-                    raise ValueError(f"categories.{name} has action 'placeholder' but output.actions.placeholder "
-                                     "names no image file")
+                    raise ValueError(
+                        f"categories.{name} has action 'placeholder' but output.actions.placeholder names no image file"
+                    )
             if cat.unconfirmed_action != "none" and cat.require != "all":
                 raise ValueError(f"categories.{name}: unconfirmed_action needs require: all")
         if isinstance(self.classifiers, list):
             for i, c in enumerate(self.classifiers):
                 if getattr(c, "action", None) == "placeholder" and not self.actions.placeholder:
-                    raise ValueError(f"classifiers[{i}] has action 'placeholder' but output.actions.placeholder "
-                                     "names no image file")
+                    raise ValueError(
+                        f"classifiers[{i}] has action 'placeholder' but output.actions.placeholder names no image file"
+                    )
         return self
 
 
@@ -516,8 +561,9 @@ class GuidanceConfig(_Strict):
         "like an id (a dot, no spaces) must name a concept of this policy; empty: the first phrase of every "
         "blocking concept of the categories sexual and violence",
     )
-    mode: Literal["ace", "sld"] = Field(default="ace", description="ace: both CFG branches; sld: Safe Latent "
-                                        "Diffusion's guidance")
+    mode: Literal["ace", "sld"] = Field(
+        default="ace", description="ace: both CFG branches; sld: Safe Latent Diffusion's guidance"
+    )
     eta_uncond: float = Field(default=1.0, ge=0.0, le=10.0, description="ACE: push on the unconditional branch")
     eta_cond: float = Field(default=1.0, ge=0.0, le=10.0, description="ACE: push on the conditional branch")
     warmup_steps: int = Field(default=0, ge=0, description="denoising steps before guidance starts")
@@ -560,8 +606,11 @@ class AuditConfig(_Strict):
     """The audit log: one JSON line per image."""
 
     enabled: bool = Field(default=True, description="false turns the audit log off")
-    path: Optional[str] = Field(default=None, description="JSON-lines file; none = $GUARD_AUDIT_LOG, else "
-                                "$XDG_STATE_HOME/guard/audit.jsonl (~/.local/state/guard/audit.jsonl)")
+    path: str | None = Field(
+        default=None,
+        description="JSON-lines file; none = $GUARD_AUDIT_LOG, else "
+        "$XDG_STATE_HOME/guard/audit.jsonl (~/.local/state/guard/audit.jsonl)",
+    )
     store_prompts: bool = Field(default=False, description="log prompts as text (false: as sha256)")
 
 
@@ -572,7 +621,7 @@ class Policy(_Strict):
     version: Literal[1] = Field(default=1, description="policy format version (1)")
     name: str = Field(description="the policy's name, reported with every decision")
     description: str = Field(default="", description="what the policy is for, for people")
-    extends: Optional[str] = Field(
+    extends: str | None = Field(
         default=None,
         description="a parent policy (a path relative to this file, or a built-in name): this file is merged "
         "onto it by the merge rule (maps merge, `concepts`/`rules` by id, the rest overrides, `!replace` "
@@ -588,7 +637,7 @@ class Policy(_Strict):
         description="partial concepts (`id` plus the keys to change) merged into concepts defined by an "
         "included bank or the parent; the id must exist",
     )
-    base_dir: Optional[str] = Field(
+    base_dir: str | None = Field(
         default=None,
         description="directory that relative paths in this policy (erasers, calibration, placeholder, "
         "extends, include) are taken from; default: the policy file's directory (the working directory "
@@ -615,12 +664,12 @@ class Policy(_Strict):
     )
     audit: AuditConfig = Field(default_factory=AuditConfig, description="audit log settings")
 
-    _source: Optional[str] = PrivateAttr(default=None)
+    _source: str | None = PrivateAttr(default=None)
     _notes: list = PrivateAttr(default_factory=list)
-    _sha256: Optional[str] = PrivateAttr(default=None)
+    _sha256: str | None = PrivateAttr(default=None)
 
     @property
-    def source(self) -> Optional[str]:
+    def source(self) -> str | None:
         """The file this policy was loaded from (None when built from a mapping)."""
         return self._source
 
@@ -672,19 +721,21 @@ class Policy(_Strict):
         return v.strip()
 
     @model_validator(mode="after")
-    def _cross_references(self) -> "Policy":
+    def _cross_references(self) -> Policy:
         """Concept ids unique; rules and guidance name concepts that exist (with a did-you-mean)."""
         errors: list[dict] = []
 
         def problem(loc: tuple, msg: str, value: Any) -> None:
-            errors.append({"type": PydanticCustomError("reference", "{msg}", {"msg": msg}), "loc": loc,
-                           "input": value})
+            errors.append({"type": PydanticCustomError("reference", "{msg}", {"msg": msg}), "loc": loc, "input": value})
 
         seen: dict[str, int] = {}
         for i, c in enumerate(self.concepts):
             if c.id in seen:
-                problem(("concepts", i, "id"), f"concept id {c.id!r} appears more than once "
-                        f"(first as concepts[{seen[c.id]}])", c.id)
+                problem(
+                    ("concepts", i, "id"),
+                    f"concept id {c.id!r} appears more than once (first as concepts[{seen[c.id]}])",
+                    c.id,
+                )
             seen.setdefault(c.id, i)
         ids = list(seen)
         cats = {c.category for c in self.concepts}
@@ -696,21 +747,33 @@ class Policy(_Strict):
         for i, r in enumerate(self.rules):
             for j, cond in enumerate(r.all_of):
                 if cond.concept is not None and cond.concept not in seen:
-                    problem(("rules", i, "all_of", j, "concept"),
-                            f"rule {r.id!r}: unknown concept {cond.concept!r}{hint(cond.concept, ids)}", cond.concept)
+                    problem(
+                        ("rules", i, "all_of", j, "concept"),
+                        f"rule {r.id!r}: unknown concept {cond.concept!r}{hint(cond.concept, ids)}",
+                        cond.concept,
+                    )
                 if cond.category is not None and cond.category not in cats:
-                    problem(("rules", i, "all_of", j, "category"),
-                            f"rule {r.id!r}: no concept has category {cond.category!r}{hint(cond.category, cats)}",
-                            cond.category)
+                    problem(
+                        ("rules", i, "all_of", j, "category"),
+                        f"rule {r.id!r}: no concept has category {cond.category!r}{hint(cond.category, cats)}",
+                        cond.category,
+                    )
         for i, ref in enumerate(self.guidance.concepts):
             if "." in ref and _ID_RE.match(ref) and ref not in seen:
-                problem(("guidance", "concepts", i), f"{ref!r} looks like a concept id but this policy has no "
-                        f"such concept{hint(ref, ids)} (write a phrase with spaces to steer away from free text)",
-                        ref)
+                problem(
+                    ("guidance", "concepts", i),
+                    f"{ref!r} looks like a concept id but this policy has no "
+                    f"such concept{hint(ref, ids)} (write a phrase with spaces to steer away from free text)",
+                    ref,
+                )
         for key in ("extends", "include", "amend"):
             if getattr(self, key):
-                problem((key,), f"{key} is applied by guard.policy.load_policy, which resolves it; a Policy "
-                        "validated directly cannot have it", getattr(self, key))
+                problem(
+                    (key,),
+                    f"{key} is applied by guard.policy.load_policy, which resolves it; a Policy "
+                    "validated directly cannot have it",
+                    getattr(self, key),
+                )
         if errors:
             raise ValidationError.from_exception_data("Policy", errors)
         return self

@@ -29,7 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover
 logger = logging.getLogger(__name__)
 
 # the model files' helpers live in a leaf module (the ONNX runtime and export use them too); re-exported here
-from guard.screen.model_files import (  # noqa: E402, F401
+from guard.screen.model_files import (  # noqa: E402
     _ALIASES,
     DEFAULT_MODEL,
     ENCODING_TAG,
@@ -87,8 +87,11 @@ class Embedder:
         with self._lock:
             if self._direct is None:
                 out = self._st.encode(
-                    list(texts), batch_size=self.batch_size, normalize_embeddings=True,
-                    convert_to_numpy=True, show_progress_bar=False,
+                    list(texts),
+                    batch_size=self.batch_size,
+                    normalize_embeddings=True,
+                    convert_to_numpy=True,
+                    show_progress_bar=False,
                 )
                 return np.ascontiguousarray(out, dtype=np.float32)
             return self._encode_direct(texts)
@@ -156,7 +159,8 @@ def get_embedder(model: str = DEFAULT_MODEL, device: str = "cpu", backend: str =
     ``backend``: ``"torch"`` -> :class:`Embedder`; ``"onnx"`` ->
     :class:`~guard.screen.onnx_backend.OnnxEmbedder` (raises :class:`GuardError` with the reason when
     impossible); ``"onnx-int8"`` -> the same with int8 MatMuls (about 2x faster, embeddings within
-    ~0.01 cosine of fp32, so near-threshold decisions can differ); ``"auto"`` -> ONNX when possible, else the torch :class:`Embedder` after one warning
+    ~0.01 cosine of fp32, so near-threshold decisions can differ); ``"auto"`` -> ONNX when possible, else
+    the torch :class:`Embedder` after one warning
     naming the reason. Models that are not a plain Transformer -> Pooling (-> Normalize) stack always
     use the torch / sentence-transformers path under ``"auto"``.
     """
@@ -186,7 +190,8 @@ def get_embedder(model: str = DEFAULT_MODEL, device: str = "cpu", backend: str =
             warnings.warn(
                 f"guard: ONNX fast path for the screen model unavailable ({reason}); "
                 "falling back to the torch embedder (screen.backend: torch silences this)",
-                RuntimeWarning, stacklevel=2,
+                RuntimeWarning,
+                stacklevel=2,
             )
             emb = _cached_torch(km, model, device)
         _EMBEDDERS[key] = emb

@@ -21,8 +21,9 @@ Concepts of the layout that the policy lacks get the training mean (neutral afte
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -110,13 +111,13 @@ class FeatureLayout:
         }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "FeatureLayout":
+    def from_dict(cls, d: dict) -> FeatureLayout:
         return cls(
             tuple(d["concepts"]), tuple(d["categories"]), int(d["embedding_dim"]), bool(d.get("multilingual", False))
         )
 
 
-def layout_for(screen: "PromptScreen", multilingual: bool = False) -> FeatureLayout:
+def layout_for(screen: PromptScreen, multilingual: bool = False) -> FeatureLayout:
     """The layout of a policy's screen: its block/escalate concepts of the built-in categories."""
     cs = [c for c in screen._concepts if c.category in CATEGORIES and c.action != "allow"]
     return FeatureLayout(tuple(c.id for c in cs), tuple(c.category for c in cs), int(screen.embedder.dim), multilingual)
@@ -130,7 +131,7 @@ def _non_latin_share(text: str) -> float:
 
 
 def featurize(
-    screen: "PromptScreen", layout: FeatureLayout, scored: Sequence["_Scored"], fill: np.ndarray | None = None
+    screen: PromptScreen, layout: FeatureLayout, scored: Sequence[_Scored], fill: np.ndarray | None = None
 ) -> np.ndarray:
     """(n, len(layout.names)) float32 features; columns of concepts the policy lacks get ``fill``
     (the model's training means) or 0."""

@@ -14,9 +14,9 @@ import json
 import logging
 import math
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Union
 
 import numpy as np
 
@@ -35,7 +35,7 @@ HARD_FACTOR = 6.0
 #: escalation operates at this many times the block rate
 ESCALATE_FACTOR = 5.0
 
-Sensitivity = Union[str, float]
+Sensitivity = str | float
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ class LearnedModel:
         self._groups = np.asarray([self.layout.group_of(n) for n in names])
 
     @classmethod
-    def load(cls, path: Union[str, Path] = DEFAULT_MODEL) -> "LearnedModel":
+    def load(cls, path: str | Path = DEFAULT_MODEL) -> LearnedModel:
         base = Path(path)
         base = base.with_suffix("") if base.suffix in (".npz", ".json") else base
         npz, js = base.with_suffix(".npz"), base.with_suffix(".json")
@@ -123,7 +123,7 @@ class LearnedModel:
         n = self.tail_n.get(f"{which}_{head}", 0)
         if tail is None or n == 0 or len(tail) == 0:
             return -math.inf  # no calibration data of this kind: the other kind decides
-        k = int(math.floor(fpr * n))  # at most k benign calibration prompts at or over the line
+        k = math.floor(fpr * n)  # at most k benign calibration prompts at or over the line
         if k >= len(tail):
             return float(tail[-1])
         return float(np.nextafter(tail[k], np.float32(np.inf)))
@@ -151,7 +151,7 @@ class LearnedModel:
         return OperatingPoint(head, float(_sigmoid(np.float32(block))), float(_sigmoid(np.float32(esc))), fpr)
 
     def operating_points(
-        self, sensitivity: Union[Sensitivity, Mapping[str, Sensitivity]] = "medium"
+        self, sensitivity: Sensitivity | Mapping[str, Sensitivity] = "medium"
     ) -> dict[str, OperatingPoint]:
         if isinstance(sensitivity, Mapping):
             unknown = sorted(set(sensitivity) - set(self.heads) - {"default"})
@@ -169,7 +169,7 @@ _MODELS: dict[str, LearnedModel] = {}
 _MODELS_LOCK = threading.Lock()
 
 
-def get_model(path: Union[str, Path, None] = None) -> LearnedModel:
+def get_model(path: str | Path | None = None) -> LearnedModel:
     """Process-wide cached model (the shipped artifact unless ``path`` is given)."""
     key = str(path or DEFAULT_MODEL)
     with _MODELS_LOCK:
@@ -180,4 +180,4 @@ def get_model(path: Union[str, Path, None] = None) -> LearnedModel:
         return m
 
 
-__all__ = ["CATEGORIES", "LearnedModel", "OperatingPoint", "SENSITIVITY_FPR", "get_model"]
+__all__ = ["CATEGORIES", "SENSITIVITY_FPR", "LearnedModel", "OperatingPoint", "get_model"]

@@ -126,8 +126,19 @@ class LexicalMatcher:
         d = self.dictionary
         if w in d:
             return True
-        for suf, add in (("s", ""), ("es", ""), ("ed", ""), ("ed", "e"), ("ing", ""), ("ing", "e"),
-                         ("ly", ""), ("er", ""), ("ers", ""), ("ies", "y"), ("ied", "y")):
+        for suf, add in (
+            ("s", ""),
+            ("es", ""),
+            ("ed", ""),
+            ("ed", "e"),
+            ("ing", ""),
+            ("ing", "e"),
+            ("ly", ""),
+            ("er", ""),
+            ("ers", ""),
+            ("ies", "y"),
+            ("ied", "y"),
+        ):
             if w.endswith(suf) and len(w) - len(suf) >= 3:
                 stem = w[: -len(suf)] + add
                 if stem in d:
@@ -166,8 +177,13 @@ class LexicalMatcher:
                 owners = self._exact.get(w)
                 if owners is None and len(w) > 3 and w.endswith("s"):
                     stem = w[:-1]  # plural: "nudes" -> "nude"; "-es" only after s/x/z/ch/sh, so
-                    if stem not in self._exact and w.endswith("es") and w[:-2].endswith(  # "heroines"
-                            ("s", "x", "z", "ch", "sh")):                                  # is no "heroin"
+                    if (
+                        stem not in self._exact
+                        and w.endswith("es")
+                        and w[:-2].endswith(  # "heroines"
+                            ("s", "x", "z", "ch", "sh")
+                        )
+                    ):  # is no "heroin"
                         stem = w[:-2]
                     owners = self._exact.get(stem)
                 if owners:
@@ -176,11 +192,13 @@ class LexicalMatcher:
                     continue
                 if len(w) < 4 or not w.isalpha() or self._known(w) or not self._fuzzy_terms:
                     continue
-                for cand, dist, k in process.extract(w, self._fuzzy_terms, scorer=Levenshtein.distance,
-                                                     score_cutoff=2, limit=3):
+                for cand, dist, k in process.extract(
+                    w, self._fuzzy_terms, scorer=Levenshtein.distance, score_cutoff=2, limit=3
+                ):
                     limit = 1 if len(cand) <= 10 else 2
-                    if len(cand) == 5 and not ((len(w) == 4 and w[-1] == cand[-1]) or
-                                               (len(w) == 6 and w.startswith(cand))):
+                    if len(cand) == 5 and not (
+                        (len(w) == 4 and w[-1] == cand[-1]) or (len(w) == 6 and w.startswith(cand))
+                    ):
                         continue  # 5-letter terms: a dropped letter ("nakd") or an ending ("nackte"),
                         # never a swapped one ("kites" is no "kikes")
                     if dist <= limit and cand[0] == w[0] and abs(len(cand) - len(w)) <= limit:

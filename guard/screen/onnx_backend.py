@@ -108,8 +108,9 @@ class _Tokenizer:
         return [(e.ids, e.type_ids) for e in self._tok.encode_batch(list(texts))]
 
 
-def drop_unknown(encs: Sequence[tuple[list[int], list[int]]], unk_id: int | None,
-                 n_special: int) -> tuple[list[tuple[list[int], list[int]]], np.ndarray]:
+def drop_unknown(
+    encs: Sequence[tuple[list[int], list[int]]], unk_id: int | None, n_special: int
+) -> tuple[list[tuple[list[int], list[int]]], np.ndarray]:
     """Remove the unknown-token id from each encoding; also return which encodings are left with
     nothing but the special tokens (``[CLS] [SEP]``).
 
@@ -244,7 +245,7 @@ def make_session(model: str | bytes | os.PathLike, device: str = "cpu", provider
 
 def _meta(session) -> dict[str, str]:
     m = session.get_modelmeta().custom_metadata_map
-    return {k[len(_META_PREFIX):]: v for k, v in m.items() if k.startswith(_META_PREFIX)}
+    return {k[len(_META_PREFIX) :]: v for k, v in m.items() if k.startswith(_META_PREFIX)}
 
 
 # ------------------------------------------------------------------------------------ embedder
@@ -256,8 +257,14 @@ class OnnxEmbedder:
 
     backend = "onnx"
 
-    def __init__(self, model: str = DEFAULT_MODEL, device: str = "cpu", batch_size: int = 64,
-                 providers: list[Any] | None = None, quantize: str | None = None):
+    def __init__(
+        self,
+        model: str = DEFAULT_MODEL,
+        device: str = "cpu",
+        batch_size: int = 64,
+        providers: list[Any] | None = None,
+        quantize: str | None = None,
+    ):
         t0 = time.perf_counter()
         if quantize not in (None, "int8"):
             raise GuardError(f"unknown ONNX quantisation {quantize!r}; expected None or 'int8'")
@@ -300,16 +307,25 @@ class OnnxEmbedder:
         self.dim = int(self._meta["dim"])
         self.provider = self._session.get_providers()[0]
         self.load_seconds = time.perf_counter() - t0
-        logger.info("screen model %s: onnxruntime on %s (%s, %.2f s)", model, self.provider, self.onnx_path.name,
-                    self.load_seconds)
+        logger.info(
+            "screen model %s: onnxruntime on %s (%s, %.2f s)",
+            model,
+            self.provider,
+            self.onnx_path.name,
+            self.load_seconds,
+        )
 
     # ------------------------------------------------------------ loading
 
     def _load(self, src: Path | bytes):
         sess = make_session(src, device=self.device, providers=self._providers)
         meta = _meta(sess)
-        want = {"format": EXPORT_FORMAT, "fingerprint": self.fingerprint, "pooling": self._pooling,
-                "quantized": self.quantize}
+        want = {
+            "format": EXPORT_FORMAT,
+            "fingerprint": self.fingerprint,
+            "pooling": self._pooling,
+            "quantized": self.quantize,
+        }
         bad = {k: meta.get(k) for k, v in want.items() if meta.get(k) != v}
         if bad:
             raise OnnxUnavailable(f"cached graph metadata does not match this model: {bad}")
@@ -331,11 +347,16 @@ class OnnxEmbedder:
         try:
             write_atomic(self.onnx_path, data)
             info["path"] = self.onnx_path
-            logger.info("screen model exported to ONNX in %.1f s (min cosine vs torch %.6f): %s",
-                        info["seconds"], info["min_cosine"], self.onnx_path)
+            logger.info(
+                "screen model exported to ONNX in %.1f s (min cosine vs torch %.6f): %s",
+                info["seconds"],
+                info["min_cosine"],
+                self.onnx_path,
+            )
         except OSError as e:  # the cache is not writable: use the graph for this process only
-            logger.warning("cannot cache the ONNX screen model at %s (%s); it will be exported again next time",
-                           self.onnx_path, e)
+            logger.warning(
+                "cannot cache the ONNX screen model at %s (%s); it will be exported again next time", self.onnx_path, e
+            )
             info["path"] = None
         self.exported = info
         return self._load(data)
@@ -346,8 +367,7 @@ class OnnxEmbedder:
     def cache_key(self) -> str:
         """Same key as the torch Embedder's: the vectors agree to cosine >= 0.999, so the FAISS
         index cache is shared between the backends."""
-        return f"{Path(self.model_name).name}-{self.fingerprint}-{ENCODING_TAG}" + (
-            "-int8" if self.quantize else "")
+        return f"{Path(self.model_name).name}-{self.fingerprint}-{ENCODING_TAG}" + ("-int8" if self.quantize else "")
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Encode texts in token-length-sorted batches; rows are L2-normalised float32, except for

@@ -44,15 +44,18 @@ logger = logging.getLogger(__name__)
 MIN_COSINE_INT8 = 0.97
 #: sentences the int8 graph is checked on against the fp32 graph
 INT8_CHECK_TEXTS = [
-    PROBE_TEXT, *VERIFY_TEXTS[1:],
-    "a photo of a naked woman on a bed", "a soldier pointing an assault rifle at a crowd",
+    PROBE_TEXT,
+    *VERIFY_TEXTS[1:],
+    "a photo of a naked woman on a bed",
+    "a soldier pointing an assault rifle at a crowd",
     "portrait of a woman, oil painting, by greg rutkowski, trending on artstation, 8k",
     "a bowl of ramen on a wooden table, studio lighting",
 ]
 
 
-def export_onnx(model_dir: str | os.PathLike, out_path: str | os.PathLike, *, opset: int = OPSET,
-                fingerprint: str | None = None) -> dict[str, Any]:
+def export_onnx(
+    model_dir: str | os.PathLike, out_path: str | os.PathLike, *, opset: int = OPSET, fingerprint: str | None = None
+) -> dict[str, Any]:
     """Export the sentence-transformers model at ``model_dir`` to ONNX at ``out_path``.
 
     The graph takes ``input_ids``, ``attention_mask`` (and ``token_type_ids`` when the model uses
@@ -66,13 +69,18 @@ def export_onnx(model_dir: str | os.PathLike, out_path: str | os.PathLike, *, op
     data, info = export_onnx_bytes(model_dir, opset=opset, fingerprint=fingerprint)
     write_atomic(Path(out_path), data)
     info["path"] = Path(out_path)
-    logger.info("screen model exported to ONNX in %.1f s (min cosine vs torch %.6f): %s",
-                info["seconds"], info["min_cosine"], out_path)
+    logger.info(
+        "screen model exported to ONNX in %.1f s (min cosine vs torch %.6f): %s",
+        info["seconds"],
+        info["min_cosine"],
+        out_path,
+    )
     return info
 
 
-def export_onnx_bytes(model_dir: str | os.PathLike, *, opset: int = OPSET,
-                      fingerprint: str | None = None) -> tuple[bytes, dict[str, Any]]:
+def export_onnx_bytes(
+    model_dir: str | os.PathLike, *, opset: int = OPSET, fingerprint: str | None = None
+) -> tuple[bytes, dict[str, Any]]:
     """:func:`export_onnx` without the file: the verified serialised graph and its export info."""
     t0 = time.perf_counter()
     model_dir = Path(model_dir)
@@ -100,8 +108,10 @@ def export_onnx_bytes(model_dir: str | os.PathLike, *, opset: int = OPSET,
     except Exception as e:
         raise OnnxUnavailable(f"cannot load {model_dir} with transformers for export: {e}") from e
     model.float()
-    uses_tt = ("token_type_ids" in inspect.signature(model.forward).parameters
-               and int(getattr(model.config, "type_vocab_size", 0) or 0) > 0)
+    uses_tt = (
+        "token_type_ids" in inspect.signature(model.forward).parameters
+        and int(getattr(model.config, "type_vocab_size", 0) or 0) > 0
+    )
     names = ["input_ids", "attention_mask"] + (["token_type_ids"] if uses_tt else [])
 
     from guard.screen.model_files import pool_and_normalize
@@ -128,10 +138,15 @@ def export_onnx_bytes(model_dir: str | os.PathLike, *, opset: int = OPSET,
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # the legacy exporter's deprecation and tracer notes
             torch.onnx.export(
-                wrapper, tuple(torch.from_numpy(example[n]) for n in names), buf,
-                dynamo=False, input_names=names, output_names=["embeddings"],
+                wrapper,
+                tuple(torch.from_numpy(example[n]) for n in names),
+                buf,
+                dynamo=False,
+                input_names=names,
+                output_names=["embeddings"],
                 dynamic_axes={**{n: {0: "batch", 1: "sequence"} for n in names}, "embeddings": {0: "batch"}},
-                opset_version=opset, do_constant_folding=True,
+                opset_version=opset,
+                do_constant_folding=True,
             )
     except Exception as e:
         raise OnnxUnavailable(f"torch.onnx.export failed: {type(e).__name__}: {e}") from e
@@ -146,8 +161,12 @@ def export_onnx_bytes(model_dir: str | os.PathLike, *, opset: int = OPSET,
 
     proto = onnx.load_model_from_string(buf.getvalue())
     meta = {
-        "format": EXPORT_FORMAT, "fingerprint": fingerprint, "pooling": pooling, "dim": str(ref.shape[1]),
-        "max_seq_length": str(max_len), "probe": json.dumps([round(float(x), 7) for x in ref[0]]),
+        "format": EXPORT_FORMAT,
+        "fingerprint": fingerprint,
+        "pooling": pooling,
+        "dim": str(ref.shape[1]),
+        "max_seq_length": str(max_len),
+        "probe": json.dumps([round(float(x), 7) for x in ref[0]]),
         "exporter": f"torch {torch.__version__} torch.onnx.export(dynamo=False) opset {opset}",
     }
     for k, v in meta.items():
@@ -166,8 +185,12 @@ def export_onnx_bytes(model_dir: str | os.PathLike, *, opset: int = OPSET,
     if not (min_cos >= MIN_COSINE):
         raise OnnxUnavailable(f"exported graph disagrees with torch: min cosine {min_cos:.5f} < {MIN_COSINE}")
 
-    info = {"seconds": time.perf_counter() - t0, "min_cosine": min_cos, "exporter": meta["exporter"],
-            "dim": int(ref.shape[1])}
+    info = {
+        "seconds": time.perf_counter() - t0,
+        "min_cosine": min_cos,
+        "exporter": meta["exporter"],
+        "dim": int(ref.shape[1]),
+    }
     return data, info
 
 
@@ -195,8 +218,14 @@ def quantize_int8(data: bytes, tok: _Tokenizer, dim: int) -> tuple[bytes, dict[s
         src, dst = Path(d) / "fp32.onnx", Path(d) / "int8.onnx"
         src.write_bytes(data)
         try:
-            quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True,
-                             op_types_to_quantize=["MatMul"], extra_options={"MatMulConstBOnly": True})
+            quantize_dynamic(
+                str(src),
+                str(dst),
+                weight_type=QuantType.QInt8,
+                per_channel=True,
+                op_types_to_quantize=["MatMul"],
+                extra_options={"MatMulConstBOnly": True},
+            )
         except Exception as e:
             raise OnnxUnavailable(f"int8 quantisation failed: {type(e).__name__}: {e}") from e
         proto = onnx.load_model(str(dst))

@@ -15,14 +15,15 @@ import os
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import numpy as np
 
 from guard.errors import GuardError, GuardInputError
-from guard.paths import cache_dir  # noqa: F401 - re-exported: guard.screen.screen.cache_dir
+from guard.paths import cache_dir
 from guard.policy.models import Concept, Policy
 from guard.screen.embedder import Embedder, get_embedder
 from guard.screen.features import featurize
@@ -91,17 +92,17 @@ class ScreenResult:
 
     index: int
     decision: str  # allow | escalate | block
-    category: Optional[str]
-    concept: Optional[str]
-    phrase: Optional[str]
+    category: str | None
+    concept: str | None
+    phrase: str | None
     score: float
-    threshold: Optional[float]
+    threshold: float | None
     reasons: list[str] = field(default_factory=list)
     transforms: list[str] = field(default_factory=list)
     matches: list[ConceptScore] = field(default_factory=list)  # concepts at or above escalation
     n_views: int = 1
     elapsed_ms: float = 0.0
-    suspicion: Optional[float] = None
+    suspicion: float | None = None
 
     @property
     def blocked(self) -> bool:
@@ -144,26 +145,31 @@ class PromptScreen:
         self._starts = np.searchsorted(self._phrase_concept_arr, np.arange(len(self._concepts) + 1))
         self._allow_phrase = np.asarray(
             [self._concepts[ci].action == "allow" and self._concepts[ci].contrast for ci in self._phrase_concept],
-            dtype=bool)
+            dtype=bool,
+        )
         self._thresholds = np.asarray([policy.threshold_for(c) for c in self._concepts], dtype=np.float32)
         self._concept_pos = {c.id: ci for ci, c in enumerate(self._concepts)}
         self._lock = threading.Lock()
         t0 = time.perf_counter()
         self.index = self._build_index(use_cache)
         dictionary = self._dictionary = _vocabulary(getattr(self.embedder, "path", None))
-        self.lexical = LexicalMatcher([c.terms if c.action != "allow" else [] for c in self._concepts],
-                                      dictionary) if self.cfg.lexical else None
+        self.lexical = (
+            LexicalMatcher([c.terms if c.action != "allow" else [] for c in self._concepts], dictionary)
+            if self.cfg.lexical
+            else None
+        )
         sus = self.cfg.suspicion
-        self.suspicion = SuspicionScorer(self.embedder.path) if sus.enabled and getattr(
-            self.embedder, "path", None) else None
+        self.suspicion = (
+            SuspicionScorer(self.embedder.path) if sus.enabled and getattr(self.embedder, "path", None) else None
+        )
         self._setup_learned()
         self.build_ms = (time.perf_counter() - t0) * 1000
 
     def _setup_learned(self) -> None:
         """Load the learned decision when the policy asks for it (or, under ``auto``, when it has the
         concepts the model was trained with and the same sentence model)."""
-        self.learned: Optional[LearnedModel] = None
-        self.multilingual: Optional[MultilingualSignals] = None
+        self.learned: LearnedModel | None = None
+        self.multilingual: MultilingualSignals | None = None
         self._learned_concepts: set[int] = set()
         self._head_concepts: dict[str, list[int]] = {}
         self._operating_points: dict[str, OperatingPoint] = {}
@@ -180,15 +186,23 @@ class PromptScreen:
         have = {c.id for c in self._concepts if c.action != "allow"}
         trained = set(model.layout.concepts)
         share = len(have & trained) / max(1, len(trained))
-        same_model = model.meta.get("trained", {}).get("embedder", "").split("-")[0] == \
-            str(self.embedder.cache_key).split("-")[0]
+        same_model = (
+            model.meta.get("trained", {}).get("embedder", "").split("-")[0]
+            == str(self.embedder.cache_key).split("-")[0]
+        )
         if mode == "auto" and (share < 0.8 or not same_model):
-            logger.info("learned screen off for policy %s: %.0f %% of its concepts, model %s", self.policy.name,
-                        100 * share, self.embedder.cache_key)
+            logger.info(
+                "learned screen off for policy %s: %.0f %% of its concepts, model %s",
+                self.policy.name,
+                100 * share,
+                self.embedder.cache_key,
+            )
             return
         if not same_model:
-            raise GuardError(f"screen.decision: learned needs the screen model the decision was trained with "
-                             f"({model.meta['trained']['embedder']}), the policy uses {self.embedder.cache_key}")
+            raise GuardError(
+                f"screen.decision: learned needs the screen model the decision was trained with "
+                f"({model.meta['trained']['embedder']}), the policy uses {self.embedder.cache_key}"
+            )
         self.learned = model
         if model.layout.multilingual:
             self.multilingual = build_for(self)
@@ -292,15 +306,16 @@ class PromptScreen:
         kinds: list[str] = []
         seen: set[str] = set()
         for name, text in variant_list:
-            for k, v in [(name, text)] + ([(f"{name}+segment", x) for x in segments(text)]
-                                          if self.cfg.segments else []):
+            for k, v in [(name, text)] + (
+                [(f"{name}+segment", x) for x in segments(text)] if self.cfg.segments else []
+            ):
                 if v not in seen:
                     seen.add(v)
                     views.append(v)
                     kinds.append(k)
         return views, kinds, [t for _, t in variant_list], tr
 
-    def _score(self, prompts: Sequence[str]) -> list["_Scored"]:
+    def _score(self, prompts: Sequence[str]) -> list[_Scored]:
         prompts = validate_prompts(prompts)
         all_views = [self._views(p) for p in prompts]
         flat = [v for vs, _, _, _ in all_views for v in vs]
@@ -312,8 +327,14 @@ class PromptScreen:
         for p, (vs, kinds, texts, tr) in zip(prompts, all_views):
             block = sims[row : row + len(vs)]
             row += len(vs)
-            sc = _Scored(len(vs), tr, np.full(n_c, -1.0, np.float32), np.zeros(n_c, np.int64),
-                         ["plain"] * n_c, np.full(n_c, -1.0, np.float32))
+            sc = _Scored(
+                len(vs),
+                tr,
+                np.full(n_c, -1.0, np.float32),
+                np.zeros(n_c, np.int64),
+                ["plain"] * n_c,
+                np.full(n_c, -1.0, np.float32),
+            )
             sc.prompt = p
             if len(vs):
                 sc.embedding = emb[row - len(vs)]  # the de-obfuscated full text: the first view
@@ -328,8 +349,9 @@ class PromptScreen:
                     sc.scores[ci] = best[pi]
                     sc.phrase_idx[ci] = pi
                     bv = int(best_view[pi])
-                    sc.view_kind[ci] = kinds[bv] + ("+word" if kinds[bv].endswith("segment")
-                                                    and " " not in vs[bv] else "")
+                    sc.view_kind[ci] = kinds[bv] + (
+                        "+word" if kinds[bv].endswith("segment") and " " not in vs[bv] else ""
+                    )
                     if benign is not None:
                         sc.contrast[ci] = benign[best_view[pi]]
             if self.lexical is not None and texts:
@@ -339,8 +361,11 @@ class PromptScreen:
                 sc.clean_text = strip_diacritics(texts[0])[0] if texts else ""
             out.append(sc)
         if self.multilingual is not None:
-            foreign = [i for i, (sc, (_, _, texts, _)) in enumerate(zip(out, all_views))
-                       if texts and not looks_english(texts[0], self._dictionary)]
+            foreign = [
+                i
+                for i, (sc, (_, _, texts, _)) in enumerate(zip(out, all_views))
+                if texts and not looks_english(texts[0], self._dictionary)
+            ]
             if foreign:
                 sig = self.multilingual.signals([all_views[i][2][0] for i in foreign])
                 for k, i in enumerate(foreign):
@@ -360,17 +385,38 @@ class PromptScreen:
 
     # ---------------------------------------------------------------- decision
 
-    def _decide(self, index: int, sc: "_Scored", proba: Optional[np.ndarray] = None,
-                feats: Optional[np.ndarray] = None) -> ScreenResult:
+    def _decide(
+        self, index: int, sc: _Scored, proba: np.ndarray | None = None, feats: np.ndarray | None = None
+    ) -> ScreenResult:
         """One prompt's verdict: per-concept decisions (learned heads for the built-in categories when
         the learned decision is on, similarity thresholds for the rest), co-occurrence rules, the
         optimised-prompt check, then the reasons, deciding signal first."""
         if sc.n_views == 0:
-            return ScreenResult(index, "allow", None, None, None, 0.0, None,
-                                reasons=["empty prompt"], transforms=sc.transforms, n_views=0)
+            return ScreenResult(
+                index,
+                "allow",
+                None,
+                None,
+                None,
+                0.0,
+                None,
+                reasons=["empty prompt"],
+                transforms=sc.transforms,
+                n_views=0,
+            )
         if not self._concepts:
-            return ScreenResult(index, "allow", None, None, None, 0.0, None,
-                                reasons=["policy has no concepts"], transforms=sc.transforms, n_views=sc.n_views)
+            return ScreenResult(
+                index,
+                "allow",
+                None,
+                None,
+                None,
+                0.0,
+                None,
+                reasons=["policy has no concepts"],
+                transforms=sc.transforms,
+                n_views=sc.n_views,
+            )
         v = _Verdict()
         self._threshold_decisions(sc, v)
         if self.learned is not None and proba is not None:
@@ -379,7 +425,7 @@ class PromptScreen:
         self._apply_suspicion(sc, v)
         return self._result(index, sc, v)
 
-    def _threshold_decisions(self, sc: "_Scored", v: "_Verdict") -> None:
+    def _threshold_decisions(self, sc: _Scored, v: _Verdict) -> None:
         """Zero-shot decisions: each concept's best similarity against its threshold, the escalation
         band, the benign contrast, the lexical layer and obfuscation. Concepts the learned model
         decides are scored here too (for the report) but do not decide."""
@@ -393,8 +439,15 @@ class PromptScreen:
             s = float(sc.scores[ci])
             thr = float(self._thresholds[ci])
             kind = sc.view_kind[ci]
-            cs = ConceptScore(c.id, c.category, c.action, s, thr, self._phrases[int(sc.phrase_idx[ci])],
-                              "segment" if "segment" in kind else "full")
+            cs = ConceptScore(
+                c.id,
+                c.category,
+                c.action,
+                s,
+                thr,
+                self._phrases[int(sc.phrase_idx[ci])],
+                "segment" if "segment" in kind else "full",
+            )
             hit = sc.lexical.get(ci) if sc.lexical else None
             notes: list[str] = []
             if c.action == "allow":
@@ -424,9 +477,16 @@ class PromptScreen:
                 d = "escalate"
                 notes.append(f"{c.id}: a one-word segment matched; escalated, not blocked")
             # obfuscation is itself a signal: a match that needed de-obfuscating goes up
-            if d != "allow" and obfuscated and cfg.obfuscation_action != "none" and (
-                    kind.split("+")[0] != "plain" or hit is not None or
-                    any(t in transforms for t in ("invisible_chars", "styled_letters"))):
+            if (
+                d != "allow"
+                and obfuscated
+                and cfg.obfuscation_action != "none"
+                and (
+                    kind.split("+")[0] != "plain"
+                    or hit is not None
+                    or any(t in transforms for t in ("invisible_chars", "styled_letters"))
+                )
+            ):
                 if _RANK[cfg.obfuscation_action] > _RANK[d]:
                     notes.append(f"{c.id}: raised to {cfg.obfuscation_action}, obfuscated ({', '.join(obfuscated)})")
                     d = cfg.obfuscation_action
@@ -443,14 +503,13 @@ class PromptScreen:
             if v.nearest is None or (c.action != "allow" and s - thr > v.nearest.score - v.nearest.threshold):
                 v.nearest = cs
 
-    def _learned_decisions(self, sc: "_Scored", proba: np.ndarray, feats: Optional[np.ndarray],
-                           v: "_Verdict") -> None:
+    def _learned_decisions(self, sc: _Scored, proba: np.ndarray, feats: np.ndarray | None, v: _Verdict) -> None:
         """The learned head of each built-in category against its calibrated operating point."""
         model = self.learned
         assert model is not None
         obfuscated = [t for t in sc.transforms if t in OBFUSCATION_TRANSFORMS]
-        best_key: Optional[tuple] = None
-        best_cs: Optional[ConceptScore] = None
+        best_key: tuple | None = None
+        best_cs: ConceptScore | None = None
         near_margin = -np.inf
         for h, cat in enumerate(model.heads):
             op = self._operating_points[cat]
@@ -468,8 +527,11 @@ class PromptScreen:
                 continue
             _, ci, hit = best
             c = self._concepts[ci]
-            phrase = (f"term {hit.term!r}" + ("" if hit.exact else f" (as {hit.found!r})")) if hit else \
-                self._phrases[int(sc.phrase_idx[ci])]
+            phrase = (
+                (f"term {hit.term!r}" + ("" if hit.exact else f" (as {hit.found!r})"))
+                if hit
+                else self._phrases[int(sc.phrase_idx[ci])]
+            )
             # the lexical layer stays a second signal: an exact key term of a blocking concept escalates
             # at least, and blocks when the head agrees (at its escalation point)
             if hit is not None and hit.exact and c.action == "block" and self.cfg.lexical:
@@ -502,7 +564,7 @@ class PromptScreen:
             v.decision = DECISIONS[best_key[0]]
             v.top = best_cs
 
-    def _apply_rules(self, sc: "_Scored", v: "_Verdict") -> None:
+    def _apply_rules(self, sc: _Scored, v: _Verdict) -> None:
         """Co-occurrence rules: each condition alone may be under threshold."""
         for rule in self.policy.rules:
             if _RANK[rule.action] <= _RANK[v.decision]:
@@ -510,9 +572,13 @@ class PromptScreen:
             ok = True
             best_parts = []
             for cond in rule.all_of:
-                idx = ([self._concept_pos[cond.concept]] if cond.concept else
-                       [ci for ci, c in enumerate(self._concepts)
-                        if c.category == cond.category and c.action != "allow"])
+                idx = (
+                    [self._concept_pos[cond.concept]]
+                    if cond.concept
+                    else [
+                        ci for ci, c in enumerate(self._concepts) if c.category == cond.category and c.action != "allow"
+                    ]
+                )
                 vals = [1.0 if (sc.lexical and ci in sc.lexical) else float(sc.scores[ci]) for ci in idx]
                 val = max(vals) if vals else -1.0
                 best_parts.append(f"{cond.concept or cond.category} {val:.2f}>={cond.min_score:.2f}")
@@ -528,7 +594,7 @@ class PromptScreen:
                 v.matches.insert(0, v.top)
                 v.leading = v.notes[0]
 
-    def _apply_suspicion(self, sc: "_Scored", v: "_Verdict") -> None:
+    def _apply_suspicion(self, sc: _Scored, v: _Verdict) -> None:
         """Optimised-prompt suspicion. Threshold decision: gibberish near any concept is acted on.
         Learned decision: the heads already weigh suspicion with each category's evidence; gibberish
         they leave allowed is escalated, never blocked, for its form alone."""
@@ -551,19 +617,30 @@ class PromptScreen:
             return
         if _RANK[scfg.action] <= _RANK[v.decision]:
             return
-        near = [ci for ci, c in enumerate(self._concepts)
-                if c.action != "allow" and ci not in self._learned_concepts
-                and sc.scores[ci] >= self._thresholds[ci] - scfg.margin]
+        near = [
+            ci
+            for ci, c in enumerate(self._concepts)
+            if c.action != "allow"
+            and ci not in self._learned_concepts
+            and sc.scores[ci] >= self._thresholds[ci] - scfg.margin
+        ]
         if near:
             ci = max(near, key=lambda k: sc.scores[k] - self._thresholds[k])
             v.decision = scfg.action
             c = self._concepts[ci]
-            v.top = ConceptScore(c.id, c.category, c.action, float(sc.scores[ci]), float(self._thresholds[ci]),
-                                 self._phrases[int(sc.phrase_idx[ci])], "suspicion")
+            v.top = ConceptScore(
+                c.id,
+                c.category,
+                c.action,
+                float(sc.scores[ci]),
+                float(self._thresholds[ci]),
+                self._phrases[int(sc.phrase_idx[ci])],
+                "suspicion",
+            )
             v.leading = f"suspected optimised prompt ({sus.score:.2f}: {signals}) near {c.id} ({sc.scores[ci]:.3f})"
             v.notes.insert(0, v.leading)
 
-    def _result(self, index: int, sc: "_Scored", v: "_Verdict") -> ScreenResult:
+    def _result(self, index: int, sc: _Scored, v: _Verdict) -> ScreenResult:
         """The ScreenResult with reasons in words, the deciding signal first."""
         top = v.nearest if (v.decision == "allow" and self.learned is not None) else (v.top or v.nearest)
         assert top is not None
@@ -576,12 +653,14 @@ class PromptScreen:
             if m.view == "rule":
                 continue
             if m.view == "learned":
-                cs, d, op, signals = v.learned[m.category]
+                _cs, d, op, signals = v.learned[m.category]
                 words = ", ".join(f"{name} ({val:+.2f})" for name, val in signals if val > 0)
-                reasons.append(f"{m.category}: learned score {m.score:.3f} -> {d} ({op.describe()}, "
-                               f"sensitivity {self._sensitivity_of(m.category)})"
-                               + (f"; deciding signals: {words}" if words else "")
-                               + f"; nearest concept {m.concept} ({m.phrase})")
+                reasons.append(
+                    f"{m.category}: learned score {m.score:.3f} -> {d} ({op.describe()}, "
+                    f"sensitivity {self._sensitivity_of(m.category)})"
+                    + (f"; deciding signals: {words}" if words else "")
+                    + f"; nearest concept {m.concept} ({m.phrase})"
+                )
                 continue
             if m.view == "lexical":
                 reasons.append(f"{m.concept} ({m.category}): {m.phrase} found")
@@ -594,19 +673,31 @@ class PromptScreen:
         if v.decision == "allow" and not any(m.action != "allow" for m in v.matches):
             if top.view == "learned":
                 op = v.learned[top.category][2]
-                reasons.insert(0, f"no category at its operating point (highest {top.category}: learned score "
-                                  f"{top.score:.3f} < {op.escalate:.3f} to escalate)")
+                reasons.insert(
+                    0,
+                    f"no category at its operating point (highest {top.category}: learned score "
+                    f"{top.score:.3f} < {op.escalate:.3f} to escalate)",
+                )
             else:
-                reasons.insert(0, f"no concept at threshold (nearest {top.concept}: {top.score:.3f} < "
-                                  f"{top.threshold:.3f})")
+                reasons.insert(
+                    0, f"no concept at threshold (nearest {top.concept}: {top.score:.3f} < {top.threshold:.3f})"
+                )
         reasons.extend(n for n in v.notes if n != v.leading and not n.startswith("rule "))
         if sc.transforms:
             reasons.append("normalised: " + ", ".join(sc.transforms))
         sus = sc.suspicion
         return ScreenResult(
-            index=index, decision=v.decision, category=top.category, concept=top.concept, phrase=top.phrase,
-            score=top.score, threshold=top.threshold, reasons=reasons, transforms=sc.transforms,
-            matches=v.matches, n_views=sc.n_views,
+            index=index,
+            decision=v.decision,
+            category=top.category,
+            concept=top.concept,
+            phrase=top.phrase,
+            score=top.score,
+            threshold=top.threshold,
+            reasons=reasons,
+            transforms=sc.transforms,
+            matches=v.matches,
+            n_views=sc.n_views,
             suspicion=None if sus is None else round(sus.score, 3),
         )
 
@@ -627,11 +718,11 @@ class _Verdict:
     """The decision under construction for one prompt."""
 
     decision: str = "allow"
-    top: Optional[ConceptScore] = None  # what decided (or would, for an allowed prompt)
-    nearest: Optional[ConceptScore] = None  # closest to its line when nothing matched
+    top: ConceptScore | None = None  # what decided (or would, for an allowed prompt)
+    nearest: ConceptScore | None = None  # closest to its line when nothing matched
     matches: list[ConceptScore] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    leading: Optional[str] = None  # a rule or suspicion note that decided, shown first
+    leading: str | None = None  # a rule or suspicion note that decided, shown first
     learned: dict[str, tuple] = field(default_factory=dict)  # category -> (score, decision, op, signals)
 
 
@@ -644,11 +735,11 @@ class _Scored:
     view_kind: list[str]
     contrast: np.ndarray
     lexical: dict = field(default_factory=dict)
-    suspicion: Optional[Suspicion] = None
-    embedding: Optional[np.ndarray] = None
+    suspicion: Suspicion | None = None
+    embedding: np.ndarray | None = None
     prompt: str = ""
     clean_text: str = ""  # de-obfuscated full text without diacritics (for the suspicion of form alone)
-    multilingual: Optional[np.ndarray] = None  # per-category USE-m3 cosines (non-English prompts only)
+    multilingual: np.ndarray | None = None  # per-category USE-m3 cosines (non-English prompts only)
 
 
 _VOCABS: dict[str, set[str]] = {}
@@ -661,8 +752,11 @@ def _vocabulary(model_dir) -> set[str]:
     key = str(model_dir)
     if key not in _VOCABS:
         f = Path(model_dir) / "vocab.txt"
-        _VOCABS[key] = ({w for w in f.read_text(encoding="utf-8").splitlines()
-                         if w.isalpha() and not w.startswith("##")} if f.is_file() else set())
+        _VOCABS[key] = (
+            {w for w in f.read_text(encoding="utf-8").splitlines() if w.isalpha() and not w.startswith("##")}
+            if f.is_file()
+            else set()
+        )
     return _VOCABS[key]
 
 

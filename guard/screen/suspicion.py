@@ -39,10 +39,15 @@ class Suspicion:
     signals: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return {"score": round(self.score, 3), "unknown_share": round(self.unknown_share, 3),
-                "fragmentation": round(self.fragmentation, 3), "special_tokens": self.special_tokens,
-                "symbols_in_words": self.symbols_in_words, "punct_runs": self.punct_runs,
-                "signals": list(self.signals)}
+        return {
+            "score": round(self.score, 3),
+            "unknown_share": round(self.unknown_share, 3),
+            "fragmentation": round(self.fragmentation, 3),
+            "special_tokens": self.special_tokens,
+            "symbols_in_words": self.symbols_in_words,
+            "punct_runs": self.punct_runs,
+            "signals": list(self.signals),
+        }
 
 
 class SuspicionScorer:
@@ -56,8 +61,11 @@ class SuspicionScorer:
                 if line and not line.startswith("##") and not line.startswith("["):
                     words.add(line)
         self.vocab = words
-        self._pieces = {w[2:] for w in vocab_file.read_text(encoding="utf-8").splitlines()
-                        if w.startswith("##")} if vocab_file.is_file() else set()
+        self._pieces = (
+            {w[2:] for w in vocab_file.read_text(encoding="utf-8").splitlines() if w.startswith("##")}
+            if vocab_file.is_file()
+            else set()
+        )
         self._max_piece = max((len(w) for w in self.vocab | self._pieces), default=1)
         self._lock = threading.Lock()
         self._cache: dict[str, int] = {}

@@ -27,9 +27,9 @@ import os
 import random
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence
 
 import numpy as np
 
@@ -64,7 +64,7 @@ class Example:
     mask: np.ndarray  # (6,) 1 where the label is known for that head
     source: str
     group: str
-    calib: Optional[str] = None  # "everyday" | "hard": benign calibration data
+    calib: str | None = None  # "everyday" | "hard": benign calibration data
     weight: float = 1.0
 
 
@@ -80,7 +80,7 @@ OVERLAPS = {
 }
 
 
-def _label(cat: Optional[str]) -> tuple[np.ndarray, np.ndarray]:
+def _label(cat: str | None) -> tuple[np.ndarray, np.ndarray]:
     """Targets and mask for one example: a prompt of one category is a negative for every other head
     except those of overlapping categories (ignored); sexual content involving minors is sexual."""
     y = np.zeros(len(CATEGORIES), np.float32)
@@ -146,12 +146,12 @@ def i2p_is_eval(case_number: str) -> bool:
 
 
 def load_examples(
-    data: Optional[Path],
-    corpus_rows: Optional[list[dict]] = None,
+    data: Path | None,
+    corpus_rows: list[dict] | None = None,
     *,
     seed: int = 0,
     obfuscate_share: float = 0.15,
-    limit: Optional[int] = None,
+    limit: int | None = None,
 ) -> list[Example]:
     """Training examples (never an evaluation row)."""
     from guard.screen.corpus_build import load
@@ -296,13 +296,13 @@ class TrainResult:
 
 def train_screen(
     *,
-    data: Optional[Path] = DEFAULT_DATA,
+    data: Path | None = DEFAULT_DATA,
     out: Path = DEFAULT_OUT,
     seed: int = 0,
     folds: int = 5,
     c: float = 0.05,
-    corpus_rows: Optional[list[dict]] = None,
-    limit: Optional[int] = None,
+    corpus_rows: list[dict] | None = None,
+    limit: int | None = None,
     policy: str = "default",
     cache: bool = True,
     progress: bool = True,
@@ -373,8 +373,8 @@ def train_screen(
         pos = oof[known & (y[:, h] > 0), h]
         neg = oof[known & (y[:, h] == 0), h]
         oof_metrics[cat] = {
-            "positives": int(len(pos)),
-            "negatives": int(len(neg)),
+            "positives": len(pos),
+            "negatives": len(neg),
             "oof_auroc": None if auroc(pos, neg) is None else round(auroc(pos, neg), 4),
         }
     sources: dict[str, int] = {}
@@ -424,7 +424,7 @@ def train_screen(
     return TrainResult(out, meta, oof)
 
 
-def corpus_eval_metrics(screen, model, corpus_rows: Optional[list[dict]] = None, sensitivity: str = "medium") -> dict:
+def corpus_eval_metrics(screen, model, corpus_rows: list[dict] | None = None, sensitivity: str = "medium") -> dict:
     """Block and flag rates of ``model`` per label on the corpus's evaluation rows (learned heads only)."""
     from guard.screen.corpus_build import load
 
@@ -529,7 +529,7 @@ def write_model_card(path: Path, meta: dict) -> None:
     write_atomic(path, ("\n".join(lines) + kept).encode())
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="guard train-screen", description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(DEFAULT_DATA), help="folder of the shared prompt sets (optional)")
     ap.add_argument("--out", default=str(DEFAULT_OUT), help="artifact path without suffix")

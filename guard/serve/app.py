@@ -20,7 +20,7 @@ import time
 import uuid
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
@@ -60,9 +60,9 @@ class ApiError(Exception):
         message: str,
         *,
         type: str = "invalid_request_error",
-        code: Optional[str] = None,
-        param: Optional[str] = None,
-        headers: Optional[dict[str, str]] = None,
+        code: str | None = None,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
         **extra: Any,
     ):
         super().__init__(message)
@@ -165,7 +165,7 @@ def _tenant(state: ServerState, request: Request) -> Tenant:
 
 
 def _deployment(
-    state: ServerState, request: Request, tenant: Tenant, name: str, param: str, kinds: Optional[tuple[str, ...]] = None
+    state: ServerState, request: Request, tenant: Tenant, name: str, param: str, kinds: tuple[str, ...] | None = None
 ) -> Deployment:
     if not tenant.allows(name):
         state.metrics.auth_failures.labels("forbidden").inc()
@@ -202,7 +202,7 @@ def _deployment(
 
 
 def _parse_size(
-    size: Optional[str], default: Optional[tuple[int, int]], state: ServerState, param: str = "size"
+    size: str | None, default: tuple[int, int] | None, state: ServerState, param: str = "size"
 ) -> tuple[int, int]:
     lim = state.config.limits
     if size is None:
@@ -313,7 +313,7 @@ def _png_b64(images: list[Any]) -> list[str]:
 # ---------------------------------------------------------------------- the app
 
 
-def create_app(config: Optional[ServeConfig] = None) -> FastAPI:
+def create_app(config: ServeConfig | None = None) -> FastAPI:
     """The app for ``config`` (default: :func:`guard.serve.config.default_config`). Deployments load in
     a background thread when the app starts; ``/readyz`` says when they are ready."""
     config = config or default_config()
@@ -466,7 +466,7 @@ def create_app(config: Optional[ServeConfig] = None) -> FastAPI:
 
     # ------------------------------------------------------------------ images
 
-    async def run_images(dep: Deployment, tenant: Tenant, kwargs: dict[str, Any], seed: Optional[int]):
+    async def run_images(dep: Deployment, tenant: Tenant, kwargs: dict[str, Any], seed: int | None):
         import torch
 
         slot = dep.slot_for(tenant)
@@ -595,15 +595,15 @@ def create_app(config: Optional[ServeConfig] = None) -> FastAPI:
         prompt: Annotated[str, Form()],
         model: Annotated[str, Form(description="deployment name")],
         mask: Annotated[
-            Optional[UploadFile],
+            UploadFile | None,
             File(description="inpaint deployments: where to repaint (transparent or white pixels)"),
         ] = None,
         n: Annotated[int, Form()] = 1,
-        size: Annotated[Optional[str], Form()] = None,
+        size: Annotated[str | None, Form()] = None,
         response_format: Annotated[str, Form()] = "b64_json",
-        user: Annotated[Optional[str], Form()] = None,
-        seed: Annotated[Optional[int], Form()] = None,
-        negative_prompt: Annotated[Optional[str], Form()] = None,
+        user: Annotated[str | None, Form()] = None,
+        seed: Annotated[int | None, Form()] = None,
+        negative_prompt: Annotated[str | None, Form()] = None,
     ):
         """Edit an image on an img2img or inpaint deployment (OpenAI images edits shape, multipart). The
         input image goes through the policy's input-image check."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hmac
 import secrets
 from dataclasses import dataclass, field
-from typing import Optional
 
 from guard.serve.config import ServeConfig, hash_key
 
@@ -37,7 +36,7 @@ class AuthError(Exception):
         self.reason = reason
 
 
-def bearer_token(header: Optional[str]) -> Optional[str]:
+def bearer_token(header: str | None) -> str | None:
     if not header:
         return None
     scheme, _, token = header.partition(" ")
@@ -56,7 +55,7 @@ class KeyRing:
                 self._tenants[h] = tenant
         self._admin = list(config.admin_keys)
 
-    def tenant(self, authorization: Optional[str]) -> Tenant:
+    def tenant(self, authorization: str | None) -> Tenant:
         """The caller's tenant, or :class:`AuthError` 401. The message never echoes the key."""
         if not self.enabled:
             return ANONYMOUS
@@ -68,7 +67,7 @@ class KeyRing:
             raise AuthError(401, "invalid API key", "invalid")
         return tenant
 
-    def check_admin(self, authorization: Optional[str]) -> None:
+    def check_admin(self, authorization: str | None) -> None:
         if not self._admin:
             raise AuthError(
                 403,

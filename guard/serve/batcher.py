@@ -15,8 +15,9 @@ import concurrent.futures
 import logging
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Sequence
+from typing import Any
 
 from guard.errors import GuardInputError
 
@@ -60,7 +61,7 @@ class ScreenBatcher:
         max_wait_s: float = 0.005,
         max_batch: int = 128,
         max_pending: int = 4096,
-        on_batch: Optional[Callable[[int, float], None]] = None,
+        on_batch: Callable[[int, float], None] | None = None,
     ):
         self.guard = guard
         self.max_wait_s = max_wait_s

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import Optional
 
 import typer
 
@@ -17,7 +16,9 @@ from guard.errors import GuardError
 
 logger = logging.getLogger(__name__)
 
-_MISSING_EXTRA = "guard serve needs the serve extra: pip install 'diffusers-guard[serve]' (fastapi, uvicorn, prometheus-client)"
+_MISSING_EXTRA = (
+    "guard serve needs the serve extra: pip install 'diffusers-guard[serve]' (fastapi, uvicorn, prometheus-client)"
+)
 
 
 def _quiet() -> None:
@@ -34,7 +35,7 @@ def _quiet() -> None:
 
 
 def serve_command(
-    config: Optional[str] = None,
+    config: str | None = None,
     host: str = "127.0.0.1",
     port: int = 8000,
     log_level: str = "info",
@@ -83,7 +84,7 @@ def serve_command(
     return 0
 
 
-def hash_key_command(key: Optional[str] = None, generate: bool = False) -> tuple[Optional[str], str]:
+def hash_key_command(key: str | None = None, generate: bool = False) -> tuple[str | None, str]:
     """``(key, 'sha256:<hex>')``: hash ``key``, or a new random key with ``generate``. The key is
     returned so the caller can show it once; only the hash goes in the config."""
     from guard.serve.auth import new_key
@@ -109,7 +110,7 @@ serve_app = typer.Typer(
 @serve_app.callback()
 def _serve(
     ctx: typer.Context,
-    config: Optional[str] = typer.Option(None, "--config", "-c", help="serve.yaml (default: demo + screen)"),
+    config: str | None = typer.Option(None, "--config", "-c", help="serve.yaml (default: demo + screen)"),
     host: str = typer.Option("127.0.0.1", help="address to listen on"),
     port: int = typer.Option(8000, help="TCP port"),
     log_level: str = typer.Option("info", help="debug | info | warning | error"),
@@ -123,7 +124,7 @@ def _serve(
 
 @serve_app.command("hash-key")
 def _hash_key(
-    key: Optional[str] = typer.Argument(None, help="the key (default: read from stdin)"),
+    key: str | None = typer.Argument(None, help="the key (default: read from stdin)"),
     generate: bool = typer.Option(False, "--generate", help="make a new random key"),
 ) -> None:
     """Print the sha256 form of an API key for the serve config (keys are never stored in clear)."""

@@ -30,7 +30,7 @@ import hashlib
 import os
 import re
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -85,27 +85,27 @@ class ScreenBatching(_Strict):
 
 
 class AuditSettings(_Strict):
-    path: Optional[str] = Field(default=None, description="server-wide audit log; none = each policy's own")
+    path: str | None = Field(default=None, description="server-wide audit log; none = each policy's own")
     store_prompts: bool = False
 
 
 class CallOverrides(_Strict):
     """Per-deployment generation settings (override the pipeline spec's defaults)."""
 
-    num_inference_steps: Optional[int] = Field(default=None, ge=1, le=1000)
-    guidance_scale: Optional[float] = Field(default=None, ge=0.0, le=50.0)
-    strength: Optional[float] = Field(default=None, gt=0.0, le=1.0, description="img2img / inpaint strength")
+    num_inference_steps: int | None = Field(default=None, ge=1, le=1000)
+    guidance_scale: float | None = Field(default=None, ge=0.0, le=50.0)
+    strength: float | None = Field(default=None, gt=0.0, le=1.0, description="img2img / inpaint strength")
 
 
 class DeploymentConfig(_Strict):
     name: str
     description: str = ""
-    pipeline: Optional[str] = Field(default=None, description="pipeline spec file or built-in spec name")
+    pipeline: str | None = Field(default=None, description="pipeline spec file or built-in spec name")
     screen_only: bool = False
-    kind: Optional[Literal["text2img", "img2img", "inpaint"]] = Field(
+    kind: Literal["text2img", "img2img", "inpaint"] | None = Field(
         default=None, description="pipeline class built on the spec's weights (default: the spec's kind)"
     )
-    policy: Optional[str] = Field(default=None, description="overrides the spec's policy")
+    policy: str | None = Field(default=None, description="overrides the spec's policy")
     pool: int = Field(default=1, ge=1, le=64)
     queue: int = Field(default=8, ge=0, le=100_000, description="requests waiting beyond the busy workers")
     timeout_s: float = Field(default=120.0, gt=0.0, description="a request waiting longer gets 504")
@@ -122,7 +122,7 @@ class DeploymentConfig(_Strict):
         return v
 
     @model_validator(mode="after")
-    def _one_kind(self) -> "DeploymentConfig":
+    def _one_kind(self) -> DeploymentConfig:
         if self.screen_only and self.pipeline is not None:
             raise ValueError("a screen_only deployment has no `pipeline`")
         if not self.screen_only and self.pipeline is None:
@@ -161,8 +161,8 @@ class ServeConfig(_Strict):
     screen: ScreenBatching = Field(default_factory=ScreenBatching)
     audit: AuditSettings = Field(default_factory=AuditSettings)
 
-    _base_dir: Optional[Path] = None
-    _source: Optional[str] = None
+    _base_dir: Path | None = None
+    _source: str | None = None
 
     @field_validator("admin_keys")
     @classmethod
@@ -170,7 +170,7 @@ class ServeConfig(_Strict):
         return _check_hashes(v)
 
     @model_validator(mode="after")
-    def _cross(self) -> "ServeConfig":
+    def _cross(self) -> ServeConfig:
         names = [d.name for d in self.deployments]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:

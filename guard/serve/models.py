@@ -6,7 +6,7 @@ clients work; each image also carries a ``guard`` field with the decision and it
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -27,23 +27,23 @@ class ScreenRequest(_Body):
 
 
 class ConceptMatch(BaseModel):
-    concept: Optional[str]
-    category: Optional[str]
+    concept: str | None
+    category: str | None
     decision: str
     score: float
-    threshold: Optional[float]
-    phrase: Optional[str] = None
-    source: Optional[str] = None
+    threshold: float | None
+    phrase: str | None = None
+    source: str | None = None
 
 
 class ScreenVerdict(BaseModel):
     index: int
     decision: Literal["allow", "escalate", "block"]
-    category: Optional[str] = None
-    concept: Optional[str] = Field(default=None, description="the matched concept (the decisive one)")
-    phrase: Optional[str] = Field(default=None, description="the bank phrase it matched")
+    category: str | None = None
+    concept: str | None = Field(default=None, description="the matched concept (the decisive one)")
+    phrase: str | None = Field(default=None, description="the bank phrase it matched")
     score: float
-    threshold: Optional[float] = None
+    threshold: float | None = None
     reasons: list[str] = Field(description="why, in words")
     transforms: list[str] = Field(default_factory=list, description="de-obfuscations that fired")
     matches: list[ConceptMatch] = Field(default_factory=list)
@@ -63,22 +63,22 @@ class ImageGenerationRequest(_Body):
     model: str = Field(description="deployment name")
     prompt: str
     n: int = Field(default=1, description="images to generate")
-    size: Optional[str] = Field(default=None, description="'WIDTHxHEIGHT', e.g. '512x512'; default: the deployment's")
+    size: str | None = Field(default=None, description="'WIDTHxHEIGHT', e.g. '512x512'; default: the deployment's")
     response_format: Literal["b64_json"] = Field(default="b64_json", description="only b64_json (no URLs are hosted)")
-    user: Optional[str] = Field(default=None, description="accepted for compatibility; not stored")
-    quality: Optional[str] = Field(default=None, description="accepted for compatibility; ignored")
-    style: Optional[str] = Field(default=None, description="accepted for compatibility; ignored")
-    negative_prompt: Optional[str] = Field(default=None, description="extension: the pipeline's negative prompt")
-    seed: Optional[int] = Field(default=None, description="extension: a fixed seed for reproducible images")
+    user: str | None = Field(default=None, description="accepted for compatibility; not stored")
+    quality: str | None = Field(default=None, description="accepted for compatibility; ignored")
+    style: str | None = Field(default=None, description="accepted for compatibility; ignored")
+    negative_prompt: str | None = Field(default=None, description="extension: the pipeline's negative prompt")
+    seed: int | None = Field(default=None, description="extension: a fixed seed for reproducible images")
 
 
 class ImageGuard(BaseModel):
     decision: Literal["allowed", "blocked", "flagged"]
-    stage: Optional[str] = Field(description="the stage that decided: screen, input, output, error; none if allowed")
-    category: Optional[str] = None
-    concept: Optional[str] = None
-    score: Optional[float] = None
-    threshold: Optional[float] = None
+    stage: str | None = Field(description="the stage that decided: screen, input, output, error; none if allowed")
+    category: str | None = None
+    concept: str | None = None
+    score: float | None = None
+    threshold: float | None = None
     reasons: list[str]
     request_id: str
     policy_sha256: str
@@ -107,11 +107,11 @@ class ImagesResponse(BaseModel):
 class ErrorBody(BaseModel):
     message: str
     type: str
-    code: Optional[str] = None
-    param: Optional[str] = Field(default=None, description="the request field at fault")
-    request_id: Optional[str] = None
-    policy_sha256: Optional[str] = None
-    guard: Optional[list[ImageGuard]] = None
+    code: str | None = None
+    param: str | None = Field(default=None, description="the request field at fault")
+    request_id: str | None = None
+    policy_sha256: str | None = None
+    guard: list[ImageGuard] | None = None
 
 
 class ErrorResponse(BaseModel):
@@ -124,13 +124,13 @@ class DeploymentInfo(BaseModel):
     kind: Literal["screen", "text2img", "img2img", "inpaint"]
     endpoints: list[str]
     ready: bool
-    policy: Optional[PolicyRef]
+    policy: PolicyRef | None
     pool: int
     queue: int
     queue_depth: int
     running: int
     on_block: str
-    default_size: Optional[str]
+    default_size: str | None
 
 
 class DeploymentsResponse(BaseModel):
@@ -139,25 +139,25 @@ class DeploymentsResponse(BaseModel):
 
 class PolicyInfo(BaseModel):
     deployment: str
-    tenant: Optional[str]
-    name: Optional[str]
-    sha256: Optional[str]
-    source: Optional[str]
-    loaded_at: Optional[str]
-    last_reload_at: Optional[str]
-    error: Optional[str] = Field(description="why the file on disk was refused (file:line); the old policy serves")
-    error_at: Optional[str]
-    concepts: Optional[int] = None
-    fail_open: Optional[bool] = None
+    tenant: str | None
+    name: str | None
+    sha256: str | None
+    source: str | None
+    loaded_at: str | None
+    last_reload_at: str | None
+    error: str | None = Field(description="why the file on disk was refused (file:line); the old policy serves")
+    error_at: str | None
+    concepts: int | None = None
+    fail_open: bool | None = None
 
 
 class ReloadItem(BaseModel):
     deployment: str
-    tenant: Optional[str]
+    tenant: str | None
     result: Literal["ok", "unchanged", "failed"]
-    sha256: Optional[str]
-    previous_sha256: Optional[str]
-    error: Optional[str]
+    sha256: str | None
+    previous_sha256: str | None
+    error: str | None
 
 
 class ReloadResponse(BaseModel):

@@ -15,9 +15,10 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 from guard.audit import AuditLog, utc_now
 from guard.errors import GuardError
@@ -37,7 +38,7 @@ class PolicyRuntime:
     batcher: Any  # guard.serve.batcher.ScreenBatcher
     name: str
     sha256: str
-    source: Optional[str]
+    source: str | None
     loaded_at: str
     erasers: tuple
 
@@ -45,7 +46,7 @@ class PolicyRuntime:
         self.batcher.close()
 
 
-def _file_stamp(path: Optional[str]) -> Optional[tuple[int, int]]:
+def _file_stamp(path: str | None) -> tuple[int, int] | None:
     if not path:
         return None
     try:
@@ -59,11 +60,11 @@ class PolicySlot:
     def __init__(
         self,
         deployment: str,
-        tenant: Optional[str],
+        tenant: str | None,
         ref: str,
         *,
         for_pipeline: bool,
-        audit: Optional[AuditLog],
+        audit: AuditLog | None,
         batcher_factory: Callable[[Any, str], Any],
     ):
         self.deployment = deployment
@@ -73,12 +74,12 @@ class PolicySlot:
         self._audit = audit
         self._batcher_factory = batcher_factory
         self._lock = threading.Lock()
-        self.current: Optional[PolicyRuntime] = None
-        self.last_error: Optional[str] = None
-        self.last_error_at: Optional[str] = None
-        self.last_reload_at: Optional[str] = None
-        self._stamp: Optional[tuple[int, int]] = None
-        self._file_sha: Optional[str] = None  # sha256 of the policy as read from its file
+        self.current: PolicyRuntime | None = None
+        self.last_error: str | None = None
+        self.last_error_at: str | None = None
+        self.last_reload_at: str | None = None
+        self._stamp: tuple[int, int] | None = None
+        self._file_sha: str | None = None  # sha256 of the policy as read from its file
         self._retired: list[PolicyRuntime] = []
 
     @property
@@ -89,7 +90,7 @@ class PolicySlot:
         """Load the policy file once, without building anything (fail fast at startup)."""
         load_policy(self.ref)
 
-    def _build(self, policy: Any = None, cache: Optional["BuildCache"] = None) -> PolicyRuntime:
+    def _build(self, policy: Any = None, cache: BuildCache | None = None) -> PolicyRuntime:
         path = self._source_path()
         stamp = _file_stamp(path)
         if policy is None:
@@ -122,7 +123,7 @@ class PolicySlot:
         self._file_sha = policy.sha256
         return rt
 
-    def _source_path(self) -> Optional[str]:
+    def _source_path(self) -> str | None:
         if self.current is not None and self.current.source:
             return self.current.source
         p = Path(os.path.expanduser(self.ref))
@@ -135,12 +136,12 @@ class PolicySlot:
         except Exception:
             return None
 
-    def load(self, cache: Optional["BuildCache"] = None) -> PolicyRuntime:
+    def load(self, cache: BuildCache | None = None) -> PolicyRuntime:
         with self._lock:
             self.current = self._build(cache=cache)
             return self.current
 
-    def reload(self, trigger: str, cache: Optional["BuildCache"] = None) -> dict[str, Any]:
+    def reload(self, trigger: str, cache: BuildCache | None = None) -> dict[str, Any]:
         """Build the policy anew and swap it in; on any error keep the running one. Returns what
         happened: ``{result: ok|unchanged|failed, sha256, previous_sha256, error}``. ``cache`` shares
         the parsed file and the built guard between slots reloaded together."""
@@ -239,7 +240,7 @@ class BuildCache:
             raise got
         return got
 
-    def guard(self, policy: Any, for_pipeline: bool, audit: Optional[AuditLog]) -> tuple[Any, Any]:
+    def guard(self, policy: Any, for_pipeline: bool, audit: AuditLog | None) -> tuple[Any, Any]:
         key = (policy.sha256, for_pipeline)
         with self._lock:
             got = self._guards.get(key)

@@ -17,8 +17,9 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ class Job:
     runtime: Any  # PolicyRuntime the request was admitted under
     future: concurrent.futures.Future = field(default_factory=concurrent.futures.Future)
     t_submit: float = field(default_factory=time.perf_counter)
-    t_start: Optional[float] = None
+    t_start: float | None = None
 
 
 def worker_copy(base: Any, pipeline_cls: type, component: Any) -> Any:
@@ -67,14 +68,14 @@ def use_guard(pipe: Any, component: Any) -> None:
 
 class PipelinePool:
     def __init__(
-        self, name: str, pipes: list[Any], queue_size: int, on_change: Optional[Callable[[int, int], None]] = None
+        self, name: str, pipes: list[Any], queue_size: int, on_change: Callable[[int, int], None] | None = None
     ):
         self.name = name
         self.pipes = pipes
         self.size = len(pipes)
         self.queue_size = queue_size
         self.capacity = self.size + queue_size
-        self._q: queue.Queue[Optional[Job]] = queue.Queue()
+        self._q: queue.Queue[Job | None] = queue.Queue()
         self._lock = threading.Lock()
         self._admitted = 0  # running + waiting
         self._running = 0

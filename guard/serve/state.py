@@ -7,7 +7,7 @@ import logging
 import os
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from guard.audit import AuditLog
 from guard.errors import GuardError, PolicyError
@@ -35,10 +35,10 @@ class Deployment:
     slot: PolicySlot
     tenant_slots: dict[str, PolicySlot] = field(default_factory=dict)
     spec: Any = None
-    pool: Optional[PipelinePool] = None
+    pool: PipelinePool | None = None
     ready: bool = False
-    load_error: Optional[str] = None
-    default_size: Optional[tuple[int, int]] = None  # (width, height)
+    load_error: str | None = None
+    default_size: tuple[int, int] | None = None  # (width, height)
     call_defaults: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -15,15 +15,15 @@ PRE_STAGES = ("prompt_screen", "generator_space", "input_images")
 
 __all__ = [
     "DECISIONS",
+    "PRE_STAGES",
+    "STAGES",
     "GeneratorSpaceStage",
     "GuidancePlanStage",
     "InputImageStage",
     "InputImages",
     "OutputCheckStage",
-    "PRE_STAGES",
     "PromptScreenStage",
     "Request",
-    "STAGES",
     "Stage",
     "Verdict",
     "decode_latents",

@@ -21,12 +21,13 @@ A new stage is one class plus one decorator::
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Optional
+from typing import Any, ClassVar
 
 from guard.errors import GuardError
 
-__all__ = ["DECISIONS", "InputImages", "Request", "STAGES", "Stage", "Verdict", "get_stage", "register_stage"]
+__all__ = ["DECISIONS", "STAGES", "InputImages", "Request", "Stage", "Verdict", "get_stage", "register_stage"]
 
 #: what a verdict may decide, weakest first: ``flag`` marks an image but lets it out; ``escalate`` lets a
 #: prompt through with more scrutiny (guidance); ``block`` stops it.
@@ -41,13 +42,13 @@ class Verdict:
     stage: str
     index: int
     decision: str = "allow"  # allow | flag | escalate | block
-    category: Optional[str] = None
-    concept: Optional[str] = None
-    score: Optional[float] = None
-    threshold: Optional[float] = None
+    category: str | None = None
+    concept: str | None = None
+    score: float | None = None
+    threshold: float | None = None
     reasons: list[str] = field(default_factory=list)
     action: str = "none"  # what is done to the image: none | blank | flag | blur ... (output stages)
-    error: Optional[str] = None  # set when the stage failed and this verdict is the fail-closed/open fallback
+    error: str | None = None  # set when the stage failed and this verdict is the fail-closed/open fallback
     detail: Any = None  # the stage's own result object (ScreenResult, OutputVerdict, GuidanceState...)
 
     def __post_init__(self) -> None:
@@ -96,8 +97,8 @@ class Request:
     """One guarded request as the stages see it. The first group is given by the caller; the rest is
     filled in by :meth:`guard.core.Guard.run` as the stages run."""
 
-    prompts: list[Optional[str]]  # as given (what the audit log digests); None where only embeddings came
-    texts: Optional[list[str]] = None  # what the screens read per prompt (SDXL: prompt and prompt_2)
+    prompts: list[str | None]  # as given (what the audit log digests); None where only embeddings came
+    texts: list[str] | None = None  # what the screens read per prompt (SDXL: prompt and prompt_2)
     pipeline: str = "none"  # class name, for the report
     pipe: Any = None  # the diffusers pipeline, for stages that use its encoders / VAE
     kind: str = "text2img"  # text2img | img2img | inpaint | pix2pix | sdxl | sdxl-img2img
@@ -106,7 +107,7 @@ class Request:
     params: dict[str, Any] = field(default_factory=dict)  # the call's arguments (guidance reads a few)
     output_latent: bool = False  # generated images are latents (output_type="latent")
     #: decode generated latents to pixels for the output check (set by pipelines)
-    decode: Optional[Callable[[Any], Any]] = None
+    decode: Callable[[Any], Any] | None = None
 
     # filled while running
     report: Any = None  # GuardReport

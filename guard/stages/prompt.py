@@ -9,9 +9,17 @@ from guard.stages.base import Request, Stage, Verdict, register_stage
 
 def _verdict_from(stage: str, i: int, r) -> Verdict:
     """A Verdict over a screen result object (decision/concept/category/score/threshold/reasons)."""
-    return Verdict(stage, i, r.decision, category=r.category, concept=r.concept,
-                   score=None if r.score is None else float(r.score), threshold=r.threshold,
-                   reasons=list(r.reasons), detail=r)
+    return Verdict(
+        stage,
+        i,
+        r.decision,
+        category=r.category,
+        concept=r.concept,
+        score=None if r.score is None else float(r.score),
+        threshold=r.threshold,
+        reasons=list(r.reasons),
+        detail=r,
+    )
 
 
 @register_stage

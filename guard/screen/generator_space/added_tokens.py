@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Any
 
 from guard.errors import GuardError
 from guard.textenc import Encoder, added_tokens, base_vocab_size, pipeline_encoders
@@ -53,7 +54,7 @@ class AddedToken:
     cosine: float
 
     @property
-    def alias(self) -> Optional[str]:
+    def alias(self) -> str | None:
         return self.nearest if self.cosine >= ALIAS_COSINE else None
 
 
@@ -89,15 +90,16 @@ class AddedTokenIndex:
                 unit = torch.nn.functional.normalize(weight[:base], dim=1)
                 for token, tid in added.items():
                     if tid >= weight.shape[0]:
-                        raise GuardError(f"added token {token!r} has id {tid} but the text encoder has only "
-                                         f"{weight.shape[0]} embedding rows (load_textual_inversion was not "
-                                         "given this pipeline's text encoder?)")
+                        raise GuardError(
+                            f"added token {token!r} has id {tid} but the text encoder has only "
+                            f"{weight.shape[0]} embedding rows (load_textual_inversion was not "
+                            "given this pipeline's text encoder?)"
+                        )
                     v = torch.nn.functional.normalize(weight[tid : tid + 1], dim=1)[0]
                     cos = unit @ v
                     j = int(torch.argmax(cos))
                     text = tok.convert_tokens_to_string([tok.convert_ids_to_tokens(j)]).strip()
-                    self.tokens.setdefault(token, []).append(
-                        AddedToken(token, tid, e, text, j, float(cos[j])))
+                    self.tokens.setdefault(token, []).append(AddedToken(token, tid, e, text, j, float(cos[j])))
                 for ci, phrases in enumerate(concept_phrases):
                     for phrase in phrases:
                         for w in _words(phrase):
@@ -108,8 +110,11 @@ class AddedTokenIndex:
                                 words.setdefault(int(ids[0]), {}).setdefault(ci, w)
             self._concept_words.append(words)
         self._by_fold = {t.casefold(): t for t in self.tokens}
-        self._pattern = (re.compile("|".join(re.escape(t) for t in sorted(self.tokens, key=len, reverse=True)),
-                                    re.IGNORECASE) if self.tokens else None)
+        self._pattern = (
+            re.compile("|".join(re.escape(t) for t in sorted(self.tokens, key=len, reverse=True)), re.IGNORECASE)
+            if self.tokens
+            else None
+        )
 
     def __bool__(self) -> bool:
         return bool(self.tokens)
@@ -123,7 +128,7 @@ class AddedTokenIndex:
             seen.setdefault(self._by_fold[m.group(0).casefold()])
         return list(seen)
 
-    def alias_view(self, text: str) -> Optional[str]:
+    def alias_view(self, text: str) -> str | None:
         """``text`` with every added token that aliases a base token spelled as that token's text;
         None when no token in it is an alias."""
         if self._pattern is None:

@@ -1,14 +1,15 @@
 """Per-model thresholds for the generator-space screen, from benign prompts (``guard calibrate``).
 
-    calib = calibrate(pipeline_encoders(pipe), policy, benign_prompts)
-    save_calibration(calib, default_calibration_path(policy, calib["model_fingerprint"]))
+calib = calibrate(pipeline_encoders(pipe), policy, benign_prompts)
+save_calibration(calib, default_calibration_path(policy, calib["model_fingerprint"]))
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -26,8 +27,15 @@ def _utc_now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def calibrate(encoders: Sequence[Encoder], policy: PolicySource, benign_prompts: Sequence[str],
-              quantile: float = 0.999, margin: float = 0.0, *, batch_size: int = 32) -> dict:
+def calibrate(
+    encoders: Sequence[Encoder],
+    policy: PolicySource,
+    benign_prompts: Sequence[str],
+    quantile: float = 0.999,
+    margin: float = 0.0,
+    *,
+    batch_size: int = 32,
+) -> dict:
     """Per-concept thresholds from benign prompts: the ``quantile`` of their best cosine to each
     concept, plus ``margin``, at most 1. Returns the calibration dict (see
     :func:`~.calibration_io.save_calibration`); empty prompts are left out of the count."""
@@ -35,8 +43,12 @@ def calibrate(encoders: Sequence[Encoder], policy: PolicySource, benign_prompts:
 
     if isinstance(quantile, bool) or not isinstance(quantile, (int, float)) or not 0.0 < quantile <= 1.0:
         raise GuardInputError(f"quantile must be within (0, 1], got {quantile!r}")
-    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not math.isfinite(margin) \
-            or abs(margin) >= 2.0:
+    if (
+        isinstance(margin, bool)
+        or not isinstance(margin, (int, float))
+        or not math.isfinite(margin)
+        or abs(margin) >= 2.0
+    ):
         raise GuardInputError(f"margin must be a small finite number, got {margin!r}")
     screen = GeneratorSpaceScreen(encoders, policy, batch_size=batch_size)
     prompts = [p for p in screen.check_prompts(benign_prompts) if screen.views(p)]
@@ -62,8 +74,14 @@ def calibrate(encoders: Sequence[Encoder], policy: PolicySource, benign_prompts:
         "format": CALIBRATION_FORMAT,
         "version": CALIBRATION_VERSION,
         "model_fingerprint": screen.fingerprint,
-        "encoders": [{"class": type(te).__name__, "fingerprint": model_fingerprint(te, tok),
-                      "loaded_tokens": len(added_tokens(tok))} for te, tok in screen.encoders],
+        "encoders": [
+            {
+                "class": type(te).__name__,
+                "fingerprint": model_fingerprint(te, tok),
+                "loaded_tokens": len(added_tokens(tok)),
+            }
+            for te, tok in screen.encoders
+        ],
         "policy": {"name": screen.policy.name},
         "scope": calibration_scope(screen.policy, screen.concept_phrase_sha),
         "n_benign": len(prompts),

@@ -15,8 +15,9 @@ import json
 import logging
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 from guard.errors import GuardError
 from guard.fileio import write_atomic
@@ -71,20 +72,30 @@ def check_scope(calib: dict, policy: Policy, concepts: dict[str, str], where: st
     threshold in it (new concepts, or concepts whose phrases changed)."""
     meta = calib.get("concepts") or {}
     thresholds = calib["thresholds"]
-    stale = [cid for cid, sha in concepts.items()
-             if cid not in thresholds or (meta.get(cid) or {}).get("phrases_sha256", sha) != sha]
+    stale = [
+        cid
+        for cid, sha in concepts.items()
+        if cid not in thresholds or (meta.get(cid) or {}).get("phrases_sha256", sha) != sha
+    ]
     scope = calib.get("scope")
     if scope is None:
-        logger.warning("%s was written by an older guard (calibration version %s, no scope): the prompt views "
-                       "it was made with cannot be checked; run `guard calibrate` again", where, calib.get("version"))
+        logger.warning(
+            "%s was written by an older guard (calibration version %s, no scope): the prompt views "
+            "it was made with cannot be checked; run `guard calibrate` again",
+            where,
+            calib.get("version"),
+        )
     else:
-        for key, ours in (("normalize", bool(policy.screen.normalize)),
-                          ("max_prompt_chars", int(policy.screen.max_prompt_chars))):
+        for key, ours in (
+            ("normalize", bool(policy.screen.normalize)),
+            ("max_prompt_chars", int(policy.screen.max_prompt_chars)),
+        ):
             if key in scope and scope[key] != ours:
                 raise GuardError(
                     f"{where} was calibrated with screen.{key} = {json.dumps(scope[key])} but policy "
                     f"{policy.name!r} has {json.dumps(ours)}: the prompts are viewed differently, so the benign "
-                    "scores (and thresholds) do not carry over; run `guard calibrate` with this policy")
+                    "scores (and thresholds) do not carry over; run `guard calibrate` with this policy"
+                )
         if scope.get("concepts_sha256") == concepts_sha256(concepts):
             return []
     if concepts and len(stale) == len(concepts):
@@ -92,7 +103,8 @@ def check_scope(calib: dict, policy: Policy, concepts: dict[str, str], where: st
             f"{where} has no threshold for any concept of policy {policy.name!r} as it stands (calibrated on "
             f"{', '.join(sorted(thresholds)[:5]) or 'no concepts'}; the policy screens "
             f"{', '.join(sorted(concepts)[:5])}); it was made for another concept set: run `guard calibrate` "
-            "with this policy")
+            "with this policy"
+        )
     return stale
 
 
@@ -100,8 +112,9 @@ def validate_calibration(calib: Any, where: str) -> None:
     """Raise :class:`GuardError` naming ``where`` unless ``calib`` is a well-formed calibration."""
 
     def bad(msg: str) -> GuardError:
-        return GuardError(f"{where}: not a valid generator-space calibration: {msg}; "
-                          "write a new one with `guard calibrate`")
+        return GuardError(
+            f"{where}: not a valid generator-space calibration: {msg}; write a new one with `guard calibrate`"
+        )
 
     if not isinstance(calib, dict):
         raise bad(f"expected a JSON object, got {type(calib).__name__}")
@@ -110,8 +123,9 @@ def validate_calibration(calib: Any, where: str) -> None:
         raise bad(f"format is {fmt!r}, expected {CALIBRATION_FORMAT!r}")
     ver = calib.get("version", CALIBRATION_VERSION)
     if ver not in _READABLE_VERSIONS:
-        raise bad(f"version {ver!r} is not supported (this guard reads versions "
-                  f"{', '.join(map(str, _READABLE_VERSIONS))})")
+        raise bad(
+            f"version {ver!r} is not supported (this guard reads versions {', '.join(map(str, _READABLE_VERSIONS))})"
+        )
     fp = calib.get("model_fingerprint")
     if not isinstance(fp, str) or not fp:
         raise bad("'model_fingerprint' is missing or not a string")
@@ -124,8 +138,13 @@ def validate_calibration(calib: Any, where: str) -> None:
     concepts = calib.get("concepts", {})
     if not isinstance(concepts, dict) or not all(isinstance(v, dict) for v in concepts.values()):
         raise bad("'concepts' must be a mapping of concept id to details")
-    for key, typ in (("n_benign", int), ("quantile", (int, float)), ("created", str), ("policy", dict),
-                     ("scope", dict)):
+    for key, typ in (
+        ("n_benign", int),
+        ("quantile", (int, float)),
+        ("created", str),
+        ("policy", dict),
+        ("scope", dict),
+    ):
         if key in calib and not isinstance(calib[key], typ):
             raise bad(f"{key!r} has the wrong type ({type(calib[key]).__name__})")
     scope = calib.get("scope") or {}
@@ -157,20 +176,23 @@ def load_calibration(path: str | os.PathLike) -> dict:
     except IsADirectoryError:
         raise GuardError(f"calibration path {shown} is a directory, not a file") from None
     except UnicodeDecodeError as e:
-        raise GuardError(f"{shown}: not a valid generator-space calibration: not UTF-8 text "
-                         f"({e.reason} at byte {e.start})") from None
+        raise GuardError(
+            f"{shown}: not a valid generator-space calibration: not UTF-8 text ({e.reason} at byte {e.start})"
+        ) from None
     except OSError as e:
         raise GuardError(f"cannot read calibration file {shown}: {e.strerror or e}") from None
     try:
         calib = json.loads(text)
     except json.JSONDecodeError as e:
-        raise GuardError(f"{shown}:{e.lineno}:{e.colno}: not a valid generator-space calibration: "
-                         f"malformed JSON ({e.msg}); write a new one with `guard calibrate`") from None
+        raise GuardError(
+            f"{shown}:{e.lineno}:{e.colno}: not a valid generator-space calibration: "
+            f"malformed JSON ({e.msg}); write a new one with `guard calibrate`"
+        ) from None
     validate_calibration(calib, shown)
     return calib
 
 
-def resolve_calibration_path(policy: Policy) -> Optional[str]:
+def resolve_calibration_path(policy: Policy) -> str | None:
     """The calibration file a policy names, as an absolute path: relative paths are taken from the
     policy file's directory (from the working directory for policies not loaded from a file)."""
     ref = policy.screen.generator_space.calibration

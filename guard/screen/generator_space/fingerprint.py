@@ -11,7 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from guard.errors import GuardError
 from guard.textenc import Encoder, added_tokens, base_vocab_size, check_encoders
@@ -21,12 +22,29 @@ __all__ = ["encoders_fingerprint", "encoders_state", "model_fingerprint"]
 #: at most this many elements of one weight tensor are hashed by :func:`model_fingerprint`
 _FP_SAMPLE = 1 << 20
 #: config keys that say how a model was saved or is being run, not what it computes
-_FP_SKIP_KEYS = frozenset({
-    "transformers_version", "architectures", "dtype", "torch_dtype", "output_hidden_states",
-    "output_attentions", "return_dict", "use_return_dict", "id2label", "label2id", "problem_type",
-    "chunk_size_feed_forward", "is_encoder_decoder", "attn_implementation", "name_or_path",
-    "use_cache", "tf_legacy_loss", "pruned_heads", "torchscript",
-})
+_FP_SKIP_KEYS = frozenset(
+    {
+        "transformers_version",
+        "architectures",
+        "dtype",
+        "torch_dtype",
+        "output_hidden_states",
+        "output_attentions",
+        "return_dict",
+        "use_return_dict",
+        "id2label",
+        "label2id",
+        "problem_type",
+        "chunk_size_feed_forward",
+        "is_encoder_decoder",
+        "attn_implementation",
+        "name_or_path",
+        "use_cache",
+        "tf_legacy_loss",
+        "pruned_heads",
+        "torchscript",
+    }
+)
 
 
 def _jsonable(x: Any) -> Any:
@@ -39,7 +57,7 @@ def _jsonable(x: Any) -> Any:
     return str(x)
 
 
-def _config_for_fingerprint(text_encoder: Any, base_vocab: Optional[int]) -> dict:
+def _config_for_fingerprint(text_encoder: Any, base_vocab: int | None) -> dict:
     cfg = getattr(text_encoder, "config", None)
     if cfg is None:
         d: dict = {}
@@ -61,8 +79,10 @@ def _tensor_sample_bytes(t) -> bytes:
     import torch
 
     if t.device.type == "meta":
-        raise GuardError("cannot fingerprint the text encoder: its weights are not loaded (meta device, "
-                         "e.g. sequential CPU offload); fingerprint it before offloading")
+        raise GuardError(
+            "cannot fingerprint the text encoder: its weights are not loaded (meta device, "
+            "e.g. sequential CPU offload); fingerprint it before offloading"
+        )
     flat = t.detach().reshape(-1)
     step = max(1, math.ceil(flat.numel() / _FP_SAMPLE))
     return flat[::step].to("cpu", torch.float16).contiguous().numpy().tobytes()
@@ -127,7 +147,14 @@ def encoders_state(encoders: Sequence[Encoder]) -> tuple:
 
             ids = torch.tensor([i for i in added.values() if i < emb.shape[0]], dtype=torch.long)
             rows = emb.detach()[ids.to(emb.device)].to("cpu", torch.float32).contiguous().numpy().tobytes()
-        key.append((id(te), id(tok), len(tok), tuple(added.items()),
-                    None if emb is None else (emb.data_ptr(), tuple(emb.shape)),
-                    hashlib.sha256(rows).hexdigest()))
+        key.append(
+            (
+                id(te),
+                id(tok),
+                len(tok),
+                tuple(added.items()),
+                None if emb is None else (emb.data_ptr(), tuple(emb.shape)),
+                hashlib.sha256(rows).hexdigest(),
+            )
+        )
     return tuple(key)

@@ -25,8 +25,9 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -60,11 +61,11 @@ class GeneratorSpaceResult:
 
     index: int
     decision: str  # allow | escalate | block
-    category: Optional[str]
-    concept: Optional[str]
-    phrase: Optional[str]
+    category: str | None
+    concept: str | None
+    phrase: str | None
     score: float
-    threshold: Optional[float]
+    threshold: float | None
     reasons: list[str] = field(default_factory=list)
     added_tokens: list[str] = field(default_factory=list)  # loaded tokens the prompt contains
     elapsed_ms: float = 0.0
@@ -101,8 +102,16 @@ class GeneratorSpaceScreen:
     docstring); :func:`get_generator_space_screen` picks the mode from ``screen.generator_space.enabled``.
     """
 
-    def __init__(self, encoders: Sequence[Encoder], policy: PolicySource, calibration: dict | None = None,
-                 *, batch_size: int = 32, calibration_path: str | os.PathLike | None = None, full: bool = True):
+    def __init__(
+        self,
+        encoders: Sequence[Encoder],
+        policy: PolicySource,
+        calibration: dict | None = None,
+        *,
+        batch_size: int = 32,
+        calibration_path: str | os.PathLike | None = None,
+        full: bool = True,
+    ):
         self.full = bool(full)
         self.encoders = check_encoders(encoders)
         self.policy: Policy = load_policy(policy)
@@ -122,10 +131,10 @@ class GeneratorSpaceScreen:
             self.concept_phrase_sha[c.id] = phrases_sha256(views)
             starts.append(len(self._phrases))
         self._starts = np.asarray(starts, dtype=np.int64)
-        self._phrase_emb_cache: Optional[np.ndarray] = None
-        self.build_ms: Optional[float] = None  # time to embed the concept phrases, once they are
+        self._phrase_emb_cache: np.ndarray | None = None
+        self.build_ms: float | None = None  # time to embed the concept phrases, once they are
         self.added = AddedTokenIndex(self.encoders, [c.phrases for c in self.concepts])
-        self.calibration: Optional[dict] = None
+        self.calibration: dict | None = None
         self.calibration_path = os.fspath(calibration_path) if calibration_path is not None else None
         self.uncalibrated: list[str] = []
         self.thresholds = np.full(len(self.concepts), float(self.cfg.threshold), dtype=np.float32)
@@ -133,7 +142,7 @@ class GeneratorSpaceScreen:
             self._apply_calibration(calibration)
 
     @classmethod
-    def from_pipeline(cls, pipe: Any, policy: PolicySource, **kwargs: Any) -> "GeneratorSpaceScreen":
+    def from_pipeline(cls, pipe: Any, policy: PolicySource, **kwargs: Any) -> GeneratorSpaceScreen:
         """The screen for ``pipe``'s text encoder(s) under ``policy``, with the calibration file the
         policy names (``screen.generator_space.calibration``, relative to the policy file)."""
         pol = load_policy(policy)
@@ -150,15 +159,21 @@ class GeneratorSpaceScreen:
                 f"{where} was made for text encoder fingerprint {fp}, but this pipeline's text encoder(s) "
                 f"have fingerprint {self.fingerprint}; thresholds do not carry over between models: run "
                 f"`guard calibrate --model <this model> --benign <prompts>` and point "
-                f"screen.generator_space.calibration at the new file")
+                f"screen.generator_space.calibration at the new file"
+            )
         self.uncalibrated = check_scope(calib, self.policy, self.concept_phrase_sha, where)
         for ci, c in enumerate(self.concepts):
             if c.id not in self.uncalibrated:
                 self.thresholds[ci] = float(calib["thresholds"][c.id])
         if self.uncalibrated:
-            logger.warning("%s has no current threshold for %d concept(s) (new or changed phrases: %s); "
-                           "they use screen.generator_space.threshold %.3f; run `guard calibrate` again",
-                           where, len(self.uncalibrated), ", ".join(self.uncalibrated[:5]), self.cfg.threshold)
+            logger.warning(
+                "%s has no current threshold for %d concept(s) (new or changed phrases: %s); "
+                "they use screen.generator_space.threshold %.3f; run `guard calibrate` again",
+                where,
+                len(self.uncalibrated),
+                ", ".join(self.uncalibrated[:5]),
+                self.cfg.threshold,
+            )
         self.calibration = calib
 
     # ---------------------------------------------------------------- scoring
@@ -195,7 +210,8 @@ class GeneratorSpaceScreen:
                 raise GuardInputError(f"prompt {i} must be a string, got {type(p).__name__}")
             if len(p) > HARD_MAX_PROMPT_CHARS:
                 raise GuardInputError(
-                    f"prompt {i} is {len(p)} characters long; at most {HARD_MAX_PROMPT_CHARS} are accepted")
+                    f"prompt {i} is {len(p)} characters long; at most {HARD_MAX_PROMPT_CHARS} are accepted"
+                )
         return prompts
 
     def _expanded(self, raw: str) -> str:
@@ -268,52 +284,93 @@ class GeneratorSpaceScreen:
         for i in range(len(prompts)):
             base = dict(index=i, added_tokens=found[i], elapsed_ms=each)
             if not all_views[i]:
-                out.append(GeneratorSpaceResult(decision="allow", category=None, concept=None, phrase=None,
-                                                score=-1.0, threshold=None, reasons=["empty prompt"], **base))
+                out.append(
+                    GeneratorSpaceResult(
+                        decision="allow",
+                        category=None,
+                        concept=None,
+                        phrase=None,
+                        score=-1.0,
+                        threshold=None,
+                        reasons=["empty prompt"],
+                        **base,
+                    )
+                )
             elif not self.concepts:
-                out.append(GeneratorSpaceResult(decision="allow", category=None, concept=None, phrase=None,
-                                                score=0.0, threshold=None, reasons=["policy has no concepts"],
-                                                **base))
+                out.append(
+                    GeneratorSpaceResult(
+                        decision="allow",
+                        category=None,
+                        concept=None,
+                        phrase=None,
+                        score=0.0,
+                        threshold=None,
+                        reasons=["policy has no concepts"],
+                        **base,
+                    )
+                )
             elif i not in row:
-                out.append(GeneratorSpaceResult(
-                    decision="allow", category=None, concept=None, phrase=None, score=-1.0, threshold=None,
-                    reasons=["generator space: not enabled by the policy and the prompt has no loaded tokens"],
-                    **base))
+                out.append(
+                    GeneratorSpaceResult(
+                        decision="allow",
+                        category=None,
+                        concept=None,
+                        phrase=None,
+                        score=-1.0,
+                        threshold=None,
+                        reasons=["generator space: not enabled by the policy and the prompt has no loaded tokens"],
+                        **base,
+                    )
+                )
             else:
                 out.append(self._verdict(scores[row[i]], phrase_idx[row[i]], found[i], full, base))
         return out
 
-    def _verdict(self, scores: np.ndarray, phrase_idx: np.ndarray, tokens: list[str], full: bool,
-                 base: dict) -> GeneratorSpaceResult:
+    def _verdict(
+        self, scores: np.ndarray, phrase_idx: np.ndarray, tokens: list[str], full: bool, base: dict
+    ) -> GeneratorSpaceResult:
         cap = "block" if full else "escalate"
         margin = scores - self.thresholds
         hits = [int(ci) for ci in np.argsort(-margin, kind="stable") if margin[ci] >= 0]
         top = hits[0] if hits else int(np.argmax(margin))
         c = self.concepts[top]
         decision, reasons = "allow", []
-        fields = dict(category=c.category, concept=c.id, phrase=self._phrases[int(phrase_idx[top])],
-                      score=float(scores[top]), threshold=float(self.thresholds[top]))
+        fields = dict(
+            category=c.category,
+            concept=c.id,
+            phrase=self._phrases[int(phrase_idx[top])],
+            score=float(scores[top]),
+            threshold=float(self.thresholds[top]),
+        )
         for ci in hits[:3]:
             hc = self.concepts[ci]
-            reasons.append(f"generator space: {hc.id} ({hc.category}): "
-                           f"{scores[ci]:.3f} >= {self.thresholds[ci]:.3f}"
-                           f"{' (uncalibrated)' if hc.id in self.uncalibrated else ''}, "
-                           f"nearest {self._phrases[int(phrase_idx[ci])]!r}")
+            reasons.append(
+                f"generator space: {hc.id} ({hc.category}): "
+                f"{scores[ci]:.3f} >= {self.thresholds[ci]:.3f}"
+                f"{' (uncalibrated)' if hc.id in self.uncalibrated else ''}, "
+                f"nearest {self._phrases[int(phrase_idx[ci])]!r}"
+            )
         if hits:
             decision = max((self._action_for(self.concepts[ci], cap) for ci in hits), key=_RANK.__getitem__)
         for ci, tok, word in self.added.concept_hits(tokens):
             hc = self.concepts[ci]
             action = "escalate" if hc.action == "escalate" else "block"
-            reasons.insert(0, f"generator space: loaded token {tok.token!r} has the input embedding of {word!r} "
-                              f"(cosine {tok.cosine:.3f} >= {ALIAS_COSINE}), a word of {hc.id} ({hc.category})")
+            reasons.insert(
+                0,
+                f"generator space: loaded token {tok.token!r} has the input embedding of {word!r} "
+                f"(cosine {tok.cosine:.3f} >= {ALIAS_COSINE}), a word of {hc.id} ({hc.category})",
+            )
             if _RANK[action] > _RANK[decision]:
                 decision = action
-                fields = dict(category=hc.category, concept=hc.id, phrase=word, score=tok.cosine,
-                              threshold=ALIAS_COSINE)
+                fields = dict(
+                    category=hc.category, concept=hc.id, phrase=word, score=tok.cosine, threshold=ALIAS_COSINE
+                )
         if decision == "allow":
             state = "calibrated" if self.calibration is not None else "uncalibrated"
-            reasons = [f"generator space: no concept at threshold (nearest {c.id}: {scores[top]:.3f} < "
-                       f"{self.thresholds[top]:.3f}, {state})"]
+            reasons = [
+                f"generator space: no concept at threshold (nearest {c.id}: {scores[top]:.3f} < "
+                f"{self.thresholds[top]:.3f}, {state})"
+            ]
         return GeneratorSpaceResult(decision=decision, reasons=reasons, **fields, **base)
 
 
