@@ -31,6 +31,7 @@ from guard.screen.learned import LearnedModel, OperatingPoint, get_model
 from guard.screen.lexical import LexicalMatcher
 from guard.screen.multilingual import MultilingualSignals, build_for, looks_english
 from guard.screen.normalize import OBFUSCATION_TRANSFORMS, normalize, segments, strip_diacritics, variants
+from guard.screen.result import PromptVerdict
 from guard.screen.suspicion import Suspicion, SuspicionScorer
 
 logger = logging.getLogger(__name__)
@@ -87,37 +88,18 @@ class ConceptScore:
 
 
 @dataclass
-class ScreenResult:
+class ScreenResult(PromptVerdict):
     """The screen's verdict on one prompt."""
 
-    index: int
-    decision: str  # allow | escalate | block
-    category: str | None
-    concept: str | None
-    phrase: str | None
-    score: float
-    threshold: float | None
-    reasons: list[str] = field(default_factory=list)
     transforms: list[str] = field(default_factory=list)
     matches: list[ConceptScore] = field(default_factory=list)  # concepts at or above escalation
     n_views: int = 1
     elapsed_ms: float = 0.0
     suspicion: float | None = None
 
-    @property
-    def blocked(self) -> bool:
-        return self.decision == "block"
-
     def to_dict(self) -> dict[str, Any]:
         return {
-            "index": self.index,
-            "decision": self.decision,
-            "category": self.category,
-            "concept": self.concept,
-            "phrase": self.phrase,
-            "score": round(float(self.score), 4),
-            "threshold": None if self.threshold is None else round(float(self.threshold), 4),
-            "reasons": list(self.reasons),
+            **self._verdict_dict(),
             "transforms": list(self.transforms),
             "matches": [m.to_dict() for m in self.matches],
             "n_views": self.n_views,

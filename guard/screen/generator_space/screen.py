@@ -44,6 +44,7 @@ from guard.screen.generator_space.calibration_io import (
 )
 from guard.screen.generator_space.fingerprint import encoders_fingerprint, encoders_state
 from guard.screen.normalize import normalize
+from guard.screen.result import PromptVerdict
 from guard.textenc import Encoder, check_encoders, encode_pooled, expand_multi_vector, pipeline_encoders
 
 logger = logging.getLogger(__name__)
@@ -56,34 +57,15 @@ _RANK = {"allow": 0, "escalate": 1, "block": 2}
 
 
 @dataclass
-class GeneratorSpaceResult:
+class GeneratorSpaceResult(PromptVerdict):
     """The generator-space verdict on one prompt (fields in :class:`guard.screen.screen.ScreenResult` order)."""
 
-    index: int
-    decision: str  # allow | escalate | block
-    category: str | None
-    concept: str | None
-    phrase: str | None
-    score: float
-    threshold: float | None
-    reasons: list[str] = field(default_factory=list)
     added_tokens: list[str] = field(default_factory=list)  # loaded tokens the prompt contains
     elapsed_ms: float = 0.0
 
-    @property
-    def blocked(self) -> bool:
-        return self.decision == "block"
-
     def to_dict(self) -> dict[str, Any]:
         return {
-            "index": self.index,
-            "decision": self.decision,
-            "category": self.category,
-            "concept": self.concept,
-            "phrase": self.phrase,
-            "score": round(float(self.score), 4),
-            "threshold": None if self.threshold is None else round(float(self.threshold), 4),
-            "reasons": list(self.reasons),
+            **self._verdict_dict(),
             "added_tokens": list(self.added_tokens),
             "elapsed_ms": round(self.elapsed_ms, 3),
         }
