@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import sys
 import threading
 import time
 from collections import OrderedDict
@@ -38,217 +36,29 @@ from guard.screen.model_files import DEFAULT_MODEL, ENCODING_TAG, _fingerprint, 
 
 logger = logging.getLogger(__name__)
 
-#: bump when the exported graph changes (inputs, outputs, pooling), so old cached files are re-exported
-EXPORT_FORMAT = "1"
-OPSET = 17
-MIN_COSINE = 0.999
-#: the probe check of an int8 graph (against the fp32 torch probe vector)
-MIN_COSINE_INT8_PROBE = 0.97
-PROBE_TEXT = "guard onnx probe: a watercolour painting of a lighthouse at dusk"
-#: sentences the fresh export is checked on against the torch path (plus PROBE_TEXT)
-VERIFY_TEXTS = [
-    "",
-    "a",
-    "a photo of a cat sitting on a windowsill",
-    "Ein Foto von einem Hund im Park, hyperrealistisch, 8k",
-    "𝕒 𝕔𝕒𝕥 🍑🍆 naïve café, ＷＯＭＡＮ",
-    "masterpiece, best quality, " + "intricate detail, " * 150,  # > 256 word pieces: truncated
-]
-_META_PREFIX = "guard."
-
-
-class OnnxUnavailable(GuardError):
-    """The ONNX fast path cannot be used (the message says why)."""
-
-
-def onnx_cache_path(fingerprint: str) -> Path:
-    """Where the exported graph of the model with this fingerprint is cached."""
-    from guard.paths import cache_dir
-
-    return cache_dir() / "onnx" / f"{fingerprint}.onnx"
-
-
-# ------------------------------------------------------------------------------------ tokenising
-
-
-class _Tokenizer:
-    """The model's fast tokenizer: ``tokenizers`` on ``tokenizer.json`` (no transformers import),
-    else transformers' AutoTokenizer. Not thread-safe: callers hold a lock."""
-
-    def __init__(self, path: Path, max_length: int):
-        self.max_length = max_length
-        tj = path / "tokenizer.json"
-        self._hf = None
-        if tj.is_file():
-            from tokenizers import Tokenizer
-
-            self._tok = Tokenizer.from_file(str(tj))
-            self._tok.no_padding()  # tokenizer.json may pin padding to a fixed length; we pad per batch
-            self._tok.enable_truncation(max_length)
-            pad = (self._tok.padding or {}).get("pad_id")
-            self.pad_id = int(pad) if pad is not None else int(self._tok.token_to_id("[PAD]") or 0)
-            unk_token = getattr(self._tok.model, "unk_token", None) or "[UNK]"
-            unk = self._tok.token_to_id(unk_token)
-            self.unk_id = None if unk is None else int(unk)
-            self.n_special = self._tok.num_special_tokens_to_add(False)
-        else:  # pragma: no cover - every sentence-transformers model ships a tokenizer.json today
-            from transformers import AutoTokenizer
-
-            self._hf = AutoTokenizer.from_pretrained(str(path))
-            self.pad_id = int(self._hf.pad_token_id or 0)
-            self.unk_id = self._hf.unk_token_id
-            self.n_special = self._hf.num_special_tokens_to_add(False)
-
-    def encode(self, texts: Sequence[str]) -> list[tuple[list[int], list[int]]]:
-        """(input ids, token type ids) of each text, truncated, unpadded."""
-        if self._hf is not None:  # pragma: no cover
-            enc = self._hf(list(texts), truncation=True, max_length=self.max_length)
-            tt = enc.get("token_type_ids") or [[0] * len(ids) for ids in enc["input_ids"]]
-            return list(zip(enc["input_ids"], tt))
-        return [(e.ids, e.type_ids) for e in self._tok.encode_batch(list(texts))]
-
-
-def drop_unknown(
-    encs: Sequence[tuple[list[int], list[int]]], unk_id: int | None, n_special: int
-) -> tuple[list[tuple[list[int], list[int]]], np.ndarray]:
-    """Remove the unknown-token id from each encoding; also return which encodings are left with
-    nothing but the special tokens (``[CLS] [SEP]``).
-
-    Why: every character the vocabulary lacks (emoji, Thai, a 100-letter word) becomes the same
-    ``[UNK]`` id, so "🍑🍆", "ภาพถ่ายของแมว" and a Japanese bank phrase all embed to one and the same
-    vector: cosine 1.0 between unrelated texts. Dropping it leaves only pieces that carry meaning;
-    a text with none gets the zero vector (cosine 0 to everything), see ``encode``."""
-    if unk_id is None:
-        return list(encs), np.zeros(len(encs), dtype=bool)
-    out, empty = [], np.zeros(len(encs), dtype=bool)
-    for r, (ids, tt) in enumerate(encs):
-        if unk_id in ids:
-            keep = [k for k, i in enumerate(ids) if i != unk_id]
-            ids, tt = [ids[k] for k in keep], [tt[k] for k in keep]
-        empty[r] = len(ids) <= n_special
-        out.append((ids, tt))
-    return out, empty
-
-
-def _pad(encs: Sequence[tuple[list[int], list[int]]], pad_id: int, names: Sequence[str]) -> dict[str, np.ndarray]:
-    """Right-pad a batch into the int64 feeds the graph takes."""
-    n, width = len(encs), max(len(ids) for ids, _ in encs)
-    ids = np.full((n, width), pad_id, dtype=np.int64)
-    mask = np.zeros((n, width), dtype=np.int64)
-    tt = np.zeros((n, width), dtype=np.int64)
-    for r, (i, t) in enumerate(encs):
-        ids[r, : len(i)] = i
-        mask[r, : len(i)] = 1
-        tt[r, : len(t)] = t
-    feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": tt}
-    return {k: feeds[k] for k in names}
-
-
-#: default size of each OnnxEmbedder's LRU cache of text embeddings
-CACHE_SIZE = 20_000
-#: a batch is closed before the next (longer) text would make it less than this fraction real tokens
-MIN_FILL = 0.5
-
-
-def _batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
-    """Indices in ascending token length, cut into batches of at most ``batch_size`` that are at
-    least ``MIN_FILL`` real tokens once padded (a few long prompts no longer pad a batch of short ones
-    to 256)."""
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    out: list[list[int]] = []
-    cur: list[int] = []
-    real = 0
-    for i in order:
-        n = lengths[i]
-        if cur and (len(cur) >= batch_size or (real + n) < MIN_FILL * n * (len(cur) + 1)):
-            out.append(cur)
-            cur, real = [], 0
-        cur.append(i)
-        real += n
-    if cur:
-        out.append(cur)
-    return out
-
-
-def _run_sorted(session, tok: _Tokenizer, encs, batch_size: int, dim: int) -> np.ndarray:
-    """Encode pre-tokenised texts in token-length-sorted batches (little padding), original order."""
-    names = [i.name for i in session.get_inputs()]
-    out = np.empty((len(encs), dim), dtype=np.float32)
-    for idx in _batches([len(ids) for ids, _ in encs], batch_size):
-        feeds = _pad([encs[i] for i in idx], tok.pad_id, names)
-        out[idx] = session.run(None, feeds)[0]
-    return out
-
-
-def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
-    b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
-    return (a * b).sum(1)
-
-
-# ------------------------------------------------------------------------------------ sessions
-
-
-def choose_providers(device: str = "cpu") -> list[Any]:
-    """onnxruntime providers: ``$GUARD_ONNX_PROVIDERS`` (comma-separated) when set, else the CUDA
-    provider first when this onnxruntime build has it (onnxruntime-gpu), then the CPU provider. A
-    ``device`` of ``cuda:N`` picks GPU N."""
-    import onnxruntime as ort
-
-    avail = ort.get_available_providers()
-    env = os.environ.get("GUARD_ONNX_PROVIDERS", "").strip()
-    if env:
-        chosen = [p.strip() for p in env.split(",") if p.strip() in avail]
-        return chosen or ["CPUExecutionProvider"]
-    providers: list[Any] = []
-    if "CUDAExecutionProvider" in avail:
-        dev_id = 0
-        if device.startswith("cuda:"):
-            try:
-                dev_id = int(device.split(":", 1)[1])
-            except ValueError:
-                pass
-        providers.append(("CUDAExecutionProvider", {"device_id": dev_id}))
-    providers.append("CPUExecutionProvider")
-    return providers
-
-
-def _num_threads() -> int:
-    env = os.environ.get("GUARD_ONNX_THREADS")
-    if env and env.isdigit() and int(env) > 0:
-        return int(env)
-    if "torch" in sys.modules:  # follow torch's choice when it is loaded anyway; never import it here
-        try:
-            return max(1, int(sys.modules["torch"].get_num_threads()))
-        except Exception:  # pragma: no cover
-            pass
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
-
-
-def make_session(model: str | bytes | os.PathLike, device: str = "cpu", providers: list[Any] | None = None):
-    """An onnxruntime InferenceSession with full graph optimisation and the intra-op thread pool
-    sized like torch's; ``session.run`` is thread-safe."""
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.intra_op_num_threads = _num_threads()
-    so.inter_op_num_threads = 1
-    so.log_severity_level = 3  # errors only: a missing GPU falls back to the CPU provider quietly
-    src = model if isinstance(model, bytes) else os.fspath(model)
-    return ort.InferenceSession(src, sess_options=so, providers=providers or choose_providers(device))
-
-
-def _meta(session) -> dict[str, str]:
-    m = session.get_modelmeta().custom_metadata_map
-    return {k[len(_META_PREFIX) :]: v for k, v in m.items() if k.startswith(_META_PREFIX)}
-
-
-# ------------------------------------------------------------------------------------ embedder
+from guard.screen.onnx_session import (  # noqa: E402, F401 - re-exported: the runtime's public names
+    _META_PREFIX,
+    CACHE_SIZE,
+    EXPORT_FORMAT,
+    MIN_COSINE,
+    MIN_COSINE_INT8_PROBE,
+    MIN_FILL,
+    OPSET,
+    PROBE_TEXT,
+    VERIFY_TEXTS,
+    OnnxUnavailable,
+    _batches,
+    _cosines,
+    _meta,
+    _num_threads,
+    _pad,
+    _run_sorted,
+    _Tokenizer,
+    choose_providers,
+    drop_unknown,
+    make_session,
+    onnx_cache_path,
+)
 
 
 class OnnxEmbedder:

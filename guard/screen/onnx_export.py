@@ -23,7 +23,7 @@ import numpy as np
 
 from guard.fileio import write_atomic
 from guard.screen.model_files import _fingerprint, direct_config
-from guard.screen.onnx_backend import (
+from guard.screen.onnx_session import (
     _META_PREFIX,
     EXPORT_FORMAT,
     MIN_COSINE,
