@@ -73,5 +73,5 @@ def test_the_detector_finds_a_cycle():
 
 def test_guard_has_no_import_cycles():
     graph = _graph()
-    assert "guard.core" in graph and graph["guard.core"]
+    assert graph.get("guard.core")  # the walk found the imports
     assert _cycles(graph) == []
