@@ -427,3 +427,17 @@ def test_train_screen_passes_its_options_to_the_trainer(capsys):
     assert "--seed" in capsys.readouterr().out
     assert main(["train-screen", "--seed", "x"]) == 2
     assert "invalid int value" in capsys.readouterr().err
+
+
+def test_screen_runs_through_the_runner_and_fails_closed(policy_file, monkeypatch):
+    from guard.screen.screen import PromptScreen
+
+    def broken(self, texts):
+        raise RuntimeError("encoder exploded")
+
+    monkeypatch.setattr(PromptScreen, "screen_batch", broken)
+    r = runner.invoke(app, ["screen", "a lighthouse at dusk", "--jsonl", "-p", str(policy_file)])
+    assert r.exit_code == 0, r.output
+    (obj,) = jsonl(r.output)
+    assert obj["decision"] == "block" and "encoder exploded" in obj["reasons"][0]
+    assert "fail closed" in obj["reasons"][0]

@@ -54,14 +54,15 @@ def screen(
             if column is not None:
                 raise GuardError("--column applies to --input .csv files")
             items = [check_text(p, f"prompt argument {i + 1}") for i, p in enumerate(prompts)]
-        from guard.policy import load_policy
-        from guard.screen import PromptScreen
+        from guard.core import Guard
 
-        scr = PromptScreen(load_policy(policy))
+        # the same runner as pipelines and the server: a failing screen blocks (fail closed) with the
+        # error in the reasons, unless the policy says fail_open
+        runner = Guard(policy)
         results = []
         with _progress(len(items), quiet, batch_size) as bar:
             for s in range(0, len(items), batch_size):
-                chunk = scr.screen_batch(items[s : s + batch_size])
+                chunk = runner.screen_prompts(items[s : s + batch_size])
                 for r in chunk:
                     r.index += s
                 results.extend(chunk)
