@@ -31,11 +31,7 @@ from pydantic_core import PydanticCustomError
 # The output classifiers' settings live beside each classifier (guard.output.registry lists them);
 # they are re-exported here for existing imports.
 from guard.output.clip_zero_shot import ClipZeroShotConfig  # noqa: F401
-from guard.output.config import (
-    ClassifierConfig,
-    OutputAction,
-    check_label_thresholds as _check_label_thresholds,  # noqa: F401
-)
+from guard.output.config import ClassifierConfig, OutputAction
 from guard.output.image_safety import ImageSafetyConfig  # noqa: F401
 from guard.output.labels import DEFAULT_NUDENET_THRESHOLDS  # noqa: F401
 from guard.output.nudenet import NudeNetConfig

@@ -9,7 +9,6 @@ the policy's concept phrases, and a per-concept threshold decision.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import tempfile
@@ -755,7 +754,3 @@ def get_screen(policy: Policy) -> PromptScreen:
             s = PromptScreen(policy)
             _SCREENS[key] = s
         return s
-
-
-def results_to_jsonl(results: Sequence[ScreenResult]) -> str:
-    return "\n".join(json.dumps(r.to_dict(), ensure_ascii=False) for r in results)
