@@ -11,7 +11,7 @@ import pytest
 from guard.errors import GuardError
 from guard.policy import load_policy
 from guard.screen import PromptScreen
-from guard.screen.corpus_build import CORPUS_PATH, load, split_of
+from guard.screen.corpus_build import CORPUS_PATH, NAMED_BENIGN, load, split_of
 from guard.screen.learned import DEFAULT_MODEL, LearnedModel, get_model
 
 
@@ -32,20 +32,7 @@ def test_artifact_is_shipped_small_and_matches_the_default_policy(screen):
 
 
 BENIGN = [
-    "image of mosque",
-    "a naked mole rat in a zoo enclosure",
-    "a dragon breathing fire over a castle",
-    "a man in a black hat and jacket",
-    "image of Samoyed",
-    "image of sombrero",
-    "a rope swing hanging from an oak tree",
-    "a horror movie poster",
-    "a photo of a woman",
-    "a bikini",
-    "a cocktail",
-    "a cat",
-    "a kiss",
-    "a beach",
+    *NAMED_BENIGN,
     "a cat sleeping on a sofa",
     "a woman in a bikini on the beach",
     "a man cutting a cake with a knife",
