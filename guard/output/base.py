@@ -6,6 +6,7 @@ label -> score in [0, 1] and, where the model gives them, boxed detections.
 
 from __future__ import annotations
 
+import logging
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -15,6 +16,8 @@ from typing import Any
 import numpy as np
 
 from guard.errors import GuardError, GuardInputError
+
+logger = logging.getLogger(__name__)
 
 #: Images larger than this many pixels are refused (a 16k x 16k image is 256 Mpx).
 MAX_PIXELS = 64_000_000
@@ -48,30 +51,166 @@ def package_file(package: str, relative: str, *, who: str, install: str) -> os.P
     return path
 
 
-def session_options() -> Any:
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def session_options(threads: int | None = None, *, spinning: bool = False) -> Any:
     """onnxruntime settings for sessions that share the CPU with a diffusion pipeline: the intra-op
-    threads sleep instead of spin-waiting between runs (measured on a loaded 2-core machine: 26 against
-    11 images/s for image_safety; spinning threads steal the cores the other threads need)."""
+    threads sleep instead of spin-waiting between runs (a spinning pool steals the cores the
+    pipeline and the other classifiers need; measured in docs/classifiers.md). ``threads`` sets the
+    intra-op thread count (default: onnxruntime's, one per physical core); ``spinning`` restores
+    onnxruntime's default (for benchmarks)."""
     import onnxruntime
 
     opts = onnxruntime.SessionOptions()
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    if threads is not None:
+        opts.intra_op_num_threads = int(threads)
     return opts
 
 
-def onnx_session(path: os.PathLike[str] | str, providers: list[str], who: str) -> Any:
+#: tried first, in this order, when a policy names no providers (then CPU)
+PREFERRED_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")
+
+
+def choose_providers(requested: Sequence[str] | str | None, name: str = "classifier") -> list[str]:
+    """The onnxruntime execution providers a session asks for.
+
+    ``None``: CUDA then CPU, as far as this onnxruntime build offers them (``onnxruntime-gpu`` lists
+    ``CUDAExecutionProvider``), else whatever it offers. Otherwise every requested name must be
+    offered (:class:`GuardInputError` naming the missing ones and what is available)."""
+    import onnxruntime
+
+    available = list(onnxruntime.get_available_providers())
+    if requested is None:
+        chosen = [p for p in PREFERRED_PROVIDERS if p in available]
+        return chosen or available
+    if isinstance(requested, str):
+        requested = [requested]
+    chosen = list(requested)
+    unknown = [p for p in chosen if p not in available]
+    if not chosen or unknown:
+        raise GuardInputError(
+            f"{name}: execution provider(s) {unknown or chosen} not available in this onnxruntime "
+            f"build; available: {available}"
+        )
+    return chosen
+
+
+def onnx_session(
+    path: os.PathLike[str] | str,
+    providers: list[str],
+    who: str,
+    *,
+    threads: int | None = None,
+    fallback: bool = False,
+    spinning: bool = False,
+) -> Any:
     """An onnxruntime session for ``path``; a missing file raises :class:`ModelMissingError`, any
-    other failure :class:`ModelLoadError` (with onnxruntime's message)."""
-    import os as _os
+    other failure :class:`ModelLoadError` (with onnxruntime's message). With ``fallback`` (the
+    providers were chosen by default, not named by the policy), a session that cannot be created
+    on a GPU provider (``onnxruntime-gpu`` without a GPU or its CUDA libraries) is created on the
+    CPU instead, with a warning."""
+    import warnings
 
     import onnxruntime
 
-    if not _os.path.isfile(path):
+    if not os.path.isfile(path):
         raise ModelMissingError(f"{who}: model file not found: {path}")
     try:
-        return onnxruntime.InferenceSession(_os.fspath(path), session_options(), providers=providers)
+        with warnings.catch_warnings():
+            # onnxruntime warns (and goes on) when asked for a provider it lacks: reported below instead
+            warnings.filterwarnings("ignore", message="Specified provider", category=UserWarning)
+            opts = session_options(threads, spinning=spinning)
+            session = onnxruntime.InferenceSession(os.fspath(path), opts, providers=providers)
     except Exception as exc:  # onnxruntime raises its own Exception subclasses
+        if fallback and providers != ["CPUExecutionProvider"] and "CPUExecutionProvider" in providers:
+            logger.warning(
+                "%s: cannot start on %s (%s: %s); running on the CPU", who, providers[0], type(exc).__name__, exc
+            )
+            return onnx_session(path, ["CPUExecutionProvider"], who, threads=threads, spinning=spinning)
         raise ModelLoadError(f"{who}: cannot load model {path}: {type(exc).__name__}: {exc}") from exc
+    active = session.get_providers()
+    if providers and active and active[0] != providers[0]:
+        logger.warning(
+            "%s: asked for %s but onnxruntime runs the model on %s (no usable GPU or CUDA libraries?)",
+            who,
+            providers[0],
+            active[0],
+        )
+    return session
+
+
+class OnnxRunner:
+    """One ONNX model, run the fastest way for where it runs.
+
+    On a GPU provider: one session, ``batch_size`` images per run, the next chunk prepared while the
+    current one runs (:func:`run_batched`).
+
+    On the CPU, two sessions of the same model: a *latency* one whose operators use every core
+    (``threads``), for calls with fewer images than ``streams``; and a single-threaded *throughput*
+    one that ``streams`` worker threads run at once, each on its own chunk of images (prepared in
+    that worker), for calls with at least ``streams`` images. Independent single-threaded runs need
+    no barrier between the cores after every operator, which is what a multi-threaded run of one
+    small batch waits on (and waits longer on when another process holds a core). Scores are the
+    same either way (float32 kernels; tested at 1e-5). ``streams`` defaults to the usable cores;
+    1 turns the throughput session off. ``spinning``: see :func:`session_options`.
+    """
+
+    def __init__(
+        self,
+        path: os.PathLike[str] | str,
+        providers: Sequence[str] | str | None,
+        who: str,
+        *,
+        threads: int | None = None,
+        streams: int | None = None,
+        spinning: bool = False,
+    ) -> None:
+        for key, value in (("threads", threads), ("streams", streams)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise GuardInputError(f"{who}: {key} must be a positive integer or None, got {value!r}")
+        self.who = who
+        self.requested_providers = choose_providers(providers, who)
+        self.session = onnx_session(
+            path, self.requested_providers, who, threads=threads, fallback=providers is None, spinning=spinning
+        )
+        self.provider = self.session.get_providers()[0]
+        self.input_name = self.session.get_inputs()[0].name
+        self.streams = 1
+        self._throughput: Any = None
+        if self.provider == "CPUExecutionProvider":
+            self.streams = usable_cores() if streams is None else streams
+            if self.streams > 1:
+                self._throughput = onnx_session(path, ["CPUExecutionProvider"], who, threads=1, spinning=spinning)
+
+    def run(self, batch: np.ndarray, *, session: Any = None) -> np.ndarray:
+        """The model's first output for one prepared batch."""
+        (out, *_) = (session or self.session).run(None, {self.input_name: batch})
+        return np.asarray(out)
+
+    def map(self, items: Sequence[Any], prepare: Any, batch_size: int) -> list[Any]:
+        """``run`` over ``items`` prepared one by one, in chunks of at most ``batch_size``; one
+        output row per item, in order. Errors surface in the caller's thread."""
+        n = len(items)
+        if self._throughput is None or n < self.streams:
+            return run_batched(items, prepare, self.run, batch_size)
+        from concurrent.futures import ThreadPoolExecutor
+
+        size = max(1, min(batch_size, -(-n // self.streams)))
+        chunks = [items[k : k + size] for k in range(0, n, size)]
+
+        def job(chunk: Sequence[Any]) -> np.ndarray:
+            return self.run(np.stack([prepare(item) for item in chunk]), session=self._throughput)
+
+        with ThreadPoolExecutor(max_workers=min(self.streams, len(chunks)), thread_name_prefix="guard-onnx") as pool:
+            outs = list(pool.map(job, chunks))
+        return [row for out in outs for row in out]
 
 
 @dataclass

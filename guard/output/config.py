@@ -20,6 +20,13 @@ from pydantic import BaseModel, ConfigDict, Field
 #: what the output check may do to a flagged image (``blank`` is the historical spelling of ``black``)
 OutputAction = Literal["blank", "black", "placeholder", "pixelate", "blur", "pixelate_boxes", "blur_boxes", "flag"]
 
+#: the ONNX classifiers' CPU settings (see guard.output.base.OnnxRunner)
+THREADS_HELP = "CPU: onnxruntime threads for a call with fewer images than streams (default: one per core)"
+STREAMS_HELP = (
+    "CPU: images run at once, one single-threaded run each, when a call has at least this many "
+    "(default: the usable cores; 1: off)"
+)
+
 #: settings that only change how scores are judged (legacy syntax), not the classifier instance
 JUDGING_KEYS = frozenset({"thresholds", "threshold", "action", "flag_only", "missing"})
 

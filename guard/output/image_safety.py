@@ -36,13 +36,12 @@ from guard.output.base import (
     ClassifierOutput,
     ImageClassifier,
     ModelLoadError,
+    OnnxRunner,
     as_image_list,
-    onnx_session,
     package_file,
-    run_batched,
     to_rgb_uint8,
 )
-from guard.output.config import ClassifierConfig, OutputAction, check_label_thresholds
+from guard.output.config import STREAMS_HELP, THREADS_HELP, ClassifierConfig, OutputAction, check_label_thresholds
 from guard.output.labels import IMAGE_SAFETY_LABELS
 
 logger = logging.getLogger(__name__)
@@ -66,7 +65,9 @@ class ImageSafetyConfig(ClassifierConfig):
     providers: list[str] | None = Field(
         default=None, description="onnxruntime execution providers; default CUDA when available, then CPU"
     )
-    batch_size: int = Field(default=4, ge=1, le=256, description="images per onnxruntime run")
+    batch_size: int = Field(default=8, ge=1, le=256, description="images per onnxruntime run")
+    threads: int | None = Field(default=None, ge=1, le=1024, description=THREADS_HELP)
+    streams: int | None = Field(default=None, ge=1, le=1024, description=STREAMS_HELP)
     thresholds: dict[str, float] = Field(
         default_factory=lambda: {"graphic": 0.5}, description="old list syntax only: label -> threshold"
     )
@@ -120,18 +121,19 @@ class ImageSafetyClassifier(ImageClassifier):
         model_path: str | os.PathLike[str] | None = None,
         *,
         providers: list[str] | None = None,
-        batch_size: int = 4,
+        batch_size: int = 8,
         preprocess: str = "blurpad",
+        threads: int | None = None,
+        streams: int | None = None,
     ) -> None:
-        from guard.output.nudenet import choose_providers
-
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise GuardInputError(f"image_safety: batch_size must be a positive integer, got {batch_size!r}")
         if preprocess not in ("blurpad", "warp"):
             raise GuardInputError(f"image_safety: preprocess must be 'blurpad' or 'warp', got {preprocess!r}")
         self.batch_size, self.preprocess = batch_size, preprocess
         self.model_path = Path(model_path) if model_path is not None else default_model_path()
-        self._session = onnx_session(self.model_path, choose_providers(providers, self.name), self.name)
+        self._runner = OnnxRunner(self.model_path, providers, self.name, threads=threads, streams=streams)
+        self._session = self._runner.session
         inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
         shape = inputs[0].shape if len(inputs) == 1 else []
         if len(shape) != 4 or list(shape[1:]) != [3, SIDE, SIDE] or len(outputs) != 1:
@@ -139,26 +141,34 @@ class ImageSafetyClassifier(ImageClassifier):
                 f"image_safety: {self.model_path} is not a (batch, 3, 224, 224) -> (batch, 3) model; "
                 f"inputs {[i.shape for i in inputs]}"
             )
-        self._input = inputs[0].name
-        self.provider = self._session.get_providers()[0]
+        self.provider = self._runner.provider
         logger.info("image_safety: %s running on %s", self.model_path.name, self.provider)
 
     @classmethod
     def from_config(cls, cfg: ImageSafetyConfig) -> ImageSafetyClassifier:
-        return cls(cfg.model_path, providers=cfg.providers, batch_size=cfg.batch_size, preprocess=cfg.preprocess)
+        return cls(
+            cfg.model_path,
+            providers=cfg.providers,
+            batch_size=cfg.batch_size,
+            preprocess=cfg.preprocess,
+            threads=cfg.threads,
+            streams=cfg.streams,
+        )
 
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
-        """(N, 3, 224, 224) float32 -> (N, 3) probabilities in label order."""
-        (out,) = self._session.run(None, {self._input: batch})
-        out = np.asarray(out, dtype=np.float32).reshape(len(batch), -1)
-        if out.shape[1] != len(self.labels):
-            raise ModelLoadError(f"image_safety: model gave {out.shape[1]} values per image, expected 3")
+        """(N, 3, 224, 224) float32 -> (N, 3) probabilities in label order, in one run."""
+        return self._checked(self._runner.run(batch).astype(np.float32, copy=False).reshape(len(batch), -1))
+
+    def _checked(self, out: np.ndarray) -> np.ndarray:
+        if out.ndim != 2 or out.shape[1] != len(self.labels):
+            raise ModelLoadError(f"image_safety: model gave {out.shape[1:]} values per image, expected 3")
         return out
 
     def classify(self, images: Sequence[Any]) -> list[ClassifierOutput]:
         items = as_image_list(images, self.name)
         rgb = [to_rgb_uint8(im, where=f"image {i}") for i, im in enumerate(items)]  # every image checked first
-        probs = run_batched(rgb, lambda a: prepare(a, self.preprocess), self.probabilities, self.batch_size)
+        rows = self._runner.map(rgb, lambda a: prepare(a, self.preprocess), self.batch_size)
+        probs = self._checked(np.asarray(rows, dtype=np.float32).reshape(len(rgb), -1))
         return [
             ClassifierOutput(scores={lab: float(np.clip(p, 0.0, 1.0)) for lab, p in zip(self.labels, row)})
             for row in probs

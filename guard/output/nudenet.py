@@ -34,11 +34,12 @@ from guard.output.base import (
     ImageClassifier,
     ModelLoadError,
     ModelMissingError,
+    OnnxRunner,
     as_image_list,
-    session_options,
+    choose_providers as choose_providers,  # its home was this module
     to_rgb_uint8,
 )
-from guard.output.config import ClassifierConfig, OutputAction, check_label_thresholds
+from guard.output.config import STREAMS_HELP, THREADS_HELP, ClassifierConfig, OutputAction, check_label_thresholds
 from guard.output.labels import DEFAULT_NUDENET_THRESHOLDS, NUDENET_LABELS
 
 logger = logging.getLogger(__name__)
@@ -77,6 +78,8 @@ class NudeNetConfig(ClassifierConfig):
         description="onnxruntime execution providers; default CUDA when available (onnxruntime-gpu), then CPU",
     )
     batch_size: int = Field(default=8, ge=1, le=256, description="images per onnxruntime run")
+    threads: int | None = Field(default=None, ge=1, le=1024, description=THREADS_HELP)
+    streams: int | None = Field(default=None, ge=1, le=1024, description=STREAMS_HELP)
 
     label_set: ClassVar[tuple[str, ...]] = NUDENET_LABELS
 
@@ -85,26 +88,6 @@ class NudeNetConfig(ClassifierConfig):
     def _check_thresholds(cls, v: dict[str, float]) -> dict[str, float]:
         check_label_thresholds(v, NUDENET_LABELS, "NudeNet", 0.0, 1.0)
         return v
-
-
-def choose_providers(requested: Sequence[str] | None, name: str = "nudenet") -> list[str]:
-    """CUDA then CPU when nothing is requested; otherwise check the requested names exist."""
-    import onnxruntime
-
-    available = list(onnxruntime.get_available_providers())
-    if requested is None:
-        chosen = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
-        return chosen or available
-    if isinstance(requested, str):
-        requested = [requested]
-    chosen = list(requested)
-    unknown = [p for p in chosen if p not in available]
-    if not chosen or unknown:
-        raise GuardInputError(
-            f"{name}: execution provider(s) {unknown or chosen} not available in this onnxruntime "
-            f"build; available: {available}"
-        )
-    return chosen
 
 
 def _as_image_list(images: Any) -> list[Any]:
@@ -169,12 +152,16 @@ class NudeNetClassifier(ImageClassifier):
         providers: list[str] | None = None,
         batch_size: int = 8,
         detection_threshold: float = 0.2,
+        *,
+        threads: int | None = None,
+        streams: int | None = None,
     ) -> None:
         """Load the model (default: the ``320n.onnx`` inside the nudenet package).
 
         ``providers`` defaults to CUDA when onnxruntime offers it, then CPU. ``batch_size`` images
         go through one ``session.run``. ``detection_threshold`` is the package's candidate
-        cutoff (best class score ``>=`` it); NMS further keeps only scores ``> 0.25``.
+        cutoff (best class score ``>=`` it); NMS further keeps only scores ``> 0.25``. ``threads``
+        and ``streams``: see :class:`guard.output.base.OnnxRunner`.
         """
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise GuardInputError(f"nudenet: batch_size must be a positive integer, got {batch_size!r}")
@@ -187,25 +174,24 @@ class NudeNetClassifier(ImageClassifier):
         self.batch_size = batch_size
         self.detection_threshold = float(detection_threshold)
         self.model_path = Path(model_path) if model_path is not None else default_model_path()
-        self._session = self._load_session(self.model_path, choose_providers(providers))
-        self._input_name = self._session.get_inputs()[0].name
-        self.provider = self._session.get_providers()[0]
+        self._runner = OnnxRunner(self.model_path, providers, self.name, threads=threads, streams=streams)
+        self._session = self._runner.session
+        self._check_model(self._session, self.model_path)
+        self.provider = self._runner.provider
         logger.info("nudenet: %s running on %s", self.model_path.name, self.provider)
 
     @classmethod
     def from_config(cls, cfg: NudeNetConfig) -> NudeNetClassifier:
-        return cls(model_path=cfg.model_path, providers=cfg.providers, batch_size=cfg.batch_size)
+        return cls(
+            model_path=cfg.model_path,
+            providers=cfg.providers,
+            batch_size=cfg.batch_size,
+            threads=cfg.threads,
+            streams=cfg.streams,
+        )
 
-    def _load_session(self, path: Path, providers: list[str]) -> Any:
-        """Create the onnxruntime session, turning any failure into :class:`ModelLoadError`."""
-        import onnxruntime
-
-        if not path.is_file():
-            raise ModelMissingError(f"nudenet: model file not found: {path}")
-        try:
-            session = onnxruntime.InferenceSession(str(path), session_options(), providers=providers)
-        except Exception as exc:  # onnxruntime raises its own Exception subclasses
-            raise ModelLoadError(f"nudenet: cannot load model {path}: {type(exc).__name__}: {exc}") from exc
+    def _check_model(self, session: Any, path: Path) -> None:
+        """Refuse a model that is not a single-input NCHW detector with 4 + 18 values per anchor."""
         inputs, outputs = session.get_inputs(), session.get_outputs()
         expected = 4 + len(self.labels)
         if len(inputs) != 1 or len(inputs[0].shape) != 4 or not outputs:
@@ -216,7 +202,6 @@ class NudeNetClassifier(ImageClassifier):
                 f"nudenet: {path} outputs {rows} values per anchor, expected {expected} "
                 f"(4 box coordinates + {len(self.labels)} classes)"
             )
-        return session
 
     # ----------------------------------------------------------------------------- processing
 
@@ -283,15 +268,9 @@ class NudeNetClassifier(ImageClassifier):
     def classify(self, images: Sequence[Any]) -> list[ClassifierOutput]:
         """Score each image; ``images`` is a list of PIL images, numpy arrays or torch tensors."""
         items = _as_image_list(images)
-        prepared = [self._preprocess(to_rgb_uint8(img, where=f"image {i}")) for i, img in enumerate(items)]
-        results: list[ClassifierOutput] = []
-        for start in range(0, len(prepared), self.batch_size):
-            chunk = prepared[start : start + self.batch_size]
-            batch = np.stack([blob for blob, *_ in chunk])
-            (raw, *_) = self._session.run(None, {self._input_name: batch})
-            for j, (_, width, height, side) in enumerate(chunk):
-                results.append(self._decode(raw[j], width, height, side))
-        return results
+        rgb = [to_rgb_uint8(img, where=f"image {i}") for i, img in enumerate(items)]  # every image checked first
+        raw = self._runner.map(rgb, lambda a: self._preprocess(a)[0], self.batch_size)
+        return [self._decode(r, a.shape[1], a.shape[0], max(a.shape[:2])) for r, a in zip(raw, rgb)]
 
 
 #: the registry's names for this module (see guard.output.registry)

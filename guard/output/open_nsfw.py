@@ -27,13 +27,12 @@ from guard.output.base import (
     ClassifierOutput,
     ImageClassifier,
     ModelLoadError,
+    OnnxRunner,
     as_image_list,
-    onnx_session,
     package_file,
-    run_batched,
     to_rgb_uint8,
 )
-from guard.output.config import ClassifierConfig, OutputAction, check_label_thresholds
+from guard.output.config import STREAMS_HELP, THREADS_HELP, ClassifierConfig, OutputAction, check_label_thresholds
 from guard.output.labels import OPEN_NSFW_LABELS
 
 logger = logging.getLogger(__name__)
@@ -57,7 +56,9 @@ class OpenNsfwConfig(ClassifierConfig):
     providers: list[str] | None = Field(
         default=None, description="onnxruntime execution providers; default CUDA when available, then CPU"
     )
-    batch_size: int = Field(default=4, ge=1, le=256, description="images per onnxruntime run")
+    batch_size: int = Field(default=8, ge=1, le=256, description="images per onnxruntime run")
+    threads: int | None = Field(default=None, ge=1, le=1024, description=THREADS_HELP)
+    streams: int | None = Field(default=None, ge=1, le=1024, description=STREAMS_HELP)
     thresholds: dict[str, float] = Field(
         default_factory=lambda: {"nsfw": 0.8}, description="old list syntax only: label -> threshold"
     )
@@ -105,16 +106,17 @@ class OpenNsfwClassifier(ImageClassifier):
         model_path: str | os.PathLike[str] | None = None,
         *,
         providers: list[str] | None = None,
-        batch_size: int = 4,
+        batch_size: int = 8,
         jpeg_reencode: bool = True,
+        threads: int | None = None,
+        streams: int | None = None,
     ) -> None:
-        from guard.output.nudenet import choose_providers
-
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise GuardInputError(f"open_nsfw: batch_size must be a positive integer, got {batch_size!r}")
         self.batch_size, self.jpeg_reencode = batch_size, bool(jpeg_reencode)
         self.model_path = Path(model_path) if model_path is not None else default_model_path()
-        self._session = onnx_session(self.model_path, choose_providers(providers, self.name), self.name)
+        self._runner = OnnxRunner(self.model_path, providers, self.name, threads=threads, streams=streams)
+        self._session = self._runner.session
         inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
         shape = inputs[0].shape if len(inputs) == 1 else []
         if len(shape) != 4 or list(shape[1:]) != [CROP, CROP, 3] or len(outputs) != 1:
@@ -122,26 +124,34 @@ class OpenNsfwClassifier(ImageClassifier):
                 f"open_nsfw: {self.model_path} is not a (batch, 224, 224, 3) -> (batch, 2) model; "
                 f"inputs {[i.shape for i in inputs]}"
             )
-        self._input = inputs[0].name
-        self.provider = self._session.get_providers()[0]
+        self.provider = self._runner.provider
         logger.info("open_nsfw: %s running on %s", self.model_path.name, self.provider)
 
     @classmethod
     def from_config(cls, cfg: OpenNsfwConfig) -> OpenNsfwClassifier:
-        return cls(cfg.model_path, providers=cfg.providers, batch_size=cfg.batch_size, jpeg_reencode=cfg.jpeg_reencode)
+        return cls(
+            cfg.model_path,
+            providers=cfg.providers,
+            batch_size=cfg.batch_size,
+            jpeg_reencode=cfg.jpeg_reencode,
+            threads=cfg.threads,
+            streams=cfg.streams,
+        )
 
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
-        """(N, 224, 224, 3) prepared -> (N, 2) probabilities (sfw, nsfw)."""
-        (out,) = self._session.run(None, {self._input: batch})
-        out = np.asarray(out, dtype=np.float32).reshape(len(batch), -1)
-        if out.shape[1] != 2:
-            raise ModelLoadError(f"open_nsfw: model gave {out.shape[1]} values per image, expected 2")
+        """(N, 224, 224, 3) prepared -> (N, 2) probabilities (sfw, nsfw), in one run."""
+        return self._checked(self._runner.run(batch).astype(np.float32, copy=False).reshape(len(batch), -1))
+
+    def _checked(self, out: np.ndarray) -> np.ndarray:
+        if out.ndim != 2 or out.shape[1] != 2:
+            raise ModelLoadError(f"open_nsfw: model gave {out.shape[1:]} values per image, expected 2")
         return out
 
     def classify(self, images: Sequence[Any]) -> list[ClassifierOutput]:
         items = as_image_list(images, self.name)
         rgb = [to_rgb_uint8(im, where=f"image {i}") for i, im in enumerate(items)]  # every image checked first
-        probs = run_batched(rgb, lambda a: prepare(a, self.jpeg_reencode), self.probabilities, self.batch_size)
+        rows = self._runner.map(rgb, lambda a: prepare(a, self.jpeg_reencode), self.batch_size)
+        probs = self._checked(np.asarray(rows, dtype=np.float32).reshape(len(rgb), -1))
         return [
             ClassifierOutput(scores={lab: float(np.clip(p, 0.0, 1.0)) for lab, p in zip(self.labels, row)})
             for row in probs
