@@ -1,12 +1,13 @@
-"""Each default-policy classifier's scores on real benign photographs shipped inside scikit-image's wheel
-(public domain / CC0, see tests/test_output_real_images.py), beside the thresholds of the categories
-that use them: how far from a false positive each photo is.
+"""Each default-policy classifier's scores on real benign photographs shipped inside the scikit-image and
+scikit-learn wheels (public domain / CC0 / CC BY 2.0, listed in tests/test_output_real_images.py), beside
+the thresholds of the categories that use them: how far from a false positive each photo is.
 
     python benchmarks/classifier_real_images.py [--policy default]
 
 One row per photo: per signal (category/classifier) the highest score of its labels and that label's
 threshold; the last line is ``RESULT photos=N flagged=K min_margin=...`` (the smallest threshold - score
-over all photos and signals; > 0 means no photo reaches any threshold).
+over all photos and signals; > 0 means no photo reaches any threshold). Before it, per signal label,
+the highest score any photo got and which photo.
 """
 
 from __future__ import annotations
@@ -52,6 +53,13 @@ def main() -> int:
             cells.append(f"{label[:14]:>14s} {sc:6.3f}/{thr:<5.2f}")
         v = verdicts[i]
         print(f"{n:22s} " + " ".join(f"{c:>30s}" for c in cells) + f"  {v.action if v.is_flagged else 'pass'}")
+    print("\nhighest benign score per signal label (threshold):")
+    for c, s in signals:
+        for label, thr in s.thresholds.items():
+            scores = [outs[s.classifier][i].scores.get(label, 0.0) for i in range(len(names))]
+            top = max(range(len(names)), key=scores.__getitem__)
+            key = f"{c}/{s.classifier}:{label}"
+            print(f"  {key:44s} {scores[top]:6.3f} ({names[top]}), threshold {thr:.2f}")
     flagged = sum(v.is_flagged for v in verdicts)
     print(f"RESULT photos={len(names)} flagged={flagged} min_margin={min_margin:.4f} classifiers={'+'.join(outs)}")
     return 0

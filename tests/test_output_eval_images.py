@@ -140,3 +140,34 @@ def test_the_cli_command_prints_the_table_and_names_bad_folders(folders, tmp_pat
     assert "category faces" in printed and json.loads(out.read_text())["categories"]["faces"]
     assert cli_main(["eval-images", "--unsafe", str(tmp_path / "absent"), "--benign", str(benign)]) == 2
     assert "unsafe folder" in capsys.readouterr().err
+
+
+def test_calibration_picks_the_lowest_threshold_within_the_target_fpr():
+    from guard.output.eval_images import calibrate
+
+    benign = [0.1, 0.2, 0.35, 0.5, 0.05] * 20  # 100 scores, 20 at 0.5
+    unsafe = [0.4, 0.6, 0.9, 0.95]
+    c = calibrate(unsafe, benign, 0.0)
+    assert c["threshold"] == 0.5001 and c["fpr"] == 0.0 and c["tpr"] == 0.75 and c["benign_max"] == 0.5
+    c = calibrate(unsafe, benign, 0.2)  # 20 benign images may hit: the twenty at 0.5
+    assert c["threshold"] == 0.3501 and c["fpr"] == 0.2 and c["tpr"] == 1.0
+    # classifiers that flag strictly above the threshold may sit on the benign score itself
+    assert calibrate(unsafe, benign, 0.0, strictly_above=True)["threshold"] == 0.5
+    assert calibrate(unsafe, [1.0], 0.0)["threshold"] == 1.0  # within the classifier's range
+    assert calibrate(unsafe, [], 0.01)["threshold"] is None
+    with pytest.raises(GuardInputError, match="target_fpr"):
+        eval_images(".", ".", nudenet_only(0.5), target_fpr=1.5)
+
+
+def test_the_result_suggests_a_threshold_per_signal_label(folders, capsys):
+    unsafe, benign = folders
+    r = eval_images(unsafe, benign, nudenet_only(0.99))
+    c = r["calibration"]["faces/nudenet:FACE_FEMALE"]
+    assert c["current"] == 0.99 and c["target_fpr"] == 0.01
+    assert c["benign_max"] < c["threshold"] <= c["unsafe_min"] and c["tpr"] == 1.0 and c["fpr"] == 0.0
+    # the suggestion, put in the policy, separates the folders as it says
+    again = eval_images(unsafe, benign, nudenet_only(c["threshold"]))
+    assert again["categories"]["faces"]["tpr"] == 1.0 and again["categories"]["faces"]["fpr"] == 0.0
+    assert main(["--unsafe", str(unsafe), "--benign", str(benign), "--target-fpr", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "calibration (threshold for FPR <= 0" in out and "sexual/nudenet:FEMALE_BREAST_EXPOSED" in out

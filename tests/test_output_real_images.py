@@ -1,10 +1,15 @@
 """Real-image false positives: every classifier of the default policy on real benign photographs that
-ship inside the scikit-image wheel (no download), through the default policy's own output check.
-None may be blanked, blurred or flagged.
+ship inside installed wheels (no download), through the default policy's own output check. None may
+be blanked, blurred or flagged.
 
-Licences (scikit-image's ``skimage.data`` docstrings): astronaut, rocket, hubble_deep_field, clock,
-text: public domain; coffee, chelsea, camera, retina, grass, gravel, brick, horse: CC0; coins,
-immunohistochemistry: no known copyright restrictions."""
+The photographs: every real photograph of ``skimage.data`` that the scikit-image wheel ships and
+whose docstring gives a licence (astronaut, rocket, hubble_deep_field, clock, text: public domain;
+coffee, chelsea, camera, retina, cell, microaneurysms, grass, gravel, brick, horse: CC0; coins,
+immunohistochemistry: "no known copyright restrictions"), and the two of scikit-learn's wheel
+(``sklearn/datasets/images``: china.jpg and flower.jpg, CC BY 2.0, by danielbuechele and vultilion
+on Flickr, as its README.txt says; scikit-learn comes with sentence-transformers). Left out: the
+wheel's moon, page, stereo motorcycle and LFW faces (no licence stated), and its drawings and
+synthetic images (logo, colorwheel, phantom, checkerboard)."""
 
 from __future__ import annotations
 
@@ -32,7 +37,11 @@ PHOTOS = (
     "grass",
     "gravel",
     "text",
+    "cell",
+    "microaneurysms",
 )
+#: photographs inside scikit-learn's wheel (``sklearn.datasets.load_sample_image``), CC BY 2.0
+SKLEARN_PHOTOS = ("china.jpg", "flower.jpg")
 
 
 def benign_photos() -> dict[str, np.ndarray]:
@@ -44,6 +53,11 @@ def benign_photos() -> dict[str, np.ndarray]:
         if img.ndim == 2:
             img = np.repeat(img[:, :, None], 3, axis=2)
         out[name] = np.ascontiguousarray(img[:, :, :3])
+    if importlib.util.find_spec("sklearn") is not None:
+        from sklearn.datasets import load_sample_image
+
+        for name in SKLEARN_PHOTOS:
+            out[f"sklearn_{name.split('.')[0]}"] = np.ascontiguousarray(load_sample_image(name))
     return out
 
 

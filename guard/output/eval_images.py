@@ -7,7 +7,11 @@ Given a folder of images that must be caught (``--unsafe``) and one of images th
   only when every signal confirms);
 * per **signal** (a category's classifier and labels) standing alone: each classifier of the
   policy runs on every image, so a cascade's later stages are measured too;
-* for the **policy** as a whole (any category flags the image).
+* for the **policy** as a whole (any category flags the image);
+* a **calibration** per signal label: the highest benign score, and the threshold that keeps the
+  false-positive rate at or under ``target_fpr`` (default 1 %) on these benign images with the
+  true-positive rate it would give; put it in the policy
+  (``output.categories.<category>.signals.<classifier>.<label>: <threshold>``) and evaluate again.
 
 Our own evaluation images are not distributable; this is for a deployment's. Images are read
 recursively (PNG, JPEG, WebP, BMP, GIF first frame, TIFF); an unreadable file is listed, not fatal.
@@ -63,14 +67,61 @@ def _rates(tp: int, fn: int, fp: int, tn: int) -> dict[str, Any]:
     }
 
 
+def calibrate(
+    unsafe: Sequence[float],
+    benign: Sequence[float],
+    target_fpr: float,
+    strictly_above: bool = False,
+    threshold_range: tuple[float, float] = (0.0, 1.0),
+) -> dict[str, Any]:
+    """The lowest threshold (4 decimals, within ``threshold_range``) at which at most
+    ``floor(target_fpr * len(benign))`` benign scores hit (``score >= threshold``, or ``>`` for
+    ``strictly_above`` classifiers), with the rates it gives on these scores; ``threshold`` is None
+    without benign scores."""
+    import math
+
+    b = sorted((float(x) for x in benign), reverse=True)
+    u = [float(x) for x in unsafe]
+    out: dict[str, Any] = {
+        "benign_max": round(b[0], 4) if b else None,
+        "unsafe_min": round(min(u), 4) if u else None,
+        "target_fpr": target_fpr,
+    }
+    if not b:
+        return {**out, "threshold": None, "tpr": None, "fpr": None}
+    allowed = math.floor(target_fpr * len(b) + 1e-9)
+    if allowed >= len(b):
+        thr = 0.0
+    else:
+        # the first point of a 4-decimal grid that the (allowed + 1)-th highest benign score misses
+        thr = round(math.floor(b[allowed] * 1e4) / 1e4, 4)
+        while (b[allowed] > thr) if strictly_above else (b[allowed] >= thr):
+            thr = round(thr + 1e-4, 4)
+    thr = min(max(thr, threshold_range[0]), threshold_range[1])
+
+    def hit(x: float) -> bool:
+        return x > thr if strictly_above else x >= thr
+
+    return {
+        **out,
+        "threshold": thr,
+        "tpr": round(sum(map(hit, u)) / len(u), 4) if u else None,
+        "fpr": round(sum(map(hit, b)) / len(b), 4),
+    }
+
+
 def eval_images(
     unsafe_dir: str | os.PathLike[str],
     benign_dir: str | os.PathLike[str],
     policy: Any = "default",
     json_out: str | os.PathLike[str] | None = None,
+    target_fpr: float = 0.01,
 ) -> dict[str, Any]:
     """Run the policy's output check on both folders; returns (and writes to ``json_out`` as JSON)
-    ``{"policy", "counts", "policy_level", "categories", "signals", "unreadable", "images"}``."""
+    ``{"policy", "counts", "policy_level", "categories", "signals", "calibration", "unreadable",
+    "images"}``. ``target_fpr`` (in [0, 1)) is the false-positive rate the calibration aims at."""
+    if isinstance(target_fpr, bool) or not isinstance(target_fpr, (int, float)) or not 0.0 <= target_fpr < 1.0:
+        raise GuardInputError(f"target_fpr must be a number in [0, 1), got {target_fpr!r}")
     from guard.output.check import OutputChecker
     from guard.policy import load_policy
 
@@ -95,6 +146,10 @@ def eval_images(
     counts.update({f"signal:{c}/{k}": [0, 0, 0, 0] for c, k in signal_keys})
     per_image: list[dict[str, Any]] = []
     unreadable: list[str] = []
+    #: (category, classifier, label) -> (unsafe scores, benign scores)
+    label_scores: dict[tuple[str, str, str], tuple[list[float], list[float]]] = {
+        (r.name, s.classifier, lab): ([], []) for r in rules for s in r.signals for lab in s.thresholds
+    }
 
     def tally(key: str, unsafe: bool, hit: bool) -> None:
         c = counts[key]
@@ -118,6 +173,8 @@ def eval_images(
                 tally(f"category:{r.name}", unsafe, r.name in v.categories)
                 for s in r.signals:
                     scores = alone[s.classifier][j].scores
+                    for lab in s.thresholds:
+                        label_scores[(r.name, s.classifier, lab)][0 if unsafe else 1].append(scores.get(lab, 0.0))
                     hit = any(
                         cfg_of[s.classifier].hit(scores.get(lab, float("-inf")), t) for lab, t in s.thresholds.items()
                     )
@@ -155,6 +212,15 @@ def eval_images(
             }
             for c, k in signal_keys
         },
+        "calibration": {
+            f"{c}/{k}:{lab}": {
+                "current": next(
+                    s.thresholds[lab] for r in rules if r.name == c for s in r.signals if s.classifier == k
+                ),
+                **calibrate(u, b, float(target_fpr), cfg_of[k].strictly_above, cfg_of[k].threshold_range),
+            }
+            for (c, k, lab), (u, b) in label_scores.items()
+        },
         "left_out": dict(checker.missing),
         "unreadable": unreadable,
         "images": per_image,
@@ -182,6 +248,17 @@ def format_table(result: dict[str, Any]) -> str:
     lines.append(row("policy (any category)", result["policy_level"]))
     lines += [row(f"category {k}", v) for k, v in result["categories"].items()]
     lines += [row(f"  signal {k}", v) for k, v in result["signals"].items()]
+    cal = result.get("calibration", {})
+    if cal:
+        fpr = next(iter(cal.values()))["target_fpr"]
+        lines.append(f"calibration (threshold for FPR <= {fpr:g} on these benign images):")
+        lines.append(f"  {'signal:label':40s} {'now':>6s} {'benign max':>10s} {'suggest':>8s} {'TPR':>6s} {'FPR':>6s}")
+        f = lambda x: "     -" if x is None else f"{x:6.3f}"  # noqa: E731
+        for name, c in cal.items():
+            lines.append(
+                f"  {name:40s} {c['current']:6.3f} {f(c['benign_max']):>10s} {f(c['threshold']):>8s} "
+                f"{f(c['tpr'])} {f(c['fpr'])}"
+            )
     for name, why in result.get("left_out", {}).items():
         lines.append(f"left out: {name} ({why})")
     return "\n".join(lines)
@@ -196,9 +273,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--benign", required=True, help="folder of images the policy must let through")
     ap.add_argument("--policy", default="default", help="policy file or built-in name (default: default)")
     ap.add_argument("--json", dest="json_out", default=None, help="write the full result (per image too) here")
+    ap.add_argument("--target-fpr", type=float, default=0.01, help="false-positive rate the calibration aims at")
     args = ap.parse_args(argv)
     try:
-        result = eval_images(args.unsafe, args.benign, args.policy, args.json_out)
+        result = eval_images(args.unsafe, args.benign, args.policy, args.json_out, args.target_fpr)
     except (GuardInputError, PolicyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
