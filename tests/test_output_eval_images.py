@@ -171,3 +171,13 @@ def test_the_result_suggests_a_threshold_per_signal_label(folders, capsys):
     assert main(["--unsafe", str(unsafe), "--benign", str(benign), "--target-fpr", "0"]) == 0
     out = capsys.readouterr().out
     assert "calibration (threshold for FPR <= 0" in out and "sexual/nudenet:FEMALE_BREAST_EXPOSED" in out
+
+
+def test_the_cli_passes_the_target_fpr(folders, capsys):
+    from guard.cli import main as cli_main
+
+    unsafe, benign = folders
+    assert cli_main(["eval-images", "--unsafe", str(unsafe), "--benign", str(benign), "--target-fpr", "0.5"]) == 0
+    assert "threshold for FPR <= 0.5" in capsys.readouterr().out
+    assert cli_main(["eval-images", "--unsafe", str(unsafe), "--benign", str(benign), "--target-fpr", "2"]) == 2
+    assert "target_fpr must be a number in [0, 1)" in capsys.readouterr().err

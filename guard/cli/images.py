@@ -14,11 +14,12 @@ def eval_images_cmd(
     benign: Path = typer.Option(..., "--benign", help="Folder of images the policy must let through."),
     policy: str = typer.Option("default", "--policy", "-p", help="Policy file or built-in name."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the full result (per image too) here."),
+    target_fpr: float = typer.Option(0.01, "--target-fpr", help="False-positive rate the suggested thresholds aim at."),
 ) -> None:
     """TPR/FPR of the policy's output check per category, per classifier signal and per cascade."""
     quiet_libraries()
     with user_errors():
         from guard.output.eval_images import eval_images, format_table
 
-        result = eval_images(unsafe, benign, policy, json_out)
+        result = eval_images(unsafe, benign, policy, json_out, target_fpr)
     typer.echo(format_table(result))
