@@ -117,13 +117,14 @@ def test_checker_side_of_inputs_only_and_outputs_only_gore_rules(photo):
     assert outputs_only.check([img], target="input")[0].input_decision == "none"
 
 
-def _kinds():
+def _kinds(img=None):
     import diffusers
     import PIL.Image
 
     from guard.pipelines.tiny import build_tiny_pipeline, build_tiny_sdxl_pipeline
 
-    img = PIL.Image.fromarray((np.random.RandomState(0).rand(64, 64, 3) * 255).astype("uint8"))
+    if img is None:
+        img = PIL.Image.fromarray((np.random.RandomState(0).rand(64, 64, 3) * 255).astype("uint8"))
     mask = PIL.Image.fromarray(np.full((64, 64), 255, dtype=np.uint8))
     return {
         "text2img": (lambda: build_tiny_pipeline(), {"height": 64, "width": 64}),
@@ -181,3 +182,44 @@ def test_a_gore_upload_is_refused_on_every_editing_kind(kind):
     im = out.guard_report.images[0]
     assert im.decision == "blocked" and im.blocked_by == "screen" and out.images.max() == 0
     assert "input `image` image 0 flagged: gore: image_safety:graphic" in im.reasons[0]
+
+
+ALL_KINDS = ["text2img", "sdxl", "img2img", "inpaint", "pix2pix", "sdxl-img2img"]
+
+
+@pytest.mark.parametrize("kind", ALL_KINDS)
+def test_a_real_benign_photo_passes_the_default_policy_on_every_pipeline_kind(kind, photo):
+    """The default policy's whole output section (every installed classifier: NudeNet, open_nsfw,
+    image_safety): a real photograph uploaded to an editing kind is not refused and is denoised,
+    and no kind's generated image is blanked; with the gore threshold forced to 0 on the same call
+    the same photo is refused (editing kinds) or the output blanked (text kinds)."""
+    import guard
+    from conftest import UNetCounter
+
+    build, call = _kinds(photo)[kind]
+    base = build()
+    args = dict(call, num_inference_steps=2, output_type="np")
+    output = load_default_output()
+    counter = UNetCounter(base.unet)
+    try:
+        out = guard.protect(base, policy(output, guidance={"enabled": False}))(["a cat"], **args)
+        im = out.guard_report.images[0]
+        assert counter.calls > 0, kind
+        assert im.decision == "allowed" and out.nsfw_content_detected == [False] and out.images.max() > 0, (kind, im)
+        from guard.output.check import OutputChecker
+        from guard.policy import load_policy
+
+        loaded = {n for n, *_ in OutputChecker(load_policy("default").output).classifiers}
+        assert set(im.output.scores) == loaded and {"nudenet", "image_safety"} <= loaded, kind
+        output["categories"]["gore"]["signals"]["image_safety"]["graphic"] = 0.0
+        calls = counter.calls
+        out = guard.protect(base, policy(output, guidance={"enabled": False}))(["a cat"], **args)
+        im = out.guard_report.images[0]
+        assert im.decision == "blocked" and out.images.max() == 0, kind
+        if "image" in call:  # refused at the upload, before any denoising
+            assert counter.calls == calls and im.blocked_by == "screen", kind
+            assert "input `image` image 0 flagged: gore: image_safety:graphic" in im.reasons[0]
+        else:
+            assert im.blocked_by == "output" and im.output.categories["gore"]["classifier"] == "image_safety"
+    finally:
+        counter.remove()
