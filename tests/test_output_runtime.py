@@ -181,3 +181,17 @@ def test_policy_threads_and_streams_reach_the_runner():
     for bad in ({"streams": 0}, {"threads": True}, {"streams": "2"}):
         with pytest.raises(ValidationError):
             NudeNetConfig(**bad)
+
+
+def test_torch_classifiers_pick_cuda_when_torch_sees_a_gpu(monkeypatch):
+    """safety_checker and clip_zero_shot run in torch: ``device: auto`` (their default) is CUDA when
+    torch sees a GPU, else the CPU; a named device is kept."""
+    import torch
+
+    from guard.output.base import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device(None) == resolve_device("auto") == resolve_device("") == "cuda"
+    assert resolve_device("cpu") == "cpu" and resolve_device("cuda:1") == "cuda:1"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == "cpu"
