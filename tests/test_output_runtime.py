@@ -125,6 +125,10 @@ def test_many_images_run_side_by_side_with_the_scores_and_order_of_one_session(p
     single = [side_by_side.classify([p])[0] for p in photos]
     for x, y in zip(a, single):
         assert x.scores == pytest.approx(y.scores, abs=1e-5)
+    assert side_by_side.classify([]) == [] and one_session.classify([]) == []
+    for n in (2, 3):  # exactly as many images as streams, and one more
+        for x, y in zip(side_by_side.classify(photos[:n]), b):
+            assert x.scores == pytest.approx(y.scores, abs=1e-5)
 
 
 def test_default_streams_are_the_usable_cores_on_the_cpu():

@@ -151,6 +151,8 @@ class OpenNsfwClassifier(ImageClassifier):
         items = as_image_list(images, self.name)
         rgb = [to_rgb_uint8(im, where=f"image {i}") for i, im in enumerate(items)]  # every image checked first
         rows = self._runner.map(rgb, lambda a: prepare(a, self.jpeg_reencode), self.batch_size)
+        if not rgb:
+            return []
         probs = self._checked(np.asarray(rows, dtype=np.float32).reshape(len(rgb), -1))
         return [
             ClassifierOutput(scores={lab: float(np.clip(p, 0.0, 1.0)) for lab, p in zip(self.labels, row)})
