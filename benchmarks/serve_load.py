@@ -28,8 +28,8 @@ and the screen's embedding cache (LRU per process) sees the same prompts in the 
 sides of the comparison. Each phase reports requests/s, prompts/s, p50/p95/p99 latency, the mean
 encoder batch (server metrics), and CPU time per request of the server process and of this client
 process: the load generator shares the machine's cores with the server, so its cost is shown too.
-The clients are one process, one event loop (uvloop when installed), each virtual client an
-``httpx.AsyncClient`` with one keep-alive HTTP/1.1 connection. With N clients in a closed loop the
+The clients are one process, one event loop (uvloop when installed), each virtual client an httpx
+transport with one keep-alive HTTP/1.1 connection (see :func:`run_clients`). With N clients in a closed loop the
 mean latency is N / (requests/s) (Little's law), printed as a bound on what p99 can be.
 
 Ends with one ``RESULT key=value ...`` line. Only loopback; every loop is bounded and stops by itself.
@@ -193,9 +193,11 @@ def run_async(coro):
 
 
 async def run_clients(url: str, concurrency: int, total: int, make_request, headers, server_pid=None) -> dict:
-    """``concurrency`` clients in a closed loop, ``total`` requests in all; each client an
-    ``httpx.AsyncClient`` with one keep-alive connection (a shared pool of N connections costs
-    httpcore a scan of every connection per request)."""
+    """``concurrency`` clients in a closed loop, ``total`` requests in all. Each client is an httpx
+    transport (``httpx.AsyncHTTPTransport``) holding one keep-alive HTTP/1.1 connection, driven
+    directly: the ``AsyncClient`` layers above it (cookies, auth and redirect flows, URL merging) cost
+    as much CPU as the server's whole request path, and a shared pool of N connections costs httpcore
+    a scan of every connection per request; both would be taken from the server on a 2-core machine."""
     import httpx
 
     lat: list[float] = []
@@ -203,20 +205,21 @@ async def run_clients(url: str, concurrency: int, total: int, make_request, head
     bodies: list = []
     counter = iter(range(total))
     limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-    clients = [
-        httpx.AsyncClient(base_url=url, timeout=300, limits=limits, headers=headers, verify=False, trust_env=False)
-        for _ in range(concurrency)
-    ]
+    transports = [httpx.AsyncHTTPTransport(limits=limits, verify=False) for _ in range(concurrency)]
+    timeout = {"timeout": {"connect": 30.0, "read": 300.0, "write": 30.0, "pool": 300.0}}
 
-    async def worker(c):
+    async def worker(t):
         for i in counter:
             method, path, kw = make_request(i)
             t0 = time.perf_counter()
             try:
-                r = await c.request(method, path, **kw)
+                req = httpx.Request(method, url + path, headers=headers, extensions=timeout, **kw)
+                r = await t.handle_async_request(req)
+                content = await r.aread()
+                await r.aclose()
                 codes[r.status_code] += 1
                 if r.status_code in (200, 400):
-                    bodies.append(json.loads(r.content))
+                    bodies.append(json.loads(content))
             except httpx.HTTPError as e:
                 codes[type(e).__name__] += 1
             lat.append(time.perf_counter() - t0)
@@ -224,12 +227,12 @@ async def run_clients(url: str, concurrency: int, total: int, make_request, head
     try:
         s0, c0 = _cpu_s(server_pid) if server_pid else float("nan"), _cpu_s()
         t0 = time.perf_counter()
-        await asyncio.gather(*(worker(c) for c in clients))
+        await asyncio.gather(*(worker(t) for t in transports))
         wall = time.perf_counter() - t0
         s1, c1 = _cpu_s(server_pid) if server_pid else float("nan"), _cpu_s()
     finally:
-        for c in clients:
-            await c.aclose()
+        for t in transports:
+            await t.aclose()
     return {
         "rps": total / wall,
         "wall_s": wall,
