@@ -89,11 +89,11 @@ g = Guard(d["policy"]).warmup()
 b = d["batch"]
 for s in range(0, len(d["warm"]), b):
     g.screen_prompts(d["warm"][s : s + b])
-t0 = time.perf_counter()
+t0, c0 = time.perf_counter(), time.process_time()
 for s in range(0, len(d["timed"]), b):
     g.screen_prompts(d["timed"][s : s + b])
-dt = time.perf_counter() - t0
-print(json.dumps({"pps": len(d["timed"]) / dt, "seconds": dt}))
+dt, cpu = time.perf_counter() - t0, time.process_time() - c0
+print(json.dumps({"pps": len(d["timed"]) / dt, "cpu_ms": cpu * 1000 / len(d["timed"])}))
 """
 
 
@@ -156,8 +156,9 @@ def screen_workload(data: str | None, max_chars: int, need: int, seed: int = 0) 
     return prompts, source
 
 
-def in_process_screen(policy: str, warm: list[str], timed: list[str], env: dict, work: Path) -> float:
-    """Prompts/s of ``Guard.screen_prompts`` on batches of 32 in a fresh process (``env``: the server's)."""
+def in_process_screen(policy: str, warm: list[str], timed: list[str], env: dict, work: Path) -> tuple[float, float]:
+    """(prompts/s, CPU ms per prompt) of ``Guard.screen_prompts`` on batches of 32 in a fresh process
+    (``env``: the server's)."""
     job = work / f"inprocess-{time.monotonic_ns()}.json"
     job.write_text(json.dumps({"policy": policy, "batch": INPROC_BATCH, "warm": warm, "timed": timed}), "utf-8")
     out = subprocess.run(
@@ -165,7 +166,8 @@ def in_process_screen(policy: str, warm: list[str], timed: list[str], env: dict,
     )
     if out.returncode != 0:
         raise SystemExit(f"in-process screen failed:\n{out.stderr[-3000:]}")
-    return float(json.loads(out.stdout.strip().splitlines()[-1])["pps"])
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    return float(got["pps"]), float(got["cpu_ms"])
 
 
 # ---------------------------------------------------------------------- clients
@@ -294,7 +296,7 @@ def main() -> int:
     q = args.quick
     screen_counts = {32: 320 if q else 960, 8: 96 if q else 320, 1: 24 if q else 96}
     k_multi = max(0, args.prompts_per_request)
-    n_multi = (64 if q else 256) if k_multi > 1 else 0
+    n_multi = (32 if q else 128) if k_multi > 1 else 0
     n_gen = args.gen_requests or (16 if q else 48)
     max_chars = Limits().max_prompt_chars
     need = WARM + sum(screen_counts.values()) + n_multi * k_multi
@@ -337,8 +339,11 @@ def main() -> int:
     threads = env.get("OMP_NUM_THREADS", f"default ({os.cpu_count()} cores)")
 
     print(f"\nin-process batched screen ({args.policy}, batches of {INPROC_BATCH}, OMP_NUM_THREADS={threads}) ...")
-    inproc_before = in_process_screen(args.policy, pools["warm"], pools[32], env, work)
-    print(f"  before the server: {inproc_before:.1f} prompts/s over the {len(pools[32])} prompts of the 32-client run")
+    inproc_before, cpu_before = in_process_screen(args.policy, pools["warm"], pools[32], env, work)
+    print(
+        f"  before the server: {inproc_before:.1f} prompts/s ({cpu_before:.2f} ms CPU per prompt) over the "
+        f"{len(pools[32])} prompts of the 32-client run"
+    )
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -428,13 +433,20 @@ def main() -> int:
             f"{floor['server_cpu_ms']:.2f} ms, client {floor['client_cpu_ms']:.2f} ms"
         )
         print("in-process batched screen again (the server idle) ...")
-        inproc_after = in_process_screen(args.policy, pools["warm"], pools[32], env, work)
-        inproc = (inproc_before + inproc_after) / 2
+        inproc_after, cpu_after = in_process_screen(args.policy, pools["warm"], pools[32], env, work)
+        inproc, cpu_inproc = (inproc_before + inproc_after) / 2, (cpu_before + cpu_after) / 2
         s32 = results[32]
         ratio = s32["pps"] / inproc
+        cpu_served = s32["server_cpu_ms"] + s32["client_cpu_ms"]
         print(
-            f"  after: {inproc_after:.1f} prompts/s; yardstick (mean) {inproc:.1f} prompts/s "
-            f"(before/after differ by {abs(inproc_before - inproc_after) / inproc:.0%}: the machine's other load)"
+            f"  after: {inproc_after:.1f} prompts/s ({cpu_after:.2f} ms CPU per prompt); yardstick (mean) "
+            f"{inproc:.1f} prompts/s (before/after differ by {abs(inproc_before - inproc_after) / inproc:.0%}: "
+            f"the machine's other load)"
+        )
+        print(
+            f"  CPU per prompt (less sensitive to other load than wall time): in-process {cpu_inproc:.2f} ms, "
+            f"served at 32 clients {s32['server_cpu_ms']:.2f} ms server + {s32['client_cpu_ms']:.2f} ms client "
+            f"= {cpu_inproc / cpu_served:.0%} CPU efficiency"
         )
         print(
             f"  32 clients, one prompt per request: {s32['pps']:.1f} prompts/s = {ratio:.0%} of in-process "
@@ -452,6 +464,7 @@ def main() -> int:
             "inprocess_screen_pps": f"{inproc:.1f}",
             "inprocess_before_pps": f"{inproc_before:.1f}",
             "inprocess_after_pps": f"{inproc_after:.1f}",
+            "inprocess_cpu_ms_per_prompt": f"{cpu_inproc:.2f}",
             **{f"screen_c{c}_rps": f"{r['rps']:.1f}" for c, r in results.items()},
             **{f"screen_c{c}_p99_ms": f"{r['p99']:.1f}" for c, r in results.items()},
             "screen_c32_pps": f"{s32['pps']:.1f}",
@@ -459,6 +472,7 @@ def main() -> int:
             "screen_c32_mean_batch": f"{s32['mean_batch']:.1f}",
             "screen_c32_server_cpu_ms": f"{s32['server_cpu_ms']:.2f}",
             "screen_c32_client_cpu_ms": f"{s32['client_cpu_ms']:.2f}",
+            "screen_c32_cpu_efficiency": f"{cpu_inproc / cpu_served:.2f}",
             "screen_5xx": sum(five_xx(r["codes"]) for r in results.values()),
             "healthz_c32_rps": f"{floor['rps']:.0f}",
             **(
