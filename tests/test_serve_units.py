@@ -229,6 +229,163 @@ def test_batcher_drops_a_request_whose_caller_gave_up_and_serves_the_rest(guard_
         b.close()
 
 
+def test_batcher_async_answers_a_batch_with_one_loop_wakeup_and_matches_solo(guard_obj):
+    import asyncio
+
+    from guard.serve.batcher import ScreenBatcher
+
+    prompts = [f"a watercolor of tulips number {i}" for i in range(10)] + ["a naked woman", "a mutilated corpse"]
+    solo = guard_obj.screen_prompts(prompts)
+    b = ScreenBatcher(guard_obj, max_wait_s=0.05, max_batch=64)
+
+    async def run():
+        loop = asyncio.get_running_loop()
+        wakeups = []
+        real = loop.call_soon_threadsafe
+
+        def counting(cb, *args, **kw):
+            wakeups.append(cb)
+            return real(cb, *args, **kw)
+
+        loop.call_soon_threadsafe = counting
+        try:
+            got = await asyncio.gather(*(b.submit_async([p]) for p in prompts))
+        finally:
+            del loop.call_soon_threadsafe
+        return got, wakeups
+
+    try:
+        got, wakeups = asyncio.run(run())
+        assert {g.batch_prompts for g in got} == {len(prompts)}  # all queued before the 50 ms window closed
+        assert len(wakeups) == 1  # twelve requests answered by one call into the loop
+        for s, g in zip(solo, got, strict=True):
+            r = g.results[0]
+            assert r.index == 0 and r.decision == s.decision and r.concept == s.concept
+            assert abs(r.score - s.score) <= 1e-5  # float32 kernels of another batch layout
+    finally:
+        b.close()
+
+
+def test_batcher_async_drops_a_timed_out_request_unscreened(guard_obj, monkeypatch):
+    import asyncio
+
+    from guard.serve.batcher import ScreenBatcher
+
+    gate, entered = threading.Event(), threading.Event()
+    real = guard_obj.screen_prompts
+    seen: list[list[str]] = []
+
+    def held_first(prompts, report=None):
+        seen.append(list(prompts))
+        if not entered.is_set():
+            entered.set()
+            assert gate.wait(30)
+        return real(prompts, report)
+
+    monkeypatch.setattr(guard_obj, "screen_prompts", held_first)
+    b = ScreenBatcher(guard_obj, max_wait_s=0.001)
+
+    async def run():
+        first = b.submit_async(["a lake"])
+        await asyncio.to_thread(entered.wait, 30)  # the thread is busy with `first`
+        late, kept = b.submit_async(["a cat"]), b.submit_async(["a naked woman"])
+        late.set_exception(asyncio.TimeoutError())  # what the endpoint's deadline does
+        gate.set()
+        with pytest.raises(asyncio.TimeoutError):
+            await late
+        return await first, await kept
+
+    try:
+        first, kept = asyncio.run(run())
+        assert first.results[0].decision == "allow"
+        assert kept.results[0].decision == "block" and kept.batch_prompts == 1
+        assert ["a cat"] not in seen and b.pending == 0
+    finally:
+        gate.set()
+        b.close()
+
+
+def _asgi_app(tmp_path, fast_path: bool):
+    from guard.serve.app import create_app
+
+    tmp_path.mkdir()
+    (tmp_path / "policy.yaml").write_text(yaml.safe_dump(make_policy()), encoding="utf-8")
+    cfg = config_from_dict(
+        {
+            "version": 1,
+            "limits": {"max_prompt_chars": 100, "max_prompts": 4},
+            "reload": {"poll_seconds": 0},
+            "screen": {"fast_path": fast_path, "max_wait_ms": 1},
+            "deployments": [{"name": "screen", "screen_only": True, "policy": "policy.yaml"}],
+            "tenants": [{"name": "t", "keys": [H]}],
+        },
+        tmp_path,
+    )
+    app = create_app(cfg)
+    app.state.guard.load()
+    return app
+
+
+def test_screen_fast_path_answers_exactly_as_the_fastapi_route(tmp_path):
+    """The same requests through the ASGI fast path and through the FastAPI route: the same status,
+    body (less the request id and timings) and metrics, for good requests and for every kind of error."""
+    import asyncio
+
+    ok = {"deployment": "screen", "prompts": ["a photo of a naked woman", "a watercolor of a lighthouse"]}
+    cases = [
+        ({"json": ok}, {"Authorization": "Bearer k1"}),
+        ({"json": ok}, {}),  # 401
+        ({"json": ok}, {"Authorization": "Bearer nope"}),  # 401
+        ({"json": {**ok, "deployment": "screne"}}, {"Authorization": "Bearer k1"}),  # 404 with a suggestion
+        ({"json": {**ok, "prompts": ["x" * 101]}}, {"Authorization": "Bearer k1"}),  # 422 prompts[0]
+        ({"json": {**ok, "prompts": ["x"] * 5}}, {"Authorization": "Bearer k1"}),  # 422 too many
+        ({"json": {**ok, "prompts": []}}, {"Authorization": "Bearer k1"}),  # 422 from the model
+        ({"json": {**ok, "prompts": [3]}}, {"Authorization": "Bearer k1"}),
+        ({"json": {**ok, "extra": 1}}, {"Authorization": "Bearer k1"}),
+        ({"content": b'{"deployment": "screen", "prompts": ["a \\ud800 b"]}'}, {"Authorization": "Bearer k1"}),
+        ({"content": b'{"deployment": '}, {"Authorization": "Bearer k1"}),  # bad JSON
+        ({"content": b"deployment=screen"}, {"Authorization": "Bearer k1", "Content-Type": "text/plain"}),
+    ]
+
+    async def answers(app):
+        out = []
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+            for kw, hdr in cases:
+                if "content" in kw:
+                    hdr = {"Content-Type": "application/json", **hdr}
+                r = await c.post("/v1/screen", headers=hdr, **kw)
+                body = r.json()
+                body.pop("request_id", None)
+                body.pop("timings_ms", None)
+                out.append((r.status_code, body, r.headers.get("x-guard-policy-sha256")))
+            metrics = (await c.get("/metrics")).text
+        counts = sorted(x for x in metrics.splitlines() if x.startswith("guard_serve_requests_total{"))
+        return out, counts
+
+    fast_app, route_app = _asgi_app(tmp_path / "a", True), _asgi_app(tmp_path / "b", False)
+    stacks = [[m.cls.__name__ for m in a.user_middleware] for a in (fast_app, route_app)]
+    assert "ScreenFastPath" in stacks[0] and "ScreenFastPath" not in stacks[1]
+    try:
+        fast, fast_counts = asyncio.run(answers(fast_app))
+        route, route_counts = asyncio.run(answers(route_app))
+    finally:
+        fast_app.state.guard.close()
+        route_app.state.guard.close()
+    assert [x[0] for x in fast] == [200, 401, 401, 404, 422, 422, 422, 422, 422, 422, 422, 422]
+    assert fast[0][1]["results"][0]["decision"] == "block" and fast[0][2]
+    for f, r in zip(fast, route, strict=True):
+        assert f[0] == r[0] and f[2] == r[2]
+        if f[0] == 200:  # two screens of one policy: scores equal up to float32 rounding (rounded to 1e-4)
+            for a, b in zip(f[1].pop("results"), r[1].pop("results"), strict=True):
+                assert abs(a.pop("score") - b.pop("score")) <= 2e-4
+                for m, n in zip(a.pop("matches"), b.pop("matches"), strict=True):
+                    assert abs(m.pop("score") - n.pop("score")) <= 2e-4 and m == n
+                assert a == b
+        assert f[1] == r[1]
+    assert fast_counts == route_counts and any('endpoint="/v1/screen",status="200"' in x for x in fast_counts)
+
+
 # ---------------------------------------------------------------------- worker pool
 
 

@@ -6,10 +6,17 @@ screens them together with :meth:`guard.core.Guard.screen_prompts` and hands eac
 slice. Batching adds at most ``max_wait_s`` to a request's time; a busy encoder makes the next
 batch bigger instead.
 The number of waiting prompts is bounded (:class:`QueueFull` beyond it, answered with 429).
+
+Two ways in: :meth:`ScreenBatcher.submit` (any thread; a ``concurrent.futures.Future``) and
+:meth:`ScreenBatcher.submit_async` (on an event loop; an ``asyncio.Future``). The server uses the
+second: when a batch is screened, all its requests of one loop are answered with one
+``call_soon_threadsafe`` (one wake-up of the loop per batch, not one per request), and a request whose
+caller gave up (its future done: timed out or cancelled) is dropped from the queue unscreened.
 """
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import concurrent.futures
 import logging
@@ -48,8 +55,25 @@ class ScreenBatch:
 @dataclass
 class _Item:
     prompts: list[str]
-    future: concurrent.futures.Future
+    future: Any  # concurrent.futures.Future, or asyncio.Future when `loop` is set
+    loop: asyncio.AbstractEventLoop | None = None
     t_submit: float = field(default_factory=time.perf_counter)
+
+    def start(self) -> bool:
+        """False when the caller gave up before the screen took this request."""
+        if self.loop is None:
+            return self.future.set_running_or_notify_cancel()
+        return not self.future.done()  # read from the batcher thread: at worst a late give-up is screened
+
+
+def _resolve(pairs: list[tuple[asyncio.Future, Any, BaseException | None]]) -> None:
+    """On the loop: hand each waiting request its slice (unless it gave up meanwhile)."""
+    for fut, result, error in pairs:
+        if not fut.done():
+            if error is None:
+                fut.set_result(result)
+            else:
+                fut.set_exception(error)
 
 
 class ScreenBatcher:
@@ -81,16 +105,30 @@ class ScreenBatcher:
         return self._pending
 
     def submit(self, prompts: Sequence[str]) -> concurrent.futures.Future:
+        """Queue ``prompts`` (from any thread); the future gets a :class:`ScreenBatch`."""
         fut: concurrent.futures.Future = concurrent.futures.Future()
+        self._enqueue(_Item(list(prompts), fut))
+        return fut
+
+    def submit_async(self, prompts: Sequence[str]) -> asyncio.Future:
+        """Queue ``prompts`` from a coroutine; await the returned future for the :class:`ScreenBatch`.
+        Cancel it (or set it done) to give up: the request is then dropped if not yet screened."""
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        self._enqueue(_Item(list(prompts), fut, loop))
+        return fut
+
+    def _enqueue(self, item: _Item) -> None:
+        n = len(item.prompts)
         with self._cv:
             if self._closed:
                 raise BatcherClosed("screen batcher is closed")
-            if self._pending + len(prompts) > self.max_pending:
+            if self._pending + n > self.max_pending:
                 raise QueueFull(max(1.0, self._pending * self._last_ms_per_prompt / 1000))
-            self._items.append(_Item(list(prompts), fut))
-            self._pending += len(prompts)
-            self._cv.notify()
-        return fut
+            self._items.append(item)
+            self._pending += n
+            if len(self._items) == 1:  # the thread waits only when the queue was empty
+                self._cv.notify()
 
     def close(self, timeout: float = 30.0) -> None:
         """Screen what is waiting, then stop the thread."""
@@ -113,7 +151,7 @@ class ScreenBatcher:
                     return []  # closed and drained
                 it = self._items.popleft()
                 self._pending -= len(it.prompts)
-                if it.future.set_running_or_notify_cancel():
+                if it.start():
                     first = it
             batch, n = [first], len(first.prompts)
             # wait for company at most max_wait_s from now: from the request's arrival when the encoder
@@ -126,7 +164,7 @@ class ScreenBatcher:
                         break
                     it = self._items.popleft()
                     self._pending -= len(it.prompts)
-                    if it.future.set_running_or_notify_cancel():
+                    if it.start():
                         batch.append(it)
                         n += len(it.prompts)
                     continue
@@ -141,15 +179,35 @@ class ScreenBatcher:
             batch = self._take()
             if not batch:
                 return
+            answers: list[tuple[_Item, Any, BaseException | None]] = []
             try:
-                self._screen(batch)
+                self._screen(batch, answers)
             except BaseException as e:  # never leave a request hanging
                 logger.exception("screen batch failed")
-                for it in batch:
-                    if not it.future.done():
-                        it.future.set_exception(e)
+                answered = {id(it) for it, _, _ in answers}
+                answers += [(it, None, e) for it in batch if id(it) not in answered]
+            self._answer(answers)
 
-    def _screen(self, batch: list[_Item]) -> None:
+    @staticmethod
+    def _answer(answers: list[tuple[_Item, Any, BaseException | None]]) -> None:
+        by_loop: dict[int, tuple[asyncio.AbstractEventLoop, list]] = {}
+        for it, result, error in answers:
+            if it.loop is None:
+                if it.future.done():
+                    continue
+                if error is None:
+                    it.future.set_result(result)
+                else:
+                    it.future.set_exception(error)
+            else:
+                by_loop.setdefault(id(it.loop), (it.loop, []))[1].append((it.future, result, error))
+        for loop, pairs in by_loop.values():
+            try:
+                loop.call_soon_threadsafe(_resolve, pairs)
+            except RuntimeError:  # that loop is closed: nobody is waiting any more
+                logger.debug("screen answers for a closed event loop dropped")
+
+    def _screen(self, batch: list[_Item], answers: list) -> None:
         t0 = time.perf_counter()
         flat = [p for it in batch for p in it.prompts]
         report = self.guard.new_report("screen")
@@ -168,7 +226,7 @@ class ScreenBatcher:
                 try:
                     groups.append((it, self.guard.screen_prompts(it.prompts, rep), list(rep.errors)))
                 except GuardInputError as e:
-                    it.future.set_exception(e)
+                    answers.append((it, None, e))
         dt = (time.perf_counter() - t0) * 1000
         self._last_ms_per_prompt = dt / max(1, len(flat))
         if self._on_batch is not None:
@@ -176,4 +234,4 @@ class ScreenBatcher:
         for it, res, errors in groups:
             for i, r in enumerate(res):
                 r.index = i
-            it.future.set_result(ScreenBatch(res, errors, len(flat), dt, (t0 - it.t_submit) * 1000))
+            answers.append((it, ScreenBatch(res, errors, len(flat), dt, (t0 - it.t_submit) * 1000), None))

@@ -82,6 +82,9 @@ class ScreenBatching(_Strict):
     max_batch: int = Field(default=128, ge=1, le=4096, description="prompts per encoder pass")
     max_pending: int = Field(default=4096, ge=1, description="waiting prompts per policy; more -> 429")
     timeout_s: float = Field(default=30.0, gt=0.0, description="a screen request waiting longer gets 504")
+    fast_path: bool = Field(
+        default=True, description="answer POST /v1/screen straight from ASGI (false: through the FastAPI route)"
+    )
 
 
 class AuditSettings(_Strict):
