@@ -12,7 +12,7 @@ from guard.cli import app
 from guard.policy import load_policy
 from guard.screen import PromptScreen
 from guard.screen.features import GROUP_WORDS
-from guard.screen.learned import get_model
+from guard.screen.learned import LearnedModel, get_model
 from guard.screen.train import _balance, fit_linear, i2p_sexual_target, operating_rates
 
 
@@ -128,3 +128,21 @@ def test_cli_table_shows_the_reason():
     assert len(reasons) == 2, r.output
     assert reasons[0].startswith("reason: sexual")
     assert reasons[1].startswith("reason: no category at its operating point")
+
+
+def test_hard_negative_rates_hold_over_all_heads_together():
+    """The shipped artifact's hard scales keep the union of the heads within the training targets
+    on the out-of-fold hard negatives, and scaling only ever lowers a head's hard-negative rate."""
+    from guard.screen.train import HARD_UNION_TARGET
+
+    m = get_model()
+    scales = m.meta["operating_rates"]["hard_scale"]
+    assert set(scales) == ({"main", "ml"} if m.has_ml else {"main"})
+    assert all(0 < v <= 1 for d in scales.values() for v in d.values())
+    hard = m.meta["oof_rates"]["hard negatives (train groups)"]
+    assert hard["block_rate"] <= HARD_UNION_TARGET["block"] + 0.005
+    assert hard["flag_rate"] <= HARD_UNION_TARGET["escalate"] + 0.01
+    # without the scales every head's hard threshold is at most as high
+    unscaled = LearnedModel(m._arrays, {**m.meta, "operating_rates": {**m.meta["operating_rates"], "hard_scale": {}}})
+    for h in m.heads:
+        assert unscaled.operating_point(h).escalate <= m.operating_point(h).escalate + 1e-9

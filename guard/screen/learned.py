@@ -69,6 +69,7 @@ class LearnedModel:
 
     def __init__(self, arrays: Mapping[str, np.ndarray], meta: dict):
         self.meta = meta
+        self._arrays = dict(arrays)  # as loaded (for a copy with other operating rates)
         self.layout = FeatureLayout.from_dict(meta["layout"])
         self.heads: tuple[str, ...] = tuple(meta["heads"])
         self.mean = np.asarray(arrays["mean"], np.float32)
@@ -200,13 +201,16 @@ class LearnedModel:
         rates = self.meta.get("operating_rates", {})
         hard = float(rates.get("hard_factor", HARD_FACTOR))
         esc_f = float(rates.get("escalate_factor", {}).get(head, ESCALATE_FACTOR))
+        # per head the hard negatives' rates are scaled down so that, over all heads together, the
+        # hard negatives stay within the artifact's union targets (measured out of fold at training)
+        scale = rates.get("hard_scale", {}).get(variant, {})
         block = max(
             self._tail_threshold(head, "everyday", fpr, variant),
-            self._tail_threshold(head, "hard", fpr * hard, variant),
+            self._tail_threshold(head, "hard", fpr * hard * float(scale.get("block", 1.0)), variant),
         )
         esc = max(
             self._tail_threshold(head, "everyday", fpr * esc_f, variant),
-            self._tail_threshold(head, "hard", fpr * hard * esc_f, variant),
+            self._tail_threshold(head, "hard", fpr * hard * esc_f * float(scale.get("escalate", 1.0)), variant),
         )
         if not math.isfinite(block):
             raise GuardError(f"the learned screen artifact has no benign calibration scores for {head}")

@@ -642,11 +642,12 @@ class PromptScreen:
             if m.view == "learned":
                 _cs, d, op, signals = v.learned[m.category]
                 words = ", ".join(f"{name} ({val:+.2f})" for name, val in signals if val > 0)
+                # deciding signals first (the CLI table shows the start of the first reason)
                 reasons.append(
-                    f"{m.category}: learned score {m.score:.3f} -> {d} ({op.describe()}, "
-                    f"sensitivity {self._sensitivity_of(m.category)})"
+                    f"{m.category}: learned score {m.score:.3f} -> {d}"
                     + (f"; deciding signals: {words}" if words else "")
                     + f"; nearest concept {m.concept} ({m.phrase})"
+                    + f"; {op.describe()}, sensitivity {self._sensitivity_of(m.category)}"
                 )
                 continue
             if m.view == "lexical":

@@ -205,6 +205,8 @@ def load_examples(
                 continue
             y, m = _label("violence")
             ex.append(Example(r["prompt"], y, m, "rab_violence", f"rab_violence/{i}"))
+    for e in ex:
+        e.weight = SOURCE_WEIGHT.get(e.source, 1.0)
     # one obfuscated copy of a share of the prompts, same label (not calibration data)
     extra = []
     for e in ex:
@@ -212,15 +214,34 @@ def load_examples(
         r = random.Random(f"{seed}/{e.text}")
         if r.random() < obfuscate_share:
             how = r.choice(OBFUSCATIONS)
-            extra.append(Example(obfuscate(e.text, how, r), e.y, e.mask, e.source + f"+{how}", e.group, lang=e.lang))
+            extra.append(
+                Example(
+                    obfuscate(e.text, how, r), e.y, e.mask, e.source + f"+{how}", e.group, weight=e.weight, lang=e.lang
+                )
+            )
     return ex + extra
 
+
+#: training weight per source (1 where absent): the few paired Ring-A-Bell nudity prompts and their
+#: clothed counterparts teach the sexual head where euphemism ends, so they count more (out of fold,
+#: x3 vs x1: clothed counterparts flagged 17 vs 28 %, the nudity prompts unchanged at 58 % blocked)
+SOURCE_WEIGHT: dict[str, float] = {"rab_nudity": 3.0, "rab_clothed": 3.0}
+
+#: feature groups the non-English heads read (with the USE-m3 embedding): the lexical layer, the
+#: suspicion and obfuscation signals, the shape and the multilingual cosines; not MiniLM's
+#: embedding, similarities or contrasts, which mean little for a Hindi or Korean prompt. Measured
+#: out of fold on the translated training rows, this beats the heads over every column (e.g. tr
+#: 81 vs 67 % blocked, de 91 vs 71 %, non-English hard negatives flagged 7 vs 9 %).
+ML_GROUPS = ("lexical", "suspicion", "obfuscation", "shape", "multilingual")
+#: weight of the prompts read as not English when fitting the non-English heads (out of fold, 3 vs 1:
+#: pl 78 vs 69 % blocked, ko 77 vs 73 %, hi 23 vs 17 %, non-English hard negatives unchanged)
+NON_ENGLISH_WEIGHT = 3.0
 
 #: I2P's label is a share of images with nudity, not a judgement of the prompt: prompts at or over
 #: this share are sexual, at or under ``I2P_NEGATIVE_MAX`` not; in between is a graded (soft) target
 I2P_POSITIVE_MIN = 50.0
 I2P_NEGATIVE_MAX = 10.0
-I2P_GRADED = False
+I2P_GRADED = False  # graded targets measured out of fold: I2P flagged 73 vs 70 %, clothed 25 vs 17 %: off
 
 
 def i2p_sexual_target(nudity: float) -> float | None:
@@ -471,14 +492,19 @@ def train_screen(
     if ml_on:
         t_ml = time.perf_counter()
         u = ml_embeddings(screen, texts, cache=cache)
+        ml_w = np.asarray([NON_ENGLISH_WEIGHT if f else 1.0 for f in foreign], np.float32)
         x_ml = x.copy()
         k = len(CATEGORIES) + 1
         col = layout.ml_active_column
         x_ml[:, col - k : col] = screen.multilingual.signals_of(u)
         x_ml[:, col] = 1.0
         x_ml = np.concatenate([x_ml, u], axis=1)
+        # the non-English heads read only what does not depend on MiniLM reading the language: the
+        # MiniLM-derived columns are zero (weight 0, mean 0, scale 1), so they contribute nothing
+        groups = np.asarray([layout.group_of(n) for n in layout.names])
+        x_ml[:, ~np.isin(groups, ML_GROUPS)] = 0.0
         mean_ml, scale_ml = _standardiser(x_ml)
-        oof_ml, coef_ml, b_ml = _fit_oof((x_ml - mean_ml) / scale_ml, y, m, w, fold, folds, l2)
+        oof_ml, coef_ml, b_ml = _fit_oof((x_ml - mean_ml) / scale_ml, y, m, w * ml_w, fold, folds, l2)
         arrays.update({"mean_ml": mean_ml, "scale_ml": scale_ml, "coef_ml": coef_ml, "intercept_ml": b_ml})
         variants["ml"] = oof_ml
         if progress:
@@ -555,6 +581,7 @@ def train_screen(
     # metrics of the artifact as shipped, on the corpus's held-back evaluation part
     from guard.screen.learned import LearnedModel
 
+    meta["operating_rates"]["hard_scale"] = hard_scales(examples, variants, foreign, arrays, meta)
     model = LearnedModel(arrays, meta)
     meta["oof_rates"] = oof_rates(examples, variants, foreign, model)
     meta["corpus_eval"] = corpus_eval_metrics(screen, model, corpus_rows)
@@ -581,6 +608,44 @@ def operating_rates() -> dict:
         "hard_factor": HARD_FACTOR,
         "escalate_factor": {c: (SEXUAL_ESCALATE_FACTOR if c == "sexual" else ESCALATE_FACTOR) for c in CATEGORIES},
     }
+
+
+#: over all heads together, at medium sensitivity, the out-of-fold share of hard negatives a set of
+#: heads may block / flag: the issue's targets. Tighter ones cost recall everywhere, since one factor
+#: scales every head (0.8 % / 4 % measured out of fold: explicit English blocked 88 %, violence in the
+#: corpus's evaluation part 39 %)
+HARD_UNION_TARGET = {"block": 0.01, "escalate": 0.05}
+
+
+def hard_scales(
+    examples: Sequence[Example], variants: dict[str, np.ndarray], foreign: np.ndarray | None, arrays: dict, meta: dict
+) -> dict[str, dict[str, float]]:
+    """Per set of heads, the factor (<= 1) on every head's hard-negative rate that keeps the union
+    of the heads within ``HARD_UNION_TARGET`` on the out-of-fold hard calibration prompts. Per-head
+    rates alone add up over six heads (six heads at 1.5 % each flag far more than 1.5 %)."""
+    from guard.screen.learned import LearnedModel
+
+    y = np.stack([e.y for e in examples])
+    calib = np.asarray([e.calib or "" for e in examples])
+    hard = (y.sum(1) == 0) & (calib == "hard")
+    out: dict[str, dict[str, float]] = {}
+    for variant, o in variants.items():
+        rows = hard & foreign if (variant == "ml" and foreign is not None) else hard
+        out[variant] = {}
+        for kind, target in HARD_UNION_TARGET.items():
+            g = 1.0
+            for _ in range(40):
+                trial = {**meta, "operating_rates": {**meta["operating_rates"], "hard_scale": {variant: {kind: g}}}}
+                ops = LearnedModel(arrays, trial).operating_points("medium", variant)
+                attr = "block" if kind == "block" else "escalate"
+                over = np.zeros(len(examples), bool)
+                for h, cat in enumerate(CATEGORIES):
+                    over |= o[:, h] >= _logit_of(getattr(ops[cat], attr))
+                if not rows.any() or over[rows].mean() <= target:
+                    break
+                g *= 0.85
+            out[variant][kind] = round(g, 4)
+    return out
 
 
 def _training_sets(examples: Sequence[Example], foreign: np.ndarray | None) -> dict[str, np.ndarray]:
@@ -722,8 +787,17 @@ def write_model_card(path: Path, meta: dict) -> None:
         "for the non-English heads, the non-English hard negatives) set the thresholds:",
         "`sensitivity: low | medium | high` target a block FPR of 0.02 % / 0.05 % / 0.3 % on everyday",
         f"prompts and {rates['hard_factor']:g}x that on hard negatives; a head escalates at "
-        + ", ".join(f"{v:g}x" + f" ({k})" for k, v in esc.items() if v != ESCALATE_FACTOR)
-        + f", otherwise {ESCALATE_FACTOR:g}x its block rate. A float is a target FPR.",
+        + "".join(f"{v:g}x ({k}), " for k, v in esc.items() if v != ESCALATE_FACTOR)
+        + f"otherwise {ESCALATE_FACTOR:g}x its block rate. A float is a target FPR.",
+        "Over all heads together, hard negatives would add up: each set of heads scales its hard rates by the",
+        "largest factor that keeps the union within "
+        f"{100 * HARD_UNION_TARGET['block']:g} % blocked / {100 * HARD_UNION_TARGET['escalate']:g} % flagged out of "
+        "fold at medium: "
+        + "; ".join(
+            f"{v} block x{d.get('block', 1):g}, escalate x{d.get('escalate', 1):g}"
+            for v, d in rates.get("hard_scale", {}).items()
+        )
+        + ".",
         "",
         "## Out-of-fold AUROC per head",
         "",
