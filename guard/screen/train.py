@@ -611,10 +611,11 @@ def operating_rates() -> dict:
 
 
 #: over all heads together, at medium sensitivity, the out-of-fold share of hard negatives a set of
-#: heads may block / flag: the issue's targets. Tighter ones cost recall everywhere, since one factor
-#: scales every head (0.8 % / 4 % measured out of fold: explicit English blocked 88 %, violence in the
-#: corpus's evaluation part 39 %)
-HARD_UNION_TARGET = {"block": 0.01, "escalate": 0.05}
+#: heads may flag (the issue's target). One factor scales every head, so a union target costs recall
+#: everywhere; for blocking it costs too much (block <= 1 % measured out of fold: block factor 0.52,
+#: explicit English blocked 90 vs 98 %, violence in the corpus's evaluation part 40 vs 79 %), so
+#: blocking keeps the per-head rates. An escalated prompt still runs, under guidance and checks.
+HARD_UNION_TARGET = {"escalate": 0.05}
 
 
 def hard_scales(
@@ -791,8 +792,8 @@ def write_model_card(path: Path, meta: dict) -> None:
         + f"otherwise {ESCALATE_FACTOR:g}x its block rate. A float is a target FPR.",
         "Over all heads together, hard negatives would add up: each set of heads scales its hard rates by the",
         "largest factor that keeps the union within "
-        f"{100 * HARD_UNION_TARGET['block']:g} % blocked / {100 * HARD_UNION_TARGET['escalate']:g} % flagged out of "
-        "fold at medium: "
+        + " / ".join(f"{100 * v:g} % {'blocked' if k == 'block' else 'flagged'}" for k, v in HARD_UNION_TARGET.items())
+        + " out of fold at medium: "
         + "; ".join(
             f"{v} block x{d.get('block', 1):g}, escalate x{d.get('escalate', 1):g}"
             for v, d in rates.get("hard_scale", {}).items()
