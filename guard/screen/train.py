@@ -517,7 +517,7 @@ def train_screen(
         for h, cat in enumerate(CATEGORIES):
             for which in ("everyday", "hard"):
                 sel = benign & (calib == which) & (m[:, h] > 0)
-                if variant == "ml" and which == "hard" and foreign is not None:
+                if variant == "ml" and which == "hard" and foreign is not None and (sel & foreign).any():
                     sel &= foreign  # the non-English heads only ever score non-English prompts
                 key = which if variant == "main" else f"{which}_{variant}"
                 tails[f"tail_{key}_{cat}"] = np.sort(o[sel, h])[::-1][:TAIL].astype(np.float32)
@@ -631,7 +631,7 @@ def hard_scales(
     hard = (y.sum(1) == 0) & (calib == "hard")
     out: dict[str, dict[str, float]] = {}
     for variant, o in variants.items():
-        rows = hard & foreign if (variant == "ml" and foreign is not None) else hard
+        rows = hard & foreign if (variant == "ml" and foreign is not None and (hard & foreign).any()) else hard
         out[variant] = {}
         for kind, target in HARD_UNION_TARGET.items():
             g = 1.0
