@@ -334,7 +334,10 @@ def fit_linear(
     """Logistic regression for every head at once: minimises, per head, the balanced weighted
     cross-entropy (soft targets allowed) plus ``l2 / 2 * |coef|^2``, by L-BFGS from zeros
     (deterministic: no random state). Returns ``coef`` (n_features, n_heads) and ``intercept``."""
-    from scipy.optimize import minimize
+    try:
+        from scipy.optimize import minimize
+    except ImportError as e:  # pragma: no cover - scipy ships with the dev and train extras
+        raise RuntimeError("guard train-screen needs scipy: pip install 'diffusers-guard[train]'") from e
 
     x = np.asarray(xs, np.float64)
     y = np.asarray(y, np.float64)
