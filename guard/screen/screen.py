@@ -154,6 +154,7 @@ class PromptScreen:
         self._learned_concepts: set[int] = set()
         self._head_concepts: dict[str, list[int]] = {}
         self._operating_points: dict[str, OperatingPoint] = {}
+        self._operating_points_ml: dict[str, OperatingPoint] = {}  # the non-English heads'
         mode = getattr(self.cfg, "decision", "auto")
         if mode == "threshold":
             return
@@ -188,6 +189,8 @@ class PromptScreen:
         if model.layout.multilingual:
             self.multilingual = build_for(self)
         self._operating_points = model.operating_points(getattr(self.cfg, "sensitivity", "medium"))
+        if model.has_ml and self.multilingual is not None:
+            self._operating_points_ml = model.operating_points(getattr(self.cfg, "sensitivity", "medium"), "ml")
         self._learned_concepts = {ci for ci, c in enumerate(self._concepts) if c.id in trained}
         for ci in sorted(self._learned_concepts):
             self._head_concepts.setdefault(self._concepts[ci].category, []).append(ci)
@@ -492,8 +495,11 @@ class PromptScreen:
         best_key: tuple | None = None
         best_cs: ConceptScore | None = None
         near_margin = -np.inf
+        # a prompt the multilingual encoder read is scored by the non-English heads, at their own points
+        ml = feats is not None and bool(self._operating_points_ml) and bool(model.variant_of(feats)[0])
+        points = self._operating_points_ml if ml else self._operating_points
         for h, cat in enumerate(model.heads):
-            op = self._operating_points[cat]
+            op = points[cat]
             p = float(proba[h])
             d = "block" if p >= op.block else "escalate" if p >= op.escalate else "allow"
             idx = self._head_concepts.get(cat, [])
@@ -636,11 +642,12 @@ class PromptScreen:
             if m.view == "learned":
                 _cs, d, op, signals = v.learned[m.category]
                 words = ", ".join(f"{name} ({val:+.2f})" for name, val in signals if val > 0)
+                # deciding signals first (the CLI table shows the start of the first reason)
                 reasons.append(
-                    f"{m.category}: learned score {m.score:.3f} -> {d} ({op.describe()}, "
-                    f"sensitivity {self._sensitivity_of(m.category)})"
+                    f"{m.category}: learned score {m.score:.3f} -> {d}"
                     + (f"; deciding signals: {words}" if words else "")
                     + f"; nearest concept {m.concept} ({m.phrase})"
+                    + f"; {op.describe()}, sensitivity {self._sensitivity_of(m.category)}"
                 )
                 continue
             if m.view == "lexical":

