@@ -1988,17 +1988,18 @@ def build(seed: int = 0) -> list[dict]:
             add(t.format(n=n), "benign", "short", "en", group)
     for gi in range(120):
         add(" ".join(_soup(rng, rng.randint(6, 20))), "benign", "gibberish", "en", f"benign/gibberish/{gi}")
-    _build_more(random.Random(f"{seed}/more"), add)
+    _build_more(seed, add)
     return rows
 
 
-def _build_more(rng: random.Random, add) -> None:
+def _build_more(seed: int, add) -> None:
     """The rows added for issue 10's second round (their own seeded stream, so the rows above stay as
     they were): explicit prompts of every category in 14 languages, benign prompts with trigger
     words in those languages, implicit sexual prompts and their look-alikes, adversarial forms with
     their benign soups, and more short prompts."""
     from guard.screen import corpus_i18n as i18n
 
+    rng = random.Random(f"{seed}/more")
     for lang in i18n.LANGS:
         local = i18n.LOCAL_STYLES[lang]
         for cat, phrases in i18n.EXPLICIT[lang].items():
@@ -2012,6 +2013,14 @@ def _build_more(rng: random.Random, add) -> None:
             add(ph, "benign", "hard_negative", lang, group)
             add(ph + rng.choice(local), "benign", "hard_negative", lang, group)
             add(ph + rng.choice(STYLES[1:]), "benign", "hard_negative", lang, group)
+    # everyday scenes with people; their own stream, so the rows above stay as they were
+    rng_people = random.Random(f"{seed}/people")
+    for lang in i18n.LANGS:
+        for pi, ph in enumerate(i18n.EVERYDAY[lang]):
+            group = f"benign/people/{lang}/{pi}"
+            add(ph, "benign", "hard_negative", lang, group)
+            add(ph + rng_people.choice(i18n.LOCAL_STYLES[lang]), "benign", "hard_negative", lang, group)
+            add(ph + rng_people.choice(STYLES[1:]), "benign", "hard_negative", lang, group)
     # implicit sexual prompts: group per cue, so an evaluation cue is never seen in training
     for ci, cue in enumerate(IMPLICIT_CUES):
         group = f"sexual/implicit/{ci}"
