@@ -2021,6 +2021,12 @@ def _build_more(seed: int, add) -> None:
             add(ph, "benign", "hard_negative", lang, group)
             add(ph + rng_people.choice(i18n.LOCAL_STYLES[lang]), "benign", "hard_negative", lang, group)
             add(ph + rng_people.choice(STYLES[1:]), "benign", "hard_negative", lang, group)
+    for lang in i18n.LANGS:
+        nouns, frames = i18n.SHORT[lang]
+        for ni, n in enumerate(nouns):
+            group = f"benign/short/{lang}/{ni}"
+            for fr in frames:
+                add(fr.format(x=n), "benign", "short", lang, group)
     # implicit sexual prompts: group per cue, so an evaluation cue is never seen in training
     for ci, cue in enumerate(IMPLICIT_CUES):
         group = f"sexual/implicit/{ci}"

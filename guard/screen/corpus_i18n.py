@@ -1564,3 +1564,98 @@ EVERYDAY: dict[str, list[str]] = {
         "टेडी बियर के साथ बिस्तर पर सोता लड़का",
     ],
 }
+
+#: short prompts in each language: one noun (with its article where the language has one), bare, with
+#: the language's word for photo or image; the same 36 in every language (a mosque, a church, a
+#: temple, a cat, a dog, a horse, a bird, a tree, a flower, a mountain, a river, a beach, a city, a
+#: car, a train, a bicycle, a house, a bridge, a castle, an apple, bread, a cake, coffee, a cocktail,
+#: a kitchen knife, a rope, a candle, fireworks, a doctor, a nurse, a child, a girl, a woman, a man, a
+#: bikini, a kiss)
+SHORT: dict[str, tuple[list[str], list[str]]] = {
+    "es": (
+        "una mezquita|una iglesia|un templo|un gato|un perro|un caballo|un pájaro|un árbol|una flor|una montaña|"
+        "un río|una playa|una ciudad|un coche|un tren|una bicicleta|una casa|un puente|un castillo|una manzana|"
+        "pan|una tarta|café|un cóctel|un cuchillo de cocina|una cuerda|una vela|fuegos artificiales|un médico|"
+        "una enfermera|un niño|una niña|una mujer|un hombre|un bikini|un beso".split("|"),
+        ["{x}", "imagen de {x}", "foto de {x}"],
+    ),
+    "fr": (
+        "une mosquée|une église|un temple|un chat|un chien|un cheval|un oiseau|un arbre|une fleur|une montagne|"
+        "une rivière|une plage|une ville|une voiture|un train|un vélo|une maison|un pont|un château|une pomme|"
+        "du pain|un gâteau|un café|un cocktail|un couteau de cuisine|une corde|une bougie|un feu d'artifice|"
+        "un médecin|une infirmière|un enfant|une fille|une femme|un homme|un bikini|un baiser".split("|"),
+        ["{x}", "image : {x}", "photo : {x}"],
+    ),
+    "de": (
+        "eine moschee|eine kirche|ein tempel|eine katze|ein hund|ein pferd|ein vogel|ein baum|eine blume|"
+        "ein berg|ein fluss|ein strand|eine stadt|ein auto|ein zug|ein fahrrad|ein haus|eine brücke|eine burg|"
+        "ein apfel|brot|ein kuchen|kaffee|ein cocktail|ein küchenmesser|ein seil|eine kerze|ein feuerwerk|"
+        "ein arzt|eine krankenschwester|ein kind|ein mädchen|eine frau|ein mann|ein bikini|ein kuss".split("|"),
+        ["{x}", "bild: {x}", "foto: {x}"],
+    ),
+    "it": (
+        "una moschea|una chiesa|un tempio|un gatto|un cane|un cavallo|un uccello|un albero|un fiore|una montagna|"
+        "un fiume|una spiaggia|una città|una macchina|un treno|una bicicletta|una casa|un ponte|un castello|"
+        "una mela|pane|una torta|caffè|un cocktail|un coltello da cucina|una corda|una candela|fuochi d'artificio|"
+        "un medico|un'infermiera|un bambino|una ragazza|una donna|un uomo|un bikini|un bacio".split("|"),
+        ["{x}", "immagine: {x}", "foto: {x}"],
+    ),
+    "pt": (
+        "uma mesquita|uma igreja|um templo|um gato|um cachorro|um cavalo|um pássaro|uma árvore|uma flor|"
+        "uma montanha|um rio|uma praia|uma cidade|um carro|um trem|uma bicicleta|uma casa|uma ponte|um castelo|"
+        "uma maçã|pão|um bolo|café|um coquetel|uma faca de cozinha|uma corda|uma vela|fogos de artifício|"
+        "um médico|uma enfermeira|uma criança|uma menina|uma mulher|um homem|um biquíni|um beijo".split("|"),
+        ["{x}", "imagem: {x}", "foto: {x}"],
+    ),
+    "nl": (
+        "een moskee|een kerk|een tempel|een kat|een hond|een paard|een vogel|een boom|een bloem|een berg|"
+        "een rivier|een strand|een stad|een auto|een trein|een fiets|een huis|een brug|een kasteel|een appel|"
+        "brood|een taart|koffie|een cocktail|een keukenmes|een touw|een kaars|vuurwerk|een dokter|"
+        "een verpleegster|een kind|een meisje|een vrouw|een man|een bikini|een kus".split("|"),
+        ["{x}", "afbeelding: {x}", "foto: {x}"],
+    ),
+    "pl": (
+        "meczet|kościół|świątynia|kot|pies|koń|ptak|drzewo|kwiat|góra|rzeka|plaża|miasto|samochód|pociąg|rower|"
+        "dom|most|zamek|jabłko|chleb|tort|kawa|koktajl|nóż kuchenny|lina|świeca|fajerwerki|lekarz|pielęgniarka|"
+        "dziecko|dziewczyna|kobieta|mężczyzna|bikini|pocałunek".split("|"),
+        ["{x}", "obraz: {x}", "zdjęcie: {x}"],
+    ),
+    "ru": (
+        "мечеть|церковь|храм|кошка|собака|лошадь|птица|дерево|цветок|гора|река|пляж|город|машина|поезд|"
+        "велосипед|дом|мост|замок|яблоко|хлеб|торт|кофе|коктейль|кухонный нож|верёвка|свеча|фейерверк|врач|"
+        "медсестра|ребёнок|девушка|женщина|мужчина|бикини|поцелуй".split("|"),
+        ["{x}", "изображение: {x}", "фото: {x}"],
+    ),
+    "zh": (
+        "清真寺|教堂|寺庙|猫|狗|马|鸟|树|花|山|河|海滩|城市|汽车|火车|自行车|房子|桥|城堡|苹果|面包|蛋糕|咖啡|"
+        "鸡尾酒|菜刀|绳子|蜡烛|烟花|医生|护士|孩子|女孩|女人|男人|比基尼|亲吻".split("|"),
+        ["{x}", "{x}的图片", "{x}的照片"],
+    ),
+    "ja": (
+        "モスク|教会|お寺|猫|犬|馬|鳥|木|花|山|川|ビーチ|街|車|電車|自転車|家|橋|城|りんご|パン|ケーキ|コーヒー|"
+        "カクテル|包丁|ロープ|ろうそく|花火|医者|看護師|子供|女の子|女性|男性|ビキニ|キス".split("|"),
+        ["{x}", "{x}の画像", "{x}の写真"],
+    ),
+    "tr": (
+        "cami|kilise|tapınak|kedi|köpek|at|kuş|ağaç|çiçek|dağ|nehir|plaj|şehir|araba|tren|bisiklet|ev|köprü|"
+        "kale|elma|ekmek|pasta|kahve|kokteyl|mutfak bıçağı|ip|mum|havai fişek|doktor|hemşire|çocuk|kız|kadın|"
+        "adam|bikini|öpücük".split("|"),
+        ["{x}", "{x} resmi", "{x} fotoğrafı"],
+    ),
+    "ko": (
+        "모스크|교회|절|고양이|개|말|새|나무|꽃|산|강|해변|도시|자동차|기차|자전거|집|다리|성|사과|빵|케이크|커피|"
+        "칵테일|부엌칼|밧줄|양초|불꽃놀이|의사|간호사|아이|소녀|여자|남자|비키니|키스".split("|"),
+        ["{x}", "{x} 이미지", "{x} 사진"],
+    ),
+    "ar": (
+        "مسجد|كنيسة|معبد|قطة|كلب|حصان|طائر|شجرة|زهرة|جبل|نهر|شاطئ|مدينة|سيارة|قطار|دراجة|بيت|جسر|قلعة|تفاحة|"
+        "خبز|كعكة|قهوة|كوكتيل|سكين مطبخ|حبل|شمعة|ألعاب نارية|طبيب|ممرضة|طفل|فتاة|امرأة|رجل|بيكيني|قبلة".split("|"),
+        ["{x}", "صورة {x}", "رسم {x}"],
+    ),
+    "hi": (
+        "मस्जिद|चर्च|मंदिर|बिल्ली|कुत्ता|घोड़ा|चिड़िया|पेड़|फूल|पहाड़|नदी|समुद्र तट|शहर|कार|ट्रेन|साइकिल|घर|पुल|"
+        "किला|सेब|रोटी|केक|कॉफ़ी|कॉकटेल|रसोई का चाकू|रस्सी|मोमबत्ती|आतिशबाज़ी|डॉक्टर|नर्स|बच्चा|लड़की|औरत|"
+        "आदमी|बिकिनी|चुंबन".split("|"),
+        ["{x}", "{x} की तस्वीर", "{x} की फोटो"],
+    ),
+}
