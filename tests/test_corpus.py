@@ -102,6 +102,7 @@ def test_i18n_module_is_complete():
 
 def test_soups_carry_the_label_of_their_words(rows):
     """Every adversarial row holds an unsafe fragment (in any casing); no benign soup holds one."""
+
     def fold(t: str) -> str:  # Turkish dotless i upper-cases to I, which folds to a dotted i
         return t.casefold().replace("ı", "i")
 
