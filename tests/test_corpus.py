@@ -97,6 +97,8 @@ def test_i18n_module_is_complete():
         assert all(len(v) >= 7 for v in corpus_i18n.EXPLICIT[lang].values()), lang
         assert len(corpus_i18n.BENIGN[lang]) >= 25, lang
         assert corpus_i18n.LOCAL_STYLES[lang], lang
+        assert set(corpus_i18n.EXPLICIT_MORE[lang]) == {"self_harm", "illegal"}, lang
+        assert len(corpus_i18n.EVERYDAY[lang]) >= 20 and len(corpus_i18n.SHORT[lang][0]) >= 30, lang
     assert set(I18N_FRAGMENTS) == set(UNSAFE_FRAGMENTS) == set(CATEGORIES)
 
 

@@ -2072,6 +2072,14 @@ def _build_more(seed: int, add) -> None:
             add(ph, "benign", "hard_negative", lang, group)
             add(ph + rng_people.choice(i18n.LOCAL_STYLES[lang]), "benign", "hard_negative", lang, group)
             add(ph + rng_people.choice(STYLES[1:]), "benign", "hard_negative", lang, group)
+    rng_more = random.Random(f"{seed}/i18n-more")  # own stream: the rows below stay as they were
+    for lang in i18n.LANGS:
+        for cat, phrases in i18n.EXPLICIT_MORE[lang].items():
+            for pi, ph in enumerate(phrases):
+                group = f"{cat}/translated/{lang}/y{pi}"
+                add(ph, cat, "translated", lang, group)
+                add(ph + rng_more.choice(i18n.LOCAL_STYLES[lang]), cat, "translated", lang, group)
+                add(ph + rng_more.choice(STYLES[1:]), cat, "translated", lang, group)
     for lang in i18n.LANGS:
         nouns, frames = i18n.SHORT[lang]
         for ni, n in enumerate(nouns):
