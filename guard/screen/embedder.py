@@ -61,6 +61,7 @@ class Embedder:
             except Exception as e:
                 raise GuardError(f"cannot load screen model from {self.path}: {e}") from e
             self._torch = torch
+            self._uses_tt = "token_type_ids" in self._tok.model_input_names
             self.max_seq_length = int(self._direct.get("max_seq_length", 256))
             self.dim = int(self._model.config.hidden_size)
         else:
@@ -95,6 +96,56 @@ class Embedder:
                 )
                 return np.ascontiguousarray(out, dtype=np.float32)
             return self._encode_direct(texts)
+
+    def clear_cache(self) -> None:
+        """Nothing to forget: the torch embedder keeps no cache."""
+
+    def encode_views(self, texts: list[str], spans: list[list[tuple[int, int]]]) -> list[np.ndarray]:
+        """As :meth:`guard.screen.onnx_backend.OnnxEmbedder.encode_views`: per text, its vector then
+        each character span's pooled token states from one pass (:mod:`guard.screen.late_chunk`).
+        Models outside the direct Transformer -> Pooling path encode each span's text on its own."""
+        if len(spans) != len(texts):
+            raise GuardError(f"encode_views: {len(texts)} texts but {len(spans)} span lists")
+        if self._direct is None:
+            return [self.encode([t] + [t[a:b] for a, b in sp]) for t, sp in zip(texts, spans)]
+        from guard.screen.late_chunk import Tokens, embed_views
+
+        torch = self._torch
+        unk = self._tok.unk_token_id
+
+        def run(ids, tt):
+            feeds = {
+                "input_ids": torch.tensor([ids], dtype=torch.long),
+                "attention_mask": torch.ones((1, len(ids)), dtype=torch.long),
+            }
+            if self._uses_tt:
+                feeds["token_type_ids"] = torch.tensor([tt], dtype=torch.long)
+            hidden = self._model(**{k: v.to(self.device) for k, v in feeds.items()}).last_hidden_state
+            pooled = pool_and_normalize(hidden, feeds["attention_mask"].to(self.device), self._direct["pooling"])
+            return hidden[0].float().cpu().numpy(), pooled[0].cpu().numpy()
+
+        out = []
+        with self._lock, torch.inference_mode():
+            for text, sp in zip(texts, spans):
+                enc = self._tok(text, return_offsets_mapping=True, return_special_tokens_mask=True, verbose=False)
+                tt = enc.get("token_type_ids") or [0] * len(enc["input_ids"])
+                tk = Tokens(
+                    list(enc["input_ids"]),
+                    list(tt),
+                    [tuple(o) for o in enc["offset_mapping"]],
+                    list(enc["special_tokens_mask"]),
+                )
+                out.append(
+                    embed_views(
+                        tk.without(unk),
+                        sp,
+                        run,
+                        max_length=self.max_seq_length,
+                        dim=self.dim,
+                        pooling=self._direct["pooling"],
+                    )
+                )
+        return out
 
     def _encode_direct(self, texts: list[str]) -> np.ndarray:
         """As the ONNX path: unknown pieces dropped, texts with no known piece get a zero row."""
@@ -157,12 +208,12 @@ def get_embedder(model: str = DEFAULT_MODEL, device: str = "cpu", backend: str =
     """Process-wide shared embedder per (model, device, backend): loaded once, used by every screen.
 
     ``backend``: ``"torch"`` -> :class:`Embedder`; ``"onnx"`` ->
-    :class:`~guard.screen.onnx_backend.OnnxEmbedder` (raises :class:`GuardError` with the reason when
-    impossible); ``"onnx-int8"`` -> the same with int8 MatMuls (about 2x faster, embeddings within
-    ~0.01 cosine of fp32, so near-threshold decisions can differ); ``"auto"`` -> ONNX when possible, else
-    the torch :class:`Embedder` after one warning
-    naming the reason. Models that are not a plain Transformer -> Pooling (-> Normalize) stack always
-    use the torch / sentence-transformers path under ``"auto"``.
+    :class:`~guard.screen.onnx_backend.OnnxEmbedder`, fp32 (raises :class:`GuardError` with the reason
+    when impossible); ``"onnx-int8"`` -> the same with int8 MatMuls (about 2x faster, embeddings within
+    ~0.01 cosine of fp32); ``"auto"`` (the default) -> ONNX int8 when possible (the shipped learned
+    decision is trained on its vectors), else ONNX fp32, else the torch :class:`Embedder`, after one
+    warning naming the reason. Models that are not a plain Transformer -> Pooling (-> Normalize) stack
+    always use the torch / sentence-transformers path under ``"auto"``.
     """
     if backend not in BACKENDS:
         raise GuardError(f"unknown screen backend {backend!r}; expected one of {', '.join(BACKENDS)}")
@@ -182,7 +233,14 @@ def get_embedder(model: str = DEFAULT_MODEL, device: str = "cpu", backend: str =
         from guard.screen.onnx_backend import OnnxEmbedder
 
         try:
-            emb = OnnxEmbedder(model, device=device, quantize="int8" if backend == "onnx-int8" else None)
+            if backend == "auto":
+                try:
+                    emb = OnnxEmbedder(model, device=device, quantize="int8")
+                except Exception as e:  # noqa: BLE001 - e.g. no onnxruntime.quantization: fp32 ONNX still works
+                    logger.warning("int8 screen model unavailable (%s); using ONNX fp32", e)
+                    emb = OnnxEmbedder(model, device=device)
+            else:
+                emb = OnnxEmbedder(model, device=device, quantize="int8" if backend == "onnx-int8" else None)
         except Exception as e:
             reason = f"{type(e).__name__}: {e}" if not isinstance(e, GuardError) else str(e)
             if backend != "auto":

@@ -36,6 +36,7 @@ from guard.screen.model_files import DEFAULT_MODEL, ENCODING_TAG, _fingerprint, 
 
 logger = logging.getLogger(__name__)
 
+from guard.screen.late_chunk import embed_views  # noqa: E402
 from guard.screen.onnx_session import (  # noqa: E402, F401 - re-exported: the runtime's public names
     _META_PREFIX,
     CACHE_SIZE,
@@ -52,13 +53,18 @@ from guard.screen.onnx_session import (  # noqa: E402, F401 - re-exported: the r
     _meta,
     _num_threads,
     _pad,
+    _run_each,
     _run_sorted,
     _Tokenizer,
     choose_providers,
     drop_unknown,
     make_session,
     onnx_cache_path,
+    run_window,
 )
+
+#: default size of each OnnxEmbedder's LRU cache of late-chunked prompt views (see ``encode_views``)
+VIEWS_CACHE_SIZE = 2_000
 
 
 class OnnxEmbedder:
@@ -100,6 +106,9 @@ class OnnxEmbedder:
         #: texts whose embeddings are kept (LRU; 0 turns the cache off). 20,000 rows of 384 floats: 31 MB
         self.cache_size = CACHE_SIZE
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        #: prompts whose late-chunked views are kept (LRU; 0 turns it off); 2,000 prompts of ~8 views: ~25 MB
+        self.views_cache_size = VIEWS_CACHE_SIZE
+        self._views_cache: OrderedDict[tuple, np.ndarray] = OrderedDict()
         self._cache_lock = threading.Lock()
         self._tok = _Tokenizer(self.path, self.max_seq_length)
         self._providers = providers
@@ -139,6 +148,9 @@ class OnnxEmbedder:
         bad = {k: meta.get(k) for k, v in want.items() if meta.get(k) != v}
         if bad:
             raise OnnxUnavailable(f"cached graph metadata does not match this model: {bad}")
+        outputs = [o.name for o in sess.get_outputs()]
+        if outputs[:2] != ["embeddings", "token_states"]:
+            raise OnnxUnavailable(f"cached graph has outputs {outputs}, expected embeddings and token_states")
         probe = np.asarray(json.loads(meta["probe"]), dtype=np.float32)[None]
         got = _run_sorted(sess, self._tok, self._tok.encode([PROBE_TEXT]), 1, probe.shape[1])
         cos = float(_cosines(got, probe)[0])
@@ -218,17 +230,75 @@ class OnnxEmbedder:
                     self._cache.popitem(last=False)
         return out
 
+    def _run(self, encs) -> np.ndarray:
+        # int8: one text per call (its activation scales are then its own: batch-invariant results);
+        # fp32: token-length-sorted batches (batch layouts agree to float rounding)
+        if self.quantize:
+            return _run_each(self._session, encs, self.dim)
+        return _run_sorted(self._session, self._tok, encs, self.batch_size, self.dim)
+
     def _encode_new(self, texts: list[str]) -> np.ndarray:
         with self._lock:
             encs = self._tok.encode(texts)
         encs, empty = drop_unknown(encs, self._tok.unk_id, self._tok.n_special)
         if not empty.any():
-            return _run_sorted(self._session, self._tok, encs, self.batch_size, self.dim)
+            return self._run(encs)
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         keep = np.flatnonzero(~empty)
         if keep.size:
-            out[keep] = _run_sorted(self._session, self._tok, [encs[i] for i in keep], self.batch_size, self.dim)
+            out[keep] = self._run([encs[i] for i in keep])
         return out
+
+    def encode_views(self, texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]]) -> list[np.ndarray]:
+        """For each text, ``(1 + len(spans[i]), dim)`` float32 rows from ONE encoder pass over it
+        (windows of tokens beyond the encoder's length): the text's own vector (as :meth:`encode`),
+        then each ``[start, end)`` character span's pooled token states, unit norm (zero when the
+        span holds no known word piece). See :mod:`guard.screen.late_chunk`. Recent (text, spans)
+        pairs come from the LRU cache."""
+        texts = list(texts)
+        if len(spans) != len(texts):
+            raise GuardError(f"encode_views: {len(texts)} texts but {len(spans)} span lists")
+        keys = [(t, tuple(map(tuple, sp))) for t, sp in zip(texts, spans)]
+        out: list[np.ndarray | None] = [None] * len(texts)
+        todo: list[int] = []
+        with self._cache_lock:
+            for i, k in enumerate(keys):
+                v = self._views_cache.get(k) if self.views_cache_size else None
+                if v is None:
+                    todo.append(i)
+                else:
+                    self._views_cache.move_to_end(k)
+                    out[i] = v
+        if todo:
+            with self._lock:
+                toks = self._tok.tokens([texts[i] for i in todo])
+            names = [i.name for i in self._session.get_inputs()]
+
+            def run(ids, tt):
+                return run_window(self._session, names, ids, tt)
+
+            for i, tk in zip(todo, toks):
+                out[i] = embed_views(
+                    tk.without(self._tok.unk_id),
+                    keys[i][1],
+                    run,
+                    max_length=self.max_seq_length,
+                    dim=self.dim,
+                    pooling=self._pooling,
+                )
+            if self.views_cache_size:
+                with self._cache_lock:
+                    for i in todo:
+                        self._views_cache[keys[i]] = out[i]
+                    while len(self._views_cache) > self.views_cache_size:
+                        self._views_cache.popitem(last=False)
+        return out  # type: ignore[return-value]
+
+    def clear_cache(self) -> None:
+        """Forget every cached embedding (both LRU caches)."""
+        with self._cache_lock:
+            self._cache.clear()
+            self._views_cache.clear()
 
     def __repr__(self) -> str:
         return f"OnnxEmbedder({self.model_name!r}, provider={self.provider!r}, dim={self.dim})"

@@ -14,11 +14,13 @@ from typing import Any
 import numpy as np
 
 from guard.errors import GuardError
+from guard.screen.late_chunk import Tokens
 
 logger = logging.getLogger(__name__)
 
-#: bump when the exported graph changes (inputs, outputs, pooling), so old cached files are re-exported
-EXPORT_FORMAT = "1"
+#: bump when the exported graph changes (inputs, outputs, pooling), so old cached files are re-exported.
+#: 2: a second output, ``token_states`` (batch, seq, dim), the last hidden states (for late chunking)
+EXPORT_FORMAT = "2"
 OPSET = 17
 MIN_COSINE = 0.999
 #: the probe check of an int8 graph (against the fp32 torch probe vector)
@@ -58,6 +60,8 @@ class _Tokenizer:
         self.max_length = max_length
         tj = path / "tokenizer.json"
         self._hf = None
+        self._whole = None  # the same tokenizer without truncation (for late chunking), made on first use
+        self._path = path
         if tj.is_file():
             from tokenizers import Tokenizer
 
@@ -85,6 +89,25 @@ class _Tokenizer:
             tt = enc.get("token_type_ids") or [[0] * len(ids) for ids in enc["input_ids"]]
             return list(zip(enc["input_ids"], tt))
         return [(e.ids, e.type_ids) for e in self._tok.encode_batch(list(texts))]
+
+    def tokens(self, texts: Sequence[str]) -> list[Tokens]:
+        """Whole encodings (not truncated) with character offsets and the special-token mask."""
+        if self._hf is not None:  # pragma: no cover
+            enc = self._hf(list(texts), return_offsets_mapping=True, return_special_tokens_mask=True)
+            tts = enc.get("token_type_ids") or [[0] * len(ids) for ids in enc["input_ids"]]
+            return [
+                Tokens(list(i), list(t), [tuple(o) for o in off], list(m))
+                for i, t, off, m in zip(enc["input_ids"], tts, enc["offset_mapping"], enc["special_tokens_mask"])
+            ]
+        if self._whole is None:
+            from tokenizers import Tokenizer
+
+            self._whole = Tokenizer.from_file(str(self._path / "tokenizer.json"))
+            self._whole.no_padding()
+            self._whole.no_truncation()
+        return [
+            Tokens(e.ids, e.type_ids, e.offsets, e.special_tokens_mask) for e in self._whole.encode_batch(list(texts))
+        ]
 
 
 def drop_unknown(
@@ -155,7 +178,30 @@ def _run_sorted(session, tok: _Tokenizer, encs, batch_size: int, dim: int) -> np
     out = np.empty((len(encs), dim), dtype=np.float32)
     for idx in _batches([len(ids) for ids, _ in encs], batch_size):
         feeds = _pad([encs[i] for i in idx], tok.pad_id, names)
-        out[idx] = session.run(None, feeds)[0]
+        out[idx] = session.run(["embeddings"], feeds)[0]
+    return out
+
+
+def run_window(session, names: Sequence[str], ids: list[int], type_ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """One text (no padding) through the graph: its token states (n, dim) and pooled unit vector."""
+    feeds = {
+        "input_ids": np.asarray([ids], dtype=np.int64),
+        "attention_mask": np.ones((1, len(ids)), dtype=np.int64),
+        "token_type_ids": np.asarray([type_ids], dtype=np.int64),
+    }
+    pooled, states = session.run(None, {k: feeds[k] for k in names})[:2]
+    return states[0], pooled[0]
+
+
+def _run_each(session, encs, dim: int) -> np.ndarray:
+    """Encode pre-tokenised texts one at a time (no padding): the result of a text does not depend
+    on the other texts of the call. Needed for int8 graphs, whose activations are quantised with one
+    scale per call; for fp32 it matches :func:`_run_sorted` to float rounding."""
+    names = [i.name for i in session.get_inputs()]
+    out = np.empty((len(encs), dim), dtype=np.float32)
+    for r, (ids, tt) in enumerate(encs):
+        feeds = _pad([(ids, tt)], 0, names)
+        out[r] = session.run(["embeddings"], feeds)[0][0]
     return out
 
 
@@ -217,6 +263,10 @@ def make_session(model: str | bytes | os.PathLike, device: str = "cpu", provider
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.intra_op_num_threads = _num_threads()
     so.inter_op_num_threads = 1
+    # worker threads sleep between runs instead of spinning: at batch 1 a run is a few milliseconds and
+    # spinning threads take the cores from the caller's own work (and from other processes)
+    spin = os.environ.get("GUARD_ONNX_SPIN", "0").strip()
+    so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin == "1" else "0")
     so.log_severity_level = 3  # errors only: a missing GPU falls back to the CPU provider quietly
     src = model if isinstance(model, bytes) else os.fspath(model)
     return ort.InferenceSession(src, sess_options=so, providers=providers or choose_providers(device))
