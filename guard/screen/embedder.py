@@ -61,7 +61,6 @@ class Embedder:
             except Exception as e:
                 raise GuardError(f"cannot load screen model from {self.path}: {e}") from e
             self._torch = torch
-            self._uses_tt = "token_type_ids" in self._tok.model_input_names
             self.max_seq_length = int(self._direct.get("max_seq_length", 256))
             self.dim = int(self._model.config.hidden_size)
         else:
@@ -101,51 +100,11 @@ class Embedder:
         """Nothing to forget: the torch embedder keeps no cache."""
 
     def encode_views(self, texts: list[str], spans: list[list[tuple[int, int]]]) -> list[np.ndarray]:
-        """As :meth:`guard.screen.onnx_backend.OnnxEmbedder.encode_views`: per text, its vector then
-        each character span's pooled token states from one pass (:mod:`guard.screen.late_chunk`).
-        Models outside the direct Transformer -> Pooling path encode each span's text on its own."""
+        """As :meth:`guard.screen.onnx_backend.OnnxEmbedder.encode_views` (per text, its vector then
+        each character span's text's vector), each view encoded on its own."""
         if len(spans) != len(texts):
             raise GuardError(f"encode_views: {len(texts)} texts but {len(spans)} span lists")
-        if self._direct is None:
-            return [self.encode([t] + [t[a:b] for a, b in sp]) for t, sp in zip(texts, spans)]
-        from guard.screen.late_chunk import Tokens, embed_views
-
-        torch = self._torch
-        unk = self._tok.unk_token_id
-
-        def run(ids, tt):
-            feeds = {
-                "input_ids": torch.tensor([ids], dtype=torch.long),
-                "attention_mask": torch.ones((1, len(ids)), dtype=torch.long),
-            }
-            if self._uses_tt:
-                feeds["token_type_ids"] = torch.tensor([tt], dtype=torch.long)
-            hidden = self._model(**{k: v.to(self.device) for k, v in feeds.items()}).last_hidden_state
-            pooled = pool_and_normalize(hidden, feeds["attention_mask"].to(self.device), self._direct["pooling"])
-            return hidden[0].float().cpu().numpy(), pooled[0].cpu().numpy()
-
-        out = []
-        with self._lock, torch.inference_mode():
-            for text, sp in zip(texts, spans):
-                enc = self._tok(text, return_offsets_mapping=True, return_special_tokens_mask=True, verbose=False)
-                tt = enc.get("token_type_ids") or [0] * len(enc["input_ids"])
-                tk = Tokens(
-                    list(enc["input_ids"]),
-                    list(tt),
-                    [tuple(o) for o in enc["offset_mapping"]],
-                    list(enc["special_tokens_mask"]),
-                )
-                out.append(
-                    embed_views(
-                        tk.without(unk),
-                        sp,
-                        run,
-                        max_length=self.max_seq_length,
-                        dim=self.dim,
-                        pooling=self._direct["pooling"],
-                    )
-                )
-        return out
+        return [self.encode([t] + [t[a:b] for a, b in sp]) for t, sp in zip(texts, spans)]
 
     def _encode_direct(self, texts: list[str]) -> np.ndarray:
         """As the ONNX path: unknown pieces dropped, texts with no known piece get a zero row."""

@@ -36,7 +36,6 @@ from guard.screen.model_files import DEFAULT_MODEL, ENCODING_TAG, _fingerprint, 
 
 logger = logging.getLogger(__name__)
 
-from guard.screen.late_chunk import embed_views  # noqa: E402
 from guard.screen.onnx_session import (  # noqa: E402, F401 - re-exported: the runtime's public names
     _META_PREFIX,
     CACHE_SIZE,
@@ -60,10 +59,11 @@ from guard.screen.onnx_session import (  # noqa: E402, F401 - re-exported: the r
     drop_unknown,
     make_session,
     onnx_cache_path,
-    run_window,
+    pack,
+    run_packed,
 )
 
-#: default size of each OnnxEmbedder's LRU cache of late-chunked prompt views (see ``encode_views``)
+#: default size of each OnnxEmbedder's LRU cache of prompts' views (see ``encode_views``)
 VIEWS_CACHE_SIZE = 2_000
 
 
@@ -106,7 +106,7 @@ class OnnxEmbedder:
         #: texts whose embeddings are kept (LRU; 0 turns the cache off). 20,000 rows of 384 floats: 31 MB
         self.cache_size = CACHE_SIZE
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
-        #: prompts whose late-chunked views are kept (LRU; 0 turns it off); 2,000 prompts of ~8 views: ~25 MB
+        #: prompts whose views are kept (LRU; 0 turns it off); 2,000 prompts of ~8 views: ~25 MB
         self.views_cache_size = VIEWS_CACHE_SIZE
         self._views_cache: OrderedDict[tuple, np.ndarray] = OrderedDict()
         self._cache_lock = threading.Lock()
@@ -125,6 +125,10 @@ class OnnxEmbedder:
             self._session = self._export_and_load()
         self.dim = int(self._meta["dim"])
         self.provider = self._session.get_providers()[0]
+        # batches of texts run one text (or one prompt's packed views) per call side by side on this many
+        # threads, each call on one core: on small inputs that beats splitting every call over cores
+        self.parallel = _num_threads() if self.provider == "CPUExecutionProvider" else 1
+        self._pool = None  # (executor, single-threaded session), made on the first batch
         self.load_seconds = time.perf_counter() - t0
         logger.info(
             "screen model %s: onnxruntime on %s (%s, %.2f s)",
@@ -149,8 +153,9 @@ class OnnxEmbedder:
         if bad:
             raise OnnxUnavailable(f"cached graph metadata does not match this model: {bad}")
         outputs = [o.name for o in sess.get_outputs()]
-        if outputs[:2] != ["embeddings", "token_states"]:
-            raise OnnxUnavailable(f"cached graph has outputs {outputs}, expected embeddings and token_states")
+        inputs = {i.name for i in sess.get_inputs()}
+        if outputs[:2] != ["embeddings", "token_states"] or not {"position_ids", "block_ids"} <= inputs:
+            raise OnnxUnavailable(f"cached graph has inputs {sorted(inputs)} and outputs {outputs}, not format 2's")
         probe = np.asarray(json.loads(meta["probe"]), dtype=np.float32)[None]
         got = _run_sorted(sess, self._tok, self._tok.encode([PROBE_TEXT]), 1, probe.shape[1])
         cos = float(_cosines(got, probe)[0])
@@ -230,11 +235,35 @@ class OnnxEmbedder:
                     self._cache.popitem(last=False)
         return out
 
+    def _side_by_side(self, n: int):
+        """(session, map function) for ``n`` one-text calls: with two or more texts and cores, a
+        single-threaded session and a thread pool's map (onnxruntime releases the GIL); else the
+        main session and the built-in map."""
+        if n < 2 or self.parallel < 2:
+            return self._session, map
+        with self._cache_lock:
+            if self._pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                try:
+                    src = self.onnx_path if self.onnx_path.is_file() else None
+                    single = src and make_session(src, device=self.device, providers=self._providers, threads=1)
+                except Exception as e:  # noqa: BLE001 - an optimisation only: run on the main session
+                    logger.warning("no single-threaded ONNX session for batches (%s)", e)
+                    single = None
+                if not single:
+                    self.parallel = 1
+                    return self._session, map
+                self._pool = (ThreadPoolExecutor(self.parallel, thread_name_prefix="guard-onnx"), single)
+            ex, single = self._pool
+        return single, ex.map
+
     def _run(self, encs) -> np.ndarray:
         # int8: one text per call (its activation scales are then its own: batch-invariant results);
         # fp32: token-length-sorted batches (batch layouts agree to float rounding)
         if self.quantize:
-            return _run_each(self._session, encs, self.dim)
+            sess, pmap = self._side_by_side(len(encs))
+            return _run_each(sess, encs, self.dim, pmap)
         return _run_sorted(self._session, self._tok, encs, self.batch_size, self.dim)
 
     def _encode_new(self, texts: list[str]) -> np.ndarray:
@@ -250,11 +279,13 @@ class OnnxEmbedder:
         return out
 
     def encode_views(self, texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]]) -> list[np.ndarray]:
-        """For each text, ``(1 + len(spans[i]), dim)`` float32 rows from ONE encoder pass over it
-        (windows of tokens beyond the encoder's length): the text's own vector (as :meth:`encode`),
-        then each ``[start, end)`` character span's pooled token states, unit norm (zero when the
-        span holds no known word piece). See :mod:`guard.screen.late_chunk`. Recent (text, spans)
-        pairs come from the LRU cache."""
+        """For each text, ``(1 + len(spans[i]), dim)`` float32 rows: the text's vector, then the
+        vector of each ``[start, end)`` character span's text as if encoded on its own (zero when it
+        holds no known word piece) -- all of one text's views PACKED into one encoder call: each view a
+        block of the row that attends only to itself, with its own positions
+        (:func:`~guard.screen.onnx_session.run_packed`); rows of at most ``PACK_TOKENS`` tokens.
+        Texts are never packed with one another, so a text's rows do not depend on the batch. Recent
+        (text, spans) pairs come from an LRU cache."""
         texts = list(texts)
         if len(spans) != len(texts):
             raise GuardError(f"encode_views: {len(texts)} texts but {len(spans)} span lists")
@@ -269,29 +300,33 @@ class OnnxEmbedder:
                 else:
                     self._views_cache.move_to_end(k)
                     out[i] = v
-        if todo:
-            with self._lock:
-                toks = self._tok.tokens([texts[i] for i in todo])
-            names = [i.name for i in self._session.get_inputs()]
+        if not todo:
+            return out  # type: ignore[return-value]
+        pieces = [[texts[i]] + [texts[i][a:b] for a, b in keys[i][1]] for i in todo]
+        with self._lock:
+            flat = self._tok.encode([p for ps in pieces for p in ps])
+        flat, empty = drop_unknown(flat, self._tok.unk_id, self._tok.n_special)
+        sess, pmap = self._side_by_side(len(todo))
+        names = [i.name for i in sess.get_inputs()]
+        starts = np.cumsum([0] + [len(ps) for ps in pieces])
 
-            def run(ids, tt):
-                return run_window(self._session, names, ids, tt)
+        def views(k: int) -> np.ndarray:
+            lo, hi = int(starts[k]), int(starts[k + 1])
+            rows = np.zeros((hi - lo, self.dim), dtype=np.float32)
+            live = [j for j in range(lo, hi) if not empty[j]]
+            for row in pack([len(flat[j][0]) for j in live]):
+                idx = [live[r] for r in row]
+                rows[[j - lo for j in idx]] = run_packed(sess, names, [flat[j] for j in idx], self._pooling)
+            return rows
 
-            for i, tk in zip(todo, toks):
-                out[i] = embed_views(
-                    tk.without(self._tok.unk_id),
-                    keys[i][1],
-                    run,
-                    max_length=self.max_seq_length,
-                    dim=self.dim,
-                    pooling=self._pooling,
-                )
-            if self.views_cache_size:
-                with self._cache_lock:
-                    for i in todo:
-                        self._views_cache[keys[i]] = out[i]
-                    while len(self._views_cache) > self.views_cache_size:
-                        self._views_cache.popitem(last=False)
+        for i, rows in zip(todo, pmap(views, range(len(todo)))):
+            out[i] = rows
+        if self.views_cache_size:
+            with self._cache_lock:
+                for i in todo:
+                    self._views_cache[keys[i]] = out[i]
+                while len(self._views_cache) > self.views_cache_size:
+                    self._views_cache.popitem(last=False)
         return out  # type: ignore[return-value]
 
     def clear_cache(self) -> None:

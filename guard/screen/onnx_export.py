@@ -62,8 +62,9 @@ def export_onnx(
     The graph takes ``input_ids``, ``attention_mask`` (and ``token_type_ids`` when the model uses
     them), int64 (batch, seq) with both axes dynamic, and returns ``embeddings`` (batch, dim):
     pooled and L2-normalised, as the torch path computes them, and ``token_states`` (batch, seq,
-    dim), the last hidden states, from which :mod:`guard.screen.late_chunk` pools a prompt's
-    segments. Uses the TorchScript exporter
+    dim), the last hidden states. Two more inputs, ``position_ids`` and ``block_ids``, let one row
+    carry several texts ("packing", see :func:`~guard.screen.onnx_session.run_packed`): a token
+    attends only to the tokens of its block. Uses the TorchScript exporter
     (``dynamo=False``: needs the ``onnx`` package, not onnxscript). Before the file is written
     (atomically: temp file + ``os.replace``), onnxruntime's output is compared with torch's on a few
     sentences; below ``MIN_COSINE`` nothing is written and :class:`OnnxUnavailable` is raised, as for
@@ -115,20 +116,28 @@ def export_onnx_bytes(
         "token_type_ids" in inspect.signature(model.forward).parameters
         and int(getattr(model.config, "type_vocab_size", 0) or 0) > 0
     )
-    names = ["input_ids", "attention_mask"] + (["token_type_ids"] if uses_tt else [])
+    if "position_ids" not in inspect.signature(model.forward).parameters:
+        raise OnnxUnavailable(f"{model_dir}: the model takes no position_ids (needed to pack a prompt's views)")
+    names = ["input_ids", "attention_mask", "position_ids", "block_ids"] + (["token_type_ids"] if uses_tt else [])
 
     from guard.screen.model_files import pool_and_normalize
 
     class _Pooled(torch.nn.Module):
+        """Packed rows: a token attends to the tokens of its own block only (``block_ids``), with
+        positions that restart per block, so each block is encoded as if it were alone."""
+
         def __init__(self, inner):
             super().__init__()
             self.inner = inner
 
-        def forward(self, input_ids, attention_mask, token_type_ids=None):
+        def forward(self, input_ids, attention_mask, position_ids, block_ids, token_type_ids=None):
             am = attention_mask.to(torch.float32)
-            ext = (1.0 - am)[:, None, None, :] * torch.finfo(torch.float32).min
+            same = (block_ids[:, :, None] == block_ids[:, None, :]).to(torch.float32) * am[:, None, :]
+            ext = (1.0 - same)[:, None, :, :] * torch.finfo(torch.float32).min
             kw = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
-            hidden = self.inner(input_ids=input_ids, attention_mask=ext, **kw).last_hidden_state
+            hidden = self.inner(
+                input_ids=input_ids, attention_mask=ext, position_ids=position_ids, **kw
+            ).last_hidden_state
             return pool_and_normalize(hidden, attention_mask, pooling), hidden
 
     wrapper = _Pooled(model).eval()

@@ -27,7 +27,6 @@ from guard.policy.models import Concept, Policy
 from guard.screen.blas import single_thread_blas
 from guard.screen.embedder import Embedder, get_embedder
 from guard.screen.features import featurize
-from guard.screen.late_chunk import VIEWS_TAG
 from guard.screen.learned import LearnedModel, OperatingPoint, get_model
 from guard.screen.lexical import LexicalMatcher
 from guard.screen.multilingual import MultilingualSignals, build_for, looks_english
@@ -48,6 +47,8 @@ LEXICAL_FLOOR_MIN = 0.1
 #: ... and blocks it when the head gives it at least even odds: the term is unambiguous by the lexicon's
 #: rule, and a head this sure of its category has not ruled its harmful sense out ("a sex doll": 0.82)
 LEXICAL_BLOCK_MIN = 0.5
+#: how views are embedded when packed (part of the cache keys; bump when that changes)
+VIEWS_TAG = "packed1"
 #: prompts longer than this many characters are refused outright by ``screen_batch``
 HARD_MAX_PROMPT_CHARS = 1_000_000
 
@@ -113,7 +114,7 @@ class PromptScreen:
     """Screens prompts against one policy's concepts. Thread-safe; build once, reuse."""
 
     def __init__(
-        self, policy: Policy, embedder: Embedder | None = None, *, use_cache: bool = True, late_chunking: bool = True
+        self, policy: Policy, embedder: Embedder | None = None, *, use_cache: bool = True, pack_views: bool = True
     ):
         self.policy = policy
         self.cfg = policy.screen
@@ -136,8 +137,9 @@ class PromptScreen:
         self._concept_pos = {c.id: ci for ci, c in enumerate(self._concepts)}
         self._lock = threading.Lock()
         t0 = time.perf_counter()
-        #: segments pooled from one encoder pass over the whole text (False: each view encoded alone)
-        self.late_chunking = late_chunking and hasattr(self.embedder, "encode_views")
+        #: all views of a prompt's text in one encoder call, packed side by side (False: one call per
+        #: length-sorted batch of views, padded to its longest)
+        self.pack_views = pack_views and hasattr(self.embedder, "encode_views")
         self.index = self._build_index(use_cache)
         # the phrase rows as one float32 matrix: every view is scored against every phrase by a product
         self._phrase_mat = (
@@ -210,7 +212,7 @@ class PromptScreen:
         embedded (the training feature cache is keyed by it too)."""
         h = hashlib.sha256()
         h.update(self.embedder.cache_key.encode())
-        if self.late_chunking:
+        if self.pack_views:
             h.update(b"\x00views=" + VIEWS_TAG.encode())
         h.update(b"\x00normalize=" + str(self.cfg.normalize).encode())
         for p in self._phrases:
@@ -314,13 +316,13 @@ class PromptScreen:
         return views, kinds, [t for _, t in variant_list], tr, sources
 
     def _embed_views(self, all_views: list[tuple]) -> np.ndarray:
-        """(n_views, dim) rows of every view of every prompt, in order. Late chunking (the default):
-        one encoder pass per distinct de-obfuscated text, each segment pooled from that pass's token
-        states (:mod:`guard.screen.late_chunk`); else every view encoded on its own."""
+        """(n_views, dim) rows of every view of every prompt, in order. Packed (the default): one
+        encoder call per distinct de-obfuscated text, carrying it and its segments side by side, each
+        encoded as if alone (``encode_views``); else the views in padded batches."""
         flat_n = sum(len(vs) for vs, *_ in all_views)
         if not flat_n:
             return np.zeros((0, self.embedder.dim), np.float32)
-        if not self.late_chunking:
+        if not self.pack_views:
             return self.embedder.encode([v for vs, *_ in all_views for v in vs])
         want: dict[str, dict[tuple[int, int], int]] = {}  # text -> its spans, in first-seen order
         where: list[tuple[str, int]] = []
