@@ -1,13 +1,13 @@
 """Do two screen configurations decide the same? Decision agreement on the evaluation sets.
 
-    python benchmarks/screen_agreement.py [--data ../shared/data/prompts] [--a auto] [--b onnx]
+    python benchmarks/screen_agreement.py [--data ../shared/data/prompts] [--a auto] [--b onnx-int8]
                                           [--a-views packed|alone] [--b-views packed|alone] [--limit N]
 
 Screens the evaluation rows of ``benchmarks/screen_eval.py`` (guard's corpus eval groups and
 explicit prompts, COCO held-out, Ring-A-Bell nudity / clothed / violence eval rows, I2P eval rows,
 obfuscated forms) under configuration A and B, and prints per set how many decisions agree, and the
-block / flag rates of each. ``--a``/``--b`` are the screen backend (``auto`` is the shipped int8
-ONNX graph, ``onnx`` fp32, ``onnx-int8``, ``torch``); ``--*-views`` a prompt's views packed in one
+block / flag rates of each. ``--a``/``--b`` are the screen backend (``auto``, the shipped one, and
+``onnx`` are the fp32 ONNX graph; ``onnx-int8`` the int8 one; ``torch``); ``--*-views`` a prompt's views packed in one
 encoder call (``packed``, the default) or in padded batches (``alone``). The last line is ``RESULT key=value ...``.
 """
 
@@ -75,7 +75,7 @@ def main(argv=None) -> int:
     ap.add_argument("--data", default=str(DEFAULT_DATA))
     ap.add_argument("--limit", type=int, default=None, help="use only the first N rows of each shared file")
     ap.add_argument("--a", default="auto", help="backend of configuration A (default: auto, the shipped one)")
-    ap.add_argument("--b", default="onnx", help="backend of configuration B (default: onnx, fp32)")
+    ap.add_argument("--b", default="onnx-int8", help="backend of configuration B (default: onnx-int8)")
     ap.add_argument("--a-views", choices=["packed", "alone"], default="packed")
     ap.add_argument("--b-views", choices=["packed", "alone"], default="packed")
     args = ap.parse_args(argv)

@@ -47,7 +47,7 @@ def onnx_cache(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("GUARD_CACHE_DIR", str(d))
         emb = OnnxEmbedder()
-        q = OnnxEmbedder(quantize="int8")  # what backend "auto" uses
+        q = OnnxEmbedder(quantize="int8")  # backend "onnx-int8"
     assert emb.exported is not None and q.exported is not None, "a fresh cache dir must export"
     return d, emb, q
 
@@ -243,10 +243,12 @@ def test_get_embedder_backends(in_cache, fresh_registry, torch_emb, monkeypatch)
     calls = _count_exports(monkeypatch, fail="must not export")
     assert get_embedder(backend="torch") is torch_emb
     e = get_embedder(backend="auto")
-    assert isinstance(e, OnnxEmbedder) and calls == [] and e.quantize == "int8"  # auto: the int8 graph
+    assert isinstance(e, OnnxEmbedder) and calls == [] and e.quantize is None  # auto: the fp32 graph
     assert get_embedder("all-MiniLM-L6-v2") is e  # default backend is auto; cached per key
     o = get_embedder(backend="onnx")
     assert isinstance(o, OnnxEmbedder) and o.quantize is None
+    q = get_embedder(backend="onnx-int8")
+    assert isinstance(q, OnnxEmbedder) and q.quantize == "int8" and calls == []
     with pytest.raises(GuardError, match="unknown screen backend"):
         get_embedder(backend="tensorrt")
 

@@ -60,16 +60,14 @@ def default_policy():
 
 @pytest.fixture(scope="module")
 def screens(default_policy):
-    """The screen as shipped (int8, packed views), and fp32 packed / fp32 in padded batches."""
+    """The screen as shipped (fp32, packed views), the opt-in int8 graph packed, and fp32 with the
+    views in padded batches (the previous design)."""
     from guard.screen.embedder import get_embedder
 
     shipped = PromptScreen(default_policy)
-    fp32 = get_embedder(default_policy.screen.model, backend="onnx")
-    return (
-        shipped,
-        PromptScreen(default_policy, embedder=fp32),
-        PromptScreen(default_policy, embedder=fp32, pack_views=False),
-    )
+    int8 = PromptScreen(default_policy, embedder=get_embedder(default_policy.screen.model, backend="onnx-int8"))
+    alone = PromptScreen(default_policy, embedder=shipped.embedder, pack_views=False)
+    return shipped, int8, alone
 
 
 def test_similarities_equal_a_faiss_search(screens):
@@ -91,8 +89,8 @@ def test_nearest_phrases_is_a_small_faiss_search(screens):
 
 
 def test_packed_views_make_one_call_per_text_and_equal_the_padded_batches(screens, monkeypatch):
-    shipped, packed, alone = screens
-    for scr in (shipped, packed):
+    shipped, int8, alone = screens
+    for scr in (shipped, int8):
         emb = scr.embedder
         calls: list[int] = []
 
@@ -107,18 +105,18 @@ def test_packed_views_make_one_call_per_text_and_equal_the_padded_batches(screen
         assert calls == [1] and r.n_views > 5  # many views, one text
         assert r.decision == "block" and r.matches[0].category == "sexual"
     # fp32: the packed views are the views encoded on their own, to float rounding
-    a, b = packed._views(LONG), alone._views(LONG)
+    a, b = shipped._views(LONG), alone._views(LONG)
     assert a == b
-    ea, eb = packed._embed_views([a]), alone._embed_views([b])
+    ea, eb = shipped._embed_views([a]), alone._embed_views([b])
     np.testing.assert_allclose(ea, eb, atol=1e-5)
-    pa, pb = packed._score([LONG, "a cat on a sofa"]), alone._score([LONG, "a cat on a sofa"])
+    pa, pb = shipped._score([LONG, "a cat on a sofa"]), alone._score([LONG, "a cat on a sofa"])
     for x, y in zip(pa, pb):
         np.testing.assert_allclose(x.scores, y.scores, atol=1e-5)
 
 
 def test_packing_is_part_of_the_cache_keys(screens):
-    _, packed, alone = screens
-    assert packed.index_key != alone.index_key  # training features of the two are never mixed up
+    shipped, int8, alone = screens
+    assert len({shipped.index_key, int8.index_key, alone.index_key}) == 3  # their features are never mixed up
 
 
 def test_batch_equals_single_with_packed_views(screens):

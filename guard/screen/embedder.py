@@ -169,10 +169,12 @@ def get_embedder(model: str = DEFAULT_MODEL, device: str = "cpu", backend: str =
     ``backend``: ``"torch"`` -> :class:`Embedder`; ``"onnx"`` ->
     :class:`~guard.screen.onnx_backend.OnnxEmbedder`, fp32 (raises :class:`GuardError` with the reason
     when impossible); ``"onnx-int8"`` -> the same with int8 MatMuls (about 2x faster, embeddings within
-    ~0.01 cosine of fp32); ``"auto"`` (the default) -> ONNX int8 when possible (the shipped learned
-    decision is trained on its vectors), else ONNX fp32, else the torch :class:`Embedder`, after one
-    warning naming the reason. Models that are not a plain Transformer -> Pooling (-> Normalize) stack
-    always use the torch / sentence-transformers path under ``"auto"``.
+    ~0.01 cosine of fp32, one text per call so that results do not depend on the batch; measured on
+    the evaluation sets it decides a little worse than fp32, so it is opt-in: see
+    ``benchmarks/screen_agreement.py``); ``"auto"`` (the default) -> ONNX fp32 when possible, else the
+    torch :class:`Embedder` after one warning naming the reason. Models that are not a plain
+    Transformer -> Pooling (-> Normalize) stack always use the torch / sentence-transformers path under
+    ``"auto"``.
     """
     if backend not in BACKENDS:
         raise GuardError(f"unknown screen backend {backend!r}; expected one of {', '.join(BACKENDS)}")
@@ -192,14 +194,7 @@ def get_embedder(model: str = DEFAULT_MODEL, device: str = "cpu", backend: str =
         from guard.screen.onnx_backend import OnnxEmbedder
 
         try:
-            if backend == "auto":
-                try:
-                    emb = OnnxEmbedder(model, device=device, quantize="int8")
-                except Exception as e:  # noqa: BLE001 - e.g. no onnxruntime.quantization: fp32 ONNX still works
-                    logger.warning("int8 screen model unavailable (%s); using ONNX fp32", e)
-                    emb = OnnxEmbedder(model, device=device)
-            else:
-                emb = OnnxEmbedder(model, device=device, quantize="int8" if backend == "onnx-int8" else None)
+            emb = OnnxEmbedder(model, device=device, quantize="int8" if backend == "onnx-int8" else None)
         except Exception as e:
             reason = f"{type(e).__name__}: {e}" if not isinstance(e, GuardError) else str(e)
             if backend != "auto":

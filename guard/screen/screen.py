@@ -1,9 +1,11 @@
-"""Prompt screen: normalised views of each prompt, sentence embeddings, FAISS neighbour search over
-the policy's concept phrases, and a per-concept threshold decision.
+"""Prompt screen: normalised views of each prompt (de-obfuscated variants, segments, word windows),
+sentence embeddings -- all views of one text packed into one encoder call -- scored against every
+concept phrase by one matrix product (the phrases live in a cached FAISS index, which also answers
+small neighbour searches), then the learned or per-concept threshold decision.
 
     screen = PromptScreen(load_policy("default"))
     result = screen.screen("a photo of a naked woman")   # ScreenResult(decision="block", ...)
-    results = screen.screen_batch(prompts)                # one encoder pass for the whole batch
+    results = screen.screen_batch(prompts)                # texts run side by side on the cores
 """
 
 from __future__ import annotations
