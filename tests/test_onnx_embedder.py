@@ -357,6 +357,8 @@ def test_packed_views_equal_the_views_encoded_alone(onnx_emb, monkeypatch):
         return real(sess, names, encs, pooling)
 
     monkeypatch.setattr(onnx_backend, "run_packed", counted)
+    monkeypatch.setattr(onnx_emb, "_cache", type(onnx_emb._cache)())  # nothing known yet: all five encoded
+    monkeypatch.setattr(onnx_emb, "views_cache_size", 0)
     rows = onnx_emb.encode_views([text], [spans])[0]
     assert calls == [5]  # five views, one encoder call (one row, no padding)
     assert rows.shape == (5, 384) and rows.dtype == np.float32
@@ -412,3 +414,22 @@ def test_cached_graph_of_the_old_format_is_exported_again(onnx_emb, monkeypatch,
     e = OnnxEmbedder()
     assert calls == [1] and old.read_bytes() == good
     assert [o.name for o in e._session.get_outputs()][:2] == ["embeddings", "token_states"]
+
+
+def test_packed_views_reuse_the_text_cache_in_fp32(onnx_emb, monkeypatch):
+    monkeypatch.setattr(onnx_emb, "_cache", type(onnx_emb._cache)())
+    monkeypatch.setattr(onnx_emb, "views_cache_size", 0)
+    first = "a red fox, highly detailed, trending on artstation"
+    second = "a grey wolf, highly detailed, trending on artstation"
+    spans = [
+        [_span_of(t, p) for p in (t.split(", ")[0], "highly detailed", "trending on artstation")]
+        for t in (first, second)
+    ]
+    onnx_emb.encode_views([first], [spans[0]])
+    encoded: list[list[str]] = []
+    real = onnx_emb._tok.encode
+    monkeypatch.setattr(onnx_emb._tok, "encode", lambda texts: encoded.append(list(texts)) or real(texts))
+    rows = onnx_emb.encode_views([second], [spans[1]])[0]
+    assert encoded == [[second, "a grey wolf"]]  # the two shared segments came from the cache
+    monkeypatch.setattr(onnx_emb, "cache_size", 0)
+    np.testing.assert_allclose(rows, onnx_emb.encode_views([second], [spans[1]])[0], atol=1e-5)
