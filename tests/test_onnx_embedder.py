@@ -47,13 +47,19 @@ def onnx_cache(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("GUARD_CACHE_DIR", str(d))
         emb = OnnxEmbedder()
-    assert emb.exported is not None, "a fresh cache dir must export"
-    return d, emb
+        q = OnnxEmbedder(quantize="int8")  # backend "onnx-int8"
+    assert emb.exported is not None and q.exported is not None, "a fresh cache dir must export"
+    return d, emb, q
 
 
 @pytest.fixture(scope="session")
 def onnx_emb(onnx_cache):
     return onnx_cache[1]
+
+
+@pytest.fixture(scope="session")
+def int8_emb(onnx_cache):
+    return onnx_cache[2]
 
 
 @pytest.fixture(scope="session")
@@ -90,7 +96,7 @@ def _count_exports(monkeypatch, good: bytes | None = None, fail: str | None = No
 
 
 def test_export_is_verified_and_cached(onnx_cache, onnx_emb):
-    d, _ = onnx_cache
+    d = onnx_cache[0]
     path = d / "onnx" / f"{onnx_emb.fingerprint}.onnx"
     assert path.is_file() and path == onnx_emb.onnx_path
     assert onnx_emb.exported["min_cosine"] >= 0.999 and "dynamo=False" in onnx_emb.exported["exporter"]
@@ -237,10 +243,12 @@ def test_get_embedder_backends(in_cache, fresh_registry, torch_emb, monkeypatch)
     calls = _count_exports(monkeypatch, fail="must not export")
     assert get_embedder(backend="torch") is torch_emb
     e = get_embedder(backend="auto")
-    assert isinstance(e, OnnxEmbedder) and calls == []
+    assert isinstance(e, OnnxEmbedder) and calls == [] and e.quantize is None  # auto: the fp32 graph
     assert get_embedder("all-MiniLM-L6-v2") is e  # default backend is auto; cached per key
     o = get_embedder(backend="onnx")
-    assert isinstance(o, OnnxEmbedder)
+    assert isinstance(o, OnnxEmbedder) and o.quantize is None
+    q = get_embedder(backend="onnx-int8")
+    assert isinstance(q, OnnxEmbedder) and q.quantize == "int8" and calls == []
     with pytest.raises(GuardError, match="unknown screen backend"):
         get_embedder(backend="tensorrt")
 
@@ -302,9 +310,8 @@ def test_recent_texts_come_from_a_bounded_cache(onnx_emb, monkeypatch):
     assert np.allclose(fresh[0], first[1], atol=1e-5)
 
 
-@pytest.mark.slow
-def test_int8_graph_is_close_to_fp32_and_cached_apart(in_cache, onnx_emb):
-    q = OnnxEmbedder(quantize="int8")
+def test_int8_graph_is_close_to_fp32_and_cached_apart(in_cache, onnx_emb, int8_emb, monkeypatch):
+    q = int8_emb
     assert q.exported is not None and q.exported["int8_min_cosine"] >= onnx_export.MIN_COSINE_INT8
     assert q.onnx_path != onnx_emb.onnx_path and q.onnx_path.name.endswith(".int8.onnx")
     assert q.cache_key != onnx_emb.cache_key  # its own FAISS index cache
@@ -312,12 +319,117 @@ def test_int8_graph_is_close_to_fp32_and_cached_apart(in_cache, onnx_emb):
     cos = (q.encode(texts) * onnx_emb.encode(texts)).sum(1)
     assert cos.min() >= 0.95, dict(zip(texts, cos.round(4)))
     again = OnnxEmbedder(quantize="int8")  # loads the cached int8 graph, passes its probe check
-    q.cache_size = again.cache_size = 0
+    monkeypatch.setattr(q, "cache_size", 0)
+    monkeypatch.setattr(q, "views_cache_size", 0)
+    again.cache_size = 0
     assert again.exported is None
     for t in texts[:3]:  # same graph, same batch layout: the same vector
         assert np.allclose(again.encode([t]), q.encode([t]), atol=1e-5)
-    # dynamic int8 quantises activations with one scale per batch: a text's vector depends on its batch
-    alone, batched = q.encode([texts[1]])[0], q.encode(texts)[1]
-    assert float(alone @ batched) >= 0.95
+    # dynamic int8 quantises activations with one scale per call, so int8 texts run one per call: a
+    # text's vector does not depend on the other texts of its batch (bit for bit)
+    batched = q.encode(texts)
+    for i in (0, 1, len(texts) - 1):
+        assert np.array_equal(q.encode([texts[i]])[0], batched[i])
+    # a prompt's packed views too: never packed with another prompt's, the same rows alone and in a batch
+    spans = [[(0, min(5, len(t)))] for t in texts]
+    views = q.encode_views(texts, spans)
+    assert np.array_equal(q.encode_views([texts[2]], [spans[2]])[0], views[2])
     with pytest.raises(GuardError, match="unknown ONNX quantisation"):
         OnnxEmbedder(quantize="int4")
+
+
+# ------------------------------------------------------------------ packed views (encode_views)
+
+
+def _span_of(text: str, piece: str) -> tuple[int, int]:
+    a = text.index(piece)
+    return a, a + len(piece)
+
+
+def test_packed_views_equal_the_views_encoded_alone(onnx_emb, monkeypatch):
+    text = "masterpiece, a lake with reflections, a naked woman, by a famous painter, 8k"
+    spans = [_span_of(text, p) for p in ("a lake with reflections", "a naked woman", "masterpiece", "8k")]
+    calls = []
+    real = onnx_backend.run_packed
+
+    def counted(sess, names, encs, pooling):
+        calls.append(len(encs))
+        return real(sess, names, encs, pooling)
+
+    monkeypatch.setattr(onnx_backend, "run_packed", counted)
+    monkeypatch.setattr(onnx_emb, "_cache", type(onnx_emb._cache)())  # nothing known yet: all five encoded
+    monkeypatch.setattr(onnx_emb, "views_cache_size", 0)
+    rows = onnx_emb.encode_views([text], [spans])[0]
+    assert calls == [5]  # five views, one encoder call (one row, no padding)
+    assert rows.shape == (5, 384) and rows.dtype == np.float32
+    alone = onnx_emb.encode([text] + [text[a:b] for a, b in spans])
+    np.testing.assert_allclose(rows, alone, atol=1e-5)  # each block attends only to itself
+
+
+def test_pack_rows_hold_at_most_the_limit():
+    from guard.screen.onnx_session import pack
+
+    assert pack([10, 20, 30], 64) == [[0, 1, 2]]
+    assert pack([200, 100, 50, 300, 5], 256) == [[0], [1, 2], [3], [4]]  # a text over the limit: its own row
+    assert pack([], 256) == []
+
+
+def test_views_of_texts_beyond_the_encoder_window(onnx_emb, torch_emb):
+    filler = "a quiet meadow with flowers, " * 120  # ~840 word pieces: truncated as a whole text
+    text = filler + "a naked woman, " + filler + "🍑🍆"
+    spans = [_span_of(text, "a naked woman"), (len(text) - 2, len(text)), (0, 14), (0, len(filler))]
+    rows = onnx_emb.encode_views([text], [spans])[0]
+    alone = onnx_emb.encode([text] + [text[a:b] for a, b in spans])
+    np.testing.assert_allclose(rows, alone, atol=1e-5)  # the long span truncated like a text of its own
+    assert float(np.linalg.norm(rows[2])) == 0.0  # only emoji (unknown pieces): similar to nothing
+    assert float(rows[1] @ onnx_emb.encode(["a naked woman"])[0]) > 0.999
+    t = torch_emb.encode_views([text], [spans])[0]
+    live = np.linalg.norm(rows, axis=1) > 0
+    assert np.array_equal(live, np.linalg.norm(t, axis=1) > 0)
+    assert (rows[live] * t[live]).sum(1).min() >= 0.999
+
+
+def test_views_edge_texts_and_errors(onnx_emb):
+    out = onnx_emb.encode_views(["", "🍑🍆", "a cat"], [[], [(0, 2)], [(2, 5)]])
+    assert [o.shape for o in out] == [(1, 384), (2, 384), (2, 384)]
+    assert not out[0].any() and not out[1].any()  # nothing known: zero rows
+    np.testing.assert_allclose(out[2][0], onnx_emb.encode(["a cat"])[0], atol=1e-5)
+    with pytest.raises(GuardError, match="2 texts but 1 span lists"):
+        onnx_emb.encode_views(["a", "b"], [[]])
+
+
+def test_cached_graph_of_the_old_format_is_exported_again(onnx_emb, monkeypatch, tmp_path):
+    import onnx
+
+    monkeypatch.setenv("GUARD_CACHE_DIR", str(tmp_path))
+    good = onnx_emb.onnx_path.read_bytes()
+    proto = onnx.load_model_from_string(good)
+    for p in proto.metadata_props:
+        if p.key == "guard.format":
+            p.value = "1"  # a graph without token_states or block_ids, as exported before packing
+    old = tmp_path / "onnx" / onnx_emb.onnx_path.name
+    old.parent.mkdir(parents=True)
+    old.write_bytes(proto.SerializeToString())
+    calls = _count_exports(monkeypatch, good=good)
+    e = OnnxEmbedder()
+    assert calls == [1] and old.read_bytes() == good
+    assert [o.name for o in e._session.get_outputs()][:2] == ["embeddings", "token_states"]
+
+
+def test_packed_views_reuse_the_text_cache_in_fp32(onnx_emb, monkeypatch):
+    monkeypatch.setattr(onnx_emb, "_cache", type(onnx_emb._cache)())
+    monkeypatch.setattr(onnx_emb, "views_cache_size", 0)
+    first = "a red fox, highly detailed, trending on artstation"
+    second = "a grey wolf, highly detailed, trending on artstation"
+    spans = [
+        [_span_of(t, p) for p in (t.split(", ")[0], "highly detailed", "trending on artstation")]
+        for t in (first, second)
+    ]
+    onnx_emb.encode_views([first], [spans[0]])
+    encoded: list[list[str]] = []
+    real = onnx_emb._tok.encode
+    monkeypatch.setattr(onnx_emb._tok, "encode", lambda texts: encoded.append(list(texts)) or real(texts))
+    rows = onnx_emb.encode_views([second], [spans[1]])[0]
+    assert encoded == [[second, "a grey wolf"]]  # the two shared segments came from the cache
+    monkeypatch.setattr(onnx_emb, "cache_size", 0)
+    np.testing.assert_allclose(rows, onnx_emb.encode_views([second], [spans[1]])[0], atol=1e-5)

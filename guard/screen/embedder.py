@@ -96,6 +96,16 @@ class Embedder:
                 return np.ascontiguousarray(out, dtype=np.float32)
             return self._encode_direct(texts)
 
+    def clear_cache(self) -> None:
+        """Nothing to forget: the torch embedder keeps no cache."""
+
+    def encode_views(self, texts: list[str], spans: list[list[tuple[int, int]]]) -> list[np.ndarray]:
+        """As :meth:`guard.screen.onnx_backend.OnnxEmbedder.encode_views` (per text, its vector then
+        each character span's text's vector), each view encoded on its own."""
+        if len(spans) != len(texts):
+            raise GuardError(f"encode_views: {len(texts)} texts but {len(spans)} span lists")
+        return [self.encode([t] + [t[a:b] for a, b in sp]) for t, sp in zip(texts, spans)]
+
     def _encode_direct(self, texts: list[str]) -> np.ndarray:
         """As the ONNX path: unknown pieces dropped, texts with no known piece get a zero row."""
         torch = self._torch
@@ -157,12 +167,14 @@ def get_embedder(model: str = DEFAULT_MODEL, device: str = "cpu", backend: str =
     """Process-wide shared embedder per (model, device, backend): loaded once, used by every screen.
 
     ``backend``: ``"torch"`` -> :class:`Embedder`; ``"onnx"`` ->
-    :class:`~guard.screen.onnx_backend.OnnxEmbedder` (raises :class:`GuardError` with the reason when
-    impossible); ``"onnx-int8"`` -> the same with int8 MatMuls (about 2x faster, embeddings within
-    ~0.01 cosine of fp32, so near-threshold decisions can differ); ``"auto"`` -> ONNX when possible, else
-    the torch :class:`Embedder` after one warning
-    naming the reason. Models that are not a plain Transformer -> Pooling (-> Normalize) stack always
-    use the torch / sentence-transformers path under ``"auto"``.
+    :class:`~guard.screen.onnx_backend.OnnxEmbedder`, fp32 (raises :class:`GuardError` with the reason
+    when impossible); ``"onnx-int8"`` -> the same with int8 MatMuls (about 2x faster, embeddings within
+    ~0.01 cosine of fp32, one text per call so that results do not depend on the batch; measured on
+    the evaluation sets it decides a little worse than fp32, so it is opt-in: see
+    ``benchmarks/screen_agreement.py``); ``"auto"`` (the default) -> ONNX fp32 when possible, else the
+    torch :class:`Embedder` after one warning naming the reason. Models that are not a plain
+    Transformer -> Pooling (-> Normalize) stack always use the torch / sentence-transformers path under
+    ``"auto"``.
     """
     if backend not in BACKENDS:
         raise GuardError(f"unknown screen backend {backend!r}; expected one of {', '.join(BACKENDS)}")

@@ -109,39 +109,64 @@ _SEG_SPLIT = re.compile(r"[,;|\n\r\t()\[\]{}]+|(?<=[a-z])\.\s+|\s[-–—:]\s")
 MAX_VIEWS = 1024
 
 
-def segments(text: str, *, window_words: int = 32, stride_words: int = 16, max_views: int = MAX_VIEWS) -> list[str]:
+def segments(
+    text: str,
+    *,
+    window_words: int = 32,
+    stride_words: int = 16,
+    max_views: int = MAX_VIEWS,
+    spans: bool = False,
+) -> list:
     """Comma/semicolon separated pieces of a prompt, and sliding word windows over long pieces, so a
     single phrase inside a long prompt is screened on its own and is not averaged away. At most
-    ``max_views`` pieces; identical pieces once."""
-    out: list[str] = []
+    ``max_views`` pieces; identical pieces once. With ``spans``, each piece as its ``(start, end)``
+    character range in ``text`` instead (``text[start:end]`` is the piece), for late chunking."""
+    out: list[tuple[int, int]] = []
     seen: set[str] = set()
+    strip = " .!?'\""
 
-    def add(s: str) -> None:
-        s = s.strip(" .!?'\"")
+    def add(a: int, b: int) -> None:
+        while a < b and text[a] in strip:
+            a += 1
+        while b > a and text[b - 1] in strip:
+            b -= 1
+        s = text[a:b]
         # (one-word segments are kept; the screen lets them escalate at most: "photo" or "35mm"
         # alone embed as noise, and single explicit words are the lexical layer's job)
         if len(s) >= 3 and s not in seen:
             seen.add(s)
-            out.append(s)
+            out.append((a, b))
 
-    pieces = [p for p in _SEG_SPLIT.split(text) if p and p.strip()]
-    if len(pieces) > 1:
-        for p in pieces:
-            words = p.split()
-            if len(words) <= window_words:
-                add(p)
-            else:
-                for i in range(0, len(words) - window_words + stride_words, stride_words):
-                    add(" ".join(words[i : i + window_words]))
-            if len(out) >= max_views:
-                break
-    words = text.split()
-    if len(words) > window_words:
+    def windows(words: list) -> None:  # words: matches of _WORDS_RE (absolute positions)
         for i in range(0, len(words) - window_words + stride_words, stride_words):
             if len(out) >= max_views:
+                return
+            add(words[i].start(), words[min(i + window_words, len(words)) - 1].end())
+
+    pieces: list[tuple[int, int]] = []
+    at = 0
+    for m in _SEG_SPLIT.finditer(text):  # (every separator is at least one character)
+        pieces.append((at, m.start()))
+        at = m.end()
+    pieces.append((at, len(text)))
+    pieces = [(a, b) for a, b in pieces if b > a and text[a:b].strip()]
+    if len(pieces) > 1:
+        for a, b in pieces:
+            words = list(_WORDS_RE.finditer(text, a, b))
+            if len(words) <= window_words:
+                add(a, b)
+            else:
+                windows(words)
+            if len(out) >= max_views:
                 break
-            add(" ".join(words[i : i + window_words]))
-    return out[:max_views]
+    words = list(_WORDS_RE.finditer(text))
+    if len(words) > window_words:
+        windows(words)
+    out = out[:max_views]
+    return out if spans else [text[a:b] for a, b in out]
+
+
+_WORDS_RE = re.compile(r"\S+")
 
 
 # ------------------------------------------------------------------------------------------

@@ -52,13 +52,19 @@ from guard.screen.onnx_session import (  # noqa: E402, F401 - re-exported: the r
     _meta,
     _num_threads,
     _pad,
+    _run_each,
     _run_sorted,
     _Tokenizer,
     choose_providers,
     drop_unknown,
     make_session,
     onnx_cache_path,
+    pack,
+    run_packed,
 )
+
+#: default size of each OnnxEmbedder's LRU cache of prompts' views (see ``encode_views``)
+VIEWS_CACHE_SIZE = 2_000
 
 
 class OnnxEmbedder:
@@ -100,6 +106,9 @@ class OnnxEmbedder:
         #: texts whose embeddings are kept (LRU; 0 turns the cache off). 20,000 rows of 384 floats: 31 MB
         self.cache_size = CACHE_SIZE
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        #: prompts whose views are kept (LRU; 0 turns it off); 2,000 prompts of ~8 views: ~25 MB
+        self.views_cache_size = VIEWS_CACHE_SIZE
+        self._views_cache: OrderedDict[tuple, np.ndarray] = OrderedDict()
         self._cache_lock = threading.Lock()
         self._tok = _Tokenizer(self.path, self.max_seq_length)
         self._providers = providers
@@ -116,6 +125,10 @@ class OnnxEmbedder:
             self._session = self._export_and_load()
         self.dim = int(self._meta["dim"])
         self.provider = self._session.get_providers()[0]
+        # batches of texts run one text (or one prompt's packed views) per call side by side on this many
+        # threads, each call on one core: on small inputs that beats splitting every call over cores
+        self.parallel = _num_threads() if self.provider == "CPUExecutionProvider" else 1
+        self._pool = None  # (executor, single-threaded session), made on the first batch
         self.load_seconds = time.perf_counter() - t0
         logger.info(
             "screen model %s: onnxruntime on %s (%s, %.2f s)",
@@ -139,6 +152,10 @@ class OnnxEmbedder:
         bad = {k: meta.get(k) for k, v in want.items() if meta.get(k) != v}
         if bad:
             raise OnnxUnavailable(f"cached graph metadata does not match this model: {bad}")
+        outputs = [o.name for o in sess.get_outputs()]
+        inputs = {i.name for i in sess.get_inputs()}
+        if outputs[:2] != ["embeddings", "token_states"] or not {"position_ids", "block_ids"} <= inputs:
+            raise OnnxUnavailable(f"cached graph has inputs {sorted(inputs)} and outputs {outputs}, not format 2's")
         probe = np.asarray(json.loads(meta["probe"]), dtype=np.float32)[None]
         got = _run_sorted(sess, self._tok, self._tok.encode([PROBE_TEXT]), 1, probe.shape[1])
         cos = float(_cosines(got, probe)[0])
@@ -218,17 +235,130 @@ class OnnxEmbedder:
                     self._cache.popitem(last=False)
         return out
 
+    def _side_by_side(self, n: int):
+        """(session, map function) for ``n`` one-text calls: with two or more texts and cores, a
+        single-threaded session and a thread pool's map (onnxruntime releases the GIL); else the
+        main session and the built-in map."""
+        if n < 2 or self.parallel < 2:
+            return self._session, map
+        with self._cache_lock:
+            if self._pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                try:
+                    src = self.onnx_path if self.onnx_path.is_file() else None
+                    single = src and make_session(src, device=self.device, providers=self._providers, threads=1)
+                except Exception as e:  # noqa: BLE001 - an optimisation only: run on the main session
+                    logger.warning("no single-threaded ONNX session for batches (%s)", e)
+                    single = None
+                if not single:
+                    self.parallel = 1
+                    return self._session, map
+                self._pool = (ThreadPoolExecutor(self.parallel, thread_name_prefix="guard-onnx"), single)
+            ex, single = self._pool
+        return single, ex.map
+
+    def _run(self, encs) -> np.ndarray:
+        # int8: one text per call (its activation scales are then its own: batch-invariant results);
+        # fp32: token-length-sorted batches (batch layouts agree to float rounding)
+        if self.quantize:
+            sess, pmap = self._side_by_side(len(encs))
+            return _run_each(sess, encs, self.dim, pmap)
+        return _run_sorted(self._session, self._tok, encs, self.batch_size, self.dim)
+
     def _encode_new(self, texts: list[str]) -> np.ndarray:
         with self._lock:
             encs = self._tok.encode(texts)
         encs, empty = drop_unknown(encs, self._tok.unk_id, self._tok.n_special)
         if not empty.any():
-            return _run_sorted(self._session, self._tok, encs, self.batch_size, self.dim)
+            return self._run(encs)
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         keep = np.flatnonzero(~empty)
         if keep.size:
-            out[keep] = _run_sorted(self._session, self._tok, [encs[i] for i in keep], self.batch_size, self.dim)
+            out[keep] = self._run([encs[i] for i in keep])
         return out
+
+    def encode_views(self, texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]]) -> list[np.ndarray]:
+        """For each text, ``(1 + len(spans[i]), dim)`` float32 rows: the text's vector, then the
+        vector of each ``[start, end)`` character span's text as if encoded on its own (zero when it
+        holds no known word piece) -- all of one text's views PACKED into one encoder call: each view a
+        block of the row that attends only to itself, with its own positions
+        (:func:`~guard.screen.onnx_session.run_packed`); rows of at most ``PACK_TOKENS`` tokens.
+        Texts are never packed with one another, so a text's rows do not depend on the batch. Recent
+        (text, spans) pairs come from an LRU cache."""
+        texts = list(texts)
+        if len(spans) != len(texts):
+            raise GuardError(f"encode_views: {len(texts)} texts but {len(spans)} span lists")
+        keys = [(t, tuple(map(tuple, sp))) for t, sp in zip(texts, spans)]
+        out: list[np.ndarray | None] = [None] * len(texts)
+        todo: list[int] = []
+        with self._cache_lock:
+            for i, k in enumerate(keys):
+                v = self._views_cache.get(k) if self.views_cache_size else None
+                if v is None:
+                    todo.append(i)
+                else:
+                    self._views_cache.move_to_end(k)
+                    out[i] = v
+        if not todo:
+            return out  # type: ignore[return-value]
+        pieces = [[texts[i]] + [texts[i][a:b] for a, b in keys[i][1]] for i in todo]
+        # fp32: a packed view equals the text encoded alone (to ~1e-7), so views already in the text
+        # cache ("highly detailed", "trending on artstation" recur across prompts) are not encoded again;
+        # an int8 row's activation scale is the whole row's, so int8 views are always computed in place
+        share = self.quantize is None and self.cache_size > 0
+        known: dict[str, np.ndarray] = {}
+        if share:
+            with self._cache_lock:
+                for ps in pieces:
+                    for p in ps:
+                        v = self._cache.get(p)
+                        if v is not None:
+                            self._cache.move_to_end(p)
+                            known[p] = v
+        need = [[j for j, p in enumerate(ps) if p not in known] for ps in pieces]
+        with self._lock:
+            flat = self._tok.encode([pieces[k][j] for k in range(len(pieces)) for j in need[k]])
+        flat, empty = drop_unknown(flat, self._tok.unk_id, self._tok.n_special)
+        sess, pmap = self._side_by_side(len(todo))
+        names = [i.name for i in sess.get_inputs()]
+        starts = np.cumsum([0] + [len(nd) for nd in need])
+
+        def views(k: int) -> np.ndarray:
+            rows = np.zeros((len(pieces[k]), self.dim), dtype=np.float32)
+            for j, p in enumerate(pieces[k]):
+                if p in known:
+                    rows[j] = known[p]
+            lo = int(starts[k])
+            live = [r for r in range(len(need[k])) if not empty[lo + r]]  # r: index into need[k]
+            for row in pack([len(flat[lo + r][0]) for r in live]):
+                idx = [live[q] for q in row]
+                rows[[need[k][r] for r in idx]] = run_packed(sess, names, [flat[lo + r] for r in idx], self._pooling)
+            return rows
+
+        for k, (i, rows) in enumerate(zip(todo, pmap(views, range(len(todo))))):
+            out[i] = rows
+            if share and need[k]:
+                with self._cache_lock:
+                    for j in need[k]:
+                        self._cache[pieces[k][j]] = rows[j]
+        if share:
+            with self._cache_lock:
+                while len(self._cache) > self.cache_size:
+                    self._cache.popitem(last=False)
+        if self.views_cache_size:
+            with self._cache_lock:
+                for i in todo:
+                    self._views_cache[keys[i]] = out[i]
+                while len(self._views_cache) > self.views_cache_size:
+                    self._views_cache.popitem(last=False)
+        return out  # type: ignore[return-value]
+
+    def clear_cache(self) -> None:
+        """Forget every cached embedding (both LRU caches)."""
+        with self._cache_lock:
+            self._cache.clear()
+            self._views_cache.clear()
 
     def __repr__(self) -> str:
         return f"OnnxEmbedder({self.model_name!r}, provider={self.provider!r}, dim={self.dim})"

@@ -33,6 +33,7 @@ from guard.screen.onnx_session import (
     OnnxUnavailable,
     _cosines,
     _pad,
+    _run_each,
     _run_sorted,
     _Tokenizer,
     make_session,
@@ -60,7 +61,10 @@ def export_onnx(
 
     The graph takes ``input_ids``, ``attention_mask`` (and ``token_type_ids`` when the model uses
     them), int64 (batch, seq) with both axes dynamic, and returns ``embeddings`` (batch, dim):
-    pooled and L2-normalised, as the torch path computes them. Uses the TorchScript exporter
+    pooled and L2-normalised, as the torch path computes them, and ``token_states`` (batch, seq,
+    dim), the last hidden states. Two more inputs, ``position_ids`` and ``block_ids``, let one row
+    carry several texts ("packing", see :func:`~guard.screen.onnx_session.run_packed`): a token
+    attends only to the tokens of its block. Uses the TorchScript exporter
     (``dynamo=False``: needs the ``onnx`` package, not onnxscript). Before the file is written
     (atomically: temp file + ``os.replace``), onnxruntime's output is compared with torch's on a few
     sentences; below ``MIN_COSINE`` nothing is written and :class:`OnnxUnavailable` is raised, as for
@@ -112,21 +116,29 @@ def export_onnx_bytes(
         "token_type_ids" in inspect.signature(model.forward).parameters
         and int(getattr(model.config, "type_vocab_size", 0) or 0) > 0
     )
-    names = ["input_ids", "attention_mask"] + (["token_type_ids"] if uses_tt else [])
+    if "position_ids" not in inspect.signature(model.forward).parameters:
+        raise OnnxUnavailable(f"{model_dir}: the model takes no position_ids (needed to pack a prompt's views)")
+    names = ["input_ids", "attention_mask", "position_ids", "block_ids"] + (["token_type_ids"] if uses_tt else [])
 
     from guard.screen.model_files import pool_and_normalize
 
     class _Pooled(torch.nn.Module):
+        """Packed rows: a token attends to the tokens of its own block only (``block_ids``), with
+        positions that restart per block, so each block is encoded as if it were alone."""
+
         def __init__(self, inner):
             super().__init__()
             self.inner = inner
 
-        def forward(self, input_ids, attention_mask, token_type_ids=None):
+        def forward(self, input_ids, attention_mask, position_ids, block_ids, token_type_ids=None):
             am = attention_mask.to(torch.float32)
-            ext = (1.0 - am)[:, None, None, :] * torch.finfo(torch.float32).min
+            same = (block_ids[:, :, None] == block_ids[:, None, :]).to(torch.float32) * am[:, None, :]
+            ext = (1.0 - same)[:, None, :, :] * torch.finfo(torch.float32).min
             kw = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
-            hidden = self.inner(input_ids=input_ids, attention_mask=ext, **kw).last_hidden_state
-            return pool_and_normalize(hidden, attention_mask, pooling)
+            hidden = self.inner(
+                input_ids=input_ids, attention_mask=ext, position_ids=position_ids, **kw
+            ).last_hidden_state
+            return pool_and_normalize(hidden, attention_mask, pooling), hidden
 
     wrapper = _Pooled(model).eval()
     tok = _Tokenizer(model_dir, max_len)
@@ -143,8 +155,12 @@ def export_onnx_bytes(
                 buf,
                 dynamo=False,
                 input_names=names,
-                output_names=["embeddings"],
-                dynamic_axes={**{n: {0: "batch", 1: "sequence"} for n in names}, "embeddings": {0: "batch"}},
+                output_names=["embeddings", "token_states"],
+                dynamic_axes={
+                    **{n: {0: "batch", 1: "sequence"} for n in names},
+                    "embeddings": {0: "batch"},
+                    "token_states": {0: "batch", 1: "sequence"},
+                },
                 opset_version=opset,
                 do_constant_folding=True,
             )
@@ -202,9 +218,9 @@ def quantize_int8(data: bytes, tok: _Tokenizer, dim: int) -> tuple[bytes, dict[s
     Returns the graph and ``{"int8_min_cosine", "int8_seconds"}``.
 
     Roughly 2-3x faster per prompt on CPU; embeddings move by about 0.01 in cosine, so a prompt within
-    that distance of a threshold can change decision: see ``benchmarks/screen_speed.py``. And dynamic
-    quantisation scales activations per batch, so a text's vector depends (by ~0.01) on the other
-    texts of its batch: results are not batch-invariant, which is why int8 is opt-in."""
+    that distance of a threshold can change decision: see ``benchmarks/screen_speed.py``. Dynamic
+    quantisation scales activations per call, so the runtime runs an int8 graph one text at a time
+    (a text's vector then never depends on the other texts of a batch)."""
     import tempfile
 
     import onnx
@@ -239,7 +255,7 @@ def quantize_int8(data: bytes, tok: _Tokenizer, dim: int) -> tuple[bytes, dict[s
     ref_s = make_session(data, providers=["CPUExecutionProvider"])
     q_s = make_session(qdata, providers=["CPUExecutionProvider"])
     encs = tok.encode(INT8_CHECK_TEXTS)
-    cos = _cosines(_run_sorted(q_s, tok, encs, 8, dim), _run_sorted(ref_s, tok, encs, 8, dim))
+    cos = _cosines(_run_each(q_s, encs, dim), _run_sorted(ref_s, tok, encs, 8, dim))
     min_cos = float(cos.min())
     if not (min_cos >= MIN_COSINE_INT8):
         raise OnnxUnavailable(f"int8 graph disagrees with fp32: min cosine {min_cos:.4f} < {MIN_COSINE_INT8}")

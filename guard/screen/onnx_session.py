@@ -17,8 +17,9 @@ from guard.errors import GuardError
 
 logger = logging.getLogger(__name__)
 
-#: bump when the exported graph changes (inputs, outputs, pooling), so old cached files are re-exported
-EXPORT_FORMAT = "1"
+#: bump when the exported graph changes (inputs, outputs, pooling), so old cached files are re-exported.
+#: 2: inputs ``position_ids`` and ``block_ids`` (several texts packed in one row), output ``token_states``
+EXPORT_FORMAT = "2"
 OPSET = 17
 MIN_COSINE = 0.999
 #: the probe check of an int8 graph (against the fp32 torch probe vector)
@@ -120,6 +121,9 @@ def _pad(encs: Sequence[tuple[list[int], list[int]]], pad_id: int, names: Sequen
         mask[r, : len(i)] = 1
         tt[r, : len(t)] = t
     feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": tt}
+    if "position_ids" in names:
+        feeds["position_ids"] = np.broadcast_to(np.arange(width, dtype=np.int64), (n, width))
+        feeds["block_ids"] = np.zeros((n, width), dtype=np.int64)
     return {k: feeds[k] for k in names}
 
 
@@ -155,7 +159,74 @@ def _run_sorted(session, tok: _Tokenizer, encs, batch_size: int, dim: int) -> np
     out = np.empty((len(encs), dim), dtype=np.float32)
     for idx in _batches([len(ids) for ids, _ in encs], batch_size):
         feeds = _pad([encs[i] for i in idx], tok.pad_id, names)
-        out[idx] = session.run(None, feeds)[0]
+        out[idx] = session.run(["embeddings"], feeds)[0]
+    return out
+
+
+#: most tokens in one packed row (several short texts side by side, see ``run_packed``)
+PACK_TOKENS = 256
+
+
+def pack(lengths: Sequence[int], limit: int = PACK_TOKENS) -> list[list[int]]:
+    """Indices of texts of these token lengths in rows of at most ``limit`` tokens, in order (a text
+    longer than ``limit`` gets a row of its own)."""
+    rows: list[list[int]] = []
+    used = 0
+    for i, n in enumerate(lengths):
+        if rows and used + n <= limit:
+            rows[-1].append(i)
+            used += n
+        else:
+            rows.append([i])
+            used = n
+    return rows
+
+
+def run_packed(
+    session, names: Sequence[str], encs: Sequence[tuple[list[int], list[int]]], pooling: str = "mean"
+) -> np.ndarray:
+    """Pooled unit vectors of pre-tokenised texts run side by side in ONE row (no padding): each
+    text is a block that attends only to itself, with its own positions, so its vector is the one it
+    gets alone (to float rounding; an int8 graph's activation scale is the row's). Each block's token
+    states are pooled as the graph pools a whole row (``pooling``: mean, cls or max)."""
+    ids = np.concatenate([np.asarray(e[0], dtype=np.int64) for e in encs])[None]
+    tt = np.concatenate([np.asarray(e[1], dtype=np.int64) for e in encs])[None]
+    lens = [len(e[0]) for e in encs]
+    pos = np.concatenate([np.arange(n, dtype=np.int64) for n in lens])[None]
+    blocks = np.repeat(np.arange(len(lens), dtype=np.int64), lens)[None]
+    feeds = {
+        "input_ids": ids,
+        "attention_mask": np.ones_like(ids),
+        "token_type_ids": tt,
+        "position_ids": pos,
+        "block_ids": blocks,
+    }
+    states = session.run(["token_states"], {k: feeds[k] for k in names})[0][0]
+    starts = np.cumsum([0] + lens[:-1])
+    if pooling == "cls":
+        out = states[starts]
+    elif pooling == "max":
+        out = np.stack([states[a : a + n].max(axis=0) for a, n in zip(starts, lens)])
+    else:
+        member = np.zeros((len(lens), states.shape[0]), dtype=np.float32)
+        member[blocks[0], np.arange(states.shape[0])] = 1.0
+        out = (member @ states) / np.asarray(lens, dtype=np.float32)[:, None]
+    return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+
+
+def _run_each(session, encs, dim: int, pmap=map) -> np.ndarray:
+    """Encode pre-tokenised texts one at a time (no padding): the result of a text does not depend
+    on the other texts of the call. Needed for int8 graphs, whose activations are quantised with one
+    scale per call; for fp32 it matches :func:`_run_sorted` to float rounding. ``pmap``: a map
+    function (a thread pool's, to run texts side by side)."""
+    names = [i.name for i in session.get_inputs()]
+    out = np.empty((len(encs), dim), dtype=np.float32)
+
+    def one(enc):
+        return session.run(["embeddings"], _pad([enc], 0, names))[0][0]
+
+    for r, row in enumerate(pmap(one, encs)):
+        out[r] = row
     return out
 
 
@@ -207,16 +278,25 @@ def _num_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def make_session(model: str | bytes | os.PathLike, device: str = "cpu", providers: list[Any] | None = None):
+def make_session(
+    model: str | bytes | os.PathLike,
+    device: str = "cpu",
+    providers: list[Any] | None = None,
+    threads: int | None = None,
+):
     """An onnxruntime InferenceSession with full graph optimisation and the intra-op thread pool
-    sized like torch's; ``session.run`` is thread-safe."""
+    sized like torch's (or ``threads``); ``session.run`` is thread-safe."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.intra_op_num_threads = _num_threads()
+    so.intra_op_num_threads = threads or _num_threads()
     so.inter_op_num_threads = 1
+    # worker threads sleep between runs instead of spinning: at batch 1 a run is a few milliseconds and
+    # spinning threads take the cores from the caller's own work (and from other processes)
+    spin = os.environ.get("GUARD_ONNX_SPIN", "0").strip()
+    so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin == "1" else "0")
     so.log_severity_level = 3  # errors only: a missing GPU falls back to the CPU provider quietly
     src = model if isinstance(model, bytes) else os.fspath(model)
     return ort.InferenceSession(src, sess_options=so, providers=providers or choose_providers(device))

@@ -1,9 +1,11 @@
-"""Prompt screen: normalised views of each prompt, sentence embeddings, FAISS neighbour search over
-the policy's concept phrases, and a per-concept threshold decision.
+"""Prompt screen: normalised views of each prompt (de-obfuscated variants, segments, word windows),
+sentence embeddings -- all views of one text packed into one encoder call -- scored against every
+concept phrase by one matrix product (the phrases live in a cached FAISS index, which also answers
+small neighbour searches), then the learned or per-concept threshold decision.
 
     screen = PromptScreen(load_policy("default"))
     result = screen.screen("a photo of a naked woman")   # ScreenResult(decision="block", ...)
-    results = screen.screen_batch(prompts)                # one encoder pass for the whole batch
+    results = screen.screen_batch(prompts)                # texts run side by side on the cores
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import numpy as np
 from guard.errors import GuardError, GuardInputError
 from guard.paths import cache_dir
 from guard.policy.models import Concept, Policy
+from guard.screen.blas import single_thread_blas
 from guard.screen.embedder import Embedder, get_embedder
 from guard.screen.features import featurize
 from guard.screen.learned import LearnedModel, OperatingPoint, get_model
@@ -46,6 +49,8 @@ LEXICAL_FLOOR_MIN = 0.1
 #: ... and blocks it when the head gives it at least even odds: the term is unambiguous by the lexicon's
 #: rule, and a head this sure of its category has not ruled its harmful sense out ("a sex doll": 0.82)
 LEXICAL_BLOCK_MIN = 0.5
+#: how views are embedded when packed (part of the cache keys; bump when that changes)
+VIEWS_TAG = "packed1"
 #: prompts longer than this many characters are refused outright by ``screen_batch``
 HARD_MAX_PROMPT_CHARS = 1_000_000
 
@@ -110,7 +115,9 @@ class ScreenResult(PromptVerdict):
 class PromptScreen:
     """Screens prompts against one policy's concepts. Thread-safe; build once, reuse."""
 
-    def __init__(self, policy: Policy, embedder: Embedder | None = None, *, use_cache: bool = True):
+    def __init__(
+        self, policy: Policy, embedder: Embedder | None = None, *, use_cache: bool = True, pack_views: bool = True
+    ):
         self.policy = policy
         self.cfg = policy.screen
         self.embedder = embedder or get_embedder(self.cfg.model, backend=self.cfg.backend)
@@ -132,7 +139,14 @@ class PromptScreen:
         self._concept_pos = {c.id: ci for ci, c in enumerate(self._concepts)}
         self._lock = threading.Lock()
         t0 = time.perf_counter()
+        #: all views of a prompt's text in one encoder call, packed side by side (False: one call per
+        #: length-sorted batch of views, padded to its longest)
+        self.pack_views = pack_views and hasattr(self.embedder, "encode_views")
         self.index = self._build_index(use_cache)
+        # the phrase rows as one float32 matrix: every view is scored against every phrase by a product
+        self._phrase_mat = (
+            self.index.reconstruct_n(0, self.index.ntotal) if self.index.ntotal else np.zeros((0, self.embedder.dim))
+        ).astype(np.float32)
         dictionary = self._dictionary = _vocabulary(getattr(self.embedder, "path", None))
         self.lexical = (
             LexicalMatcher([c.terms if c.action != "allow" else [] for c in self._concepts], dictionary)
@@ -199,9 +213,12 @@ class PromptScreen:
 
     @property
     def index_key(self) -> str:
-        """Cache key: the phrases (normalised as the screen will see them) and the model."""
+        """Cache key: the phrases (normalised as the screen will see them), the model, and how views are
+        embedded (the training feature cache is keyed by it too)."""
         h = hashlib.sha256()
         h.update(self.embedder.cache_key.encode())
+        if self.pack_views:
+            h.update(b"\x00views=" + VIEWS_TAG.encode())
         h.update(b"\x00normalize=" + str(self.cfg.normalize).encode())
         for p in self._phrases:
             h.update(b"\x00" + p.encode("utf-8"))
@@ -270,9 +287,10 @@ class PromptScreen:
         rows = [sc.scores for sc in self._score(prompts)]
         return np.stack(rows) if rows else np.zeros((0, len(self._concepts)), np.float32)
 
-    def _views(self, prompt: str) -> tuple[list[str], list[str], list[str], list[str]]:
-        """(views, view kinds, de-obfuscated full texts, transforms). Views are every distinct
-        de-obfuscated variant of the prompt and, for each, its segments and word windows."""
+    def _views(self, prompt: str) -> tuple[list[str], list[str], list[str], list[str], list[tuple]]:
+        """(views, view kinds, de-obfuscated full texts, transforms, sources). Views are every distinct
+        de-obfuscated variant of the prompt and, for each, its segments and word windows; the source of
+        a view is ``(variant index, (start, end) or None)``: the whole variant, or a character span of it."""
         tr: list[str] = []
         if len(prompt) > self.cfg.max_prompt_chars:
             prompt = prompt[: self.cfg.max_prompt_chars]
@@ -288,27 +306,55 @@ class PromptScreen:
             variant_list = [("plain", text)] if text else []
         views: list[str] = []
         kinds: list[str] = []
+        sources: list[tuple] = []
         seen: set[str] = set()
-        for name, text in variant_list:
-            for k, v in [(name, text)] + (
-                [(f"{name}+segment", x) for x in segments(text)] if self.cfg.segments else []
+        for vi, (name, text) in enumerate(variant_list):
+            for k, span in [(name, None)] + (
+                [(f"{name}+segment", sp) for sp in segments(text, spans=True)] if self.cfg.segments else []
             ):
+                v = text if span is None else text[span[0] : span[1]]
                 if v not in seen:
                     seen.add(v)
                     views.append(v)
                     kinds.append(k)
-        return views, kinds, [t for _, t in variant_list], tr
+                    sources.append((vi, span))
+        return views, kinds, [t for _, t in variant_list], tr, sources
+
+    def _embed_views(self, all_views: list[tuple]) -> np.ndarray:
+        """(n_views, dim) rows of every view of every prompt, in order. Packed (the default): one
+        encoder call per distinct de-obfuscated text, carrying it and its segments side by side, each
+        encoded as if alone (``encode_views``); else the views in padded batches."""
+        flat_n = sum(len(vs) for vs, *_ in all_views)
+        if not flat_n:
+            return np.zeros((0, self.embedder.dim), np.float32)
+        if not self.pack_views:
+            return self.embedder.encode([v for vs, *_ in all_views for v in vs])
+        want: dict[str, dict[tuple[int, int], int]] = {}  # text -> its spans, in first-seen order
+        where: list[tuple[str, int]] = []
+        for _vs, _kinds, texts, _tr, sources in all_views:
+            for vi, span in sources:
+                spans = want.setdefault(texts[vi], {})
+                if span is None:
+                    where.append((texts[vi], 0))
+                else:
+                    where.append((texts[vi], 1 + spans.setdefault(span, len(spans))))
+        order = list(want)
+        got = dict(zip(order, self.embedder.encode_views(order, [list(want[t]) for t in order])))
+        return np.stack([got[t][r] for t, r in where]).astype(np.float32, copy=False)
 
     def _score(self, prompts: Sequence[str]) -> list[_Scored]:
         prompts = validate_prompts(prompts)
+        with single_thread_blas():  # small products: threads would only wait for each other
+            return self._score_views(prompts)
+
+    def _score_views(self, prompts: list[str]) -> list[_Scored]:
         all_views = [self._views(p) for p in prompts]
-        flat = [v for vs, _, _, _ in all_views for v in vs]
-        emb = self.embedder.encode(flat) if flat else np.zeros((0, self.embedder.dim), np.float32)
+        emb = self._embed_views(all_views)
         sims = self._similarities(emb)
         n_c = len(self._concepts)
         out = []
         row = 0
-        for p, (vs, kinds, texts, tr) in zip(prompts, all_views):
+        for p, (vs, kinds, texts, tr, _src) in zip(prompts, all_views):
             block = sims[row : row + len(vs)]
             row += len(vs)
             sc = _Scored(
@@ -347,7 +393,7 @@ class PromptScreen:
         if self.multilingual is not None:
             foreign = [
                 i
-                for i, (sc, (_, _, texts, _)) in enumerate(zip(out, all_views))
+                for i, (sc, (_, _, texts, _, _)) in enumerate(zip(out, all_views))
                 if texts and not looks_english(texts[0], self._dictionary)
             ]
             if foreign:
@@ -357,15 +403,25 @@ class PromptScreen:
         return out
 
     def _similarities(self, emb: np.ndarray) -> np.ndarray:
-        """(n_views, n_phrases) cosine similarities, via the FAISS index."""
-        n = self.index.ntotal
-        if emb.shape[0] == 0 or n == 0:
-            return np.zeros((emb.shape[0], n), dtype=np.float32)
+        """(n_views, n_phrases) cosine similarities: one matrix product with the unit phrase rows
+        (every phrase is scored, so a k-nearest search over all of them would only add a sort)."""
+        if emb.shape[0] == 0 or not len(self._phrase_mat):
+            return np.zeros((emb.shape[0], len(self._phrase_mat)), dtype=np.float32)
+        return np.ascontiguousarray(emb, dtype=np.float32) @ self._phrase_mat.T
+
+    def nearest_phrases(self, text: str, k: int = 5) -> list[tuple[str, str, float]]:
+        """The ``k`` phrases nearest ``text`` (normalised, whole), as (concept id, phrase, cosine):
+        a FAISS neighbour search, for explanations."""
+        if not self._phrases:
+            return []
+        v = self.embedder.encode([normalize(text).text if self.cfg.normalize else text])
         with self._lock:
-            scores, ids = self.index.search(np.ascontiguousarray(emb, dtype=np.float32), n)
-        full = np.empty_like(scores)
-        np.put_along_axis(full, ids, scores, axis=1)
-        return full
+            scores, ids = self.index.search(np.ascontiguousarray(v, dtype=np.float32), min(k, self.index.ntotal))
+        return [
+            (self._concepts[self._phrase_concept[int(i)]].id, self._phrases[int(i)], float(sc))
+            for sc, i in zip(scores[0], ids[0])
+            if i >= 0
+        ]
 
     # ---------------------------------------------------------------- decision
 
