@@ -258,6 +258,16 @@ def i2p_sexual_target(nudity: float) -> float | None:
 # ---------------------------------------------------------------- features
 
 
+def _screen_code_digest() -> str:
+    """sha256 of the source of the screen's modules (what turns a prompt into a feature row)."""
+    h = hashlib.sha256()
+    base = Path(__file__).resolve().parent
+    for f in sorted(base.glob("*.py")):
+        if f.name not in ("train.py", "corpus_build.py", "corpus_i18n.py"):
+            h.update(f.name.encode() + b"\x00" + f.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def compute_features(
     screen, layout: FeatureLayout, texts: Sequence[str], *, batch: int = 256, cache: bool = True, progress: bool = False
 ) -> np.ndarray:
@@ -269,6 +279,10 @@ def compute_features(
     h = hashlib.sha256()
     h.update(screen.index_key.encode())
     h.update(json.dumps(layout.to_dict()).encode())
+    # the index key covers the phrases only: key terms and the screen's own code (normalisation,
+    # lexical matching, features) change the rows too, so an edit to either starts a fresh cache
+    h.update(json.dumps([sorted(c.terms) for c in screen._concepts]).encode())
+    h.update(_screen_code_digest().encode())
     path = cache_dir() / "train-features" / f"{h.hexdigest()[:24]}.npz"
     keys = [hashlib.sha256(t.encode("utf-8", "surrogatepass")).hexdigest()[:32] for t in texts]
     known: dict[str, np.ndarray] = {}
