@@ -4,13 +4,22 @@
 (zero-width, Unicode tags, bidi controls, soft hyphen, variation selectors), NFKC, casefold,
 whitespace collapsed, and words that mix scripts read as the Latin word they imitate. ``variants``
 then undoes deliberate obfuscation (diacritics, symbols inside words, whole-word look-alikes,
-letter spacing, leetspeak, split syllables) as extra views. The transforms that changed the text are
+letter spacing, leetspeak, split syllables) as extra views, the most de-obfuscated reading first
+(it is the one the screen embeds as "the prompt"). The transforms that changed the text are
 recorded: obfuscation is evidence, but only beside a risky match (a benign caption with accents or
 fullwidth letters must read as the caption). Every step is linear in the text's length.
+
+Scripts other than Latin are left as their writers wrote them: only decorations are stripped
+(accents on Latin, Greek and Cyrillic letters, Arabic and Hebrew vowel points, the Arabic tatweel,
+the Devanagari nukta, and the generic combining marks that "zalgo" text stacks on any letter).
+Devanagari vowel signs and viramas, Thai vowel and tone marks and the Japanese voicing marks are
+letters of their words and stay; Hangul syllables decomposed by NFD are recomposed. A "word" is a
+run of letters, digits and combining marks, so a Hindi or Thai word is never cut at a vowel sign.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 import unicodedata
 from collections.abc import Collection
@@ -27,6 +36,33 @@ _WS = re.compile(r"\s+")
 # letters dressed up to dodge word matching: mathematical alphanumerics (𝓷𝓾𝓭𝓮), fullwidth forms
 # (ＮＵＤＥ), circled/parenthesised and squared/negative letters (ⓝⓤⓓⓔ, 🅽🆄🅳🅴)
 _STYLED = re.compile("[\U0001d400-\U0001d7ff\uff01-\uff5e\u2460-\u24ff\U0001f110-\U0001f189]")
+
+
+def _ranges(pred) -> str:
+    """A regex character-class body of every code point for which ``pred`` holds."""
+    out, start, prev = [], None, None
+    for cp in itertools.chain(range(0x20000), range(0xE0000, 0xE0200)):  # (nothing else assigned is a mark)
+        if 0xD800 <= cp <= 0xDFFF:
+            continue
+        if pred(chr(cp)):
+            if start is None:
+                start = cp
+            prev = cp
+        elif start is not None:
+            out.append(re.escape(chr(start)) + ("" if prev == start else "-" + re.escape(chr(prev))))
+            start = None
+    if start is not None:
+        out.append(re.escape(chr(start)) + ("" if prev == start else "-" + re.escape(chr(prev))))
+    return "".join(out)
+
+
+#: every combining mark (Unicode categories Mn, Mc, Me), as a character-class body
+MARKS = _ranges(lambda ch: unicodedata.category(ch)[0] == "M")
+#: a word: letters (and digits) with the combining marks that belong to them. ``\w`` alone cuts
+#: "लड़की" at its vowel signs and "نَازِي" at its vowel points
+WORD = re.compile(rf"(?:[^\W_]|[{MARKS}])+")
+#: letters only (no digits), with their marks
+LETTERS = re.compile(rf"(?:[^\W\d_]|[{MARKS}])+")
 
 
 def _letter_making_marks() -> str:
@@ -149,16 +185,108 @@ def segments(text: str, *, window_words: int = 32, stride_words: int = 16, max_v
 # and keeps the riskiest, and the transforms that fired are reported.
 # ------------------------------------------------------------------------------------------
 
+# combining marks stripped whatever letter carries them: the generic diacritics blocks (what zalgo
+# text stacks on any script), Arabic vowel points and Quranic marks, Hebrew points, the Devanagari
+# nukta (Hindi writes loanwords with or without it: नाज़ी / नाजी)
+_DECORATION = re.compile(
+    "[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f"
+    "\u0610-\u061a\u064b-\u065f\u0670\u06d6-\u06dc\u06df-\u06e4\u06e7\u06e8\u06ea-\u06ed\u0591-\u05c7\u093c]"
+)
+_TATWEEL = "\u0640"  # Arabic elongation: decoration inside a word, never a letter
+#: scripts whose letters carry accents as decoration (any of their marks is stripped)
+_ACCENTED_SCRIPTS = ("LATIN", "GREEK", "CYRILLIC")
+_SCRIPT_CACHE: dict[str, str] = {}
+
+
+def _script(ch: str) -> str:
+    s = _SCRIPT_CACHE.get(ch)
+    if s is None:
+        try:
+            s = unicodedata.name(ch).split(" ", 1)[0]
+        except ValueError:
+            s = "UNKNOWN"
+        if len(_SCRIPT_CACHE) < 100_000:
+            _SCRIPT_CACHE[ch] = s
+    return s
+
 
 def strip_diacritics(text: str) -> tuple[str, bool]:
-    """NFD, drop combining marks ("nüdé" -> "nude"; stacked zalgo marks too)."""
+    """NFD, drop the marks that decorate letters ("nüdé" -> "nude"; stacked zalgo marks too; Arabic
+    with or without tashkeel reads alike), NFC. Marks that are letters of their script stay: Devanagari
+    vowel signs ("लड़की" -> "लडकी", nukta only), Thai vowels and tones, Japanese voicing ("ポルノ")."""
+    if text.isascii():
+        return text, False
     decomposed = unicodedata.normalize("NFD", text)
-    out = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
-    out = unicodedata.normalize("NFC", out)
-    return out, out != unicodedata.normalize("NFC", text)
+    out = []
+    base = " "
+    for ch in decomposed:
+        if ch == _TATWEEL:
+            continue
+        if unicodedata.category(ch)[0] != "M":
+            base = ch
+            out.append(ch)
+        elif _DECORATION.match(ch) or (unicodedata.combining(ch) and _script(base) in _ACCENTED_SCRIPTS):
+            continue
+        else:
+            out.append(ch)
+    res = unicodedata.normalize("NFC", "".join(out))
+    return res, res != unicodedata.normalize("NFC", text)
 
 
-_WORD = re.compile(r"\w+", re.UNICODE)
+def odd_marks(text: str) -> bool:
+    """Marks no writer of a language puts there: after NFC, a Latin/Greek/Cyrillic letter still
+    carries a combining mark ("d́", no precomposed letter exists) or a letter carries two or more
+    generic marks (zalgo). Ordinary accents ("é", "ñ", "ё") compose and are not odd."""
+    if text.isascii():
+        return False
+    base, n = " ", 0
+    for ch in unicodedata.normalize("NFC", text):
+        if unicodedata.category(ch)[0] != "M":
+            base, n = ch, 0
+            continue
+        n += 1
+        if _script(base) in _ACCENTED_SCRIPTS or n >= 2:
+            return True
+    return False
+
+
+_INFLECTIONS = (
+    ("s", ""),
+    ("es", ""),
+    ("ed", ""),
+    ("ed", "e"),
+    ("ing", ""),
+    ("ing", "e"),
+    ("ly", ""),
+    ("er", ""),
+    ("ers", ""),
+    ("ies", "y"),
+    ("ied", "y"),
+)
+
+
+def is_known(w: str, dictionary: Collection[str] | None) -> bool:
+    """``w`` is a word of ``dictionary`` or an English inflection of one ("kites", "straddling",
+    "tagged", "stopped")."""
+    if not dictionary:
+        return False
+    d = dictionary
+    if w in d:
+        return True
+    for suf, add in _INFLECTIONS:
+        if w.endswith(suf) and len(w) - len(suf) >= 3:
+            stem = w[: -len(suf)] + add
+            if stem in d:
+                return True
+            if suf in ("ed", "ing") and len(stem) > 3 and stem[-1] == stem[-2] and stem[:-1] in d:
+                return True  # doubled consonant: "stopped", "running"
+    return False
+
+
+def _in_lexicon(w: str, lexicon: Collection[str] | None) -> bool:
+    return bool(lexicon) and (w in lexicon or (w.endswith("s") and w[:-1] in lexicon))
+
+
 _CONFUSABLE_CACHE: dict[str, str | None] = {}
 
 
@@ -177,14 +305,6 @@ def _latin_homoglyph(ch: str) -> str | None:
             break
     _CONFUSABLE_CACHE[ch] = found
     return found
-
-
-def _script(ch: str) -> str:
-    try:
-        name = unicodedata.name(ch)
-    except ValueError:
-        return "UNKNOWN"
-    return name.split(" ", 1)[0]
 
 
 def _latin_look_alike(word: str) -> str | None:
@@ -221,7 +341,7 @@ def fold_confusables(text: str, lexicon: Collection[str] | None = None) -> tuple
             if not lexicon or not scripts or not w.isalpha():
                 return w
             look = _latin_look_alike(w)
-            if look is None or look == w or not (look in lexicon or (look.endswith("s") and look[:-1] in lexicon)):
+            if look is None or look == w or not _in_lexicon(look, lexicon):
                 return w
             changed = True
             return look
@@ -238,7 +358,7 @@ def fold_confusables(text: str, lexicon: Collection[str] | None = None) -> tuple
         changed = changed or new != w
         return new
 
-    out = _WORD.sub(fix, text)
+    out = WORD.sub(fix, text)
     return out, changed
 
 
@@ -265,7 +385,7 @@ def strip_inner_symbols(text: str) -> tuple[str, bool]:
     return out, changed
 
 
-_FRAGMENTS = re.compile(r"(?<![^\W\d_])[^\W\d_]+(?:[ \-][^\W\d_]+)+")
+_FRAGMENTS = re.compile(rf"(?<![^\W\d_])(?:[^\W\d_]|[{MARKS}])+(?:[ \-](?:[^\W\d_]|[{MARKS}])+)+")
 
 
 def join_fragments(
@@ -291,12 +411,7 @@ def join_fragments(
             a, b = out[-1], words[k]
             j = a + b
             real = sum(len(x) >= 3 and x in dictionary for x in (a, b))
-            if (
-                len(j) >= 5
-                and min(len(a), len(b)) <= 3
-                and real < 2
-                and (j in lexicon or (j.endswith("s") and j[:-1] in lexicon))
-            ):
+            if len(j) >= 5 and min(len(a), len(b)) <= 3 and real < 2 and _in_lexicon(j, lexicon):
                 out[-1] = j
                 changed = True
             else:
@@ -309,6 +424,9 @@ def join_fragments(
     return out, changed
 
 
+# ---------------------------------------------------------------- leetspeak
+
+#: the letter each digit or symbol most often stands for
 _LEET = {
     "0": "o",
     "1": "i",
@@ -330,16 +448,63 @@ _LEET = {
     "¥": "y",
     "(": "c",
 }
+#: the other reading of an ambiguous one ("b100dy" is "bloody", "|ewd" is "lewd", "1ngerie" "ingerie")
+_LEET_ALT = {"1": "l", "!": "l", "|": "i", "6": "b", "9": "q", "0": "u"}
+#: letters drawn with several symbols ("|-|" h, "|\/|" m, "\/\/" w); longest first
+_LEET_SEQ = (
+    ("|\\/|", "m"),
+    ("/\\/\\", "m"),
+    ("\\/\\/", "w"),
+    ("|-|", "h"),
+    ("|\\|", "n"),
+    ("/\\/", "n"),
+    ("\\/", "v"),
+    ("|<", "k"),
+    ("|)", "d"),
+    ("[)", "d"),
+    ("()", "o"),
+    ("><", "x"),
+)
+_LEET_SEQ_RE = re.compile("|".join(re.escape(s) for s, _ in _LEET_SEQ))
+_LEET_SEQ_MAP = dict(_LEET_SEQ)
 _LEET_TOKEN = re.compile(r"[^\s,;:]+")
-
-
 _SPECIAL_TOKEN = re.compile(r"<\|[a-z]+\|>")
+# numbers, never leetspeak: "1920s", "35mm", "8k", "4x4", "1080p", "2nd", "f/1.8" (the letter alone), "$100"
+_NUMBER = re.compile(
+    r"[#~+\-$€£¥]?\d+(?:[.,:/x×\-]\d+)*"
+    r"(?:st|nd|rd|th|s|k|m|mm|cm|km|px|p|i|fps|hz|khz|mhz|ghz|kg|g|mg|ml|l|gb|tb|mb|kb|mp|am|pm|yo|mph|kph|ft|in"
+    r"|yr|yrs|h|hr|hrs|min|x|d|v|w|kw|hp|cc|bit|%)?"
+)
+# codes: "mp3", "h264", "ps5", "gpt4", "covid19", "covid-19", "ak-47", "b52", "4x4x4", "r2d2"
+_CODE = re.compile(r"[a-z]{1,4}-?\d+[a-z]?|[a-z]+-\d+|\d+[a-z]{1,2}(?:\d+[a-z]?)*|[a-z]\d[a-z]\d")
+_DIGIT_WORD = re.compile(r"(\d+)([a-z]{3,})|([a-z]{3,})(\d+)")  # "2girls", "model3"
+_LEET_CHARS = "".join(re.escape(c) for c in _LEET)
+_INTERLEAVED = re.compile(rf"[^\W\d_][{_LEET_CHARS}]+[^\W\d_]|[{_LEET_CHARS}][^\W\d_]+[{_LEET_CHARS}]")
+#: at most this many readings of one token are tried against the dictionary
+_MAX_READINGS = 32
 
 
-def fold_leetspeak(text: str) -> tuple[str, bool]:
+def _readings(core: str) -> list[str]:
+    """Letter readings of a leetspeak token, the most likely first: multi-symbol letters folded, then
+    every digit/symbol read as its usual letter and, where ambiguous, as its other one."""
+    core = _LEET_SEQ_RE.sub(lambda m: _LEET_SEQ_MAP[m.group(0)], core)
+    choices = [[_LEET[c], _LEET_ALT[c]] if c in _LEET_ALT else [_LEET.get(c, c)] for c in core]
+    n_amb = sum(len(c) > 1 for c in choices)
+    if n_amb > 5:  # too many combinations: the usual reading and the all-other reading
+        return ["".join(c[0] for c in choices), "".join(c[-1] for c in choices)]
+    return ["".join(p) for p in itertools.islice(itertools.product(*choices), _MAX_READINGS)]
+
+
+def fold_leetspeak(
+    text: str, lexicon: Collection[str] | None = None, dictionary: Collection[str] | None = None
+) -> tuple[str, bool]:
     """Digits and symbols inside words become the letters they stand for ("n4k3d" -> "naked",
-    "p0rn" -> "porn", "$ex" -> "sex"). Only tokens that hold at least two letters are touched,
-    so "8k", "1920s" and "50mm" stay as they are."""
+    "p0rn" -> "porn", "$ex" -> "sex", "70pl355" -> "topless", "b100dy" -> "bloody", "|-|ot" -> "hot").
+
+    A token is read as a word when one of its readings is a word of ``dictionary`` (or an inflection)
+    or a key term of ``lexicon``; failing that, when letters and digits alternate in it ("d3741l3d")
+    or it holds more letters than digits. Numbers and codes are never folded: "1920s", "35mm", "8k",
+    "4x4", "2nd", "mp3", "h264", "2girls" (a number and a word), "7175" (no letter at all)."""
     changed = False
 
     def fix(m: re.Match) -> str:
@@ -347,16 +512,28 @@ def fold_leetspeak(text: str) -> tuple[str, bool]:
         tok = m.group(0)
         if _SPECIAL_TOKEN.search(tok):  # "<|endoftext|>" is a (suspicious) token, not leetspeak
             return tok
-        letters = sum(c.isalpha() for c in tok)
-        if letters < 2 or not any(c in _LEET for c in tok):
+        core = tok.strip(".!?'\"()[]")
+        if not core or (not any(c in _LEET for c in core) and not _LEET_SEQ_RE.search(core)):
             return tok
-        core = tok.strip(".!?'\"()")
-        if not core or core.isdigit():
+        letters = sum(c.isalpha() for c in core)
+        if letters == 0 or (core[0] == "@" and len(core) > 2):  # no letter at all; an "@handle"
             return tok
-        digits = sum(c.isdigit() for c in core)
-        if digits and digits >= letters:  # "1920s", "35mm"-like tokens are numbers, not words
+        readings = _readings(core)
+        # a key term first ("53x" is no magnification), then numbers, then ordinary words
+        new_core = next((r for r in readings if _in_lexicon(r, lexicon)), None)
+        if new_core is None and _NUMBER.fullmatch(core):
             return tok
-        new = tok.replace(core, "".join(_LEET.get(c, c) for c in core))
+        if new_core is None and len(core) >= 3:  # ("a+" is a grade, not "at")
+            new_core = next((r for r in readings if is_known(r, dictionary)), None)
+        if new_core is None:
+            dw = _DIGIT_WORD.fullmatch(core)
+            if _CODE.fullmatch(core) or (dw and is_known(dw.group(2) or dw.group(3), dictionary)):
+                return tok
+            leet = sum(not c.isalpha() for c in core)
+            if letters < 2 or not (_INTERLEAVED.search(core) or letters > leet):
+                return tok
+            new_core = readings[0]
+        new = tok.replace(core, new_core)
         if new != tok:
             changed = True
         return new
@@ -365,15 +542,60 @@ def fold_leetspeak(text: str) -> tuple[str, bool]:
     return out, changed
 
 
+# ---------------------------------------------------------------- letter spacing
+
 # three or more single letters separated by spaces, dots, dashes, underscores, asterisks or
 # middle dots: "n u d e", "n.u.d.e", "n-u-d-e", "n_u_d_e", "n*u*d*e"
 _SPACED = re.compile(r"(?<![\w])(?:[^\W\d_][ \t.\-_*·•/\\]{1,3}){2,}[^\W\d_](?![\w])")
+#: the short words a spaced-out run may be cut into (other one- and two-letter dictionary entries are
+#: mostly abbreviations: "k a a b a" is no "ka aba")
+_SHORT_WORDS = frozenset("a i am an as at be by do go he if in is it me my no of oh ok on or so to up us we".split())
+_MAX_SEGMENT = 24
+_MAX_RUN = 240
 
 
-def collapse_spacing(text: str, keep_articles: bool = True) -> tuple[str, bool]:
+def _segment(letters: str, lexicon: Collection[str] | None, dictionary: Collection[str] | None) -> list[str] | None:
+    """``letters`` cut into the fewest known words ("asoldierbeaten" -> a soldier beaten), or None when
+    no cut into words of ``dictionary``/``lexicon`` (3+ letters) and short function words exists.
+    Linear in the run's length (words are at most ``_MAX_SEGMENT`` letters)."""
+    n = len(letters)
+    if n > _MAX_RUN:
+        return None
+    best: list[tuple[int, int, int] | None] = [None] * (n + 1)  # (words, -sum of squared lengths, start)
+    best[0] = (0, 0, -1)
+    for i in range(n):
+        if best[i] is None:
+            continue
+        cw, cs, _ = best[i]
+        for j in range(i + 1, min(n, i + _MAX_SEGMENT) + 1):
+            w = letters[i:j]
+            ok = w in _SHORT_WORDS if len(w) <= 2 else (_in_lexicon(w, lexicon) or is_known(w, dictionary))
+            if not ok:
+                continue
+            cand = (cw + 1, cs - len(w) * len(w), i)
+            if best[j] is None or cand < best[j]:
+                best[j] = cand
+    if best[n] is None:
+        return None
+    out, j = [], n
+    while j > 0:
+        i = best[j][2]
+        out.append(letters[i:j])
+        j = i
+    return out[::-1]
+
+
+def collapse_spacing(
+    text: str,
+    keep_articles: bool = True,
+    lexicon: Collection[str] | None = None,
+    dictionary: Collection[str] | None = None,
+) -> tuple[str, bool]:
     """Join letters that were spaced or separated to dodge word matching ("n u d e" -> "nude").
-    With ``keep_articles``, a leading "a" or "i" followed by a space stays a word ("a n u d e girl"
-    -> "a nude girl"); the screen also tries the other reading ("a n a l" -> "anal")."""
+    Adjacent spaced words run together ("a s o l d i e r b e a t e n"): with a ``dictionary`` or
+    ``lexicon`` the run is cut back into the fewest known words ("a soldier beaten"). Otherwise, with
+    ``keep_articles``, a leading "a" or "i" followed by a space stays a word ("a n u d e girl" ->
+    "a nude girl"); the screen also tries the other reading ("a n a l" -> "anal")."""
     changed = False
 
     def fix(m: re.Match) -> str:
@@ -381,6 +603,10 @@ def collapse_spacing(text: str, keep_articles: bool = True) -> tuple[str, bool]:
         changed = True
         run = m.group(0)
         letters = "".join(c for c in run if c.isalpha())
+        if keep_articles and (lexicon or dictionary):
+            seg = _segment(letters, lexicon, dictionary)
+            if seg is not None:
+                return " ".join(seg)
         if keep_articles and run[0] in "ai" and run[1] == " " and len(letters) >= 4:
             return run[0] + " " + letters[1:]
         return letters
@@ -406,10 +632,15 @@ OBFUSCATION_TRANSFORMS = (
 def variants(
     text: str, lexicon: Collection[str] | None = None, dictionary: Collection[str] | None = None
 ) -> tuple[list[tuple[str, str]], list[str]]:
-    """Distinct de-obfuscated variants of an already normalised text, as (name, text) pairs with the
-    plain text first, and the list of transforms that fired. ``lexicon``: the policy's single-word
-    key terms, which whole-word confusables and fragment joins must spell to be applied;
-    ``dictionary``: ordinary words, never joined to each other."""
+    """Distinct de-obfuscated variants of an already normalised text, as (name, text) pairs, and the
+    list of transforms that fired. ``lexicon``: the policy's single-word key terms, which whole-word
+    confusables and fragment joins must spell to be applied; ``dictionary``: ordinary words, never
+    joined to each other, and what leetspeak and spaced-out letters are read back into.
+
+    The first pair is the reading of the prompt as a whole (the screen embeds it as "the prompt"): the
+    most de-obfuscated text when some obfuscation was undone, so that "a b0wl of p34ch35" is read as
+    the bowl of peaches it is, not as gibberish; the plain text when only ordinary accents were
+    stripped (a French prompt stays French). The plain text always follows, then the other steps."""
     out: list[tuple[str, str]] = [("plain", text)]
     fired: list[str] = []
     seen = {text}
@@ -418,8 +649,8 @@ def variants(
         ("diacritics", strip_diacritics),
         ("inner_symbols", strip_inner_symbols),
         ("confusables", lambda x: fold_confusables(x, lexicon)),
-        ("spacing", collapse_spacing),
-        ("leetspeak", fold_leetspeak),
+        ("spacing", lambda x: collapse_spacing(x, True, lexicon, dictionary)),
+        ("leetspeak", lambda x: fold_leetspeak(x, lexicon, dictionary)),
         ("fragments", lambda x: join_fragments(x, lexicon, dictionary)),
     )
     for name, fn in steps:
@@ -435,4 +666,6 @@ def variants(
             if t not in seen:
                 seen.add(t)
                 out.append((name, t))
+    if len(out) > 1 and out[-1][1] == t and (any(f != "diacritics" for f in fired) or odd_marks(text)):
+        out.insert(0, out.pop())
     return out, fired
