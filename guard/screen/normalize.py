@@ -85,6 +85,37 @@ _LETTER_MARKS = _letter_making_marks()
 _LETTER_MARK_RE = re.compile("[" + re.escape(_LETTER_MARKS) + "]") if _LETTER_MARKS else None
 
 
+# Korean typed as loose letters ("ㅅㅔㄱㅅㅡ" for 섹스): NFKC turns compatibility jamo into leading
+# consonants and vowels, and composes each consonant-vowel pair, but a final consonant stays a loose
+# leading one ("세ᄀ"). A leading consonant after a syllable without a final, and not before a vowel,
+# is that syllable's final.
+_JAMO_L = re.compile("[\u1100-\u1112]")
+_L_TO_T = dict(
+    zip(
+        "\u1100\u1101\u1102\u1103\u1105\u1106\u1107\u1109\u110a\u110b\u110c\u110e\u110f\u1110\u1111\u1112",
+        (1, 2, 4, 7, 8, 16, 17, 19, 20, 21, 22, 23, 24, 25, 26, 27),
+    )
+)
+
+
+def _compose_finals(text: str) -> str:
+    out: list[str] = []
+    n = len(text)
+    for i, ch in enumerate(text):
+        t = _L_TO_T.get(ch)
+        if (
+            t is not None
+            and out
+            and "\uac00" <= out[-1] <= "\ud7a3"
+            and (ord(out[-1]) - 0xAC00) % 28 == 0
+            and not (i + 1 < n and "\u1161" <= text[i + 1] <= "\u1175")
+        ):
+            out[-1] = chr(ord(out[-1]) + t)
+            continue
+        out.append(ch)
+    return "".join(out)
+
+
 @dataclass
 class Normalized:
     text: str
@@ -122,6 +153,8 @@ def normalize(text: str) -> Normalized:
     folded = nfkc.casefold()
     # NFKC after casefold: casefolding can produce sequences that compose differently.
     folded = unicodedata.normalize("NFKC", folded)
+    if "\u1100" <= max(folded, default=" ") and _JAMO_L.search(folded):
+        folded = _compose_finals(folded)
     # Remove control characters (C0/C1 other than whitespace) that survive NFKC.
     cleaned = "".join(ch if (ch.isprintable() or ch.isspace()) else " " for ch in folded)
     if cleaned != folded:
