@@ -1,6 +1,7 @@
 """Lexical-layer coverage per language: does a key term of the policy match each translated row of the corpus?
 
     python benchmarks/lexical_coverage.py [--policy default] [--lang ko,ar,hi] [--misses]
+                                          [--extra benchmarks/proposed_lexicon_terms.yaml]
 
 For every translated (and English explicit) corpus row the prompt is normalised and de-obfuscated as the
 screen does it, and matched by the lexical layer alone (no sentence model). A row without a hit of its own
@@ -13,7 +14,9 @@ matching or normalisation failure:
   but the word was not matched: the matcher does not read this language's endings or clitics;
 - ``no term``: nothing in the banks comes near: a bank term is missing.
 
-The last line is ``RESULT key=value ...`` with the lexical hit rate per language.
+``--extra`` adds the terms of a YAML file in the lexicon's ``amend:`` format to the policy's concepts (to
+measure proposed bank terms before they are added). Rates are printed for all rows and for the evaluation
+split alone. The last line is ``RESULT key=value ...`` with the lexical hit rate per language.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ import argparse
 import re
 import unicodedata
 from collections import defaultdict
+
+import yaml
 
 from guard.policy import load_policy
 from guard.screen.corpus_build import load as load_corpus
@@ -45,13 +50,22 @@ def main(argv=None) -> int:
     ap.add_argument("--policy", default="default")
     ap.add_argument("--lang", default=None, help="comma-separated languages (default: all)")
     ap.add_argument("--misses", action="store_true", help="print every missed row with its class")
+    ap.add_argument("--extra", default=None, help="YAML file with an amend: list of extra terms per concept id")
     args = ap.parse_args(argv)
     policy = load_policy(args.policy)
     concepts = [c for c in policy.concepts if c.action != "allow"]
-    matcher = LexicalMatcher([c.terms for c in concepts], _vocab())
+    extra: dict[str, list[str]] = defaultdict(list)
+    if args.extra:
+        with open(args.extra, encoding="utf-8") as f:
+            for e in yaml.safe_load(f).get("amend", []):
+                extra[e["id"]].extend(str(t) for t in e.get("terms", []))
+        unknown = set(extra) - {c.id for c in concepts}
+        if unknown:
+            raise SystemExit(f"{args.extra}: no such concept in policy {args.policy}: {', '.join(sorted(unknown))}")
+    matcher = LexicalMatcher([list(c.terms) + extra[c.id] for c in concepts], _vocab())
     cat_terms: dict[str, set[str]] = defaultdict(set)
     for c in concepts:
-        for t in c.terms:
+        for t in list(c.terms) + extra[c.id]:
             if not t.startswith("!"):
                 cat_terms[c.category].add(_canon(t))
     langs = set(args.lang.split(",")) if args.lang else None
@@ -60,7 +74,8 @@ def main(argv=None) -> int:
         for r in load_corpus()
         if r["kind"] in ("translated", "explicit") and r["label"] != "benign" and (langs is None or r["lang"] in langs)
     ]
-    per: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0])  # n, hit, norm, infl, none
+    per: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0, 0, 0, 0])
+    # n, hit, norm, infl, none, any blocking hit, eval n, eval hit
     missed: list[tuple[str, str, str, str]] = []
     for r in rows:
         raw = unicodedata.normalize("NFC", r["text"]).casefold()
@@ -70,8 +85,11 @@ def main(argv=None) -> int:
         cats = {concepts[ci].category for ci in hits}
         s = per[r["lang"]]
         s[0] += 1
+        s[5] += any(concepts[ci].action == "block" and hits[ci].exact for ci in hits)
+        s[6] += r["split"] == "eval"
         if r["label"] in cats:
             s[1] += 1
+            s[7] += r["split"] == "eval"
             continue
         terms = cat_terms[r["label"]]
         words = _WORDS.findall(_canon(r["text"]))
@@ -92,10 +110,14 @@ def main(argv=None) -> int:
         else:
             s[4] += 1
         missed.append((r["lang"], r["label"], why, r["text"]))
-    print(f"{'lang':6s} {'rows':>5s} {'hit %':>7s} {'norm':>5s} {'infl':>5s} {'no term':>8s}")
+    print(
+        f"{'lang':6s} {'rows':>5s} {'hit %':>7s} {'eval hit %':>11s} {'any block-term %':>17s} "
+        f"{'norm':>5s} {'infl':>5s} {'no term':>8s}"
+    )
     for lang in sorted(per):
-        n, h, a, b, c = per[lang]
-        print(f"{lang:6s} {n:5d} {100 * h / n:7.1f} {a:5d} {b:5d} {c:8d}")
+        n, h, a, b, c, anyb, en, eh = per[lang]
+        ev = f"{100 * eh / en:11.1f}" if en else f"{'-':>11s}"
+        print(f"{lang:6s} {n:5d} {100 * h / n:7.1f} {ev} {100 * anyb / n:17.1f} {a:5d} {b:5d} {c:8d}")
     if args.misses:
         seen = set()
         for lang, label, why, text in missed:
