@@ -29,6 +29,7 @@ Rules that keep it precise:
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ from rapidfuzz.distance import Levenshtein
 from guard.screen.normalize import WORD, is_known, normalize, strip_diacritics
 
 _WORDS = WORD
+_WORDS_ASCII = re.compile(r"[^\W_]+")  # (the same as WORD, faster, for ASCII text)
 
 
 def _no_spaces_script(term: str) -> bool:
@@ -256,7 +258,7 @@ class LexicalMatcher:
 
         for text in texts:
             text = fold_letters(text)
-            words = self._mask_benign(_WORDS.findall(text))
+            words = self._mask_benign((_WORDS_ASCII if text.isascii() else _WORDS).findall(text))
             joined = " " + " ".join(words) + " "
             for phrase, ci, term in self._phrases:
                 if phrase in joined:

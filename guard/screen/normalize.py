@@ -156,7 +156,9 @@ def normalize(text: str) -> Normalized:
     if "\u1100" <= max(folded, default=" ") and _JAMO_L.search(folded):
         folded = _compose_finals(folded)
     # Remove control characters (C0/C1 other than whitespace) that survive NFKC.
-    cleaned = "".join(ch if (ch.isprintable() or ch.isspace()) else " " for ch in folded)
+    cleaned = (
+        folded if folded.isprintable() else "".join(ch if (ch.isprintable() or ch.isspace()) else " " for ch in folded)
+    )
     if cleaned != folded:
         transforms.append("control_chars")
     collapsed = _WS.sub(" ", cleaned).strip()
@@ -362,6 +364,8 @@ def fold_confusables(text: str, lexicon: Collection[str] | None = None) -> tuple
     A word written wholly in another script is mapped only when its look-alike is a word of
     ``lexicon`` (the policy's key terms): the all-Cyrillic "ѕех" becomes "sex", while Russian text
     ("мех", fur, looks like "mex") is left alone."""
+    if text.isascii():
+        return text, False
     changed = False
 
     def fix(m: re.Match) -> str:
@@ -419,6 +423,7 @@ def strip_inner_symbols(text: str) -> tuple[str, bool]:
 
 
 _FRAGMENTS = re.compile(rf"(?<![^\W\d_])(?:[^\W\d_]|[{MARKS}])+(?:[ \-](?:[^\W\d_]|[{MARKS}])+)+")
+_FRAGMENTS_ASCII = re.compile(r"(?<![^\W\d_])[^\W\d_]+(?:[ \-][^\W\d_]+)+")  # (the same, faster, for ASCII text)
 
 
 def join_fragments(
@@ -453,7 +458,7 @@ def join_fragments(
             k += 1
         return "".join(out)
 
-    out = _FRAGMENTS.sub(fix, text)
+    out = (_FRAGMENTS_ASCII if text.isascii() else _FRAGMENTS).sub(fix, text)
     return out, changed
 
 
@@ -500,7 +505,8 @@ _LEET_SEQ = (
 )
 _LEET_SEQ_RE = re.compile("|".join(re.escape(s) for s, _ in _LEET_SEQ))
 _LEET_SEQ_MAP = dict(_LEET_SEQ)
-_LEET_TOKEN = re.compile(r"[^\s,;:]+")
+# a token holding at least one character leetspeak uses (the others are left alone without a look)
+_LEET_TOKEN = re.compile(r"(?<![^\s,;:])[^\s,;:]*[" + re.escape("".join(_LEET) + "\\/<>[") + r"][^\s,;:]*")
 _SPECIAL_TOKEN = re.compile(r"<\|[a-z]+\|>")
 # numbers, never leetspeak: "1920s", "35mm", "8k", "4x4", "1080p", "2nd", "f/1.8" (the letter alone), "$100"
 _NUMBER = re.compile(
@@ -512,7 +518,10 @@ _NUMBER = re.compile(
 _CODE = re.compile(r"[a-z]{1,4}-?\d+[a-z]?|[a-z]+-\d+|\d+[a-z]{1,2}(?:\d+[a-z]?)*|[a-z]\d[a-z]\d")
 _DIGIT_WORD = re.compile(r"(\d+)([a-z]{3,})|([a-z]{3,})(\d+)")  # "2girls", "model3"
 _LEET_CHARS = "".join(re.escape(c) for c in _LEET)
+_LEET_ANY = re.compile(f"[{_LEET_CHARS}]")
 _INTERLEAVED = re.compile(rf"[^\W\d_][{_LEET_CHARS}]+[^\W\d_]|[{_LEET_CHARS}][^\W\d_]+[{_LEET_CHARS}]")
+#: a longer token is no word in disguise (and is left to the optimised-prompt check)
+_MAX_LEET_WORD = 40
 #: at most this many readings of one token are tried against the dictionary
 _MAX_READINGS = 32
 
@@ -546,7 +555,7 @@ def fold_leetspeak(
         if _SPECIAL_TOKEN.search(tok):  # "<|endoftext|>" is a (suspicious) token, not leetspeak
             return tok
         core = tok.strip(".!?'\"()[]")
-        if not core or (not any(c in _LEET for c in core) and not _LEET_SEQ_RE.search(core)):
+        if not core or len(core) > _MAX_LEET_WORD or (not _LEET_ANY.search(core) and not _LEET_SEQ_RE.search(core)):
             return tok
         letters = sum(c.isalpha() for c in core)
         if letters == 0 or (core[0] == "@" and len(core) > 2):  # no letter at all; an "@handle"
