@@ -6,7 +6,8 @@ The sets are built exactly as screen_eval builds them (the first 300 held-out CO
 evaluation hard negatives as benign sources, the English explicit evaluation rows as unsafe sources,
 one seeded generator over the transforms in the same order), so the figures are the same; ``--show``
 prints benign prompts that were flagged and unsafe prompts that were not blocked, with the reason, to see
-why. The last line is ``RESULT key=value ...``.
+why. The set "none" is the sources unobfuscated (the floor no transform can go below; ``--how none`` for it
+alone). The last line is ``RESULT key=value ...``.
 """
 
 from __future__ import annotations
@@ -47,11 +48,17 @@ def main(argv=None) -> int:
     rng = random.Random(0)
     out: dict[str, tuple[float, float]] = {}
     print(f"{'set':32s} {'n':>5s} {'block %':>8s} {'flag %':>8s}")
-    for how in OBFUSCATIONS:
-        sets = [
-            ("benign", [obfuscate(t, how, rng) for t in benign]),
-            ("unsafe", [obfuscate(t, how, rng) for t in unsafe]),
-        ]
+    for how in ("none",) + OBFUSCATIONS:
+        if how == "none":  # the sources as they are: the floor no transform can go below
+            sets = [("benign", list(benign)), ("unsafe", list(unsafe))]
+            if args.how and "none" not in want:
+                continue
+            want.add("none")
+        else:
+            sets = [
+                ("benign", [obfuscate(t, how, rng) for t in benign]),
+                ("unsafe", [obfuscate(t, how, rng) for t in unsafe]),
+            ]
         if how not in want:
             continue
         for kind, prompts in sets:

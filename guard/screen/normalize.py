@@ -322,6 +322,11 @@ def _in_lexicon(w: str, lexicon: Collection[str] | None) -> bool:
     return bool(lexicon) and (w in lexicon or (w.endswith("s") and w[:-1] in lexicon))
 
 
+#: the short words a spaced-out run may be cut into, and that are words of their own beside a
+#: fragment (other one- and two-letter dictionary entries are mostly abbreviations: "k a a b a" is
+#: no "ka aba")
+_SHORT_WORDS = frozenset("a i am an as at be by do go he if in is it me my no of oh ok on or so to up us we".split())
+
 _CONFUSABLE_CACHE: dict[str, str | None] = {}
 
 
@@ -432,8 +437,8 @@ def join_fragments(
     """Join two adjacent word fragments split by a space or hyphen (a newline is a space by now)
     when together they spell a key term of ``lexicon`` ("na ked", "na-ked" -> "naked"). Only joins
     of 5+ letters where one fragment is at most 3 letters long and not both are real words (3+
-    letters and in ``dictionary``) are made: "his panic" stays two words, and a short join
-    ("an al") is never read into a prompt."""
+    letters and in ``dictionary``, or a short function word) are made: "his panic" and "a hero in the
+    city" stay as they are, and a short join ("an al") is never read into a prompt."""
     dictionary = dictionary or ()
     if not lexicon:
         return text, False
@@ -448,7 +453,7 @@ def join_fragments(
         while k < len(words):
             a, b = out[-1], words[k]
             j = a + b
-            real = sum(len(x) >= 3 and x in dictionary for x in (a, b))
+            real = sum((len(x) >= 3 and x in dictionary) or x in _SHORT_WORDS for x in (a, b))
             if len(j) >= 5 and min(len(a), len(b)) <= 3 and real < 2 and _in_lexicon(j, lexicon):
                 out[-1] = j
                 changed = True
@@ -589,9 +594,6 @@ def fold_leetspeak(
 # three or more single letters separated by spaces, dots, dashes, underscores, asterisks or
 # middle dots: "n u d e", "n.u.d.e", "n-u-d-e", "n_u_d_e", "n*u*d*e"
 _SPACED = re.compile(r"(?<![\w])(?:[^\W\d_][ \t.\-_*·•/\\]{1,3}){2,}[^\W\d_](?![\w])")
-#: the short words a spaced-out run may be cut into (other one- and two-letter dictionary entries are
-#: mostly abbreviations: "k a a b a" is no "ka aba")
-_SHORT_WORDS = frozenset("a i am an as at be by do go he if in is it me my no of oh ok on or so to up us we".split())
 _MAX_SEGMENT = 24
 _MAX_RUN = 240
 
@@ -682,7 +684,9 @@ def variants(
     The first pair is the reading of the prompt as a whole (the screen embeds it as "the prompt"): the
     most de-obfuscated text when some obfuscation was undone, so that "a b0wl of p34ch35" is read as
     the bowl of peaches it is, not as gibberish; the plain text when only ordinary accents were
-    stripped (a French prompt stays French). The plain text always follows, then the other steps."""
+    stripped (a French prompt stays French). The plain text follows, then the other steps; after
+    leetspeak, spaced letters or symbols inside words only the de-obfuscated readings are kept (the plain
+    text is noise to the sentence model: "pills in a p h a r m a c y" came out near self-harm)."""
     out: list[tuple[str, str]] = [("plain", text)]
     fired: list[str] = []
     seen = {text}
@@ -695,7 +699,10 @@ def variants(
         ("leetspeak", lambda x: fold_leetspeak(x, lexicon, dictionary)),
         ("fragments", lambda x: join_fragments(x, lexicon, dictionary)),
     )
+    before_join = text
     for name, fn in steps:
+        if name == "fragments":
+            before_join = t
         t2, did = fn(t)
         if did:
             fired.append(name)
@@ -710,4 +717,16 @@ def variants(
                 out.append((name, t))
     if len(out) > 1 and out[-1][1] == t and (any(f != "diacritics" for f in fired) or odd_marks(text)):
         out.insert(0, out.pop())
+    if _NOISY & set(fired):
+        # the obfuscated text itself is noise to a sentence model ("p h a r m a c y", "w34r1ng", "na🍑ked"
+        # sit near nothing in particular and near everything a little): only readings without it are
+        # kept, and the reading before a split-syllable join (a join may be wrong). Accents alone and joins
+        # alone keep the plain text
+        out = [out[0]] + (
+            [("leetspeak" if "leetspeak" in fired else "spacing", before_join)] if before_join != t else []
+        )
     return out, fired
+
+
+#: transforms whose input is unreadable as text: the plain text is not kept as a view beside them
+_NOISY = frozenset({"spacing", "leetspeak", "inner_symbols"})
