@@ -300,18 +300,30 @@ _INFLECTIONS = (
 )
 
 
+#: words of text-to-image prompts that the screen model's WordPiece vocabulary lacks as whole words
+#: (styles, renderers, sites, compounds): spaced-out or leetspeak prompts are read back into them
+#: ("p h o t o r e a l i s t i c" is "photorealistic", not "photo realistic")
+PROMPT_WORDS = frozenset(
+    """photorealistic hyperrealistic hyperrealism photorealism hyperdetailed ultradetailed artstation deviantart
+    unreal octane closeup headshot watercolor watercolour bodybuilder lifelike fullbody bokeh lowpoly steampunk
+    cyberpunk synthwave vaporwave scifi volumetric chibi kawaii rutkowski artgerm mucha beksinski giger wlop
+    selfie instagram photoshoot cityscape seascape skateboard snowboard surfboard eggplant cupcake toddler
+    smartphone laptop sunlit moonlit backlit""".split()
+)
+
+
 def is_known(w: str, dictionary: Collection[str] | None) -> bool:
-    """``w`` is a word of ``dictionary`` or an English inflection of one ("kites", "straddling",
-    "tagged", "stopped")."""
+    """``w`` is a word of ``dictionary`` (or of the prompt words) or an English inflection of one
+    ("kites", "straddling", "tagged", "stopped")."""
     if not dictionary:
         return False
     d = dictionary
-    if w in d:
+    if w in d or w in PROMPT_WORDS:
         return True
     for suf, add in _INFLECTIONS:
         if w.endswith(suf) and len(w) - len(suf) >= 3:
             stem = w[: -len(suf)] + add
-            if stem in d:
+            if stem in d or stem in PROMPT_WORDS:
                 return True
             if suf in ("ed", "ing") and len(stem) > 3 and stem[-1] == stem[-2] and stem[:-1] in d:
                 return True  # doubled consonant: "stopped", "running"
