@@ -88,6 +88,12 @@ def test_benign_obfuscated_prompts_are_allowed_and_the_transform_reported(screen
     assert transform in r.transforms
 
 
+@pytest.mark.parametrize("prompt", ["a hero in the city at night", "a super hero in a cape"])
+def test_a_word_beside_a_short_word_is_not_joined_into_a_key_term(screen, prompt):
+    r = screen.screen(prompt)  # both were blocked as "heroin"
+    assert r.decision == "allow" and "fragments" not in r.transforms, r.reasons
+
+
 def test_numbers_in_benign_captions_are_not_leetspeak(screen):
     r = screen.screen("a 1980s photo of 2 dogs next to a 4x4 truck, 35mm, 8k")
     assert r.decision == "allow" and "leetspeak" not in r.transforms
