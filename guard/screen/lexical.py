@@ -238,7 +238,7 @@ class LexicalMatcher:
             if t == w:
                 continue
             if latin:
-                if len(t) >= 5 and w.startswith(t) and len(w) - len(t) <= 4:
+                if len(t) >= 5 and w.startswith(t) and len(w) - len(t) <= 3:  # ("nacktmull" is a mole rat)
                     out.append((ci, raw, False))
                 continue
             common = _common_prefix(w, t)
