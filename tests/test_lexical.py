@@ -85,6 +85,7 @@ def test_terms_match_in_every_language(matcher, lang, prompt, term, exact):
         "البيت الأبيض",  # "the White House"
         "ポスター",  # starts like ポルノ
         "벌레",  # starts like 벌거벗은
+        "ein nacktmull im zoo",  # a German compound: nackt + a 4-letter word is no inflection
     ],
 )
 def test_look_alikes_do_not_match(matcher, prompt):

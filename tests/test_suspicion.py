@@ -42,6 +42,21 @@ def test_optimised_looking_text_still_is(scorer, gibberish):
     assert scorer.score(gibberish).score >= 0.5
 
 
+@pytest.mark.parametrize(
+    "foreign",
+    [
+        "zdjęcie: czerwony rower",  # accented words are not English gibberish
+        "karlı bir dağ çizimi",
+        "gül bahçesi, yağlı boya tablo",
+        "बिस्तर पर एक लड़की की तस्वीर",  # Devanagari vowel signs are no symbols inside words
+        "the ḱáab́á in mecca",  # nor are loose combining marks
+    ],
+)
+def test_foreign_text_and_marks_are_not_gibberish(scorer, foreign):
+    s = scorer.score(foreign)
+    assert s.score < 0.5 and s.symbols_in_words == 0, (s.score, s.signals)
+
+
 def test_leetspeak_is_scored_as_its_words(scorer):
     plain = scorer.score("a bowl of peaches on a table")
     leet = scorer.score("a b0wl of p34ch35 0n a 74bl3")
