@@ -23,7 +23,7 @@ TERMS = {
     "ar": ["عارية", "الجنس", "كوكايين", "نازي"],
     "ko": ["알몸", "벌거벗은", "포르노"],
     "ja": ["ポルノ", "ヌード"],
-    "zh": ["裸体", "色情"],
+    "zh": ["裸体", "色情", "裸", "!裸鼹鼠"],
     "th": ["โป๊"],
 }
 LANGS = list(TERMS)
@@ -68,6 +68,7 @@ def hits(matcher, prompt):
         ("ja", "ポルノ写真", "ポルノ", True),
         ("ja", "ヌードモデル", "ヌード", True),  # no spaces: a substring
         ("zh", "一个裸体女人", "裸体", True),
+        ("zh", "裸女和裸鼹鼠", "裸", True),  # the benign expression is cut out, the rest still matches
         ("th", "ภาพโป๊ของผู้หญิง", "โป๊", True),
     ],
 )
@@ -86,6 +87,7 @@ def test_terms_match_in_every_language(matcher, lang, prompt, term, exact):
         "ポスター",  # starts like ポルノ
         "벌레",  # starts like 벌거벗은
         "ein nacktmull im zoo",  # a German compound: nackt + a 4-letter word is no inflection
+        "动物园里的裸鼹鼠",  # a benign expression in a script without spaces: the naked mole rat
     ],
 )
 def test_look_alikes_do_not_match(matcher, prompt):

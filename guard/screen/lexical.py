@@ -13,7 +13,8 @@ Rules that keep it precise:
   one, so "baked" and "kites" never match "naked" and "kikes" while "nakd" does;
 - multi-word terms match as a phrase, or squashed into one token ("blow job" -> "blowjob");
 - a term written with a leading ``!`` is a benign expression, not a term: words of a prompt inside
-  one ("a naked mole rat", "the naked eye") are skipped by every term of the policy.
+  one ("a naked mole rat", "the naked eye") are skipped by every term of the policy; in scripts written
+  without spaces the expression is cut out of the text before substrings match ("!裸鼹鼠").
 - a term ending in ``*`` is a stem: it matches any word that starts with it ("nag*" for Polish "nagie",
   "nagimi"; the bank author picks stems that no ordinary word starts with);
 - words of inflecting languages that the English dictionary cannot vouch for match a term by their
@@ -139,12 +140,18 @@ class LexicalMatcher:
         self._inflect: dict[str, list[tuple[str, int, str]]] = {}
         #: Devanagari terms by their stem (the word without its final vowel signs)
         self._deva: dict[str, list[tuple[int, str]]] = {}
+        #: benign expressions in scripts written without spaces, removed from the text before substrings match
+        self._benign_sub: set[str] = set()
         fuzzy_index: dict[str, int] = {}
         benign: set[tuple[str, ...]] = set()
         for ci, terms in enumerate(concept_terms):
             for raw in terms:
                 if raw.startswith("!"):
-                    words = tuple(_WORDS.findall(_canon(raw[1:])))
+                    b = _canon(raw[1:])
+                    if _no_spaces_script(b):  # "!裸鼹鼠" (naked mole rat): cut out before substring matching
+                        self._benign_sub.add(b.replace(" ", ""))
+                        continue
+                    words = tuple(_WORDS.findall(b))
                     if words:
                         benign.add(words)
                     continue
@@ -264,6 +271,8 @@ class LexicalMatcher:
                 if phrase in joined:
                     add(ci, term, phrase.strip(), True)
             squashed = text.replace(" ", "")
+            for b in self._benign_sub:
+                squashed = squashed.replace(b, "\x00")
             for sub, ci, term in self._substrings:
                 if sub in squashed:
                     add(ci, term, sub, True)
