@@ -183,6 +183,12 @@ def test_the_deobfuscated_reading_comes_first():
     assert vs[0][1] == "a detailed photo"
 
 
+def test_accents_on_english_words_are_obfuscation():
+    d = DICT | {"lies", "eating", "snacks", "bench", "little", "wooden", "from", "bag", "girl"}
+    vs, _ = variants(normalize("a little girl ĺíeś on a bench, éátíńǵ śńackś").text, LEX, d)
+    assert vs[0][1] == "a little girl lies on a bench, eating snacks"
+
+
 def test_ordinary_accents_keep_the_plain_text_first():
     text = normalize("une femme à la plage, café").text
     vs, fired = variants(text, LEX, DICT)

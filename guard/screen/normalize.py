@@ -285,6 +285,25 @@ def odd_marks(text: str) -> bool:
     return False
 
 
+def _odd_accents(text: str, dictionary: Collection[str] | None) -> bool:
+    """Accents as obfuscation: odd marks, a word carrying three or more, or accented words that are
+    English words once stripped ("ĺíeś", "éátíńǵ": at least two, and most of the accented words)."""
+    if odd_marks(text):
+        return True
+    accented = [w for w in text.split() if not w.isascii()]
+    if not accented:
+        return False
+    english = 0
+    for w in accented:
+        bare, _ = strip_diacritics(w)
+        n_marks = sum(1 for c in unicodedata.normalize("NFD", w) if unicodedata.category(c)[0] == "M")
+        if n_marks >= 3 and bare.isascii():
+            return True
+        core = bare.strip(".,;:!?'\"()")
+        english += len(core) >= 3 and core.isascii() and is_known(core, dictionary)
+    return english >= 2 and 2 * english >= len(accented)
+
+
 _INFLECTIONS = (
     ("s", ""),
     ("es", ""),
@@ -727,7 +746,7 @@ def variants(
             if t not in seen:
                 seen.add(t)
                 out.append((name, t))
-    if len(out) > 1 and out[-1][1] == t and (any(f != "diacritics" for f in fired) or odd_marks(text)):
+    if len(out) > 1 and out[-1][1] == t and (any(f != "diacritics" for f in fired) or _odd_accents(text, dictionary)):
         out.insert(0, out.pop())
     if _NOISY & set(fired):
         # the obfuscated text itself is noise to a sentence model ("p h a r m a c y", "w34r1ng", "na🍑ked"
