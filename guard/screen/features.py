@@ -10,7 +10,8 @@ Groups (each feature has a name; ``FeatureLayout.group_of`` maps it to a group d
 - ``contrast``: per concept, how much nearer the matched view is to a benign look-alike phrase;
 - ``suspicion``: optimised-prompt signals (unknown sub-word fragments, fragmentation, stray special
   tokens, symbols inside words, punctuation runs) and their product with each category's evidence;
-- ``obfuscation``: which de-obfuscation transforms fired, alone and times each category's evidence;
+- ``obfuscation``: truncation and invalid Unicode; the de-obfuscation flags are kept in the layout at 0
+  (obfuscation is evidence only together with risk: the screen's rules raise on it, see ``featurize``);
 - ``shape``: length and script (share of non-Latin letters, a cheap language signal);
 - ``multilingual``: for prompts that are not English, per category the best USE-m3 cosine to the
   concept phrases and to the benign look-alikes, and (``ml_embedding_dim`` > 0) the USE-m3 sentence
@@ -47,7 +48,6 @@ KNOWN_TRANSFORMS = (
     "truncated",
     "invalid_unicode",
 )
-_OBFUSCATING = {"invisible_chars", "styled_letters", "confusables", "leetspeak", "spacing", "control_chars"}
 
 GROUP_WORDS = {
     "embedding": "the meaning of the whole prompt (sentence embedding)",
@@ -222,21 +222,24 @@ def featurize(
         row[o : o + 6] = sus_score * evidence
         o += 6
         tr = set(sc.transforms)
+        # obfuscation is evidence only together with risk (issue 10 item 6), and every other feature is
+        # computed on the de-obfuscated prompt: an obfuscated copy (labelled as its original in training)
+        # differs from it by these flags alone, so any weight they learn is noise that moves benign
+        # captions in leetspeak up and explicit prompts in spaced letters down. They stay in the layout at
+        # 0; obfuscation raises a decision in the screen's rules, where a key term was found after undoing
+        # it. (Truncation and invalid Unicode are no obfuscation and keep their flags.)
         for t in KNOWN_TRANSFORMS:
-            row[o] = 1.0 if t in tr else 0.0
+            row[o] = 1.0 if t in tr and t in ("truncated", "invalid_unicode") else 0.0
             o += 1
-        row[o] = 1.0 if tr - set(KNOWN_TRANSFORMS) else 0.0
-        obf = 1.0 if tr & _OBFUSCATING or tr - set(KNOWN_TRANSFORMS) - {"nfkc", "diacritics"} else 0.0
-        row[o + 1] = obf
-        o += 2
-        row[o : o + 6] = obf * evidence
-        o += 6
-        words = len(p.split())
+        o += 2  # obf:other, obf:any
+        o += 6  # obf_x: obfuscation times each category's evidence
+        shape = sc.clean_text or p  # the de-obfuscated text: spaced letters are not many words
+        words = len(shape.split())
         row[o : o + 5] = [
             math.log1p(words),
-            math.log1p(len(p)),
+            math.log1p(len(shape)),
             1.0 if words <= 1 else 0.0,
-            _non_latin_share(p),
+            _non_latin_share(shape),
             math.log1p(sc.n_views),
         ]
         o += 5

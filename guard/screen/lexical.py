@@ -13,7 +13,19 @@ Rules that keep it precise:
   one, so "baked" and "kites" never match "naked" and "kikes" while "nakd" does;
 - multi-word terms match as a phrase, or squashed into one token ("blow job" -> "blowjob");
 - a term written with a leading ``!`` is a benign expression, not a term: words of a prompt inside
-  one ("a naked mole rat", "the naked eye") are skipped by every term of the policy.
+  one ("a naked mole rat", "the naked eye") are skipped by every term of the policy; in scripts written
+  without spaces the expression is cut out of the text before substrings match ("!裸鼹鼠").
+- a term ending in ``*`` is a stem: it matches any word that starts with it ("nag*" for Polish "nagie",
+  "nagimi"; the bank author picks stems that no ordinary word starts with);
+- words of inflecting languages that the English dictionary cannot vouch for match a term by their
+  ending: a word of a non-Latin alphabet (Cyrillic, Greek, Devanagari, Arabic ...) whose stem (up to
+  three letters or vowel signs dropped, at least four kept) is the term's ("обнажённой" for
+  "обнаженная", "नंगी" for "नंगा"), and a Latin word that is the term plus an ending of up to four
+  letters ("pornosu", "çıplaklar" for "porno", "çıplak"), the latter a misspelling-strength hit;
+- Arabic clitics are read off: the article and the conjunctions and prepositions written onto a word
+  (ال، و، ف، ب، ك، ل: "والكوكايين" is "كوكايين"), and alef, yeh and teh marbuta forms are folded;
+- CJK, Thai and Korean terms match as substrings (no spaces between words; Korean particles attach
+  to nouns: "알몸으로" holds "알몸").
 """
 
 from __future__ import annotations
@@ -26,9 +38,10 @@ from dataclasses import dataclass
 from rapidfuzz import process
 from rapidfuzz.distance import Levenshtein
 
-from guard.screen.normalize import normalize, strip_diacritics
+from guard.screen.normalize import WORD, is_known, normalize, strip_diacritics
 
-_WORDS = re.compile(r"[^\W_]+", re.UNICODE)
+_WORDS = WORD
+_WORDS_ASCII = re.compile(r"[^\W_]+")  # (the same as WORD, faster, for ASCII text)
 
 
 def _no_spaces_script(term: str) -> bool:
@@ -41,8 +54,67 @@ def _no_spaces_script(term: str) -> bool:
     return False
 
 
+# letter forms that writers of a language use interchangeably: Turkish dotless i (and a casefolded
+# dotted capital I, "i" + U+0307, already lost its dot with the other marks); Arabic hamza-carrying
+# alefs, alef maksura and teh marbuta
+_FOLD = str.maketrans({"ı": "i", "أ": "ا", "إ": "ا", "آ": "ا", "ٱ": "ا", "ى": "ي", "ة": "ه", "ؤ": "و", "ئ": "ي"})
+# Arabic clitics written onto the word: conjunctions, prepositions and the article
+_AR_PREFIXES = ("وال", "فال", "بال", "كال", "لل", "ال", "و", "ف", "ب", "ك", "ل")
+_AR_SUFFIXES = ("ها", "هم", "ات", "ون", "ين", "ان", "ه", "ي")
+_DEVANAGARI_ENDINGS = set("\u093e\u093f\u0940\u0941\u0942\u0943\u0947\u0948\u094b\u094c\u0902\u0901")
+
+
+def fold_letters(text: str) -> str:
+    """Diacritics stripped (as the screen strips them) and interchangeable letter forms folded."""
+    return strip_diacritics(text)[0].translate(_FOLD)
+
+
 def _canon(text: str) -> str:
-    return strip_diacritics(normalize(text).text)[0]
+    return fold_letters(normalize(text).text)
+
+
+def _script_of(word: str) -> str:
+    for ch in word:
+        if ch.isalpha():
+            return unicodedata.name(ch, "?").split(" ", 1)[0]
+    return "?"
+
+
+def _arabic_forms(w: str) -> list[str]:
+    """The word with its clitics read off, longest prefix first, each with and without a suffix."""
+    out = []
+    for p in ("",) + _AR_PREFIXES:
+        if p and not w.startswith(p):
+            continue
+        core = w[len(p) :]
+        if len(core) < 2:
+            continue
+        if p:
+            out.append(core)
+        for s in _AR_SUFFIXES:
+            if core.endswith(s) and len(core) - len(s) >= 3:
+                out.append(core[: -len(s)])
+    return out
+
+
+def _common_prefix(a: str, b: str) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def _stem_of(w: str) -> str:
+    """A word of a non-Latin alphabet without its ending: up to three final letters (Devanagari:
+    vowel signs) dropped, at least four kept."""
+    if _script_of(w) == "DEVANAGARI":
+        k = len(w)
+        while k > 2 and w[k - 1] in _DEVANAGARI_ENDINGS:
+            k -= 1
+        return w[:k]
+    return w[: max(4, len(w) - 3)] if len(w) > 4 else w
 
 
 @dataclass(frozen=True)
@@ -62,12 +134,24 @@ class LexicalMatcher:
         self._fuzzy_owner: list[list[tuple[int, str]]] = []
         self._phrases: list[tuple[str, int, str]] = []  # (" a b ", concept, term)
         self._substrings: list[tuple[str, int, str]] = []
+        #: stems written "term*", by their first three letters: {"nag": [("nagi", ci, "nagi*")]}
+        self._stems: dict[str, list[tuple[str, int, str]]] = {}
+        #: single-word terms an inflected word may be read back to, by their first four letters
+        self._inflect: dict[str, list[tuple[str, int, str]]] = {}
+        #: Devanagari terms by their stem (the word without its final vowel signs)
+        self._deva: dict[str, list[tuple[int, str]]] = {}
+        #: benign expressions in scripts written without spaces, removed from the text before substrings match
+        self._benign_sub: set[str] = set()
         fuzzy_index: dict[str, int] = {}
         benign: set[tuple[str, ...]] = set()
         for ci, terms in enumerate(concept_terms):
             for raw in terms:
                 if raw.startswith("!"):
-                    words = tuple(_WORDS.findall(_canon(raw[1:])))
+                    b = _canon(raw[1:])
+                    if _no_spaces_script(b):  # "!裸鼹鼠" (naked mole rat): cut out before substring matching
+                        self._benign_sub.add(b.replace(" ", ""))
+                        continue
+                    words = tuple(_WORDS.findall(b))
                     if words:
                         benign.add(words)
                     continue
@@ -75,15 +159,26 @@ class LexicalMatcher:
                 if not t:
                     continue
                 if _no_spaces_script(t):
-                    self._substrings.append((t.replace(" ", ""), ci, raw))
+                    self._substrings.append((t.replace(" ", "").rstrip("*"), ci, raw))
                     continue
                 words = _WORDS.findall(t)
+                if t.endswith("*") and len(words) == 1 and len(words[0]) >= 3:
+                    self._stems.setdefault(words[0][:3], []).append((words[0], ci, raw))
+                    continue
                 if len(words) > 1:
                     self._phrases.append((" " + " ".join(words) + " ", ci, raw))
                     self._exact.setdefault("".join(words), []).append((ci, raw))
                     continue
                 w = words[0] if words else t
                 self._exact.setdefault(w, []).append((ci, raw))
+                if w.startswith("ال") and len(w) >= 5:  # a term written with its article: "الجنس" is "جنس" too
+                    self._exact.setdefault(w[2:], []).append((ci, raw))
+                if _script_of(w) == "DEVANAGARI":
+                    st = _stem_of(w)
+                    if len(st) >= 3:
+                        self._deva.setdefault(st, []).append((ci, raw))
+                elif len(w) >= 4 and (len(w) >= 5 or not w.isascii()):
+                    self._inflect.setdefault(w[:4], []).append((w, ci, raw))
                 if len(w) >= 5 and w.isalpha():
                     k = fuzzy_index.get(w)
                     if k is None:
@@ -123,33 +218,41 @@ class LexicalMatcher:
 
     def _known(self, w: str) -> bool:
         """A dictionary word, or an inflection of one ("kites", "straddling", "tagged")."""
-        d = self.dictionary
-        if w in d:
-            return True
-        for suf, add in (
-            ("s", ""),
-            ("es", ""),
-            ("ed", ""),
-            ("ed", "e"),
-            ("ing", ""),
-            ("ing", "e"),
-            ("ly", ""),
-            ("er", ""),
-            ("ers", ""),
-            ("ies", "y"),
-            ("ied", "y"),
-        ):
-            if w.endswith(suf) and len(w) - len(suf) >= 3:
-                stem = w[: -len(suf)] + add
-                if stem in d:
-                    return True
-                if suf in ("ed", "ing") and len(stem) > 3 and stem[-1] == stem[-2] and stem[:-1] in d:
-                    return True  # doubled consonant: "stopped", "running"
-        return False
+        return is_known(w, self.dictionary)
 
     @property
     def empty(self) -> bool:
-        return not (self._exact or self._substrings)
+        return not (self._exact or self._substrings or self._stems)
+
+    def _inflected(self, w: str) -> list[tuple[int, str, bool]]:
+        """(concept, term, exact) of the terms ``w`` is an inflection of (see the module docstring)."""
+        out: list[tuple[int, str, bool]] = []
+        for stem, ci, raw in self._stems.get(w[:3], ()):
+            if w.startswith(stem):
+                out.append((ci, raw, True))
+        if self._deva and _script_of(w) == "DEVANAGARI":
+            out.extend((ci, raw, True) for ci, raw in self._deva.get(_stem_of(w), ()))
+            return out
+        if len(w) < 4:
+            return out
+        cands = self._inflect.get(w[:4])
+        if not cands:
+            return out
+        latin = w.isascii() or _script_of(w) == "LATIN"
+        if latin and (not w.isalpha() or self._known(w)):
+            return out
+        for t, ci, raw in cands:
+            if t == w:
+                continue
+            if latin:
+                if len(t) >= 5 and w.startswith(t) and len(w) - len(t) <= 3:  # ("nacktmull" is a mole rat)
+                    out.append((ci, raw, False))
+                continue
+            common = _common_prefix(w, t)
+            if common >= max(4, len(t) - 3) and len(w) - common <= 4:
+                whole = common == len(t) and len(w) - common <= 3  # "сексом", "трупов"
+                out.append((ci, raw, whole or (common >= 5 and len(t) - common <= 2)))
+        return out
 
     def match(self, texts: Sequence[str]) -> dict[int, LexicalHit]:
         """Best hit per concept over the given (already normalised) views of one prompt."""
@@ -161,13 +264,15 @@ class LexicalMatcher:
                 hits[ci] = LexicalHit(ci, term, found, exact)
 
         for text in texts:
-            text = strip_diacritics(text)[0]
-            words = self._mask_benign(_WORDS.findall(text))
+            text = fold_letters(text)
+            words = self._mask_benign((_WORDS_ASCII if text.isascii() else _WORDS).findall(text))
             joined = " " + " ".join(words) + " "
             for phrase, ci, term in self._phrases:
                 if phrase in joined:
                     add(ci, term, phrase.strip(), True)
             squashed = text.replace(" ", "")
+            for b in self._benign_sub:
+                squashed = squashed.replace(b, "\x00")
             for sub, ci, term in self._substrings:
                 if sub in squashed:
                     add(ci, term, sub, True)
@@ -186,11 +291,19 @@ class LexicalMatcher:
                     ):  # is no "heroin"
                         stem = w[:-2]
                     owners = self._exact.get(stem)
+                if owners is None and not w.isascii() and _script_of(w) == "ARABIC":
+                    for f in _arabic_forms(w):
+                        owners = self._exact.get(f)
+                        if owners:
+                            break
                 if owners:
                     for ci, term in owners:
                         add(ci, term, w, True)
                     continue
-                if len(w) < 4 or not w.isalpha() or self._known(w) or not self._fuzzy_terms:
+                inflected = self._inflected(w) if (self._stems or self._inflect or self._deva) else []
+                for ci, term, exact in inflected:
+                    add(ci, term, w, exact)
+                if inflected or len(w) < 4 or not w.isalpha() or self._known(w) or not self._fuzzy_terms:
                     continue
                 for cand, dist, k in process.extract(
                     w, self._fuzzy_terms, scorer=Levenshtein.distance, score_cutoff=2, limit=3

@@ -4,13 +4,22 @@
 (zero-width, Unicode tags, bidi controls, soft hyphen, variation selectors), NFKC, casefold,
 whitespace collapsed, and words that mix scripts read as the Latin word they imitate. ``variants``
 then undoes deliberate obfuscation (diacritics, symbols inside words, whole-word look-alikes,
-letter spacing, leetspeak, split syllables) as extra views. The transforms that changed the text are
+letter spacing, leetspeak, split syllables) as extra views, the most de-obfuscated reading first
+(it is the one the screen embeds as "the prompt"). The transforms that changed the text are
 recorded: obfuscation is evidence, but only beside a risky match (a benign caption with accents or
 fullwidth letters must read as the caption). Every step is linear in the text's length.
+
+Scripts other than Latin are left as their writers wrote them: only decorations are stripped
+(accents on Latin, Greek and Cyrillic letters, Arabic and Hebrew vowel points, the Arabic tatweel,
+the Devanagari nukta, and the generic combining marks that "zalgo" text stacks on any letter).
+Devanagari vowel signs and viramas, Thai vowel and tone marks and the Japanese voicing marks are
+letters of their words and stay; Hangul syllables decomposed by NFD are recomposed. A "word" is a
+run of letters, digits and combining marks, so a Hindi or Thai word is never cut at a vowel sign.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 import unicodedata
 from collections.abc import Collection
@@ -27,6 +36,33 @@ _WS = re.compile(r"\s+")
 # letters dressed up to dodge word matching: mathematical alphanumerics (𝓷𝓾𝓭𝓮), fullwidth forms
 # (ＮＵＤＥ), circled/parenthesised and squared/negative letters (ⓝⓤⓓⓔ, 🅽🆄🅳🅴)
 _STYLED = re.compile("[\U0001d400-\U0001d7ff\uff01-\uff5e\u2460-\u24ff\U0001f110-\U0001f189]")
+
+
+def _ranges(pred) -> str:
+    """A regex character-class body of every code point for which ``pred`` holds."""
+    out, start, prev = [], None, None
+    for cp in itertools.chain(range(0x20000), range(0xE0000, 0xE0200)):  # (nothing else assigned is a mark)
+        if 0xD800 <= cp <= 0xDFFF:
+            continue
+        if pred(chr(cp)):
+            if start is None:
+                start = cp
+            prev = cp
+        elif start is not None:
+            out.append(re.escape(chr(start)) + ("" if prev == start else "-" + re.escape(chr(prev))))
+            start = None
+    if start is not None:
+        out.append(re.escape(chr(start)) + ("" if prev == start else "-" + re.escape(chr(prev))))
+    return "".join(out)
+
+
+#: every combining mark (Unicode categories Mn, Mc, Me), as a character-class body
+MARKS = _ranges(lambda ch: unicodedata.category(ch)[0] == "M")
+#: a word: letters (and digits) with the combining marks that belong to them. ``\w`` alone cuts
+#: "लड़की" at its vowel signs and "نَازِي" at its vowel points
+WORD = re.compile(rf"(?:[^\W_]|[{MARKS}])+")
+#: letters only (no digits), with their marks
+LETTERS = re.compile(rf"(?:[^\W\d_]|[{MARKS}])+")
 
 
 def _letter_making_marks() -> str:
@@ -47,6 +83,37 @@ def _letter_making_marks() -> str:
 
 _LETTER_MARKS = _letter_making_marks()
 _LETTER_MARK_RE = re.compile("[" + re.escape(_LETTER_MARKS) + "]") if _LETTER_MARKS else None
+
+
+# Korean typed as loose letters ("ㅅㅔㄱㅅㅡ" for 섹스): NFKC turns compatibility jamo into leading
+# consonants and vowels, and composes each consonant-vowel pair, but a final consonant stays a loose
+# leading one ("세ᄀ"). A leading consonant after a syllable without a final, and not before a vowel,
+# is that syllable's final.
+_JAMO_L = re.compile("[\u1100-\u1112]")
+_L_TO_T = dict(
+    zip(
+        "\u1100\u1101\u1102\u1103\u1105\u1106\u1107\u1109\u110a\u110b\u110c\u110e\u110f\u1110\u1111\u1112",
+        (1, 2, 4, 7, 8, 16, 17, 19, 20, 21, 22, 23, 24, 25, 26, 27),
+    )
+)
+
+
+def _compose_finals(text: str) -> str:
+    out: list[str] = []
+    n = len(text)
+    for i, ch in enumerate(text):
+        t = _L_TO_T.get(ch)
+        if (
+            t is not None
+            and out
+            and "\uac00" <= out[-1] <= "\ud7a3"
+            and (ord(out[-1]) - 0xAC00) % 28 == 0
+            and not (i + 1 < n and "\u1161" <= text[i + 1] <= "\u1175")
+        ):
+            out[-1] = chr(ord(out[-1]) + t)
+            continue
+        out.append(ch)
+    return "".join(out)
 
 
 @dataclass
@@ -86,8 +153,12 @@ def normalize(text: str) -> Normalized:
     folded = nfkc.casefold()
     # NFKC after casefold: casefolding can produce sequences that compose differently.
     folded = unicodedata.normalize("NFKC", folded)
+    if "\u1100" <= max(folded, default=" ") and _JAMO_L.search(folded):
+        folded = _compose_finals(folded)
     # Remove control characters (C0/C1 other than whitespace) that survive NFKC.
-    cleaned = "".join(ch if (ch.isprintable() or ch.isspace()) else " " for ch in folded)
+    cleaned = (
+        folded if folded.isprintable() else "".join(ch if (ch.isprintable() or ch.isspace()) else " " for ch in folded)
+    )
     if cleaned != folded:
         transforms.append("control_chars")
     collapsed = _WS.sub(" ", cleaned).strip()
@@ -174,16 +245,144 @@ _WORDS_RE = re.compile(r"\S+")
 # and keeps the riskiest, and the transforms that fired are reported.
 # ------------------------------------------------------------------------------------------
 
+# combining marks stripped whatever letter carries them: the generic diacritics blocks (what zalgo
+# text stacks on any script), Arabic vowel points and Quranic marks, Hebrew points, the Devanagari
+# nukta (Hindi writes loanwords with or without it: नाज़ी / नाजी)
+_DECORATION = re.compile(
+    "[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f"
+    "\u0610-\u061a\u064b-\u065f\u0670\u06d6-\u06dc\u06df-\u06e4\u06e7\u06e8\u06ea-\u06ed\u0591-\u05c7\u093c]"
+)
+_TATWEEL = "\u0640"  # Arabic elongation: decoration inside a word, never a letter
+#: scripts whose letters carry accents as decoration (any of their marks is stripped)
+_ACCENTED_SCRIPTS = ("LATIN", "GREEK", "CYRILLIC")
+_SCRIPT_CACHE: dict[str, str] = {}
+
+
+def _script(ch: str) -> str:
+    s = _SCRIPT_CACHE.get(ch)
+    if s is None:
+        try:
+            s = unicodedata.name(ch).split(" ", 1)[0]
+        except ValueError:
+            s = "UNKNOWN"
+        if len(_SCRIPT_CACHE) < 100_000:
+            _SCRIPT_CACHE[ch] = s
+    return s
+
 
 def strip_diacritics(text: str) -> tuple[str, bool]:
-    """NFD, drop combining marks ("nüdé" -> "nude"; stacked zalgo marks too)."""
+    """NFD, drop the marks that decorate letters ("nüdé" -> "nude"; stacked zalgo marks too; Arabic
+    with or without tashkeel reads alike), NFC. Marks that are letters of their script stay: Devanagari
+    vowel signs ("लड़की" -> "लडकी", nukta only), Thai vowels and tones, Japanese voicing ("ポルノ")."""
+    if text.isascii():
+        return text, False
     decomposed = unicodedata.normalize("NFD", text)
-    out = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
-    out = unicodedata.normalize("NFC", out)
-    return out, out != unicodedata.normalize("NFC", text)
+    out = []
+    base = " "
+    for ch in decomposed:
+        if ch == _TATWEEL:
+            continue
+        if unicodedata.category(ch)[0] != "M":
+            base = ch
+            out.append(ch)
+        elif _DECORATION.match(ch) or (unicodedata.combining(ch) and _script(base) in _ACCENTED_SCRIPTS):
+            continue
+        else:
+            out.append(ch)
+    res = unicodedata.normalize("NFC", "".join(out))
+    return res, res != unicodedata.normalize("NFC", text)
 
 
-_WORD = re.compile(r"\w+", re.UNICODE)
+def odd_marks(text: str) -> bool:
+    """Marks no writer of a language puts there: after NFC, a Latin/Greek/Cyrillic letter still
+    carries a combining mark ("d́", no precomposed letter exists) or a letter carries two or more
+    generic marks (zalgo). Ordinary accents ("é", "ñ", "ё") compose and are not odd."""
+    if text.isascii():
+        return False
+    base, n = " ", 0
+    for ch in unicodedata.normalize("NFC", text):
+        if unicodedata.category(ch)[0] != "M":
+            base, n = ch, 0
+            continue
+        n += 1
+        if _script(base) in _ACCENTED_SCRIPTS or n >= 2:
+            return True
+    return False
+
+
+def _odd_accents(text: str, dictionary: Collection[str] | None) -> bool:
+    """Accents as obfuscation: odd marks, a word carrying three or more, or accented words that are
+    English words once stripped ("ĺíeś", "éátíńǵ": at least two, and most of the accented words)."""
+    if odd_marks(text):
+        return True
+    accented = [w for w in text.split() if not w.isascii()]
+    if not accented:
+        return False
+    english = 0
+    for w in accented:
+        bare, _ = strip_diacritics(w)
+        n_marks = sum(1 for c in unicodedata.normalize("NFD", w) if unicodedata.category(c)[0] == "M")
+        if n_marks >= 3 and bare.isascii():
+            return True
+        core = bare.strip(".,;:!?'\"()")
+        english += len(core) >= 3 and core.isascii() and is_known(core, dictionary)
+    return english >= 2 and 2 * english >= len(accented)
+
+
+_INFLECTIONS = (
+    ("s", ""),
+    ("es", ""),
+    ("ed", ""),
+    ("ed", "e"),
+    ("ing", ""),
+    ("ing", "e"),
+    ("ly", ""),
+    ("er", ""),
+    ("ers", ""),
+    ("ies", "y"),
+    ("ied", "y"),
+)
+
+
+#: words of text-to-image prompts that the screen model's WordPiece vocabulary lacks as whole words
+#: (styles, renderers, sites, compounds): spaced-out or leetspeak prompts are read back into them
+#: ("p h o t o r e a l i s t i c" is "photorealistic", not "photo realistic")
+PROMPT_WORDS = frozenset(
+    """photorealistic hyperrealistic hyperrealism photorealism hyperdetailed ultradetailed artstation deviantart
+    unreal octane closeup headshot watercolor watercolour bodybuilder lifelike fullbody bokeh lowpoly steampunk
+    cyberpunk synthwave vaporwave scifi volumetric chibi kawaii rutkowski artgerm mucha beksinski giger wlop
+    selfie instagram photoshoot cityscape seascape skateboard snowboard surfboard eggplant cupcake toddler
+    smartphone laptop sunlit moonlit backlit""".split()
+)
+
+
+def is_known(w: str, dictionary: Collection[str] | None) -> bool:
+    """``w`` is a word of ``dictionary`` (or of the prompt words) or an English inflection of one
+    ("kites", "straddling", "tagged", "stopped")."""
+    if not dictionary:
+        return False
+    d = dictionary
+    if w in d or w in PROMPT_WORDS:
+        return True
+    for suf, add in _INFLECTIONS:
+        if w.endswith(suf) and len(w) - len(suf) >= 3:
+            stem = w[: -len(suf)] + add
+            if stem in d or stem in PROMPT_WORDS:
+                return True
+            if suf in ("ed", "ing") and len(stem) > 3 and stem[-1] == stem[-2] and stem[:-1] in d:
+                return True  # doubled consonant: "stopped", "running"
+    return False
+
+
+def _in_lexicon(w: str, lexicon: Collection[str] | None) -> bool:
+    return bool(lexicon) and (w in lexicon or (w.endswith("s") and w[:-1] in lexicon))
+
+
+#: the short words a spaced-out run may be cut into, and that are words of their own beside a
+#: fragment (other one- and two-letter dictionary entries are mostly abbreviations: "k a a b a" is
+#: no "ka aba")
+_SHORT_WORDS = frozenset("a i am an as at be by do go he if in is it me my no of oh ok on or so to up us we".split())
+
 _CONFUSABLE_CACHE: dict[str, str | None] = {}
 
 
@@ -202,14 +401,6 @@ def _latin_homoglyph(ch: str) -> str | None:
             break
     _CONFUSABLE_CACHE[ch] = found
     return found
-
-
-def _script(ch: str) -> str:
-    try:
-        name = unicodedata.name(ch)
-    except ValueError:
-        return "UNKNOWN"
-    return name.split(" ", 1)[0]
 
 
 def _latin_look_alike(word: str) -> str | None:
@@ -234,6 +425,8 @@ def fold_confusables(text: str, lexicon: Collection[str] | None = None) -> tuple
     A word written wholly in another script is mapped only when its look-alike is a word of
     ``lexicon`` (the policy's key terms): the all-Cyrillic "ѕех" becomes "sex", while Russian text
     ("мех", fur, looks like "mex") is left alone."""
+    if text.isascii():
+        return text, False
     changed = False
 
     def fix(m: re.Match) -> str:
@@ -246,7 +439,7 @@ def fold_confusables(text: str, lexicon: Collection[str] | None = None) -> tuple
             if not lexicon or not scripts or not w.isalpha():
                 return w
             look = _latin_look_alike(w)
-            if look is None or look == w or not (look in lexicon or (look.endswith("s") and look[:-1] in lexicon)):
+            if look is None or look == w or not _in_lexicon(look, lexicon):
                 return w
             changed = True
             return look
@@ -263,7 +456,7 @@ def fold_confusables(text: str, lexicon: Collection[str] | None = None) -> tuple
         changed = changed or new != w
         return new
 
-    out = _WORD.sub(fix, text)
+    out = WORD.sub(fix, text)
     return out, changed
 
 
@@ -290,7 +483,8 @@ def strip_inner_symbols(text: str) -> tuple[str, bool]:
     return out, changed
 
 
-_FRAGMENTS = re.compile(r"(?<![^\W\d_])[^\W\d_]+(?:[ \-][^\W\d_]+)+")
+_FRAGMENTS = re.compile(rf"(?<![^\W\d_])(?:[^\W\d_]|[{MARKS}])+(?:[ \-](?:[^\W\d_]|[{MARKS}])+)+")
+_FRAGMENTS_ASCII = re.compile(r"(?<![^\W\d_])[^\W\d_]+(?:[ \-][^\W\d_]+)+")  # (the same, faster, for ASCII text)
 
 
 def join_fragments(
@@ -299,8 +493,8 @@ def join_fragments(
     """Join two adjacent word fragments split by a space or hyphen (a newline is a space by now)
     when together they spell a key term of ``lexicon`` ("na ked", "na-ked" -> "naked"). Only joins
     of 5+ letters where one fragment is at most 3 letters long and not both are real words (3+
-    letters and in ``dictionary``) are made: "his panic" stays two words, and a short join
-    ("an al") is never read into a prompt."""
+    letters and in ``dictionary``, or a short function word) are made: "his panic" and "a hero in the
+    city" stay as they are, and a short join ("an al") is never read into a prompt."""
     dictionary = dictionary or ()
     if not lexicon:
         return text, False
@@ -315,13 +509,8 @@ def join_fragments(
         while k < len(words):
             a, b = out[-1], words[k]
             j = a + b
-            real = sum(len(x) >= 3 and x in dictionary for x in (a, b))
-            if (
-                len(j) >= 5
-                and min(len(a), len(b)) <= 3
-                and real < 2
-                and (j in lexicon or (j.endswith("s") and j[:-1] in lexicon))
-            ):
+            real = sum((len(x) >= 3 and x in dictionary) or x in _SHORT_WORDS for x in (a, b))
+            if len(j) >= 5 and min(len(a), len(b)) <= 3 and real < 2 and _in_lexicon(j, lexicon):
                 out[-1] = j
                 changed = True
             else:
@@ -330,10 +519,13 @@ def join_fragments(
             k += 1
         return "".join(out)
 
-    out = _FRAGMENTS.sub(fix, text)
+    out = (_FRAGMENTS_ASCII if text.isascii() else _FRAGMENTS).sub(fix, text)
     return out, changed
 
 
+# ---------------------------------------------------------------- leetspeak
+
+#: the letter each digit or symbol most often stands for
 _LEET = {
     "0": "o",
     "1": "i",
@@ -355,16 +547,67 @@ _LEET = {
     "¥": "y",
     "(": "c",
 }
-_LEET_TOKEN = re.compile(r"[^\s,;:]+")
-
-
+#: the other reading of an ambiguous one ("b100dy" is "bloody", "|ewd" is "lewd", "1ngerie" "ingerie")
+_LEET_ALT = {"1": "l", "!": "l", "|": "i", "6": "b", "9": "q", "0": "u"}
+#: letters drawn with several symbols ("|-|" h, "|\/|" m, "\/\/" w); longest first
+_LEET_SEQ = (
+    ("|\\/|", "m"),
+    ("/\\/\\", "m"),
+    ("\\/\\/", "w"),
+    ("|-|", "h"),
+    ("|\\|", "n"),
+    ("/\\/", "n"),
+    ("\\/", "v"),
+    ("|<", "k"),
+    ("|)", "d"),
+    ("[)", "d"),
+    ("()", "o"),
+    ("><", "x"),
+)
+_LEET_SEQ_RE = re.compile("|".join(re.escape(s) for s, _ in _LEET_SEQ))
+_LEET_SEQ_MAP = dict(_LEET_SEQ)
+# a token holding at least one character leetspeak uses (the others are left alone without a look)
+_LEET_TOKEN = re.compile(r"(?<![^\s,;:])[^\s,;:]*[" + re.escape("".join(_LEET) + "\\/<>[") + r"][^\s,;:]*")
 _SPECIAL_TOKEN = re.compile(r"<\|[a-z]+\|>")
+# numbers, never leetspeak: "1920s", "35mm", "8k", "4x4", "1080p", "2nd", "f/1.8" (the letter alone), "$100"
+_NUMBER = re.compile(
+    r"[#~+\-$€£¥]?\d+(?:[.,:/x×\-]\d+)*"
+    r"(?:st|nd|rd|th|s|k|m|mm|cm|km|px|p|i|fps|hz|khz|mhz|ghz|kg|g|mg|ml|l|gb|tb|mb|kb|mp|am|pm|yo|mph|kph|ft|in"
+    r"|yr|yrs|h|hr|hrs|min|x|d|v|w|kw|hp|cc|bit|%)?"
+)
+# codes: "mp3", "h264", "ps5", "gpt4", "covid19", "covid-19", "ak-47", "b52", "4x4x4", "r2d2"
+_CODE = re.compile(r"[a-z]{1,4}-?\d+[a-z]?|[a-z]+-\d+|\d+[a-z]{1,2}(?:\d+[a-z]?)*|[a-z]\d[a-z]\d")
+_DIGIT_WORD = re.compile(r"(\d+)([a-z]{3,})|([a-z]{3,})(\d+)")  # "2girls", "model3"
+_LEET_CHARS = "".join(re.escape(c) for c in _LEET)
+_LEET_ANY = re.compile(f"[{_LEET_CHARS}]")
+_INTERLEAVED = re.compile(rf"[^\W\d_][{_LEET_CHARS}]+[^\W\d_]|[{_LEET_CHARS}][^\W\d_]+[{_LEET_CHARS}]")
+#: a longer token is no word in disguise (and is left to the optimised-prompt check)
+_MAX_LEET_WORD = 40
+#: at most this many readings of one token are tried against the dictionary
+_MAX_READINGS = 32
 
 
-def fold_leetspeak(text: str) -> tuple[str, bool]:
+def _readings(core: str) -> list[str]:
+    """Letter readings of a leetspeak token, the most likely first: multi-symbol letters folded, then
+    every digit/symbol read as its usual letter and, where ambiguous, as its other one."""
+    core = _LEET_SEQ_RE.sub(lambda m: _LEET_SEQ_MAP[m.group(0)], core)
+    choices = [[_LEET[c], _LEET_ALT[c]] if c in _LEET_ALT else [_LEET.get(c, c)] for c in core]
+    n_amb = sum(len(c) > 1 for c in choices)
+    if n_amb > 5:  # too many combinations: the usual reading and the all-other reading
+        return ["".join(c[0] for c in choices), "".join(c[-1] for c in choices)]
+    return ["".join(p) for p in itertools.islice(itertools.product(*choices), _MAX_READINGS)]
+
+
+def fold_leetspeak(
+    text: str, lexicon: Collection[str] | None = None, dictionary: Collection[str] | None = None
+) -> tuple[str, bool]:
     """Digits and symbols inside words become the letters they stand for ("n4k3d" -> "naked",
-    "p0rn" -> "porn", "$ex" -> "sex"). Only tokens that hold at least two letters are touched,
-    so "8k", "1920s" and "50mm" stay as they are."""
+    "p0rn" -> "porn", "$ex" -> "sex", "70pl355" -> "topless", "b100dy" -> "bloody", "|-|ot" -> "hot").
+
+    A token is read as a word when one of its readings is a word of ``dictionary`` (or an inflection)
+    or a key term of ``lexicon``; failing that, when letters and digits alternate in it ("d3741l3d")
+    or it holds more letters than digits. Numbers and codes are never folded: "1920s", "35mm", "8k",
+    "4x4", "2nd", "mp3", "h264", "2girls" (a number and a word), "7175" (no letter at all)."""
     changed = False
 
     def fix(m: re.Match) -> str:
@@ -372,16 +615,28 @@ def fold_leetspeak(text: str) -> tuple[str, bool]:
         tok = m.group(0)
         if _SPECIAL_TOKEN.search(tok):  # "<|endoftext|>" is a (suspicious) token, not leetspeak
             return tok
-        letters = sum(c.isalpha() for c in tok)
-        if letters < 2 or not any(c in _LEET for c in tok):
+        core = tok.strip(".!?'\"()[]")
+        if not core or len(core) > _MAX_LEET_WORD or (not _LEET_ANY.search(core) and not _LEET_SEQ_RE.search(core)):
             return tok
-        core = tok.strip(".!?'\"()")
-        if not core or core.isdigit():
+        letters = sum(c.isalpha() for c in core)
+        if letters == 0 or (core[0] == "@" and len(core) > 2):  # no letter at all; an "@handle"
             return tok
-        digits = sum(c.isdigit() for c in core)
-        if digits and digits >= letters:  # "1920s", "35mm"-like tokens are numbers, not words
+        readings = _readings(core)
+        # a key term first ("53x" is no magnification), then numbers, then ordinary words
+        new_core = next((r for r in readings if _in_lexicon(r, lexicon)), None)
+        if new_core is None and _NUMBER.fullmatch(core):
             return tok
-        new = tok.replace(core, "".join(_LEET.get(c, c) for c in core))
+        if new_core is None and len(core) >= 3:  # ("a+" is a grade, not "at")
+            new_core = next((r for r in readings if is_known(r, dictionary)), None)
+        if new_core is None:
+            dw = _DIGIT_WORD.fullmatch(core)
+            if _CODE.fullmatch(core) or (dw and is_known(dw.group(2) or dw.group(3), dictionary)):
+                return tok
+            leet = sum(not c.isalpha() for c in core)
+            if letters < 2 or not (_INTERLEAVED.search(core) or letters > leet):
+                return tok
+            new_core = readings[0]
+        new = tok.replace(core, new_core)
         if new != tok:
             changed = True
         return new
@@ -390,15 +645,57 @@ def fold_leetspeak(text: str) -> tuple[str, bool]:
     return out, changed
 
 
+# ---------------------------------------------------------------- letter spacing
+
 # three or more single letters separated by spaces, dots, dashes, underscores, asterisks or
 # middle dots: "n u d e", "n.u.d.e", "n-u-d-e", "n_u_d_e", "n*u*d*e"
 _SPACED = re.compile(r"(?<![\w])(?:[^\W\d_][ \t.\-_*·•/\\]{1,3}){2,}[^\W\d_](?![\w])")
+_MAX_SEGMENT = 24
+_MAX_RUN = 240
 
 
-def collapse_spacing(text: str, keep_articles: bool = True) -> tuple[str, bool]:
+def _segment(letters: str, lexicon: Collection[str] | None, dictionary: Collection[str] | None) -> list[str] | None:
+    """``letters`` cut into the fewest known words ("asoldierbeaten" -> a soldier beaten), or None when
+    no cut into words of ``dictionary``/``lexicon`` (3+ letters) and short function words exists.
+    Linear in the run's length (words are at most ``_MAX_SEGMENT`` letters)."""
+    n = len(letters)
+    if n > _MAX_RUN:
+        return None
+    best: list[tuple[int, int, int] | None] = [None] * (n + 1)  # (words, -sum of squared lengths, start)
+    best[0] = (0, 0, -1)
+    for i in range(n):
+        if best[i] is None:
+            continue
+        cw, cs, _ = best[i]
+        for j in range(i + 1, min(n, i + _MAX_SEGMENT) + 1):
+            w = letters[i:j]
+            ok = w in _SHORT_WORDS if len(w) <= 2 else (_in_lexicon(w, lexicon) or is_known(w, dictionary))
+            if not ok:
+                continue
+            cand = (cw + 1, cs - len(w) * len(w), i)
+            if best[j] is None or cand < best[j]:
+                best[j] = cand
+    if best[n] is None:
+        return None
+    out, j = [], n
+    while j > 0:
+        i = best[j][2]
+        out.append(letters[i:j])
+        j = i
+    return out[::-1]
+
+
+def collapse_spacing(
+    text: str,
+    keep_articles: bool = True,
+    lexicon: Collection[str] | None = None,
+    dictionary: Collection[str] | None = None,
+) -> tuple[str, bool]:
     """Join letters that were spaced or separated to dodge word matching ("n u d e" -> "nude").
-    With ``keep_articles``, a leading "a" or "i" followed by a space stays a word ("a n u d e girl"
-    -> "a nude girl"); the screen also tries the other reading ("a n a l" -> "anal")."""
+    Adjacent spaced words run together ("a s o l d i e r b e a t e n"): with a ``dictionary`` or
+    ``lexicon`` the run is cut back into the fewest known words ("a soldier beaten"). Otherwise, with
+    ``keep_articles``, a leading "a" or "i" followed by a space stays a word ("a n u d e girl" ->
+    "a nude girl"); the screen also tries the other reading ("a n a l" -> "anal")."""
     changed = False
 
     def fix(m: re.Match) -> str:
@@ -406,6 +703,10 @@ def collapse_spacing(text: str, keep_articles: bool = True) -> tuple[str, bool]:
         changed = True
         run = m.group(0)
         letters = "".join(c for c in run if c.isalpha())
+        if keep_articles and (lexicon or dictionary):
+            seg = _segment(letters, lexicon, dictionary)
+            if seg is not None:
+                return " ".join(seg)
         if keep_articles and run[0] in "ai" and run[1] == " " and len(letters) >= 4:
             return run[0] + " " + letters[1:]
         return letters
@@ -431,10 +732,17 @@ OBFUSCATION_TRANSFORMS = (
 def variants(
     text: str, lexicon: Collection[str] | None = None, dictionary: Collection[str] | None = None
 ) -> tuple[list[tuple[str, str]], list[str]]:
-    """Distinct de-obfuscated variants of an already normalised text, as (name, text) pairs with the
-    plain text first, and the list of transforms that fired. ``lexicon``: the policy's single-word
-    key terms, which whole-word confusables and fragment joins must spell to be applied;
-    ``dictionary``: ordinary words, never joined to each other."""
+    """Distinct de-obfuscated variants of an already normalised text, as (name, text) pairs, and the
+    list of transforms that fired. ``lexicon``: the policy's single-word key terms, which whole-word
+    confusables and fragment joins must spell to be applied; ``dictionary``: ordinary words, never
+    joined to each other, and what leetspeak and spaced-out letters are read back into.
+
+    The first pair is the reading of the prompt as a whole (the screen embeds it as "the prompt"): the
+    most de-obfuscated text when some obfuscation was undone, so that "a b0wl of p34ch35" is read as
+    the bowl of peaches it is, not as gibberish; the plain text when only ordinary accents were
+    stripped (a French prompt stays French). The plain text follows, then the other steps; after
+    leetspeak, spaced letters or symbols inside words only the de-obfuscated readings are kept (the plain
+    text is noise to the sentence model: "pills in a p h a r m a c y" came out near self-harm)."""
     out: list[tuple[str, str]] = [("plain", text)]
     fired: list[str] = []
     seen = {text}
@@ -443,11 +751,14 @@ def variants(
         ("diacritics", strip_diacritics),
         ("inner_symbols", strip_inner_symbols),
         ("confusables", lambda x: fold_confusables(x, lexicon)),
-        ("spacing", collapse_spacing),
-        ("leetspeak", fold_leetspeak),
+        ("spacing", lambda x: collapse_spacing(x, True, lexicon, dictionary)),
+        ("leetspeak", lambda x: fold_leetspeak(x, lexicon, dictionary)),
         ("fragments", lambda x: join_fragments(x, lexicon, dictionary)),
     )
+    before_join = text
     for name, fn in steps:
+        if name == "fragments":
+            before_join = t
         t2, did = fn(t)
         if did:
             fired.append(name)
@@ -460,4 +771,18 @@ def variants(
             if t not in seen:
                 seen.add(t)
                 out.append((name, t))
+    if len(out) > 1 and out[-1][1] == t and (any(f != "diacritics" for f in fired) or _odd_accents(text, dictionary)):
+        out.insert(0, out.pop())
+    if _NOISY & set(fired):
+        # the obfuscated text itself is noise to a sentence model ("p h a r m a c y", "w34r1ng", "na🍑ked"
+        # sit near nothing in particular and near everything a little): only readings without it are
+        # kept, and the reading before a split-syllable join (a join may be wrong). Accents alone and joins
+        # alone keep the plain text
+        out = [out[0]] + (
+            [("leetspeak" if "leetspeak" in fired else "spacing", before_join)] if before_join != t else []
+        )
     return out, fired
+
+
+#: transforms whose input is unreadable as text: the plain text is not kept as a view beside them
+_NOISY = frozenset({"spacing", "leetspeak", "inner_symbols"})

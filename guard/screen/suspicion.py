@@ -6,6 +6,11 @@ knows, stray ``<|startoftext|>``/``<|endoftext|>``/``</w>`` tokens, symbols insi
 punctuation. Each signal is measured with the screen model's own WordPiece vocabulary and combined
 into a score in [0, 1]; the screen escalates (or blocks) a suspicious prompt that is anywhere near
 a concept.
+
+Obfuscation is not gibberish: the form is judged on the prompt with loose combining marks dropped and its
+leetspeak read back into words ("a b0wl of p34ch35" is three known words, and the marks of "ḱáab́á" are
+no symbols inside a word), so that a benign caption in leetspeak or with odd marks is not scored as an
+optimised prompt (obfuscation counts only together with risk).
 """
 
 from __future__ import annotations
@@ -15,13 +20,20 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from guard.screen.normalize import normalize
+from guard.screen.normalize import MARKS, fold_leetspeak, normalize
 
 _SPECIAL = re.compile(r"<\|?\s*(?:startoftext|endoftext)\s*\|?>|</w>|\[(?:cls|sep|mask|unk|pad)\]", re.IGNORECASE)
 _ALPHA_WORD = re.compile(r"[^\W\d_]{2,}")
 _CONSONANT_RUN = re.compile(r"[bcdfghjklmnpqrstvwxz]{4,}")
+# English spells one consonant sound with these pairs, and doubles letters: "eggplant", "lengths",
+# "handshake", "lightning" are words, not consonant pile-ups
+_DIGRAPHS = re.compile(r"(?:ch|ck|gh|ng|ph|sh|th|wh)|([bcdfghjklmnpqrstvwxz])\1")
 _SYMBOL_IN_WORD = re.compile(r"[^\W\d_]+[^\w\s,.;:!?'\"()\-][^\W\d_]+")
 _PUNCT_RUN = re.compile(r"[^\w\s]{3,}")
+# combining marks left after NFKC composed what it could: odd ones ("b\u0301") and the vowel signs of
+# Indic scripts are letters' marks, not symbols inside a word; accented words stay non-ASCII (and are not
+# scored: the vocabulary is English)
+_MARK = re.compile(f"[{MARKS}]")
 #: only this many characters of a word are split into pieces (the rest is extrapolated); WordPiece
 #: itself gives up on words over 100 characters ([UNK])
 MAX_WORD_CHARS = 100
@@ -104,6 +116,7 @@ class SuspicionScorer:
         # Every token is then cut to MAX_WORD_CHARS: the patterns below backtrack within a token, so
         # a 50,000-letter run would cost them quadratic time; this keeps the scorer linear in the text
         t = _LONG_TOKEN.sub(lambda m: m.group(0)[:MAX_WORD_CHARS], normalize(text).text)
+        t = fold_leetspeak(_MARK.sub("", t), None, self.vocab)[0]
         special = len(_SPECIAL.findall(t))
         t_clean = _SPECIAL.sub(" ", t)
         words = [w for w in _ALPHA_WORD.findall(t_clean) if w.isascii()]
@@ -116,7 +129,7 @@ class SuspicionScorer:
             # a proper name ("rutkowski") splits into a few healthy pieces; optimiser output has
             # short non-words, consonant pile-ups and many tiny pieces
             avg = len(w) / pieces
-            if len(w) <= 3 or _CONSONANT_RUN.search(w) or (pieces >= 4 and avg < 2.6):
+            if len(w) <= 3 or _CONSONANT_RUN.search(_DIGRAPHS.sub("c", w)) or (pieces >= 4 and avg < 2.6):
                 unknown += 1
                 frag_sum += min(1.0, (pieces - 1) / max(1, len(w) / 2))
         n = max(1, len(words))
