@@ -211,3 +211,18 @@ def test_nfc_and_nfd_input_read_alike():
         a = variants(normalize(unicodedata.normalize("NFD", s)).text, LEX, DICT)[0][0][1]
         b = variants(normalize(unicodedata.normalize("NFC", s)).text, LEX, DICT)[0][0][1]
         assert a == b
+
+
+def test_windows_run_over_the_whole_text_only_when_it_is_one_piece():
+    """Several short comma pieces are their own views (no window mixes two pieces); a long text
+    without separators, and a long piece, get 32-word windows overlapping by half."""
+    from guard.screen.normalize import segments
+
+    pieces = [f"piece number {i} with five words" for i in range(10)]  # 60 words, 10 pieces
+    views = segments(", ".join(pieces))
+    assert views == pieces
+    one = " ".join(f"w{i}" for i in range(60))
+    wins = segments(one)
+    assert wins == [" ".join(f"w{i}" for i in range(a, min(a + 32, 60))) for a in (0, 16, 32)]
+    long_piece = segments("a short piece, " + one)
+    assert long_piece == ["a short piece"] + wins

@@ -188,8 +188,9 @@ def segments(
     max_views: int = MAX_VIEWS,
     spans: bool = False,
 ) -> list:
-    """Comma/semicolon separated pieces of a prompt, and sliding word windows over long pieces, so a
-    single phrase inside a long prompt is screened on its own and is not averaged away. At most
+    """Comma/semicolon separated pieces of a prompt, and sliding word windows over long pieces (over
+    the whole text when it is one piece), so a single phrase inside a long prompt is screened on its
+    own and is not averaged away. At most
     ``max_views`` pieces; identical pieces once. With ``spans``, each piece as its ``(start, end)``
     character range in ``text`` instead (``text[start:end]`` is the piece), for late chunking."""
     out: list[tuple[int, int]] = []
@@ -230,9 +231,11 @@ def segments(
                 windows(words)
             if len(out) >= max_views:
                 break
-    words = list(_WORDS_RE.finditer(text))
-    if len(words) > window_words:
-        windows(words)
+    if len(pieces) <= 1:
+        # one piece: windows over the whole text (several pieces: each long piece has its own windows)
+        words = list(_WORDS_RE.finditer(text))
+        if len(words) > window_words:
+            windows(words)
     out = out[:max_views]
     return out if spans else [text[a:b] for a, b in out]
 
