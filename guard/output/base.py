@@ -255,6 +255,64 @@ class ImageClassifier(ABC):
         return self.classify(images)
 
 
+class OnnxProbabilityClassifier(ImageClassifier):
+    """An ONNX model from ``(batch, *input_shape)`` prepared images to one probability per label, run by
+    an :class:`OnnxRunner`. Subclasses set ``input_shape`` and ``_prepare`` (one RGB uint8 image -> one
+    model input row). Safe to share between threads: the onnxruntime sessions are only ever ``run``."""
+
+    #: the model input without the batch axis, e.g. (3, 224, 224)
+    input_shape: tuple[int, ...] = ()
+
+    @staticmethod
+    def _check_batch_size(name: str, batch_size: Any) -> int:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise GuardInputError(f"{name}: batch_size must be a positive integer, got {batch_size!r}")
+        return batch_size
+
+    def _open(self, model_path: Any, providers: Any, threads: int | None, streams: int | None) -> None:
+        """Start the runner on ``model_path`` and check the model's input and output shapes."""
+        self.model_path = model_path
+        self._runner = OnnxRunner(model_path, providers, self.name, threads=threads, streams=streams)
+        self._session = self._runner.session
+        inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
+        shape = inputs[0].shape if len(inputs) == 1 else []
+        if len(shape) != 4 or tuple(shape[1:]) != tuple(self.input_shape) or len(outputs) != 1:
+            dims = ", ".join(str(d) for d in self.input_shape)
+            raise ModelLoadError(
+                f"{self.name}: {model_path} is not a (batch, {dims}) -> (batch, {len(self.labels)}) model; "
+                f"inputs {[i.shape for i in inputs]}"
+            )
+        self.provider = self._runner.provider
+        logger.info("%s: %s running on %s", self.name, model_path.name, self.provider)
+
+    @abstractmethod
+    def _prepare(self, rgb: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def probabilities(self, batch: np.ndarray) -> np.ndarray:
+        """(N, *input_shape) prepared float32 -> (N, len(labels)) probabilities in label order, in one run."""
+        return self._checked(self._runner.run(batch).astype(np.float32, copy=False).reshape(len(batch), -1))
+
+    def _checked(self, out: np.ndarray) -> np.ndarray:
+        if out.ndim != 2 or out.shape[1] != len(self.labels):
+            raise ModelLoadError(
+                f"{self.name}: model gave {out.shape[1:]} values per image, expected {len(self.labels)}"
+            )
+        return out
+
+    def classify(self, images: Sequence[Any]) -> list[ClassifierOutput]:
+        items = as_image_list(images, self.name)
+        rgb = [to_rgb_uint8(im, where=f"image {i}") for i, im in enumerate(items)]  # every image checked first
+        rows = self._runner.map(rgb, self._prepare, self.batch_size)
+        if not rgb:
+            return []
+        probs = self._checked(np.asarray(rows, dtype=np.float32).reshape(len(rgb), -1))
+        return [
+            ClassifierOutput(scores={lab: float(np.clip(p, 0.0, 1.0)) for lab, p in zip(self.labels, row)})
+            for row in probs
+        ]
+
+
 def to_rgb_uint8(image: Any, *, where: str = "image") -> np.ndarray:
     """Convert a PIL image, numpy array or torch tensor to a contiguous HxWx3 uint8 RGB array.
 

@@ -24,23 +24,14 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 from pydantic import Field, field_validator
 
 from guard.errors import GuardInputError
-from guard.output.base import (
-    ClassifierOutput,
-    ImageClassifier,
-    ModelLoadError,
-    OnnxRunner,
-    as_image_list,
-    package_file,
-    to_rgb_uint8,
-)
+from guard.output.base import OnnxProbabilityClassifier, package_file
 from guard.output.config import STREAMS_HELP, THREADS_HELP, ClassifierConfig, OutputAction, check_label_thresholds
 from guard.output.labels import IMAGE_SAFETY_LABELS
 
@@ -109,12 +100,13 @@ def prepare(rgb: np.ndarray, mode: str = "blurpad") -> np.ndarray:
     return np.ascontiguousarray(np.asarray(out, dtype=np.float32).transpose(2, 0, 1))
 
 
-class ImageSafetyClassifier(ImageClassifier):
+class ImageSafetyClassifier(OnnxProbabilityClassifier):
     """Scores ``graphic`` (gore, graphic violence), ``sexual`` and ``safe``, summing to 1 per image.
     Safe to share between threads: the onnxruntime session is only ever ``run``."""
 
     name = "image_safety"
     labels: tuple[str, ...] = IMAGE_SAFETY_LABELS
+    input_shape = (3, SIDE, SIDE)
 
     def __init__(
         self,
@@ -126,23 +118,11 @@ class ImageSafetyClassifier(ImageClassifier):
         threads: int | None = None,
         streams: int | None = None,
     ) -> None:
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise GuardInputError(f"image_safety: batch_size must be a positive integer, got {batch_size!r}")
+        self.batch_size = self._check_batch_size(self.name, batch_size)
         if preprocess not in ("blurpad", "warp"):
             raise GuardInputError(f"image_safety: preprocess must be 'blurpad' or 'warp', got {preprocess!r}")
-        self.batch_size, self.preprocess = batch_size, preprocess
-        self.model_path = Path(model_path) if model_path is not None else default_model_path()
-        self._runner = OnnxRunner(self.model_path, providers, self.name, threads=threads, streams=streams)
-        self._session = self._runner.session
-        inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
-        shape = inputs[0].shape if len(inputs) == 1 else []
-        if len(shape) != 4 or list(shape[1:]) != [3, SIDE, SIDE] or len(outputs) != 1:
-            raise ModelLoadError(
-                f"image_safety: {self.model_path} is not a (batch, 3, 224, 224) -> (batch, 3) model; "
-                f"inputs {[i.shape for i in inputs]}"
-            )
-        self.provider = self._runner.provider
-        logger.info("image_safety: %s running on %s", self.model_path.name, self.provider)
+        self.preprocess = preprocess
+        self._open(Path(model_path) if model_path is not None else default_model_path(), providers, threads, streams)
 
     @classmethod
     def from_config(cls, cfg: ImageSafetyConfig) -> ImageSafetyClassifier:
@@ -155,26 +135,8 @@ class ImageSafetyClassifier(ImageClassifier):
             streams=cfg.streams,
         )
 
-    def probabilities(self, batch: np.ndarray) -> np.ndarray:
-        """(N, 3, 224, 224) float32 -> (N, 3) probabilities in label order, in one run."""
-        return self._checked(self._runner.run(batch).astype(np.float32, copy=False).reshape(len(batch), -1))
-
-    def _checked(self, out: np.ndarray) -> np.ndarray:
-        if out.ndim != 2 or out.shape[1] != len(self.labels):
-            raise ModelLoadError(f"image_safety: model gave {out.shape[1:]} values per image, expected 3")
-        return out
-
-    def classify(self, images: Sequence[Any]) -> list[ClassifierOutput]:
-        items = as_image_list(images, self.name)
-        rgb = [to_rgb_uint8(im, where=f"image {i}") for i, im in enumerate(items)]  # every image checked first
-        rows = self._runner.map(rgb, lambda a: prepare(a, self.preprocess), self.batch_size)
-        if not rgb:
-            return []
-        probs = self._checked(np.asarray(rows, dtype=np.float32).reshape(len(rgb), -1))
-        return [
-            ClassifierOutput(scores={lab: float(np.clip(p, 0.0, 1.0)) for lab, p in zip(self.labels, row)})
-            for row in probs
-        ]
+    def _prepare(self, rgb: np.ndarray) -> np.ndarray:
+        return prepare(rgb, self.preprocess)
 
 
 #: the registry's names for this module (see guard.output.registry)

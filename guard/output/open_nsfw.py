@@ -15,23 +15,13 @@ from __future__ import annotations
 import io
 import logging
 import os
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 from pydantic import Field, field_validator
 
-from guard.errors import GuardInputError
-from guard.output.base import (
-    ClassifierOutput,
-    ImageClassifier,
-    ModelLoadError,
-    OnnxRunner,
-    as_image_list,
-    package_file,
-    to_rgb_uint8,
-)
+from guard.output.base import OnnxProbabilityClassifier, package_file
 from guard.output.config import STREAMS_HELP, THREADS_HELP, ClassifierConfig, OutputAction, check_label_thresholds
 from guard.output.labels import OPEN_NSFW_LABELS
 
@@ -95,11 +85,12 @@ def prepare(rgb: np.ndarray, jpeg_reencode: bool = True) -> np.ndarray:
     return np.ascontiguousarray(arr[:, :, ::-1] - MEAN_BGR)
 
 
-class OpenNsfwClassifier(ImageClassifier):
+class OpenNsfwClassifier(OnnxProbabilityClassifier):
     """Scores ``nsfw`` and ``sfw`` (summing to 1). Safe to share between threads."""
 
     name = "open_nsfw"
     labels: tuple[str, ...] = OPEN_NSFW_LABELS
+    input_shape = (CROP, CROP, 3)
 
     def __init__(
         self,
@@ -111,21 +102,9 @@ class OpenNsfwClassifier(ImageClassifier):
         threads: int | None = None,
         streams: int | None = None,
     ) -> None:
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise GuardInputError(f"open_nsfw: batch_size must be a positive integer, got {batch_size!r}")
-        self.batch_size, self.jpeg_reencode = batch_size, bool(jpeg_reencode)
-        self.model_path = Path(model_path) if model_path is not None else default_model_path()
-        self._runner = OnnxRunner(self.model_path, providers, self.name, threads=threads, streams=streams)
-        self._session = self._runner.session
-        inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
-        shape = inputs[0].shape if len(inputs) == 1 else []
-        if len(shape) != 4 or list(shape[1:]) != [CROP, CROP, 3] or len(outputs) != 1:
-            raise ModelLoadError(
-                f"open_nsfw: {self.model_path} is not a (batch, 224, 224, 3) -> (batch, 2) model; "
-                f"inputs {[i.shape for i in inputs]}"
-            )
-        self.provider = self._runner.provider
-        logger.info("open_nsfw: %s running on %s", self.model_path.name, self.provider)
+        self.batch_size = self._check_batch_size(self.name, batch_size)
+        self.jpeg_reencode = bool(jpeg_reencode)
+        self._open(Path(model_path) if model_path is not None else default_model_path(), providers, threads, streams)
 
     @classmethod
     def from_config(cls, cfg: OpenNsfwConfig) -> OpenNsfwClassifier:
@@ -138,26 +117,8 @@ class OpenNsfwClassifier(ImageClassifier):
             streams=cfg.streams,
         )
 
-    def probabilities(self, batch: np.ndarray) -> np.ndarray:
-        """(N, 224, 224, 3) prepared -> (N, 2) probabilities (sfw, nsfw), in one run."""
-        return self._checked(self._runner.run(batch).astype(np.float32, copy=False).reshape(len(batch), -1))
-
-    def _checked(self, out: np.ndarray) -> np.ndarray:
-        if out.ndim != 2 or out.shape[1] != 2:
-            raise ModelLoadError(f"open_nsfw: model gave {out.shape[1:]} values per image, expected 2")
-        return out
-
-    def classify(self, images: Sequence[Any]) -> list[ClassifierOutput]:
-        items = as_image_list(images, self.name)
-        rgb = [to_rgb_uint8(im, where=f"image {i}") for i, im in enumerate(items)]  # every image checked first
-        rows = self._runner.map(rgb, lambda a: prepare(a, self.jpeg_reencode), self.batch_size)
-        if not rgb:
-            return []
-        probs = self._checked(np.asarray(rows, dtype=np.float32).reshape(len(rgb), -1))
-        return [
-            ClassifierOutput(scores={lab: float(np.clip(p, 0.0, 1.0)) for lab, p in zip(self.labels, row)})
-            for row in probs
-        ]
+    def _prepare(self, rgb: np.ndarray) -> np.ndarray:
+        return prepare(rgb, self.jpeg_reencode)
 
 
 #: the registry's names for this module (see guard.output.registry)
