@@ -144,7 +144,8 @@ class Embedder:
 
 
 AnyEmbedder = Union[Embedder, "OnnxEmbedder"]
-BACKENDS = ("auto", "onnx", "onnx-int8", "torch")
+BACKENDS = ("auto", "onnx", "onnx-int8", "onnx-int8-blocks", "torch")
+_QUANTIZE = {"onnx": None, "auto": None, "onnx-int8": "int8", "onnx-int8-blocks": "int8-blocks"}
 
 _EMBEDDERS: dict[tuple[str, str, str], AnyEmbedder] = {}
 _EMBEDDERS_LOCK = threading.Lock()
@@ -171,9 +172,11 @@ def get_embedder(model: str = DEFAULT_MODEL, device: str = "cpu", backend: str =
     when impossible); ``"onnx-int8"`` -> the same with int8 MatMuls (about 2x faster, embeddings within
     ~0.01 cosine of fp32, one text per call so that results do not depend on the batch; measured on
     the evaluation sets it decides a little worse than fp32, so it is opt-in: see
-    ``benchmarks/screen_agreement.py``); ``"auto"`` (the default) -> ONNX fp32 when possible, else the
-    torch :class:`Embedder` after one warning naming the reason. Models that are not a plain
-    Transformer -> Pooling (-> Normalize) stack always use the torch / sentence-transformers path under
+    ``benchmarks/screen_agreement.py``); ``"onnx-int8-blocks"`` -> blockwise int8 weights and activations
+    (one scale per 32 values; about 1.5x faster than fp32, embeddings within ~0.002 cosine of it, batches
+    and packed views as in fp32: see ``benchmarks/encoder_speed.py``); ``"auto"`` (the default) -> ONNX
+    fp32 when possible, else the torch :class:`Embedder` after one warning naming the reason. Models that are not
+    a plain Transformer -> Pooling (-> Normalize) stack always use the torch / sentence-transformers path under
     ``"auto"``.
     """
     if backend not in BACKENDS:
@@ -194,7 +197,7 @@ def get_embedder(model: str = DEFAULT_MODEL, device: str = "cpu", backend: str =
         from guard.screen.onnx_backend import OnnxEmbedder
 
         try:
-            emb = OnnxEmbedder(model, device=device, quantize="int8" if backend == "onnx-int8" else None)
+            emb = OnnxEmbedder(model, device=device, quantize=_QUANTIZE[backend])
         except Exception as e:
             reason = f"{type(e).__name__}: {e}" if not isinstance(e, GuardError) else str(e)
             if backend != "auto":

@@ -5,7 +5,22 @@ only; this module is what it calls, once per model, when no valid cached graph e
 transformers and the ``onnx`` package; the runtime never imports it otherwise.
 
     data, info = export_onnx_bytes(model_dir)        # verified fp32 graph (cosine >= 0.999 vs torch)
-    q, qinfo = quantize_int8(data, tokenizer)        # dynamic int8 MatMuls, checked against fp32
+    q, qinfo = quantize_int8(data, tokenizer, dim)   # dynamic int8 MatMuls, checked against fp32
+
+With ``fuse=True`` the graph is FUSED: onnxruntime's transformer optimiser (``onnxruntime.transformers``, part of
+the onnxruntime wheel, offline) replaces each BERT layer's attention subgraph by one ``Attention`` op,
+the residual adds + layer norms by ``SkipLayerNormalization``, bias + GELU by ``BiasGelu`` and the
+embedding sum + layer norm by ``EmbedLayerNormalization`` (contrib ops of onnxruntime's CPU and CUDA
+providers). The fused ``Attention`` op takes a 3-D (batch, query, key) 0/1 mask, which the export
+builds from ``block_ids`` and ``attention_mask`` so that packed views still attend only to themselves.
+A model the optimiser cannot fuse (not BERT-like) gets the unfused graph; ``info["graph"]`` and the
+graph's metadata say which. The fused graph equals the unfused one to float rounding (cosine >= 0.9999999
+on MiniLM) but is not faster on CPU (measured with ``benchmarks/encoder_speed.py``: onnxruntime already
+fuses the unfused graph's GELU and some layer norms when it loads it, and the GEMMs, the bulk of the
+time, are the same), so the default export stays unfused (``fuse=False``).
+
+``quantize_int8_blocks`` turns a graph's MatMuls into blockwise int8 ones (``MatMulNBits``): within
+~0.002 cosine of fp32 and about 1.5x faster; ``quantize_int8`` is dynamic int8 (~2x, ~0.03 cosine).
 """
 
 from __future__ import annotations
@@ -37,6 +52,8 @@ from guard.screen.onnx_session import (
     _run_sorted,
     _Tokenizer,
     make_session,
+    pack,
+    run_packed,
 )
 
 logger = logging.getLogger(__name__)
@@ -52,10 +69,18 @@ INT8_CHECK_TEXTS = [
     "portrait of a woman, oil painting, by greg rutkowski, trending on artstation, 8k",
     "a bowl of ramen on a wooden table, studio lighting",
 ]
+#: the ops dynamic int8 quantisation rewrites: MatMuls (the feed-forward and output projections) and, in a
+#: fused graph, the Attention ops' QKV projection (as QAttention)
+INT8_OP_TYPES = ["MatMul", "Attention"]
 
 
 def export_onnx(
-    model_dir: str | os.PathLike, out_path: str | os.PathLike, *, opset: int = OPSET, fingerprint: str | None = None
+    model_dir: str | os.PathLike,
+    out_path: str | os.PathLike,
+    *,
+    opset: int = OPSET,
+    fingerprint: str | None = None,
+    fuse: bool = False,
 ) -> dict[str, Any]:
     """Export the sentence-transformers model at ``model_dir`` to ONNX at ``out_path``.
 
@@ -68,9 +93,11 @@ def export_onnx(
     (``dynamo=False``: needs the ``onnx`` package, not onnxscript). Before the file is written
     (atomically: temp file + ``os.replace``), onnxruntime's output is compared with torch's on a few
     sentences; below ``MIN_COSINE`` nothing is written and :class:`OnnxUnavailable` is raised, as for
-    any other export failure. Returns ``{"seconds", "min_cosine", "path", "exporter"}``.
+    any other export failure. ``fuse``: fuse the graph with onnxruntime's transformer optimiser (see the
+    module docstring; falls back to the unfused graph, with a warning, when the model does not fuse).
+    Returns ``{"seconds", "min_cosine", "min_cosine_packed", "path", "exporter", "graph"}``.
     """
-    data, info = export_onnx_bytes(model_dir, opset=opset, fingerprint=fingerprint)
+    data, info = export_onnx_bytes(model_dir, opset=opset, fingerprint=fingerprint, fuse=fuse)
     write_atomic(Path(out_path), data)
     info["path"] = Path(out_path)
     logger.info(
@@ -82,8 +109,140 @@ def export_onnx(
     return info
 
 
+#: the attention function the fusable trace uses (registered with transformers' AttentionInterface)
+_EXPORT_ATTENTION = "guard_onnx_export"
+
+
+def _register_export_attention() -> None:
+    """Register the attention function traced for fusion: transformers' eager attention, but the
+    scores DIVIDED by 1/scale. Why: onnxruntime's BERT fusion matches ``Softmax(Add(Div(MatMul), mask))``
+    (the pattern transformers 4 produced); transformers 5 multiplies by the scale, and then both inputs
+    of the Add are ``Mul`` nodes and the matcher follows the wrong one (no Attention is fused). The two
+    differ by float rounding only; the fused op applies 1/sqrt(head size) itself."""
+    import torch
+    from transformers import AttentionInterface
+
+    def attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+        scale = float(scaling) if scaling is not None else query.size(-1) ** -0.5
+        scores = torch.matmul(query, key.transpose(2, 3)) / (1.0 / scale)
+        if attention_mask is not None:
+            scores = scores + attention_mask
+        probs = torch.softmax(scores, dim=-1)
+        return torch.matmul(probs, value).transpose(1, 2).contiguous(), probs
+
+    AttentionInterface.register(_EXPORT_ATTENTION, attention)
+
+
+def _trace(wrapper, names: list[str], example: dict[str, np.ndarray], opset: int) -> bytes:
+    """``torch.onnx.export`` (TorchScript exporter) of a wrapper with outputs (embeddings, token_states)."""
+    import torch
+
+    buf = io.BytesIO()
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # the legacy exporter's deprecation and tracer notes
+            torch.onnx.export(
+                wrapper,
+                tuple(torch.from_numpy(example[n]) for n in names),
+                buf,
+                dynamo=False,
+                input_names=names,
+                output_names=["embeddings", "token_states"],
+                dynamic_axes={
+                    **{n: {0: "batch", 1: "sequence"} for n in names},
+                    "embeddings": {0: "batch"},
+                    "token_states": {0: "batch", 1: "sequence"},
+                },
+                opset_version=opset,
+                do_constant_folding=True,
+            )
+    except Exception as e:
+        raise OnnxUnavailable(f"torch.onnx.export failed: {type(e).__name__}: {e}") from e
+    return buf.getvalue()
+
+
+def _fuse(data: bytes, config) -> tuple[Any, dict[str, int]]:
+    """Fuse a traced BERT-like graph (2-D ``attention_mask`` input) with onnxruntime's transformer
+    optimiser and give its ``Attention`` ops a 3-D mask from a new ``block_ids`` input: query token i
+    may attend to key token j iff both are in the same block and j is not padding. Raises
+    :class:`OnnxUnavailable` unless every layer's attention was fused. Returns the ModelProto and the
+    counts of fused ops."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    try:
+        from onnxruntime.transformers.fusion_options import FusionOptions
+        from onnxruntime.transformers.optimizer import optimize_model
+    except ImportError as e:  # pragma: no cover - part of the onnxruntime wheel
+        raise OnnxUnavailable(f"onnxruntime.transformers is unavailable: {e}") from e
+    heads = int(getattr(config, "num_attention_heads", 0) or 0)
+    hidden = int(getattr(config, "hidden_size", 0) or 0)
+    layers = int(getattr(config, "num_hidden_layers", 0) or 0)
+    if not (heads and hidden and layers):
+        raise OnnxUnavailable("the model config names no num_attention_heads / hidden_size / num_hidden_layers")
+    opts = FusionOptions("bert")
+    # the optimiser logs every pattern it fails to match at DEBUG and some notes at INFO/WARNING
+    quiet = [logging.getLogger(n) for n in ("onnxruntime.transformers", "fusion_base", "onnx_model", "optimizer")]
+    levels = [lg.level for lg in quiet]
+    for lg in quiet:
+        lg.setLevel(logging.ERROR)
+    try:
+        om = optimize_model(
+            onnx.load_model_from_string(data),
+            model_type="bert",
+            num_heads=heads,
+            hidden_size=hidden,
+            optimization_options=opts,
+            opt_level=0,  # the python fusions only: onnxruntime's own optimisations run when a session loads
+            use_gpu=False,
+        )
+    except Exception as e:
+        raise OnnxUnavailable(f"onnxruntime's transformer optimiser failed: {type(e).__name__}: {e}") from e
+    finally:
+        for lg, lv in zip(quiet, levels):
+            lg.setLevel(lv)
+    stats = {k: int(v) for k, v in om.get_fused_operator_statistics().items() if v}
+    proto = om.model
+    graph = proto.graph
+    attn = [n for n in graph.node if n.op_type == "Attention"]
+    if len(attn) != layers:
+        raise OnnxUnavailable(f"the optimiser fused {len(attn)} of {layers} attention layers ({stats})")
+    for n in attn:
+        # inputs: x, qkv weight, qkv bias, mask_index; nothing after (no past, no additive attention bias)
+        if len(n.input) != 4 or not n.input[3]:
+            raise OnnxUnavailable(f"fused attention {n.name} has inputs {list(n.input)}, expected (x, w, b, mask)")
+    taken = {o for n in graph.node for o in n.output} | {i.name for i in graph.input}
+    if "block_ids" in taken:
+        raise OnnxUnavailable("the traced graph already has a 'block_ids' input")
+    graph.input.append(helper.make_tensor_value_info("block_ids", TensorProto.INT64, ["batch", "sequence"]))
+    p = "guard_block_mask/"
+    graph.initializer.extend(
+        [
+            numpy_helper.from_array(np.array([1], dtype=np.int64), p + "axis1"),
+            numpy_helper.from_array(np.array([2], dtype=np.int64), p + "axis2"),
+        ]
+    )
+    mask_nodes = [
+        helper.make_node("Unsqueeze", ["block_ids", p + "axis2"], [p + "query_block"], name=p + "query_block"),
+        helper.make_node("Unsqueeze", ["block_ids", p + "axis1"], [p + "key_block"], name=p + "key_block"),
+        helper.make_node("Equal", [p + "query_block", p + "key_block"], [p + "same_block"], name=p + "same_block"),
+        helper.make_node("Cast", ["attention_mask"], [p + "real"], name=p + "real", to=TensorProto.BOOL),
+        helper.make_node("Unsqueeze", [p + "real", p + "axis1"], [p + "real_key"], name=p + "real_key"),
+        helper.make_node("And", [p + "same_block", p + "real_key"], [p + "allowed"], name=p + "allowed"),
+        helper.make_node("Cast", [p + "allowed"], [p + "mask3d"], name=p + "mask3d", to=TensorProto.INT32),
+    ]
+    for n in attn:
+        n.input[3] = p + "mask3d"
+    for i, n in enumerate(mask_nodes):
+        graph.node.insert(i, n)
+    if not any(o.domain == "com.microsoft" for o in proto.opset_import):
+        proto.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    onnx.checker.check_model(proto)
+    return proto, stats
+
+
 def export_onnx_bytes(
-    model_dir: str | os.PathLike, *, opset: int = OPSET, fingerprint: str | None = None
+    model_dir: str | os.PathLike, *, opset: int = OPSET, fingerprint: str | None = None, fuse: bool = False
 ) -> tuple[bytes, dict[str, Any]]:
     """:func:`export_onnx` without the file: the verified serialised graph and its export info."""
     t0 = time.perf_counter()
@@ -140,42 +299,52 @@ def export_onnx_bytes(
             ).last_hidden_state
             return pool_and_normalize(hidden, attention_mask, pooling), hidden
 
-    wrapper = _Pooled(model).eval()
+    class _Plain(torch.nn.Module):
+        """The standard BERT mask pattern from a 2-D ``attention_mask`` (what the optimiser recognises
+        and replaces by a mask input of the fused ``Attention`` op; ``_fuse`` then feeds that input the
+        3-D block mask instead)."""
+
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids, attention_mask, position_ids, token_type_ids=None):
+            ext = (1.0 - attention_mask[:, None, None, :].to(torch.float32)) * torch.finfo(torch.float32).min
+            kw = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
+            hidden = self.inner(
+                input_ids=input_ids, attention_mask=ext, position_ids=position_ids, **kw
+            ).last_hidden_state
+            return pool_and_normalize(hidden, attention_mask, pooling), hidden
+
     tok = _Tokenizer(model_dir, max_len)
     texts = [PROBE_TEXT, *VERIFY_TEXTS]
     encs = tok.encode(texts)
     example = _pad(encs[:3], tok.pad_id, names)  # padded batch of 3: both axes vary in the trace
-    buf = io.BytesIO()
-    try:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")  # the legacy exporter's deprecation and tracer notes
-            torch.onnx.export(
-                wrapper,
-                tuple(torch.from_numpy(example[n]) for n in names),
-                buf,
-                dynamo=False,
-                input_names=names,
-                output_names=["embeddings", "token_states"],
-                dynamic_axes={
-                    **{n: {0: "batch", 1: "sequence"} for n in names},
-                    "embeddings": {0: "batch"},
-                    "token_states": {0: "batch", 1: "sequence"},
-                },
-                opset_version=opset,
-                do_constant_folding=True,
-            )
-    except Exception as e:
-        raise OnnxUnavailable(f"torch.onnx.export failed: {type(e).__name__}: {e}") from e
 
     # reference: the torch path proper (2-D mask, no wrapper), same token ids
     ref = np.empty((len(texts), int(model.config.hidden_size)), dtype=np.float32)
     with torch.no_grad():
         for i, e in enumerate(encs):
-            feeds = {k: torch.from_numpy(v) for k, v in _pad([e], tok.pad_id, names).items()}
+            feeds = {k: torch.from_numpy(np.array(v)) for k, v in _pad([e], tok.pad_id, names).items()}
+            feeds.pop("block_ids")
             hidden = model(**feeds).last_hidden_state
             ref[i] = pool_and_normalize(hidden, feeds["attention_mask"], pooling)[0].numpy()
 
-    proto = onnx.load_model_from_string(buf.getvalue())
+    graph, stats, proto = "unfused", {}, None
+    if fuse:
+        try:
+            _register_export_attention()
+            fmodel = AutoModel.from_pretrained(str(model_dir), attn_implementation=_EXPORT_ATTENTION).eval().float()
+            plain = [n for n in names if n != "block_ids"]
+            proto, stats = _fuse(_trace(_Plain(fmodel).eval(), plain, example, opset), model.config)
+            graph = "fused"
+            del fmodel
+        except Exception as e:  # noqa: BLE001 - an optimisation only: the unfused graph is always possible
+            logger.warning("screen model %s: no fused ONNX graph (%s); exporting the unfused one", model_dir, e)
+            proto = None
+    if proto is None:
+        proto = onnx.load_model_from_string(_trace(_Pooled(model).eval(), names, example, opset))
+
     meta = {
         "format": EXPORT_FORMAT,
         "fingerprint": fingerprint,
@@ -183,29 +352,50 @@ def export_onnx_bytes(
         "dim": str(ref.shape[1]),
         "max_seq_length": str(max_len),
         "probe": json.dumps([round(float(x), 7) for x in ref[0]]),
-        "exporter": f"torch {torch.__version__} torch.onnx.export(dynamo=False) opset {opset}",
+        "exporter": f"torch {torch.__version__} torch.onnx.export(dynamo=False) opset {opset}"
+        + (" + onnxruntime.transformers optimize_model(bert)" if graph == "fused" else ""),
+        "graph": graph,
+        "fused_ops": json.dumps(stats, sort_keys=True),
     }
+    del proto.metadata_props[:]
     for k, v in meta.items():
         p = proto.metadata_props.add()
         p.key, p.value = _META_PREFIX + k, v
     data = proto.SerializeToString()
-    del proto, buf
+    del proto
 
     try:
         sess = make_session(data, providers=["CPUExecutionProvider"])
         got = _run_sorted(sess, tok, encs, 8, ref.shape[1])
+        sess_names = [i.name for i in sess.get_inputs()]
+        packed = np.empty_like(ref)
+        for row in pack([len(ids) for ids, _ in encs]):
+            packed[row] = run_packed(sess, sess_names, [encs[i] for i in row], pooling)
     except Exception as e:
         raise OnnxUnavailable(f"onnxruntime cannot run the exported graph: {type(e).__name__}: {e}") from e
-    cos = _cosines(got, ref)
-    min_cos = float(cos.min())
-    if not (min_cos >= MIN_COSINE):
-        raise OnnxUnavailable(f"exported graph disagrees with torch: min cosine {min_cos:.5f} < {MIN_COSINE}")
+    min_cos = float(_cosines(got, ref).min())
+    min_packed = float(_cosines(packed, ref).min())
+    if not (min(min_cos, min_packed) >= MIN_COSINE):
+        if graph == "fused":  # never ship a wrong fused graph: the unfused one is exported and checked instead
+            logger.warning(
+                "fused ONNX graph of %s disagrees with torch (min cosine %.5f, packed %.5f); exporting the unfused one",
+                model_dir,
+                min_cos,
+                min_packed,
+            )
+            return export_onnx_bytes(model_dir, opset=opset, fingerprint=fingerprint, fuse=False)
+        raise OnnxUnavailable(
+            f"exported graph disagrees with torch: min cosine {min_cos:.5f} (packed {min_packed:.5f}) < {MIN_COSINE}"
+        )
 
     info = {
         "seconds": time.perf_counter() - t0,
         "min_cosine": min_cos,
+        "min_cosine_packed": min_packed,
         "exporter": meta["exporter"],
         "dim": int(ref.shape[1]),
+        "graph": graph,
+        "fused_ops": stats,
     }
     return data, info
 
@@ -239,8 +429,9 @@ def quantize_int8(data: bytes, tok: _Tokenizer, dim: int) -> tuple[bytes, dict[s
                 str(dst),
                 weight_type=QuantType.QInt8,
                 per_channel=True,
-                op_types_to_quantize=["MatMul"],
-                extra_options={"MatMulConstBOnly": True},
+                op_types_to_quantize=INT8_OP_TYPES,
+                # contrib ops (fused Attention) leave shape inference without a type for their outputs
+                extra_options={"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT},
             )
         except Exception as e:
             raise OnnxUnavailable(f"int8 quantisation failed: {type(e).__name__}: {e}") from e
@@ -259,4 +450,113 @@ def quantize_int8(data: bytes, tok: _Tokenizer, dim: int) -> tuple[bytes, dict[s
     min_cos = float(cos.min())
     if not (min_cos >= MIN_COSINE_INT8):
         raise OnnxUnavailable(f"int8 graph disagrees with fp32: min cosine {min_cos:.4f} < {MIN_COSINE_INT8}")
+    return qdata, {"int8_min_cosine": min_cos, "int8_seconds": time.perf_counter() - t0}
+
+
+#: a blockwise-int8 graph must agree with the fp32 one at least this well (cosine) on every check sentence
+MIN_COSINE_INT8_BLOCKS = 0.995
+#: weights per int8 block (one scale each) along a MatMul's input dimension
+INT8_BLOCK_SIZE = 32
+
+
+def quantize_int8_blocks(
+    data: bytes, tok: _Tokenizer, dim: int, block_size: int = INT8_BLOCK_SIZE
+) -> tuple[bytes, dict[str, Any]]:
+    """Blockwise int8 weights: every MatMul with a constant 2-D weight becomes onnxruntime's
+    ``MatMulNBits`` (com.microsoft, 8 bits, symmetric, one scale per ``block_size`` weights along the
+    input dimension) with ``accuracy_level`` 4: onnxruntime quantises each row of activations per block
+    too and multiplies in int8 (VNNI where the CPU has it). The fp32 graph's metadata is kept, plus
+    ``guard.quantized = int8-blocks``. Checked against the fp32 graph on ``INT8_CHECK_TEXTS``: below
+    ``MIN_COSINE_INT8_BLOCKS`` :class:`OnnxUnavailable` is raised. Returns the graph and
+    ``{"int8_min_cosine", "int8_seconds"}``.
+
+    Against dynamic int8 (:func:`quantize_int8`): one scale per 32 weights and per 32 activations of a
+    row instead of one per output channel and one per call, so embeddings stay within ~0.002 cosine of
+    fp32 (dynamic: ~0.03), and a row's result does not depend on the other rows of the call (packed
+    views and batches behave as in fp32); about 1.5x faster than fp32 per prompt (dynamic: ~2x)."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    t0 = time.perf_counter()
+    if block_size < 16 or block_size & (block_size - 1):
+        raise OnnxUnavailable(f"int8 block size must be a power of two >= 16, not {block_size}")
+    proto = onnx.load_model_from_string(data)
+    graph = proto.graph
+    inits = {i.name: i for i in graph.initializer}
+    consumers: dict[str, int] = {}
+    for n in graph.node:
+        for i in n.input:
+            consumers[i] = consumers.get(i, 0) + 1
+    new_nodes, done, dropped = [], 0, set()
+    for n in graph.node:
+        w = inits.get(n.input[1]) if n.op_type == "MatMul" and len(n.input) == 2 else None
+        if w is None or len(w.dims) != 2 or w.data_type != onnx.TensorProto.FLOAT:
+            new_nodes.append(n)
+            continue
+        wt = numpy_helper.to_array(w).astype(np.float32)  # (K, N)
+        k, n_out = wt.shape
+        blocks = -(-k // block_size)
+        pad = np.zeros((blocks * block_size, n_out), dtype=np.float32)
+        pad[:k] = wt
+        cols = pad.T.reshape(n_out, blocks, block_size)  # per output column, blocks along K
+        scale = np.abs(cols).max(axis=2) / 127.0
+        safe = np.where(scale > 0, scale, 1.0)
+        q = np.clip(np.rint(cols / safe[:, :, None]), -127, 127).astype(np.int16) + 128
+        base = n.name or n.output[0]
+        qname, sname = f"{w.name}/int8_blocks", f"{w.name}/int8_scales"
+        graph.initializer.extend(
+            [
+                numpy_helper.from_array(q.astype(np.uint8), qname),
+                numpy_helper.from_array(scale.astype(np.float32).reshape(-1), sname),
+            ]
+        )
+        new_nodes.append(
+            helper.make_node(
+                "MatMulNBits",
+                [n.input[0], qname, sname],
+                list(n.output),
+                name=f"{base}/int8_blocks",
+                domain="com.microsoft",
+                K=k,
+                N=n_out,
+                bits=8,
+                block_size=block_size,
+                accuracy_level=4,
+            )
+        )
+        consumers[w.name] -= 1
+        if consumers[w.name] == 0:
+            dropped.add(w.name)
+        done += 1
+    if not done:
+        raise OnnxUnavailable("the graph has no MatMul with a constant weight to quantise")
+    del graph.node[:]
+    graph.node.extend(new_nodes)
+    keep = [i for i in graph.initializer if i.name not in dropped]
+    del graph.initializer[:]
+    graph.initializer.extend(keep)
+    if not any(o.domain == "com.microsoft" for o in proto.opset_import):
+        proto.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    for p in proto.metadata_props:
+        if p.key == _META_PREFIX + "quantized":
+            p.value = "int8-blocks"
+            break
+    else:
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = _META_PREFIX + "quantized", "int8-blocks"
+    qdata = proto.SerializeToString()
+    del proto
+    try:
+        ref_s = make_session(data, providers=["CPUExecutionProvider"])
+        q_s = make_session(qdata, providers=["CPUExecutionProvider"])
+        encs = tok.encode(INT8_CHECK_TEXTS)
+        cos = _cosines(_run_sorted(q_s, tok, encs, 8, dim), _run_sorted(ref_s, tok, encs, 8, dim))
+    except Exception as e:
+        raise OnnxUnavailable(f"onnxruntime cannot run the blockwise int8 graph: {type(e).__name__}: {e}") from e
+    min_cos = float(cos.min())
+    if not (min_cos >= MIN_COSINE_INT8_BLOCKS):
+        raise OnnxUnavailable(
+            f"blockwise int8 graph disagrees with fp32: min cosine {min_cos:.4f} < {MIN_COSINE_INT8_BLOCKS}"
+        )
+    logger.info("blockwise int8: %d MatMuls quantised, min cosine vs fp32 %.5f", done, min_cos)
     return qdata, {"int8_min_cosine": min_cos, "int8_seconds": time.perf_counter() - t0}

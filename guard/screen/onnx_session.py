@@ -19,11 +19,17 @@ logger = logging.getLogger(__name__)
 
 #: bump when the exported graph changes (inputs, outputs, pooling), so old cached files are re-exported.
 #: 2: inputs ``position_ids`` and ``block_ids`` (several texts packed in one row), output ``token_states``
+#: (the fused graph, ``export_onnx(fuse=True)``, has the same inputs and outputs: metadata ``graph`` says which;
+#: it is not the default, see onnx_export's docstring)
 EXPORT_FORMAT = "2"
 OPSET = 17
 MIN_COSINE = 0.999
 #: the probe check of an int8 graph (against the fp32 torch probe vector)
 MIN_COSINE_INT8_PROBE = 0.97
+#: the probe check of a blockwise int8 graph (``quantize="int8-blocks"``)
+MIN_COSINE_INT8_BLOCKS_PROBE = 0.995
+#: the quantisations an OnnxEmbedder offers: None (fp32), dynamic int8, blockwise int8
+QUANTIZATIONS = (None, "int8", "int8-blocks")
 PROBE_TEXT = "guard onnx probe: a watercolour painting of a lighthouse at dusk"
 #: sentences the fresh export is checked on against the torch path (plus PROBE_TEXT)
 VERIFY_TEXTS = [
