@@ -31,12 +31,16 @@ def tok():
 
 
 @pytest.fixture(scope="module")
-def graphs():
-    """(unfused bytes, its info, fused bytes, its info), exported once for this module."""
-    path = resolve_model_path("all-MiniLM-L6-v2")
-    unfused, uinfo = onnx_export.export_onnx_bytes(path)
-    fused, finfo = onnx_export.export_onnx_bytes(path, fuse=True)
-    return unfused, uinfo, fused, finfo
+def unfused_graph():
+    """(bytes, info) of the default export, once for this module."""
+    return onnx_export.export_onnx_bytes(resolve_model_path("all-MiniLM-L6-v2"))
+
+
+@pytest.fixture(scope="module")
+def graphs(unfused_graph):
+    """(unfused bytes, its info, fused bytes, its info)."""
+    fused, finfo = onnx_export.export_onnx_bytes(resolve_model_path("all-MiniLM-L6-v2"), fuse=True)
+    return *unfused_graph, fused, finfo
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +111,8 @@ def test_fused_graph_can_be_quantised_dynamically(graphs, tok):
     assert info["int8_min_cosine"] >= onnx_export.MIN_COSINE_INT8
 
 
-def test_a_model_that_does_not_fuse_gets_the_unfused_graph(monkeypatch, graphs, caplog):
+@pytest.mark.slow  # a third export (the fallback)
+def test_a_model_that_does_not_fuse_gets_the_unfused_graph(monkeypatch, caplog):
     def refuse(data, config):
         raise onnx_export.OnnxUnavailable("the optimiser fused 0 of 6 attention layers")
 
@@ -121,11 +126,11 @@ def test_a_model_that_does_not_fuse_gets_the_unfused_graph(monkeypatch, graphs, 
 
 
 @pytest.fixture(scope="module")
-def blocks(graphs, tok):
-    return onnx_export.quantize_int8_blocks(graphs[0], tok, 384)
+def blocks(unfused_graph, tok):
+    return onnx_export.quantize_int8_blocks(unfused_graph[0], tok, 384)
 
 
-def test_blockwise_int8_is_close_to_fp32(blocks, sessions, tok):
+def test_blockwise_int8_is_close_to_fp32(blocks, unfused_graph, tok):
     import onnx
 
     data, info = blocks
@@ -136,7 +141,7 @@ def test_blockwise_int8_is_close_to_fp32(blocks, sessions, tok):
     assert {p.key: p.value for p in proto.metadata_props}["guard.quantized"] == "int8-blocks"
     q = make_session(data, threads=1)
     encs = tok.encode(TEXTS)
-    cos = _cosines(_alone(q, encs), _alone(sessions[0], encs))
+    cos = _cosines(_alone(q, encs), _alone(make_session(unfused_graph[0], threads=1), encs))
     assert cos.min() >= 0.995, dict(zip(TEXTS, cos.round(5)))
 
 
@@ -149,19 +154,19 @@ def test_blockwise_int8_rows_do_not_depend_on_the_batch(blocks, tok):
     assert _cosines(_packed(q, encs), alone).min() >= 0.9999
 
 
-def test_blockwise_int8_block_size_is_checked(graphs, tok):
+def test_blockwise_int8_block_size_is_checked(unfused_graph, tok):
     with pytest.raises(onnx_export.OnnxUnavailable, match="power of two"):
-        onnx_export.quantize_int8_blocks(graphs[0], tok, 384, block_size=24)
+        onnx_export.quantize_int8_blocks(unfused_graph[0], tok, 384, block_size=24)
 
 
-def test_blockwise_int8_embedder(monkeypatch, tmp_path, blocks, graphs):
+def test_blockwise_int8_embedder(monkeypatch, tmp_path, unfused_graph):
     """``OnnxEmbedder(quantize="int8-blocks")`` (backend onnx-int8-blocks): exported, cached apart, reloaded."""
     monkeypatch.setenv("GUARD_CACHE_DIR", str(tmp_path))
     calls = []
 
     def export(model_dir, **kw):  # the fp32 export of this module, instead of a second one
         calls.append(1)
-        return graphs[0], dict(graphs[1])
+        return unfused_graph[0], dict(unfused_graph[1])
 
     monkeypatch.setattr(onnx_export, "export_onnx_bytes", export)
     e = OnnxEmbedder(quantize="int8-blocks")

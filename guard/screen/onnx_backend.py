@@ -273,9 +273,12 @@ class OnnxEmbedder:
         return single, ex.map
 
     def _run(self, encs) -> np.ndarray:
-        # dynamic int8: one text per call (its activation scales are then its own: batch-invariant results);
-        # fp32 and blockwise int8: token-length-sorted batches (batch layouts agree to float rounding)
-        if not self._row_invariant:
+        # on CPU: one text per call, side by side on single-threaded sessions. Measured on I2P prompts at
+        # batch 64 (benchmarks/encoder_speed.py, 2 cores): fp32 145 prompts per CPU-second against 112 for
+        # token-length-sorted padded batches on a 2-thread session (no padding, no thread barriers per op);
+        # dynamic int8 needs it anyway (activation scales per call: batch-invariant results).
+        # Elsewhere (CUDA) token-length-sorted batches; fp32 batch layouts agree to float rounding.
+        if not self._row_invariant or self.provider == "CPUExecutionProvider":
             sess, pmap = self._side_by_side(len(encs))
             return _run_each(sess, encs, self.dim, pmap)
         return _run_sorted(self._session, self._tok, encs, self.batch_size, self.dim)
