@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -71,8 +72,9 @@ class FeatureLayout:
     multilingual: bool = False
     ml_embedding_dim: int = 0  # USE-m3 sentence embedding columns (non-English model); 0 = none
 
-    @property
+    @cached_property
     def names(self) -> list[str]:
+        """Every column's name, in order (computed once per layout; do not modify the list)."""
         n = [f"emb[{i}]" for i in range(self.embedding_dim)]
         n += [f"sim:{c}" for c in self.concepts]
         n += [f"lex:{c}" for c in self.concepts]
@@ -89,7 +91,7 @@ class FeatureLayout:
             n += [f"mlemb[{i}]" for i in range(self.ml_embedding_dim)]
         return n
 
-    @property
+    @cached_property
     def n_base(self) -> int:
         """Number of columns without the multilingual sentence embedding."""
         return len(self.names) - (self.ml_embedding_dim if self.multilingual else 0)
@@ -98,7 +100,7 @@ class FeatureLayout:
         """This layout without the multilingual embedding columns (a prefix of it)."""
         return FeatureLayout(self.concepts, self.categories, self.embedding_dim, self.multilingual, 0)
 
-    @property
+    @cached_property
     def ml_active_column(self) -> int | None:
         """Index of ``ml:active`` (1 for rows the multilingual encoder read), or None."""
         return self.n_base - 1 if self.multilingual else None

@@ -102,6 +102,8 @@ class LearnedModel:
         # prompt, an undone obfuscation) contributes against its absence, so that a missing benign
         # look-alike is never named as a reason; graded signals contribute against the training mean
         self._absent_is_zero = np.isin(self._groups, ["lexical", "contrast", "suspicion", "obfuscation"])
+        #: per number of features (one per variant): see ``_signal_keys``
+        self._keys: dict[int, tuple] = {}
 
     @classmethod
     def load(cls, path: str | Path = DEFAULT_MODEL) -> LearnedModel:
@@ -152,24 +154,45 @@ class LearnedModel:
         per concept for similarity / lexical / contrast and per group otherwise; largest first. Each is
         the feature's weight times its distance from a baseline: absence for present-or-not evidence
         (key terms, benign look-alikes, suspicion, obfuscation), the training mean for graded signals;
-        the contributions and a per-head constant sum to the logit."""
+        the contributions and a per-head constant sum to the logit.
+
+        Vectorised: each feature's signal (its key in words) is an index computed once per variant, the
+        per-signal sums are one ``bincount`` (in feature order, in float64, as a running sum would add
+        them), and signals are ranked by sum, ties in the order of their first contributing feature."""
         h = self.heads.index(head)
         x = np.asarray(x, np.float32)
         ml = bool(self.variant_of(x)[0])
         mean, scale, coef, _ = self._part(ml)
         n = len(mean)
-        base = np.where(self._absent_is_zero[:n], 0.0, mean)
+        key_of, labels, base = self._signal_keys(n, mean)
         c = (x[:n] - base) / scale * coef[:, h]
-        agg: dict[str, float] = {}
-        for name, group, v in zip(self.names[:n], self._groups[:n], c):
-            if v == 0.0:
-                continue
-            if group in ("similarity", "lexical", "contrast") and ":" in name:
-                key = f"{GROUP_WORDS[group]} {name.split(':', 1)[1]}"
-            else:
-                key = GROUP_WORDS[group]
-            agg[key] = agg.get(key, 0.0) + float(v)
-        return sorted(agg.items(), key=lambda kv: -kv[1])[:top]  # top=None: all
+        nz = np.flatnonzero(c != 0.0)
+        if not len(nz):
+            return []
+        keys = key_of[nz]
+        sums = np.bincount(keys, weights=c[nz].astype(np.float64), minlength=len(labels))
+        present, first = np.unique(keys, return_index=True)
+        present = present[np.argsort(first, kind="stable")]  # signals in order of first appearance
+        vals = sums[present]
+        order = np.argsort(-vals, kind="stable")[:top]
+        return [(labels[int(present[k])], float(vals[k])) for k in order]
+
+    def _signal_keys(self, n: int, mean: np.ndarray) -> tuple[np.ndarray, list[str], np.ndarray]:
+        """For the first ``n`` features: each one's signal index, the signals in words, and the baseline
+        each is measured from (0 for present-or-not evidence, else the training mean). Cached per variant."""
+        got = self._keys.get(n)
+        if got is None or got[3] is not mean:
+            index: dict[str, int] = {}
+            key_of = np.empty(n, np.int64)
+            for j, (name, group) in enumerate(zip(self.names[:n], self._groups[:n])):
+                if group in ("similarity", "lexical", "contrast") and ":" in name:
+                    key = f"{GROUP_WORDS[group]} {name.split(':', 1)[1]}"
+                else:
+                    key = GROUP_WORDS[group]
+                key_of[j] = index.setdefault(key, len(index))
+            base = np.where(self._absent_is_zero[:n], 0.0, mean)
+            got = self._keys[n] = (key_of, list(index), base, mean)
+        return got[0], got[1], got[2]
 
     # ------------------------------------------------------------------ operating points
 

@@ -468,54 +468,50 @@ class PromptScreen:
     def _threshold_decisions(self, sc: _Scored, v: _Verdict) -> None:
         """Zero-shot decisions: each concept's best similarity against its threshold, the escalation
         band, the benign contrast, the lexical layer and obfuscation. Concepts the learned model
-        decides are scored here too (for the report) but do not decide."""
+        decides are left to their category's learned head (nothing of theirs is decided here), and a
+        concept's report entry is built only when it is a match, the top or the nearest."""
         cfg = self.cfg
         margin = cfg.escalate_margin
         cmargin = cfg.contrast_margin
         transforms = sc.transforms
         obfuscated = [t for t in transforms if t in OBFUSCATION_TRANSFORMS]
         top_key = (-2, -np.inf)
+        learned = self._learned_concepts
+        scores = sc.scores.tolist()  # (Python floats: the comparisons below are in float64)
+        thresholds = self._thresholds.tolist()
+        lexical = sc.lexical
         for ci, c in enumerate(self._concepts):
-            s = float(sc.scores[ci])
-            thr = float(self._thresholds[ci])
+            if ci in learned:
+                continue  # reported through its category's learned head
+            s = scores[ci]
+            thr = thresholds[ci]
+            action = c.action
             kind = sc.view_kind[ci]
-            cs = ConceptScore(
-                c.id,
-                c.category,
-                c.action,
-                s,
-                thr,
-                self._phrases[int(sc.phrase_idx[ci])],
-                "segment" if "segment" in kind else "full",
-            )
-            hit = sc.lexical.get(ci) if sc.lexical else None
-            notes: list[str] = []
-            if c.action == "allow":
+            hit = lexical.get(ci) if lexical else None
+            if action == "allow":
                 d = "allow"
             elif s >= thr:
-                d = c.action
+                d = action
             elif s >= thr - margin:
                 d = "escalate"
             else:
                 d = "allow"
             # the same text is clearly nearer a benign look-alike ("a police officer on a horse"):
             # one level down. Only the view that matched counts, so appending a benign phrase elsewhere
-            # in the prompt excuses nothing.
+            # in the prompt excuses nothing. (float32 against the sum, as numpy compares them)
             if d != "allow" and hit is None and cmargin is not None and sc.contrast[ci] >= s + cmargin:
                 d = "escalate" if d == "block" else "allow"
-                notes.append(f"{c.id} {s:.3f} lowered: nearer a benign phrase ({sc.contrast[ci]:.3f})")
+                v.notes.append(f"{c.id} {s:.3f} lowered: nearer a benign phrase ({sc.contrast[ci]:.3f})")
             # lexical layer: an exact key term applies the concept's action; a misspelt one escalates,
             # or applies the action when the sentence embedding agrees (within twice the margin)
-            if hit is not None and c.action != "allow":
-                lex = c.action if (hit.exact or s >= thr - 2 * margin) else "escalate"
+            if hit is not None and action != "allow":
+                lex = action if (hit.exact or s >= thr - 2 * margin) else "escalate"
                 if _RANK[lex] > _RANK[d]:
                     d = lex
-                cs.phrase = f"term {hit.term!r}" + ("" if hit.exact else f" (as {hit.found!r})")
-                cs.view = "lexical"
             # a one-word segment is thin evidence: it may escalate, never block on its own
             if d == "block" and hit is None and kind.endswith("+word"):
                 d = "escalate"
-                notes.append(f"{c.id}: a one-word segment matched; escalated, not blocked")
+                v.notes.append(f"{c.id}: a one-word segment matched; escalated, not blocked")
             # obfuscation is itself a signal: a match that needed de-obfuscating goes up
             if (
                 d != "allow"
@@ -528,25 +524,35 @@ class PromptScreen:
                 )
             ):
                 if _RANK[cfg.obfuscation_action] > _RANK[d]:
-                    notes.append(f"{c.id}: raised to {cfg.obfuscation_action}, obfuscated ({', '.join(obfuscated)})")
+                    v.notes.append(f"{c.id}: raised to {cfg.obfuscation_action}, obfuscated ({', '.join(obfuscated)})")
                     d = cfg.obfuscation_action
-            if ci in self._learned_concepts:
-                continue  # reported through its category's learned head
-            v.notes.extend(notes)
-            if d != "allow" or (c.action == "allow" and s >= thr):
-                v.matches.append(cs)
+            matched = d != "allow" or (action == "allow" and s >= thr)
+            key = (_RANK[d] if action != "allow" else -1, s - thr if hit is None else 1.0)
+            is_top = key > top_key
+            is_nearest = v.nearest is None or (action != "allow" and s - thr > v.nearest.score - v.nearest.threshold)
             if _RANK[d] > _RANK[v.decision]:
                 v.decision = d
-            key = (_RANK[d] if c.action != "allow" else -1, s - thr if hit is None else 1.0)
-            if key > top_key:
+            if not (matched or is_top or is_nearest):
+                continue
+            if hit is not None and action != "allow":
+                phrase = f"term {hit.term!r}" + ("" if hit.exact else f" (as {hit.found!r})")
+                view = "lexical"
+            else:
+                phrase = self._phrases[int(sc.phrase_idx[ci])]
+                view = "segment" if "segment" in kind else "full"
+            cs = ConceptScore(c.id, c.category, action, s, thr, phrase, view)
+            if matched:
+                v.matches.append(cs)
+            if is_top:
                 top_key, v.top = key, cs
-            if v.nearest is None or (c.action != "allow" and s - thr > v.nearest.score - v.nearest.threshold):
+            if is_nearest:
                 v.nearest = cs
 
     def _learned_decisions(self, sc: _Scored, proba: np.ndarray, feats: np.ndarray | None, v: _Verdict) -> None:
         """The learned head of each built-in category against its calibrated operating point."""
         model = self.learned
         assert model is not None
+        v.feats = feats
         obfuscated = [t for t in sc.transforms if t in OBFUSCATION_TRANSFORMS]
         best_key: tuple | None = None
         best_cs: ConceptScore | None = None
@@ -593,8 +599,7 @@ class PromptScreen:
                 d = "block"
                 v.notes.append(f"{cat}: raised to block, key term found after undoing {', '.join(obfuscated)}")
             cs = ConceptScore(c.id, cat, d if d != "allow" else c.action, p, op.block, phrase, "learned")
-            signals = model.contributions(feats, cat, top=3) if feats is not None and d != "allow" else []
-            v.learned[cat] = (cs, d, op, signals)
+            v.learned[cat] = (cs, d, op)  # (its deciding signals are computed when the report shows them)
             if d != "allow":
                 v.matches.append(cs)
                 key = (_RANK[d], _logit(p) - _logit(op.block))  # margins compare in logit space
@@ -696,7 +701,8 @@ class PromptScreen:
             if m.view == "rule":
                 continue
             if m.view == "learned":
-                _cs, d, op, signals = v.learned[m.category]
+                _cs, d, op = v.learned[m.category]
+                signals = self._signals(v, m.category, d)
                 words = ", ".join(f"{name} ({val:+.2f})" for name, val in signals if val > 0)
                 # deciding signals first (the CLI table shows the start of the first reason)
                 reasons.append(
@@ -745,6 +751,12 @@ class PromptScreen:
             suspicion=None if sus is None else round(sus.score, 3),
         )
 
+    def _signals(self, v: _Verdict, category: str, decision: str) -> list[tuple[str, float]]:
+        """The top contributing signals of a category's learned head (for the report's reasons)."""
+        if v.feats is None or decision == "allow" or self.learned is None:
+            return []
+        return self.learned.contributions(v.feats, category, top=3)
+
     def _sensitivity_of(self, category: str) -> str:
         sens = self.cfg.sensitivity
         if isinstance(sens, dict):
@@ -767,7 +779,8 @@ class _Verdict:
     matches: list[ConceptScore] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     leading: str | None = None  # a rule or suspicion note that decided, shown first
-    learned: dict[str, tuple] = field(default_factory=dict)  # category -> (score, decision, op, signals)
+    learned: dict[str, tuple] = field(default_factory=dict)  # category -> (score, decision, op)
+    feats: np.ndarray | None = None  # the learned decision's feature row (for the deciding signals)
 
 
 @dataclass
