@@ -177,7 +177,34 @@ def record(config: str, i: int, batch: str, r) -> dict:
     }
 
 
-def run(prompts: list[str], store: dict, batch1_share: int, configs: list[str] | None) -> tuple[list[dict], float]:
+def feature_records(scr: PromptScreen, config: str, start: int, batch: list[str]) -> list[dict]:
+    """The learned decision's feature rows (without the sentence embeddings, rounded to 1e-5) and the
+    per-concept scores behind them, one record per prompt."""
+    from guard.screen.features import featurize
+
+    scored = scr._score(batch)
+    x = featurize(scr, scr.learned.layout, scored, fill=scr.learned.mean)
+    d = scr.learned.layout.embedding_dim
+    keep = np.r_[d : scr.learned.layout.n_base]
+    return [
+        {
+            "config": config,
+            "batch": "features",
+            "i": start + j,
+            "features": [_r(v) for v in x[j, keep].tolist()],
+            "scores": [_r(v) for v in sc.scores.tolist()],
+            "phrase_idx": sc.phrase_idx.tolist(),
+            "view_kind": list(sc.view_kind),
+            "contrast": [_r(v) for v in sc.contrast.tolist()],
+            "lexical": sorted([ci, h.term, h.found, h.exact] for ci, h in sc.lexical.items()),
+        }
+        for j, sc in enumerate(scored)
+    ]
+
+
+def run(
+    prompts: list[str], store: dict, batch1_share: int, configs: list[str] | None, with_features: bool = True
+) -> tuple[list[dict], float]:
     out: list[dict] = []
     screen_s = 0.0
     for name, pol in configurations():
@@ -191,6 +218,8 @@ def run(prompts: list[str], store: dict, batch1_share: int, configs: list[str] |
         for s in range(0, len(prompts), 64):
             for j, r in enumerate(scr.screen_batch(prompts[s : s + 64])):
                 out.append(record(name, s + j, "b64", r))
+            if with_features and scr.learned is not None:
+                out.extend(feature_records(scr, name, s, prompts[s : s + 64]))
         for i, p in enumerate(prompts):
             if i % batch1_share == 0 or i >= len(prompts) - len(EDGE):
                 out.append(record(name, i, "b1", scr.screen(p)))
@@ -216,7 +245,7 @@ def compare(got: list[dict], want: list[dict]) -> list[str]:
             if not _same(g.get(k), w[k]):
                 diffs.append(f"{w['config']} {w['batch']} prompt {w['i']}: {k}: {g.get(k)!r} != {w[k]!r}")
     # batch 1 must agree with batch 64 (within the float tolerance) within this run
-    b64 = {(r["config"], r["i"]): r for r in got if r["batch"] == "b64"}
+    b64 = {(r["config"], r["i"]): r for r in got if r["batch"] == "b64"}  # (features: compared with the file only)
     for r in got:
         if r["batch"] == "b1":
             o = b64[(r["config"], r["i"])]
@@ -279,7 +308,7 @@ def main(argv=None) -> int:
         diffs = compare(got, want)
         for d in diffs[:40]:
             print("DIFF", d)
-    blocked = sum(r["decision"] == "block" for r in got)
+    blocked = sum(r.get("decision") == "block" for r in got)
     print(
         f"RESULT prompts={len(prompts)} records={len(got)} diffs={len(diffs)} blocked={blocked} "
         f"screen_s={screen_s:.1f} identical={int(not diffs)}"

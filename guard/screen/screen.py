@@ -135,6 +135,7 @@ class PromptScreen:
             [self._concepts[ci].action == "allow" and self._concepts[ci].contrast for ci in self._phrase_concept],
             dtype=bool,
         )
+        self._allow_cols = np.flatnonzero(self._allow_phrase)
         self._thresholds = np.asarray([policy.threshold_for(c) for c in self._concepts], dtype=np.float32)
         self._concept_pos = {c.id: ci for ci, c in enumerate(self._concepts)}
         self._lock = threading.Lock()
@@ -351,39 +352,17 @@ class PromptScreen:
         all_views = [self._views(p) for p in prompts]
         emb = self._embed_views(all_views)
         sims = self._similarities(emb)
-        n_c = len(self._concepts)
         out = []
         row = 0
-        for p, (vs, kinds, texts, tr, _src) in zip(prompts, all_views):
-            block = sims[row : row + len(vs)]
+        per_concept = self._best_by_concept(sims, [(vs, kinds) for vs, kinds, *_ in all_views])
+        for p, (vs, _kinds, texts, tr, _src), (scores, phrase_idx, view_kind, contrast) in zip(
+            prompts, all_views, per_concept
+        ):
             row += len(vs)
-            sc = _Scored(
-                len(vs),
-                tr,
-                np.full(n_c, -1.0, np.float32),
-                np.zeros(n_c, np.int64),
-                ["plain"] * n_c,
-                np.full(n_c, -1.0, np.float32),
-            )
+            sc = _Scored(len(vs), tr, scores, phrase_idx, view_kind, contrast)
             sc.prompt = p
             if len(vs):
                 sc.embedding = emb[row - len(vs)]  # the de-obfuscated full text: the first view
-            if len(vs) and block.shape[1]:
-                best_view = block.argmax(axis=0)
-                best = block.max(axis=0)
-                # best benign-contrast similarity of each view (same view as the match it may excuse)
-                benign = block[:, self._allow_phrase].max(axis=1) if self._allow_phrase.any() else None
-                for ci in range(n_c):
-                    lo, hi = int(self._starts[ci]), int(self._starts[ci + 1])
-                    pi = lo + int(best[lo:hi].argmax())
-                    sc.scores[ci] = best[pi]
-                    sc.phrase_idx[ci] = pi
-                    bv = int(best_view[pi])
-                    sc.view_kind[ci] = kinds[bv] + (
-                        "+word" if kinds[bv].endswith("segment") and " " not in vs[bv] else ""
-                    )
-                    if benign is not None:
-                        sc.contrast[ci] = benign[best_view[pi]]
             if self.lexical is not None and texts:
                 sc.lexical = self.lexical.match(texts)
             if self.suspicion is not None and vs:
@@ -400,6 +379,48 @@ class PromptScreen:
                 sig = self.multilingual.signals([all_views[i][2][0] for i in foreign])
                 for k, i in enumerate(foreign):
                     out[i].multilingual = sig[k]
+        return out
+
+    def _best_by_concept(self, sims: np.ndarray, views: list[tuple[list[str], list[str]]]) -> list[tuple]:
+        """Per prompt (its views and their kinds, in ``sims`` row order): for each concept the best
+        similarity of any view to any of its phrases, that phrase, the kind of that view ("+word" for a
+        one-word segment) and the view's best benign-contrast similarity (the same view as the match it
+        may excuse); ties go to the first phrase and the first view. A prompt without views scores -1.
+
+        Numpy reductions over the whole batch: the best view per phrase is one ``maximum.reduceat``
+        over each prompt's rows, the best phrase per concept one over each concept's phrases (they are
+        contiguous), the first best by a ``minimum.reduceat`` of the positions that reach it."""
+        n_c = len(self._concepts)
+        n_p = sims.shape[1]
+        counts = [len(vs) for vs, _ in views]
+        out: list[tuple] = []
+        live = [i for i, k in enumerate(counts) if k]
+        if not live or not n_p:
+            return [_unscored(n_c) for _ in views]
+        offsets = np.cumsum([0] + counts)
+        rows = offsets[live]
+        best = np.maximum.reduceat(sims, rows, axis=0)  # (n_live, n_phrases): best over each prompt's views
+        lo = self._starts[:-1]
+        seg_max = np.maximum.reduceat(best, lo, axis=1)  # (every concept has at least one phrase)
+        at_max = best == seg_max[:, self._phrase_concept_arr]
+        pi = np.minimum.reduceat(np.where(at_max, np.arange(n_p), n_p), lo, axis=1)
+        if (pi >= n_p).any():  # NaN similarities: the first position argmax reports, as per concept
+            for j, c in zip(*np.nonzero(pi >= n_p)):
+                pi[j, c] = lo[c] + int(best[j, lo[c] : self._starts[c + 1]].argmax())
+        scores = np.take_along_axis(best, pi, axis=1).astype(np.float32, copy=False)
+        # best benign-contrast similarity of each view
+        benign = sims[:, self._allow_cols].max(axis=1) if len(self._allow_cols) else None
+        live_at = dict(zip(live, range(len(live))))
+        for i, (vs, kinds) in enumerate(views):
+            j = live_at.get(i)
+            if j is None:
+                out.append(_unscored(n_c))
+                continue
+            a, b = int(offsets[i]), int(offsets[i + 1])
+            bv = sims[a:b, pi[j]].argmax(axis=0)  # the first view reaching each concept's best phrase
+            vk = [k + ("+word" if k.endswith("segment") and " " not in v else "") for v, k in zip(vs, kinds)]
+            contrast = benign[a:b][bv] if benign is not None else np.full(n_c, -1.0, np.float32)
+            out.append((scores[j], pi[j], [vk[x] for x in bv.tolist()], contrast))
         return out
 
     def _similarities(self, emb: np.ndarray) -> np.ndarray:
@@ -762,6 +783,11 @@ class PromptScreen:
         if isinstance(sens, dict):
             sens = sens.get(category, sens.get("default", "medium"))
         return str(sens)
+
+
+def _unscored(n_c: int) -> tuple:
+    """Per-concept scores of a prompt without views: (scores, phrase index, view kind, contrast)."""
+    return np.full(n_c, -1.0, np.float32), np.zeros(n_c, np.int64), ["plain"] * n_c, np.full(n_c, -1.0, np.float32)
 
 
 def _logit(p: float) -> float:
