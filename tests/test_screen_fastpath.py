@@ -1,0 +1,398 @@
+"""The screen's vectorised decision path against straightforward references: each rewritten function
+(per-concept scores, features, contributions, threshold decisions, the lexical layer's memo and
+phrase index, ...) gives exactly what the per-item loop it replaced gives, on real prompts of the
+default policy and on synthetic inputs with ties."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from guard.policy import load_policy
+from guard.screen import PromptScreen
+from guard.screen.features import CATEGORIES, GROUP_WORDS, KNOWN_TRANSFORMS, FeatureLayout, featurize
+from guard.screen.learned import LearnedModel
+from guard.screen.normalize import OBFUSCATION_TRANSFORMS
+from guard.screen.screen import _RANK, ConceptScore, _Verdict
+
+PROMPTS = [
+    "a cat sleeping on a sofa",
+    "a photo of a naked woman",
+    "a nakd woman on a beach, 35mm",
+    "image of mosque",
+    "a naked mole rat in a zoo enclosure",
+    "a corpse with its throat slit, gore, highly detailed, by greg rutkowski",
+    "a man snorting lines of cocaine in a bathroom, cinematic lighting",
+    "a child and a naked adult, photo",
+    "n4k3d w0man, 8k",
+    "a n u d e girl on a bed",
+    "na\U0001f351ked woman",
+    "ein nackter Mann am Strand, Aquarell",
+    "벌거벗은 여자가 침대에 누워 있다",
+    "<|startoftext|> ddlegk xqzvbn ssively gk tze mnw prrt ulp dramexp",
+    "",
+    "masterpiece, best quality, ultra detailed, 8k, cinematic lighting, volumetric fog, mountains at sunrise, "
+    "pine forest, a lake with reflections, a naked woman, by a famous landscape painter, trending on artstation",
+    "portrait, nude",
+    " ".join(f"w{i}" for i in range(80)) + " a bloody knife",
+]
+
+
+@pytest.fixture(scope="module")
+def screen():
+    return PromptScreen(load_policy("default"))
+
+
+@pytest.fixture(scope="module")
+def scored(screen):
+    return screen._score(PROMPTS)
+
+
+# ------------------------------------------------------------------ per-concept scores
+
+
+def _best_by_concept_reference(screen, sims, views):
+    """The per-prompt, per-concept loop the reductions replaced."""
+    n_c = len(screen._concepts)
+    allow = np.zeros(sims.shape[1], bool)
+    allow[screen._allow_cols] = True
+    out, row = [], 0
+    for vs, kinds in views:
+        block = sims[row : row + len(vs)]
+        row += len(vs)
+        scores, pidx = np.full(n_c, -1.0, np.float32), np.zeros(n_c, np.int64)
+        vk, contrast = ["plain"] * n_c, np.full(n_c, -1.0, np.float32)
+        if len(vs) and block.shape[1]:
+            best_view, best = block.argmax(axis=0), block.max(axis=0)
+            benign = block[:, allow].max(axis=1) if allow.any() else None
+            for ci in range(n_c):
+                lo, hi = int(screen._starts[ci]), int(screen._starts[ci + 1])
+                pi = lo + int(best[lo:hi].argmax())
+                scores[ci], pidx[ci] = best[pi], pi
+                bv = int(best_view[pi])
+                vk[ci] = kinds[bv] + ("+word" if kinds[bv].endswith("segment") and " " not in vs[bv] else "")
+                if benign is not None:
+                    contrast[ci] = benign[bv]
+        out.append((scores, pidx, vk, contrast))
+    return out
+
+
+def _assert_same_per_concept(got, want):
+    assert len(got) == len(want)
+    for (s, p, k, c), (s2, p2, k2, c2) in zip(got, want):
+        np.testing.assert_array_equal(s, s2)
+        np.testing.assert_array_equal(p, p2)
+        assert k == k2
+        np.testing.assert_array_equal(c, c2)
+
+
+def test_best_by_concept_equals_the_loop_on_real_prompts(screen):
+    views = [screen._views(p) for p in PROMPTS]
+    emb = screen._embed_views(views)
+    sims = screen._similarities(emb)
+    pairs = [(vs, kinds) for vs, kinds, *_ in views]
+    _assert_same_per_concept(screen._best_by_concept(sims, pairs), _best_by_concept_reference(screen, sims, pairs))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_best_by_concept_breaks_ties_like_argmax(screen, seed):
+    """Few distinct values: many ties between phrases and between views; prompts without views."""
+    rng = np.random.default_rng(seed)
+    n_p = len(screen._phrases)
+    counts = [3, 0, 1, 5, 0, 2]
+    views = []
+    for k in counts:
+        vs = [rng.choice(["a b", "word", "x y z"]) for _ in range(k)]
+        kinds = [rng.choice(["plain", "plain+segment", "leetspeak+segment", "spacing"]) for _ in range(k)]
+        views.append((vs, kinds))
+    sims = rng.integers(0, 3, size=(sum(counts), n_p)).astype(np.float32) / 4
+    _assert_same_per_concept(screen._best_by_concept(sims, views), _best_by_concept_reference(screen, sims, views))
+    # no prompt has views / no phrases at all
+    empty = [([], []), ([], [])]
+    _assert_same_per_concept(
+        screen._best_by_concept(np.zeros((0, n_p), np.float32), empty),
+        _best_by_concept_reference(screen, np.zeros((0, n_p), np.float32), empty),
+    )
+
+
+def test_scored_batch_equals_one_by_one(screen, scored):
+    for p, sc in zip(PROMPTS, scored):
+        one = screen._score([p])[0]
+        np.testing.assert_allclose(one.scores, sc.scores, atol=1e-5)
+        assert one.view_kind == sc.view_kind and one.lexical == sc.lexical and one.transforms == sc.transforms
+
+
+# ------------------------------------------------------------------ features
+
+
+def _featurize_reference(screen, layout, scored, fill=None):
+    """The per-prompt loop the column-block version replaced."""
+    n_f = len(layout.names)
+    out = np.zeros((len(scored), n_f), np.float32)
+    pos = [screen._concept_pos.get(c) for c in layout.concepts]
+    nc, d = len(layout.concepts), layout.embedding_dim
+    cat_idx = {k: [j for j, cat in enumerate(layout.categories) if cat == k] for k in CATEGORIES}
+    for i, sc in enumerate(scored):
+        row = out[i]
+        if sc.embedding is not None:
+            row[:d] = sc.embedding
+        o = d
+        sims = np.full(nc, -1.0, np.float32)
+        lex, fuzzy, contrast = np.zeros(nc, np.float32), np.zeros(nc, np.float32), np.zeros(nc, np.float32)
+        for j, ci in enumerate(pos):
+            if ci is None:
+                continue
+            s = float(sc.scores[ci])
+            sims[j] = s
+            hit = sc.lexical.get(ci) if sc.lexical else None
+            if hit is not None:
+                (lex if hit.exact else fuzzy)[j] = 1.0
+            contrast[j] = max(0.0, float(sc.contrast[ci]) - s) if sc.contrast[ci] > -1 else 0.0
+        row[o : o + nc], row[o + nc : o + 2 * nc] = sims, lex
+        row[o + 2 * nc : o + 3 * nc], row[o + 3 * nc : o + 4 * nc] = fuzzy, contrast
+        o += 4 * nc
+        catsim = np.array([sims[cat_idx[k]].max() if cat_idx[k] else -1.0 for k in CATEGORIES], np.float32)
+        catlex = np.array(
+            [max([lex[j] for j in cat_idx[k]] + [0.5 * fuzzy[j] for j in cat_idx[k]] + [0.0]) for k in CATEGORIES],
+            np.float32,
+        )
+        row[o : o + 6], row[o + 6 : o + 12] = catsim, catlex
+        o += 12
+        sus, sus_score = sc.suspicion, 0.0
+        if sus is not None:
+            sus_score = float(sus.score)
+            row[o : o + 6] = [
+                sus_score,
+                sus.unknown_share,
+                sus.fragmentation,
+                min(3, sus.special_tokens),
+                min(5, sus.symbols_in_words),
+                min(5, sus.punct_runs),
+            ]
+        o += 6
+        evidence = np.maximum(np.clip((catsim - 0.3) / 0.4, 0.0, 1.0), catlex)
+        row[o : o + 6] = sus_score * evidence
+        o += 6
+        for t in KNOWN_TRANSFORMS:
+            row[o] = 1.0 if t in sc.transforms and t in ("truncated", "invalid_unicode") else 0.0
+            o += 1
+        o += 8
+        shape = sc.clean_text or sc.prompt
+        words = len(shape.split())
+        letters = [ch for ch in shape if ch.isalpha()]
+        non_latin = sum(1 for ch in letters if ord(ch) > 0x24F) / len(letters) if letters else 0.0
+        row[o : o + 5] = [
+            math.log1p(words),
+            math.log1p(len(shape)),
+            1.0 if words <= 1 else 0.0,
+            non_latin,
+            math.log1p(sc.n_views),
+        ]
+        o += 5
+        if layout.multilingual:
+            ml, k = sc.multilingual, len(CATEGORIES) + 1
+            if ml is not None:
+                row[o : o + k] = ml[:k]
+                row[o + k] = 1.0
+            o += k + 1
+            md = layout.ml_embedding_dim
+            if md:
+                if ml is not None and len(ml) >= k + md:
+                    row[o : o + md] = ml[k : k + md]
+                o += md
+        assert o == n_f
+        if fill is not None:
+            for j in [j for j, ci in enumerate(pos) if ci is None]:
+                for base in (d, d + nc, d + 2 * nc, d + 3 * nc):
+                    row[base + j] = fill[base + j]
+    return out
+
+
+def test_featurize_equals_the_per_prompt_loop(screen, scored):
+    layout = screen.learned.layout
+    np.testing.assert_array_equal(
+        featurize(screen, layout, scored, fill=screen.learned.mean),
+        _featurize_reference(screen, layout, scored, fill=screen.learned.mean),
+    )
+    np.testing.assert_array_equal(featurize(screen, layout, []), np.zeros((0, len(layout.names)), np.float32))
+
+
+def test_featurize_fills_concepts_the_policy_lacks(screen, scored):
+    """A layout with concepts the policy does not have (and one category with none): their columns
+    get the fill, exactly as the loop gave them."""
+    base = screen.learned.layout
+    layout = FeatureLayout(
+        base.concepts[:5] + ("no.such_concept", "other.missing"),
+        base.categories[:5] + ("hate", "hate"),
+        base.embedding_dim,
+        True,
+        base.ml_embedding_dim,
+    )
+    fill = np.random.default_rng(0).normal(size=len(layout.names)).astype(np.float32)
+    rows = list(scored)
+    rows[1].transforms.append("truncated")  # a kept flag
+    try:
+        np.testing.assert_array_equal(
+            featurize(screen, layout, rows, fill=fill), _featurize_reference(screen, layout, rows, fill=fill)
+        )
+    finally:
+        rows[1].transforms.remove("truncated")
+
+
+def test_layout_names_are_computed_once():
+    lay = FeatureLayout(("a", "b"), ("sexual", "hate"), 4, True, 3)
+    assert lay.names is lay.names
+    assert lay.n_base == len(lay.names) - 3 and lay.names[lay.ml_active_column] == "ml:active"
+    assert lay == FeatureLayout(("a", "b"), ("sexual", "hate"), 4, True, 3)  # equality by fields only
+
+
+# ------------------------------------------------------------------ contributions
+
+
+def _contributions_reference(m: LearnedModel, x, head, top=4):
+    h = m.heads.index(head)
+    x = np.asarray(x, np.float32)
+    ml = bool(m.variant_of(x)[0])
+    mean, scale, coef, _ = m._part(ml)
+    n = len(mean)
+    base = np.where(m._absent_is_zero[:n], 0.0, mean)
+    c = (x[:n] - base) / scale * coef[:, h]
+    agg: dict[str, float] = {}
+    for name, group, v in zip(m.names[:n], m._groups[:n], c):
+        if v == 0.0:
+            continue
+        if group in ("similarity", "lexical", "contrast") and ":" in name:
+            key = f"{GROUP_WORDS[group]} {name.split(':', 1)[1]}"
+        else:
+            key = GROUP_WORDS[group]
+        agg[key] = agg.get(key, 0.0) + float(v)
+    return sorted(agg.items(), key=lambda kv: -kv[1])[:top]
+
+
+def test_contributions_equal_the_loop(screen, scored):
+    m = screen.learned
+    x = featurize(screen, m.layout, scored, fill=m.mean)
+    for row in x:
+        for head in m.heads:
+            for top in (3, None):
+                assert m.contributions(row, head, top=top) == _contributions_reference(m, row, head, top)
+
+
+def _tiny_model(coef: np.ndarray) -> LearnedModel:
+    layout = FeatureLayout(("c1", "c2"), ("sexual", "violence"), 2)
+    nb = len(layout.names)
+    arrays = {
+        "mean": np.full(nb, 0.5, np.float32),
+        "scale": np.ones(nb, np.float32),
+        "coef": coef.astype(np.float32),
+        "intercept": np.zeros(2, np.float32),
+    }
+    meta = {"layout": layout.to_dict(), "heads": ["sexual", "violence"], "tail_n": {}}
+    return LearnedModel(arrays, meta)
+
+
+def test_contributions_ties_keep_the_order_of_first_appearance():
+    nb = len(FeatureLayout(("c1", "c2"), ("sexual", "violence"), 2).names)
+    coef = np.zeros((nb, 2))
+    coef[:, 0] = 1.0  # every feature weighs the same: many equal sums
+    coef[5, 1] = -2.0
+    m = _tiny_model(coef)
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        x = rng.integers(0, 3, size=nb).astype(np.float32) / 2  # many features at their baseline: no term
+        for head in m.heads:
+            for top in (2, 4, None):
+                assert m.contributions(x, head, top=top) == _contributions_reference(m, x, head, top)
+    assert m.contributions(np.full(nb, 0.5, np.float32) * ~m._absent_is_zero, "violence") == []
+
+
+# ------------------------------------------------------------------ threshold decisions
+
+
+def _threshold_reference(screen, sc, v):
+    """The per-concept loop before learned concepts were skipped and report entries built lazily."""
+    cfg = screen.cfg
+    margin, cmargin = cfg.escalate_margin, cfg.contrast_margin
+    transforms = sc.transforms
+    obfuscated = [t for t in transforms if t in OBFUSCATION_TRANSFORMS]
+    top_key = (-2, -np.inf)
+    for ci, c in enumerate(screen._concepts):
+        s, thr = float(sc.scores[ci]), float(screen._thresholds[ci])
+        kind = sc.view_kind[ci]
+        cs = ConceptScore(
+            c.id,
+            c.category,
+            c.action,
+            s,
+            thr,
+            screen._phrases[int(sc.phrase_idx[ci])],
+            "segment" if "segment" in kind else "full",
+        )
+        hit = sc.lexical.get(ci) if sc.lexical else None
+        notes = []
+        if c.action == "allow":
+            d = "allow"
+        elif s >= thr:
+            d = c.action
+        elif s >= thr - margin:
+            d = "escalate"
+        else:
+            d = "allow"
+        if d != "allow" and hit is None and cmargin is not None and sc.contrast[ci] >= s + cmargin:
+            d = "escalate" if d == "block" else "allow"
+            notes.append(f"{c.id} {s:.3f} lowered: nearer a benign phrase ({sc.contrast[ci]:.3f})")
+        if hit is not None and c.action != "allow":
+            lex = c.action if (hit.exact or s >= thr - 2 * margin) else "escalate"
+            if _RANK[lex] > _RANK[d]:
+                d = lex
+            cs.phrase = f"term {hit.term!r}" + ("" if hit.exact else f" (as {hit.found!r})")
+            cs.view = "lexical"
+        if d == "block" and hit is None and kind.endswith("+word"):
+            d = "escalate"
+            notes.append(f"{c.id}: a one-word segment matched; escalated, not blocked")
+        if (
+            d != "allow"
+            and obfuscated
+            and cfg.obfuscation_action != "none"
+            and (
+                kind.split("+")[0] != "plain"
+                or hit is not None
+                or any(t in transforms for t in ("invisible_chars", "styled_letters"))
+            )
+        ):
+            if _RANK[cfg.obfuscation_action] > _RANK[d]:
+                notes.append(f"{c.id}: raised to {cfg.obfuscation_action}, obfuscated ({', '.join(obfuscated)})")
+                d = cfg.obfuscation_action
+        if ci in screen._learned_concepts:
+            continue
+        v.notes.extend(notes)
+        if d != "allow" or (c.action == "allow" and s >= thr):
+            v.matches.append(cs)
+        if _RANK[d] > _RANK[v.decision]:
+            v.decision = d
+        key = (_RANK[d] if c.action != "allow" else -1, s - thr if hit is None else 1.0)
+        if key > top_key:
+            top_key, v.top = key, cs
+        if v.nearest is None or (c.action != "allow" and s - thr > v.nearest.score - v.nearest.threshold):
+            v.nearest = cs
+
+
+@pytest.mark.parametrize("mode", ["learned", "threshold", "art-styles"])
+def test_threshold_decisions_equal_the_loop(screen, mode):
+    if mode == "learned":
+        s = screen
+    elif mode == "threshold":
+        pol = load_policy("default")
+        s = PromptScreen(pol.model_copy(update={"screen": pol.screen.model_copy(update={"decision": "threshold"})}))
+    else:
+        s = PromptScreen(load_policy("art-styles"))
+    prompts = PROMPTS + ["a castle on a hill in the style of greg rutkowski", "a police officer on a horse"]
+    for sc in s._score(prompts):
+        if not sc.n_views:
+            continue
+        a, b = _Verdict(), _Verdict()
+        s._threshold_decisions(sc, a)
+        _threshold_reference(s, sc, b)
+        assert (a.decision, a.top, a.nearest, a.matches, a.notes) == (b.decision, b.top, b.nearest, b.matches, b.notes)
