@@ -396,3 +396,109 @@ def test_threshold_decisions_equal_the_loop(screen, mode):
         s._threshold_decisions(sc, a)
         _threshold_reference(s, sc, b)
         assert (a.decision, a.top, a.nearest, a.matches, a.notes) == (b.decision, b.top, b.nearest, b.matches, b.notes)
+
+
+# ------------------------------------------------------------------ lexical layer
+
+
+def _match_reference(lx, texts):
+    """The matcher before its phrase index, substring filter and per-word memo."""
+    from rapidfuzz import process
+    from rapidfuzz.distance import Levenshtein
+
+    from guard.screen.lexical import _WORDS, _WORDS_ASCII, LexicalHit, _arabic_forms, _script_of, fold_letters
+
+    hits = {}
+
+    def add(ci, term, found, exact):
+        old = hits.get(ci)
+        if old is None or (exact and not old.exact):
+            hits[ci] = LexicalHit(ci, term, found, exact)
+
+    for text in texts:
+        text = fold_letters(text)
+        words = lx._mask_benign((_WORDS_ASCII if text.isascii() else _WORDS).findall(text))
+        joined = " " + " ".join(words) + " "
+        for phrase, ci, term in lx._phrases:
+            if phrase in joined:
+                add(ci, term, phrase.strip(), True)
+        squashed = text.replace(" ", "")
+        for b in lx._benign_sub:
+            squashed = squashed.replace(b, "\x00")
+        for sub, ci, term in lx._substrings:
+            if sub in squashed:
+                add(ci, term, sub, True)
+        for w in words:
+            if not w:
+                continue
+            owners = lx._exact.get(w)
+            if owners is None and len(w) > 3 and w.endswith("s"):
+                stem = w[:-1]
+                if stem not in lx._exact and w.endswith("es") and w[:-2].endswith(("s", "x", "z", "ch", "sh")):
+                    stem = w[:-2]
+                owners = lx._exact.get(stem)
+            if owners is None and not w.isascii() and _script_of(w) == "ARABIC":
+                for f in _arabic_forms(w):
+                    owners = lx._exact.get(f)
+                    if owners:
+                        break
+            if owners:
+                for ci, term in owners:
+                    add(ci, term, w, True)
+                continue
+            inflected = lx._inflected(w) if (lx._stems or lx._inflect or lx._deva) else []
+            for ci, term, exact in inflected:
+                add(ci, term, w, exact)
+            if inflected or len(w) < 4 or not w.isalpha() or lx._known(w) or not lx._fuzzy_terms:
+                continue
+            for cand, dist, k in process.extract(
+                w, lx._fuzzy_terms, scorer=Levenshtein.distance, score_cutoff=2, limit=3
+            ):
+                limit = 1 if len(cand) <= 10 else 2
+                if len(cand) == 5 and not ((len(w) == 4 and w[-1] == cand[-1]) or (len(w) == 6 and w.startswith(cand))):
+                    continue
+                if dist <= limit and cand[0] == w[0] and abs(len(cand) - len(w)) <= limit:
+                    for ci, term in lx._fuzzy_owner[k]:
+                        add(ci, term, w, False)
+    return hits
+
+
+def _corpus_texts(n=600):
+    from guard.screen.corpus_build import load
+    from guard.screen.screen import Path
+
+    rows = load(Path(__file__).resolve().parents[1] / "guard" / "screen" / "data" / "corpus.jsonl")
+    step = max(1, len(rows) // n)
+    return [r["text"] for r in rows[::step]]
+
+
+def test_lexical_match_equals_the_loop_on_the_corpus(screen):
+    """Every kind and language of our corpus (CJK substrings, Arabic clitics, Devanagari stems,
+    benign expressions, misspellings), cold memo and warm."""
+    lx = screen.lexical
+    texts = [screen._views(p)[2] for p in _corpus_texts() + PROMPTS]
+    lx.clear_cache()
+    for tx in texts:
+        assert lx.match(tx) == _match_reference(lx, tx), tx
+    for tx in texts[::-1]:  # warm memo, other order
+        assert lx.match(tx) == _match_reference(lx, tx), tx
+
+
+def test_lexical_phrase_index_keeps_term_order():
+    from guard.screen.lexical import LexicalMatcher
+
+    lx = LexicalMatcher(
+        [["blow job", "oral sex"], ["sex", "job"], ["!sex on the beach", "on the beach"], ["裸体", "!裸鼹鼠"]],
+        {"job", "beach", "sex", "oral", "blow"},
+    )
+    for texts in (
+        ["a blow job and oral sex on the beach"],
+        ["oral sex", "a blow job"],
+        ["sex on the beach cocktail"],
+        ["a blow blow job job"],
+        ["一个裸体的人和一只裸鼹鼠"],
+        ["blowjob"],
+        [""],
+    ):
+        lx.clear_cache()
+        assert lx.match(texts) == _match_reference(lx, texts), texts
