@@ -24,6 +24,7 @@ Concepts of the layout that the policy lacks get the training mean (neutral afte
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -188,10 +189,8 @@ def featurize(
         return out
     nc = len(layout.concepts)
     d = layout.embedding_dim
-    pos = [screen._concept_pos.get(c) for c in layout.concepts]
-    have = np.asarray([j for j, ci in enumerate(pos) if ci is not None], np.int64)
-    cols = np.asarray([ci for ci in pos if ci is not None], np.int64)
-    column_of = {ci: j for j, ci in enumerate(pos) if ci is not None}  # policy concept -> layout column
+    plan = _plan(screen, layout)
+    have, cols, column_of = plan.have, plan.cols, plan.column_of
     for i, sc in enumerate(scored):
         if sc.embedding is not None:
             out[i, :d] = sc.embedding
@@ -218,11 +217,12 @@ def featurize(
     o += 4 * nc
     catsim = np.full((n, len(CATEGORIES)), -1.0, np.float32)
     catlex = np.zeros((n, len(CATEGORIES)), np.float32)
-    for k, cat in enumerate(CATEGORIES):
-        idx = [j for j, c in enumerate(layout.categories) if c == cat]
-        if idx:
-            catsim[:, k] = sims[:, idx].max(axis=1)
-            catlex[:, k] = np.maximum(np.maximum(lex[:, idx].max(axis=1), 0.5 * fuzzy[:, idx].max(axis=1)), 0.0)
+    if len(plan.by_category):  # each category's columns side by side: one reduction per block
+        at, starts = plan.by_category, plan.category_starts
+        catsim[:, plan.categories_present] = np.maximum.reduceat(sims[:, at], starts, axis=1)
+        best_lex = np.maximum.reduceat(lex[:, at], starts, axis=1)
+        best_fuzzy = np.maximum.reduceat(0.5 * fuzzy[:, at], starts, axis=1)
+        catlex[:, plan.categories_present] = np.maximum(np.maximum(best_lex, best_fuzzy), 0.0)
     out[:, o : o + 6] = catsim
     out[:, o + 6 : o + 12] = catlex
     o += 12
@@ -282,9 +282,49 @@ def featurize(
                     out[i, o + k + 1 : o + k + 1 + md] = ml[k : k + md]
         o += k + 1 + md
     assert o == n_f
-    if fill is not None:
-        missing = np.asarray([j for j, ci in enumerate(pos) if ci is None], np.int64)
-        if len(missing):
-            at = np.concatenate([base + missing for base in (d, d + nc, d + 2 * nc, d + 3 * nc)])
-            out[:, at] = fill[at]
+    if fill is not None and len(plan.missing_columns):
+        out[:, plan.missing_columns] = fill[plan.missing_columns]
     return out
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What ``featurize`` derives from a policy's concepts and a layout (computed once per pair)."""
+
+    have: np.ndarray  # layout columns of the concepts the policy has
+    cols: np.ndarray  # ... and those concepts' positions in the policy
+    column_of: dict[int, int]  # policy concept -> layout column
+    by_category: np.ndarray  # layout columns grouped by category (in CATEGORIES order)
+    category_starts: np.ndarray  # where each present category's group starts in ``by_category``
+    categories_present: np.ndarray  # positions in CATEGORIES of the categories with columns
+    missing_columns: np.ndarray  # feature columns of the concepts the policy lacks (they get the fill)
+
+
+_PLANS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _plan(screen: PromptScreen, layout: FeatureLayout) -> _Plan:
+    per_screen = _PLANS.get(screen)
+    if per_screen is None:
+        per_screen = _PLANS.setdefault(screen, {})
+    plan = per_screen.get(layout)
+    if plan is not None:
+        return plan
+    pos = [screen._concept_pos.get(c) for c in layout.concepts]
+    nc, d = len(layout.concepts), layout.embedding_dim
+    groups = [[j for j, c in enumerate(layout.categories) if c == cat] for cat in CATEGORIES]
+    present = [k for k, g in enumerate(groups) if g]
+    missing = np.asarray([j for j, ci in enumerate(pos) if ci is None], np.int64)
+    plan = _Plan(
+        have=np.asarray([j for j, ci in enumerate(pos) if ci is not None], np.int64),
+        cols=np.asarray([ci for ci in pos if ci is not None], np.int64),
+        column_of={ci: j for j, ci in enumerate(pos) if ci is not None},
+        by_category=np.asarray([j for k in present for j in groups[k]], np.int64),
+        category_starts=np.cumsum([0] + [len(groups[k]) for k in present[:-1]]).astype(np.int64),
+        categories_present=np.asarray(present, np.int64),
+        missing_columns=np.concatenate([base + missing for base in (d, d + nc, d + 2 * nc, d + 3 * nc)])
+        if len(missing)
+        else np.zeros(0, np.int64),
+    )
+    per_screen[layout] = plan
+    return plan
