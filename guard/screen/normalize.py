@@ -140,7 +140,7 @@ def normalize(text: str) -> Normalized:
         transforms.append("invisible_chars")
     # marks that would casefold/NFKC into letters go BEFORE casefolding (strip_diacritics, which
     # runs later on the folded text, can no longer see them as marks)
-    if _LETTER_MARK_RE is not None:
+    if _LETTER_MARK_RE is not None and not t.isascii():  # (no mark is ASCII)
         t2 = _LETTER_MARK_RE.sub("", t)
         if t2 != t:
             transforms.append("letter_marks")
@@ -153,7 +153,7 @@ def normalize(text: str) -> Normalized:
     folded = nfkc.casefold()
     # NFKC after casefold: casefolding can produce sequences that compose differently.
     folded = unicodedata.normalize("NFKC", folded)
-    if "\u1100" <= max(folded, default=" ") and _JAMO_L.search(folded):
+    if not folded.isascii() and "\u1100" <= max(folded) and _JAMO_L.search(folded):
         folded = _compose_finals(folded)
     # Remove control characters (C0/C1 other than whitespace) that survive NFKC.
     cleaned = (
@@ -161,7 +161,7 @@ def normalize(text: str) -> Normalized:
     )
     if cleaned != folded:
         transforms.append("control_chars")
-    collapsed = _WS.sub(" ", cleaned).strip()
+    collapsed = " ".join(cleaned.split())  # (str.split's whitespace is the pattern's \s: the same)
     # a word that mixes scripts ("реoрlе" with Cyrillic р, е) is no word of any language: it is read
     # as the Latin word it imitates. Done here, not as a variant, so that the unreadable original is
     # never embedded (it sits near the Russian bank phrases: 4.5 % of such COCO captions flagged)
@@ -488,6 +488,7 @@ def strip_inner_symbols(text: str) -> tuple[str, bool]:
 
 _FRAGMENTS = re.compile(rf"(?<![^\W\d_])(?:[^\W\d_]|[{MARKS}])+(?:[ \-](?:[^\W\d_]|[{MARKS}])+)+")
 _FRAGMENTS_ASCII = re.compile(r"(?<![^\W\d_])[^\W\d_]+(?:[ \-][^\W\d_]+)+")  # (the same, faster, for ASCII text)
+_FRAGMENT_SEP = re.compile(r"([ \-])")
 
 
 def join_fragments(
@@ -505,21 +506,22 @@ def join_fragments(
 
     def fix(m: re.Match) -> str:
         nonlocal changed
-        parts = re.split(r"([ \-])", m.group(0))
+        parts = _FRAGMENT_SEP.split(m.group(0))
         words, seps = parts[0::2], parts[1::2]
         out = [words[0]]
-        k = 1
-        while k < len(words):
+        for k in range(1, len(words)):
             a, b = out[-1], words[k]
-            j = a + b
-            real = sum((len(x) >= 3 and x in dictionary) or x in _SHORT_WORDS for x in (a, b))
-            if len(j) >= 5 and min(len(a), len(b)) <= 3 and real < 2 and _in_lexicon(j, lexicon):
-                out[-1] = j
-                changed = True
-            else:
-                out.append(seps[k - 1])
-                out.append(b)
-            k += 1
+            # (the cheap tests first: most pairs are two long words)
+            if (len(a) <= 3 or len(b) <= 3) and len(a) + len(b) >= 5:
+                j = a + b
+                if _in_lexicon(j, lexicon):
+                    real = sum((len(x) >= 3 and x in dictionary) or x in _SHORT_WORDS for x in (a, b))
+                    if real < 2:
+                        out[-1] = j
+                        changed = True
+                        continue
+            out.append(seps[k - 1])
+            out.append(b)
         return "".join(out)
 
     out = (_FRAGMENTS_ASCII if text.isascii() else _FRAGMENTS).sub(fix, text)

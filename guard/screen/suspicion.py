@@ -82,6 +82,10 @@ class SuspicionScorer:
         self._lock = threading.Lock()
         self._cache: dict[str, int] = {}
 
+    def clear_cache(self) -> None:
+        """Forget the remembered WordPiece counts."""
+        self._cache.clear()
+
     def _n_pieces(self, word: str) -> int:
         """Greedy longest-match WordPiece count of a lowercase word (as BERT's tokenizer splits it).
 
@@ -116,7 +120,7 @@ class SuspicionScorer:
         # Every token is then cut to MAX_WORD_CHARS: the patterns below backtrack within a token, so
         # a 50,000-letter run would cost them quadratic time; this keeps the scorer linear in the text
         t = _LONG_TOKEN.sub(lambda m: m.group(0)[:MAX_WORD_CHARS], normalize(text).text)
-        t = fold_leetspeak(_MARK.sub("", t), None, self.vocab)[0]
+        t = fold_leetspeak(t if t.isascii() else _MARK.sub("", t), None, self.vocab)[0]  # (no mark is ASCII)
         special = len(_SPECIAL.findall(t))
         t_clean = _SPECIAL.sub(" ", t)
         words = [w for w in _ALPHA_WORD.findall(t_clean) if w.isascii()]
