@@ -15,7 +15,7 @@ from guard.screen import PromptScreen
 from guard.screen.features import CATEGORIES, GROUP_WORDS, KNOWN_TRANSFORMS, FeatureLayout, featurize
 from guard.screen.learned import LearnedModel
 from guard.screen.normalize import OBFUSCATION_TRANSFORMS
-from guard.screen.screen import _RANK, ConceptScore, _Verdict
+from guard.screen.screen import _RANK, DECISIONS, ConceptScore, _Verdict
 
 PROMPTS = [
     "a cat sleeping on a sofa",
@@ -502,3 +502,90 @@ def test_lexical_phrase_index_keeps_term_order():
     ):
         lx.clear_cache()
         assert lx.match(texts) == _match_reference(lx, texts), texts
+
+
+# ------------------------------------------------------------------ learned decisions
+
+
+def _learned_reference(screen, sc, proba, feats, v):
+    """The per-head loop before the scores were read as Python floats and the best concept found by max."""
+    from guard.screen.screen import LEXICAL_BLOCK_MIN, LEXICAL_FLOOR_MIN, _logit
+
+    model = screen.learned
+    v.feats = feats
+    obfuscated = [t for t in sc.transforms if t in OBFUSCATION_TRANSFORMS]
+    best_key = best_cs = None
+    near_margin = -np.inf
+    ml = feats is not None and bool(screen._operating_points_ml) and bool(model.variant_of(feats)[0])
+    points = screen._operating_points_ml if ml else screen._operating_points
+    for h, cat in enumerate(model.heads):
+        op = points[cat]
+        p = float(proba[h])
+        d = "block" if p >= op.block else "escalate" if p >= op.escalate else "allow"
+        best = None
+        for ci in screen._head_concepts.get(cat, []):
+            hit = sc.lexical.get(ci) if sc.lexical else None
+            k = (hit is not None and hit.exact, hit is not None, float(sc.scores[ci]))
+            if best is None or k > best[0]:
+                best = (k, ci, hit)
+        if best is None:
+            continue
+        _, ci, hit = best
+        c = screen._concepts[ci]
+        phrase = (
+            (f"term {hit.term!r}" + ("" if hit.exact else f" (as {hit.found!r})"))
+            if hit
+            else screen._phrases[int(sc.phrase_idx[ci])]
+        )
+        if hit is not None and hit.exact and c.action == "block" and screen.cfg.lexical:
+            if d == "allow" and p >= LEXICAL_BLOCK_MIN:
+                d = "block"
+                v.notes.append(f"{cat}: raised to block, key term {hit.term!r} and a learned score of {p:.2f}")
+            elif d == "allow" and p >= LEXICAL_FLOOR_MIN:
+                d = "escalate"
+                v.notes.append(f"{cat}: escalated, key term {hit.term!r} although the learned score is low")
+            elif d == "escalate":
+                d = "block"
+                v.notes.append(f"{cat}: raised to block, key term {hit.term!r} and the learned score agree")
+        if d == "escalate" and obfuscated and hit is not None and screen.cfg.obfuscation_action == "block":
+            d = "block"
+            v.notes.append(f"{cat}: raised to block, key term found after undoing {', '.join(obfuscated)}")
+        cs = ConceptScore(c.id, cat, d if d != "allow" else c.action, p, op.block, phrase, "learned")
+        v.learned[cat] = (cs, d, op)
+        if d != "allow":
+            v.matches.append(cs)
+            key = (_RANK[d], _logit(p) - _logit(op.block))
+            if best_key is None or key > best_key:
+                best_key, best_cs = key, cs
+        margin = _logit(p) - _logit(op.escalate)
+        if v.nearest is None or v.nearest.view != "learned" or margin > near_margin:
+            v.nearest, near_margin = cs, margin
+    if best_key is not None and best_key[0] >= _RANK[v.decision]:
+        v.decision = DECISIONS[best_key[0]]
+        v.top = best_cs
+
+
+def test_learned_decisions_equal_the_loop(screen, scored):
+    m = screen.learned
+    x = featurize(screen, m.layout, scored, fill=m.mean)
+    proba = m.proba(x)
+    rng = np.random.default_rng(0)
+    # the real probabilities, and made-up ones around the operating points (ties between heads too)
+    cases = [(sc, proba[i], x[i]) for i, sc in enumerate(scored) if sc.n_views]
+    for sc, _, row in list(cases):
+        fake = rng.choice([0.01, 0.3, 0.6, 0.95, 0.999], size=len(m.heads)).astype(np.float32)
+        cases.append((sc, fake, row))
+    for sc, p, row in cases:
+        a, b = _Verdict(), _Verdict()
+        screen._threshold_decisions(sc, a)
+        screen._threshold_decisions(sc, b)
+        screen._learned_decisions(sc, p, row, a)
+        _learned_reference(screen, sc, p, row, b)
+        assert (a.decision, a.top, a.nearest, a.matches, a.notes, a.learned) == (
+            b.decision,
+            b.top,
+            b.nearest,
+            b.matches,
+            b.notes,
+            b.learned,
+        )

@@ -10,6 +10,7 @@ small neighbour searches), then the learned or per-concept threshold decision.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -581,21 +582,27 @@ class PromptScreen:
         # a prompt the multilingual encoder read is scored by the non-English heads, at their own points
         ml = feats is not None and bool(self._operating_points_ml) and bool(model.variant_of(feats)[0])
         points = self._operating_points_ml if ml else self._operating_points
-        for h, cat in enumerate(model.heads):
+        scores = sc.scores.tolist()
+        lexical = sc.lexical
+        for h, p in enumerate(proba.tolist()):
+            cat = model.heads[h]
             op = points[cat]
-            p = float(proba[h])
             d = "block" if p >= op.block else "escalate" if p >= op.escalate else "allow"
             idx = self._head_concepts.get(cat, [])
-            # the concept that best explains the head: a key-term hit first, else the nearest phrase
-            best = None
-            for ci in idx:
-                hit = sc.lexical.get(ci) if sc.lexical else None
-                k = (hit is not None and hit.exact, hit is not None, float(sc.scores[ci]))
-                if best is None or k > best[0]:
-                    best = (k, ci, hit)
-            if best is None:
+            if not idx:
                 continue
-            _, ci, hit = best
+            # the concept that best explains the head: a key-term hit first, else the nearest phrase
+            # (the first of equals)
+            if lexical and any(ci in lexical for ci in idx):
+                best = None
+                for ci in idx:
+                    hit = lexical.get(ci)
+                    k = (hit is not None and hit.exact, hit is not None, scores[ci])
+                    if best is None or k > best[0]:
+                        best = (k, ci, hit)
+                _, ci, hit = best
+            else:
+                ci, hit = max(idx, key=scores.__getitem__), None
             c = self._concepts[ci]
             phrase = (
                 (f"term {hit.term!r}" + ("" if hit.exact else f" (as {hit.found!r})"))
@@ -621,12 +628,13 @@ class PromptScreen:
                 v.notes.append(f"{cat}: raised to block, key term found after undoing {', '.join(obfuscated)}")
             cs = ConceptScore(c.id, cat, d if d != "allow" else c.action, p, op.block, phrase, "learned")
             v.learned[cat] = (cs, d, op)  # (its deciding signals are computed when the report shows them)
+            lp = _logit(p)
             if d != "allow":
                 v.matches.append(cs)
-                key = (_RANK[d], _logit(p) - _logit(op.block))  # margins compare in logit space
+                key = (_RANK[d], lp - _point_logit(op.block))  # margins compare in logit space
                 if best_key is None or key > best_key:
                     best_key, best_cs = key, cs
-            margin = _logit(p) - _logit(op.escalate)
+            margin = lp - _point_logit(op.escalate)
             if v.nearest is None or v.nearest.view != "learned" or margin > near_margin:
                 v.nearest, near_margin = cs, margin
         if best_key is not None and best_key[0] >= _RANK[v.decision]:
@@ -793,6 +801,10 @@ def _unscored(n_c: int) -> tuple:
 def _logit(p: float) -> float:
     p = min(max(p, 1e-7), 1 - 1e-7)
     return float(np.log(p / (1 - p)))
+
+
+#: the logit of an operating point (a handful per policy, needed for every prompt), remembered
+_point_logit = functools.lru_cache(maxsize=256)(_logit)
 
 
 @dataclass
