@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import logging
 import os
 import tempfile
@@ -388,8 +389,8 @@ class PromptScreen:
         one-word segment) and the view's best benign-contrast similarity (the same view as the match it
         may excuse); ties go to the first phrase and the first view. A prompt without views scores -1.
 
-        Numpy reductions over the whole batch: the best view per phrase is one ``maximum.reduceat``
-        over each prompt's rows, the best phrase per concept one over each concept's phrases (they are
+        Numpy reductions: the best view per phrase is a max over each prompt's rows, the best phrase
+        per concept one ``maximum.reduceat`` over each concept's phrases for the whole batch (they are
         contiguous), the first best by a ``minimum.reduceat`` of the positions that reach it."""
         n_c = len(self._concepts)
         n_p = sims.shape[1]
@@ -398,9 +399,10 @@ class PromptScreen:
         live = [i for i, k in enumerate(counts) if k]
         if not live or not n_p:
             return [_unscored(n_c) for _ in views]
-        offsets = np.cumsum([0] + counts)
-        rows = offsets[live]
-        best = np.maximum.reduceat(sims, rows, axis=0)  # (n_live, n_phrases): best over each prompt's views
+        offsets = [0, *itertools.accumulate(counts)]
+        # (n_live, n_phrases): best over each prompt's views (a max per prompt: numpy's reduceat along
+        # the first axis is a hundred times slower)
+        best = np.stack([sims[offsets[i] : offsets[i + 1]].max(axis=0) for i in live])
         lo = self._starts[:-1]
         seg_max = np.maximum.reduceat(best, lo, axis=1)  # (every concept has at least one phrase)
         at_max = best == seg_max[:, self._phrase_concept_arr]
