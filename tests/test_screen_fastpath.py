@@ -6,6 +6,8 @@ default policy and on synthetic inputs with ties."""
 from __future__ import annotations
 
 import math
+import re
+import sys
 
 import numpy as np
 import pytest
@@ -589,3 +591,221 @@ def test_learned_decisions_equal_the_loop(screen, scored):
             b.notes,
             b.learned,
         )
+
+
+# ------------------------------------------------------------------ normalisation and suspicion
+
+
+def _texts():
+    """Corpus rows, their obfuscated forms and random strings over a pool of troublesome characters."""
+    import random
+
+    from guard.screen.train import OBFUSCATIONS, obfuscate
+
+    rng = random.Random(0)
+    base = _corpus_texts(300) + PROMPTS
+    out = base + [obfuscate(t, OBFUSCATIONS[k % len(OBFUSCATIONS)], rng) for k, t in enumerate(base)]
+    pool = list("abcdefghij klmno  pqrstuvwxyz-,.;:!?'\"()[]{}<>|/\\*~^@$+€£¥0123456789\t\n\u00a0\u2003")
+    pool += list("éèñüßçøåıİ\u0301\u0345\u200b\u00ad\ufeffＮＵＤＥ𝓷𝓾ⓝ🍑✱•·ѕехναкед裸体の写真ㅅㅔㄱㅅㅡनंगीالجنس\x07\x1c")
+    words = ["<|endoftext|>", "</w>", "[CLS]", "n4k3d", "p0rn", "na ked", "a n u d e", "b100dy", "|-|ot", "x" * 120]
+    for _ in range(400):
+        parts = [rng.choice(words) if rng.random() < 0.15 else "".join(rng.choices(pool, k=rng.randint(1, 12)))]
+        while rng.random() < 0.85:
+            parts.append(rng.choice(words) if rng.random() < 0.15 else "".join(rng.choices(pool, k=rng.randint(1, 12))))
+        out.append(" ".join(parts))
+    return out
+
+
+def _normalize_reference(text):
+    import unicodedata
+
+    import guard.screen.normalize  # noqa: F401 - the module, not the function the package exports
+    from guard.screen.normalize import Normalized
+
+    n = sys.modules["guard.screen.normalize"]
+    transforms = []
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "replace").decode("utf-8")
+        transforms.append("invalid_unicode")
+    t, had_invisible = n.strip_invisible(text)
+    if had_invisible:
+        transforms.append("invisible_chars")
+    if n._LETTER_MARK_RE is not None:
+        t2 = n._LETTER_MARK_RE.sub("", t)
+        if t2 != t:
+            transforms.append("letter_marks")
+            t = t2
+    nfkc = unicodedata.normalize("NFKC", t)
+    if nfkc != t:
+        transforms.append("nfkc")
+        if n._STYLED.search(t):
+            transforms.append("styled_letters")
+    folded = unicodedata.normalize("NFKC", nfkc.casefold())
+    if "\u1100" <= max(folded, default=" ") and n._JAMO_L.search(folded):
+        folded = n._compose_finals(folded)
+    cleaned = (
+        folded if folded.isprintable() else "".join(ch if (ch.isprintable() or ch.isspace()) else " " for ch in folded)
+    )
+    if cleaned != folded:
+        transforms.append("control_chars")
+    collapsed = re.sub(r"\s+", " ", cleaned).strip()
+    folded_words, mixed = n.fold_confusables(collapsed)
+    if mixed:
+        transforms.append("confusables")
+        collapsed = folded_words
+    return Normalized(collapsed, transforms)
+
+
+def _segments_reference(text, window_words=32, stride_words=16, max_views=1024):
+    from guard.screen.normalize import _SEG_SPLIT
+
+    words_re = re.compile(r"\S+")
+    out, seen, strip = [], set(), " .!?'\""
+
+    def add(a, b):
+        while a < b and text[a] in strip:
+            a += 1
+        while b > a and text[b - 1] in strip:
+            b -= 1
+        s = text[a:b]
+        if len(s) >= 3 and s not in seen:
+            seen.add(s)
+            out.append((a, b))
+
+    def windows(words):
+        for i in range(0, len(words) - window_words + stride_words, stride_words):
+            if len(out) >= max_views:
+                return
+            add(words[i].start(), words[min(i + window_words, len(words)) - 1].end())
+
+    pieces, at = [], 0
+    for m in _SEG_SPLIT.finditer(text):
+        pieces.append((at, m.start()))
+        at = m.end()
+    pieces.append((at, len(text)))
+    pieces = [(a, b) for a, b in pieces if b > a and text[a:b].strip()]
+    if len(pieces) > 1:
+        for a, b in pieces:
+            words = list(words_re.finditer(text, a, b))
+            if len(words) <= window_words:
+                add(a, b)
+            else:
+                windows(words)
+            if len(out) >= max_views:
+                break
+    if len(pieces) <= 1:
+        words = list(words_re.finditer(text))
+        if len(words) > window_words:
+            windows(words)
+    return out[:max_views]
+
+
+def _join_fragments_reference(text, lexicon, dictionary=None):
+    from guard.screen.normalize import _FRAGMENTS, _FRAGMENTS_ASCII, _SHORT_WORDS, _in_lexicon
+
+    dictionary = dictionary or ()
+    if not lexicon:
+        return text, False
+    changed = False
+
+    def fix(m):
+        nonlocal changed
+        parts = re.split(r"([ \-])", m.group(0))
+        words, seps = parts[0::2], parts[1::2]
+        out = [words[0]]
+        for k in range(1, len(words)):
+            a, b = out[-1], words[k]
+            j = a + b
+            real = sum((len(x) >= 3 and x in dictionary) or x in _SHORT_WORDS for x in (a, b))
+            if len(j) >= 5 and min(len(a), len(b)) <= 3 and real < 2 and _in_lexicon(j, lexicon):
+                out[-1] = j
+                changed = True
+            else:
+                out.append(seps[k - 1])
+                out.append(b)
+        return "".join(out)
+
+    return (_FRAGMENTS_ASCII if text.isascii() else _FRAGMENTS).sub(fix, text), changed
+
+
+def test_normalize_segments_and_joins_equal_their_references(screen):
+    from guard.screen.normalize import join_fragments, normalize, segments
+
+    lexicon, dictionary = screen.lexical.words, screen.lexical.dictionary
+    for text in _texts():
+        n, ref = normalize(text), _normalize_reference(text)
+        assert (n.text, n.transforms) == (ref.text, ref.transforms), repr(text)
+        t = n.text
+        assert segments(t, spans=True) == _segments_reference(t), repr(t)
+        assert segments(t, spans=True, window_words=4, stride_words=2, max_views=7) == _segments_reference(
+            t, 4, 2, 7
+        ), repr(t)
+        for lex in (lexicon, set(lexicon)):  # (the first-fragment filter applies to a frozenset lexicon)
+            assert join_fragments(t, lex, dictionary) == _join_fragments_reference(t, lex, dictionary), repr(t)
+
+
+def _suspicion_reference(scorer, text):
+    from guard.screen.normalize import fold_leetspeak, normalize
+    from guard.screen.suspicion import (
+        _ALPHA_WORD,
+        _CONSONANT_RUN,
+        _DIGRAPHS,
+        _LONG_TOKEN,
+        _MARK,
+        _PUNCT_RUN,
+        _SPECIAL,
+        _SYMBOL_IN_WORD,
+        Suspicion,
+    )
+
+    t = _LONG_TOKEN.sub(lambda m: m.group(0)[:100], normalize(text).text)
+    t = fold_leetspeak(_MARK.sub("", t), None, scorer.vocab)[0]
+    special = len(_SPECIAL.findall(t))
+    t_clean = _SPECIAL.sub(" ", t)
+    words = [w for w in _ALPHA_WORD.findall(t_clean) if w.isascii()]
+    unknown, frag_sum = 0, 0.0
+    for w in words:
+        if w in scorer.vocab or (w.endswith("s") and w[:-1] in scorer.vocab):
+            continue
+        pieces = scorer._n_pieces(w)
+        if len(w) <= 3 or _CONSONANT_RUN.search(_DIGRAPHS.sub("c", w)) or (pieces >= 4 and len(w) / pieces < 2.6):
+            unknown += 1
+            frag_sum += min(1.0, (pieces - 1) / max(1, len(w) / 2))
+    n = max(1, len(words))
+    share = unknown / n
+    sym, runs = len(_SYMBOL_IN_WORD.findall(t_clean)), len(_PUNCT_RUN.findall(t_clean))
+    signals, s = [], 0.0
+    if len(words) >= 3:
+        s += min(1.0, 1.6 * share)
+        if share >= 0.2:
+            signals.append(f"{unknown} of {len(words)} words are unknown sub-word fragments")
+    if special:
+        s += 0.6
+        signals.append(f"{special} stray special token(s)")
+    if sym:
+        s += min(0.4, 0.15 * sym)
+        signals.append(f"{sym} symbol(s) inside words")
+    if runs:
+        s += min(0.3, 0.1 * runs)
+        signals.append(f"{runs} run(s) of punctuation")
+    return Suspicion(min(1.0, s), share, frag_sum / n, special, sym, runs, signals)
+
+
+def test_suspicion_equals_its_reference(screen):
+    for text in _texts():
+        assert screen.suspicion.score(text) == _suspicion_reference(screen.suspicion, text), repr(text)
+
+
+def test_prefilters_are_sound():
+    """What each skipped pattern needs to match: without it, the pattern finds nothing."""
+    from guard.screen.normalize import _LEET_CHAR, _LEET_TOKEN, _LETTER_MARK_RE, normalize
+    from guard.screen.suspicion import _SPECIAL, _SYMBOL, _SYMBOL_IN_WORD
+
+    for text in _texts():
+        t = normalize(text).text
+        assert bool(_LEET_TOKEN.search(t)) <= bool(_LEET_CHAR.search(t))
+        assert bool(_SYMBOL_IN_WORD.search(t)) <= bool(_SYMBOL.search(t))
+        assert bool(_SPECIAL.search(t)) <= ("<" in t or "[" in t)
+        assert not (text.isascii() and _LETTER_MARK_RE is not None and _LETTER_MARK_RE.search(text))

@@ -222,20 +222,20 @@ def segments(
         at = m.end()
     pieces.append((at, len(text)))
     pieces = [(a, b) for a, b in pieces if b > a and text[a:b].strip()]
+    # (words are counted by str.split, whose whitespace is the pattern's \s; their positions are
+    # found only for a piece that gets windows)
     if len(pieces) > 1:
         for a, b in pieces:
-            words = list(_WORDS_RE.finditer(text, a, b))
-            if len(words) <= window_words:
+            if len(text[a:b].split()) <= window_words:
                 add(a, b)
             else:
-                windows(words)
+                windows(list(_WORDS_RE.finditer(text, a, b)))
             if len(out) >= max_views:
                 break
     if len(pieces) <= 1:
         # one piece: windows over the whole text (several pieces: each long piece has its own windows)
-        words = list(_WORDS_RE.finditer(text))
-        if len(words) > window_words:
-            windows(words)
+        if len(text.split()) > window_words:
+            windows(list(_WORDS_RE.finditer(text)))
     out = out[:max_views]
     return out if spans else [text[a:b] for a, b in out]
 
@@ -491,6 +491,23 @@ _FRAGMENTS_ASCII = re.compile(r"(?<![^\W\d_])[^\W\d_]+(?:[ \-][^\W\d_]+)+")  # (
 _FRAGMENT_SEP = re.compile(r"([ \-])")
 
 
+_JOIN_STARTS: dict[frozenset, frozenset] = {}
+
+
+def _join_starts(lexicon: Collection[str]) -> frozenset | None:
+    """Every proper prefix of a key term or of its plural: the first fragment of any join
+    ``join_fragments`` makes is one (remembered per lexicon; None for a lexicon that is no frozenset)."""
+    if not isinstance(lexicon, frozenset):
+        return None
+    got = _JOIN_STARTS.get(lexicon)
+    if got is None:
+        got = frozenset(w[:i] for t in lexicon for w in (t, t + "s") for i in range(1, len(w)))
+        if len(_JOIN_STARTS) >= 8:
+            _JOIN_STARTS.clear()
+        _JOIN_STARTS[lexicon] = got
+    return got
+
+
 def join_fragments(
     text: str, lexicon: Collection[str] | None, dictionary: Collection[str] | None = None
 ) -> tuple[str, bool]:
@@ -504,10 +521,14 @@ def join_fragments(
         return text, False
     changed = False
 
+    starts = _join_starts(lexicon)
+
     def fix(m: re.Match) -> str:
         nonlocal changed
         parts = _FRAGMENT_SEP.split(m.group(0))
         words, seps = parts[0::2], parts[1::2]
+        if starts is not None and not any(w in starts for w in words[:-1]):
+            return m.group(0)  # no word starts a key term: nothing to join
         out = [words[0]]
         for k in range(1, len(words)):
             a, b = out[-1], words[k]
@@ -573,6 +594,7 @@ _LEET_SEQ_RE = re.compile("|".join(re.escape(s) for s, _ in _LEET_SEQ))
 _LEET_SEQ_MAP = dict(_LEET_SEQ)
 # a token holding at least one character leetspeak uses (the others are left alone without a look)
 _LEET_TOKEN = re.compile(r"(?<![^\s,;:])[^\s,;:]*[" + re.escape("".join(_LEET) + "\\/<>[") + r"][^\s,;:]*")
+_LEET_CHAR = re.compile(r"[" + re.escape("".join(_LEET) + "\\/<>[") + r"]")
 _SPECIAL_TOKEN = re.compile(r"<\|[a-z]+\|>")
 # numbers, never leetspeak: "1920s", "35mm", "8k", "4x4", "1080p", "2nd", "f/1.8" (the letter alone), "$100"
 _NUMBER = re.compile(
@@ -646,6 +668,8 @@ def fold_leetspeak(
             changed = True
         return new
 
+    if not _LEET_CHAR.search(text):  # (a token the pattern below matches holds one of these)
+        return text, False
     out = _LEET_TOKEN.sub(fix, text)
     return out, changed
 
