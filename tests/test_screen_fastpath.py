@@ -809,3 +809,29 @@ def test_prefilters_are_sound():
         assert bool(_SYMBOL_IN_WORD.search(t)) <= bool(_SYMBOL.search(t))
         assert bool(_SPECIAL.search(t)) <= ("<" in t or "[" in t)
         assert not (text.isascii() and _LETTER_MARK_RE is not None and _LETTER_MARK_RE.search(text))
+
+
+def test_looks_english_equals_its_reference(screen):
+    from guard.screen.multilingual import _ENGLISH, _FOREIGN_LETTERS, _OTHER_WORDS, _WORD, looks_english
+
+    def reference(text, dictionary):
+        letters = [ch for ch in text if ch.isalpha()]
+        share = sum(1 for ch in letters if ord(ch) > 0x24F) / len(letters) if letters else 0.0
+        if share > 0.2:
+            return False
+        words = [w.casefold() for w in _WORD.findall(text)]
+        if not words:
+            return True
+        en = sum(w in _ENGLISH for w in words)
+        other = sum(w in _OTHER_WORDS for w in words)
+        foreign = sum(any(ch in _FOREIGN_LETTERS for ch in w) for w in words)
+        if other > en or (foreign and en == 0) or foreign >= max(2, len(words) // 3):
+            return False
+        if dictionary and en == 0:
+            if sum(w not in dictionary for w in words if len(w) > 2) * 2 >= len(words):
+                return False
+        return True
+
+    for text in _texts():
+        for d in (screen._dictionary, None):
+            assert looks_english(text, d) == reference(text, d), repr(text)
