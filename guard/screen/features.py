@@ -169,6 +169,7 @@ def _non_latin_share(text: str) -> float:
 
 #: transforms that keep their feature (the others stay at 0, see ``featurize``)
 _FLAGGED = ("truncated", "invalid_unicode")
+_FLAG_COLUMN = {t: KNOWN_TRANSFORMS.index(t) for t in _FLAGGED}
 
 
 def featurize(
@@ -199,11 +200,14 @@ def featurize(
     fuzzy = np.zeros((n, nc), np.float32)
     contrast = np.zeros((n, nc), np.float32)
     if len(have):
-        scores = np.stack([sc.scores for sc in scored])[:, cols]
-        benign = np.stack([sc.contrast for sc in scored])[:, cols]
+        if n == 1:
+            scores, benign = scored[0].scores[cols][None], scored[0].contrast[cols][None]
+        else:
+            scores = np.stack([sc.scores for sc in scored])[:, cols]
+            benign = np.stack([sc.contrast for sc in scored])[:, cols]
         sims[:, have] = scores
         gap = benign.astype(np.float64) - scores.astype(np.float64)
-        contrast[:, have] = np.where(benign > -1, np.where(gap > 0.0, gap, 0.0), 0.0)
+        contrast[:, have] = np.where((benign > -1) & (gap > 0.0), gap, 0.0)  # (max(0, gap) where a contrast exists)
     for i, sc in enumerate(scored):
         for ci, hit in (sc.lexical or {}).items():
             j = column_of.get(ci)
@@ -229,7 +233,6 @@ def featurize(
     sus_rows = np.zeros((n, 6), np.float64)
     shape_rows = np.zeros((n, 5), np.float64)
     flags = np.zeros((n, len(KNOWN_TRANSFORMS)), np.float32)
-    flag_col = {t: KNOWN_TRANSFORMS.index(t) for t in _FLAGGED}
     for i, sc in enumerate(scored):
         sus = sc.suspicion
         if sus is not None:
@@ -243,7 +246,7 @@ def featurize(
             )
         for t in _FLAGGED:
             if t in sc.transforms:
-                flags[i, flag_col[t]] = 1.0
+                flags[i, _FLAG_COLUMN[t]] = 1.0
         shape = sc.clean_text or sc.prompt  # the de-obfuscated text: spaced letters are not many words
         words = len(shape.split())
         shape_rows[i] = (

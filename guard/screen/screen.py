@@ -402,11 +402,18 @@ class PromptScreen:
         offsets = [0, *itertools.accumulate(counts)]
         # (n_live, n_phrases): best over each prompt's views (a max per prompt: numpy's reduceat along
         # the first axis is a hundred times slower)
-        best = np.stack([sims[offsets[i] : offsets[i + 1]].max(axis=0) for i in live])
+        best = (
+            np.stack([sims[offsets[i] : offsets[i + 1]].max(axis=0) for i in live])
+            if len(live) > 1
+            else sims[offsets[live[0]] : offsets[live[0] + 1]].max(axis=0)[None]
+        )
         lo = self._starts[:-1]
         seg_max = np.maximum.reduceat(best, lo, axis=1)  # (every concept has at least one phrase)
         at_max = best == seg_max[:, self._phrase_concept_arr]
-        pi = np.minimum.reduceat(np.where(at_max, np.arange(n_p), n_p), lo, axis=1)
+        positions = self.__dict__.get("_phrase_positions")
+        if positions is None or len(positions) != n_p:
+            positions = self._phrase_positions = np.arange(n_p)
+        pi = np.minimum.reduceat(np.where(at_max, positions, n_p), lo, axis=1)
         if (pi >= n_p).any():  # NaN similarities: the first position argmax reports, as per concept
             for j, c in zip(*np.nonzero(pi >= n_p)):
                 pi[j, c] = lo[c] + int(best[j, lo[c] : self._starts[c + 1]].argmax())
