@@ -489,6 +489,7 @@ def strip_inner_symbols(text: str) -> tuple[str, bool]:
 _FRAGMENTS = re.compile(rf"(?<![^\W\d_])(?:[^\W\d_]|[{MARKS}])+(?:[ \-](?:[^\W\d_]|[{MARKS}])+)+")
 _FRAGMENTS_ASCII = re.compile(r"(?<![^\W\d_])[^\W\d_]+(?:[ \-][^\W\d_]+)+")  # (the same, faster, for ASCII text)
 _FRAGMENT_SEP = re.compile(r"([ \-])")
+_LETTER_RUN = re.compile(r"[^\W\d_]+")
 
 
 _JOIN_STARTS: dict[frozenset, frozenset] = {}
@@ -522,6 +523,10 @@ def join_fragments(
     changed = False
 
     starts = _join_starts(lexicon)
+    # (in ASCII text every word of a run below is a whole letter run of the text: when none of them
+    # starts a key term, nothing is joined)
+    if starts is not None and text.isascii() and starts.isdisjoint(_LETTER_RUN.findall(text)):
+        return text, False
 
     def fix(m: re.Match) -> str:
         nonlocal changed
