@@ -40,7 +40,7 @@ def stage_split(scr: PromptScreen, prompts: list[str]) -> dict[str, float]:
     """Mean ms per prompt (batch 1) of each stage, timed by wrapping the screen's methods."""
     import guard.screen.screen as mod
 
-    names = ["_views", "_embed_views", "_similarities", "_decide"]
+    names = [n for n in ("_views", "_embed_views", "_similarities", "_best_by_concept", "_decide") if hasattr(scr, n)]
     totals = dict.fromkeys(names + ["featurize", "proba", "lexical.match", "suspicion.score", "other"], 0.0)
     originals = {}
 
