@@ -835,3 +835,11 @@ def test_looks_english_equals_its_reference(screen):
     for text in _texts():
         for d in (screen._dictionary, None):
             assert looks_english(text, d) == reference(text, d), repr(text)
+
+
+def test_logits_of_a_row_equal_the_scalar_logit():
+    from guard.screen.screen import _logit, _logits
+
+    rng = np.random.default_rng(0)
+    p = np.concatenate([rng.random(5000).astype(np.float32), np.array([0, 1, 1e-9, 1 - 1e-9, 0.5], np.float32)])
+    assert _logits(p) == [_logit(float(x)) for x in p]

@@ -593,6 +593,7 @@ class PromptScreen:
         points = self._operating_points_ml if ml else self._operating_points
         scores = sc.scores.tolist()
         lexical = sc.lexical
+        logits = _logits(proba)
         for h, p in enumerate(proba.tolist()):
             cat = model.heads[h]
             op = points[cat]
@@ -637,7 +638,7 @@ class PromptScreen:
                 v.notes.append(f"{cat}: raised to block, key term found after undoing {', '.join(obfuscated)}")
             cs = ConceptScore(c.id, cat, d if d != "allow" else c.action, p, op.block, phrase, "learned")
             v.learned[cat] = (cs, d, op)  # (its deciding signals are computed when the report shows them)
-            lp = _logit(p)
+            lp = logits[h]
             if d != "allow":
                 v.matches.append(cs)
                 key = (_RANK[d], lp - _point_logit(op.block))  # margins compare in logit space
@@ -810,6 +811,12 @@ def _unscored(n_c: int) -> tuple:
 def _logit(p: float) -> float:
     p = min(max(p, 1e-7), 1 - 1e-7)
     return float(np.log(p / (1 - p)))
+
+
+def _logits(p: np.ndarray) -> list[float]:
+    """``_logit`` of each probability, in one numpy pass (the same float64 operations)."""
+    q = np.minimum(np.maximum(np.asarray(p, np.float64), 1e-7), 1 - 1e-7)
+    return np.log(q / (1 - q)).tolist()
 
 
 #: the logit of an operating point (a handful per policy, needed for every prompt), remembered
