@@ -659,13 +659,7 @@ class PromptScreen:
             ok = True
             best_parts = []
             for cond in rule.all_of:
-                idx = (
-                    [self._concept_pos[cond.concept]]
-                    if cond.concept
-                    else [
-                        ci for ci, c in enumerate(self._concepts) if c.category == cond.category and c.action != "allow"
-                    ]
-                )
+                idx = [self._concept_pos[cond.concept]] if cond.concept else self._category_concepts(cond.category)
                 vals = [1.0 if (sc.lexical and ci in sc.lexical) else float(sc.scores[ci]) for ci in idx]
                 val = max(vals) if vals else -1.0
                 best_parts.append(f"{cond.concept or cond.category} {val:.2f}>={cond.min_score:.2f}")
@@ -680,6 +674,16 @@ class PromptScreen:
                 v.top = ConceptScore(rule.id, top.category, rule.action, top.score, top.threshold, top.phrase, "rule")
                 v.matches.insert(0, v.top)
                 v.leading = v.notes[0]
+
+    def _category_concepts(self, category: str) -> list[int]:
+        """The blocking and escalating concepts of a category (remembered per category)."""
+        memo = self.__dict__.setdefault("_by_category", {})
+        got = memo.get(category)
+        if got is None:
+            got = memo[category] = [
+                ci for ci, c in enumerate(self._concepts) if c.category == category and c.action != "allow"
+            ]
+        return got
 
     def _apply_suspicion(self, sc: _Scored, v: _Verdict) -> None:
         """Optimised-prompt suspicion. Threshold decision: gibberish near any concept is acted on.
