@@ -58,8 +58,7 @@ def scored(screen):
 def _best_by_concept_reference(screen, sims, views):
     """The per-prompt, per-concept loop the reductions replaced."""
     n_c = len(screen._concepts)
-    allow = np.zeros(sims.shape[1], bool)
-    allow[screen._allow_cols] = True
+    allow = np.asarray(screen._allow_phrase, bool)
     out, row = [], 0
     for vs, kinds in views:
         block = sims[row : row + len(vs)]

@@ -137,7 +137,6 @@ class PromptScreen:
             [self._concepts[ci].action == "allow" and self._concepts[ci].contrast for ci in self._phrase_concept],
             dtype=bool,
         )
-        self._allow_cols = np.flatnonzero(self._allow_phrase)
         self._thresholds = np.asarray([policy.threshold_for(c) for c in self._concepts], dtype=np.float32)
         self._concept_pos = {c.id: ci for ci, c in enumerate(self._concepts)}
         self._lock = threading.Lock()
@@ -383,6 +382,27 @@ class PromptScreen:
                     out[i].multilingual = sig[k]
         return out
 
+    def _similarities(self, emb: np.ndarray) -> np.ndarray:
+        """(n_views, n_phrases) cosine similarities: one matrix product with the unit phrase rows
+        (every phrase is scored, so a k-nearest search over all of them would only add a sort)."""
+        if emb.shape[0] == 0 or not len(self._phrase_mat):
+            return np.zeros((emb.shape[0], len(self._phrase_mat)), dtype=np.float32)
+        return np.ascontiguousarray(emb, dtype=np.float32) @ self._phrase_mat.T
+
+    def nearest_phrases(self, text: str, k: int = 5) -> list[tuple[str, str, float]]:
+        """The ``k`` phrases nearest ``text`` (normalised, whole), as (concept id, phrase, cosine):
+        a FAISS neighbour search, for explanations."""
+        if not self._phrases:
+            return []
+        v = self.embedder.encode([normalize(text).text if self.cfg.normalize else text])
+        with self._lock:
+            scores, ids = self.index.search(np.ascontiguousarray(v, dtype=np.float32), min(k, self.index.ntotal))
+        return [
+            (self._concepts[self._phrase_concept[int(i)]].id, self._phrases[int(i)], float(sc))
+            for sc, i in zip(scores[0], ids[0])
+            if i >= 0
+        ]
+
     def _best_by_concept(self, sims: np.ndarray, views: list[tuple[list[str], list[str]]]) -> list[tuple]:
         """Per prompt (its views and their kinds, in ``sims`` row order): for each concept the best
         similarity of any view to any of its phrases, that phrase, the kind of that view ("+word" for a
@@ -419,7 +439,8 @@ class PromptScreen:
                 pi[j, c] = lo[c] + int(best[j, lo[c] : self._starts[c + 1]].argmax())
         scores = np.take_along_axis(best, pi, axis=1).astype(np.float32, copy=False)
         # best benign-contrast similarity of each view
-        benign = sims[:, self._allow_cols].max(axis=1) if len(self._allow_cols) else None
+        allow_cols = np.flatnonzero(self._allow_phrase)
+        benign = sims[:, allow_cols].max(axis=1) if len(allow_cols) else None
         live_at = dict(zip(live, range(len(live))))
         for i, (vs, kinds) in enumerate(views):
             j = live_at.get(i)
@@ -432,27 +453,6 @@ class PromptScreen:
             contrast = benign[a:b][bv] if benign is not None else np.full(n_c, -1.0, np.float32)
             out.append((scores[j], pi[j], [vk[x] for x in bv.tolist()], contrast))
         return out
-
-    def _similarities(self, emb: np.ndarray) -> np.ndarray:
-        """(n_views, n_phrases) cosine similarities: one matrix product with the unit phrase rows
-        (every phrase is scored, so a k-nearest search over all of them would only add a sort)."""
-        if emb.shape[0] == 0 or not len(self._phrase_mat):
-            return np.zeros((emb.shape[0], len(self._phrase_mat)), dtype=np.float32)
-        return np.ascontiguousarray(emb, dtype=np.float32) @ self._phrase_mat.T
-
-    def nearest_phrases(self, text: str, k: int = 5) -> list[tuple[str, str, float]]:
-        """The ``k`` phrases nearest ``text`` (normalised, whole), as (concept id, phrase, cosine):
-        a FAISS neighbour search, for explanations."""
-        if not self._phrases:
-            return []
-        v = self.embedder.encode([normalize(text).text if self.cfg.normalize else text])
-        with self._lock:
-            scores, ids = self.index.search(np.ascontiguousarray(v, dtype=np.float32), min(k, self.index.ntotal))
-        return [
-            (self._concepts[self._phrase_concept[int(i)]].id, self._phrases[int(i)], float(sc))
-            for sc, i in zip(scores[0], ids[0])
-            if i >= 0
-        ]
 
     # ---------------------------------------------------------------- decision
 
