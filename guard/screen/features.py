@@ -24,8 +24,10 @@ Concepts of the layout that the policy lacks get the training mean (neutral afte
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -71,8 +73,9 @@ class FeatureLayout:
     multilingual: bool = False
     ml_embedding_dim: int = 0  # USE-m3 sentence embedding columns (non-English model); 0 = none
 
-    @property
+    @cached_property
     def names(self) -> list[str]:
+        """Every column's name, in order (computed once per layout; do not modify the list)."""
         n = [f"emb[{i}]" for i in range(self.embedding_dim)]
         n += [f"sim:{c}" for c in self.concepts]
         n += [f"lex:{c}" for c in self.concepts]
@@ -89,7 +92,7 @@ class FeatureLayout:
             n += [f"mlemb[{i}]" for i in range(self.ml_embedding_dim)]
         return n
 
-    @property
+    @cached_property
     def n_base(self) -> int:
         """Number of columns without the multilingual sentence embedding."""
         return len(self.names) - (self.ml_embedding_dim if self.multilingual else 0)
@@ -98,7 +101,7 @@ class FeatureLayout:
         """This layout without the multilingual embedding columns (a prefix of it)."""
         return FeatureLayout(self.concepts, self.categories, self.embedding_dim, self.multilingual, 0)
 
-    @property
+    @cached_property
     def ml_active_column(self) -> int | None:
         """Index of ``ml:active`` (1 for rows the multilingual encoder read), or None."""
         return self.n_base - 1 if self.multilingual else None
@@ -156,109 +159,175 @@ def layout_for(screen: PromptScreen, multilingual: bool = False, ml_embedding_di
 
 
 def _non_latin_share(text: str) -> float:
+    if text.isascii():
+        return 0.0
     letters = [ch for ch in text if ch.isalpha()]
     if not letters:
         return 0.0
     return sum(1 for ch in letters if ord(ch) > 0x24F) / len(letters)
 
 
+#: transforms that keep their feature (the others stay at 0, see ``featurize``)
+_FLAGGED = ("truncated", "invalid_unicode")
+_FLAG_COLUMN = {t: KNOWN_TRANSFORMS.index(t) for t in _FLAGGED}
+
+
 def featurize(
     screen: PromptScreen, layout: FeatureLayout, scored: Sequence[_Scored], fill: np.ndarray | None = None
 ) -> np.ndarray:
     """(n, len(layout.names)) float32 features; columns of concepts the policy lacks get ``fill``
-    (the model's training means) or 0."""
+    (the model's training means) or 0.
+
+    Column blocks are filled for the whole batch at once (per-concept scores, contrasts, category
+    maxima and the suspicion products as array operations); only what each prompt carries as Python
+    objects (key-term hits, suspicion, length and script, multilingual signals) is read per prompt.
+    The arithmetic is the per-prompt one's: contrasts in float64 then stored as float32, products of
+    float32 columns."""
     n_f = len(layout.names)
-    out = np.zeros((len(scored), n_f), np.float32)
-    pos = [screen._concept_pos.get(c) for c in layout.concepts]
+    n = len(scored)
+    out = np.zeros((n, n_f), np.float32)
+    if not n:
+        return out
     nc = len(layout.concepts)
     d = layout.embedding_dim
-    cat_idx = {k: [j for j, cat in enumerate(layout.categories) if cat == k] for k in CATEGORIES}
+    plan = _plan(screen, layout)
+    have, cols, column_of = plan.have, plan.cols, plan.column_of
     for i, sc in enumerate(scored):
-        row = out[i]
-        p = sc.prompt
         if sc.embedding is not None:
-            row[:d] = sc.embedding
-        o = d
-        sims = np.full(nc, -1.0, np.float32)
-        lex = np.zeros(nc, np.float32)
-        fuzzy = np.zeros(nc, np.float32)
-        contrast = np.zeros(nc, np.float32)
-        for j, ci in enumerate(pos):
-            if ci is None:
-                continue
-            s = float(sc.scores[ci])
-            sims[j] = s
-            hit = sc.lexical.get(ci) if sc.lexical else None
-            if hit is not None:
-                (lex if hit.exact else fuzzy)[j] = 1.0
-            contrast[j] = max(0.0, float(sc.contrast[ci]) - s) if sc.contrast[ci] > -1 else 0.0
-        row[o : o + nc] = sims
-        row[o + nc : o + 2 * nc] = lex
-        row[o + 2 * nc : o + 3 * nc] = fuzzy
-        row[o + 3 * nc : o + 4 * nc] = contrast
-        o += 4 * nc
-        catsim = np.array([sims[cat_idx[k]].max() if cat_idx[k] else -1.0 for k in CATEGORIES], np.float32)
-        catlex = np.array(
-            [max([lex[j] for j in cat_idx[k]] + [0.5 * fuzzy[j] for j in cat_idx[k]] + [0.0]) for k in CATEGORIES],
-            np.float32,
-        )
-        row[o : o + 6] = catsim
-        row[o + 6 : o + 12] = catlex
-        o += 12
+            out[i, :d] = sc.embedding
+    sims = np.full((n, nc), -1.0, np.float32)
+    lex = np.zeros((n, nc), np.float32)
+    fuzzy = np.zeros((n, nc), np.float32)
+    contrast = np.zeros((n, nc), np.float32)
+    if len(have):
+        if n == 1:
+            scores, benign = scored[0].scores[cols][None], scored[0].contrast[cols][None]
+        else:
+            scores = np.stack([sc.scores for sc in scored])[:, cols]
+            benign = np.stack([sc.contrast for sc in scored])[:, cols]
+        sims[:, have] = scores
+        gap = benign.astype(np.float64) - scores.astype(np.float64)
+        contrast[:, have] = np.where((benign > -1) & (gap > 0.0), gap, 0.0)  # (max(0, gap) where a contrast exists)
+    for i, sc in enumerate(scored):
+        for ci, hit in (sc.lexical or {}).items():
+            j = column_of.get(ci)
+            if j is not None:
+                (lex if hit.exact else fuzzy)[i, j] = 1.0
+    o = d
+    out[:, o : o + nc] = sims
+    out[:, o + nc : o + 2 * nc] = lex
+    out[:, o + 2 * nc : o + 3 * nc] = fuzzy
+    out[:, o + 3 * nc : o + 4 * nc] = contrast
+    o += 4 * nc
+    catsim = np.full((n, len(CATEGORIES)), -1.0, np.float32)
+    catlex = np.zeros((n, len(CATEGORIES)), np.float32)
+    if len(plan.by_category):  # each category's columns side by side: one reduction per block
+        at, starts = plan.by_category, plan.category_starts
+        catsim[:, plan.categories_present] = np.maximum.reduceat(sims[:, at], starts, axis=1)
+        best_lex = np.maximum.reduceat(lex[:, at], starts, axis=1)
+        best_fuzzy = np.maximum.reduceat(0.5 * fuzzy[:, at], starts, axis=1)
+        catlex[:, plan.categories_present] = np.maximum(np.maximum(best_lex, best_fuzzy), 0.0)
+    out[:, o : o + 6] = catsim
+    out[:, o + 6 : o + 12] = catlex
+    o += 12
+    sus_rows = np.zeros((n, 6), np.float64)
+    shape_rows = np.zeros((n, 5), np.float64)
+    flags = np.zeros((n, len(KNOWN_TRANSFORMS)), np.float32)
+    for i, sc in enumerate(scored):
         sus = sc.suspicion
-        sus_score = 0.0
         if sus is not None:
-            sus_score = float(sus.score)
-            row[o : o + 6] = [
-                sus_score,
+            sus_rows[i] = (
+                float(sus.score),
                 sus.unknown_share,
                 sus.fragmentation,
                 min(3, sus.special_tokens),
                 min(5, sus.symbols_in_words),
                 min(5, sus.punct_runs),
-            ]
-        o += 6
-        evidence = np.maximum(np.clip((catsim - 0.3) / 0.4, 0.0, 1.0), catlex)
-        row[o : o + 6] = sus_score * evidence
-        o += 6
-        tr = set(sc.transforms)
-        # obfuscation is evidence only together with risk (issue 10 item 6), and every other feature is
-        # computed on the de-obfuscated prompt: an obfuscated copy (labelled as its original in training)
-        # differs from it by these flags alone, so any weight they learn is noise that moves benign
-        # captions in leetspeak up and explicit prompts in spaced letters down. They stay in the layout at
-        # 0; obfuscation raises a decision in the screen's rules, where a key term was found after undoing
-        # it. (Truncation and invalid Unicode are no obfuscation and keep their flags.)
-        for t in KNOWN_TRANSFORMS:
-            row[o] = 1.0 if t in tr and t in ("truncated", "invalid_unicode") else 0.0
-            o += 1
-        o += 2  # obf:other, obf:any
-        o += 6  # obf_x: obfuscation times each category's evidence
-        shape = sc.clean_text or p  # the de-obfuscated text: spaced letters are not many words
+            )
+        for t in _FLAGGED:
+            if t in sc.transforms:
+                flags[i, _FLAG_COLUMN[t]] = 1.0
+        shape = sc.clean_text or sc.prompt  # the de-obfuscated text: spaced letters are not many words
         words = len(shape.split())
-        row[o : o + 5] = [
+        shape_rows[i] = (
             math.log1p(words),
             math.log1p(len(shape)),
             1.0 if words <= 1 else 0.0,
             _non_latin_share(shape),
             math.log1p(sc.n_views),
-        ]
-        o += 5
-        if layout.multilingual:
+        )
+    out[:, o : o + 6] = sus_rows
+    o += 6
+    evidence = np.maximum(np.clip((catsim - 0.3) / 0.4, 0.0, 1.0), catlex)
+    out[:, o : o + 6] = sus_rows[:, :1].astype(np.float32) * evidence
+    o += 6
+    # obfuscation is evidence only together with risk (issue 10 item 6), and every other feature is
+    # computed on the de-obfuscated prompt: an obfuscated copy (labelled as its original in training)
+    # differs from it by these flags alone, so any weight they learn is noise that moves benign
+    # captions in leetspeak up and explicit prompts in spaced letters down. They stay in the layout at
+    # 0; obfuscation raises a decision in the screen's rules, where a key term was found after undoing
+    # it. (Truncation and invalid Unicode are no obfuscation and keep their flags.)
+    out[:, o : o + len(KNOWN_TRANSFORMS)] = flags
+    o += len(KNOWN_TRANSFORMS)
+    o += 2  # obf:other, obf:any
+    o += 6  # obf_x: obfuscation times each category's evidence
+    out[:, o : o + 5] = shape_rows
+    o += 5
+    if layout.multilingual:
+        k = len(CATEGORIES) + 1
+        md = layout.ml_embedding_dim
+        for i, sc in enumerate(scored):
             ml = sc.multilingual
-            k = len(CATEGORIES) + 1
             if ml is not None:
-                row[o : o + k] = ml[:k]
-                row[o + k] = 1.0
-            o += k + 1
-            md = layout.ml_embedding_dim
-            if md:
-                if ml is not None and len(ml) >= k + md:
-                    row[o : o + md] = ml[k : k + md]
-                o += md
-        assert o == n_f
-        if fill is not None:
-            missing = [j for j, ci in enumerate(pos) if ci is None]
-            for j in missing:
-                for base in (d, d + nc, d + 2 * nc, d + 3 * nc):
-                    row[base + j] = fill[base + j]
+                out[i, o : o + k] = ml[:k]
+                out[i, o + k] = 1.0
+                if md and len(ml) >= k + md:
+                    out[i, o + k + 1 : o + k + 1 + md] = ml[k : k + md]
+        o += k + 1 + md
+    assert o == n_f
+    if fill is not None and len(plan.missing_columns):
+        out[:, plan.missing_columns] = fill[plan.missing_columns]
     return out
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What ``featurize`` derives from a policy's concepts and a layout (computed once per pair)."""
+
+    have: np.ndarray  # layout columns of the concepts the policy has
+    cols: np.ndarray  # ... and those concepts' positions in the policy
+    column_of: dict[int, int]  # policy concept -> layout column
+    by_category: np.ndarray  # layout columns grouped by category (in CATEGORIES order)
+    category_starts: np.ndarray  # where each present category's group starts in ``by_category``
+    categories_present: np.ndarray  # positions in CATEGORIES of the categories with columns
+    missing_columns: np.ndarray  # feature columns of the concepts the policy lacks (they get the fill)
+
+
+_PLANS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _plan(screen: PromptScreen, layout: FeatureLayout) -> _Plan:
+    per_screen = _PLANS.get(screen)
+    if per_screen is None:
+        per_screen = _PLANS.setdefault(screen, {})
+    plan = per_screen.get(layout)
+    if plan is not None:
+        return plan
+    pos = [screen._concept_pos.get(c) for c in layout.concepts]
+    nc, d = len(layout.concepts), layout.embedding_dim
+    groups = [[j for j, c in enumerate(layout.categories) if c == cat] for cat in CATEGORIES]
+    present = [k for k, g in enumerate(groups) if g]
+    missing = np.asarray([j for j, ci in enumerate(pos) if ci is None], np.int64)
+    plan = _Plan(
+        have=np.asarray([j for j, ci in enumerate(pos) if ci is not None], np.int64),
+        cols=np.asarray([ci for ci in pos if ci is not None], np.int64),
+        column_of={ci: j for j, ci in enumerate(pos) if ci is not None},
+        by_category=np.asarray([j for k in present for j in groups[k]], np.int64),
+        category_starts=np.cumsum([0] + [len(groups[k]) for k in present[:-1]]).astype(np.int64),
+        categories_present=np.asarray(present, np.int64),
+        missing_columns=np.concatenate([base + missing for base in (d, d + nc, d + 2 * nc, d + 3 * nc)])
+        if len(missing)
+        else np.zeros(0, np.int64),
+    )
+    per_screen[layout] = plan
+    return plan

@@ -60,6 +60,19 @@ class OperatingPoint:
 VARIANTS = ("main", "ml")
 
 
+@dataclass(frozen=True)
+class _SignalKeys:
+    """How one variant's features sum into the signals a reason names (see ``contributions``)."""
+
+    key_of: np.ndarray  # the signal of each feature
+    labels: list[str]  # each signal in words (in order of its first feature)
+    base: np.ndarray  # the baseline each feature's contribution is measured from
+    mean: np.ndarray  # the training means it was computed for
+    positions: np.ndarray  # 0 .. n-1
+    by_signal: np.ndarray  # features grouped by signal, in feature order within each
+    starts: np.ndarray  # where each signal's group starts in ``by_signal``
+
+
 def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(z, -40, 40)))
 
@@ -102,6 +115,8 @@ class LearnedModel:
         # prompt, an undone obfuscation) contributes against its absence, so that a missing benign
         # look-alike is never named as a reason; graded signals contribute against the training mean
         self._absent_is_zero = np.isin(self._groups, ["lexical", "contrast", "suspicion", "obfuscation"])
+        #: per number of features (one per variant): see ``_signal_keys``
+        self._keys: dict[int, _SignalKeys] = {}
 
     @classmethod
     def load(cls, path: str | Path = DEFAULT_MODEL) -> LearnedModel:
@@ -152,24 +167,52 @@ class LearnedModel:
         per concept for similarity / lexical / contrast and per group otherwise; largest first. Each is
         the feature's weight times its distance from a baseline: absence for present-or-not evidence
         (key terms, benign look-alikes, suspicion, obfuscation), the training mean for graded signals;
-        the contributions and a per-head constant sum to the logit."""
+        the contributions and a per-head constant sum to the logit.
+
+        Vectorised: each feature's signal (its key in words) is an index computed once per variant;
+        the per-signal sums are one ``bincount`` over the features in order, in float64, as a running
+        sum adds them (a zero adds nothing), and signals are ranked by sum, ties in the order of their
+        first contributing (non-zero) feature, found by a ``minimum.reduceat`` over each signal's features."""
         h = self.heads.index(head)
         x = np.asarray(x, np.float32)
         ml = bool(self.variant_of(x)[0])
         mean, scale, coef, _ = self._part(ml)
         n = len(mean)
-        base = np.where(self._absent_is_zero[:n], 0.0, mean)
-        c = (x[:n] - base) / scale * coef[:, h]
-        agg: dict[str, float] = {}
-        for name, group, v in zip(self.names[:n], self._groups[:n], c):
-            if v == 0.0:
-                continue
-            if group in ("similarity", "lexical", "contrast") and ":" in name:
-                key = f"{GROUP_WORDS[group]} {name.split(':', 1)[1]}"
-            else:
-                key = GROUP_WORDS[group]
-            agg[key] = agg.get(key, 0.0) + float(v)
-        return sorted(agg.items(), key=lambda kv: -kv[1])[:top]  # top=None: all
+        keys = self._signal_keys(n, mean)
+        c = (x[:n] - keys.base) / scale * coef[:, h]
+        first = np.minimum.reduceat(np.where(c != 0.0, keys.positions, n)[keys.by_signal], keys.starts)
+        present = np.flatnonzero(first < n)
+        if not len(present):
+            return []
+        present = present[np.argsort(first[present])]  # in order of first appearance (all distinct)
+        vals = np.bincount(keys.key_of, weights=c.astype(np.float64), minlength=len(keys.labels))[present]
+        order = np.argsort(-vals, kind="stable")[:top]
+        return [(keys.labels[int(present[k])], float(vals[k])) for k in order]
+
+    def _signal_keys(self, n: int, mean: np.ndarray) -> _SignalKeys:
+        """For the first ``n`` features: each one's signal, the signals in words, the baseline each is
+        measured from (0 for present-or-not evidence, else the training mean). Cached per variant."""
+        got = self._keys.get(n)
+        if got is None or got.mean is not mean:
+            index: dict[str, int] = {}
+            key_of = np.empty(n, np.int64)
+            for j, (name, group) in enumerate(zip(self.names[:n], self._groups[:n])):
+                if group in ("similarity", "lexical", "contrast") and ":" in name:
+                    key = f"{GROUP_WORDS[group]} {name.split(':', 1)[1]}"
+                else:
+                    key = GROUP_WORDS[group]
+                key_of[j] = index.setdefault(key, len(index))
+            by_signal = np.argsort(key_of, kind="stable")
+            got = self._keys[n] = _SignalKeys(
+                key_of=key_of,
+                labels=list(index),
+                base=np.where(self._absent_is_zero[:n], 0.0, mean),
+                mean=mean,
+                positions=np.arange(n),
+                by_signal=by_signal,
+                starts=np.searchsorted(key_of[by_signal], np.arange(len(index))),
+            )
+        return got
 
     # ------------------------------------------------------------------ operating points
 

@@ -44,6 +44,10 @@ _WORDS = WORD
 _WORDS_ASCII = re.compile(r"[^\W_]+")  # (the same as WORD, faster, for ASCII text)
 
 
+#: at most this many words' outcomes are remembered (then the memo starts over)
+WORD_MEMO_SIZE = 50_000
+
+
 def _no_spaces_script(term: str) -> bool:
     """CJK, Thai and similar scripts are written without spaces between words."""
     for ch in term:
@@ -188,6 +192,18 @@ class LexicalMatcher:
                         k = fuzzy_index[w]
                     self._fuzzy_owner[k].append((ci, raw))
 
+        #: multi-word terms by their first word: {"blow": [(index in _phrases, ("blow", "job")), ...]}
+        self._phrase_first: dict[str, list[tuple[int, tuple[str, ...]]]] = {}
+        for k, (phrase, _ci, _term) in enumerate(self._phrases):
+            parts = tuple(phrase.split())
+            self._phrase_first.setdefault(parts[0], []).append((k, parts))
+        #: substrings by their first character (positions in _substrings), and the all-ASCII ones
+        self._substring_first: dict[str, list[int]] = {}
+        for k, (sub, _ci, _term) in enumerate(self._substrings):
+            self._substring_first.setdefault(sub[0] if sub else "", []).append(k)
+        self._ascii_substrings = [k for k, (sub, _ci, _term) in enumerate(self._substrings) if sub.isascii()]
+        #: word -> its hits (see ``_word_hits``), bounded by WORD_MEMO_SIZE
+        self._word_memo: dict[str, tuple[tuple[int, str, bool], ...]] = {}
         #: benign expressions by first word: {"naked": [("naked", "mole", "rat"), ...]}
         self._benign: dict[str, list[tuple[str, ...]]] = {}
         for b in sorted(benign, key=len, reverse=True):
@@ -254,8 +270,48 @@ class LexicalMatcher:
                 out.append((ci, raw, whole or (common >= 5 and len(t) - common <= 2)))
         return out
 
+    def clear_cache(self) -> None:
+        """Forget the per-word outcomes (see :meth:`match`)."""
+        self._word_memo.clear()
+
+    def _word_hits(self, w: str) -> tuple[tuple[int, str, bool], ...]:
+        """(concept, term, exact) of every hit one prompt word makes, in the order they are found: a
+        key term (or its plural, or an Arabic word with its clitics read off), else the terms it is an
+        inflection of, then the misspelt terms within edit distance."""
+        owners = self._exact.get(w)
+        if owners is None and len(w) > 3 and w.endswith("s"):
+            stem = w[:-1]  # plural: "nudes" -> "nude"; "-es" only after s/x/z/ch/sh, so "heroines" is no "heroin"
+            if stem not in self._exact and w.endswith("es") and w[:-2].endswith(("s", "x", "z", "ch", "sh")):
+                stem = w[:-2]
+            owners = self._exact.get(stem)
+        if owners is None and not w.isascii() and _script_of(w) == "ARABIC":
+            for f in _arabic_forms(w):
+                owners = self._exact.get(f)
+                if owners:
+                    break
+        if owners:
+            return tuple((ci, term, True) for ci, term in owners)
+        out = self._inflected(w) if (self._stems or self._inflect or self._deva) else []
+        if out or len(w) < 4 or not w.isalpha() or self._known(w) or not self._fuzzy_terms:
+            return tuple(out)
+        for cand, dist, k in process.extract(
+            w, self._fuzzy_terms, scorer=Levenshtein.distance, score_cutoff=2, limit=3
+        ):
+            limit = 1 if len(cand) <= 10 else 2
+            if len(cand) == 5 and not ((len(w) == 4 and w[-1] == cand[-1]) or (len(w) == 6 and w.startswith(cand))):
+                continue  # 5-letter terms: a dropped letter ("nakd") or an ending ("nackte"),
+                # never a swapped one ("kites" is no "kikes")
+            if dist <= limit and cand[0] == w[0] and abs(len(cand) - len(w)) <= limit:
+                out.extend((ci, term, False) for ci, term in self._fuzzy_owner[k])
+        return tuple(out)
+
     def match(self, texts: Sequence[str]) -> dict[int, LexicalHit]:
-        """Best hit per concept over the given (already normalised) views of one prompt."""
+        """Best hit per concept over the given (already normalised) views of one prompt: the first
+        hit found, replaced only by an exact one. Per text, multi-word terms in the order of the term
+        list (looked up by their first word), then substrings (only those whose first character the
+        text has), then each word's hits. A word's hits depend on the word alone and are kept in a
+        bounded memo: prompt words recur ("highly", "rutkowski"), and a misspelling search is the
+        costliest step."""
         hits: dict[int, LexicalHit] = {}
 
         def add(ci: int, term: str, found: str, exact: bool) -> None:
@@ -263,58 +319,42 @@ class LexicalMatcher:
             if old is None or (exact and not old.exact):
                 hits[ci] = LexicalHit(ci, term, found, exact)
 
+        memo = self._word_memo
         for text in texts:
             text = fold_letters(text)
             words = self._mask_benign((_WORDS_ASCII if text.isascii() else _WORDS).findall(text))
-            joined = " " + " ".join(words) + " "
-            for phrase, ci, term in self._phrases:
-                if phrase in joined:
+            if self._phrases:
+                found = set()
+                n = len(words)
+                for i, w in enumerate(words):
+                    for k, parts in self._phrase_first.get(w, ()):
+                        if i + len(parts) <= n and all(words[i + m] == parts[m] for m in range(1, len(parts))):
+                            found.add(k)
+                for k in sorted(found):
+                    phrase, ci, term = self._phrases[k]
                     add(ci, term, phrase.strip(), True)
-            squashed = text.replace(" ", "")
-            for b in self._benign_sub:
-                squashed = squashed.replace(b, "\x00")
-            for sub, ci, term in self._substrings:
-                if sub in squashed:
-                    add(ci, term, sub, True)
+            if self._substrings:
+                squashed = text.replace(" ", "")
+                for b in self._benign_sub:
+                    squashed = squashed.replace(b, "\x00")
+                if squashed.isascii():
+                    cands = self._ascii_substrings
+                else:
+                    chars = set(squashed)
+                    cands = sorted(k for ch in chars | {""} for k in self._substring_first.get(ch, ()))
+                for k in cands:
+                    sub, ci, term = self._substrings[k]
+                    if sub in squashed:
+                        add(ci, term, sub, True)
             for w in words:
                 if not w:
                     continue
-                owners = self._exact.get(w)
-                if owners is None and len(w) > 3 and w.endswith("s"):
-                    stem = w[:-1]  # plural: "nudes" -> "nude"; "-es" only after s/x/z/ch/sh, so
-                    if (
-                        stem not in self._exact
-                        and w.endswith("es")
-                        and w[:-2].endswith(  # "heroines"
-                            ("s", "x", "z", "ch", "sh")
-                        )
-                    ):  # is no "heroin"
-                        stem = w[:-2]
-                    owners = self._exact.get(stem)
-                if owners is None and not w.isascii() and _script_of(w) == "ARABIC":
-                    for f in _arabic_forms(w):
-                        owners = self._exact.get(f)
-                        if owners:
-                            break
-                if owners:
-                    for ci, term in owners:
-                        add(ci, term, w, True)
-                    continue
-                inflected = self._inflected(w) if (self._stems or self._inflect or self._deva) else []
-                for ci, term, exact in inflected:
+                got = memo.get(w)
+                if got is None:
+                    got = self._word_hits(w)
+                    if len(memo) >= WORD_MEMO_SIZE:
+                        memo.clear()
+                    memo[w] = got
+                for ci, term, exact in got:
                     add(ci, term, w, exact)
-                if inflected or len(w) < 4 or not w.isalpha() or self._known(w) or not self._fuzzy_terms:
-                    continue
-                for cand, dist, k in process.extract(
-                    w, self._fuzzy_terms, scorer=Levenshtein.distance, score_cutoff=2, limit=3
-                ):
-                    limit = 1 if len(cand) <= 10 else 2
-                    if len(cand) == 5 and not (
-                        (len(w) == 4 and w[-1] == cand[-1]) or (len(w) == 6 and w.startswith(cand))
-                    ):
-                        continue  # 5-letter terms: a dropped letter ("nakd") or an ending ("nackte"),
-                        # never a swapped one ("kites" is no "kikes")
-                    if dist <= limit and cand[0] == w[0] and abs(len(cand) - len(w)) <= limit:
-                        for ci, term in self._fuzzy_owner[k]:
-                            add(ci, term, w, False)
         return hits

@@ -48,6 +48,8 @@ _FOREIGN_LETTERS = set("ąćęłńśźżğışñßãõçœæøåäöüéèêëà
 
 
 def non_latin_share(text: str) -> float:
+    if text.isascii():  # (every letter is Latin)
+        return 0.0
     letters = [ch for ch in text if ch.isalpha()]
     if not letters:
         return 0.0
@@ -64,7 +66,7 @@ def looks_english(text: str, dictionary: set | None = None) -> bool:
         return True
     en = sum(w in _ENGLISH for w in words)
     other = sum(w in _OTHER_WORDS for w in words)
-    foreign = sum(any(ch in _FOREIGN_LETTERS for ch in w) for w in words)
+    foreign = sum(not w.isascii() and not _FOREIGN_LETTERS.isdisjoint(w) for w in words)  # (none is ASCII)
     if other > en or (foreign and en == 0) or foreign >= max(2, len(words) // 3):
         return False
     if dictionary and en == 0:

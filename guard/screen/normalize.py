@@ -140,7 +140,7 @@ def normalize(text: str) -> Normalized:
         transforms.append("invisible_chars")
     # marks that would casefold/NFKC into letters go BEFORE casefolding (strip_diacritics, which
     # runs later on the folded text, can no longer see them as marks)
-    if _LETTER_MARK_RE is not None:
+    if _LETTER_MARK_RE is not None and not t.isascii():  # (no mark is ASCII)
         t2 = _LETTER_MARK_RE.sub("", t)
         if t2 != t:
             transforms.append("letter_marks")
@@ -153,7 +153,7 @@ def normalize(text: str) -> Normalized:
     folded = nfkc.casefold()
     # NFKC after casefold: casefolding can produce sequences that compose differently.
     folded = unicodedata.normalize("NFKC", folded)
-    if "\u1100" <= max(folded, default=" ") and _JAMO_L.search(folded):
+    if not folded.isascii() and "\u1100" <= max(folded) and _JAMO_L.search(folded):
         folded = _compose_finals(folded)
     # Remove control characters (C0/C1 other than whitespace) that survive NFKC.
     cleaned = (
@@ -161,7 +161,7 @@ def normalize(text: str) -> Normalized:
     )
     if cleaned != folded:
         transforms.append("control_chars")
-    collapsed = _WS.sub(" ", cleaned).strip()
+    collapsed = " ".join(cleaned.split())  # (str.split's whitespace is the pattern's \s: the same)
     # a word that mixes scripts ("реoрlе" with Cyrillic р, е) is no word of any language: it is read
     # as the Latin word it imitates. Done here, not as a variant, so that the unreadable original is
     # never embedded (it sits near the Russian bank phrases: 4.5 % of such COCO captions flagged)
@@ -222,20 +222,20 @@ def segments(
         at = m.end()
     pieces.append((at, len(text)))
     pieces = [(a, b) for a, b in pieces if b > a and text[a:b].strip()]
+    # (words are counted by str.split, whose whitespace is the pattern's \s; their positions are
+    # found only for a piece that gets windows)
     if len(pieces) > 1:
         for a, b in pieces:
-            words = list(_WORDS_RE.finditer(text, a, b))
-            if len(words) <= window_words:
+            if len(text[a:b].split()) <= window_words:
                 add(a, b)
             else:
-                windows(words)
+                windows(list(_WORDS_RE.finditer(text, a, b)))
             if len(out) >= max_views:
                 break
     if len(pieces) <= 1:
         # one piece: windows over the whole text (several pieces: each long piece has its own windows)
-        words = list(_WORDS_RE.finditer(text))
-        if len(words) > window_words:
-            windows(words)
+        if len(text.split()) > window_words:
+            windows(list(_WORDS_RE.finditer(text)))
     out = out[:max_views]
     return out if spans else [text[a:b] for a, b in out]
 
@@ -488,6 +488,25 @@ def strip_inner_symbols(text: str) -> tuple[str, bool]:
 
 _FRAGMENTS = re.compile(rf"(?<![^\W\d_])(?:[^\W\d_]|[{MARKS}])+(?:[ \-](?:[^\W\d_]|[{MARKS}])+)+")
 _FRAGMENTS_ASCII = re.compile(r"(?<![^\W\d_])[^\W\d_]+(?:[ \-][^\W\d_]+)+")  # (the same, faster, for ASCII text)
+_FRAGMENT_SEP = re.compile(r"([ \-])")
+_LETTER_RUN = re.compile(r"[^\W\d_]+")
+
+
+_JOIN_STARTS: dict[frozenset, frozenset] = {}
+
+
+def _join_starts(lexicon: Collection[str]) -> frozenset | None:
+    """Every proper prefix of a key term or of its plural: the first fragment of any join
+    ``join_fragments`` makes is one (remembered per lexicon; None for a lexicon that is no frozenset)."""
+    if not isinstance(lexicon, frozenset):
+        return None
+    got = _JOIN_STARTS.get(lexicon)
+    if got is None:
+        got = frozenset(w[:i] for t in lexicon for w in (t, t + "s") for i in range(1, len(w)))
+        if len(_JOIN_STARTS) >= 8:
+            _JOIN_STARTS.clear()
+        _JOIN_STARTS[lexicon] = got
+    return got
 
 
 def join_fragments(
@@ -503,23 +522,32 @@ def join_fragments(
         return text, False
     changed = False
 
+    starts = _join_starts(lexicon)
+    # (in ASCII text every word of a run below is a whole letter run of the text: when none of them
+    # starts a key term, nothing is joined)
+    if starts is not None and text.isascii() and starts.isdisjoint(_LETTER_RUN.findall(text)):
+        return text, False
+
     def fix(m: re.Match) -> str:
         nonlocal changed
-        parts = re.split(r"([ \-])", m.group(0))
+        parts = _FRAGMENT_SEP.split(m.group(0))
         words, seps = parts[0::2], parts[1::2]
+        if starts is not None and not any(w in starts for w in words[:-1]):
+            return m.group(0)  # no word starts a key term: nothing to join
         out = [words[0]]
-        k = 1
-        while k < len(words):
+        for k in range(1, len(words)):
             a, b = out[-1], words[k]
-            j = a + b
-            real = sum((len(x) >= 3 and x in dictionary) or x in _SHORT_WORDS for x in (a, b))
-            if len(j) >= 5 and min(len(a), len(b)) <= 3 and real < 2 and _in_lexicon(j, lexicon):
-                out[-1] = j
-                changed = True
-            else:
-                out.append(seps[k - 1])
-                out.append(b)
-            k += 1
+            # (the cheap tests first: most pairs are two long words)
+            if (len(a) <= 3 or len(b) <= 3) and len(a) + len(b) >= 5:
+                j = a + b
+                if _in_lexicon(j, lexicon):
+                    real = sum((len(x) >= 3 and x in dictionary) or x in _SHORT_WORDS for x in (a, b))
+                    if real < 2:
+                        out[-1] = j
+                        changed = True
+                        continue
+            out.append(seps[k - 1])
+            out.append(b)
         return "".join(out)
 
     out = (_FRAGMENTS_ASCII if text.isascii() else _FRAGMENTS).sub(fix, text)
@@ -571,6 +599,7 @@ _LEET_SEQ_RE = re.compile("|".join(re.escape(s) for s, _ in _LEET_SEQ))
 _LEET_SEQ_MAP = dict(_LEET_SEQ)
 # a token holding at least one character leetspeak uses (the others are left alone without a look)
 _LEET_TOKEN = re.compile(r"(?<![^\s,;:])[^\s,;:]*[" + re.escape("".join(_LEET) + "\\/<>[") + r"][^\s,;:]*")
+_LEET_CHAR = re.compile(r"[" + re.escape("".join(_LEET) + "\\/<>[") + r"]")
 _SPECIAL_TOKEN = re.compile(r"<\|[a-z]+\|>")
 # numbers, never leetspeak: "1920s", "35mm", "8k", "4x4", "1080p", "2nd", "f/1.8" (the letter alone), "$100"
 _NUMBER = re.compile(
@@ -644,6 +673,8 @@ def fold_leetspeak(
             changed = True
         return new
 
+    if not _LEET_CHAR.search(text):  # (a token the pattern below matches holds one of these)
+        return text, False
     out = _LEET_TOKEN.sub(fix, text)
     return out, changed
 

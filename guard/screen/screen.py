@@ -10,7 +10,9 @@ small neighbour searches), then the learned or per-concept threshold decision.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import itertools
 import logging
 import os
 import tempfile
@@ -351,39 +353,17 @@ class PromptScreen:
         all_views = [self._views(p) for p in prompts]
         emb = self._embed_views(all_views)
         sims = self._similarities(emb)
-        n_c = len(self._concepts)
         out = []
         row = 0
-        for p, (vs, kinds, texts, tr, _src) in zip(prompts, all_views):
-            block = sims[row : row + len(vs)]
+        per_concept = self._best_by_concept(sims, [(vs, kinds) for vs, kinds, *_ in all_views])
+        for p, (vs, _kinds, texts, tr, _src), (scores, phrase_idx, view_kind, contrast) in zip(
+            prompts, all_views, per_concept
+        ):
             row += len(vs)
-            sc = _Scored(
-                len(vs),
-                tr,
-                np.full(n_c, -1.0, np.float32),
-                np.zeros(n_c, np.int64),
-                ["plain"] * n_c,
-                np.full(n_c, -1.0, np.float32),
-            )
+            sc = _Scored(len(vs), tr, scores, phrase_idx, view_kind, contrast)
             sc.prompt = p
             if len(vs):
                 sc.embedding = emb[row - len(vs)]  # the de-obfuscated full text: the first view
-            if len(vs) and block.shape[1]:
-                best_view = block.argmax(axis=0)
-                best = block.max(axis=0)
-                # best benign-contrast similarity of each view (same view as the match it may excuse)
-                benign = block[:, self._allow_phrase].max(axis=1) if self._allow_phrase.any() else None
-                for ci in range(n_c):
-                    lo, hi = int(self._starts[ci]), int(self._starts[ci + 1])
-                    pi = lo + int(best[lo:hi].argmax())
-                    sc.scores[ci] = best[pi]
-                    sc.phrase_idx[ci] = pi
-                    bv = int(best_view[pi])
-                    sc.view_kind[ci] = kinds[bv] + (
-                        "+word" if kinds[bv].endswith("segment") and " " not in vs[bv] else ""
-                    )
-                    if benign is not None:
-                        sc.contrast[ci] = benign[best_view[pi]]
             if self.lexical is not None and texts:
                 sc.lexical = self.lexical.match(texts)
             if self.suspicion is not None and vs:
@@ -422,6 +402,57 @@ class PromptScreen:
             for sc, i in zip(scores[0], ids[0])
             if i >= 0
         ]
+
+    def _best_by_concept(self, sims: np.ndarray, views: list[tuple[list[str], list[str]]]) -> list[tuple]:
+        """Per prompt (its views and their kinds, in ``sims`` row order): for each concept the best
+        similarity of any view to any of its phrases, that phrase, the kind of that view ("+word" for a
+        one-word segment) and the view's best benign-contrast similarity (the same view as the match it
+        may excuse); ties go to the first phrase and the first view. A prompt without views scores -1.
+
+        Numpy reductions: the best view per phrase is a max over each prompt's rows, the best phrase
+        per concept one ``maximum.reduceat`` over each concept's phrases for the whole batch (they are
+        contiguous), the first best by a ``minimum.reduceat`` of the positions that reach it."""
+        n_c = len(self._concepts)
+        n_p = sims.shape[1]
+        counts = [len(vs) for vs, _ in views]
+        out: list[tuple] = []
+        live = [i for i, k in enumerate(counts) if k]
+        if not live or not n_p:
+            return [_unscored(n_c) for _ in views]
+        offsets = [0, *itertools.accumulate(counts)]
+        # (n_live, n_phrases): best over each prompt's views (a max per prompt: numpy's reduceat along
+        # the first axis is a hundred times slower)
+        best = (
+            np.stack([sims[offsets[i] : offsets[i + 1]].max(axis=0) for i in live])
+            if len(live) > 1
+            else sims[offsets[live[0]] : offsets[live[0] + 1]].max(axis=0)[None]
+        )
+        lo = self._starts[:-1]
+        seg_max = np.maximum.reduceat(best, lo, axis=1)  # (every concept has at least one phrase)
+        at_max = best == seg_max[:, self._phrase_concept_arr]
+        positions = self.__dict__.get("_phrase_positions")
+        if positions is None or len(positions) != n_p:
+            positions = self._phrase_positions = np.arange(n_p)
+        pi = np.minimum.reduceat(np.where(at_max, positions, n_p), lo, axis=1)
+        if (pi >= n_p).any():  # NaN similarities: the first position argmax reports, as per concept
+            for j, c in zip(*np.nonzero(pi >= n_p)):
+                pi[j, c] = lo[c] + int(best[j, lo[c] : self._starts[c + 1]].argmax())
+        scores = np.take_along_axis(best, pi, axis=1).astype(np.float32, copy=False)
+        # best benign-contrast similarity of each view
+        allow_cols = np.flatnonzero(self._allow_phrase)
+        benign = sims[:, allow_cols].max(axis=1) if len(allow_cols) else None
+        live_at = dict(zip(live, range(len(live))))
+        for i, (vs, kinds) in enumerate(views):
+            j = live_at.get(i)
+            if j is None:
+                out.append(_unscored(n_c))
+                continue
+            a, b = int(offsets[i]), int(offsets[i + 1])
+            bv = sims[a:b, pi[j]].argmax(axis=0)  # the first view reaching each concept's best phrase
+            vk = [k + ("+word" if k.endswith("segment") and " " not in v else "") for v, k in zip(vs, kinds)]
+            contrast = benign[a:b][bv] if benign is not None else np.full(n_c, -1.0, np.float32)
+            out.append((scores[j], pi[j], [vk[x] for x in bv.tolist()], contrast))
+        return out
 
     # ---------------------------------------------------------------- decision
 
@@ -468,54 +499,50 @@ class PromptScreen:
     def _threshold_decisions(self, sc: _Scored, v: _Verdict) -> None:
         """Zero-shot decisions: each concept's best similarity against its threshold, the escalation
         band, the benign contrast, the lexical layer and obfuscation. Concepts the learned model
-        decides are scored here too (for the report) but do not decide."""
+        decides are left to their category's learned head (nothing of theirs is decided here), and a
+        concept's report entry is built only when it is a match, the top or the nearest."""
         cfg = self.cfg
         margin = cfg.escalate_margin
         cmargin = cfg.contrast_margin
         transforms = sc.transforms
         obfuscated = [t for t in transforms if t in OBFUSCATION_TRANSFORMS]
         top_key = (-2, -np.inf)
+        learned = self._learned_concepts
+        scores = sc.scores.tolist()  # (Python floats: the comparisons below are in float64)
+        thresholds = self._thresholds.tolist()
+        lexical = sc.lexical
         for ci, c in enumerate(self._concepts):
-            s = float(sc.scores[ci])
-            thr = float(self._thresholds[ci])
+            if ci in learned:
+                continue  # reported through its category's learned head
+            s = scores[ci]
+            thr = thresholds[ci]
+            action = c.action
             kind = sc.view_kind[ci]
-            cs = ConceptScore(
-                c.id,
-                c.category,
-                c.action,
-                s,
-                thr,
-                self._phrases[int(sc.phrase_idx[ci])],
-                "segment" if "segment" in kind else "full",
-            )
-            hit = sc.lexical.get(ci) if sc.lexical else None
-            notes: list[str] = []
-            if c.action == "allow":
+            hit = lexical.get(ci) if lexical else None
+            if action == "allow":
                 d = "allow"
             elif s >= thr:
-                d = c.action
+                d = action
             elif s >= thr - margin:
                 d = "escalate"
             else:
                 d = "allow"
             # the same text is clearly nearer a benign look-alike ("a police officer on a horse"):
             # one level down. Only the view that matched counts, so appending a benign phrase elsewhere
-            # in the prompt excuses nothing.
+            # in the prompt excuses nothing. (float32 against the sum, as numpy compares them)
             if d != "allow" and hit is None and cmargin is not None and sc.contrast[ci] >= s + cmargin:
                 d = "escalate" if d == "block" else "allow"
-                notes.append(f"{c.id} {s:.3f} lowered: nearer a benign phrase ({sc.contrast[ci]:.3f})")
+                v.notes.append(f"{c.id} {s:.3f} lowered: nearer a benign phrase ({sc.contrast[ci]:.3f})")
             # lexical layer: an exact key term applies the concept's action; a misspelt one escalates,
             # or applies the action when the sentence embedding agrees (within twice the margin)
-            if hit is not None and c.action != "allow":
-                lex = c.action if (hit.exact or s >= thr - 2 * margin) else "escalate"
+            if hit is not None and action != "allow":
+                lex = action if (hit.exact or s >= thr - 2 * margin) else "escalate"
                 if _RANK[lex] > _RANK[d]:
                     d = lex
-                cs.phrase = f"term {hit.term!r}" + ("" if hit.exact else f" (as {hit.found!r})")
-                cs.view = "lexical"
             # a one-word segment is thin evidence: it may escalate, never block on its own
             if d == "block" and hit is None and kind.endswith("+word"):
                 d = "escalate"
-                notes.append(f"{c.id}: a one-word segment matched; escalated, not blocked")
+                v.notes.append(f"{c.id}: a one-word segment matched; escalated, not blocked")
             # obfuscation is itself a signal: a match that needed de-obfuscating goes up
             if (
                 d != "allow"
@@ -528,25 +555,35 @@ class PromptScreen:
                 )
             ):
                 if _RANK[cfg.obfuscation_action] > _RANK[d]:
-                    notes.append(f"{c.id}: raised to {cfg.obfuscation_action}, obfuscated ({', '.join(obfuscated)})")
+                    v.notes.append(f"{c.id}: raised to {cfg.obfuscation_action}, obfuscated ({', '.join(obfuscated)})")
                     d = cfg.obfuscation_action
-            if ci in self._learned_concepts:
-                continue  # reported through its category's learned head
-            v.notes.extend(notes)
-            if d != "allow" or (c.action == "allow" and s >= thr):
-                v.matches.append(cs)
+            matched = d != "allow" or (action == "allow" and s >= thr)
+            key = (_RANK[d] if action != "allow" else -1, s - thr if hit is None else 1.0)
+            is_top = key > top_key
+            is_nearest = v.nearest is None or (action != "allow" and s - thr > v.nearest.score - v.nearest.threshold)
             if _RANK[d] > _RANK[v.decision]:
                 v.decision = d
-            key = (_RANK[d] if c.action != "allow" else -1, s - thr if hit is None else 1.0)
-            if key > top_key:
+            if not (matched or is_top or is_nearest):
+                continue
+            if hit is not None and action != "allow":
+                phrase = f"term {hit.term!r}" + ("" if hit.exact else f" (as {hit.found!r})")
+                view = "lexical"
+            else:
+                phrase = self._phrases[int(sc.phrase_idx[ci])]
+                view = "segment" if "segment" in kind else "full"
+            cs = ConceptScore(c.id, c.category, action, s, thr, phrase, view)
+            if matched:
+                v.matches.append(cs)
+            if is_top:
                 top_key, v.top = key, cs
-            if v.nearest is None or (c.action != "allow" and s - thr > v.nearest.score - v.nearest.threshold):
+            if is_nearest:
                 v.nearest = cs
 
     def _learned_decisions(self, sc: _Scored, proba: np.ndarray, feats: np.ndarray | None, v: _Verdict) -> None:
         """The learned head of each built-in category against its calibrated operating point."""
         model = self.learned
         assert model is not None
+        v.feats = feats
         obfuscated = [t for t in sc.transforms if t in OBFUSCATION_TRANSFORMS]
         best_key: tuple | None = None
         best_cs: ConceptScore | None = None
@@ -554,21 +591,28 @@ class PromptScreen:
         # a prompt the multilingual encoder read is scored by the non-English heads, at their own points
         ml = feats is not None and bool(self._operating_points_ml) and bool(model.variant_of(feats)[0])
         points = self._operating_points_ml if ml else self._operating_points
-        for h, cat in enumerate(model.heads):
+        scores = sc.scores.tolist()
+        lexical = sc.lexical
+        logits = _logits(proba)
+        for h, p in enumerate(proba.tolist()):
+            cat = model.heads[h]
             op = points[cat]
-            p = float(proba[h])
             d = "block" if p >= op.block else "escalate" if p >= op.escalate else "allow"
             idx = self._head_concepts.get(cat, [])
-            # the concept that best explains the head: a key-term hit first, else the nearest phrase
-            best = None
-            for ci in idx:
-                hit = sc.lexical.get(ci) if sc.lexical else None
-                k = (hit is not None and hit.exact, hit is not None, float(sc.scores[ci]))
-                if best is None or k > best[0]:
-                    best = (k, ci, hit)
-            if best is None:
+            if not idx:
                 continue
-            _, ci, hit = best
+            # the concept that best explains the head: a key-term hit first, else the nearest phrase
+            # (the first of equals)
+            if lexical and any(ci in lexical for ci in idx):
+                best = None
+                for ci in idx:
+                    hit = lexical.get(ci)
+                    k = (hit is not None and hit.exact, hit is not None, scores[ci])
+                    if best is None or k > best[0]:
+                        best = (k, ci, hit)
+                _, ci, hit = best
+            else:
+                ci, hit = max(idx, key=scores.__getitem__), None
             c = self._concepts[ci]
             phrase = (
                 (f"term {hit.term!r}" + ("" if hit.exact else f" (as {hit.found!r})"))
@@ -593,14 +637,14 @@ class PromptScreen:
                 d = "block"
                 v.notes.append(f"{cat}: raised to block, key term found after undoing {', '.join(obfuscated)}")
             cs = ConceptScore(c.id, cat, d if d != "allow" else c.action, p, op.block, phrase, "learned")
-            signals = model.contributions(feats, cat, top=3) if feats is not None and d != "allow" else []
-            v.learned[cat] = (cs, d, op, signals)
+            v.learned[cat] = (cs, d, op)  # (its deciding signals are computed when the report shows them)
+            lp = logits[h]
             if d != "allow":
                 v.matches.append(cs)
-                key = (_RANK[d], _logit(p) - _logit(op.block))  # margins compare in logit space
+                key = (_RANK[d], lp - _point_logit(op.block))  # margins compare in logit space
                 if best_key is None or key > best_key:
                     best_key, best_cs = key, cs
-            margin = _logit(p) - _logit(op.escalate)
+            margin = lp - _point_logit(op.escalate)
             if v.nearest is None or v.nearest.view != "learned" or margin > near_margin:
                 v.nearest, near_margin = cs, margin
         if best_key is not None and best_key[0] >= _RANK[v.decision]:
@@ -615,13 +659,7 @@ class PromptScreen:
             ok = True
             best_parts = []
             for cond in rule.all_of:
-                idx = (
-                    [self._concept_pos[cond.concept]]
-                    if cond.concept
-                    else [
-                        ci for ci, c in enumerate(self._concepts) if c.category == cond.category and c.action != "allow"
-                    ]
-                )
+                idx = [self._concept_pos[cond.concept]] if cond.concept else self._category_concepts(cond.category)
                 vals = [1.0 if (sc.lexical and ci in sc.lexical) else float(sc.scores[ci]) for ci in idx]
                 val = max(vals) if vals else -1.0
                 best_parts.append(f"{cond.concept or cond.category} {val:.2f}>={cond.min_score:.2f}")
@@ -636,6 +674,16 @@ class PromptScreen:
                 v.top = ConceptScore(rule.id, top.category, rule.action, top.score, top.threshold, top.phrase, "rule")
                 v.matches.insert(0, v.top)
                 v.leading = v.notes[0]
+
+    def _category_concepts(self, category: str) -> list[int]:
+        """The blocking and escalating concepts of a category (remembered per category)."""
+        memo = self.__dict__.setdefault("_by_category", {})
+        got = memo.get(category)
+        if got is None:
+            got = memo[category] = [
+                ci for ci, c in enumerate(self._concepts) if c.category == category and c.action != "allow"
+            ]
+        return got
 
     def _apply_suspicion(self, sc: _Scored, v: _Verdict) -> None:
         """Optimised-prompt suspicion. Threshold decision: gibberish near any concept is acted on.
@@ -696,7 +744,8 @@ class PromptScreen:
             if m.view == "rule":
                 continue
             if m.view == "learned":
-                _cs, d, op, signals = v.learned[m.category]
+                _cs, d, op = v.learned[m.category]
+                signals = self._signals(v, m.category, d)
                 words = ", ".join(f"{name} ({val:+.2f})" for name, val in signals if val > 0)
                 # deciding signals first (the CLI table shows the start of the first reason)
                 reasons.append(
@@ -745,6 +794,12 @@ class PromptScreen:
             suspicion=None if sus is None else round(sus.score, 3),
         )
 
+    def _signals(self, v: _Verdict, category: str, decision: str) -> list[tuple[str, float]]:
+        """The top contributing signals of a category's learned head (for the report's reasons)."""
+        if v.feats is None or decision == "allow" or self.learned is None:
+            return []
+        return self.learned.contributions(v.feats, category, top=3)
+
     def _sensitivity_of(self, category: str) -> str:
         sens = self.cfg.sensitivity
         if isinstance(sens, dict):
@@ -752,9 +807,24 @@ class PromptScreen:
         return str(sens)
 
 
+def _unscored(n_c: int) -> tuple:
+    """Per-concept scores of a prompt without views: (scores, phrase index, view kind, contrast)."""
+    return np.full(n_c, -1.0, np.float32), np.zeros(n_c, np.int64), ["plain"] * n_c, np.full(n_c, -1.0, np.float32)
+
+
 def _logit(p: float) -> float:
     p = min(max(p, 1e-7), 1 - 1e-7)
     return float(np.log(p / (1 - p)))
+
+
+def _logits(p: np.ndarray) -> list[float]:
+    """``_logit`` of each probability, in one numpy pass (the same float64 operations)."""
+    q = np.minimum(np.maximum(np.asarray(p, np.float64), 1e-7), 1 - 1e-7)
+    return np.log(q / (1 - q)).tolist()
+
+
+#: the logit of an operating point (a handful per policy, needed for every prompt), remembered
+_point_logit = functools.lru_cache(maxsize=256)(_logit)
 
 
 @dataclass
@@ -767,7 +837,8 @@ class _Verdict:
     matches: list[ConceptScore] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     leading: str | None = None  # a rule or suspicion note that decided, shown first
-    learned: dict[str, tuple] = field(default_factory=dict)  # category -> (score, decision, op, signals)
+    learned: dict[str, tuple] = field(default_factory=dict)  # category -> (score, decision, op)
+    feats: np.ndarray | None = None  # the learned decision's feature row (for the deciding signals)
 
 
 @dataclass

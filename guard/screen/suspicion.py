@@ -29,6 +29,7 @@ _CONSONANT_RUN = re.compile(r"[bcdfghjklmnpqrstvwxz]{4,}")
 # "handshake", "lightning" are words, not consonant pile-ups
 _DIGRAPHS = re.compile(r"(?:ch|ck|gh|ng|ph|sh|th|wh)|([bcdfghjklmnpqrstvwxz])\1")
 _SYMBOL_IN_WORD = re.compile(r"[^\W\d_]+[^\w\s,.;:!?'\"()\-][^\W\d_]+")
+_SYMBOL = re.compile(r"[^\w\s,.;:!?'\"()\-]")  # (the middle of the above: without one, it cannot match)
 _PUNCT_RUN = re.compile(r"[^\w\s]{3,}")
 # combining marks left after NFKC composed what it could: odd ones ("b\u0301") and the vowel signs of
 # Indic scripts are letters' marks, not symbols inside a word; accented words stay non-ASCII (and are not
@@ -82,6 +83,10 @@ class SuspicionScorer:
         self._lock = threading.Lock()
         self._cache: dict[str, int] = {}
 
+    def clear_cache(self) -> None:
+        """Forget the remembered WordPiece counts."""
+        self._cache.clear()
+
     def _n_pieces(self, word: str) -> int:
         """Greedy longest-match WordPiece count of a lowercase word (as BERT's tokenizer splits it).
 
@@ -115,10 +120,17 @@ class SuspicionScorer:
         # obfuscation signal's business, not gibberish ("pass\u200benger" is one known word here).
         # Every token is then cut to MAX_WORD_CHARS: the patterns below backtrack within a token, so
         # a 50,000-letter run would cost them quadratic time; this keeps the scorer linear in the text
-        t = _LONG_TOKEN.sub(lambda m: m.group(0)[:MAX_WORD_CHARS], normalize(text).text)
-        t = fold_leetspeak(_MARK.sub("", t), None, self.vocab)[0]
-        special = len(_SPECIAL.findall(t))
-        t_clean = _SPECIAL.sub(" ", t)
+        # (each pattern runs only where it can match: a token longer than the limit, a non-ASCII
+        # character for a mark, "<" or "[" for a special token, a symbol for a symbol inside a word)
+        t = normalize(text).text
+        if len(t) > MAX_WORD_CHARS:
+            t = _LONG_TOKEN.sub(lambda m: m.group(0)[:MAX_WORD_CHARS], t)
+        t = fold_leetspeak(t if t.isascii() else _MARK.sub("", t), None, self.vocab)[0]  # (no mark is ASCII)
+        if "<" in t or "[" in t:
+            special = len(_SPECIAL.findall(t))
+            t_clean = _SPECIAL.sub(" ", t)
+        else:
+            special, t_clean = 0, t
         words = [w for w in _ALPHA_WORD.findall(t_clean) if w.isascii()]
         unknown = 0
         frag_sum = 0.0
@@ -135,7 +147,7 @@ class SuspicionScorer:
         n = max(1, len(words))
         unknown_share = unknown / n
         fragmentation = frag_sum / n
-        sym = len(_SYMBOL_IN_WORD.findall(t_clean))
+        sym = len(_SYMBOL_IN_WORD.findall(t_clean)) if _SYMBOL.search(t_clean) else 0
         runs = len(_PUNCT_RUN.findall(t_clean))
         signals = []
         s = 0.0
