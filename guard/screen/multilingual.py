@@ -114,7 +114,7 @@ def reads_as_language(text: str) -> bool:
         return False
     best = max(sum(w in ws for w in words) for ws in _LANG_WORDS.values())
     foreign = sum(any(ch in _FOREIGN_LETTERS for ch in w) for w in words)
-    return (best >= 1 or foreign >= 2) and (best + foreign) * 4 >= len(words)
+    return (best >= 1 or foreign >= 2) and (best + foreign) * 5 >= len(words)
 
 
 class MultilingualSignals:
