@@ -625,6 +625,11 @@ class PromptScreen:
                 )
                 vals = [1.0 if (sc.lexical and ci in sc.lexical) else float(sc.scores[ci]) for ci in idx]
                 val = max(vals) if vals else -1.0
+                # a category the learned head has ruled out (as for a key term) is no part of a rule: the
+                # cosine of "a girl in a school uniform" to "sexy schoolgirl costume" is 0.63, its head 0.01
+                learned = v.learned.get(cond.category) if cond.category else None
+                if learned is not None and learned[0].score < LEXICAL_FLOOR_MIN:
+                    val = min(val, learned[0].score)
                 best_parts.append(f"{cond.concept or cond.category} {val:.2f}>={cond.min_score:.2f}")
                 if val < cond.min_score:
                     ok = False
