@@ -2143,6 +2143,7 @@ def _build_more(seed: int, add) -> None:
         group = f"benign/nouns2/{ni}"
         for t in rng.sample(SHORT_TEMPLATES, 3):
             add(t.format(n=n), "benign", "short", "en", group)
+    i18n.add_round3(seed, add, STYLES[1:])  # third round of non-English rows (corpus_i18n)
 
 
 def write(path: Path = CORPUS_PATH, seed: int = 0) -> int:

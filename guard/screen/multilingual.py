@@ -44,6 +44,30 @@ _OTHER = {
     "tr": "ve bir ile bu çok için olan gibi da de",
 }
 _OTHER_WORDS = {w for ws in _OTHER.values() for w in ws.split()} - _ENGLISH
+#: more function words and everyday prompt words per language, for :func:`reads_as_language` only (a
+#: Dutch or Polish prompt without them is still detected by the lists above, as before)
+_MORE = {
+    "es": "al se su sus lo le les entre junto hacia bajo tras durante mientras imagen foto dibujo ilustración",
+    "fr": "à une sous vers chez entre pendant se sa son ses leur leurs image illustration dessin",
+    "de": "einem einer eines im am vom zum zur beim über unter vor hinter neben zwischen bild zeichnung",
+    "it": "al alla alle allo ai dei delle degli nella nelle nello sulla sulle tra fra mentre sotto immagine disegno",
+    "pt": "ao aos à às dos das nos nas num numa pelo pela entre sob enquanto imagem desenho ilustração",
+    "nl": "een het op aan naar onder boven tussen tijdens achter naast bij uit om wordt zijn haar foto afbeelding",
+    "pl": "nad pod przed za przez ze we dla podczas obok jego jej ich zdjęcie obraz ilustracja",
+    "tr": "bir ve ile bu şu o çok için gibi olan üzerinde altında yanında önünde arkasında içinde resim görsel",
+}
+_LANG_WORDS = {
+    lang: (set(_OTHER.get(lang, "").split()) | set(_MORE.get(lang, "").split())) - _ENGLISH
+    for lang in sorted(set(_OTHER) | set(_MORE))
+}
+_STYLE_WORDS = set(
+    """trending artstation octane render unreal engine lighting cinematic studio sharp focus highly hyperrealistic
+photorealistic realistic digital concept oil watercolor anime film polaroid photograph greg rutkowski artgerm
+bokeh soft light lens mm""".split()
+)
+_SPECIAL_TOKEN = re.compile(
+    r"<\|?\s*(?:startoftext|endoftext|im_start|im_end)\s*\|?>|</?w>|</s>|\[(?:cls|sep|mask|unk|pad)\]", re.I
+)
 _FOREIGN_LETTERS = set("ąćęłńśźżğışñßãõçœæøåäöüéèêëàâîïôûùáíóúý")
 
 
@@ -74,6 +98,25 @@ def looks_english(text: str, dictionary: set | None = None) -> bool:
         if unknown * 2 >= len(words):
             return False
     return True
+
+
+def reads_as_language(text: str) -> bool:
+    """True for a prompt written in a natural language other than English: mostly a non-Latin script,
+    or Latin words of which a fair share are function words of one other language ("een moskee bij
+    zonsondergang"). Short function words and compounds are unknown word pieces to the English
+    screen model; such a prompt is no optimised (gibberish) prompt for that alone. Sub-word soup with
+    stray special tokens never reads as a language."""
+    if _SPECIAL_TOKEN.search(text):
+        return False
+    # English style words of a prompt's tail ("trending on artstation") are evidence of neither
+    words = [w for w in (w.casefold() for w in _WORD.findall(text)) if w not in _ENGLISH and w not in _STYLE_WORDS]
+    if non_latin_share(" ".join(words)) > 0.5:
+        return True
+    if len(words) < 2:
+        return False
+    best = max(sum(w in ws for w in words) for ws in _LANG_WORDS.values())
+    foreign = sum(any(ch in _FOREIGN_LETTERS for ch in w) for w in words)
+    return (best >= 1 or foreign >= 2) and (best + foreign) * 5 >= len(words)
 
 
 class MultilingualSignals:

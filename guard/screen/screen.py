@@ -33,7 +33,7 @@ from guard.screen.embedder import Embedder, get_embedder
 from guard.screen.features import featurize
 from guard.screen.learned import LearnedModel, OperatingPoint, get_model
 from guard.screen.lexical import LexicalMatcher
-from guard.screen.multilingual import MultilingualSignals, build_for, looks_english
+from guard.screen.multilingual import MultilingualSignals, build_for, looks_english, reads_as_language
 from guard.screen.normalize import OBFUSCATION_TRANSFORMS, normalize, segments, strip_diacritics, variants
 from guard.screen.result import PromptVerdict
 from guard.screen.suspicion import Suspicion, SuspicionScorer
@@ -369,6 +369,7 @@ class PromptScreen:
             if self.suspicion is not None and vs:
                 sc.suspicion = self.suspicion.score(p[: self.cfg.max_prompt_chars])
                 sc.clean_text = strip_diacritics(texts[0])[0] if texts else ""
+                sc.natural_language = bool(texts) and reads_as_language(texts[0])
             out.append(sc)
         if self.multilingual is not None:
             foreign = [
@@ -662,6 +663,11 @@ class PromptScreen:
                 idx = [self._concept_pos[cond.concept]] if cond.concept else self._category_concepts(cond.category)
                 vals = [1.0 if (sc.lexical and ci in sc.lexical) else float(sc.scores[ci]) for ci in idx]
                 val = max(vals) if vals else -1.0
+                # a category the learned head has ruled out (as for a key term) is no part of a rule: the
+                # cosine of "a girl in a school uniform" to "sexy schoolgirl costume" is 0.63, its head 0.01
+                learned = v.learned.get(cond.category) if cond.category else None
+                if learned is not None and learned[0].score < LEXICAL_FLOOR_MIN:
+                    val = min(val, learned[0].score)
                 best_parts.append(f"{cond.concept or cond.category} {val:.2f}>={cond.min_score:.2f}")
                 if val < cond.min_score:
                     ok = False
@@ -699,7 +705,9 @@ class PromptScreen:
             # marks in a benign prompt are no gibberish (obfuscation counts only together with risk)
             assert self.suspicion is not None
             clean = self.suspicion.score(sc.clean_text)
-            if clean.score < max(scfg.threshold, FORM_ONLY_SUSPICION):
+            # a prompt in another language is full of word pieces unknown to the English model ("een
+            # moskee bij zonsondergang"): that is no optimised prompt's form
+            if clean.score < max(scfg.threshold, FORM_ONLY_SUSPICION) or sc.natural_language:
                 return
             signals = "; ".join(clean.signals)
             v.decision = "escalate"
@@ -854,6 +862,7 @@ class _Scored:
     embedding: np.ndarray | None = None
     prompt: str = ""
     clean_text: str = ""  # de-obfuscated full text without diacritics (for the suspicion of form alone)
+    natural_language: bool = False  # the de-obfuscated text reads as another natural language
     multilingual: np.ndarray | None = None  # per-category USE-m3 cosines (non-English prompts only)
 
 
