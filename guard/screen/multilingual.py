@@ -100,6 +100,13 @@ def looks_english(text: str, dictionary: set | None = None) -> bool:
     return True
 
 
+def has_special_token(text: str) -> bool:
+    """True when the text carries a stray tokenizer token (``<|startoftext|>``, ``[SEP]``, ``</w>``):
+    the mark of sub-word soup optimised against a model, which the English heads' form signals read,
+    so such a prompt is never sent to the non-English heads."""
+    return bool(_SPECIAL_TOKEN.search(text))
+
+
 def reads_as_language(text: str) -> bool:
     """True for a prompt written in a natural language other than English: mostly a non-Latin script,
     or Latin words of which a fair share are function words of one other language ("een moskee bij

@@ -33,7 +33,13 @@ from guard.screen.embedder import Embedder, get_embedder
 from guard.screen.features import featurize
 from guard.screen.learned import LearnedModel, OperatingPoint, get_model
 from guard.screen.lexical import LexicalMatcher
-from guard.screen.multilingual import MultilingualSignals, build_for, looks_english, reads_as_language
+from guard.screen.multilingual import (
+    MultilingualSignals,
+    build_for,
+    has_special_token,
+    looks_english,
+    reads_as_language,
+)
 from guard.screen.normalize import OBFUSCATION_TRANSFORMS, normalize, segments, strip_diacritics, variants
 from guard.screen.result import PromptVerdict
 from guard.screen.suspicion import Suspicion, SuspicionScorer
@@ -375,7 +381,7 @@ class PromptScreen:
             foreign = [
                 i
                 for i, (sc, (_, _, texts, _, _)) in enumerate(zip(out, all_views))
-                if texts and not looks_english(texts[0], self._dictionary)
+                if texts and not looks_english(texts[0], self._dictionary) and not has_special_token(texts[0])
             ]
             if foreign:
                 sig = self.multilingual.signals([all_views[i][2][0] for i in foreign])
