@@ -76,3 +76,11 @@ def test_euphemism_key_terms_belong_to_the_nudity_concept_and_spare_everyday_wor
         assert hit is not None and hit.exact, p
     for p in ("bare walls and an exposed beam", "a clothes rack in a shop", "a state of the art kitchen"):
         assert nudity not in m.match([p]), p
+
+
+def test_implicit_cues_are_their_own_escalate_concept(screen):
+    ids = [c.id for c in screen._concepts]
+    cues = ids.index("sexual.implicit_cues")
+    assert screen._concepts[cues].action == "escalate"
+    hits = screen.lexical.match(["a bather by the river, by bouguereau"])
+    assert cues in hits and ids.index("sexual.explicit_nudity") not in hits
