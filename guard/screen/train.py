@@ -245,8 +245,9 @@ I2P_POSITIVE_MIN = 50.0
 I2P_NEGATIVE_MAX = 10.0
 #: training weight of the I2P prompts at or over ``I2P_POSITIVE_MIN``: about 100 implicit prompts (a
 #: painter of nudes, "shirtless", a bath scene) among ~2,000 sexual-head positives that mostly say what
-#: they want; counted twice, so the head learns the implicit style and not only the explicit words
-I2P_POSITIVE_WEIGHT = 2.0
+#: they want; counted three times (out of fold vs twice: I2P blocked 44 vs 42 %, flagged 64 vs 63 %,
+#: every other training set unchanged), so the head learns the implicit style and not only the explicit words
+I2P_POSITIVE_WEIGHT = 3.0
 I2P_GRADED = False  # graded targets measured out of fold: I2P flagged 73 vs 70 %, clothed 25 vs 17 %: off
 
 
