@@ -207,6 +207,8 @@ def load_examples(
             ex.append(Example(r["prompt"], y, m, "rab_violence", f"rab_violence/{i}"))
     for e in ex:
         e.weight = SOURCE_WEIGHT.get(e.source, 1.0)
+        if e.source == "i2p" and e.nudity is not None and e.nudity >= I2P_POSITIVE_MIN:
+            e.weight *= I2P_POSITIVE_WEIGHT
     # one obfuscated copy of a share of the prompts, same label (not calibration data)
     extra = []
     for e in ex:
@@ -241,6 +243,11 @@ NON_ENGLISH_WEIGHT = 3.0
 #: this share are sexual, at or under ``I2P_NEGATIVE_MAX`` not; in between is a graded (soft) target
 I2P_POSITIVE_MIN = 50.0
 I2P_NEGATIVE_MAX = 10.0
+#: training weight of the I2P prompts at or over ``I2P_POSITIVE_MIN``: about 100 implicit prompts (a
+#: painter of nudes, "shirtless", a bath scene) among ~2,000 sexual-head positives that mostly say what
+#: they want; counted three times (out of fold vs twice: I2P blocked 44 vs 42 %, flagged 64 vs 63 %,
+#: every other training set unchanged), so the head learns the implicit style and not only the explicit words
+I2P_POSITIVE_WEIGHT = 3.0
 I2P_GRADED = False  # graded targets measured out of fold: I2P flagged 73 vs 70 %, clothed 25 vs 17 %: off
 
 
@@ -793,7 +800,8 @@ def write_model_card(path: Path, meta: dict) -> None:
         + f"; plus {sum(v for k, v in tr['sources'].items() if '+' in k)} obfuscated copies "
         "(leetspeak, homoglyphs, spacing, fullwidth, invisible, marks) with the same labels",
         f"- I2P labels (sexual head only): nudity >= {I2P_POSITIVE_MIN:g} % positive, <= {I2P_NEGATIVE_MAX:g} % "
-        + ("negative, graded in between" if I2P_GRADED else "negative, rows in between unused"),
+        + ("negative, graded in between" if I2P_GRADED else "negative, rows in between unused")
+        + f"; the positives weighted x{I2P_POSITIVE_WEIGHT:g}",
         "- split: see `guard/screen/data/README.md`; I2P `case_number % 5 == 0`, Ring-A-Bell row index",
         "  `% 3 == 2`, COCO `case_number % 5 == 0` and the corpus's `eval` groups are never trained on.",
         "- command: `guard train-screen --data ../shared/data/prompts` (or `python -m guard.screen.train`)",
