@@ -188,3 +188,62 @@ def test_artifact_formats(tmp_path):
     a, mt = _mlp_artifact()
     mlp = LearnedModel.load(write("mlp", mt, a))
     assert mlp.head_type == "mlp" and mlp.operating_point("sexual").block > 0
+
+
+def test_a_fitted_mlp_names_evidence_the_prompt_has():
+    """An MLP fitted on real feature rows of training prompts (a small seeded sample of the
+    corpus's train part) explains a sexual and a violent prompt by signals present in them: the
+    deciding signal pushes towards the category, and present-or-not evidence among the top
+    signals (a key term, a benign look-alike, suspicion, obfuscation) is there in the row."""
+    import random
+
+    from guard.policy import load_policy
+    from guard.screen import PromptScreen
+    from guard.screen.corpus_build import load
+    from guard.screen.features import CATEGORIES, featurize
+
+    rng = random.Random(0)
+    rows = [r for r in load() if r["split"] == "train" and r["kind"] in ("explicit", "hard_negative", "short")]
+    pick = []
+    for label in ("sexual", "violence", "benign"):
+        sel = [r for r in rows if r["label"] == label]
+        pick += rng.sample(sel, 40 if label != "benign" else 80)
+    screen = PromptScreen(load_policy("default"))
+    base = get_model()
+    texts = [r["text"] for r in pick]
+    x = featurize(screen, base.layout, screen._score(texts), fill=base.mean)[:, : len(base.mean)]
+    y = np.zeros((len(pick), len(CATEGORIES)), np.float32)
+    for i, r in enumerate(pick):
+        if r["label"] != "benign":
+            y[i, CATEGORIES.index(r["label"])] = 1.0
+    m = np.ones_like(y)
+    xs = (x - base.mean) / base.scale
+    w = np.ones(len(y), np.float32)
+    init = fit_linear(xs, y, m, w, l2=0.01)
+    p, _ = fit_mlp(xs, y, m, w, 0.01, seed=0, cfg=MLPConfig(hidden=16, batch=32), epochs=15, init=init)
+    arrays = {k: v for k, v in base._arrays.items() if not k.endswith("_ml")}
+    arrays.update({"coef": p["coef"], "intercept": p["intercept"], "w1": p["w1"], "b1": p["b1"], "w2": p["w2"]})
+    mlp = LearnedModel(arrays, {**base.meta, "format": "guard-learned-screen/3", "head_type": "mlp"})
+    assert not mlp.has_ml and np.abs(p["w2"]).max() > 0
+    from guard.screen.features import GROUP_WORDS
+
+    for prompt, cat in [("a photo of a naked woman", "sexual"), ("a corpse with its throat slit, gore", "violence")]:
+        row = featurize(screen, mlp.layout, screen._score([prompt]), fill=mlp.mean)[0]
+        h = mlp.heads.index(cat)
+        assert mlp.logits(row[None])[0, h] > 0, prompt
+        top = mlp.contributions(row, cat, top=3)
+        assert top[0][1] > 0, top
+        parts, _ = mlp.logit_parts(row, cat)
+        for name, v in top:
+            # the features behind a named signal: all of its group (and concept)
+            idx = [
+                j
+                for j, (n, g) in enumerate(zip(mlp.names, mlp._groups, strict=True))
+                if j < len(parts) and (name == GROUP_WORDS[g] or name == f"{GROUP_WORDS[g]} {n.split(':', 1)[-1]}")
+            ]
+            assert idx, name
+            assert abs(sum(parts[j] for j in idx) - v) < 1e-4
+            present = [j for j in idx if mlp._absent_is_zero[j]]
+            if present:
+                assert any(row[j] != 0 for j in present), (prompt, name)
+            assert not (name.startswith(GROUP_WORDS["contrast"]) and v > 0), top
