@@ -514,6 +514,7 @@ def fit_mlp(
         if val is None:
             continue
         loss = val_loss(p)
+        logger.debug("mlp epoch %d: validation loss %.5f (best %.5f at epoch %d)", epoch, loss, best_loss, best_epoch)
         if loss < best_loss - 1e-6:
             best, best_loss, best_epoch, stale = {k: v.copy() for k, v in p.items()}, loss, epoch, 0
         else:
@@ -555,7 +556,9 @@ def _fit_oof_mlp(
 ) -> tuple[np.ndarray, dict[str, np.ndarray], dict]:
     """Out-of-fold logits of the MLP heads (grouped folds; each fold's MLP stops early on a grouped
     validation share of its own training part) and the final fit on every row, run for the median
-    of the folds' best epochs. Returns the logits, the final weights and a summary of the epochs."""
+    of the folds' best epochs (on the regression of every row). Returns the logits, the final
+    weights and a summary of the epochs. A fold's out-of-fold logits come from a regression fit
+    without its validation share, so they are, if anything, pessimistic against the regression's."""
     oof = np.zeros(y.shape, np.float32)
     val = _val_rows(groups, cfg.val_share, seed)
     epochs = []
@@ -564,7 +567,10 @@ def _fit_oof_mlp(
         if not te.any() or not tr.any():
             continue
         mk = m[tr] * _both_classes(y[tr], m[tr])
-        init = fit_linear(xs[tr], y[tr], mk, w[tr], l2)
+        # the regression under the trunk is fit without the validation rows, so that epoch 0 (the
+        # regression alone) is judged on them as fairly as every later epoch
+        fit_rows = ~val[tr]
+        init = fit_linear(xs[tr][fit_rows], y[tr][fit_rows], mk[fit_rows], w[tr][fit_rows], l2)
         p, ep = fit_mlp(xs[tr], y[tr], mk, w[tr], l2, seed=seed + f, cfg=cfg, val=val[tr], init=init)
         epochs.append(ep)
         oof[te] = mlp_forward(np.asarray(xs[te], np.float32), p)[0]
