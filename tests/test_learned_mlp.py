@@ -247,3 +247,42 @@ def test_a_fitted_mlp_names_evidence_the_prompt_has():
             if present:
                 assert any(row[j] != 0 for j in present), (prompt, name)
             assert not (name.startswith(GROUP_WORDS["contrast"]) and v > 0), top
+
+
+@pytest.mark.slow
+def test_train_screen_mlp_end_to_end_on_a_tiny_subset(tmp_path):
+    """`train_screen(head="mlp")` on a tiny corpus subset: seeded (two runs write the same trunk),
+    the artifact is format 3 with the MLP arrays for every set of heads, small, loads with no
+    training, reproduces the recorded corpus metrics, and the model card names the head type."""
+    from guard.policy import load_policy
+    from guard.screen import PromptScreen
+    from guard.screen.corpus_build import load
+    from guard.screen.multilingual import build_for
+    from guard.screen.train import corpus_eval_metrics, train_screen
+
+    by_label: dict[tuple, list] = {}
+    for r in load():
+        by_label.setdefault((r["label"], r["split"]), []).append(r)
+    subset = [r for v in by_label.values() for r in v[:25]]
+    cfg = MLPConfig(hidden=8, max_epochs=3, patience=2)
+    kw = dict(data=None, corpus_rows=subset, cache=False, progress=False, folds=3, head="mlp", mlp=cfg)
+    a = train_screen(out=tmp_path / "a" / "m", **kw)
+    b = train_screen(out=tmp_path / "b" / "m", **kw)
+    ma, mb = LearnedModel.load(a.path), LearnedModel.load(b.path)
+    assert ma.head_type == "mlp" and a.meta["format"] == "guard-learned-screen/3"
+    for ml in ma._hidden:
+        for x, y in zip(ma._hidden[ml], mb._hidden[ml], strict=True):
+            np.testing.assert_array_equal(x, y)
+    assert set(ma._hidden) == ({False, True} if ma.has_ml else {False})
+    assert a.path.with_suffix(".npz").stat().st_size < 2_000_000
+    assert a.meta["oof"] == b.meta["oof"] and set(a.meta["oof_heads"]) == set(ma.heads)
+    assert a.meta["trained"]["mlp"]["hidden"] == 8 and "fold_best_epochs" in a.meta["trained"]["mlp"]["fits"]["main"]
+    s = PromptScreen(load_policy("default"))
+    s.learned = None
+    s.multilingual = build_for(s)
+    assert corpus_eval_metrics(s, ma, subset) == a.meta["corpus_eval"]
+    card = (tmp_path / "a" / "MODEL_CARD.md").read_text()
+    assert "An MLP head (head type `mlp`" in card and "--head mlp --hidden 8" in card
+    assert "## Out-of-fold rates per head" in card
+    with pytest.raises(ValueError, match="unknown head type 'gbm'"):
+        train_screen(out=tmp_path / "c" / "m", **{**kw, "head": "gbm"})

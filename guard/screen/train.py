@@ -689,7 +689,7 @@ def train_screen(
     fold = np.asarray([_fold_of(e.group, folds) for e in examples])
     l2 = 1.0 / (c * max(1, len(examples)))
     mean, scale = _standardiser(x)
-    groups = [e.group for e in examples]
+    row_groups = [e.group for e in examples]
     mlp_info: dict[str, dict] = {}
 
     def fit(xs: np.ndarray, ww: np.ndarray, suffix: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -697,7 +697,7 @@ def train_screen(
         if head == "lr":
             o, cf, b = _fit_oof(xs, y, m, ww, fold, folds, l2)
             return o, {"coef" + suffix: cf, "intercept" + suffix: b}
-        o, p, info = _fit_oof_mlp(xs, y, m, ww, fold, folds, l2, groups, seed, mlp, progress)
+        o, p, info = _fit_oof_mlp(xs, y, m, ww, fold, folds, l2, row_groups, seed, mlp, progress)
         mlp_info["main" if not suffix else suffix.strip("_")] = {**info, "seconds": round(time.perf_counter() - t_fit)}
         return o, {k + suffix: v for k, v in p.items()}
 
