@@ -13,6 +13,11 @@ combining marks) with the same label, so obfuscation alone carries no risk.
 Steps: featurise every prompt with the default policy's screen; 5-fold grouped out-of-fold logistic
 regression per head, whose benign scores set the operating points; a final fit on everything; the
 artifact (``.npz`` weights + ``.json`` metadata and metrics) and ``MODEL_CARD.md`` are written.
+
+``--head mlp`` adds a shared one-hidden-layer ReLU trunk on top of that regression (seeded Adam,
+early stopping on a grouped share of each fold's training groups). Measured out of fold on the
+training rows (64 units) it did not beat the regression (AUROC lower on 9 of 12 heads, hard
+negatives flagged 3.7 vs 3.3 %), so ``lr`` stays the default.
 """
 
 from __future__ import annotations
@@ -939,10 +944,9 @@ def oof_head_rates(
     ops = {v: model.operating_points("medium", v) for v in variants}
     out: dict[str, dict] = {}
     for h, cat in enumerate(model.heads):
-        zb = np.where(use_ml, _logit_of(ops.get("ml", ops["main"])[cat].block), _logit_of(ops["main"][cat].block))
-        ze = np.where(
-            use_ml, _logit_of(ops.get("ml", ops["main"])[cat].escalate), _logit_of(ops["main"][cat].escalate)
-        )
+        main, ml = ops["main"][cat], ops.get("ml", ops["main"])[cat]
+        zb = np.where(use_ml, _logit_of(ml.block), _logit_of(main.block))
+        ze = np.where(use_ml, _logit_of(ml.escalate), _logit_of(main.escalate))
         pos = (m[:, h] > 0) & (y[:, h] >= 0.5)
         r = {
             "positives": int(pos.sum()),
