@@ -12,6 +12,12 @@ Operating points are calibrated, not hand-set: the artifact keeps, per head, the
 out-of-fold scores of benign calibration prompts (everyday captions and hard negatives). A policy's
 ``screen.sensitivity`` (``low | medium | high``, or an explicit target false-positive rate, per
 category or for all) picks the score at which each head blocks and escalates.
+
+Head types (``meta["head_type"]``, artifact format 3; a format-2 artifact is ``lr``): ``lr``, one
+logistic regression per head; ``mlp``, the same linear part plus a one-hidden-layer ReLU trunk
+shared by the heads (``w1``, ``b1``, ``w2``). Both are explained exactly: an MLP's contributions
+are each feature's distance from its baseline times the gradient of the logit at the prompt,
+which for a ReLU network is exact (the active units are linear there).
 """
 
 from __future__ import annotations
@@ -43,6 +49,10 @@ ESCALATE_FACTOR = 5.0
 
 Sensitivity = str | float
 
+#: artifact formats this module reads: 2 (logistic regression only) and 3 (``head_type``)
+FORMATS = ("guard-learned-screen/2", "guard-learned-screen/3")
+HEAD_TYPES = ("lr", "mlp")
+
 
 @dataclass(frozen=True)
 class OperatingPoint:
@@ -58,6 +68,7 @@ class OperatingPoint:
 
 
 VARIANTS = ("main", "ml")
+_PER_CONCEPT = ("similarity", "lexical", "contrast")
 
 
 @dataclass(frozen=True)
@@ -80,7 +91,18 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
 class LearnedModel:
     """Numpy inference for the trained heads. Immutable after loading; safe across threads."""
 
-    def __init__(self, arrays: Mapping[str, np.ndarray], meta: dict):
+    def __init__(self, arrays: Mapping[str, np.ndarray], meta: dict, source: str = "<arrays>"):
+        fmt = meta.get("format")
+        if fmt not in FORMATS:
+            raise GuardError(
+                f"{source}: learned screen artifact format {fmt!r} is not supported; this guard reads "
+                f"{', '.join(FORMATS)} (retrain with `guard train-screen`)"
+            )
+        self.head_type = str(meta.get("head_type", "lr")) if fmt != FORMATS[0] else "lr"
+        if self.head_type not in HEAD_TYPES:
+            raise GuardError(
+                f"{source}: unknown learned head type {self.head_type!r}; expected one of {', '.join(HEAD_TYPES)}"
+            )
         self.meta = meta
         self._arrays = dict(arrays)  # as loaded (for a copy with other operating rates)
         self.layout = FeatureLayout.from_dict(meta["layout"])
@@ -110,6 +132,9 @@ class LearnedModel:
                     f"{len(names)} features, {len(self.heads)} heads"
                 )
         self.names = names
+        self._hidden: dict[bool, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        if self.head_type == "mlp":
+            self._load_hidden(arrays, source)
         self._groups = np.asarray([self.layout.group_of(n) for n in names])
         # evidence that is either there or not (a key term, a benign look-alike, a sign of an optimised
         # prompt, an undone obfuscation) contributes against its absence, so that a missing benign
@@ -129,7 +154,26 @@ class LearnedModel:
                 arrays = {k: z[k] for k in z.files}
         except (OSError, ValueError, KeyError) as e:
             raise GuardError(f"cannot load the learned screen model {base}(.npz|.json): {e}") from e
-        return cls(arrays, meta)
+        if not isinstance(meta, dict):
+            raise GuardError(f"{js}: learned screen metadata must be a JSON object, got {type(meta).__name__}")
+        return cls(arrays, meta, source=str(js))
+
+    def _load_hidden(self, arrays: Mapping[str, np.ndarray], source: str) -> None:
+        """The MLP trunk of each set of heads: ``w1`` (n_features, hidden), ``b1``, ``w2`` (hidden, n_heads)."""
+        for ml, suffix in ((False, ""), (True, "_ml")):
+            if ml and not self.has_ml:
+                continue
+            try:
+                w1, b1, w2 = (np.asarray(arrays[k + suffix], np.float32) for k in ("w1", "b1", "w2"))
+            except KeyError as e:
+                raise GuardError(f"{source}: MLP learned screen artifact lacks the array {e.args[0]!r}") from e
+            n = len(self._part(ml)[0])
+            if w1.shape != (n, len(b1)) or w2.shape != (len(b1), len(self.heads)):
+                raise GuardError(
+                    f"{source}: MLP arrays{suffix} are inconsistent: w1 {w1.shape}, b1 {b1.shape}, w2 {w2.shape} "
+                    f"for {n} features and {len(self.heads)} heads"
+                )
+            self._hidden[ml] = (w1, b1, w2)
 
     # ------------------------------------------------------------------ scoring
 
@@ -153,11 +197,48 @@ class LearnedModel:
     def logits(self, x: np.ndarray) -> np.ndarray:
         """(n, n_heads) raw scores of raw feature rows (each row by the heads of its variant)."""
         x = np.atleast_2d(np.asarray(x, np.float32))
+        if self._hidden:
+            return self._mlp_logits(x)
         out = self.standardise(x) @ self.coef + self.intercept
         ml = self.variant_of(x)
         if ml.any():
             out[ml] = self.standardise(x[ml], True) @ self.coef_ml + self.intercept_ml
         return out
+
+    def _mlp_logits(self, x: np.ndarray) -> np.ndarray:
+        def part(rows: np.ndarray, ml: bool) -> np.ndarray:
+            _, _, coef, intercept = self._part(ml)
+            w1, b1, w2 = self._hidden[ml]
+            xs = self.standardise(rows, ml)
+            return xs @ coef + intercept + np.maximum(xs @ w1 + b1, 0.0) @ w2
+
+        out = part(x, False)
+        ml = self.variant_of(x)
+        if ml.any():
+            out[ml] = part(x[ml], True)
+        return out
+
+    def logit_parts(self, x: np.ndarray, head: str) -> tuple[np.ndarray, float]:
+        """One feature row's exact decomposition of one head's logit: per feature, its distance from
+        the baseline (see :meth:`contributions`) times the logit's gradient there, and the constant
+        that makes them sum to the logit. For logistic regression the constant is the same for every
+        prompt; for an MLP it also holds the active hidden units' value at the baseline."""
+        h = self.heads.index(head)
+        x = np.asarray(x, np.float32)
+        ml = bool(self.variant_of(x)[0])
+        mean, scale, coef, intercept = self._part(ml)
+        n = len(mean)
+        base = np.where(self._absent_is_zero[:n], 0.0, mean).astype(np.float32)
+        dist = (x[:n] - base) / scale  # standardised distance from the baseline
+        s0 = (base - mean) / scale  # the baseline, standardised
+        grad = coef[:, h].astype(np.float64)
+        const = float(intercept[h]) + float(s0 @ coef[:, h])
+        if self._hidden:
+            w1, b1, w2 = self._hidden[ml]
+            active = ((x[:n] - mean) / scale) @ w1 + b1 > 0
+            grad = grad + w1[:, active] @ w2[active, h]
+            const += float((b1[active] + s0 @ w1[:, active]) @ w2[active, h])
+        return dist * grad, const
 
     def proba(self, x: np.ndarray) -> np.ndarray:
         return _sigmoid(self.logits(x))
@@ -167,12 +248,15 @@ class LearnedModel:
         per concept for similarity / lexical / contrast and per group otherwise; largest first. Each is
         the feature's weight times its distance from a baseline: absence for present-or-not evidence
         (key terms, benign look-alikes, suspicion, obfuscation), the training mean for graded signals;
-        the contributions and a per-head constant sum to the logit.
+        the contributions and a per-head constant sum to the logit. For an MLP each weight is the
+        logit's gradient at the prompt (exact: see :meth:`logit_parts`).
 
         Vectorised: each feature's signal (its key in words) is an index computed once per variant;
         the per-signal sums are one ``bincount`` over the features in order, in float64, as a running
         sum adds them (a zero adds nothing), and signals are ranked by sum, ties in the order of their
         first contributing (non-zero) feature, found by a ``minimum.reduceat`` over each signal's features."""
+        if self._hidden:
+            return self._grouped(*self._mlp_parts(x, head), top)
         h = self.heads.index(head)
         x = np.asarray(x, np.float32)
         ml = bool(self.variant_of(x)[0])
@@ -213,6 +297,21 @@ class LearnedModel:
                 starts=np.searchsorted(key_of[by_signal], np.arange(len(index))),
             )
         return got
+
+    def _mlp_parts(self, x: np.ndarray, head: str) -> tuple[np.ndarray, int]:
+        c, _ = self.logit_parts(x, head)
+        return c, len(c)
+
+    def _grouped(self, c: np.ndarray, n: int, top: int | None) -> list[tuple[str, float]]:
+        """Per-feature contributions summed per concept (similarity / lexical / contrast) or group, largest first."""
+        agg: dict[str, float] = {}
+        for name, group, v in zip(self.names[:n], self._groups[:n], c):
+            if v == 0.0:
+                continue
+            key = f"{GROUP_WORDS[group]} {name.split(':', 1)[1]}" if group in _PER_CONCEPT and ":" in name else None
+            key = key or GROUP_WORDS[group]
+            agg[key] = agg.get(key, 0.0) + float(v)
+        return sorted(agg.items(), key=lambda kv: -kv[1])[:top]
 
     # ------------------------------------------------------------------ operating points
 
