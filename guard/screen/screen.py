@@ -34,6 +34,7 @@ from guard.screen.lexical import LexicalMatcher
 from guard.screen.multilingual import MultilingualSignals, build_for, looks_english
 from guard.screen.normalize import OBFUSCATION_TRANSFORMS, normalize, segments, strip_diacritics, variants
 from guard.screen.result import PromptVerdict
+from guard.screen.static_embed import StaticEncoder, StaticUnavailable, get_static_encoder
 from guard.screen.suspicion import Suspicion, SuspicionScorer
 
 logger = logging.getLogger(__name__)
@@ -142,6 +143,14 @@ class PromptScreen:
         #: all views of a prompt's text in one encoder call, packed side by side (False: one call per
         #: length-sorted batch of views, padded to its longest)
         self.pack_views = pack_views and hasattr(self.embedder, "encode_views")
+        #: sub-views (segments, word windows, other de-obfuscated readings) by the static token encoder
+        #: (``screen.view_encoder: static``); the whole de-obfuscated prompt keeps the sentence model
+        self.static: StaticEncoder | None = None
+        if getattr(self.cfg, "view_encoder", "minilm") == "static":
+            try:
+                self.static = get_static_encoder(self.embedder)
+            except StaticUnavailable as e:
+                logger.warning("screen.view_encoder static unavailable (%s); embedding every view with the model", e)
         self.index = self._build_index(use_cache)
         # the phrase rows as one float32 matrix: every view is scored against every phrase by a product
         self._phrase_mat = (
@@ -219,6 +228,8 @@ class PromptScreen:
         h.update(self.embedder.cache_key.encode())
         if self.pack_views:
             h.update(b"\x00views=" + VIEWS_TAG.encode())
+        if self.static is not None:
+            h.update(b"\x00static=" + self.static.fingerprint.encode())
         h.update(b"\x00normalize=" + str(self.cfg.normalize).encode())
         for p in self._phrases:
             h.update(b"\x00" + p.encode("utf-8"))
@@ -320,15 +331,20 @@ class PromptScreen:
                     sources.append((vi, span))
         return views, kinds, [t for _, t in variant_list], tr, sources
 
-    def _embed_views(self, all_views: list[tuple]) -> np.ndarray:
-        """(n_views, dim) rows of every view of every prompt, in order. Packed (the default): one
-        encoder call per distinct de-obfuscated text, carrying it and its segments side by side, each
-        encoded as if alone (``encode_views``); else the views in padded batches."""
+    def _embed_views(self, all_views: list[tuple]) -> tuple[np.ndarray, np.ndarray | None]:
+        """(n_views, dim) rows of every view of every prompt, in order, and which rows are static
+        (None: none). With the static view encoder: the first view (the whole de-obfuscated text) by
+        the sentence model, every other view from the static token rows of its text's prefix sums.
+        Packed (the default otherwise): one encoder call per distinct de-obfuscated text, carrying it
+        and its segments side by side, each encoded as if alone (``encode_views``); else the views in
+        padded batches."""
         flat_n = sum(len(vs) for vs, *_ in all_views)
         if not flat_n:
-            return np.zeros((0, self.embedder.dim), np.float32)
+            return np.zeros((0, self.embedder.dim), np.float32), None
+        if self.static is not None:
+            return self._embed_views_static(all_views, flat_n)
         if not self.pack_views:
-            return self.embedder.encode([v for vs, *_ in all_views for v in vs])
+            return self.embedder.encode([v for vs, *_ in all_views for v in vs]), None
         want: dict[str, dict[tuple[int, int], int]] = {}  # text -> its spans, in first-seen order
         where: list[tuple[str, int]] = []
         for _vs, _kinds, texts, _tr, sources in all_views:
@@ -340,7 +356,28 @@ class PromptScreen:
                     where.append((texts[vi], 1 + spans.setdefault(span, len(spans))))
         order = list(want)
         got = dict(zip(order, self.embedder.encode_views(order, [list(want[t]) for t in order])))
-        return np.stack([got[t][r] for t, r in where]).astype(np.float32, copy=False)
+        return np.stack([got[t][r] for t, r in where]).astype(np.float32, copy=False), None
+
+    def _embed_views_static(self, all_views: list[tuple], flat_n: int) -> tuple[np.ndarray, np.ndarray]:
+        static = self.static
+        assert static is not None
+        out = np.empty((flat_n, self.embedder.dim), np.float32)
+        is_static = np.ones(flat_n, dtype=bool)
+        firsts: list[int] = []
+        row = 0
+        for vs, _kinds, texts, _tr, sources in all_views:
+            if not vs:
+                continue
+            firsts.append(row)
+            by_text: dict[int, list[int]] = {}  # variant index -> its rows after the first view
+            for k, (vi, _span) in enumerate(sources[1:], start=1):
+                by_text.setdefault(vi, []).append(k)
+            for vi, ks in by_text.items():
+                out[[row + k for k in ks]] = static.encode_spans(texts[vi], [sources[k][1] for k in ks])
+            row += len(vs)
+        out[firsts] = self.embedder.encode([vs[0] for vs, *_ in all_views if vs])  # the first view: texts[0]
+        is_static[firsts] = False
+        return out, is_static
 
     def _score(self, prompts: Sequence[str]) -> list[_Scored]:
         prompts = validate_prompts(prompts)
@@ -349,8 +386,8 @@ class PromptScreen:
 
     def _score_views(self, prompts: list[str]) -> list[_Scored]:
         all_views = [self._views(p) for p in prompts]
-        emb = self._embed_views(all_views)
-        sims = self._similarities(emb)
+        emb, is_static = self._embed_views(all_views)
+        sims = self._similarities(emb, is_static)
         n_c = len(self._concepts)
         out = []
         row = 0
@@ -402,12 +439,18 @@ class PromptScreen:
                     out[i].multilingual = sig[k]
         return out
 
-    def _similarities(self, emb: np.ndarray) -> np.ndarray:
+    def _similarities(self, emb: np.ndarray, is_static: np.ndarray | None = None) -> np.ndarray:
         """(n_views, n_phrases) cosine similarities: one matrix product with the unit phrase rows
-        (every phrase is scored, so a k-nearest search over all of them would only add a sort)."""
+        (every phrase is scored, so a k-nearest search over all of them would only add a sort). Rows
+        of static vectors are put on the sentence model's cosine scale (``StaticEncoder.calibrate``)."""
         if emb.shape[0] == 0 or not len(self._phrase_mat):
             return np.zeros((emb.shape[0], len(self._phrase_mat)), dtype=np.float32)
-        return np.ascontiguousarray(emb, dtype=np.float32) @ self._phrase_mat.T
+        sims = np.ascontiguousarray(emb, dtype=np.float32) @ self._phrase_mat.T
+        if is_static is not None and self.static is not None:
+            rows = is_static & emb.any(axis=1)  # a view with no known token stays similar to nothing
+            if rows.any():
+                sims[rows] = self.static.calibrate(sims[rows])
+        return sims
 
     def nearest_phrases(self, text: str, k: int = 5) -> list[tuple[str, str, float]]:
         """The ``k`` phrases nearest ``text`` (normalised, whole), as (concept id, phrase, cosine):
