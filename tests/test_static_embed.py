@@ -151,8 +151,8 @@ def test_setting_is_validated(tmp_path):
 
 
 def _screen(encoder: str):
-    from guard.screen.screen import PromptScreen
     from conftest import TEST_POLICY, make_policy
+    from guard.screen.screen import PromptScreen
 
     return PromptScreen(load_policy(make_policy(screen={**TEST_POLICY["screen"], "view_encoder": encoder})))
 
@@ -165,7 +165,7 @@ def test_screen_embeds_the_whole_text_with_minilm_and_sub_views_statically(enc, 
     prompt = "a quiet harbour at dawn, a naked woman on the pier, oil painting"
     views = s._views(prompt)
     emb, is_static = s._embed_views([views])
-    vs, _kinds, texts, _tr, sources = views
+    vs = views[0]
     assert not is_static[0] and is_static[1:].all() and len(vs) > 2
     np.testing.assert_allclose(emb[0], embedder.encode([vs[0]])[0], atol=TOL)
     np.testing.assert_allclose(emb[1:], enc.encode(vs[1:]), atol=TOL)

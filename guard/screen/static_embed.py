@@ -77,7 +77,7 @@ class _Tok:
     def __init__(self, model_dir: Path):
         tj = Path(model_dir) / "tokenizer.json"
         if not tj.is_file():
-            raise StaticUnavailable(f"the static view encoder needs the model's tokenizer.json, not found in {model_dir}")
+            raise StaticUnavailable(f"the static view encoder needs the model's tokenizer.json; none in {model_dir}")
         from tokenizers import Tokenizer
 
         self._tok = Tokenizer.from_file(str(tj))
@@ -96,9 +96,7 @@ class _Tok:
         """(ids, (n, 2) character offsets) of each text."""
         with self._lock:
             encs = self._tok.encode_batch(list(texts), add_special_tokens=False)
-        return [
-            (np.asarray(e.ids, dtype=np.int64), np.asarray(e.offsets, dtype=np.int64).reshape(-1, 2)) for e in encs
-        ]
+        return [(np.asarray(e.ids, dtype=np.int64), np.asarray(e.offsets, dtype=np.int64).reshape(-1, 2)) for e in encs]
 
     def is_special(self, i: int) -> bool:
         return i == self.unk_id or bool(_SPECIAL_RE.match(self.tokens[i])) or not self.tokens[i]
