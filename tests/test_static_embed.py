@@ -164,7 +164,7 @@ def test_screen_embeds_the_whole_text_with_minilm_and_sub_views_statically(enc, 
     assert s.index_key != m.index_key  # feature caches of the two designs never mix
     prompt = "a quiet harbour at dawn, a naked woman on the pier, oil painting"
     views = s._views(prompt)
-    emb, is_static = s._embed_views([views])
+    emb, is_static = s._embed_views([views]), s._static_rows([views])
     vs = views[0]
     assert not is_static[0] and is_static[1:].all() and len(vs) > 2
     np.testing.assert_allclose(emb[0], embedder.encode([vs[0]])[0], atol=TOL)
@@ -191,3 +191,26 @@ def test_screen_falls_back_when_the_static_encoder_is_unavailable(monkeypatch, c
     assert s.static is None
     assert "no fit for this model" in caplog.text
     assert s.screen("a naked woman").decision == "block"
+
+
+def test_default_policy_batch_equals_single_with_static_views():
+    from guard.screen.screen import PromptScreen
+
+    scr = PromptScreen(load_policy("default"))
+    assert scr.static is not None  # the shipped default
+    prompts = [
+        "masterpiece, best quality, mountains at sunrise, a naked woman, trending on artstation",
+        "a cat sleeping on a sofa",
+        "",
+        "a ph0t0 of a n4ked w0man",
+        "ein Hund im Park",
+    ]
+    scr.embedder.clear_cache()
+    batch = scr.screen_batch(prompts)
+    scr.embedder.clear_cache()
+    single = [scr.screen(p) for p in prompts]
+    assert [r.decision for r in batch] == [r.decision for r in single]
+    for b, s in zip(batch, single):
+        assert b.score == pytest.approx(s.score, abs=1e-5)
+    assert batch[0].decision == "block" and batch[0].category == "sexual"
+    assert batch[1].decision == "allow"

@@ -331,20 +331,33 @@ class PromptScreen:
                     sources.append((vi, span))
         return views, kinds, [t for _, t in variant_list], tr, sources
 
-    def _embed_views(self, all_views: list[tuple]) -> tuple[np.ndarray, np.ndarray | None]:
-        """(n_views, dim) rows of every view of every prompt, in order, and which rows are static
-        (None: none). With the static view encoder: the first view (the whole de-obfuscated text) by
-        the sentence model, every other view from the static token rows of its text's prefix sums.
-        Packed (the default otherwise): one encoder call per distinct de-obfuscated text, carrying it
-        and its segments side by side, each encoded as if alone (``encode_views``); else the views in
-        padded batches."""
+    def _embed_views(self, all_views: list[tuple]) -> np.ndarray:
+        """(n_views, dim) rows of every view of every prompt, in order. With the static view encoder:
+        the first view of each prompt (its whole de-obfuscated text) by the sentence model, every other
+        view from the static token rows of its text (prefix sums; see :meth:`_static_rows`). Else packed
+        (the default): one encoder call per distinct de-obfuscated text, carrying it and its segments
+        side by side, each encoded as if alone (``encode_views``); or the views in padded batches."""
         flat_n = sum(len(vs) for vs, *_ in all_views)
         if not flat_n:
-            return np.zeros((0, self.embedder.dim), np.float32), None
+            return np.zeros((0, self.embedder.dim), np.float32)
         if self.static is not None:
-            return self._embed_views_static(all_views, flat_n)
+            out = np.empty((flat_n, self.embedder.dim), np.float32)
+            firsts: list[int] = []
+            row = 0
+            for vs, _kinds, texts, _tr, sources in all_views:
+                if not vs:
+                    continue
+                firsts.append(row)
+                by_text: dict[int, list[int]] = {}  # variant index -> its views after the first
+                for k, (vi, _span) in enumerate(sources[1:], start=1):
+                    by_text.setdefault(vi, []).append(k)
+                for vi, ks in by_text.items():
+                    out[[row + k for k in ks]] = self.static.encode_spans(texts[vi], [sources[k][1] for k in ks])
+                row += len(vs)
+            out[firsts] = self.embedder.encode([vs[0] for vs, *_ in all_views if vs])  # first view: texts[0]
+            return out
         if not self.pack_views:
-            return self.embedder.encode([v for vs, *_ in all_views for v in vs]), None
+            return self.embedder.encode([v for vs, *_ in all_views for v in vs])
         want: dict[str, dict[tuple[int, int], int]] = {}  # text -> its spans, in first-seen order
         where: list[tuple[str, int]] = []
         for _vs, _kinds, texts, _tr, sources in all_views:
@@ -356,28 +369,15 @@ class PromptScreen:
                     where.append((texts[vi], 1 + spans.setdefault(span, len(spans))))
         order = list(want)
         got = dict(zip(order, self.embedder.encode_views(order, [list(want[t]) for t in order])))
-        return np.stack([got[t][r] for t, r in where]).astype(np.float32, copy=False), None
+        return np.stack([got[t][r] for t, r in where]).astype(np.float32, copy=False)
 
-    def _embed_views_static(self, all_views: list[tuple], flat_n: int) -> tuple[np.ndarray, np.ndarray]:
-        static = self.static
-        assert static is not None
-        out = np.empty((flat_n, self.embedder.dim), np.float32)
-        is_static = np.ones(flat_n, dtype=bool)
-        firsts: list[int] = []
-        row = 0
-        for vs, _kinds, texts, _tr, sources in all_views:
-            if not vs:
-                continue
-            firsts.append(row)
-            by_text: dict[int, list[int]] = {}  # variant index -> its rows after the first view
-            for k, (vi, _span) in enumerate(sources[1:], start=1):
-                by_text.setdefault(vi, []).append(k)
-            for vi, ks in by_text.items():
-                out[[row + k for k in ks]] = static.encode_spans(texts[vi], [sources[k][1] for k in ks])
-            row += len(vs)
-        out[firsts] = self.embedder.encode([vs[0] for vs, *_ in all_views if vs])  # the first view: texts[0]
-        is_static[firsts] = False
-        return out, is_static
+    def _static_rows(self, all_views: list[tuple]) -> np.ndarray | None:
+        """Which rows of :meth:`_embed_views` are static vectors (None: none are)."""
+        if self.static is None:
+            return None
+        mask = np.ones(sum(len(vs) for vs, *_ in all_views), dtype=bool)
+        mask[np.cumsum([0] + [len(vs) for vs, *_ in all_views if vs])[:-1]] = False
+        return mask
 
     def _score(self, prompts: Sequence[str]) -> list[_Scored]:
         prompts = validate_prompts(prompts)
@@ -386,8 +386,8 @@ class PromptScreen:
 
     def _score_views(self, prompts: list[str]) -> list[_Scored]:
         all_views = [self._views(p) for p in prompts]
-        emb, is_static = self._embed_views(all_views)
-        sims = self._similarities(emb, is_static)
+        emb = self._embed_views(all_views)
+        sims = self._similarities(emb, self._static_rows(all_views))
         n_c = len(self._concepts)
         out = []
         row = 0
