@@ -171,6 +171,13 @@ def test_screen_embeds_the_whole_text_with_minilm_and_sub_views_statically(enc, 
     np.testing.assert_allclose(emb[1:], enc.encode(vs[1:]), atol=TOL)
     sims = s._similarities(emb, is_static)
     np.testing.assert_allclose(sims[1:], enc.calibrate(emb[1:] @ s._phrase_mat.T), atol=TOL)
+    # one-word segments stay with the sentence model, packed with the whole text
+    one = "a quiet landscape at dawn, bouguereau, oil on canvas"
+    v1 = s._views(one)
+    e1, st1 = s._embed_views([v1]), s._static_rows([v1])
+    k = v1[0].index("bouguereau")
+    assert not st1[k] and st1.sum() == len(v1[0]) - 2
+    np.testing.assert_allclose(e1[k], embedder.encode(["bouguereau"])[0], atol=TOL)
     # the naked-woman segment is the view nearest the nudity concept, in both designs
     for scr in (s, m):
         sc = scr._score([prompt])[0]
