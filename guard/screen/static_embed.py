@@ -280,7 +280,13 @@ _ENCODERS_LOCK = threading.Lock()
 
 
 def get_static_encoder(embedder, fit: Path = DEFAULT_FIT) -> StaticEncoder:
-    """A process-wide static encoder per (embedder, fit): its table is built or loaded once."""
+    """A process-wide static encoder per (embedder, fit): its table is built or loaded once. An int8
+    embedder's static rows come from its fp32 sibling (the fit was made on fp32 rows, and an int8
+    graph encodes one text per call: 30,000 calls for a table)."""
+    if getattr(embedder, "quantize", None):
+        from guard.screen.embedder import get_embedder
+
+        embedder = get_embedder(embedder.model_name, device=getattr(embedder, "device", "cpu"), backend="onnx")
     key = (str(embedder.cache_key), str(fit))
     with _ENCODERS_LOCK:
         enc = _ENCODERS.get(key)
