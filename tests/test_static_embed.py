@@ -203,8 +203,10 @@ def test_screen_falls_back_when_the_static_encoder_is_unavailable(monkeypatch, c
 def test_default_policy_batch_equals_single_with_static_views():
     from guard.screen.screen import PromptScreen
 
-    scr = PromptScreen(load_policy("default"))
-    assert scr.static is not None  # the shipped default
+    default = load_policy("default")
+    cfg = default.screen.model_copy(update={"view_encoder": "static"})
+    scr = PromptScreen(default.model_copy(update={"screen": cfg}))
+    assert scr.static is not None
     prompts = [
         "masterpiece, best quality, mountains at sunrise, a naked woman, trending on artstation",
         "a cat sleeping on a sofa",
