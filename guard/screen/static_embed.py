@@ -23,7 +23,7 @@ whole de-obfuscated prompt keeps MiniLM; its sub-views are embedded here instead
   that span's text alone (spans start and end at word boundaries).
 
 The projected vectors live in MiniLM's space, so the sub-views are scored against the same concept
-phrase matrix as the whole prompt (measured on training views: cosine to MiniLM's own vector 0.79 on
+phrase matrix as the whole prompt (measured on held-out training views: cosine to MiniLM's own vector 0.77 on
 average; a second phrase matrix of static phrase vectors agreed less: r 0.53 vs 0.75 in one fit). Usually reached
 through ``screen.view_encoder: static`` (see :class:`guard.screen.screen.PromptScreen`).
 """
