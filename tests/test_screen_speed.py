@@ -60,13 +60,16 @@ def default_policy():
 
 @pytest.fixture(scope="module")
 def screens(default_policy):
-    """The screen as shipped (fp32, packed views), the opt-in int8 graph packed, and fp32 with the
-    views in padded batches (the previous design)."""
+    """Every view by MiniLM (``screen.view_encoder: minilm``; the static sub-views are tested in
+    test_static_embed.py): fp32 packed views, the opt-in int8 graph packed, and fp32 with the views in
+    padded batches (the previous design)."""
     from guard.screen.embedder import get_embedder
 
-    shipped = PromptScreen(default_policy)
-    int8 = PromptScreen(default_policy, embedder=get_embedder(default_policy.screen.model, backend="onnx-int8"))
-    alone = PromptScreen(default_policy, embedder=shipped.embedder, pack_views=False)
+    cfg = default_policy.screen.model_copy(update={"view_encoder": "minilm"})
+    policy = default_policy.model_copy(update={"screen": cfg})
+    shipped = PromptScreen(policy)
+    int8 = PromptScreen(policy, embedder=get_embedder(policy.screen.model, backend="onnx-int8"))
+    alone = PromptScreen(policy, embedder=shipped.embedder, pack_views=False)
     return shipped, int8, alone
 
 

@@ -276,6 +276,13 @@ class ScreenConfig(_Strict):
     )
     suspicion: SuspicionConfig = Field(default_factory=SuspicionConfig, description="optimised-prompt suspicion")
     segments: bool = Field(default=True, description="also screen comma/semicolon separated segments of long prompts")
+    view_encoder: Literal["minilm", "static"] = Field(
+        default="minilm",
+        description="how the sub-views (segments, word windows, other de-obfuscated readings) are embedded: minilm"
+        " (each view by the sentence model, packed in one call) or static (MiniLM-derived token vectors, weighted"
+        " and mapped into MiniLM's space, microseconds per view; one-word segments stay with the model); the whole"
+        " de-obfuscated prompt always uses the sentence model. static needs a learned model retrained with it",
+    )
     max_prompt_chars: int = Field(default=20_000, ge=1, description="longer prompts are truncated")
     decision: Literal["auto", "learned", "threshold"] = Field(
         default="auto",
