@@ -73,9 +73,7 @@ def _block_terms(screen, text):
     texts = screen._views(text)[2]
     hits = screen.lexical.match(texts)
     return {
-        screen._concepts[ci].id: h.term
-        for ci, h in hits.items()
-        if h.exact and screen._concepts[ci].action == "block"
+        screen._concepts[ci].id: h.term for ci, h in hits.items() if h.exact and screen._concepts[ci].action == "block"
     }
 
 

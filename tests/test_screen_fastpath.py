@@ -290,7 +290,12 @@ def _tiny_model(coef: np.ndarray) -> LearnedModel:
         "coef": coef.astype(np.float32),
         "intercept": np.zeros(2, np.float32),
     }
-    meta = {"format": "guard-learned-screen/3", "layout": layout.to_dict(), "heads": ["sexual", "violence"], "tail_n": {}}
+    meta = {
+        "format": "guard-learned-screen/3",
+        "layout": layout.to_dict(),
+        "heads": ["sexual", "violence"],
+        "tail_n": {},
+    }
     return LearnedModel(arrays, meta)
 
 
