@@ -273,13 +273,48 @@ def i2p_sexual_target(nudity: float) -> float | None:
 
 def _screen_code_digest() -> str:
     """sha256 of the source of the screen's modules (what turns a prompt into a feature row; not the
-    learned decision of ``learned.py``, which plays no part while features are computed)."""
+    learned decision of ``learned.py`` nor the static encoder's fit ``static_fit.py``, which play no part
+    while features are computed)."""
     h = hashlib.sha256()
     base = Path(__file__).resolve().parent
     for f in sorted(base.glob("*.py")):
-        if f.name not in ("train.py", "corpus_build.py", "corpus_i18n.py", "learned.py"):
+        if f.name not in ("train.py", "corpus_build.py", "corpus_i18n.py", "learned.py", "static_fit.py"):
             h.update(f.name.encode() + b"\x00" + f.read_bytes())
     return h.hexdigest()[:16]
+
+
+def _text_keys(texts: Sequence[str]) -> list[str]:
+    """The cache key of each training text (its sha256, any code point allowed)."""
+    return [hashlib.sha256(t.encode("utf-8", "surrogatepass")).hexdigest()[:32] for t in texts]
+
+
+def _load_rows(path: Path, width: int, what: str) -> dict[str, np.ndarray]:
+    """Cached rows by text key from ``path``; empty when the file is missing, unreadable or holds
+    rows of another width."""
+    if not path.is_file():
+        return {}
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if z["x"].shape[1] == width:
+                return dict(zip(z["keys"].tolist(), z["x"], strict=True))
+    except (OSError, ValueError, KeyError) as e:
+        logger.warning("ignoring unreadable %s cache %s: %s", what, path, e)
+    return {}
+
+
+def _save_rows(path: Path, known: dict[str, np.ndarray], what: str) -> None:
+    """Writes every row of ``known`` to ``path`` atomically (a failure only costs the cache)."""
+    import io
+
+    from guard.fileio import write_atomic
+
+    try:
+        buf = io.BytesIO()
+        ks = sorted(known)
+        np.savez(buf, keys=np.asarray(ks), x=np.stack([known[k] for k in ks]).astype(np.float32))
+        write_atomic(path, buf.getvalue())
+    except OSError as e:
+        logger.warning("could not cache %s at %s: %s", what, path, e)
 
 
 def compute_features(
@@ -298,15 +333,8 @@ def compute_features(
     h.update(json.dumps([sorted(c.terms) for c in screen._concepts]).encode())
     h.update(_screen_code_digest().encode())
     path = cache_dir() / "train-features" / f"{h.hexdigest()[:24]}.npz"
-    keys = [hashlib.sha256(t.encode("utf-8", "surrogatepass")).hexdigest()[:32] for t in texts]
-    known: dict[str, np.ndarray] = {}
-    if cache and path.is_file():
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                if z["x"].shape[1] == len(layout.names):
-                    known = dict(zip(z["keys"].tolist(), z["x"], strict=True))
-        except (OSError, ValueError, KeyError) as e:
-            logger.warning("ignoring unreadable feature cache %s: %s", path, e)
+    keys = _text_keys(texts)
+    known = _load_rows(path, len(layout.names), "feature") if cache else {}
     todo = sorted({k: i for i, k in enumerate(keys) if k not in known}.values())
     t0 = time.perf_counter()
     for s in range(0, len(todo), batch):
@@ -323,17 +351,7 @@ def compute_features(
             )
     out = np.stack([known[k] for k in keys]) if keys else np.zeros((0, len(layout.names)), np.float32)
     if cache and todo:
-        try:
-            import io
-
-            from guard.fileio import write_atomic
-
-            buf = io.BytesIO()
-            ks = sorted(known)
-            np.savez(buf, keys=np.asarray(ks), x=np.stack([known[k] for k in ks]).astype(np.float32))
-            write_atomic(path, buf.getvalue())
-        except OSError as e:
-            logger.warning("could not cache training features at %s: %s", path, e)
+        _save_rows(path, known, "training features")
     return out.astype(np.float32)
 
 
@@ -601,15 +619,8 @@ def ml_embeddings(screen, texts: Sequence[str], *, cache: bool = True) -> np.nda
 
     ml = screen.multilingual
     path = cache_dir() / "train-features" / "usem3-fulltext-v1.npz"
-    keys = [hashlib.sha256(t.encode("utf-8", "surrogatepass")).hexdigest()[:32] for t in texts]
-    known: dict[str, np.ndarray] = {}
-    if cache and path.is_file():
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                if z["x"].shape[1] == ml.dim:
-                    known = dict(zip(z["keys"].tolist(), z["x"], strict=True))
-        except (OSError, ValueError, KeyError) as e:
-            logger.warning("ignoring unreadable multilingual feature cache %s: %s", path, e)
+    keys = _text_keys(texts)
+    known = _load_rows(path, ml.dim, "multilingual feature") if cache else {}
     todo = sorted({k: i for i, k in enumerate(keys) if k not in known}.values())
     for s in range(0, len(todo), 256):
         idx = todo[s : s + 256]
@@ -618,17 +629,7 @@ def ml_embeddings(screen, texts: Sequence[str], *, cache: bool = True) -> np.nda
         for i, t, row in zip(idx, full, emb, strict=True):
             known[keys[i]] = row if t else np.zeros(ml.dim, np.float32)
     if cache and todo:
-        try:
-            import io
-
-            from guard.fileio import write_atomic
-
-            buf = io.BytesIO()
-            ks = sorted(known)
-            np.savez(buf, keys=np.asarray(ks), x=np.stack([known[k] for k in ks]).astype(np.float32))
-            write_atomic(path, buf.getvalue())
-        except OSError as e:
-            logger.warning("could not cache multilingual features at %s: %s", path, e)
+        _save_rows(path, known, "multilingual features")
     if not keys:
         return np.zeros((0, ml.dim), np.float32)
     return np.stack([known[k] for k in keys]).astype(np.float32)
