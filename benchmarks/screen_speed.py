@@ -5,7 +5,8 @@ embedding runtimes (torch, ONNX fp32, ONNX int8) side by side.
                                       [--threads 2] [--skip-cold]
 
 End to end (issue 10 item 7): ``PromptScreen`` under the default policy with every signal on
-(de-obfuscation views, segments, lexical layer, suspicion, rules), per prompt at batch 1 (p50 and p95)
+(de-obfuscation views, segments, lexical layer, suspicion, rules), as shipped (the fast path on) and
+with ``screen.fast_path: false`` (every prompt through the full screen), per prompt at batch 1 (p50 and p95)
 and prompts/s at batch 64, on I2P-length prompts (``--data`` a CSV with a 'prompt' column; else
 generated prompts of 5-80 word pieces); beside it the plain baseline: ``SentenceTransformer.encode``
 of the prompt and a FAISS ``IndexFlatIP`` nearest-phrase search over the same phrases. Then the
@@ -207,8 +208,10 @@ def end_to_end(prompts: list[str], policy_name: str, repeat: int) -> dict[str, f
     def with_views(encoder: str):
         return policy.model_copy(update={"screen": policy.screen.model_copy(update={"view_encoder": encoder})})
 
+    full = policy.model_copy(update={"screen": policy.screen.model_copy(update={"fast_path": False})})
     for key, backend, packed, pol in (
         ("screen", policy.screen.backend, True, policy),
+        ("screen_full", policy.screen.backend, True, full),
         ("screen_minilm", policy.screen.backend, True, with_views("minilm")),
         ("screen_static", policy.screen.backend, True, with_views("static")),
         ("screen_int8", "onnx-int8", True, policy),
@@ -222,7 +225,9 @@ def end_to_end(prompts: list[str], policy_name: str, repeat: int) -> dict[str, f
         scr = PromptScreen(pol, embedder=emb, pack_views=packed)
         timed(scr.screen, scr.screen_batch, key, clear=emb.clear_cache)
         if key == "screen":
-            out["screen_views"] = statistics.mean(r.n_views for r in scr.screen_batch(prompts))
+            got = scr.screen_batch(prompts)
+            out["screen_views"] = statistics.mean(r.n_views for r in got)
+            out["fast_exit_share"] = sum(r.stage == "fast" for r in got) / max(1, len(got))
 
     st = SentenceTransformer(str(resolve_model_path(policy.screen.model)), device="cpu")
     phrases = [p for c in policy.concepts for p in c.phrases]
@@ -359,6 +364,7 @@ def main() -> int:
         print(f"  {'':36s} {'p50 ms':>8s} {'p95 ms':>8s} {'cpu p50':>8s} {'cpu p95':>8s} {'b64 prompts/s':>14s}")
         for key, label in (
             ("screen", f"guard screen (as shipped: {policy_views(args.policy)} views)"),
+            ("screen_full", "guard screen (fast path off)"),
             ("screen_minilm", "guard screen (MiniLM views, packed)"),
             ("screen_static", "guard screen (static sub-views)"),
             ("screen_int8", "guard screen (onnx-int8, as shipped)"),
@@ -370,6 +376,7 @@ def main() -> int:
                 f"{e2e[key + '_cpu_p50_ms']:8.2f} {e2e[key + '_cpu_p95_ms']:8.2f} {e2e[key + '_b64_pps']:14.1f}"
             )
         print(f"  views per prompt: {e2e['screen_views']:.1f} (the baseline embeds 1)")
+        print(f"  allowed early by the fast path: {100 * e2e['fast_exit_share']:.1f} % of the prompts")
         result = {
             **{k: f"{v:.3f}" for k, v in med.items()},
             **{k: f"{v:.2f}" for k, v in e2e.items()},
@@ -399,6 +406,10 @@ def main() -> int:
             "stfaiss_b64_pps",
             "screen_vs_stfaiss_p50",
             "screen_vs_stfaiss_b64",
+            "screen_full_p50_ms",
+            "screen_full_p95_ms",
+            "screen_full_b64_pps",
+            "fast_exit_share",
             "screen_minilm_p50_ms",
             "screen_minilm_p95_ms",
             "screen_minilm_b64_pps",

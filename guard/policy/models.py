@@ -299,6 +299,14 @@ class ScreenConfig(_Strict):
     generator_space: GeneratorSpaceConfig = Field(
         default_factory=GeneratorSpaceConfig, description="second screen in the generator's text-encoder space"
     )
+    fast_path: bool = Field(
+        default=True,
+        description="allow-only first stage: a clearly benign English prompt (no key term, obfuscation, stray token"
+        " or sign of an optimised prompt, and a low score of a small gate over static token vectors) is allowed"
+        " without the sentence model, its report saying so; everything else takes the full screen. The gate is"
+        " calibrated on training rows against the shipped learned model and policy screen at medium sensitivity:"
+        " with another model, other concepts or rules, or a sensitivity stricter than medium it is off",
+    )
 
 
 class OutputActionsConfig(_Strict):

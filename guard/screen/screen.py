@@ -30,6 +30,7 @@ from guard.paths import cache_dir
 from guard.policy.models import Concept, Policy
 from guard.screen.blas import single_thread_blas
 from guard.screen.embedder import Embedder, get_embedder
+from guard.screen.fastpath import FastPath, build_for as build_fast_path
 from guard.screen.features import featurize
 from guard.screen.learned import LearnedModel, OperatingPoint, get_model
 from guard.screen.lexical import LexicalMatcher
@@ -109,6 +110,7 @@ class ScreenResult(PromptVerdict):
     n_views: int = 1
     elapsed_ms: float = 0.0
     suspicion: float | None = None
+    stage: str = "full"  # "fast": allowed early by the fast path's gate (the full screen did not run)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -117,6 +119,7 @@ class ScreenResult(PromptVerdict):
             "matches": [m.to_dict() for m in self.matches],
             "n_views": self.n_views,
             "suspicion": self.suspicion,
+            "stage": self.stage,
             "elapsed_ms": round(self.elapsed_ms, 3),
         }
 
@@ -175,6 +178,8 @@ class PromptScreen:
             SuspicionScorer(self.embedder.path) if sus.enabled and getattr(self.embedder, "path", None) else None
         )
         self._setup_learned()
+        #: the allow-only first stage (``screen.fast_path``; None: every prompt takes the full path)
+        self.fast: FastPath | None = build_fast_path(self)
         self.build_ms = (time.perf_counter() - t0) * 1000
 
     def _setup_learned(self) -> None:
@@ -281,20 +286,53 @@ class PromptScreen:
         return self.screen_batch([prompt])[0]
 
     def screen_batch(self, prompts: Sequence[str]) -> list[ScreenResult]:
-        """Screen a list of prompts; every view of every prompt is encoded in one pass."""
+        """Screen a list of prompts; every view of every prompt is encoded in one pass. With the fast
+        path, a prompt its gate finds clearly benign is allowed without the sentence model; the others
+        take the full path, side by side."""
         t0 = time.perf_counter()
-        scored = self._score(prompts)
+        prompts = validate_prompts(prompts)
+        with single_thread_blas():
+            all_views = [self._views(p) for p in prompts]
+            early = self.fast.decide(prompts, all_views) if self.fast is not None else [None] * len(prompts)
+            rest = [i for i, e in enumerate(early) if e is None]
+            scored = self._score_views([prompts[i] for i in rest], [all_views[i] for i in rest])
         proba = feats = None
         if self.learned is not None and scored:
             feats = featurize(self, self.learned.layout, scored, fill=self.learned.mean)
             proba = self.learned.proba(feats)
-        elapsed_each = (time.perf_counter() - t0) * 1000 / max(1, len(scored))
-        out = []
-        for i, sc in enumerate(scored):
-            r = self._decide(i, sc, None if proba is None else proba[i], None if feats is None else feats[i])
+        elapsed_each = (time.perf_counter() - t0) * 1000 / max(1, len(prompts))
+        out: list[ScreenResult] = [None] * len(prompts)  # type: ignore[list-item]
+        for k, (i, sc) in enumerate(zip(rest, scored)):
+            r = self._decide(i, sc, None if proba is None else proba[k], None if feats is None else feats[k])
             r.elapsed_ms = elapsed_each
-            out.append(r)
+            out[i] = r
+        for i, e in enumerate(early):
+            if e is not None:
+                out[i] = self._early_result(i, all_views[i], *e)
+                out[i].elapsed_ms = elapsed_each
         return out
+
+    def _early_result(self, index: int, views: tuple, logit: float, suspicion: float | None) -> ScreenResult:
+        """The verdict on a prompt the fast path allowed early: the stage, gate score and threshold in words."""
+        assert self.fast is not None
+        gate = self.fast.gate
+        reasons = [self.fast.reason(logit)]
+        if views[3]:
+            reasons.append("normalised: " + ", ".join(views[3]))
+        return ScreenResult(
+            index=index,
+            decision="allow",
+            category=None,
+            concept="fast_path",
+            phrase=None,
+            score=1.0 / (1.0 + float(np.exp(-logit))),
+            threshold=gate.threshold_proba,
+            reasons=reasons,
+            transforms=list(views[3]),
+            n_views=len(views[0]),
+            suspicion=None if suspicion is None else round(suspicion, 3),
+            stage="fast",
+        )
 
     @property
     def concept_ids(self) -> list[str]:
@@ -406,8 +444,9 @@ class PromptScreen:
         with single_thread_blas():  # small products: threads would only wait for each other
             return self._score_views(prompts)
 
-    def _score_views(self, prompts: list[str]) -> list[_Scored]:
-        all_views = [self._views(p) for p in prompts]
+    def _score_views(self, prompts: list[str], all_views: list[tuple] | None = None) -> list[_Scored]:
+        if all_views is None:
+            all_views = [self._views(p) for p in prompts]
         emb = self._embed_views(all_views)
         sims = self._similarities(emb, self._static_rows(all_views))
         out = []

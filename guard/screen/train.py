@@ -271,6 +271,10 @@ def i2p_sexual_target(nudity: float) -> float | None:
 # ---------------------------------------------------------------- features
 
 
+#: screen modules that play no part while features are computed (the fast path's gate: fitted after)
+_NOT_FEATURE_CODE = ("train.py", "corpus_build.py", "corpus_i18n.py", "learned.py", "static_fit.py", "fastpath.py")
+
+
 def _screen_code_digest() -> str:
     """sha256 of the source of the screen's modules (what turns a prompt into a feature row; not the
     learned decision of ``learned.py`` nor the static encoder's fit ``static_fit.py``, which play no part
@@ -278,7 +282,7 @@ def _screen_code_digest() -> str:
     h = hashlib.sha256()
     base = Path(__file__).resolve().parent
     for f in sorted(base.glob("*.py")):
-        if f.name not in ("train.py", "corpus_build.py", "corpus_i18n.py", "learned.py", "static_fit.py"):
+        if f.name not in _NOT_FEATURE_CODE:
             h.update(f.name.encode() + b"\x00" + f.read_bytes())
     return h.hexdigest()[:16]
 
@@ -1164,6 +1168,29 @@ def replace_card_section(path: Path, section: str) -> None:
     write_atomic(path, (head.rstrip("\n") + "\n\n" + section.strip("\n") + "\n").encode())
 
 
+def train_fast_gate(
+    *,
+    data: Path | None = DEFAULT_DATA,
+    out: Path | None = None,
+    seed: int = 0,
+    policy: str = "default",
+    cache: bool = True,
+) -> dict:
+    """Fit the fast path's gate (:mod:`guard.screen.fastpath`) against the shipped learned model and
+    ``policy``'s full screen on the training examples (never an evaluation row); writes it next to
+    the model (``fastgate-v1``) and returns its metadata."""
+    from guard.policy import load_policy
+    from guard.screen.fastpath import DEFAULT_GATE, train_gate
+    from guard.screen.screen import PromptScreen
+
+    data = Path(data) if data is not None else None
+    examples = load_examples(data if data is not None and data.is_dir() else None, seed=seed)
+    gate, meta = train_gate(PromptScreen(load_policy(policy)), examples, cache=cache, progress=True)
+    gate.meta["trained"]["seed"] = seed
+    gate.save(out or DEFAULT_GATE)
+    return meta
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="guard train-screen", description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(DEFAULT_DATA), help="folder of the shared prompt sets (optional)")
@@ -1182,10 +1209,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="lr: logistic regression per head; mlp: plus a shared one-hidden-layer ReLU trunk",
     )
     ap.add_argument("--hidden", type=int, default=MLPConfig.hidden, help="hidden units of the MLP head (--head mlp)")
+    ap.add_argument("--no-fast-gate", action="store_true", help="do not refit the fast path's gate afterwards")
+    ap.add_argument("--fast-gate-only", action="store_true", help="only refit the fast path's gate (shipped model)")
     args = ap.parse_args(argv)
     if not 1 <= args.hidden <= 1024:
         ap.error(f"--hidden must be between 1 and 1024, got {args.hidden}")
     os.environ.setdefault("OMP_NUM_THREADS", "2")
+    if args.fast_gate_only:
+        meta = train_fast_gate(data=Path(args.data), seed=args.seed, cache=not args.no_cache)
+        print(json.dumps({k: meta[k] for k in ("threshold", "oof_flagged_unsafe_exits", "oof_by_source")}, indent=1))
+        return 0
     res = train_screen(
         data=Path(args.data),
         out=Path(args.out),
@@ -1208,6 +1241,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             indent=1,
         )
     )
+    if not args.no_fast_gate and Path(args.out) == DEFAULT_OUT:  # (the gate is fitted against the shipped model)
+        from guard.screen.learned import _MODELS
+
+        _MODELS.clear()  # the model just written, not the one loaded before
+        train_fast_gate(data=Path(args.data), seed=args.seed, cache=not args.no_cache)
     return 0
 
 

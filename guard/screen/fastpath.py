@@ -1,0 +1,589 @@
+"""Allow-only fast path of the prompt screen (a cascade): a cheap first stage that lets a clearly benign
+prompt through without the sentence model, and sends everything else through the full, unchanged screen.
+
+One MiniLM pass over a whole I2P-length prompt costs about 4 ms on 2 cores, the full screen about 8 ms;
+the first stage costs a fraction of a millisecond:
+
+- **Hard guards** (never an early exit): an empty prompt, any obfuscation undone by normalisation
+  (or a truncated / invalid-Unicode prompt), any key-term hit of the lexical layer (exact or fuzzy), a
+  stray special token, signs of an optimised prompt (suspicion at or over :data:`MAX_SUSPICION`),
+  text that is not English or reads as another language. Each of them goes through the full path.
+- **The gate**: one logistic regression over cheap signals -- the static MiniLM-derived vector of the
+  de-obfuscated prompt (:mod:`guard.screen.static_embed`), its calibrated cosines to every concept's
+  phrases (best per concept, per category, and to the benign look-alikes), the suspicion signals and
+  the prompt's shape. Its target is "the full path does not allow this prompt, or it is labelled
+  unsafe". A prompt exits early only when its gate logit is under the threshold.
+- **The threshold** is chosen on TRAINING rows, out of fold (grouped folds), so that of the unsafe
+  training rows that pass the guards and that the full path blocks or escalates, at most
+  :data:`TARGET_MISS` (0.1 %) -- overall and in each category -- would have exited early
+  (:func:`fit_gate`, run by ``guard train-screen``). Evaluation rows play no part.
+
+The gate is an artifact next to the learned model (``guard/screen/models/fastgate-v1.npz`` +
+``.json``) and holds the fingerprint of the learned model and of the policy's screen (concepts,
+phrases, key terms, rules, screen settings) it was calibrated against: with another model, another
+policy screen or a stricter sensitivity than ``medium`` the fast path is off (logged), as it is
+under ``screen.fast_path: false``. An early-allowed prompt's report says so in words: the stage,
+the gate score and its threshold.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from guard.errors import GuardError
+from guard.screen.features import CATEGORIES
+from guard.screen.multilingual import has_special_token, looks_english, reads_as_language
+from guard.screen.normalize import OBFUSCATION_TRANSFORMS
+
+if TYPE_CHECKING:  # pragma: no cover
+    from guard.screen.screen import PromptScreen
+
+logger = logging.getLogger(__name__)
+
+GATE_FORMAT = "guard-fast-gate/1"
+MODEL_DIR = Path(__file__).resolve().parent / "models"
+DEFAULT_GATE = MODEL_DIR / "fastgate-v1"
+#: at most this share of the flagged unsafe training rows (overall and per category) may exit early
+TARGET_MISS = 0.001
+#: a prompt whose suspicion reaches this goes through the full path (the form-only escalation
+#: starts at 0.5, the policy's suspicion threshold at 0.4)
+MAX_SUSPICION = 0.3
+#: transforms that send a prompt through the full path (obfuscation, and what the full path flags)
+_GUARDED_TRANSFORMS = frozenset(OBFUSCATION_TRANSFORMS) | {"truncated", "invalid_unicode"}
+#: screen settings that do not change what the full path decides for an English, unobfuscated
+#: prompt the gate may exit (or that the fast path handles itself)
+_NOT_DIGESTED = {"fast_path", "sensitivity", "enabled", "generator_space"}
+SHAPE_NAMES = ("shape:log_words", "shape:log_chars", "shape:one_word", "shape:log_views")
+SUSPICION_NAMES = ("sus:score", "sus:unknown", "sus:fragmentation", "sus:symbols", "sus:punct")
+
+
+def policy_digest(screen: PromptScreen) -> str:
+    """sha256 (24 hex) of what the full path's decision depends on in a policy: every concept (id,
+    category, action, threshold, phrases, key terms, contrast), the rules and the screen settings
+    (not ``fast_path``, ``sensitivity`` -- handled apart -- nor the generator-space screen)."""
+    pol = screen.policy
+    cfg = pol.screen.model_dump(mode="json")
+    h = hashlib.sha256()
+    h.update(json.dumps({k: v for k, v in cfg.items() if k not in _NOT_DIGESTED}, sort_keys=True).encode())
+    for c in pol.concepts:
+        d = c.model_dump(mode="json")
+        d["_threshold"] = pol.threshold_for(c)
+        h.update(b"\x00" + json.dumps(d, sort_keys=True, default=str).encode())
+    h.update(b"\x00rules" + json.dumps([r.model_dump(mode="json") for r in pol.rules], sort_keys=True).encode())
+    return h.hexdigest()[:24]
+
+
+def model_fingerprint(model) -> str:
+    """sha256 (16 hex) of a learned model's numbers and operating-point tails."""
+    h = hashlib.sha256()
+    for name in ("coef", "intercept", "mean", "scale", "coef_ml", "intercept_ml"):
+        a = getattr(model, name, None)
+        if a is not None:
+            h.update(name.encode() + np.ascontiguousarray(a, np.float32).tobytes())
+    h.update(json.dumps(model.meta.get("tail_n", {}), sort_keys=True).encode())
+    for k in sorted(getattr(model, "tails", {}) or {}):
+        h.update(k.encode() + np.ascontiguousarray(model.tails[k], np.float32).tobytes())
+    return h.hexdigest()[:16]
+
+
+def _stricter_than_medium(sensitivity) -> str | None:
+    """Why a sensitivity setting is stricter than the gate's calibration (``medium``), or None."""
+    from guard.screen.learned import SENSITIVITY_FPR
+
+    items = sensitivity.items() if isinstance(sensitivity, dict) else [("all categories", sensitivity)]
+    for cat, s in items:
+        fpr = SENSITIVITY_FPR.get(s) if isinstance(s, str) else float(s)
+        if fpr is None or fpr > SENSITIVITY_FPR["medium"]:
+            return f"sensitivity {s!r} for {cat} is stricter than medium, the fast path's calibration"
+    return None
+
+
+@dataclass
+class GateInput:
+    """What the first stage found for one prompt: why it must take the full path (None: it may exit)
+    and, when it may, its feature row."""
+
+    guard: str | None
+    row: np.ndarray | None = None
+    suspicion: float | None = None
+
+
+class CheapSignals:
+    """The first stage's signals for one policy's screen: the hard guards and the gate's feature row."""
+
+    def __init__(self, screen: PromptScreen, static):
+        self.screen = screen
+        self.static = static
+        self._phrase_mat = screen._phrase_mat
+        self._starts = screen._starts[:-1]
+        concepts = screen._concepts
+        self.concept_ids = [c.id for c in concepts]
+        self._cat_cols = [
+            np.asarray([ci for ci, c in enumerate(concepts) if c.category == k and c.action != "allow"], np.int64)
+            for k in CATEGORIES
+        ]
+        self._benign_cols = np.flatnonzero(screen._allow_phrase)
+        # each concept's mean phrase direction: every segment and word window of a long prompt is
+        # scored against these (49 rows, not 1,929 phrases), so that one risky part of a long prompt
+        # is not averaged away in the whole prompt's vector
+        cent = np.stack([self._phrase_mat[a:b].mean(0) for a, b in zip(screen._starts[:-1], screen._starts[1:])])
+        self._centroids = (cent / np.maximum(np.linalg.norm(cent, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+        self.names = (
+            [f"static[{i}]" for i in range(static.dim)]
+            + [f"ssim:{c}" for c in self.concept_ids]
+            + [f"scat:{k}" for k in CATEGORIES]
+            + ["sbenign"]
+            + [f"vcent:{c}" for c in self.concept_ids]
+            + [f"vcat:{k}" for k in CATEGORIES]
+            + list(SUSPICION_NAMES)
+            + list(SHAPE_NAMES)
+        )
+
+    def guard_of(self, prompt: str, views: tuple) -> tuple[str | None, Any]:
+        """Why ``prompt`` (with its ``PromptScreen._views`` tuple) must take the full path, or None;
+        and its suspicion."""
+        scr = self.screen
+        vs, _kinds, texts, tr, _src = views
+        if not vs or not texts:
+            return "empty prompt", None
+        undone = [t for t in tr if t in _GUARDED_TRANSFORMS]
+        if undone:
+            return f"normalisation undid {', '.join(undone)}", None
+        text = texts[0]
+        if has_special_token(text):
+            return "a stray special token", None
+        if scr.lexical is not None and scr.lexical.match(texts):
+            return "a key term of a concept", None
+        sus = scr.suspicion.score(prompt[: scr.cfg.max_prompt_chars]) if scr.suspicion is not None else None
+        if sus is not None and (sus.special_tokens or sus.score >= MAX_SUSPICION):
+            return f"signs of an optimised prompt (suspicion {sus.score:.2f})", sus
+        if not looks_english(text, scr._dictionary) or reads_as_language(text):
+            return "not English", sus
+        return None, sus
+
+    def row(self, views: tuple, sus) -> np.ndarray:
+        """The gate's feature row (float32) of an unguarded prompt."""
+        vs, _kinds, texts, _tr, src = views
+        text = texts[0]
+        v = self.static.encode([text])[0]
+        out = np.zeros(len(self.names), np.float32)
+        d = self.static.dim
+        out[:d] = v
+        o = d
+        nc = len(self.concept_ids)
+        if len(self._phrase_mat) and v.any():
+            sims = self.static.calibrate(self._phrase_mat @ v)
+            per = np.maximum.reduceat(sims, self._starts)
+            out[o : o + nc] = per
+            for k, cols in enumerate(self._cat_cols):
+                out[o + nc + k] = per[cols].max() if len(cols) else -1.0
+            out[o + nc + len(CATEGORIES)] = sims[self._benign_cols].max() if len(self._benign_cols) else -1.0
+        else:
+            out[o : o + nc + len(CATEGORIES) + 1] = -1.0
+        o += nc + len(CATEGORIES) + 1
+        spans = [sp for vi, sp in src if vi == 0]  # the whole text and its segments and word windows
+        cent = self.static.encode_spans(text, spans) @ self._centroids.T  # (n_views, n_concepts)
+        per_view = cent.max(axis=0)
+        out[o : o + nc] = per_view
+        for k, cols in enumerate(self._cat_cols):
+            out[o + nc + k] = per_view[cols].max() if len(cols) else -1.0
+        o += nc + len(CATEGORIES)
+        if sus is not None:
+            out[o : o + 5] = (
+                sus.score,
+                sus.unknown_share,
+                sus.fragmentation,
+                min(5, sus.symbols_in_words),
+                min(5, sus.punct_runs),
+            )
+        o += 5
+        words = len(text.split())
+        out[o : o + 4] = (math.log1p(words), math.log1p(len(text)), 1.0 if words <= 1 else 0.0, math.log1p(len(vs)))
+        return out
+
+    def inputs(self, prompt: str, views: tuple) -> GateInput:
+        guard, sus = self.guard_of(prompt, views)
+        if guard is not None:
+            return GateInput(guard, None, None if sus is None else float(sus.score))
+        return GateInput(None, self.row(views, sus), None if sus is None else float(sus.score))
+
+
+class FastGate:
+    """The fitted gate: standardiser, logistic-regression weights and the early-exit threshold (a logit)."""
+
+    def __init__(self, arrays: dict[str, np.ndarray], meta: dict, source: str = "<arrays>"):
+        if meta.get("format") != GATE_FORMAT:
+            raise GuardError(f"{source}: fast-path gate format {meta.get('format')!r}; expected {GATE_FORMAT!r}")
+        try:
+            self.mean = np.asarray(arrays["mean"], np.float32)
+            self.scale = np.asarray(arrays["scale"], np.float32)
+            self.coef = np.asarray(arrays["coef"], np.float32).reshape(-1)
+            self.intercept = float(np.asarray(arrays["intercept"]).reshape(-1)[0])
+            self.threshold = float(meta["threshold_logit"])
+        except KeyError as e:
+            raise GuardError(f"{source}: fast-path gate lacks {e.args[0]!r}") from e
+        if not (self.mean.shape == self.scale.shape == self.coef.shape):
+            raise GuardError(
+                f"{source}: fast-path gate arrays disagree: mean {self.mean.shape}, scale {self.scale.shape}, "
+                f"coef {self.coef.shape}"
+            )
+        self.meta = meta
+        self.source = source
+        self._w = (self.coef / self.scale).astype(np.float32)
+        self._b = np.float32(self.intercept - float((self.mean / self.scale) @ self.coef))
+
+    @property
+    def n_features(self) -> int:
+        return len(self.coef)
+
+    def logits(self, rows: np.ndarray) -> np.ndarray:
+        """(n,) gate logits of raw feature rows (standardised through the folded weights)."""
+        return np.atleast_2d(np.asarray(rows, np.float32)) @ self._w + self._b
+
+    @property
+    def threshold_proba(self) -> float:
+        return _sigmoid(self.threshold)
+
+    @classmethod
+    def load(cls, path: str | Path = DEFAULT_GATE) -> FastGate:
+        base = Path(path)
+        base = base.with_suffix("") if base.suffix in (".npz", ".json") else base
+        npz, js = Path(str(base) + ".npz"), Path(str(base) + ".json")
+        try:
+            meta = json.loads(js.read_text(encoding="utf-8"))
+            with np.load(npz, allow_pickle=False) as z:
+                arrays = {k: np.asarray(z[k]) for k in z.files}
+        except (OSError, ValueError) as e:
+            raise GuardError(f"cannot load the fast-path gate {base}(.npz|.json): {e}") from e
+        if not isinstance(meta, dict):
+            raise GuardError(f"{js}: fast-path gate metadata must be a JSON object")
+        return cls(arrays, meta, source=str(js))
+
+    def save(self, path: str | Path) -> None:
+        import io
+
+        from guard.fileio import write_atomic
+
+        base = Path(path)
+        buf = io.BytesIO()
+        np.savez(
+            buf, mean=self.mean, scale=self.scale, coef=self.coef, intercept=np.asarray([self.intercept], np.float32)
+        )
+        for path, data in ((Path(str(base) + ".npz"), buf.getvalue()), (Path(str(base) + ".json"), None)):
+            write_atomic(path, data if data is not None else (json.dumps(self.meta, indent=1) + "\n").encode())
+            os.chmod(path, 0o644)  # (a package file: readable by all, as the other artifacts)
+
+
+def _sigmoid(z: float) -> float:
+    return float(1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z)))))
+
+
+class FastPath:
+    """A policy screen's fast path: the cheap signals and the gate (see :func:`build_for`)."""
+
+    def __init__(self, signals: CheapSignals, gate: FastGate):
+        self.signals = signals
+        self.gate = gate
+
+    def decide(self, prompts: Sequence[str], views: Sequence[tuple]) -> list[tuple[float, float] | None]:
+        """Per prompt: ``(gate score, suspicion)`` when it exits early, else None (full path)."""
+        inputs = [self.signals.inputs(p, v) for p, v in zip(prompts, views)]
+        live = [i for i, g in enumerate(inputs) if g.guard is None]
+        out: list[tuple[float, float] | None] = [None] * len(inputs)
+        if not live:
+            return out
+        z = self.gate.logits(np.stack([inputs[i].row for i in live])).tolist()
+        for i, zi in zip(live, z):
+            if zi < self.gate.threshold:
+                out[i] = (zi, inputs[i].suspicion)
+        return out
+
+    def reason(self, logit: float) -> str:
+        return (
+            f"fast path: clearly benign (gate score {_sigmoid(logit):.4f} < {self.gate.threshold_proba:.4f} "
+            "to take the full screen; no key term, obfuscation, stray token or sign of an optimised prompt, "
+            "English); the full screen was not run"
+        )
+
+
+_GATES: dict[str, FastGate] = {}
+_GATES_LOCK = threading.Lock()
+
+
+def get_gate(path: str | Path = DEFAULT_GATE) -> FastGate:
+    key = str(path)
+    with _GATES_LOCK:
+        g = _GATES.get(key)
+        if g is None:
+            g = _GATES[key] = FastGate.load(path)
+        return g
+
+
+def build_for(screen: PromptScreen, gate_path: str | Path | None = None) -> FastPath | None:
+    """The fast path of a policy's screen, or None (with the reason logged) when the policy turns it
+    off or the shipped gate was not calibrated for this screen."""
+    cfg = screen.cfg
+    if not getattr(cfg, "fast_path", False):
+        return None
+
+    def off(why: str, warn: bool = False) -> None:
+        (logger.warning if warn else logger.info)("screen fast path off for policy %s: %s", screen.policy.name, why)
+
+    if screen.learned is None:
+        return off("the learned decision is off")
+    why = _stricter_than_medium(cfg.sensitivity)
+    if why:
+        return off(why)
+    try:
+        gate = get_gate(gate_path or DEFAULT_GATE)
+    except GuardError as e:
+        return off(str(e), warn=True)
+    want = gate.meta.get("calibrated_for", {})
+    if want.get("model") != model_fingerprint(screen.learned):
+        return off("the gate was calibrated against another learned model (retrain with guard train-screen)", True)
+    if want.get("policy_screen") != policy_digest(screen):
+        return off("the gate was calibrated against another policy screen (its concepts, rules or settings)")
+    from guard.screen.static_embed import StaticUnavailable, get_static_encoder
+
+    try:
+        static = get_static_encoder(screen.embedder)
+    except StaticUnavailable as e:
+        return off(f"static encoder unavailable: {e}", warn=True)
+    if want.get("static") != static.fingerprint:
+        return off("the gate was calibrated with another static encoder", warn=True)
+    signals = CheapSignals(screen, static)
+    if len(signals.names) != gate.n_features:
+        return off(f"the gate has {gate.n_features} features, this screen gives {len(signals.names)}", True)
+    return FastPath(signals, gate)
+
+
+# ------------------------------------------------------------------------------------ fitting
+
+
+def _threshold(oof: np.ndarray, constrained: np.ndarray, category: np.ndarray, target: float) -> tuple[float, dict]:
+    """The largest logit threshold under which (strictly) at most ``floor(target * n)`` of the
+    constrained rows lie, overall and within each category; and the counts behind it."""
+    groups = {"all": constrained} | {k: constrained & (category == k) for k in CATEGORIES}
+    t = math.inf
+    for sel in groups.values():
+        s = np.sort(oof[sel].astype(np.float64))
+        if not len(s):
+            continue
+        k = math.floor(target * len(s))
+        t = min(t, float(s[k]) if k < len(s) else math.inf)
+    if not math.isfinite(t):
+        t = float(np.max(oof)) if len(oof) else 0.0
+    stats = {}
+    for name, sel in groups.items():
+        n = int(sel.sum())
+        m = int((oof[sel] < t).sum())
+        stats[name] = {"flagged_unsafe_rows": n, "exited_oof": m, "rate": round(m / n, 5) if n else None}
+    return t, stats
+
+
+def fit_gate(
+    rows: np.ndarray,
+    target: np.ndarray,
+    constrained: np.ndarray,
+    category: np.ndarray,
+    groups: Sequence[str],
+    *,
+    folds: int = 5,
+    c: float = 0.05,
+    target_miss: float = TARGET_MISS,
+) -> tuple[dict[str, np.ndarray], float, dict, np.ndarray]:
+    """Fit the gate on unguarded training rows: ``target`` 1 where the full path does not allow the
+    row or it is labelled unsafe; ``constrained`` marks the rows the threshold protects (the full
+    path blocks or escalates them and they are not labelled benign in every category), ``category``
+    the full path's deciding category of each. Returns the arrays, the threshold (a logit, chosen out
+    of fold), its statistics and the out-of-fold logits. Deterministic (L-BFGS from zeros, folds by
+    a hash of each row's group)."""
+    from guard.screen.train import _fold_of, _standardiser, fit_linear
+
+    x = np.asarray(rows, np.float32)
+    y = np.asarray(target, np.float32).reshape(-1, 1)
+    m = np.ones_like(y)
+    w = np.ones(len(y), np.float32)
+    mean, scale = _standardiser(x)
+    xs = (x - mean) / scale
+    l2 = 1.0 / (c * max(1, len(y)))
+    fold = np.asarray([_fold_of(g, folds) for g in groups])
+    oof = np.zeros(len(y), np.float32)
+    for f in range(folds):
+        tr, te = fold != f, fold == f
+        if not te.any() or not tr.any() or len(np.unique(y[tr])) < 2:
+            continue
+        coef, b = fit_linear(xs[tr], y[tr], m[tr], w[tr], l2)
+        oof[te] = (xs[te] @ coef + b).reshape(-1)
+    coef, b = fit_linear(xs, y, m, w, l2)
+    t, stats = _threshold(oof, np.asarray(constrained, bool), np.asarray(category, object), target_miss)
+    arrays = {"mean": mean, "scale": scale, "coef": coef.reshape(-1), "intercept": np.asarray(b, np.float32)}
+    return arrays, t, stats, oof
+
+
+__all__ = [
+    "DEFAULT_GATE",
+    "MAX_SUSPICION",
+    "TARGET_MISS",
+    "CheapSignals",
+    "FastGate",
+    "FastPath",
+    "build_for",
+    "fit_gate",
+    "model_fingerprint",
+    "policy_digest",
+]
+
+
+def _full_decisions(screen: PromptScreen, texts: Sequence[str], *, cache: bool, progress: bool) -> np.ndarray:
+    """(n, 2) float32: the full path's decision rank (0 allow, 1 escalate, 2 block) and deciding
+    category (its index in CATEGORIES, -1 none) of each text, kept per text in the cache under a key
+    of the learned model, the policy screen and the fast path's format."""
+    import sys
+    import time
+
+    from guard.paths import cache_dir
+    from guard.screen.train import _load_rows, _save_rows, _text_keys
+
+    rank = {"allow": 0, "escalate": 1, "block": 2}
+    key = hashlib.sha256(
+        f"{GATE_FORMAT}/{model_fingerprint(screen.learned)}/{policy_digest(screen)}".encode()
+    ).hexdigest()[:24]
+    path = cache_dir() / "fast-gate" / f"decisions-{key}.npz"
+    keys = _text_keys(texts)
+    known = _load_rows(path, 2, "full-path decision") if cache else {}
+    todo = sorted({k: i for i, k in enumerate(keys) if k not in known}.values())
+    t0 = time.perf_counter()
+    saved_fast, screen.fast = screen.fast, None  # the full path, unchanged
+    try:
+        for s in range(0, len(todo), 64):
+            idx = todo[s : s + 64]
+            for i, r in zip(idx, screen.screen_batch([texts[i] for i in idx])):
+                cat = CATEGORIES.index(r.category) if r.category in CATEGORIES else -1
+                known[keys[i]] = np.asarray([rank[r.decision], cat], np.float32)
+            if progress and (s // 64) % 20 == 0:
+                print(
+                    f"  full-path decisions {s + len(idx)}/{len(todo)} ({time.perf_counter() - t0:.0f}s)",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    finally:
+        screen.fast = saved_fast
+    if cache and todo:
+        _save_rows(path, known, "full-path decisions")
+    return np.stack([known[k] for k in keys]) if keys else np.zeros((0, 2), np.float32)
+
+
+def train_gate(
+    screen: PromptScreen,
+    examples: Sequence,
+    *,
+    folds: int = 5,
+    c: float = 0.05,
+    target_miss: float = TARGET_MISS,
+    cache: bool = True,
+    progress: bool = False,
+) -> tuple[FastGate, dict]:
+    """Fit the gate for ``screen`` (its learned decision on, its fast path ignored) on training
+    ``examples`` (:class:`guard.screen.train.Example`: text, labels, mask, source, group). Returns the
+    gate (its meta says what it was calibrated against, its threshold and the out-of-fold figures)."""
+    import datetime as _dt
+    import time
+
+    from guard.screen.static_embed import get_static_encoder
+
+    if screen.learned is None:
+        raise GuardError("the fast-path gate is fitted against the learned decision; the policy has it off")
+    t0 = time.perf_counter()
+    signals = CheapSignals(screen, get_static_encoder(screen.embedder))
+    rows, keep, guards = [], [], {}
+    for i, e in enumerate(examples):
+        gi = signals.inputs(e.text, screen._views(e.text))
+        if gi.guard is None:
+            rows.append(gi.row)
+            keep.append(i)
+        else:
+            g = gi.guard.split(" (")[0]
+            guards[g] = guards.get(g, 0) + 1
+    ex = [examples[i] for i in keep]
+    x = np.stack(rows) if rows else np.zeros((0, len(signals.names)), np.float32)
+    full = _full_decisions(screen, [e.text for e in ex], cache=cache, progress=progress)
+    flagged = full[:, 0] > 0
+    labelled = np.stack([e.y * e.mask for e in ex]) if ex else np.zeros((0, len(CATEGORIES)))
+    unsafe = (labelled >= 0.5).any(axis=1)
+    benign_everywhere = np.asarray([bool(e.mask.all() and e.y.max() < 0.5) for e in ex])
+    target = flagged | unsafe
+    constrained = flagged & ~benign_everywhere
+    cat = np.asarray([CATEGORIES[int(k)] if k >= 0 else "none" for k in full[:, 1]], object)
+    arrays, t, stats, oof = fit_gate(
+        x, target, constrained, cat, [e.group for e in ex], folds=folds, c=c, target_miss=target_miss
+    )
+    exit_oof = oof < t
+    if progress:
+        import sys
+
+        print(f"fast gate: threshold logit {t:.3f}; the protected rows scoring lowest out of fold:", file=sys.stderr)
+        for i in np.flatnonzero(constrained)[np.argsort(oof[constrained])][:8]:
+            print(f"  {oof[i]:7.3f} {cat[i]:9s} {ex[i].source:22s} {ex[i].text[:90]!r}", file=sys.stderr)
+    by_source: dict[str, dict] = {}
+    for e, ex_i, fl in zip(ex, exit_oof, flagged):
+        src = e.source.split("+")[0] if "+" not in e.source else "obfuscated copies"
+        d = by_source.setdefault(src, {"unguarded": 0, "exited_oof": 0, "full_allows": 0, "exited_full_flagged": 0})
+        d["unguarded"] += 1
+        d["exited_oof"] += int(ex_i)
+        d["full_allows"] += int(not fl)
+        d["exited_full_flagged"] += int(ex_i and fl)
+    n_src: dict[str, int] = {}
+    for e in examples:
+        src = e.source.split("+")[0] if "+" not in e.source else "obfuscated copies"
+        n_src[src] = n_src.get(src, 0) + 1
+    for src, d in by_source.items():
+        d["rows"] = n_src[src]
+        d["exit_share_of_rows"] = round(d["exited_oof"] / max(1, n_src[src]), 4)
+    gate_tmp = FastGate(arrays, {"format": GATE_FORMAT, "threshold_logit": t})
+    in_sample = gate_tmp.logits(x) < t if len(x) else np.zeros(0, bool)
+    meta = {
+        "format": GATE_FORMAT,
+        "threshold_logit": t,
+        "threshold": round(_sigmoid(t), 6),
+        "target_miss": target_miss,
+        "features": [n for n in signals.names if not n.startswith("static[")]
+        + [f"static[0..{signals.static.dim - 1}]"],
+        "n_features": len(signals.names),
+        "calibrated_for": {
+            "model": model_fingerprint(screen.learned),
+            "policy": screen.policy.name,
+            "policy_screen": policy_digest(screen),
+            "static": signals.static.fingerprint,
+        },
+        "trained": {
+            "date": _dt.date.today().isoformat(),
+            "folds": folds,
+            "C": c,
+            "model": "logistic regression (L-BFGS, balanced classes, L2) over the cheap signals",
+            "target": "the full path blocks or escalates the row, or it is labelled unsafe",
+            "rows": len(examples),
+            "unguarded_rows": len(ex),
+            "guarded_rows": guards,
+            "seconds": round(time.perf_counter() - t0, 1),
+        },
+        "oof_flagged_unsafe_exits": stats,
+        "in_sample_flagged_unsafe_exits": int((in_sample & constrained).sum()),
+        "oof_flagged_benign_exits": {
+            "flagged_benign_rows": int((flagged & benign_everywhere).sum()),
+            "exited_oof": int((exit_oof & flagged & benign_everywhere).sum()),
+        },
+        "oof_by_source": dict(sorted(by_source.items())),
+    }
+    return FastGate(arrays, meta, source="<fitted>"), meta
