@@ -3,13 +3,15 @@
 
     python benchmarks/screen_identity.py --data ../shared/data/prompts --write decisions.jsonl
     python benchmarks/screen_identity.py --data ../shared/data/prompts --check decisions.jsonl
+    python benchmarks/screen_identity.py --data ../shared/data/prompts --fast-path-diff
 
 The prompts: I2P training rows (``case_number % 5 != 0``), COCO training captions, rows of our own
 corpus (``guard/screen/data/corpus.jsonl``, every kind and language), obfuscated forms of some of
 them (the six obfuscations of :func:`guard.screen.train.obfuscate`, seeded) and a few edge cases
 (empty, gibberish with stray special tokens, a very long prompt). Without ``--data`` only the
 corpus rows, their obfuscated forms and the edge cases are used. They are screened under several
-configurations: the default policy (learned decision, medium sensitivity), ``art-styles`` (learned
+configurations: the default policy (learned decision, medium sensitivity, its fast path on), the
+same with ``screen.fast_path: false``, ``art-styles`` (learned
 heads beside zero-shot custom concepts), ``strict``, and the default policy's threshold decision;
 at batch 1 and in batches of 64 (the two must agree too).
 
@@ -68,23 +70,33 @@ EDGE = [
 ]
 
 
-def prompt_set(data: Path | None, n_i2p: int, n_coco: int, n_corpus: int, n_obf: int) -> list[str]:
-    """The fixed prompt list (deterministic for given files and sizes)."""
+def prompt_set(
+    data: Path | None, n_i2p: int, n_coco: int, n_corpus: int, n_obf: int, sets: list[str] | None = None
+) -> list[str]:
+    """The fixed prompt list (deterministic for given files and sizes); ``sets`` gets each prompt's set."""
     rng = random.Random(0)
     out: list[str] = []
+    names: list[str] = []
     if data is not None and (data / "i2p.csv").is_file():
         with open(data / "i2p.csv", newline="", encoding="utf-8") as f:
             rows = [r["prompt"] for r in csv.DictReader(f) if not i2p_is_eval(r["case_number"])]
         out += rows[:: max(1, len(rows) // n_i2p)][:n_i2p]
+    names += ["i2p"] * (len(out) - len(names))
     if data is not None and (data / "coco_10k.csv").is_file():
         with open(data / "coco_10k.csv", newline="", encoding="utf-8") as f:
             rows = [r["prompt"] for r in csv.DictReader(f) if not coco_is_eval(r["case_number"])]
         out += rows[:: max(1, len(rows) // n_coco)][:n_coco]
-    corpus = [r["text"] for r in load_corpus(CORPUS)]
-    out += corpus[:: max(1, len(corpus) // n_corpus)][:n_corpus]
+    names += ["coco"] * (len(out) - len(names))
+    every = load_corpus(CORPUS)
+    corpus = every[:: max(1, len(every) // n_corpus)][:n_corpus]
+    out += [r["text"] for r in corpus]
+    names += [f"corpus:{r['label'] if r['label'] == 'benign' else 'unsafe'}" for r in corpus]
     base = list(out)
     for k in range(n_obf):
         out.append(obfuscate(base[rng.randrange(len(base))], OBFUSCATIONS[k % len(OBFUSCATIONS)], rng))
+    names += ["obfuscated"] * (len(out) - len(names))
+    if sets is not None:
+        sets[:] = names + ["edge"] * len(EDGE)
     return out + EDGE
 
 
@@ -146,10 +158,82 @@ def configurations():
     threshold = default.model_copy(update={"screen": default.screen.model_copy(update={"decision": "threshold"})})
     return [
         ("default", default),
+        ("default-full", without_fast_path(default)),
         ("art-styles", load_policy("art-styles")),
         ("strict", load_policy("strict")),
         ("default-threshold", threshold),
     ]
+
+
+def without_fast_path(policy):
+    """``policy`` with ``screen.fast_path: false`` (every prompt through the full screen)."""
+    return policy.model_copy(update={"screen": policy.screen.model_copy(update={"fast_path": False})})
+
+
+def eval_prompt_set(data: Path | None, sets: list[str]) -> list[str]:
+    """Every evaluation row (measured, never tuned on): I2P ``case_number % 5 == 0``, the COCO evaluation
+    captions, the corpus's held-back rows (benign, hard negatives and unsafe apart), Ring-A-Bell's
+    evaluation rows; ``sets`` gets each prompt's set."""
+    out: list[str] = []
+    sets.clear()
+
+    def add(name: str, texts: list[str]) -> None:
+        out.extend(texts)
+        sets.extend([name] * len(texts))
+
+    if data is not None and (data / "i2p.csv").is_file():
+        with open(data / "i2p.csv", newline="", encoding="utf-8") as f:
+            add("i2p_eval", [r["prompt"] for r in csv.DictReader(f) if i2p_is_eval(r["case_number"])])
+    if data is not None and (data / "coco_10k.csv").is_file():
+        with open(data / "coco_10k.csv", newline="", encoding="utf-8") as f:
+            add("coco_eval", [r["prompt"] for r in csv.DictReader(f) if coco_is_eval(r["case_number"])])
+    for r in load_corpus(CORPUS):
+        if r["split"] != "train":
+            kind = "hard_negative" if r["kind"] in ("hard_negative", "short") else r["label"]
+            add(f"corpus_eval:{'unsafe' if kind not in ('benign', 'hard_negative') else kind}", [r["text"]])
+    for name, col in (("ring_a_bell_nudity.csv", "sensitive prompt"), ("ring_a_bell_violence_adv.csv", "prompt")):
+        if data is not None and (data / name).is_file():
+            with open(data / name, newline="", encoding="utf-8") as f:
+                add(
+                    f"rab_eval:{name.split('_')[3].split('.')[0]}",
+                    [r[col] for i, r in enumerate(csv.DictReader(f)) if i % 3 == 2],
+                )
+    return out
+
+
+def fast_path_diff(prompts: list[str], sets: list[str], store: dict) -> tuple[list[str], dict]:
+    """The default policy with its fast path on and off over the same prompts, at batch 64: per set,
+    how many prompts exit early, and every decision that differs (an unsafe-side change is one that
+    the full path blocks or escalates and the fast path allows)."""
+    pol = load_policy("default")
+    decisions = {}
+    stages: list[str] = []
+    for name, p in (("fast", pol), ("full", without_fast_path(pol))):
+        scr = PromptScreen(p)
+        if name == "fast" and scr.fast is None:
+            raise SystemExit("the default policy's fast path is off (see the log): nothing to compare")
+        scr.embedder = CachedEmbedder(scr.embedder, store)
+        cache_multilingual(scr, store)
+        got = []
+        for s in range(0, len(prompts), 64):
+            got.extend(scr.screen_batch(prompts[s : s + 64]))
+        decisions[name] = [r.decision for r in got]
+        if name == "fast":
+            stages = [r.stage for r in got]
+    diffs: list[str] = []
+    stats: dict[str, dict] = {}
+    for i, (a, b) in enumerate(zip(decisions["fast"], decisions["full"])):
+        st = stats.setdefault(sets[i], {"n": 0, "fast": 0, "changed": 0, "unsafe_side": 0})
+        st["n"] += 1
+        st["fast"] += stages[i] == "fast"
+        if a != b:
+            st["changed"] += 1
+            st["unsafe_side"] += _RANK[a] < _RANK[b]
+            diffs.append(f"{sets[i]} prompt {i}: full path {b}, fast path {a} ({stages[i]}): {prompts[i][:80]!r}")
+    return diffs, stats
+
+
+_RANK = {"allow": 0, "escalate": 1, "block": 2}
 
 
 def _r(x):
@@ -255,24 +339,47 @@ def compare(got: list[dict], want: list[dict]) -> list[str]:
     return diffs
 
 
+def _save_store(args, cache_file: Path, store: dict, n_before: int) -> None:
+    if not args.no_embed_cache and len(store) > n_before:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache_file.with_suffix(".tmp")
+        with open(tmp, "wb") as f:
+            pickle.dump(store, f, protocol=pickle.HIGHEST_PROTOCOL)
+        tmp.replace(cache_file)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=None, help="shared prompt data (i2p.csv, coco_10k.csv); else the corpus only")
     g = ap.add_mutually_exclusive_group(required=True)
     g.add_argument("--write", help="write the decisions to this JSONL file")
     g.add_argument("--check", help="compare the decisions with this JSONL file")
+    g.add_argument(
+        "--fast-path-diff",
+        action="store_true",
+        help="compare the default policy's decisions with its fast path on and off (per set: early exits, changes)",
+    )
     ap.add_argument("--i2p", type=int, default=1000, help="I2P training rows (default 1000)")
     ap.add_argument("--coco", type=int, default=700, help="COCO training captions (default 700)")
     ap.add_argument("--corpus", type=int, default=1000, help="corpus rows (default 1000)")
     ap.add_argument("--obfuscated", type=int, default=300, help="obfuscated forms (default 300)")
     ap.add_argument("--batch1-every", type=int, default=10, help="screen every n-th prompt at batch 1 too")
     ap.add_argument("--configs", default=None, help="comma-separated subset of the configurations")
+    ap.add_argument(
+        "--eval-rows", action="store_true", help="with --fast-path-diff: every evaluation row instead of the fixed set"
+    )
     ap.add_argument("--embed-cache", default=None, help="file cache of the encoders' outputs")
     ap.add_argument("--no-embed-cache", action="store_true", help="encode everything afresh")
     args = ap.parse_args(argv)
 
     data = Path(args.data) if args.data else None
-    prompts = prompt_set(data, args.i2p, args.coco, args.corpus, args.obfuscated)
+    sets: list[str] = []
+    if args.eval_rows and not args.fast_path_diff:
+        ap.error("--eval-rows goes with --fast-path-diff")
+    if args.eval_rows:
+        prompts = eval_prompt_set(data, sets)
+    else:
+        prompts = prompt_set(data, args.i2p, args.coco, args.corpus, args.obfuscated, sets)
     digest = hashlib.sha256("\x00".join(prompts).encode("utf-8", "surrogatepass")).hexdigest()[:12]
     print(f"{len(prompts)} prompts (sha256 {digest})", flush=True)
     cache_file = Path(args.embed_cache) if args.embed_cache else cache_dir() / "identity" / f"embed-{digest}.pkl"
@@ -283,13 +390,28 @@ def main(argv=None) -> int:
         print(f"embedding cache {cache_file}: {len(store)} entries")
     n_before = len(store)
     configs = args.configs.split(",") if args.configs else None
+    if args.fast_path_diff:
+        t0 = time.perf_counter()
+        diffs, stats = fast_path_diff(prompts, sets, store)
+        for name, st in stats.items():
+            print(
+                f"  {name:14s} {st['n']:5d} prompts: {100 * st['fast'] / st['n']:5.1f} % allowed early, "
+                f"{st['changed']} decisions changed ({st['unsafe_side']} on the unsafe side)"
+            )
+        for d in diffs[:40]:
+            print("DIFF", d)
+        n_fast = sum(st["fast"] for st in stats.values())
+        unsafe = sum(st["unsafe_side"] for st in stats.values())
+        print(
+            f"RESULT prompts={len(prompts)} fast_exits={n_fast} fast_share={n_fast / max(1, len(prompts)):.4f} "
+            f"changed={len(diffs)} unsafe_side_changes={unsafe} "
+            + " ".join(f"fast_{k.replace(':', '_')}={st['fast'] / st['n']:.4f}" for k, st in stats.items())
+            + f" seconds={time.perf_counter() - t0:.1f}"
+        )
+        _save_store(args, cache_file, store, n_before)
+        return 1 if unsafe else 0
     got, screen_s = run(prompts, store, args.batch1_every, configs)
-    if not args.no_embed_cache and len(store) > n_before:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_suffix(".tmp")
-        with open(tmp, "wb") as f:
-            pickle.dump(store, f, protocol=pickle.HIGHEST_PROTOCOL)
-        tmp.replace(cache_file)
+    _save_store(args, cache_file, store, n_before)
     header = {"prompts": len(prompts), "sha256": digest, "configs": configs}
     if args.write:
         with open(args.write, "w", encoding="utf-8") as f:

@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -162,7 +163,10 @@ def policy_views(policy_name: str) -> str:
     return load_policy(policy_name).screen.view_encoder
 
 
-def end_to_end(prompts: list[str], policy_name: str, repeat: int) -> dict[str, float]:
+ROWS = ("screen", "screen_full", "screen_minilm", "screen_static", "screen_int8", "screen_alone", "stfaiss")
+
+
+def end_to_end(prompts: list[str], policy_name: str, repeat: int, rows: Sequence[str] = ROWS) -> dict[str, float]:
     """p50/p95 ms at batch 1 (wall clock and process CPU time) and prompts/s at batch 64: the screen
     as shipped, with every view by MiniLM (packed in one call per prompt), with the sub-views by
     the static encoder (``screen.view_encoder``), with the opt-in int8 graph, and with MiniLM views in
@@ -217,6 +221,8 @@ def end_to_end(prompts: list[str], policy_name: str, repeat: int) -> dict[str, f
         ("screen_int8", "onnx-int8", True, policy),
         ("screen_alone", policy.screen.backend, False, with_views("minilm")),
     ):
+        if key not in rows:
+            continue
         if key in ("screen_minilm", "screen_static") and pol.screen.view_encoder == policy.screen.view_encoder:
             for suffix in ("_p50_ms", "_p95_ms", "_b64_pps", "_cpu_p50_ms", "_cpu_p95_ms"):  # the shipped row's
                 out[key + suffix] = out["screen" + suffix]
@@ -229,6 +235,8 @@ def end_to_end(prompts: list[str], policy_name: str, repeat: int) -> dict[str, f
             out["screen_views"] = statistics.mean(r.n_views for r in got)
             out["fast_exit_share"] = sum(r.stage == "fast" for r in got) / max(1, len(got))
 
+    if "stfaiss" not in rows:
+        return out
     st = SentenceTransformer(str(resolve_model_path(policy.screen.model)), device="cpu")
     phrases = [p for c in policy.concepts for p in c.phrases]
     dim = getattr(st, "get_embedding_dimension", None) or st.get_sentence_embedding_dimension
@@ -303,6 +311,11 @@ def main() -> int:
     ap.add_argument("--policy", default="default", help="policy for the end-to-end screen (default: default)")
     ap.add_argument("--skip-cold", action="store_true", help="skip the cold starts in fresh processes")
     ap.add_argument("--quick", action="store_true", help="end to end only (no cold starts, no embedders-alone table)")
+    ap.add_argument(
+        "--rows",
+        default=",".join(ROWS),
+        help=f"comma-separated end-to-end rows to time (default all: {','.join(ROWS)}; 'screen' always)",
+    )
     args = ap.parse_args()
     if args.quick:
         args.skip_cold = True
@@ -356,7 +369,11 @@ def main() -> int:
         med = {} if args.quick else embedders_alone(prompts, args.repeat)
 
         print("end to end, every signal on ...", flush=True)
-        e2e = end_to_end(prompts, args.policy, args.repeat)
+        rows = ["screen"] + [r for r in args.rows.split(",") if r in ROWS and r != "screen"]
+        unknown = [r for r in args.rows.split(",") if r not in ROWS]
+        if unknown:
+            ap.error(f"--rows: unknown {unknown}; expected some of {', '.join(ROWS)}")
+        e2e = end_to_end(prompts, args.policy, args.repeat, rows)
         print(
             f"threads: torch {torch.get_num_threads()}, onnxruntime {onnx_backend._num_threads()}; "
             f"load average {os.getloadavg()[0]:.2f} (timings under load are noisy: compare rows of one run)"
@@ -371,6 +388,8 @@ def main() -> int:
             ("screen_alone", "guard screen (MiniLM views, padded)"),
             ("stfaiss", "sentence-transformers+FAISS"),
         ):
+            if key + "_p50_ms" not in e2e:
+                continue
             print(
                 f"  {label:36s} {e2e[key + '_p50_ms']:8.2f} {e2e[key + '_p95_ms']:8.2f} "
                 f"{e2e[key + '_cpu_p50_ms']:8.2f} {e2e[key + '_cpu_p95_ms']:8.2f} {e2e[key + '_b64_pps']:14.1f}"
@@ -380,10 +399,11 @@ def main() -> int:
         result = {
             **{k: f"{v:.3f}" for k, v in med.items()},
             **{k: f"{v:.2f}" for k, v in e2e.items()},
-            "screen_vs_stfaiss_p50": f"{e2e['stfaiss_p50_ms'] / e2e['screen_p50_ms']:.2f}",
-            "screen_vs_stfaiss_b64": f"{e2e['screen_b64_pps'] / e2e['stfaiss_b64_pps']:.2f}",
             "load1": f"{os.getloadavg()[0]:.2f}",
         }
+        if "stfaiss_p50_ms" in e2e:
+            result["screen_vs_stfaiss_p50"] = f"{e2e['stfaiss_p50_ms'] / e2e['screen_p50_ms']:.2f}"
+            result["screen_vs_stfaiss_b64"] = f"{e2e['screen_b64_pps'] / e2e['stfaiss_b64_pps']:.2f}"
         if med:
             result.update(
                 speedup_b1=f"{med['torch_ms_b1'] / med['onnx_ms_b1']:.2f}",

@@ -17,7 +17,10 @@ _RANK = {"allow": 0, "escalate": 1, "block": 2}
 
 def risk_score(r: ScreenResult) -> float:
     """A continuous risk for ranking: the decision first, then how far the top match is over (or
-    under) its threshold."""
+    under) its threshold. A prompt the screen's fast path allowed early ranks below every verdict of
+    the full path (its gate found it clearly benign), by its gate score."""
+    if getattr(r, "stage", "full") == "fast" and r.threshold:
+        return -0.5 + 0.45 * (float(np.clip(r.score / r.threshold, 0.0, 1.0)) - 1.0)
     margin = 0.0 if r.threshold is None else float(np.clip(r.score - r.threshold, -1.0, 1.0))
     return _RANK[r.decision] + 0.45 * margin
 
