@@ -216,3 +216,22 @@ def test_fit_gate_is_deterministic_on_synthetic_rows():
     assert s1["all"]["exited_oof"] <= int(TARGET_MISS * s1["all"]["flagged_unsafe_rows"])
     # the threshold sits at the lowest out-of-fold score of the protected rows (fewer than 1,000 of them)
     assert t1 == pytest.approx(float(o1[y > 0].min()))
+
+
+@pytest.mark.slow
+def test_fresh_cache_builds_the_table_in_the_background_and_full_path_meanwhile(tmp_path, monkeypatch):
+    """On a cache without the static token table the screen is usable at once: every prompt takes the
+    full path until the table is there, then clearly benign prompts exit early."""
+    from guard.paths import cache_dir
+
+    src = cache_dir()
+    (tmp_path / "onnx").symlink_to(src / "onnx", target_is_directory=True)  # (no ONNX export in the test)
+    monkeypatch.setenv("GUARD_CACHE_DIR", str(tmp_path))
+    scr = PromptScreen(load_policy("default"))
+    assert scr.fast is not None
+    before = scr.screen(CLEARLY_BENIGN[0])
+    if not scr.fast.ready.is_set():
+        assert before.stage == "full" and before.decision == "allow"
+    assert scr.fast.wait_ready(600)
+    after = scr.screen(CLEARLY_BENIGN[0])
+    assert after.stage == "fast" and after.decision == "allow"

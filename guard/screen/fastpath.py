@@ -290,14 +290,25 @@ def _sigmoid(z: float) -> float:
 
 
 class FastPath:
-    """A policy screen's fast path: the cheap signals and the gate (see :func:`build_for`)."""
+    """A policy screen's fast path: the cheap signals and the gate (see :func:`build_for`). Until
+    ``ready`` is set (the static token table being built on a fresh cache) every prompt takes the full
+    path."""
 
-    def __init__(self, signals: CheapSignals, gate: FastGate):
+    def __init__(self, signals: CheapSignals | None, gate: FastGate):
         self.signals = signals
         self.gate = gate
+        self.ready = threading.Event()
+        if signals is not None:
+            self.ready.set()
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """Block until the fast path is on (True), or ``timeout`` seconds passed (False)."""
+        return self.ready.wait(timeout)
 
     def decide(self, prompts: Sequence[str], views: Sequence[tuple]) -> list[tuple[float, float] | None]:
         """Per prompt: ``(gate score, suspicion)`` when it exits early, else None (full path)."""
+        if not self.ready.is_set() or self.signals is None:
+            return [None] * len(prompts)
         inputs = [self.signals.inputs(p, v) for p, v in zip(prompts, views)]
         live = [i for i, g in enumerate(inputs) if g.guard is None]
         out: list[tuple[float, float] | None] = [None] * len(inputs)
@@ -354,18 +365,44 @@ def build_for(screen: PromptScreen, gate_path: str | Path | None = None) -> Fast
         return off("the gate was calibrated against another learned model (retrain with guard train-screen)", True)
     if want.get("policy_screen") != policy_digest(screen):
         return off("the gate was calibrated against another policy screen (its concepts, rules or settings)")
-    from guard.screen.static_embed import StaticUnavailable, get_static_encoder
+    from guard.screen.static_embed import table_path
 
-    try:
-        static = get_static_encoder(screen.embedder)
-    except StaticUnavailable as e:
-        return off(f"static encoder unavailable: {e}", warn=True)
-    if want.get("static") != static.fingerprint:
-        return off("the gate was calibrated with another static encoder", warn=True)
-    signals = CheapSignals(screen, static)
-    if len(signals.names) != gate.n_features:
-        return off(f"the gate has {gate.n_features} features, this screen gives {len(signals.names)}", True)
-    return FastPath(signals, gate)
+    fast = FastPath(None, gate)
+
+    def attach() -> str | None:
+        """Build the cheap signals and switch the fast path on; or why not."""
+        from guard.screen.static_embed import StaticUnavailable, get_static_encoder
+
+        try:
+            static = get_static_encoder(screen.embedder)
+        except StaticUnavailable as e:
+            return f"static encoder unavailable: {e}"
+        if want.get("static") != static.fingerprint:
+            return "the gate was calibrated with another static encoder"
+        signals = CheapSignals(screen, static)
+        if len(signals.names) != gate.n_features:
+            return f"the gate has {gate.n_features} features, this screen gives {len(signals.names)}"
+        fast.signals = signals
+        fast.ready.set()
+        return None
+
+    quantised = bool(getattr(screen.embedder, "quantize", None))
+    if quantised or getattr(screen.embedder, "path", None) is None or table_path(screen.embedder).is_file():
+        why = attach()  # the token table is cached: the fast path is on from the start
+        return off(why, warn=True) if why else fast
+
+    def build() -> None:
+        why = attach()
+        if why:
+            logger.warning("screen fast path off for policy %s: %s", screen.policy.name, why)
+        else:
+            logger.info("screen fast path on for policy %s (static token table built and cached)", screen.policy.name)
+
+    # a fresh cache: the static token table (one encoder pass over the vocabulary, ~20 s on 2 idle cores)
+    # is built in the background, and every prompt takes the full path until it is there
+    logger.info("screen fast path for policy %s: building the static token table in the background", screen.policy.name)
+    threading.Thread(target=build, name="guard-fast-path-table", daemon=True).start()
+    return fast
 
 
 # ------------------------------------------------------------------------------------ fitting
