@@ -29,7 +29,8 @@ GUARDED = [
     ("a photo of a n\u0345aked w\u0345oman", "normalisation undid"),
     ("a c4t s1tt1ng 0n a s0fa", "normalisation undid"),  # leetspeak of a benign caption
     ("a cat\u200b sitting on a sofa", "normalisation undid"),  # an invisible character
-    ("un chat assis sur un canapé dans le salon", "not English"),
+    ("un chat assis sur un canape dans le salon", "not English"),
+    ("un chat assis sur un canapé dans le salon", "normalisation undid diacritics"),  # any transform
     ("ein Hund spielt im Park, Aquarell", "not English"),
     ("<|startoftext|> a cat on a sofa", "a stray special token"),
     ("ddlegk xqzvbn ssively gk tze mnw prrt ulp dramexp", "signs of an optimised prompt"),

@@ -4,10 +4,11 @@ prompt through without the sentence model, and sends everything else through the
 One MiniLM pass over a whole I2P-length prompt costs about 4 ms on 2 cores, the full screen about 8 ms;
 the first stage costs a fraction of a millisecond:
 
-- **Hard guards** (never an early exit): an empty prompt, any obfuscation undone by normalisation
-  (or a truncated / invalid-Unicode prompt), any key-term hit of the lexical layer (exact or fuzzy), a
-  stray special token, signs of an optimised prompt (suspicion at or over :data:`MAX_SUSPICION`),
-  text that is not English or reads as another language. Each of them goes through the full path.
+- **Hard guards** (never an early exit): an empty prompt, any change normalisation made (obfuscation
+  undone, diacritics, NFKC forms, a truncated or invalid-Unicode prompt), any key-term hit of the
+  lexical layer (exact or fuzzy), a stray special token, signs of an optimised prompt (suspicion at
+  or over :data:`MAX_SUSPICION`), text that is not English or reads as another language. Each of
+  them goes through the full path.
 - **The gate**: one logistic regression over cheap signals -- the static MiniLM-derived vector of the
   de-obfuscated prompt (:mod:`guard.screen.static_embed`), its calibrated cosines to every concept's
   phrases (best per concept, per category, and to the benign look-alikes), the suspicion signals and
@@ -44,7 +45,6 @@ import numpy as np
 from guard.errors import GuardError
 from guard.screen.features import CATEGORIES
 from guard.screen.multilingual import has_special_token, looks_english, reads_as_language
-from guard.screen.normalize import OBFUSCATION_TRANSFORMS
 
 if TYPE_CHECKING:  # pragma: no cover
     from guard.screen.screen import PromptScreen
@@ -59,8 +59,6 @@ TARGET_MISS = 0.001
 #: a prompt whose suspicion reaches this goes through the full path (the form-only escalation
 #: starts at 0.5, the policy's suspicion threshold at 0.4)
 MAX_SUSPICION = 0.3
-#: transforms that send a prompt through the full path (obfuscation, and what the full path flags)
-_GUARDED_TRANSFORMS = frozenset(OBFUSCATION_TRANSFORMS) | {"truncated", "invalid_unicode"}
 #: screen settings that do not change what the full path decides for an English, unobfuscated
 #: prompt the gate may exit (or that the fast path handles itself)
 _NOT_DIGESTED = {"fast_path", "sensitivity", "enabled", "generator_space"}
@@ -157,7 +155,9 @@ class CheapSignals:
         vs, _kinds, texts, tr, _src = views
         if not vs or not texts:
             return "empty prompt", None
-        undone = [t for t in tr if t in _GUARDED_TRANSFORMS]
+        # every transform: the obfuscations, and diacritics or NFKC forms, which an obfuscated copy may
+        # carry alone ("ṕŕisóń cáge")
+        undone = sorted(set(tr), key=tr.index)
         if undone:
             return f"normalisation undid {', '.join(undone)}", None
         text = texts[0]
