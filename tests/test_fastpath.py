@@ -52,7 +52,7 @@ def screens():
 def test_guards_never_exit_early(screens, prompt, why):
     fast, full = screens
     views = fast._views(prompt)
-    guard, _ = fast.fast.signals.guard_of(prompt, views)
+    guard = fast.fast.signals.guard_of(prompt, views)[0]
     assert guard is not None and guard.startswith(why), guard
     assert fast.fast.decide([prompt], [views]) == [None]
     r, f = fast.screen(prompt), full.screen(prompt)

@@ -115,6 +115,10 @@ class GateInput:
     guard: str | None
     row: np.ndarray | None = None
     suspicion: float | None = None
+    #: what the full path would compute again, when the first stage did (None: not computed): the
+    #: lexical layer's hits of the prompt's readings and the prompt's Suspicion
+    lexical: dict | None = None
+    suspicion_of: Any = None
 
 
 class CheapSignals:
@@ -148,29 +152,30 @@ class CheapSignals:
             + list(SHAPE_NAMES)
         )
 
-    def guard_of(self, prompt: str, views: tuple) -> tuple[str | None, Any]:
+    def guard_of(self, prompt: str, views: tuple) -> tuple[str | None, Any, dict | None]:
         """Why ``prompt`` (with its ``PromptScreen._views`` tuple) must take the full path, or None;
-        and its suspicion."""
+        its suspicion and its lexical hits (None where not computed)."""
         scr = self.screen
         vs, _kinds, texts, tr, _src = views
         if not vs or not texts:
-            return "empty prompt", None
+            return "empty prompt", None, None
         # every transform: the obfuscations, and diacritics or NFKC forms, which an obfuscated copy may
         # carry alone ("ṕŕisóń cáge")
         undone = sorted(set(tr), key=tr.index)
         if undone:
-            return f"normalisation undid {', '.join(undone)}", None
+            return f"normalisation undid {', '.join(undone)}", None, None
         text = texts[0]
         if has_special_token(text):
-            return "a stray special token", None
-        if scr.lexical is not None and scr.lexical.match(texts):
-            return "a key term of a concept", None
+            return "a stray special token", None, None
+        lex = scr.lexical.match(texts) if scr.lexical is not None else None
+        if lex:
+            return "a key term of a concept", None, lex
         sus = scr.suspicion.score(prompt[: scr.cfg.max_prompt_chars]) if scr.suspicion is not None else None
         if sus is not None and (sus.special_tokens or sus.score >= MAX_SUSPICION):
-            return f"signs of an optimised prompt (suspicion {sus.score:.2f})", sus
+            return f"signs of an optimised prompt (suspicion {sus.score:.2f})", sus, lex
         if not looks_english(text, scr._dictionary) or reads_as_language(text):
-            return "not English", sus
-        return None, sus
+            return "not English", sus, lex
+        return None, sus, lex
 
     def row(self, views: tuple, sus) -> np.ndarray:
         """The gate's feature row (float32) of an unguarded prompt."""
@@ -213,10 +218,9 @@ class CheapSignals:
         return out
 
     def inputs(self, prompt: str, views: tuple) -> GateInput:
-        guard, sus = self.guard_of(prompt, views)
-        if guard is not None:
-            return GateInput(guard, None, None if sus is None else float(sus.score))
-        return GateInput(None, self.row(views, sus), None if sus is None else float(sus.score))
+        guard, sus, lex = self.guard_of(prompt, views)
+        row = self.row(views, sus) if guard is None else None
+        return GateInput(guard, row, None if sus is None else float(sus.score), lex, sus)
 
 
 class FastGate:
@@ -307,18 +311,25 @@ class FastPath:
 
     def decide(self, prompts: Sequence[str], views: Sequence[tuple]) -> list[tuple[float, float] | None]:
         """Per prompt: ``(gate score, suspicion)`` when it exits early, else None (full path)."""
+        return self.decide_with_inputs(prompts, views)[0]
+
+    def decide_with_inputs(
+        self, prompts: Sequence[str], views: Sequence[tuple]
+    ) -> tuple[list[tuple[float, float] | None], list[GateInput | None]]:
+        """:meth:`decide`, and each prompt's :class:`GateInput` (None while the fast path is not ready),
+        whose lexical hits and suspicion the full path reuses."""
         if not self.ready.is_set() or self.signals is None:
-            return [None] * len(prompts)
+            return [None] * len(prompts), [None] * len(prompts)
         inputs = [self.signals.inputs(p, v) for p, v in zip(prompts, views)]
         live = [i for i, g in enumerate(inputs) if g.guard is None]
         out: list[tuple[float, float] | None] = [None] * len(inputs)
         if not live:
-            return out
+            return out, inputs
         z = self.gate.logits(np.stack([inputs[i].row for i in live])).tolist()
         for i, zi in zip(live, z):
             if zi < self.gate.threshold:
                 out[i] = (zi, inputs[i].suspicion)
-        return out
+        return out, inputs
 
     def reason(self, logit: float) -> str:
         return (
@@ -364,6 +375,12 @@ def build_for(screen: PromptScreen, gate_path: str | Path | None = None) -> Fast
     if want.get("model") != model_fingerprint(screen.learned):
         return off("the gate was calibrated against another learned model (retrain with guard train-screen)", True)
     if want.get("policy_screen") != policy_digest(screen):
+        if screen.policy.name == want.get("policy"):  # the gate's own policy changed since it was fitted
+            return off(
+                f"policy {screen.policy.name}'s screen (concepts, phrases, key terms, rules or settings) changed "
+                "since the gate was fitted; refit it with guard train-screen --fast-gate-only",
+                warn=True,
+            )
         return off("the gate was calibrated against another policy screen (its concepts, rules or settings)")
     from guard.screen.static_embed import table_path
 

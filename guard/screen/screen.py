@@ -293,9 +293,14 @@ class PromptScreen:
         prompts = validate_prompts(prompts)
         with single_thread_blas():
             all_views = [self._views(p) for p in prompts]
-            early = self.fast.decide(prompts, all_views) if self.fast is not None else [None] * len(prompts)
+            if self.fast is not None:
+                early, gate_inputs = self.fast.decide_with_inputs(prompts, all_views)
+            else:
+                early = gate_inputs = [None] * len(prompts)
             rest = [i for i, e in enumerate(early) if e is None]
-            scored = self._score_views([prompts[i] for i in rest], [all_views[i] for i in rest])
+            scored = self._score_views(
+                [prompts[i] for i in rest], [all_views[i] for i in rest], [gate_inputs[i] for i in rest]
+            )
         proba = feats = None
         if self.learned is not None and scored:
             feats = featurize(self, self.learned.layout, scored, fill=self.learned.mean)
@@ -444,7 +449,11 @@ class PromptScreen:
         with single_thread_blas():  # small products: threads would only wait for each other
             return self._score_views(prompts)
 
-    def _score_views(self, prompts: list[str], all_views: list[tuple] | None = None) -> list[_Scored]:
+    def _score_views(
+        self, prompts: list[str], all_views: list[tuple] | None = None, pre: list | None = None
+    ) -> list[_Scored]:
+        """Scores of each prompt (its views given, or computed); ``pre``: per prompt the fast path's
+        ``GateInput`` or None, whose lexical hits and suspicion (the same calls) are taken as they are."""
         if all_views is None:
             all_views = [self._views(p) for p in prompts]
         emb = self._embed_views(all_views)
@@ -452,8 +461,9 @@ class PromptScreen:
         out = []
         row = 0
         per_concept = self._best_by_concept(sims, [(vs, kinds) for vs, kinds, *_ in all_views])
-        for p, (vs, _kinds, texts, tr, _src), (scores, phrase_idx, view_kind, contrast) in zip(
-            prompts, all_views, per_concept
+        pre = pre if pre is not None else [None] * len(prompts)
+        for p, (vs, _kinds, texts, tr, _src), (scores, phrase_idx, view_kind, contrast), g in zip(
+            prompts, all_views, per_concept, pre
         ):
             row += len(vs)
             sc = _Scored(len(vs), tr, scores, phrase_idx, view_kind, contrast)
@@ -461,9 +471,13 @@ class PromptScreen:
             if len(vs):
                 sc.embedding = emb[row - len(vs)]  # the de-obfuscated full text: the first view
             if self.lexical is not None and texts:
-                sc.lexical = self.lexical.match(texts)
+                sc.lexical = g.lexical if g is not None and g.lexical is not None else self.lexical.match(texts)
             if self.suspicion is not None and vs:
-                sc.suspicion = self.suspicion.score(p[: self.cfg.max_prompt_chars])
+                sc.suspicion = (
+                    g.suspicion_of
+                    if g is not None and g.suspicion_of is not None
+                    else self.suspicion.score(p[: self.cfg.max_prompt_chars])
+                )
                 sc.clean_text = strip_diacritics(texts[0])[0] if texts else ""
                 sc.natural_language = bool(texts) and reads_as_language(texts[0])
             out.append(sc)
