@@ -13,8 +13,8 @@ import pytest
 from guard.errors import PolicyError
 from guard.policy import load_policy
 from guard.screen import PromptScreen
-from guard.screen.fastpath import CATEGORIES, TARGET_MISS, _threshold, fit_gate, train_gate
-from guard.screen.train import _label
+from guard.screen.fastpath import CATEGORIES, TARGET_MISS
+from guard.screen.train import _label, _threshold, fit_gate, train_gate
 
 #: benign English prompts the shipped gate lets through early (and the full path allows)
 CLEARLY_BENIGN = [

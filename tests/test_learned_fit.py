@@ -101,8 +101,10 @@ def test_contributions_name_present_evidence_first(screen):
         r = screen.screen(prompt)
         assert r.reasons[0].startswith(f"{cat}: learned score") and "deciding signals" in r.reasons[0]
     # benign: nothing decided, and the reason says so first
-    r = screen.screen("image of mosque")
-    assert r.decision == "allow" and r.reasons[0].startswith("no category at its operating point"), r.reasons
+    r = screen.screen("image of mosque")  # (the full path's words; or the fast path's, when it let it through early)
+    assert r.decision == "allow" and r.reasons[0].startswith(
+        ("no category at its operating point", "fast path: clearly benign")
+    ), r.reasons
 
 
 def test_contributions_sum_to_the_logit(screen):
@@ -127,7 +129,7 @@ def test_cli_table_shows_the_reason():
     reasons = [ln.strip() for ln in lines if ln.strip().startswith("reason:")]
     assert len(reasons) == 2, r.output
     assert reasons[0].startswith("reason: sexual")
-    assert reasons[1].startswith("reason: no category at its operating point")
+    assert reasons[1].startswith(("reason: no category at its operating point", "reason: fast path: clearly benign"))
 
 
 def test_hard_negative_rates_hold_over_all_heads_together():

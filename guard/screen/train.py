@@ -39,6 +39,15 @@ from pathlib import Path
 
 import numpy as np
 
+from guard.screen.fastpath import (
+    GATE_FORMAT,
+    TARGET_MISS,
+    CheapSignals,
+    FastGate,
+    _sigmoid,
+    model_fingerprint,
+    policy_digest,
+)
 from guard.screen.features import CATEGORIES, FeatureLayout, featurize, layout_for
 
 logger = logging.getLogger(__name__)
@@ -1168,6 +1177,212 @@ def replace_card_section(path: Path, section: str) -> None:
     write_atomic(path, (head.rstrip("\n") + "\n\n" + section.strip("\n") + "\n").encode())
 
 
+# ---------------------------------------------------------------- the fast path's gate (guard.screen.fastpath)
+
+
+def _threshold(oof: np.ndarray, constrained: np.ndarray, category: np.ndarray, target: float) -> tuple[float, dict]:
+    """The largest logit threshold under which (strictly) at most ``floor(target * n)`` of the
+    constrained rows lie, overall and within each category; and the counts behind it."""
+    groups = {"all": constrained} | {k: constrained & (category == k) for k in CATEGORIES}
+    t = math.inf
+    for sel in groups.values():
+        s = np.sort(oof[sel].astype(np.float64))
+        if not len(s):
+            continue
+        k = math.floor(target * len(s))
+        t = min(t, float(s[k]) if k < len(s) else math.inf)
+    if not math.isfinite(t):
+        t = float(np.max(oof)) if len(oof) else 0.0
+    stats = {}
+    for name, sel in groups.items():
+        n = int(sel.sum())
+        m = int((oof[sel] < t).sum())
+        stats[name] = {"flagged_unsafe_rows": n, "exited_oof": m, "rate": round(m / n, 5) if n else None}
+    return t, stats
+
+
+def fit_gate(
+    rows: np.ndarray,
+    target: np.ndarray,
+    constrained: np.ndarray,
+    category: np.ndarray,
+    groups: Sequence[str],
+    *,
+    folds: int = 5,
+    c: float = 0.05,
+    target_miss: float = TARGET_MISS,
+) -> tuple[dict[str, np.ndarray], float, dict, np.ndarray]:
+    """Fit the gate on unguarded training rows: ``target`` 1 where the full path does not allow the
+    row or it is labelled unsafe; ``constrained`` marks the rows the threshold protects (the full
+    path blocks or escalates them and they are not labelled benign in every category), ``category``
+    the full path's deciding category of each. Returns the arrays, the threshold (a logit, chosen out
+    of fold), its statistics and the out-of-fold logits. Deterministic (L-BFGS from zeros, folds by
+    a hash of each row's group)."""
+    x = np.asarray(rows, np.float32)
+    y = np.asarray(target, np.float32).reshape(-1, 1)
+    m = np.ones_like(y)
+    w = np.ones(len(y), np.float32)
+    mean, scale = _standardiser(x)
+    xs = (x - mean) / scale
+    l2 = 1.0 / (c * max(1, len(y)))
+    fold = np.asarray([_fold_of(g, folds) for g in groups])
+    oof = np.zeros(len(y), np.float32)
+    for f in range(folds):
+        tr, te = fold != f, fold == f
+        if not te.any() or not tr.any() or len(np.unique(y[tr])) < 2:
+            continue
+        coef, b = fit_linear(xs[tr], y[tr], m[tr], w[tr], l2)
+        oof[te] = (xs[te] @ coef + b).reshape(-1)
+    coef, b = fit_linear(xs, y, m, w, l2)
+    t, stats = _threshold(oof, np.asarray(constrained, bool), np.asarray(category, object), target_miss)
+    arrays = {"mean": mean, "scale": scale, "coef": coef.reshape(-1), "intercept": np.asarray(b, np.float32)}
+    return arrays, t, stats, oof
+
+
+def _full_decisions(screen, texts: Sequence[str], *, cache: bool, progress: bool) -> np.ndarray:
+    """(n, 2) float32: the full path's decision rank (0 allow, 1 escalate, 2 block) and deciding
+    category (its index in CATEGORIES, -1 none) of each text, kept per text in the cache under a key
+    of the learned model, the policy screen and the fast path's format."""
+    import sys
+    import time
+
+    from guard.paths import cache_dir
+
+    rank = {"allow": 0, "escalate": 1, "block": 2}
+    key = hashlib.sha256(
+        f"{GATE_FORMAT}/{model_fingerprint(screen.learned)}/{policy_digest(screen)}".encode()
+    ).hexdigest()[:24]
+    path = cache_dir() / "fast-gate" / f"decisions-{key}.npz"
+    keys = _text_keys(texts)
+    known = _load_rows(path, 2, "full-path decision") if cache else {}
+    todo = sorted({k: i for i, k in enumerate(keys) if k not in known}.values())
+    t0 = time.perf_counter()
+    saved_fast, screen.fast = screen.fast, None  # the full path, unchanged
+    try:
+        for s in range(0, len(todo), 64):
+            idx = todo[s : s + 64]
+            for i, r in zip(idx, screen.screen_batch([texts[i] for i in idx])):
+                cat = CATEGORIES.index(r.category) if r.category in CATEGORIES else -1
+                known[keys[i]] = np.asarray([rank[r.decision], cat], np.float32)
+            if progress and (s // 64) % 20 == 0:
+                print(
+                    f"  full-path decisions {s + len(idx)}/{len(todo)} ({time.perf_counter() - t0:.0f}s)",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    finally:
+        screen.fast = saved_fast
+    if cache and todo:
+        _save_rows(path, known, "full-path decisions")
+    return np.stack([known[k] for k in keys]) if keys else np.zeros((0, 2), np.float32)
+
+
+def train_gate(
+    screen,
+    examples: Sequence,
+    *,
+    folds: int = 5,
+    c: float = 0.05,
+    target_miss: float = TARGET_MISS,
+    cache: bool = True,
+    progress: bool = False,
+) -> tuple[FastGate, dict]:
+    """Fit the gate for ``screen`` (its learned decision on, its fast path ignored) on training
+    ``examples`` (:class:`guard.screen.train.Example`: text, labels, mask, source, group). Returns the
+    gate (its meta says what it was calibrated against, its threshold and the out-of-fold figures)."""
+    import datetime as _dt
+    import time
+
+    from guard.screen.static_embed import get_static_encoder
+
+    if screen.learned is None:
+        from guard.errors import GuardError
+
+        raise GuardError("the fast-path gate is fitted against the learned decision; the policy has it off")
+    t0 = time.perf_counter()
+    signals = CheapSignals(screen, get_static_encoder(screen.embedder))
+    rows, keep, guards = [], [], {}
+    for i, e in enumerate(examples):
+        gi = signals.inputs(e.text, screen._views(e.text))
+        if gi.guard is None:
+            rows.append(gi.row)
+            keep.append(i)
+        else:
+            g = gi.guard.split(" (")[0]
+            guards[g] = guards.get(g, 0) + 1
+    ex = [examples[i] for i in keep]
+    x = np.stack(rows) if rows else np.zeros((0, len(signals.names)), np.float32)
+    full = _full_decisions(screen, [e.text for e in ex], cache=cache, progress=progress)
+    flagged = full[:, 0] > 0
+    labelled = np.stack([e.y * e.mask for e in ex]) if ex else np.zeros((0, len(CATEGORIES)))
+    unsafe = (labelled >= 0.5).any(axis=1)
+    benign_everywhere = np.asarray([bool(e.mask.all() and e.y.max() < 0.5) for e in ex])
+    target = flagged | unsafe
+    constrained = flagged & ~benign_everywhere
+    cat = np.asarray([CATEGORIES[int(k)] if k >= 0 else "none" for k in full[:, 1]], object)
+    arrays, t, stats, oof = fit_gate(
+        x, target, constrained, cat, [e.group for e in ex], folds=folds, c=c, target_miss=target_miss
+    )
+    exit_oof = oof < t
+    if progress:
+        import sys
+
+        print(f"fast gate: threshold logit {t:.3f}; the protected rows scoring lowest out of fold:", file=sys.stderr)
+        for i in np.flatnonzero(constrained)[np.argsort(oof[constrained])][:8]:
+            print(f"  {oof[i]:7.3f} {cat[i]:9s} {ex[i].source:22s} {ex[i].text[:90]!r}", file=sys.stderr)
+    by_source: dict[str, dict] = {}
+    for e, ex_i, fl in zip(ex, exit_oof, flagged):
+        src = e.source.split("+")[0] if "+" not in e.source else "obfuscated copies"
+        d = by_source.setdefault(src, {"unguarded": 0, "exited_oof": 0, "full_allows": 0, "exited_full_flagged": 0})
+        d["unguarded"] += 1
+        d["exited_oof"] += int(ex_i)
+        d["full_allows"] += int(not fl)
+        d["exited_full_flagged"] += int(ex_i and fl)
+    n_src: dict[str, int] = {}
+    for e in examples:
+        src = e.source.split("+")[0] if "+" not in e.source else "obfuscated copies"
+        n_src[src] = n_src.get(src, 0) + 1
+    for src, d in by_source.items():
+        d["rows"] = n_src[src]
+        d["exit_share_of_rows"] = round(d["exited_oof"] / max(1, n_src[src]), 4)
+    gate_tmp = FastGate(arrays, {"format": GATE_FORMAT, "threshold_logit": t})
+    in_sample = gate_tmp.logits(x) < t if len(x) else np.zeros(0, bool)
+    meta = {
+        "format": GATE_FORMAT,
+        "threshold_logit": t,
+        "threshold": round(_sigmoid(t), 6),
+        "target_miss": target_miss,
+        "features": [n for n in signals.names if not n.startswith("static[")]
+        + [f"static[0..{signals.static.dim - 1}]"],
+        "n_features": len(signals.names),
+        "calibrated_for": {
+            "model": model_fingerprint(screen.learned),
+            "policy": screen.policy.name,
+            "policy_screen": policy_digest(screen),
+            "static": signals.static.fingerprint,
+        },
+        "trained": {
+            "date": _dt.date.today().isoformat(),
+            "folds": folds,
+            "C": c,
+            "model": "logistic regression (L-BFGS, balanced classes, L2) over the cheap signals",
+            "target": "the full path blocks or escalates the row, or it is labelled unsafe",
+            "rows": len(examples),
+            "unguarded_rows": len(ex),
+            "guarded_rows": guards,
+            "seconds": round(time.perf_counter() - t0, 1),
+        },
+        "oof_flagged_unsafe_exits": stats,
+        "in_sample_flagged_unsafe_exits": int((in_sample & constrained).sum()),
+        "oof_flagged_benign_exits": {
+            "flagged_benign_rows": int((flagged & benign_everywhere).sum()),
+            "exited_oof": int((exit_oof & flagged & benign_everywhere).sum()),
+        },
+        "oof_by_source": dict(sorted(by_source.items())),
+    }
+    return FastGate(arrays, meta, source="<fitted>"), meta
+
+
 def train_fast_gate(
     *,
     data: Path | None = DEFAULT_DATA,
@@ -1180,7 +1395,7 @@ def train_fast_gate(
     ``policy``'s full screen on the training examples (never an evaluation row); writes it next to
     the model (``fastgate-v1``) and returns its metadata."""
     from guard.policy import load_policy
-    from guard.screen.fastpath import DEFAULT_GATE, train_gate
+    from guard.screen.fastpath import DEFAULT_GATE
     from guard.screen.screen import PromptScreen
 
     data = Path(data) if data is not None else None
