@@ -38,6 +38,7 @@ from guard.screen.multilingual import (
     build_for,
     has_special_token,
     looks_english,
+    multilingual_encoder,
     reads_as_language,
 )
 from guard.screen.normalize import OBFUSCATION_TRANSFORMS, normalize, segments, strip_diacritics, variants
@@ -218,7 +219,8 @@ class PromptScreen:
             )
         self.learned = model
         if model.layout.multilingual:
-            self.multilingual = build_for(self)
+            enc = multilingual_encoder(self.cfg, model.layout)  # (the model's; another is an error)
+            self.multilingual = build_for(self, enc, fail_open=self.policy.fail_open)
         self._operating_points = model.operating_points(getattr(self.cfg, "sensitivity", "medium"))
         if model.has_ml and self.multilingual is not None:
             self._operating_points_ml = model.operating_points(getattr(self.cfg, "sensitivity", "medium"), "ml")
