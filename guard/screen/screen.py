@@ -37,9 +37,9 @@ from guard.screen.lexical import LexicalMatcher
 from guard.screen.multilingual import (
     MultilingualSignals,
     build_for,
-    has_special_token,
-    looks_english,
+    multilingual_encoder,
     reads_as_language,
+    reads_multilingual,
 )
 from guard.screen.normalize import OBFUSCATION_TRANSFORMS, normalize, segments, strip_diacritics, variants
 from guard.screen.result import PromptVerdict
@@ -223,7 +223,8 @@ class PromptScreen:
             )
         self.learned = model
         if model.layout.multilingual:
-            self.multilingual = build_for(self)
+            enc = multilingual_encoder(self.cfg, model.layout)  # (the model's; another is an error)
+            self.multilingual = build_for(self, enc, fail_open=self.policy.fail_open)
         self._operating_points = model.operating_points(getattr(self.cfg, "sensitivity", "medium"))
         if model.has_ml and self.multilingual is not None:
             self._operating_points_ml = model.operating_points(getattr(self.cfg, "sensitivity", "medium"), "ml")
@@ -485,13 +486,24 @@ class PromptScreen:
             foreign = [
                 i
                 for i, (sc, (_, _, texts, _, _)) in enumerate(zip(out, all_views))
-                if texts and not looks_english(texts[0], self._dictionary) and not has_special_token(texts[0])
+                if texts and reads_multilingual(texts[0], self._dictionary, self._translated_term(sc))
             ]
             if foreign:
                 sig = self.multilingual.signals([all_views[i][2][0] for i in foreign])
                 for k, i in enumerate(foreign):
                     out[i].multilingual = sig[k]
         return out
+
+    def _translated_term(self, sc: _Scored) -> bool:
+        """True when a key term of a ``*.translations`` concept matched (foreign evidence)."""
+        if not sc.lexical:
+            return False
+        tr = getattr(self, "_translation_concepts", None)
+        if tr is None:  # (set once per screen; the same set from any thread)
+            tr = self._translation_concepts = {
+                ci for ci, c in enumerate(self._concepts) if c.id.endswith(".translations")
+            }
+        return any(ci in tr for ci in sc.lexical)
 
     def _similarities(self, emb: np.ndarray, is_static: np.ndarray | None = None) -> np.ndarray:
         """(n_views, n_phrases) cosine similarities: one matrix product with the unit phrase rows

