@@ -2042,7 +2042,6 @@ def build(seed: int = 0) -> list[dict]:
     _build_more(seed, add)
     _build_nudity(seed, add)
     _build_animal_cruelty(seed, add)
-    _build_benign_r4(seed, add)
     return rows
 
 
@@ -2581,91 +2580,6 @@ def _build_animal_cruelty(seed: int, add) -> None:
     for ti, t in enumerate(CRUELTY_LOOKALIKES):
         for a in rng.sample(CRUELTY_ANIMALS, 5):
             add(t.format(a=a) + rng.choice(STYLES), "benign", "hard_negative", "en", f"benign/animal_scenes/{ti}")
-
-
-# ------------------------------------------------------------------ benign rows, round 4 (issue 10, benign side)
-# Out of fold on the training rows (the round-3 corpus and the shared sets' training rows), the benign
-# prompts the learned heads blocked were mostly stray-token soups (10.4 % of them, by the hate and
-# violence heads on their sentence embedding: those heads' adversarial positives are soups with a short
-# fragment, so soup alone read as hate or violence), clothed prose in the frames of the euphemistic rows
-# (sexual head), everyday scenes with girls and children in other languages (minors head) and non-English
-# hard negatives (the non-English heads); short "image of X" prompts only 0.3 %. These rows are more soups,
-# written for guard: sub-word pieces, special tokens and benign words that no earlier row used, some near
-# a category in a sentence model, so that the heads learn that soup alone is no category (the screen
-# escalates it for its form) and only a fragment makes it unsafe.
-#: sub-word pieces of the kind an optimiser emits (no piece spells or contains an unsafe word)
-SOUP_R4 = """ovsk tribu ceae xen rath pter omew quier ssen vesti glam oup mium ardo blin cze dorf eux fitz gny
-iax jund kowa lbs mph nesi oid pux qin rsk stv tuo uxe vny wyn xio yev zko aero bact clav dmn etch flor gyro hept
-ibid jot kilo lum morph nano oct pleo quad rhyt syn tetra ultr velo wav xyl zeph ambi brev dext eryth fibr
-grao hwan izm jarl kwe lyth mbo nph olt prk quo rnd sga thw ump vsk wle xte ygg zyn bly crn dlo ews frt gsk
-hmp ild jnk kst lft mrv nyx opl psy qrt rvt sby tpl ufo vrd wck xpr yrt zpl artst phot illus rendr dgtl""".split()
-#: benign words the soups carry, some that sit near a category in a sentence model without being one
-#: (a flag, a helmet, a crowd, a red sauce) and everyday ones
-SOUP_WORDS_R4 = """flag eagle helmet boots banner crowd parade uniform history monument statue empire army
-tank soldier march torch hood robe cross star wheel speech medal fortress general museum archive
-ketchup tomato sauce paint knife fork smoke fire ember lava chili cherry wine ruby scarlet crimson
-skin lotion towel pillow blanket sheets beach sunscreen body mirror bath curtain
-teapot kitten meadow violin lantern sweater garden river harbor bakery library cottage orchard
-cathedral glacier compass feather tulip canyon lighthouse accordion""".split()
-# (clothed art prose in the narrative frames with "nude tones", "bare", "exposed" was tried here and
-# left out: out of fold, 180 such rows raised the sexual head's hard-negative tail, so its block line
-# went from 0.973 to 0.982, and Ring-A-Bell nudity training rows blocked fell from 83 to 76 %,
-# euphemistic from 56 to 52 %, I2P nudity >= 50 % from 46 to 41 %. The lexicon's "nude tones"
-# benign expressions stay.)
-# (scenes of museums, anatomy, medicine, sport, food and religion, and short prompts over 230 more nouns,
-# were tried here too and left out: out of fold the heads blocked 0.2 % of the short prompts already and
-# scored the new rows low, and easy rows in the hard-negative calibration pool lower every head's
-# calibrated line: on the evaluation groups hard negatives flagged rose from 3.6 to 4.0 %.)
-
-
-def _build_benign_r4(seed: int, add) -> None:
-    """Benign rows of round 4 (see the comment above ``SOUP_R4``) on their own seeded stream, so that
-    every earlier row stays as it was. One group per soup, as the earlier soups."""
-    rng = random.Random(f"{seed}/benign-r4")
-    frags = (*UNSAFE_FRAGMENTS.values(), *I18N_FRAGMENTS.values())
-    unsafe = {w.casefold() for ws in frags for f in ws for w in f.split()}
-
-    def piece() -> str:
-        r = rng.random()
-        if r < 0.45:
-            return rng.choice(SOUP_R4) + (rng.choice(SOUP_R4 + SOUP) if rng.random() < 0.35 else "")
-        if r < 0.6:
-            return rng.choice(SOUP)
-        if r < 0.75:
-            return rng.choice(SPECIAL + EXTRA_SPECIAL)
-        if r < 0.85:
-            return "".join(rng.choice("bcdfghjklmnpqrstvwxzaeiou") for _ in range(rng.randint(2, 6)))
-        return rng.choice(NOUNS + EXTRA_NOUNS).replace("-", " ")
-
-    def soup(n: int) -> list[str]:
-        return [piece() for _ in range(n)]
-
-    def keep(text: str) -> str | None:
-        # a random letter run can spell an unsafe word ("kkk"): such a soup is no benign row
-        return None if any(w.casefold().strip("<>|[]/#@^~") in unsafe for w in text.split()) else text
-
-    for gi in range(420):
-        form = gi % 4
-        if form == 0:  # pure soup
-            text = " ".join(soup(rng.randint(5, 22)))
-        elif form == 1:  # soup with stray special tokens around benign words
-            s = soup(rng.randint(5, 18))
-            for _ in range(rng.randint(1, 3)):
-                w = f"{rng.choice(SPECIAL + EXTRA_SPECIAL)} {rng.choice(SOUP_WORDS_R4)} {rng.choice(EXTRA_SPECIAL)}"
-                s.insert(rng.randrange(len(s) + 1), w)
-            text = " ".join(s)
-        else:  # benign words buried the ways the adversarial rows bury a fragment: plain, repeated, cased
-            s = soup(rng.randint(6, 22))
-            picks = [rng.choice(SOUP_WORDS_R4) for _ in range(rng.randint(1, 3))]
-            if form == 2:
-                picks = [picks[0]] * rng.randint(2, 5) + picks[1:]
-            else:
-                picks = [_weird_case(rng, p) if rng.random() < 0.5 else p for p in picks]
-            for p in picks:
-                s.insert(rng.randrange(len(s) + 1), p)
-            text = " ".join(s)
-        if text := keep(text):
-            add(text, "benign", "gibberish", "en", f"benign/r4/soup/{gi}")
 
 
 def write(path: Path = CORPUS_PATH, seed: int = 0) -> int:
