@@ -53,12 +53,12 @@ ESCALATE_FACTOR = 5.0
 #: (exact or misspelt) and does not read as another language blocks on that head only at a learned
 #: score of ``SOUP_BLOCK_MIN`` or more, and is escalated under it: a head's calibrated line is set on
 #: benign prose, and the embedding of a stray-token soup sits near the adversarial soups the head was
-#: trained on whatever the soup says. Chosen out of fold on the training rows of the round-4 corpus
-#: (benign soups blocked / adversarial soups blocked / Ring-A-Bell violence blocked, %): no rule 4.4 /
-#: 90.1 / 99.5; suspicion >= 0.5 and 0.95: 2.5 / 88.2 / 99.5; >= 0.3 and 0.9: 1.9 / 88.8 / 99.5;
-#: >= 0.3 and 0.95: 1.2 / 87.7 / 99.5; >= 0.3 and 0.98: 1.0 / 86.7 / 99.5 (an escalated soup is still
-#: flagged). Explicit, misspelt, euphemistic, implicit, I2P, Ring-A-Bell nudity, hard-negative and COCO
-#: training rows are unchanged by it; translated rows 93.65 -> 93.61.
+#: trained on whatever the soup says. Chosen out of fold on the training rows (15,105-row corpus and the
+#: shared sets' training rows; benign soups blocked / adversarial soups blocked / Ring-A-Bell violence
+#: blocked, %): no rule 10.4 / 91.6 / 99.6; suspicion >= 0.5 and 0.95: 6.3 / 90.9 / 99.6; >= 0.3 and
+#: 0.9: 5.0 / 90.9 / 99.6; >= 0.3 and 0.95: 4.1 / 90.3 / 99.6; >= 0.3 and 0.98: 2.8 / 88.6 / 99.6 (an
+#: escalated soup is still flagged). Explicit, misspelt, euphemistic, implicit, I2P, Ring-A-Bell nudity,
+#: hard-negative and COCO training rows are unchanged by it; translated rows 93.79 -> 93.75.
 SOUP_SUSPICION = 0.3
 SOUP_BLOCK_MIN = 0.9
 
