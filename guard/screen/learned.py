@@ -47,6 +47,21 @@ HARD_FACTOR = 6.0
 #: escalation operates at this many times the block rate
 ESCALATE_FACTOR = 5.0
 
+#: gibberish (issue 10 item 4: gibberish that carries an unsafe fragment is blocked, pure gibberish is
+#: escalated). A prompt of an optimised prompt's form (suspicion at least ``SOUP_SUSPICION``: one word
+#: in five an unknown fragment, or a stray special token) that holds no key term of a head's category
+#: (exact or misspelt) and does not read as another language blocks on that head only at a learned
+#: score of ``SOUP_BLOCK_MIN`` or more, and is escalated under it: a head's calibrated line is set on
+#: benign prose, and the embedding of a stray-token soup sits near the adversarial soups the head was
+#: trained on whatever the soup says. Chosen out of fold on the training rows (15,105-row corpus and the
+#: shared sets' training rows; benign soups blocked / adversarial soups blocked / Ring-A-Bell violence
+#: blocked, %): no rule 10.4 / 91.6 / 99.6; suspicion >= 0.5 and 0.95: 6.3 / 90.9 / 99.6; >= 0.3 and
+#: 0.9: 5.0 / 90.9 / 99.6; >= 0.3 and 0.95: 4.1 / 90.3 / 99.6; >= 0.3 and 0.98: 2.8 / 88.6 / 99.6 (an
+#: escalated soup is still flagged). Explicit, misspelt, euphemistic, implicit, I2P, Ring-A-Bell nudity,
+#: hard-negative and COCO training rows are unchanged by it; translated rows 93.79 -> 93.75.
+SOUP_SUSPICION = 0.3
+SOUP_BLOCK_MIN = 0.9
+
 Sensitivity = str | float
 
 #: artifact formats this module reads: 2 (logistic regression only) and 3 (``head_type``)
@@ -142,6 +157,10 @@ class LearnedModel:
         self._absent_is_zero = np.isin(self._groups, ["lexical", "contrast", "suspicion", "obfuscation"])
         #: per number of features (one per variant): see ``_signal_keys``
         self._keys: dict[int, _SignalKeys] = {}
+        # the columns the gibberish rule reads (absent from a layout without them: the rule is off)
+        self._sus_col = names.index("sus:score") if "sus:score" in names else None
+        lex = [f"catlex:{h}" for h in self.heads]
+        self._catlex_cols = np.asarray([names.index(n) for n in lex]) if all(n in names for n in lex) else None
 
     @classmethod
     def load(cls, path: str | Path = DEFAULT_MODEL) -> LearnedModel:
@@ -239,6 +258,16 @@ class LearnedModel:
             grad = grad + w1[:, active] @ w2[active, h]
             const += float((b1[active] + s0 @ w1[:, active]) @ w2[active, h])
         return dist * grad, const
+
+    def soup_without_fragment(self, x: np.ndarray) -> np.ndarray:
+        """(n, n_heads) True where a raw feature row has an optimised prompt's form (suspicion at least
+        ``SOUP_SUSPICION``) and no key term of that head's category: pure gibberish for that head, which
+        blocks it only at ``SOUP_BLOCK_MIN`` and escalates it under that (issue 10 item 4)."""
+        x = np.atleast_2d(np.asarray(x, np.float32))
+        if self._sus_col is None or self._catlex_cols is None or x.shape[1] <= self._sus_col:
+            return np.zeros((x.shape[0], len(self.heads)), bool)
+        form = x[:, self._sus_col] >= SOUP_SUSPICION
+        return form[:, None] & (x[:, self._catlex_cols] <= 0.0)
 
     def proba(self, x: np.ndarray) -> np.ndarray:
         return _sigmoid(self.logits(x))
@@ -389,4 +418,4 @@ def get_model(path: str | Path | None = None) -> LearnedModel:
         return m
 
 
-__all__ = ["CATEGORIES", "SENSITIVITY_FPR", "LearnedModel", "OperatingPoint", "get_model"]
+__all__ = ["CATEGORIES", "SENSITIVITY_FPR", "SOUP_BLOCK_MIN", "LearnedModel", "OperatingPoint", "get_model"]

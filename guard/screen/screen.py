@@ -32,7 +32,7 @@ from guard.screen.blas import single_thread_blas
 from guard.screen.embedder import Embedder, get_embedder
 from guard.screen.fastpath import FastPath, build_for as build_fast_path
 from guard.screen.features import featurize
-from guard.screen.learned import LearnedModel, OperatingPoint, get_model
+from guard.screen.learned import SOUP_BLOCK_MIN, LearnedModel, OperatingPoint, get_model
 from guard.screen.lexical import LexicalMatcher
 from guard.screen.multilingual import (
     MultilingualSignals,
@@ -723,10 +723,16 @@ class PromptScreen:
         scores = sc.scores.tolist()
         lexical = sc.lexical
         logits = _logits(proba)
+        # (a prompt in another language is full of word pieces unknown to the English model: no soup)
+        soup = model.soup_without_fragment(feats)[0].tolist() if feats is not None and not sc.natural_language else []
         for h, p in enumerate(proba.tolist()):
             cat = model.heads[h]
             op = points[cat]
             d = "block" if p >= op.block else "escalate" if p >= op.escalate else "allow"
+            # pure gibberish (no key term of the category) is escalated unless the head is all but sure
+            if d == "block" and soup and soup[h] and p < SOUP_BLOCK_MIN:
+                d = "escalate"
+                v.notes.append(f"{cat}: escalated, not blocked: gibberish with no key term of {cat} ({p:.2f})")
             idx = self._head_concepts.get(cat, [])
             if not idx:
                 continue
