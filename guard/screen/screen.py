@@ -25,10 +25,10 @@ from typing import Any
 
 import numpy as np
 
+import guard.screen.nude_context as nude_context
 from guard.errors import GuardError, GuardInputError
 from guard.paths import cache_dir
 from guard.policy.models import Concept, Policy
-from guard.screen import nude_context
 from guard.screen.blas import single_thread_blas
 from guard.screen.embedder import Embedder, get_embedder
 from guard.screen.features import featurize
