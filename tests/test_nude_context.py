@@ -159,3 +159,12 @@ def test_the_context_needs_the_sexual_head_not_to_have_ruled_it_out(monkeypatch)
     for p, r in zip([p for p, _ in got], scr.screen_batch([p for p, _ in got])):
         assert not any("nude-prone art context" in x for x in r.reasons), (p, r.reasons)
         assert r.decision == "allow", (p, r.reasons)
+
+
+def test_an_obfuscated_painter_name_is_escalated_not_blocked(screen):
+    """The context comes after the rule that raises an escalation whose key term needed de-obfuscation to
+    a block: a painter's name in leetspeak (a key term of ``sexual.implicit_cues``) stays an escalation."""
+    r = screen.screen("a man on a rock, by b0uguer3au")
+    assert "leetspeak" in r.transforms, r.transforms
+    assert r.decision == "escalate", r.reasons
+    assert r.reasons[0].startswith("sexual: escalated, nude-prone art context"), r.reasons

@@ -697,19 +697,20 @@ class PromptScreen:
                 elif d == "escalate":
                     d = "block"
                     v.notes.append(f"{cat}: raised to block, key term {hit.term!r} and the learned score agree")
+            # obfuscation is evidence only together with risk: an escalated head whose key term was
+            # found only after undoing the obfuscation goes up
+            if d == "escalate" and obfuscated and hit is not None and self.cfg.obfuscation_action == "block":
+                d = "block"
+                v.notes.append(f"{cat}: raised to block, key term found after undoing {', '.join(obfuscated)}")
             # a nude-prone art context (a painter of the nude and a figure, nothing clothing it) escalates,
-            # never blocks, a prompt the sexual head has not ruled out (guard/screen/nude_context.py)
+            # never blocks, a prompt the sexual head has not ruled out (guard/screen/nude_context.py); it
+            # comes after the obfuscation rule, so that "b0uguereau" is not raised to block by it
             if d == "allow" and cat == "sexual" and p >= nude_context.MIN_SCORE:
                 ctx = nude_context.find(sc.clean_text or normalize(sc.prompt).text, self._dictionary)
                 if ctx is not None:
                     d = "escalate"
                     context_note = f"sexual: escalated, {ctx.describe()} (learned score {p:.2f})"
                     v.notes.append(context_note)
-            # obfuscation is evidence only together with risk: an escalated head whose key term was
-            # found only after undoing the obfuscation goes up
-            if d == "escalate" and obfuscated and hit is not None and self.cfg.obfuscation_action == "block":
-                d = "block"
-                v.notes.append(f"{cat}: raised to block, key term found after undoing {', '.join(obfuscated)}")
             cs = ConceptScore(c.id, cat, d if d != "allow" else c.action, p, op.block, phrase, "learned")
             v.learned[cat] = (cs, d, op)  # (its deciding signals are computed when the report shows them)
             lp = logits[h]
