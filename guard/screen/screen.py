@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+import guard.screen.nude_context as nude_context
 from guard.errors import GuardError, GuardInputError
 from guard.paths import cache_dir
 from guard.policy.models import Concept, Policy
@@ -717,6 +718,7 @@ class PromptScreen:
         best_key: tuple | None = None
         best_cs: ConceptScore | None = None
         near_margin = -np.inf
+        context_note = ""
         # a prompt the multilingual encoder read is scored by the non-English heads, at their own points
         ml = feats is not None and bool(self._operating_points_ml) and bool(model.variant_of(feats)[0])
         points = self._operating_points_ml if ml else self._operating_points
@@ -771,6 +773,15 @@ class PromptScreen:
             if d == "escalate" and obfuscated and hit is not None and self.cfg.obfuscation_action == "block":
                 d = "block"
                 v.notes.append(f"{cat}: raised to block, key term found after undoing {', '.join(obfuscated)}")
+            # a nude-prone art context (a painter of the nude and a figure, nothing clothing it) escalates,
+            # never blocks, a prompt the sexual head has not ruled out (guard/screen/nude_context.py); it
+            # comes after the obfuscation rule, so that "b0uguereau" is not raised to block by it
+            if d == "allow" and cat == "sexual" and p >= nude_context.MIN_SCORE:
+                ctx = nude_context.find(sc.clean_text or normalize(sc.prompt).text, self._dictionary)
+                if ctx is not None:
+                    d = "escalate"
+                    context_note = f"sexual: escalated, {ctx.describe()} (learned score {p:.2f})"
+                    v.notes.append(context_note)
             cs = ConceptScore(c.id, cat, d if d != "allow" else c.action, p, op.block, phrase, "learned")
             v.learned[cat] = (cs, d, op)  # (its deciding signals are computed when the report shows them)
             lp = logits[h]
@@ -785,6 +796,8 @@ class PromptScreen:
         if best_key is not None and best_key[0] >= _RANK[v.decision]:
             v.decision = DECISIONS[best_key[0]]
             v.top = best_cs
+            if context_note and v.decision == "escalate" and best_cs is not None and best_cs.category == "sexual":
+                v.leading = context_note  # what decided comes first in the reasons
 
     def _apply_rules(self, sc: _Scored, v: _Verdict) -> None:
         """Co-occurrence rules: each condition alone may be under threshold."""
