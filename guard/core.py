@@ -126,9 +126,12 @@ class Guard:
         return bool(o.enabled and o.classifiers)
 
     def warmup(self) -> Guard:
-        """Load the screen model, build the index and the classifiers now rather than on first call."""
+        """Load the screen model, build the index and the classifiers now rather than on first call; the
+        multilingual encoder of non-English prompts starts loading in the background."""
         if self.policy.screen.enabled:
-            _ = self.screen
+            ml = getattr(self.screen, "multilingual", None)
+            if ml is not None and not ml.loaded:  # (else the first non-English prompt would load it)
+                ml.warm_in_background()
         if self.output_check_enabled:
             _ = self.checker
         return self

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -191,3 +192,28 @@ def test_shipped_model_blocks_hindi_explicit_and_allows_hindi_benign(screen):
         assert screen.screen(p).decision == "block", p
     for p in (HINDI_BENIGN, "पहाड़ों पर सूर्योदय की एक तस्वीर"):  # ... and a photo of sunrise over the mountains
         assert screen.screen(p).decision == "allow", p
+
+
+def test_guard_warmup_loads_the_multilingual_encoder_in_the_background():
+    """A server warms its guards at start-up and on every reload: the first non-English prompt must
+    not wait for the encoder and its phrase embeddings."""
+    from guard.core import Guard
+    from guard.policy import load_policy
+
+    g = Guard(load_policy("default"))
+    ml = g.screen.multilingual
+    assert ml is not None
+    g.warmup()
+    deadline = time.monotonic() + 300
+    while not (ml.loaded and ml._phr_emb is not None) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ml.loaded and ml._phr_emb is not None
+    assert g.screen.screen("eine nackte Frau am Strand").decision == "block"
+
+
+def test_warm_in_background_loads_a_fresh_screens_encoder():
+    screen = PromptScreen(load_policy("default"))
+    ml = screen.multilingual
+    assert ml is not None and not ml.loaded  # lazy: nothing loaded by building the screen
+    ml.warm_in_background().join(timeout=300)
+    assert ml.loaded and ml._phr_emb is not None
