@@ -313,6 +313,7 @@ class MultilingualSignals:
         """Load the encoder and the phrase embeddings now (a server's start-up and reloads), so that the
         first non-English prompt does not wait for them."""
         _ = self._phr
+        self.encode(["warm-up"])  # (the encoders build their sessions and tokenizers on first use)
         return self
 
     def warm_in_background(self) -> threading.Thread:
