@@ -194,8 +194,22 @@ ENCODERS = ("e5", "usem3", "e5+usem3")
 DEFAULT_ENCODER = "e5+usem3"
 
 
+_ENCODERS: dict[tuple[str, int], object] = {}
+_ENCODERS_LOCK = threading.RLock()  # (e5+usem3 makes its parts inside)
+
+
 def make_encoder(name: str, threads: int = 1):
-    """The encoder called ``name`` (one of ``ENCODERS``); GuardError when its package is missing."""
+    """The encoder called ``name`` (one of ``ENCODERS``), one per process and thread count (each is
+    thread-safe), so that the screens of reloaded policies share the loaded models; GuardError when its
+    package is missing."""
+    with _ENCODERS_LOCK:
+        enc = _ENCODERS.get((name, threads))
+        if enc is None:
+            enc = _ENCODERS[(name, threads)] = _new_encoder(name, threads)
+        return enc
+
+
+def _new_encoder(name: str, threads: int):
     if "+" in name and name in ENCODERS:
         return _Concat([make_encoder(part, threads) for part in name.split("+")])
     if name == "e5":
