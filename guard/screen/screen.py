@@ -135,6 +135,8 @@ class PromptScreen:
         self.cfg = policy.screen
         self.embedder = embedder or get_embedder(self.cfg.model, backend=self.cfg.backend)
         self._concepts: list[Concept] = list(policy.concepts)
+        #: indexes of the ``*.translations`` concepts (their key terms are evidence of another language)
+        self._translation_concepts = {ci for ci, c in enumerate(self._concepts) if c.id.endswith(".translations")}
         self._phrases: list[str] = []
         self._phrase_concept: list[int] = []
         for ci, c in enumerate(self._concepts):
@@ -497,14 +499,7 @@ class PromptScreen:
 
     def _translated_term(self, sc: _Scored) -> bool:
         """True when a key term of a ``*.translations`` concept matched (foreign evidence)."""
-        if not sc.lexical:
-            return False
-        tr = getattr(self, "_translation_concepts", None)
-        if tr is None:  # (set once per screen; the same set from any thread)
-            tr = self._translation_concepts = {
-                ci for ci, c in enumerate(self._concepts) if c.id.endswith(".translations")
-            }
-        return any(ci in tr for ci in sc.lexical)
+        return bool(sc.lexical) and not self._translation_concepts.isdisjoint(sc.lexical)
 
     def _similarities(self, emb: np.ndarray, is_static: np.ndarray | None = None) -> np.ndarray:
         """(n_views, n_phrases) cosine similarities: one matrix product with the unit phrase rows
