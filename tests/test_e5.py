@@ -165,7 +165,7 @@ def test_cache_keys_change_with_the_encoder(screen, tmp_path, monkeypatch):
             screen.multilingual = saved
         assert rows[e].shape == (2, sig.dim)
     files = sorted(p.name for p in (tmp_path / "train-features").iterdir())
-    assert files == [f"{KEYS['e5']}-fulltext.npz", "usem3-fulltext-v1.npz"]  # the composite reads its parts'
+    assert files == [f"{KEYS['e5']}-embedded-v2.npz", "usem3-v1-embedded-v2.npz"]  # the composite reads its parts'
     np.testing.assert_allclose(rows["e5+usem3"], concat_unit([rows["e5"], rows["usem3"]]), atol=1e-6)
     assert not (tmp_path / "multilingual").exists()  # phrases are embedded lazily, on first use
     # the training-feature cache is keyed by the layout, and so by its encoder

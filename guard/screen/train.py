@@ -627,16 +627,30 @@ def _fit_oof_mlp(
     return oof, p, {"fold_best_epochs": epochs, "final_epochs": n_final}
 
 
-def ml_embeddings(screen, texts: Sequence[str], *, cache: bool = True) -> np.ndarray:
+def ml_embeddings(screen, texts: Sequence[str], *, cache: bool = True, threads: int | None = None) -> np.ndarray:
     """(n, dim) multilingual embeddings (the screen's encoder) of the de-obfuscated full text of each
-    prompt (what the screen embeds for a non-English prompt), for every training prompt; cached per
-    text, in a file per single encoder (its key: another encoder, or version of one, starts a fresh
-    cache; ``e5+usem3`` reads the caches of its two parts)."""
-    from guard.screen.multilingual import concat_unit
+    prompt (what the screen embeds for a non-English prompt), for every training prompt; cached by
+    the embedded text, in a file per single encoder (its key: another encoder, or version of one,
+    starts a fresh cache; ``e5+usem3`` reads the caches of its two parts). Each distinct embedded
+    text is encoded once (an obfuscated copy usually de-obfuscates to its original), on ``threads``
+    cores (default :func:`train_threads`; the run-time screen uses its own setting)."""
+    from guard.screen.multilingual import concat_unit, make_encoder
 
-    parts = screen.multilingual.part_encoders
-    blocks = [_encoder_rows(screen, enc, texts, cache) for enc in parts]
+    threads = train_threads() if threads is None else threads
+    full = [(screen._views(t)[2] or [""])[0] for t in texts]
+    parts = [make_encoder(enc.name, threads) for enc in screen.multilingual.part_encoders]
+    blocks = [_encoder_rows(enc, full, cache) for enc in parts]
     return blocks[0] if len(blocks) == 1 else concat_unit(blocks)
+
+
+def train_threads() -> int:
+    """Cores the training's own encoders use: ``$OMP_NUM_THREADS`` (``guard train-screen`` sets 2
+    when unset), else 2, at most the machine's."""
+    try:
+        n = int(os.environ.get("OMP_NUM_THREADS") or 2)
+    except ValueError:
+        n = 2
+    return max(1, min(n, os.cpu_count() or 1))
 
 
 def _ml_memo(screen, texts: Sequence[str], u: np.ndarray) -> dict[str, np.ndarray]:
@@ -644,20 +658,19 @@ def _ml_memo(screen, texts: Sequence[str], u: np.ndarray) -> dict[str, np.ndarra
     return {(screen._views(t)[2] or [""])[0]: row for t, row in zip(texts, u, strict=True)}
 
 
-def _encoder_rows(screen, enc, texts: Sequence[str], cache: bool) -> np.ndarray:
+def _encoder_rows(enc, full: Sequence[str], cache: bool) -> np.ndarray:
+    """Rows of ``enc`` for the embedded texts ``full`` (an empty text: zeros), cached by text."""
     from guard.screen.screen import cache_dir
 
-    name = "usem3-fulltext-v1" if enc.key == "usem3-v1" else f"{enc.key}-fulltext"  # (usem3: its cache before e5)
-    path = cache_dir() / "train-features" / f"{name}.npz"
-    keys = _text_keys(texts)
+    path = cache_dir() / "train-features" / f"{enc.key}-embedded-v2.npz"
+    keys = _text_keys(full)
     known = _load_rows(path, enc.dim, "multilingual feature") if cache else {}
     todo = sorted({k: i for i, k in enumerate(keys) if k not in known}.values())
     for s in range(0, len(todo), 256):
         idx = todo[s : s + 256]
-        full = [(screen._views(texts[i])[2] or [""])[0] for i in idx]
-        emb = enc.encode(full)
-        for i, t, row in zip(idx, full, emb, strict=True):
-            known[keys[i]] = row if t else np.zeros(enc.dim, np.float32)
+        emb = enc.encode([full[i] for i in idx])
+        for i, row in zip(idx, emb, strict=True):
+            known[keys[i]] = row if full[i] else np.zeros(enc.dim, np.float32)
     if cache and todo:
         _save_rows(path, known, "multilingual features")
     if not keys:
