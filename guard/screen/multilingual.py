@@ -116,16 +116,54 @@ def has_special_token(text: str) -> bool:
 def reads_multilingual(text: str, dictionary: set | None = None, translated_term: bool = False) -> bool:
     """True for a prompt the multilingual encoder reads (and the non-English heads score): another
     script, another language's function words or letters (:func:`looks_english` without a
-    dictionary); or, with only the ``dictionary`` saying so (mostly unknown words, no English
-    function word), a key term of a translated concept too (``translated_term``: "nacktfoto einer
-    frau"). The dictionary alone is not enough: it also says so of English names and memes ("Darth
-    Vader Laughing", "funny meme": 116 of I2P's 4,703 prompts), which would pay for e5 (tens of
-    milliseconds) for nothing. Sub-word soup with stray special tokens is left to the English heads."""
+    dictionary); the same once an English style tail is set aside (:func:`_foreign_core`: "eine
+    nackte frau im bett, by greg rutkowski and artgerm"); or, with only the ``dictionary`` saying so
+    (mostly unknown words, no English function word), a key term of a translated concept too
+    (``translated_term``: "nacktfoto einer frau"). The dictionary alone is not enough: it also says
+    so of English names and memes ("Darth Vader Laughing", "funny meme": 116 of I2P's 4,703
+    prompts), which would pay for e5 (tens of milliseconds) for nothing. Sub-word soup with stray
+    special tokens is left to the English heads."""
     if has_special_token(text):
         return False
     if not looks_english(text):
         return True
+    if reads_as_language(text) and _foreign_core(text, dictionary):
+        return True
     return translated_term and not looks_english(text, dictionary)
+
+
+#: words of an English style tail beside :data:`_STYLE_WORDS` (a segment made only of these and of
+#: English function words says nothing of the language of the prompt it ends)
+_TAIL_WORDS = set(
+    """k hd uhd resolution quality best masterpiece highly detailed intricate elegant smooth dramatic volumetric
+illustration drawing sketch photography dslr canon nikon wallpaper artwork artstation trending award winning
+alphonse mucha wlop ross tran beksinski giger""".split()
+)
+
+
+def _foreign_core(text: str, dictionary: set | None) -> bool:
+    """True when the prompt without its English style segments (comma- or period-separated parts
+    made only of English function words and style words: "oil painting", "by greg rutkowski and
+    artgerm", "4k, highly detailed") has more function words of one other language (the longer
+    lists of :func:`reads_as_language`) and foreign letters than English function words; or as many
+    (at least one), and the ``dictionary`` knows under half of its other words ("ein dealer
+    verkauft kokain an kinder"). :func:`reads_as_language` must also hold, so the fast path
+    (which lets English-looking prompts through early) never lets one of these through."""
+    tail = _ENGLISH | _STYLE_WORDS | _TAIL_WORDS
+    parts = [[w.casefold() for w in _WORD.findall(p)] for p in re.split(r"[,.;:|]", text)]
+    core = [ws for ws in parts if ws and not all(w in tail for w in ws)]
+    words = [w for ws in (core or parts) for w in ws]
+    if not words:
+        return False
+    en = sum(w in _ENGLISH for w in words)
+    other = max(sum(w in ws for w in words) for ws in _LANG_WORDS.values())
+    other += sum(any(ch in _FOREIGN_LETTERS for ch in w) for w in words)
+    if other > en:
+        return True
+    if not dictionary or other == 0 or other < en:
+        return False
+    content = [w for w in words if w not in _ENGLISH and w not in _OTHER_WORDS and len(w) > 2]
+    return bool(content) and sum(w not in dictionary for w in content) * 2 >= len(content)
 
 
 def reads_as_language(text: str) -> bool:

@@ -683,6 +683,10 @@ class TrainResult:
     path: Path
     meta: dict
     oof_logits: np.ndarray = field(repr=False)
+    #: the non-English heads' out-of-fold logits (every row; None without those heads) and, per row,
+    #: whether the multilingual encoder read it (the rows those heads score at run time)
+    oof_logits_ml: np.ndarray | None = field(default=None, repr=False)
+    foreign: np.ndarray | None = field(default=None, repr=False)
 
 
 def train_screen(
@@ -892,7 +896,7 @@ def train_screen(
         write_model_card(out.parent / "MODEL_CARD.md", meta)
     if progress:
         print(f"train-screen: wrote {out}.npz/.json in {time.perf_counter() - t_start:.0f}s", file=sys.stderr)
-    return TrainResult(out, meta, oof)
+    return TrainResult(out, meta, oof, variants.get("ml"), foreign)
 
 
 #: calibration rates shipped in the artifact: hard negatives may be ``hard_factor`` times as often
