@@ -95,9 +95,11 @@ def test_only_prompts_that_are_not_english_reach_the_encoder():
     assert not ml.loaded  # English prompts never load it, nor pay for it
     romanised = "ladki blade se apni kalai kaat rahi hai, khoon, trending on artstation"
     assert not looks_english(romanised)  # romanised Hindi is routed too (its function words)
-    german = "nacktfoto einer frau"  # no function word of the short lists: the dictionary and a translated key term
+    german = "nacktfoto frau"  # no function word at all: the dictionary and a translated key term
     assert looks_english(german) and not reads_multilingual(german, s._dictionary)
     assert reads_multilingual(german, s._dictionary, translated_term=True)
+    # one function word of the longer lists ("einer") and no English one: routed without a key term
+    assert looks_english("nacktfoto einer frau") and reads_multilingual("nacktfoto einer frau", s._dictionary)
     scored = s._score([HINDI_NUDE, "a cat on a sofa", romanised, german])
     assert ml.loaded
     assert scored[1].multilingual is None
