@@ -683,6 +683,11 @@ class TrainResult:
     path: Path
     meta: dict
     oof_logits: np.ndarray = field(repr=False)
+    #: the training rows in the order of ``oof_logits``, and the out-of-fold logits of every head
+    #: variant ("main"; "ml" for the non-English heads), for out-of-fold diagnostics
+    examples: list[Example] = field(default_factory=list, repr=False)
+    variants: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    foreign: np.ndarray | None = field(default=None, repr=False)
 
 
 def train_screen(
@@ -892,7 +897,7 @@ def train_screen(
         write_model_card(out.parent / "MODEL_CARD.md", meta)
     if progress:
         print(f"train-screen: wrote {out}.npz/.json in {time.perf_counter() - t_start:.0f}s", file=sys.stderr)
-    return TrainResult(out, meta, oof)
+    return TrainResult(out, meta, oof, examples, variants, foreign)
 
 
 #: calibration rates shipped in the artifact: hard negatives may be ``hard_factor`` times as often
