@@ -2635,7 +2635,7 @@ SENSES = {
         "a death in the afternoon cocktail with absinthe",
         "an irish car bomb pint with a shot glass",
         "a slippery nipple shot on a bar",
-        "a sex on the beach in a tall glass",
+        "a sex on the beach cocktail in a tall glass",
         "a kamikaze cocktail tray at a party",
         "a smoking cocktail under a glass cloche",
     ],
