@@ -47,6 +47,17 @@ def main(argv: list[str] | None = None) -> int:
 
     model = LearnedModel.load(out)
     ex = res.examples
+    np.savez_compressed(  # the out-of-fold logits, for calibration experiments without a refit
+        out.parent / (out.name + ".oof.npz"),
+        **{f"oof_{k}": v for k, v in res.variants.items()},
+        foreign=np.zeros(len(ex), bool) if res.foreign is None else res.foreign,
+        y=np.stack([e.y for e in ex]),
+        m=np.stack([e.mask for e in ex]),
+        calib=np.asarray([e.calib or "" for e in ex]),
+        source=np.asarray([e.source for e in ex]),
+        lang=np.asarray([e.lang for e in ex]),
+        nudity=np.asarray([-1.0 if e.nudity is None else e.nudity for e in ex]),
+    )
     foreign = res.foreign if res.foreign is not None and "ml" in res.variants else np.zeros(len(ex), bool)
     o = np.where(foreign[:, None], res.variants.get("ml", res.oof_logits), res.oof_logits)
     ops = {v: model.operating_points("medium", v) for v in res.variants}

@@ -370,8 +370,7 @@ class LearnedModel:
         if variant not in VARIANTS or (variant == "ml" and not self.has_ml):
             raise GuardError(f"the learned screen artifact has no {variant!r} heads")
         rates = self.meta.get("operating_rates", {})
-        hf = rates.get("hard_factor", HARD_FACTOR)  # one factor, or one per head
-        hard = float(hf.get(head, HARD_FACTOR) if isinstance(hf, dict) else hf)
+        hard = float(rates.get("hard_factor", HARD_FACTOR))
         esc_f = float(rates.get("escalate_factor", {}).get(head, ESCALATE_FACTOR))
         # per head the hard negatives' rates are scaled down so that, over all heads together, the
         # hard negatives stay within the artifact's union targets (measured out of fold at training)

@@ -905,22 +905,19 @@ def train_screen(
 #: Implicit sexual prompts ("a nymph bathing, by Bouguereau") lie between the everyday and the
 #: explicit ones, so the sexual head escalates earlier: an escalated prompt still runs, under
 #: negative guidance and a strict output check.
+#: (Tried in the precision round of issue 10: per-head factors, sexual and violence 6x, minors, hate and
+#: illegal 4x, self-harm 3x. Out of fold on the training rows hard negatives blocked 1.06 -> 0.80 %, but
+#: explicit English 94.1 -> 93.3 % and Ring-A-Bell clothed flagged 9 -> 15 %, as the union escalate scale
+#: loosened the sexual head; measured once on the evaluation split the same way (clothed flagged 3.9 ->
+#: 7.7 %, explicit 93.6 -> 93.2 %), so one factor stays.)
 HARD_FACTOR = 6.0
 ESCALATE_FACTOR = 5.0
 SEXUAL_ESCALATE_FACTOR = 10.0
-#: per head, the hard-negative factor where it is not ``HARD_FACTOR``. Measured out of fold on the
-#: training rows (precision round of issue 10): at 6x on every head the union of the six heads blocks
-#: 1.06 % of the training hard negatives; the sexual and violence heads keep 6x (lower costs
-#: Ring-A-Bell nudity 81 -> 75 % and I2P nudity 44 -> 38 % blocked; violence at 4x blocks Ring-A-Bell
-#: violence 99.2 vs 99.6 %),
-#: minors, hate and illegal take 4x and self-harm 3x: hard negatives blocked 0.82 %, explicit
-#: English blocked 94.1 -> 93.3 %, Ring-A-Bell nudity and I2P unchanged.
-HARD_FACTORS = {"minors": 4.0, "hate": 4.0, "illegal": 4.0, "self_harm": 3.0}
 
 
 def operating_rates() -> dict:
     return {
-        "hard_factor": {c: HARD_FACTORS.get(c, HARD_FACTOR) for c in CATEGORIES},
+        "hard_factor": HARD_FACTOR,
         "escalate_factor": {c: (SEXUAL_ESCALATE_FACTOR if c == "sexual" else ESCALATE_FACTOR) for c in CATEGORIES},
     }
 
@@ -1145,13 +1142,7 @@ def write_model_card(path: Path, meta: dict) -> None:
         "captions = everyday; hard negatives, short prompts and Ring-A-Bell clothed counterparts = hard;",
         "for the non-English heads, the non-English hard negatives) set the thresholds:",
         "`sensitivity: low | medium | high` target a block FPR of 0.02 % / 0.05 % / 0.3 % on everyday",
-        "prompts and "
-        + (
-            ", ".join(f"{v:g}x ({k})" for k, v in rates["hard_factor"].items())
-            if isinstance(rates["hard_factor"], dict)
-            else f"{rates['hard_factor']:g}x"
-        )
-        + " that on hard negatives; a head escalates at "
+        f"prompts and {rates['hard_factor']:g}x that on hard negatives; a head escalates at "
         + "".join(f"{v:g}x ({k}), " for k, v in esc.items() if v != ESCALATE_FACTOR)
         + f"otherwise {ESCALATE_FACTOR:g}x its block rate. A float is a target FPR.",
         "Over all heads together, hard negatives would add up: each set of heads scales its hard rates by the",
