@@ -4,7 +4,7 @@
 (zero-width, Unicode tags, bidi controls, soft hyphen, variation selectors), NFKC, casefold,
 whitespace collapsed, and words that mix scripts read as the Latin word they imitate. ``variants``
 then undoes deliberate obfuscation (diacritics, symbols inside words, whole-word look-alikes,
-letter spacing, leetspeak, split syllables) as extra views, the most de-obfuscated reading first
+letter spacing, leetspeak, stretched letters, split syllables) as extra views, the most de-obfuscated reading first
 (it is the one the screen embeds as "the prompt"). The transforms that changed the text are
 recorded: obfuscation is evidence, but only beside a risky match (a benign caption with accents or
 fullwidth letters must read as the caption). Every step is linear in the text's length.
@@ -509,14 +509,19 @@ def _join_starts(lexicon: Collection[str]) -> frozenset | None:
     return got
 
 
+#: the most pieces one fragment join reads as one word ("n u d-e" is spaced letters, see ``collapse_spacing``)
+_MAX_PIECES = 4
+
+
 def join_fragments(
     text: str, lexicon: Collection[str] | None, dictionary: Collection[str] | None = None
 ) -> tuple[str, bool]:
-    """Join two adjacent word fragments split by a space or hyphen (a newline is a space by now)
-    when together they spell a key term of ``lexicon`` ("na ked", "na-ked" -> "naked"). Only joins
-    of 5+ letters where one fragment is at most 3 letters long and not both are real words (3+
-    letters and in ``dictionary``, or a short function word) are made: "his panic" and "a hero in the
-    city" stay as they are, and a short join ("an al") is never read into a prompt."""
+    """Join adjacent word fragments split by a space or hyphen (a newline is a space by now) when
+    together they spell a key term of ``lexicon`` ("na ked", "na-ked" -> "naked"; three or four
+    pieces too: "n a ked", "nu-d-i-ty"). Only joins of 5+ letters are made where every piece but
+    the longest is at most 3 letters long and not every piece is a real word (3+ letters and in
+    ``dictionary``, or a short function word): "his panic" and "a hero in the city" stay as they
+    are, and a short join ("an al") is never read into a prompt."""
     dictionary = dictionary or ()
     if not lexicon:
         return text, False
@@ -534,20 +539,30 @@ def join_fragments(
         words, seps = parts[0::2], parts[1::2]
         if starts is not None and not any(w in starts for w in words[:-1]):
             return m.group(0)  # no word starts a key term: nothing to join
-        out = [words[0]]
-        for k in range(1, len(words)):
-            a, b = out[-1], words[k]
-            # (the cheap tests first: most pairs are two long words)
-            if (len(a) <= 3 or len(b) <= 3) and len(a) + len(b) >= 5:
-                j = a + b
-                if _in_lexicon(j, lexicon):
-                    real = sum((len(x) >= 3 and x in dictionary) or x in _SHORT_WORDS for x in (a, b))
-                    if real < 2:
-                        out[-1] = j
-                        changed = True
-                        continue
-            out.append(seps[k - 1])
-            out.append(b)
+        out: list[str] = []
+        k = 0
+        while k < len(words):
+            if out:
+                out.append(seps[k - 1])
+            # the longest run of 2-4 pieces from here that spells a key term (the cheap tests first:
+            # most pairs are two long words)
+            for n in range(min(_MAX_PIECES, len(words) - k), 1, -1):
+                pieces = words[k : k + n]
+                lengths = sorted(len(x) for x in pieces)
+                if lengths[-2] > 3 or sum(lengths) < 5:
+                    continue
+                j = "".join(pieces)
+                if not _in_lexicon(j, lexicon):
+                    continue
+                real = sum((len(x) >= 3 and x in dictionary) or x in _SHORT_WORDS for x in pieces)
+                if real < n:
+                    out.append(j)
+                    changed = True
+                    k += n
+                    break
+            else:
+                out.append(words[k])
+                k += 1
         return "".join(out)
 
     out = (_FRAGMENTS_ASCII if text.isascii() else _FRAGMENTS).sub(fix, text)
@@ -749,8 +764,44 @@ def collapse_spacing(
     return out, changed
 
 
+_REPEAT_RUN = re.compile(r"([^\W\d_])\1{2,}")
+_REPEAT_WORD = re.compile(r"[^\W\d_]*([^\W\d_])\1{2,}[^\W\d_]*")
+_MAX_REPEAT_RUNS = 3
+
+
+def collapse_repeats(text: str, lexicon: Collection[str] | None) -> tuple[str, bool]:
+    """Letters stretched to dodge word matching read back ("naaaked", "nuuuude", "boooobs"): in a word
+    with a run of three or more of one letter, each run is read as one or as two of that letter, and
+    the word is replaced by the first reading that is a key term of ``lexicon``. Nothing else changes
+    ("sooo cute", "zzz" and "brrr" stay), so ordinary elongated words cost nothing."""
+    if not lexicon or not _REPEAT_RUN.search(text):
+        return text, False
+    changed = False
+
+    def fix(m: re.Match) -> str:
+        nonlocal changed
+        word = m.group(0)
+        runs = list(_REPEAT_RUN.finditer(word))
+        if len(runs) > _MAX_REPEAT_RUNS:
+            return word
+        for widths in itertools.product((1, 2), repeat=len(runs)):
+            parts, pos = [], 0
+            for r, w in zip(runs, widths):
+                parts.append(word[pos : r.start()] + r.group(1) * w)
+                pos = r.end()
+            reading = "".join(parts) + word[pos:]
+            if _in_lexicon(reading, lexicon):
+                changed = True
+                return reading
+        return word
+
+    out = _REPEAT_WORD.sub(fix, text)
+    return out, changed
+
+
 #: transforms that undo deliberate obfuscation (as opposed to ordinary normalisation)
 OBFUSCATION_TRANSFORMS = (
+    "repeats",
     "invisible_chars",
     "styled_letters",
     "confusables",
@@ -787,12 +838,16 @@ def variants(
         ("confusables", lambda x: fold_confusables(x, lexicon)),
         ("spacing", lambda x: collapse_spacing(x, True, lexicon, dictionary)),
         ("leetspeak", lambda x: fold_leetspeak(x, lexicon, dictionary)),
+        ("repeats", lambda x: collapse_repeats(x, lexicon)),
         ("fragments", lambda x: join_fragments(x, lexicon, dictionary)),
     )
     before_join = text
+    before_spacing = text
     for name, fn in steps:
         if name == "fragments":
             before_join = t
+        elif name == "spacing":
+            before_spacing = t
         t2, did = fn(t)
         if did:
             fired.append(name)
@@ -805,6 +860,16 @@ def variants(
             if t not in seen:
                 seen.add(t)
                 out.append((name, t))
+    joined = None
+    if "spacing" in fired:
+        # a syllable split the spaced-letter step read as letters ("n a ked" -> "an a ked"): the
+        # pieces are joined as they stood too, and when that spells a key term it is the reading
+        j, did = join_fragments(before_spacing, lexicon, dictionary)
+        if did and j not in seen:
+            seen.add(j)
+            joined = j
+            if "fragments" not in fired:
+                fired.append("fragments")
     if len(out) > 1 and out[-1][1] == t and (any(f != "diacritics" for f in fired) or _odd_accents(text, dictionary)):
         out.insert(0, out.pop())
     if _NOISY & set(fired):
@@ -815,6 +880,8 @@ def variants(
         out = [out[0]] + (
             [("leetspeak" if "leetspeak" in fired else "spacing", before_join)] if before_join != t else []
         )
+    if joined is not None:
+        out.insert(0, ("fragments", joined))
     return out, fired
 
 

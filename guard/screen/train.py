@@ -686,6 +686,10 @@ class TrainResult:
     #: the non-English heads' out-of-fold logits (every row; None without those heads) and, per row,
     #: whether the multilingual encoder read it (the rows those heads score at run time)
     oof_logits_ml: np.ndarray | None = field(default=None, repr=False)
+    #: the training rows in the order of ``oof_logits``, and the out-of-fold logits of every head
+    #: variant ("main"; "ml" for the non-English heads), for out-of-fold diagnostics
+    examples: list[Example] = field(default_factory=list, repr=False)
+    variants: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     foreign: np.ndarray | None = field(default=None, repr=False)
 
 
@@ -896,7 +900,7 @@ def train_screen(
         write_model_card(out.parent / "MODEL_CARD.md", meta)
     if progress:
         print(f"train-screen: wrote {out}.npz/.json in {time.perf_counter() - t_start:.0f}s", file=sys.stderr)
-    return TrainResult(out, meta, oof, variants.get("ml"), foreign)
+    return TrainResult(out, meta, oof, variants.get("ml"), examples, variants, foreign)
 
 
 #: calibration rates shipped in the artifact: hard negatives may be ``hard_factor`` times as often
@@ -904,6 +908,11 @@ def train_screen(
 #: Implicit sexual prompts ("a nymph bathing, by Bouguereau") lie between the everyday and the
 #: explicit ones, so the sexual head escalates earlier: an escalated prompt still runs, under
 #: negative guidance and a strict output check.
+#: (Tried in the precision round of issue 10: per-head factors, sexual and violence 6x, minors, hate and
+#: illegal 4x, self-harm 3x. Out of fold on the training rows hard negatives blocked 1.06 -> 0.80 %, but
+#: explicit English 94.1 -> 93.3 % and Ring-A-Bell clothed flagged 9 -> 15 %, as the union escalate scale
+#: loosened the sexual head; measured once on the evaluation split the same way (clothed flagged 3.9 ->
+#: 7.7 %, explicit 93.6 -> 93.2 %), so one factor stays.)
 HARD_FACTOR = 6.0
 ESCALATE_FACTOR = 5.0
 SEXUAL_ESCALATE_FACTOR = 10.0
