@@ -6,7 +6,8 @@ embedding runtimes (torch, ONNX fp32, ONNX int8) side by side.
 
 End to end (issue 10 item 7): ``PromptScreen`` under the default policy with every signal on
 (de-obfuscation views, segments, lexical layer, suspicion, rules), as shipped (the fast path on) and
-with ``screen.fast_path: false`` (every prompt through the full screen), per prompt at batch 1 (p50 and p95)
+with ``screen.fast_path: false`` (every prompt through the full screen), without batch packing (``screen_unbatched``:
+each prompt's views in encoder calls of their own, the design before it), per prompt at batch 1 (p50 and p95)
 and prompts/s at batch 64, on I2P-length prompts (``--data`` a CSV with a 'prompt' column; else
 generated prompts of 5-80 word pieces); beside it the plain baseline: ``SentenceTransformer.encode``
 of the prompt and a FAISS ``IndexFlatIP`` nearest-phrase search over the same phrases. Then the

@@ -311,8 +311,12 @@ class OnnxEmbedder:
         vector of each ``[start, end)`` character span's text as if encoded on its own (zero when it
         holds no known word piece) -- all of one text's views PACKED into one encoder call: each view a
         block of the row that attends only to itself, with its own positions
-        (:func:`~guard.screen.onnx_session.run_packed`); rows of at most ``PACK_TOKENS`` tokens.
-        Texts are never packed with one another, so a text's rows do not depend on the batch. Recent
+        (:func:`~guard.screen.onnx_session.run_packed`); rows of at most ``PACK_TOKENS`` tokens. In a
+        batch of texts (fp32, blockwise int8; ``batch_packing``), every distinct view of all of them is
+        encoded once, the views of several texts packed into the rows of one padded call per core
+        (:meth:`_encode_batch_packed`): a view's vector is the one it gets alone to float rounding (views
+        with the same word pieces get bitwise the same one). Dynamic int8 scales activations per call: a
+        text's views stay in calls of their own, so that its rows do not depend on the batch. Recent
         (text, spans) pairs come from an LRU cache."""
         texts = list(texts)
         if len(spans) != len(texts):
