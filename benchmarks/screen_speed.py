@@ -6,7 +6,8 @@ embedding runtimes (torch, ONNX fp32, ONNX int8) side by side.
 
 End to end (issue 10 item 7): ``PromptScreen`` under the default policy with every signal on
 (de-obfuscation views, segments, lexical layer, suspicion, rules), as shipped (the fast path on) and
-with ``screen.fast_path: false`` (every prompt through the full screen), per prompt at batch 1 (p50 and p95)
+with ``screen.fast_path: false`` (every prompt through the full screen), without batch packing (``screen_unbatched``:
+each prompt's views in encoder calls of their own, the design before it), per prompt at batch 1 (p50 and p95)
 and prompts/s at batch 64, on I2P-length prompts (``--data`` a CSV with a 'prompt' column; else
 generated prompts of 5-80 word pieces); beside it the plain baseline: ``SentenceTransformer.encode``
 of the prompt and a FAISS ``IndexFlatIP`` nearest-phrase search over the same phrases. Then the
@@ -163,7 +164,16 @@ def policy_views(policy_name: str) -> str:
     return load_policy(policy_name).screen.view_encoder
 
 
-ROWS = ("screen", "screen_full", "screen_minilm", "screen_static", "screen_int8", "screen_alone", "stfaiss")
+ROWS = (
+    "screen",
+    "screen_full",
+    "screen_unbatched",
+    "screen_minilm",
+    "screen_static",
+    "screen_int8",
+    "screen_alone",
+    "stfaiss",
+)
 
 
 def end_to_end(prompts: list[str], policy_name: str, repeat: int, rows: Sequence[str] = ROWS) -> dict[str, float]:
@@ -216,6 +226,7 @@ def end_to_end(prompts: list[str], policy_name: str, repeat: int, rows: Sequence
     for key, backend, packed, pol in (
         ("screen", policy.screen.backend, True, policy),
         ("screen_full", policy.screen.backend, True, full),
+        ("screen_unbatched", policy.screen.backend, True, policy),
         ("screen_minilm", policy.screen.backend, True, with_views("minilm")),
         ("screen_static", policy.screen.backend, True, with_views("static")),
         ("screen_int8", "onnx-int8", True, policy),
@@ -229,7 +240,15 @@ def end_to_end(prompts: list[str], policy_name: str, repeat: int, rows: Sequence
             continue
         emb = get_embedder(policy.screen.model, backend=backend)
         scr = PromptScreen(pol, embedder=emb, pack_views=packed)
-        timed(scr.screen, scr.screen_batch, key, clear=emb.clear_cache)
+        # screen_unbatched: a batch's views in calls of their own per prompt (the design before batch packing)
+        saved = getattr(emb, "batch_packing", None)
+        if saved is not None:
+            emb.batch_packing = key != "screen_unbatched"
+        try:
+            timed(scr.screen, scr.screen_batch, key, clear=emb.clear_cache)
+        finally:
+            if saved is not None:
+                emb.batch_packing = saved
         if key == "screen":
             got = scr.screen_batch(prompts)
             out["screen_views"] = statistics.mean(r.n_views for r in got)
@@ -382,6 +401,7 @@ def main() -> int:
         for key, label in (
             ("screen", f"guard screen (as shipped: {policy_views(args.policy)} views)"),
             ("screen_full", "guard screen (fast path off)"),
+            ("screen_unbatched", "guard screen (no batch packing)"),
             ("screen_minilm", "guard screen (MiniLM views, packed)"),
             ("screen_static", "guard screen (static sub-views)"),
             ("screen_int8", "guard screen (onnx-int8, as shipped)"),
@@ -429,6 +449,9 @@ def main() -> int:
             "screen_full_p50_ms",
             "screen_full_p95_ms",
             "screen_full_b64_pps",
+            "screen_unbatched_p50_ms",
+            "screen_unbatched_p95_ms",
+            "screen_unbatched_b64_pps",
             "fast_exit_share",
             "screen_minilm_p50_ms",
             "screen_minilm_p95_ms",

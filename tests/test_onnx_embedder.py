@@ -433,3 +433,59 @@ def test_packed_views_reuse_the_text_cache_in_fp32(onnx_emb, monkeypatch):
     assert encoded == [[second, "a grey wolf"]]  # the two shared segments came from the cache
     monkeypatch.setattr(onnx_emb, "cache_size", 0)
     np.testing.assert_allclose(rows, onnx_emb.encode_views([second], [spans[1]])[0], atol=1e-5)
+
+
+def test_pack_tight_is_first_fit_decreasing_and_covers_everything_once():
+    from guard.screen.onnx_session import pack_tight
+
+    assert pack_tight([10, 120, 20, 100, 300, 8], 128) == [[4], [1, 5], [3, 2], [0]]
+    lengths = [5, 17, 33, 2, 64, 9, 41, 12, 7, 128, 3]
+    rows = pack_tight(lengths, 64)
+    assert sorted(i for r in rows for i in r) == list(range(len(lengths)))
+    assert all(sum(lengths[i] for i in r) <= 64 for r in rows if len(r) > 1)
+    assert pack_tight([], 64) == []
+
+
+def test_padded_packed_rows_equal_each_row_alone(onnx_emb):
+    from guard.screen.onnx_session import run_packed, run_packed_batch
+
+    sess = onnx_emb._session
+    names = [i.name for i in sess.get_inputs()]
+    encs = onnx_emb._tok.encode(["a lake at dawn", "a naked woman", "8k", "portrait of a knight, oil painting"])
+    rows = [[encs[0], encs[1]], [encs[2]], [encs[3], encs[2], encs[0]]]
+    got = run_packed_batch(sess, names, rows, onnx_emb._tok.pad_id)
+    assert [g.shape for g in got] == [(2, 384), (1, 384), (3, 384)]
+    for row, g in zip(rows, got):  # padding changes nothing but float rounding
+        np.testing.assert_allclose(g, run_packed(sess, names, row), atol=1e-5)
+
+
+def test_a_batch_packs_the_views_of_its_prompts_together_each_distinct_view_once(onnx_emb, monkeypatch):
+    monkeypatch.setattr(onnx_emb, "_cache", type(onnx_emb._cache)())
+    monkeypatch.setattr(onnx_emb, "views_cache_size", 0)
+    texts = [
+        "a red fox, highly detailed, trending on artstation",
+        "a grey wolf, highly detailed, trending on artstation",
+        "a naked woman, highly detailed",
+        "🍑🍆, a cat",
+    ]
+    spans = [[_span_of(t, p) for p in t.split(", ")] for t in texts]
+    encoded: list[list[str]] = []
+    real = onnx_emb._tok.encode
+    monkeypatch.setattr(onnx_emb._tok, "encode", lambda ts: encoded.append(list(ts)) or real(ts))
+    runs: list[int] = []
+    real_batch = onnx_backend.run_packed_batch
+    monkeypatch.setattr(
+        onnx_backend, "run_packed_batch", lambda s, n, rows, *a: runs.append(len(rows)) or real_batch(s, n, rows, *a)
+    )
+    got = onnx_emb.encode_views(texts, spans)
+    pieces = [p for t, sp in zip(texts, spans) for p in [t] + [t[a:b] for a, b in sp]]
+    assert len(encoded) == 1 and sorted(encoded[0]) == sorted(set(pieces))  # each distinct view tokenised once
+    assert 1 <= len(runs) <= max(1, onnx_emb.parallel)  # one call per core at most
+    monkeypatch.setattr(onnx_emb, "cache_size", 0)
+    for t, sp, rows in zip(texts, spans, got):
+        assert rows.shape == (1 + len(sp), 384)
+        np.testing.assert_allclose(rows, onnx_emb.encode_views([t], [sp])[0], atol=1e-5)  # as the prompt alone
+    assert not got[3][1].any()  # a view with no known word piece: a zero row
+    monkeypatch.setattr(onnx_emb, "batch_packing", False)  # the earlier design: each prompt's own calls
+    for a, b in zip(got, onnx_emb.encode_views(texts, spans)):
+        np.testing.assert_allclose(a, b, atol=1e-5)

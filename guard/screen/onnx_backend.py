@@ -67,7 +67,9 @@ from guard.screen.onnx_session import (  # noqa: E402, F401 - re-exported: the r
     make_session,
     onnx_cache_path,
     pack,
+    pack_tight,
     run_packed,
+    run_packed_batch,
 )
 
 #: default size of each OnnxEmbedder's LRU cache of prompts' views (see ``encode_views``)
@@ -120,6 +122,10 @@ class OnnxEmbedder:
         #: prompts whose views are kept (LRU; 0 turns it off); 2,000 prompts of ~8 views: ~25 MB
         self.views_cache_size = VIEWS_CACHE_SIZE
         self._views_cache: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        #: a batch's views: every distinct view once, several prompts' views packed into the rows of one
+        #: call per core (False: each prompt's views in calls of their own, the earlier design; results
+        #: equal to float rounding). Row-invariant graphs only (fp32, blockwise int8)
+        self.batch_packing = True
         self._cache_lock = threading.Lock()
         self._tok = _Tokenizer(self.path, self.max_seq_length)
         self._providers = providers
@@ -305,8 +311,12 @@ class OnnxEmbedder:
         vector of each ``[start, end)`` character span's text as if encoded on its own (zero when it
         holds no known word piece) -- all of one text's views PACKED into one encoder call: each view a
         block of the row that attends only to itself, with its own positions
-        (:func:`~guard.screen.onnx_session.run_packed`); rows of at most ``PACK_TOKENS`` tokens.
-        Texts are never packed with one another, so a text's rows do not depend on the batch. Recent
+        (:func:`~guard.screen.onnx_session.run_packed`); rows of at most ``PACK_TOKENS`` tokens. In a
+        batch of texts (fp32, blockwise int8; ``batch_packing``), every distinct view of all of them is
+        encoded once, the views of several texts packed into the rows of one padded call per core
+        (:meth:`_encode_batch_packed`): a view's vector is the one it gets alone to float rounding (views
+        with the same word pieces get bitwise the same one). Dynamic int8 scales activations per call: a
+        text's views stay in calls of their own, so that its rows do not depend on the batch. Recent
         (text, spans) pairs come from an LRU cache."""
         texts = list(texts)
         if len(spans) != len(texts):
@@ -339,6 +349,19 @@ class OnnxEmbedder:
                             self._cache.move_to_end(p)
                             known[p] = v
         need = [[j for j, p in enumerate(ps) if p not in known] for ps in pieces]
+        if self._row_invariant and self.batch_packing and len(todo) > 1:
+            # a batch: every distinct view of every prompt once, the views of several prompts packed into
+            # the rows of a few calls (a view's vector is the one it gets alone, to float rounding)
+            uniq = list(dict.fromkeys(pieces[k][j] for k in range(len(pieces)) for j in need[k]))
+            at = {p: r for r, p in enumerate(uniq)}
+            vecs = self._encode_batch_packed(uniq)
+            for k, i in enumerate(todo):
+                rows = np.empty((len(pieces[k]), self.dim), dtype=np.float32)
+                for j, p in enumerate(pieces[k]):
+                    rows[j] = known[p] if p in known else vecs[at[p]]
+                out[i] = rows
+            self._remember_views(keys, todo, out, pieces, need, share)
+            return out  # type: ignore[return-value]
         with self._lock:
             flat = self._tok.encode([pieces[k][j] for k in range(len(pieces)) for j in need[k]])
         flat, empty = drop_unknown(flat, self._tok.unk_id, self._tok.n_special)
@@ -358,8 +381,15 @@ class OnnxEmbedder:
                 rows[[need[k][r] for r in idx]] = run_packed(sess, names, [flat[lo + r] for r in idx], self._pooling)
             return rows
 
-        for k, (i, rows) in enumerate(zip(todo, pmap(views, range(len(todo))))):
+        for i, rows in zip(todo, pmap(views, range(len(todo)))):
             out[i] = rows
+        self._remember_views(keys, todo, out, pieces, need, share)
+        return out  # type: ignore[return-value]
+
+    def _remember_views(self, keys, todo, out, pieces, need, share: bool) -> None:
+        """Put freshly encoded views in the text cache (``share``) and the prompts' rows in the views cache."""
+        for k, i in enumerate(todo):
+            rows = out[i]
             if share and need[k]:
                 with self._cache_lock:
                     for j in need[k]:
@@ -374,7 +404,45 @@ class OnnxEmbedder:
                     self._views_cache[keys[i]] = out[i]
                 while len(self._views_cache) > self.views_cache_size:
                     self._views_cache.popitem(last=False)
-        return out  # type: ignore[return-value]
+
+    def _encode_batch_packed(self, texts: list[str]) -> np.ndarray:
+        """(len(texts), dim) rows of distinct texts, packed several to a row (first-fit decreasing, rows of
+        at most ``BATCH_PACK_TOKENS`` tokens) and the rows stacked in a few padded calls: one per core,
+        side by side on single-threaded sessions on CPU (each call reads the weights once for all of its
+        rows). A text with no known word piece gets a zero row."""
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        if not texts:
+            return out
+        with self._lock:
+            encs = self._tok.encode(texts)
+        encs, empty = drop_unknown(encs, self._tok.unk_id, self._tok.n_special)
+        # texts with the same word pieces ("café" and "cafe", a variant's segment and the plain one's) are
+        # encoded once: bitwise the same vector, so that ties between views break as they do alone
+        first: dict[tuple, int] = {}
+        same_as = [first.setdefault((tuple(encs[i][0]), tuple(encs[i][1])), i) for i in range(len(encs))]
+        live = [i for i in range(len(encs)) if not empty[i] and same_as[i] == i]
+        if not live:
+            return out
+        rows = [[live[q] for q in row] for row in pack_tight([len(encs[i][0]) for i in live])]
+        n_calls = min(self.parallel, len(rows)) if self.provider == "CPUExecutionProvider" else 1
+        sess, pmap = self._side_by_side(n_calls)  # (one call: the main session, on every core)
+        names = [i.name for i in sess.get_inputs()]
+        # contiguous groups of rows of about equal tokens, one call each
+        sizes = [sum(len(encs[i][0]) for i in row) for row in rows]
+        bounds = np.searchsorted(np.cumsum(sizes), np.arange(1, n_calls) * sum(sizes) / n_calls, side="left") + 1
+        groups = [g for g in np.split(np.arange(len(rows)), np.minimum(bounds, len(rows))) if len(g)]
+
+        def run(group) -> list[np.ndarray]:
+            texts_of = [[encs[i] for i in rows[r]] for r in group]
+            return run_packed_batch(sess, names, texts_of, self._tok.pad_id, self._pooling)
+
+        for group, got in zip(groups, pmap(run, groups)):
+            for r, vecs in zip(group, got):
+                out[rows[r]] = vecs
+        dup = [i for i in range(len(encs)) if same_as[i] != i and not empty[i]]
+        if dup:
+            out[dup] = out[[same_as[i] for i in dup]]
+        return out
 
     def clear_cache(self) -> None:
         """Forget every cached embedding (both LRU caches)."""

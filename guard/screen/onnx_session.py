@@ -208,16 +208,81 @@ def run_packed(
         "block_ids": blocks,
     }
     states = session.run(["token_states"], {k: feeds[k] for k in names})[0][0]
+    return _pool_blocks(states, lens, pooling)
+
+
+def _pool_blocks(states: np.ndarray, lens: Sequence[int], pooling: str) -> np.ndarray:
+    """Unit vectors of the blocks of one packed row: ``states`` (tokens, dim) holds blocks of ``lens``
+    tokens side by side from its start (any padding after them is ignored)."""
+    lens = list(lens)
     starts = np.cumsum([0] + lens[:-1])
     if pooling == "cls":
         out = states[starts]
     elif pooling == "max":
         out = np.stack([states[a : a + n].max(axis=0) for a, n in zip(starts, lens)])
     else:
-        member = np.zeros((len(lens), states.shape[0]), dtype=np.float32)
-        member[blocks[0], np.arange(states.shape[0])] = 1.0
-        out = (member @ states) / np.asarray(lens, dtype=np.float32)[:, None]
+        used = int(sum(lens))
+        member = np.zeros((len(lens), used), dtype=np.float32)
+        member[np.repeat(np.arange(len(lens)), lens), np.arange(used)] = 1.0
+        out = (member @ states[:used]) / np.asarray(lens, dtype=np.float32)[:, None]
     return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+
+
+#: most tokens in one row when the views of several prompts are packed together (``run_packed_batch``):
+#: shorter rows than ``PACK_TOKENS``, as every block's attention is computed over its whole row, and many
+#: of them in one call (the weights are read once per call, not once per prompt)
+BATCH_PACK_TOKENS = 128
+
+
+def pack_tight(lengths: Sequence[int], limit: int = BATCH_PACK_TOKENS) -> list[list[int]]:
+    """Indices of texts of these token lengths in rows of at most ``limit`` tokens, longest first, each
+    into the first row it fits (first-fit decreasing: little padding when the rows are stacked in one
+    batch); a text longer than ``limit`` gets a row of its own."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    rows: list[list[int]] = []
+    free: list[int] = []
+    for i in order:
+        n = lengths[i]
+        for r, f in enumerate(free):
+            if n <= f:
+                rows[r].append(i)
+                free[r] -= n
+                break
+        else:
+            rows.append([i])
+            free.append(max(0, limit - n))
+    return rows
+
+
+def run_packed_batch(
+    session,
+    names: Sequence[str],
+    rows: Sequence[Sequence[tuple[list[int], list[int]]]],
+    pad_id: int = 0,
+    pooling: str = "mean",
+) -> list[np.ndarray]:
+    """Several packed rows (each a list of pre-tokenised texts, as :func:`run_packed` takes) in ONE
+    call, right-padded to the longest row: per row, its texts' unit vectors. A padding token is a block
+    of its own that no real token attends to (attention mask 0), so each text's vector is the one it
+    gets alone, to float rounding."""
+    lens = [[len(e[0]) for e in row] for row in rows]
+    width = max(sum(ls) for ls in lens)
+    n = len(rows)
+    ids = np.full((n, width), pad_id, dtype=np.int64)
+    tt = np.zeros((n, width), dtype=np.int64)
+    mask = np.zeros((n, width), dtype=np.int64)
+    pos = np.zeros((n, width), dtype=np.int64)
+    blocks = np.full((n, width), -1, dtype=np.int64)
+    for r, (row, ls) in enumerate(zip(rows, lens)):
+        used = sum(ls)
+        ids[r, :used] = np.concatenate([np.asarray(e[0], dtype=np.int64) for e in row])
+        tt[r, :used] = np.concatenate([np.asarray(e[1], dtype=np.int64) for e in row])
+        mask[r, :used] = 1
+        pos[r, :used] = np.concatenate([np.arange(k, dtype=np.int64) for k in ls])
+        blocks[r, :used] = np.repeat(np.arange(len(ls), dtype=np.int64), ls)
+    feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": tt, "position_ids": pos, "block_ids": blocks}
+    states = session.run(["token_states"], {k: feeds[k] for k in names})[0]
+    return [_pool_blocks(states[r], ls, pooling) for r, ls in enumerate(lens)]
 
 
 def _run_each(session, encs, dim: int, pmap=map) -> np.ndarray:
