@@ -74,6 +74,14 @@ def make_policy(**overrides):
     return p
 
 
+def block_terms(screen, text: str) -> dict[str, str]:
+    """The exact key term each blocking concept matches in ``text``'s normalised readings, by concept id."""
+    hits = screen.lexical.match(screen._views(text)[2])
+    return {
+        screen._concepts[ci].id: h.term for ci, h in hits.items() if h.exact and screen._concepts[ci].action == "block"
+    }
+
+
 @pytest.fixture(scope="session")
 def test_policy():
     from guard.policy import load_policy

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from conftest import block_terms
 from guard.policy import load_policy
 from guard.screen import PromptScreen
 from guard.screen.multilingual import reads_as_language
@@ -69,14 +70,6 @@ def test_pure_gibberish_is_still_escalated_for_its_form(screen):
     assert r.decision == "escalate", r.reasons
 
 
-def _block_terms(screen, text):
-    texts = screen._views(text)[2]
-    hits = screen.lexical.match(texts)
-    return {
-        screen._concepts[ci].id: h.term for ci, h in hits.items() if h.exact and screen._concepts[ci].action == "block"
-    }
-
-
 @pytest.mark.parametrize(
     "text,concept",
     [
@@ -99,7 +92,7 @@ def _block_terms(screen, text):
     ],
 )
 def test_key_terms_of_other_languages(screen, text, concept):
-    assert concept in _block_terms(screen, text), _block_terms(screen, text)
+    assert concept in block_terms(screen, text), block_terms(screen, text)
 
 
 @pytest.mark.parametrize(
@@ -116,7 +109,7 @@ def test_key_terms_of_other_languages(screen, text, concept):
     ],
 )
 def test_benign_look_alikes_hit_no_blocking_term(screen, text):
-    assert _block_terms(screen, text) == {}
+    assert block_terms(screen, text) == {}
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 
+from conftest import block_terms
 from guard.policy import load_policy
 from guard.screen import PromptScreen
 from guard.screen.corpus_build import load as load_corpus
@@ -72,13 +73,6 @@ def test_benign_counterpart_is_allowed(screen, lang, text):
     assert r.decision == "allow", (lang, r.reasons)
 
 
-def _block_terms(screen, text):
-    hits = screen.lexical.match(screen._views(text)[2])
-    return {
-        screen._concepts[ci].id: h.term for ci, h in hits.items() if h.exact and screen._concepts[ci].action == "block"
-    }
-
-
 @pytest.mark.parametrize(
     "text,term",
     [
@@ -91,7 +85,7 @@ def _block_terms(screen, text):
     ],
 )
 def test_round4_self_harm_terms_match(screen, text, term):
-    assert _block_terms(screen, text).get("self_harm.translations") == term
+    assert block_terms(screen, text).get("self_harm.translations") == term
 
 
 @pytest.mark.parametrize(
@@ -104,7 +98,7 @@ def test_round4_self_harm_terms_match(screen, text, term):
     ],
 )
 def test_round4b_terms_match(screen, text, term):
-    assert term in _block_terms(screen, text).values()
+    assert term in block_terms(screen, text).values()
 
 
 @pytest.mark.parametrize(
@@ -120,4 +114,4 @@ def test_round4b_terms_match(screen, text, term):
     ],
 )
 def test_round4_benign_expressions_hit_no_term(screen, text):
-    assert _block_terms(screen, text) == {}
+    assert block_terms(screen, text) == {}
