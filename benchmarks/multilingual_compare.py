@@ -26,7 +26,6 @@ Embeddings come from (and go to) the training-feature cache, so a second run onl
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import statistics
 import sys
@@ -39,11 +38,7 @@ from guard.policy import load_policy
 from guard.screen.corpus_build import load
 from guard.screen.multilingual import ENCODERS, available, build_for
 from guard.screen.screen import PromptScreen
-from guard.screen.train import _both_classes, _label, _standardiser, fit_linear, ml_embeddings
-
-
-def _fold(group: str, k: int) -> int:
-    return int(hashlib.sha256(("fold/" + group).encode()).hexdigest(), 16) % k
+from guard.screen.train import _both_classes, _fold_of, _label, _standardiser, fit_linear, ml_embeddings
 
 
 def _oof_scores(x: np.ndarray, y: np.ndarray, m: np.ndarray, fold: np.ndarray, k: int, c: float) -> np.ndarray:
@@ -74,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     y = np.stack([t[0] for t in labels])
     m = np.stack([t[1] for t in labels])
     unsafe = y.sum(1) > 0
-    fold = np.asarray([_fold(r["group"], a.folds) for r in rows])
+    fold = np.asarray([_fold_of(r["group"], a.folds) for r in rows])
     screen = PromptScreen(load_policy("default"))
     screen.learned = None
     print(

@@ -46,6 +46,7 @@ from guard.paths import cache_dir  # noqa: E402
 from guard.policy import load_policy  # noqa: E402
 from guard.screen import PromptScreen  # noqa: E402
 from guard.screen.corpus_build import load as load_corpus  # noqa: E402
+from guard.screen.screen import _RANK  # noqa: E402
 from guard.screen.train import OBFUSCATIONS, coco_is_eval, i2p_is_eval, obfuscate  # noqa: E402
 
 CORPUS = ROOT / "guard" / "screen" / "data" / "corpus.jsonl"
@@ -231,9 +232,6 @@ def fast_path_diff(prompts: list[str], sets: list[str], store: dict) -> tuple[li
             st["unsafe_side"] += _RANK[a] < _RANK[b]
             diffs.append(f"{sets[i]} prompt {i}: full path {b}, fast path {a} ({stages[i]}): {prompts[i][:80]!r}")
     return diffs, stats
-
-
-_RANK = {"allow": 0, "escalate": 1, "block": 2}
 
 
 def _r(x):

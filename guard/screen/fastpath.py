@@ -131,10 +131,7 @@ class CheapSignals:
         self._starts = screen._starts[:-1]
         concepts = screen._concepts
         self.concept_ids = [c.id for c in concepts]
-        self._cat_cols = [
-            np.asarray([ci for ci, c in enumerate(concepts) if c.category == k and c.action != "allow"], np.int64)
-            for k in CATEGORIES
-        ]
+        self._cat_cols = [np.asarray(screen._category_concepts(k), np.int64) for k in CATEGORIES]
         self._benign_cols = np.flatnonzero(screen._allow_phrase)
         # each concept's mean phrase direction: every segment and word window of a long prompt is
         # scored against these (49 rows, not 1,929 phrases), so that one risky part of a long prompt
@@ -257,7 +254,7 @@ class FastGate:
 
     @property
     def threshold_proba(self) -> float:
-        return _sigmoid(self.threshold)
+        return sigmoid(self.threshold)
 
     @classmethod
     def load(cls, path: str | Path = DEFAULT_GATE) -> FastGate:
@@ -289,7 +286,8 @@ class FastGate:
             os.chmod(path, 0o644)  # (a package file: readable by all, as the other artifacts)
 
 
-def _sigmoid(z: float) -> float:
+def sigmoid(z: float) -> float:
+    """The logistic function of ``z``, clamped to +-60 so that it never overflows."""
     return float(1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z)))))
 
 
@@ -333,7 +331,7 @@ class FastPath:
 
     def reason(self, logit: float) -> str:
         return (
-            f"fast path: clearly benign (gate score {_sigmoid(logit):.4f} < {self.gate.threshold_proba:.4f} "
+            f"fast path: clearly benign (gate score {sigmoid(logit):.4f} < {self.gate.threshold_proba:.4f} "
             "to take the full screen; no key term, obfuscation, stray token or sign of an optimised prompt, "
             "English); the full screen was not run"
         )

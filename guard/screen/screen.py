@@ -31,7 +31,7 @@ from guard.paths import cache_dir
 from guard.policy.models import Concept, Policy
 from guard.screen.blas import single_thread_blas
 from guard.screen.embedder import Embedder, get_embedder
-from guard.screen.fastpath import FastPath, build_for as build_fast_path
+from guard.screen.fastpath import FastPath, build_for as build_fast_path, sigmoid as fast_sigmoid
 from guard.screen.features import featurize
 from guard.screen.learned import SOUP_BLOCK_MIN, LearnedModel, OperatingPoint, get_model
 from guard.screen.lexical import LexicalMatcher
@@ -334,7 +334,7 @@ class PromptScreen:
             category=None,
             concept="fast_path",
             phrase=None,
-            score=1.0 / (1.0 + float(np.exp(-logit))),
+            score=fast_sigmoid(logit),
             threshold=gate.threshold_proba,
             reasons=reasons,
             transforms=list(views[3]),

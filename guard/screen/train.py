@@ -44,9 +44,9 @@ from guard.screen.fastpath import (
     TARGET_MISS,
     CheapSignals,
     FastGate,
-    _sigmoid,
     model_fingerprint,
     policy_digest,
+    sigmoid,
 )
 from guard.screen.features import CATEGORIES, FeatureLayout, featurize, layout_for
 
@@ -691,11 +691,10 @@ class TrainResult:
     path: Path
     meta: dict
     oof_logits: np.ndarray = field(repr=False)
-    #: the non-English heads' out-of-fold logits (every row; None without those heads) and, per row,
-    #: whether the multilingual encoder read it (the rows those heads score at run time)
-    oof_logits_ml: np.ndarray | None = field(default=None, repr=False)
     #: the training rows in the order of ``oof_logits``, and the out-of-fold logits of every head
-    #: variant ("main"; "ml" for the non-English heads), for out-of-fold diagnostics
+    #: variant ("main", the same array as ``oof_logits``; "ml" for the non-English heads, on every
+    #: row), for out-of-fold diagnostics; ``foreign``: per row, whether the multilingual encoder read
+    #: it (the rows the non-English heads score at run time)
     examples: list[Example] = field(default_factory=list, repr=False)
     variants: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     foreign: np.ndarray | None = field(default=None, repr=False)
@@ -909,7 +908,7 @@ def train_screen(
         write_model_card(out.parent / "MODEL_CARD.md", meta)
     if progress:
         print(f"train-screen: wrote {out}.npz/.json in {time.perf_counter() - t_start:.0f}s", file=sys.stderr)
-    return TrainResult(out, meta, oof, variants.get("ml"), examples, variants, foreign)
+    return TrainResult(out, meta, oof, examples, variants, foreign)
 
 
 #: calibration rates shipped in the artifact: hard negatives may be ``hard_factor`` times as often
@@ -1317,8 +1316,8 @@ def _full_decisions(screen, texts: Sequence[str], *, cache: bool, progress: bool
     import time
 
     from guard.paths import cache_dir
+    from guard.screen.screen import _RANK
 
-    rank = {"allow": 0, "escalate": 1, "block": 2}
     key = hashlib.sha256(
         f"{GATE_FORMAT}/{model_fingerprint(screen.learned)}/{policy_digest(screen)}".encode()
     ).hexdigest()[:24]
@@ -1333,7 +1332,7 @@ def _full_decisions(screen, texts: Sequence[str], *, cache: bool, progress: bool
             idx = todo[s : s + 64]
             for i, r in zip(idx, screen.screen_batch([texts[i] for i in idx])):
                 cat = CATEGORIES.index(r.category) if r.category in CATEGORIES else -1
-                known[keys[i]] = np.asarray([rank[r.decision], cat], np.float32)
+                known[keys[i]] = np.asarray([_RANK[r.decision], cat], np.float32)
             if progress and (s // 64) % 20 == 0:
                 print(
                     f"  full-path decisions {s + len(idx)}/{len(todo)} ({time.perf_counter() - t0:.0f}s)",
@@ -1401,8 +1400,12 @@ def train_gate(
         for i in np.flatnonzero(constrained)[np.argsort(oof[constrained])][:8]:
             print(f"  {oof[i]:7.3f} {cat[i]:9s} {ex[i].source:22s} {ex[i].text[:90]!r}", file=sys.stderr)
     by_source: dict[str, dict] = {}
+
+    def source_of(e: Example) -> str:
+        return "obfuscated copies" if "+" in e.source else e.source
+
     for e, ex_i, fl in zip(ex, exit_oof, flagged):
-        src = e.source.split("+")[0] if "+" not in e.source else "obfuscated copies"
+        src = source_of(e)
         d = by_source.setdefault(src, {"unguarded": 0, "exited_oof": 0, "full_allows": 0, "exited_full_flagged": 0})
         d["unguarded"] += 1
         d["exited_oof"] += int(ex_i)
@@ -1410,7 +1413,7 @@ def train_gate(
         d["exited_full_flagged"] += int(ex_i and fl)
     n_src: dict[str, int] = {}
     for e in examples:
-        src = e.source.split("+")[0] if "+" not in e.source else "obfuscated copies"
+        src = source_of(e)
         n_src[src] = n_src.get(src, 0) + 1
     for src, d in by_source.items():
         d["rows"] = n_src[src]
@@ -1420,7 +1423,7 @@ def train_gate(
     meta = {
         "format": GATE_FORMAT,
         "threshold_logit": t,
-        "threshold": round(_sigmoid(t), 6),
+        "threshold": round(sigmoid(t), 6),
         "target_miss": target_miss,
         "features": [n for n in signals.names if not n.startswith("static[")]
         + [f"static[0..{signals.static.dim - 1}]"],
