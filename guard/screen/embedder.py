@@ -13,6 +13,7 @@ falls back to the torch :class:`Embedder` with one warning when that is impossib
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import warnings
@@ -98,6 +99,12 @@ class Embedder:
 
     def clear_cache(self) -> None:
         """Nothing to forget: the torch embedder keeps no cache."""
+
+    @contextlib.contextmanager
+    def remembering(self, prompts: int):
+        """As :meth:`guard.screen.onnx_backend.OnnxEmbedder.remembering`: the torch embedder keeps no
+        cache, so nothing changes."""
+        yield self
 
     def encode_views(self, texts: list[str], spans: list[list[tuple[int, int]]]) -> list[np.ndarray]:
         """As :meth:`guard.screen.onnx_backend.OnnxEmbedder.encode_views` (per text, its vector then

@@ -24,6 +24,7 @@ Usually reached through ``get_embedder(backend="auto" | "onnx")``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -449,6 +450,23 @@ class OnnxEmbedder:
         with self._cache_lock:
             self._cache.clear()
             self._views_cache.clear()
+
+    @contextlib.contextmanager
+    def remembering(self, prompts: int):
+        """Inside the block, keep the views of at least ``prompts`` recent prompts (where the views
+        cache is on): ``guard train-screen`` featurises every training prompt, then screens them all
+        again to fit the fast gate, and would otherwise encode each twice (about 300 MB for its
+        28,000 prompts). Afterwards the cache is trimmed back to its own size."""
+        old = self.views_cache_size
+        if old:
+            self.views_cache_size = max(old, int(prompts))
+        try:
+            yield self
+        finally:
+            with self._cache_lock:
+                self.views_cache_size = old
+                while len(self._views_cache) > old:
+                    self._views_cache.popitem(last=False)
 
     def __repr__(self) -> str:
         return f"OnnxEmbedder({self.model_name!r}, provider={self.provider!r}, dim={self.dim})"

@@ -501,6 +501,18 @@ class PromptScreen:
         """True when a key term of a ``*.translations`` concept matched (foreign evidence)."""
         return bool(sc.lexical) and not self._translation_concepts.isdisjoint(sc.lexical)
 
+    def reads_multilingual(self, prompt: str) -> bool:
+        """Whether the full path sends ``prompt`` to the multilingual encoder (and its non-English
+        heads): the routing of :meth:`_score_views`, without the sentence model."""
+        if self.multilingual is None:
+            return False
+        texts = self._views(prompt)[2]
+        if not texts:
+            return False
+        lexical = self.lexical.match(texts) if self.lexical is not None else None
+        translated = bool(lexical) and not self._translation_concepts.isdisjoint(lexical)
+        return reads_multilingual(texts[0], self._dictionary, translated)
+
     def _similarities(self, emb: np.ndarray, is_static: np.ndarray | None = None) -> np.ndarray:
         """(n_views, n_phrases) cosine similarities: one matrix product with the unit phrase rows
         (every phrase is scored, so a k-nearest search over all of them would only add a sort). Rows

