@@ -124,6 +124,14 @@ def test_stricter_policies_and_other_screens_turn_it_off():
     assert PromptScreen(load_policy("art-styles")).fast is None  # custom concepts need the full path
 
 
+def test_an_edit_to_the_nude_context_word_lists_turns_it_off(monkeypatch):
+    from guard.screen import nude_context
+
+    assert PromptScreen(load_policy("default")).fast is not None
+    monkeypatch.setattr(nude_context, "NUDE_ARTISTS", nude_context.NUDE_ARTISTS + ("a painter added since",))
+    assert PromptScreen(load_policy("default")).fast is None  # the gate was fitted against the old lists
+
+
 def test_policy_key_is_validated(tmp_path):
     p = tmp_path / "p.yaml"
     p.write_text(textwrap.dedent("extends: default\nscreen:\n  fast_path: sometimes\n"), encoding="utf-8")

@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from guard.errors import GuardError
+from guard.screen import nude_context
 from guard.screen.features import CATEGORIES
 from guard.screen.multilingual import has_special_token, looks_english, reads_as_language
 
@@ -69,7 +70,8 @@ SUSPICION_NAMES = ("sus:score", "sus:unknown", "sus:fragmentation", "sus:symbols
 def policy_digest(screen: PromptScreen) -> str:
     """sha256 (24 hex) of what the full path's decision depends on in a policy: every concept (id,
     category, action, threshold, phrases, key terms, contrast), the rules and the screen settings
-    (not ``fast_path``, ``sensitivity`` -- handled apart -- nor the generator-space screen)."""
+    (not ``fast_path``, ``sensitivity`` -- handled apart -- nor the generator-space screen), and the
+    word lists of :mod:`guard.screen.nude_context`, which sit in code."""
     pol = screen.policy
     cfg = pol.screen.model_dump(mode="json")
     h = hashlib.sha256()
@@ -79,6 +81,7 @@ def policy_digest(screen: PromptScreen) -> str:
         d["_threshold"] = pol.threshold_for(c)
         h.update(b"\x00" + json.dumps(d, sort_keys=True, default=str).encode())
     h.update(b"\x00rules" + json.dumps([r.model_dump(mode="json") for r in pol.rules], sort_keys=True).encode())
+    h.update(b"\x00nude_context" + nude_context.digest().encode())  # its word lists live in code, not the policy
     return h.hexdigest()[:24]
 
 

@@ -27,6 +27,8 @@ casefolded text the screen already computed, as whole words.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import re
 from dataclasses import dataclass
@@ -310,6 +312,14 @@ MIN_SCORE = 0.05
 NEGATION_WINDOW = 3  # words before a clothing word (and two after it) that can undo it
 
 _WORD = re.compile(r"[^\W\d_]+(?:[-'][^\W\d_]+)*")
+
+
+def digest() -> str:
+    """sha256 (16 hex) of every word list and setting above: the full path's decisions depend on
+    them, so a fast gate fitted against other lists must not run (see ``fastpath.policy_digest``)."""
+    tables = [NUDE_ARTISTS, NUDE_GENRES, NUDE_SUBJECTS, ART_MEDIA, HUMAN_WORDS, CLOTHING_WORDS, NEGATORS]
+    tables += [AFTER_NEGATORS, (MIN_SCORE, NEGATION_WINDOW)]
+    return hashlib.sha256(json.dumps(tables).encode()).hexdigest()[:16]
 
 
 def _phrases(terms: tuple[str, ...]) -> dict[str, list[tuple[str, ...]]]:
