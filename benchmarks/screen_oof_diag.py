@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from guard.screen.train import DEFAULT_DATA, _logit_of, train_screen
+from guard.screen.train import DEFAULT_DATA, _logit_of, routed_oof, train_screen
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,8 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         lang=np.asarray([e.lang for e in ex]),
         nudity=np.asarray([-1.0 if e.nudity is None else e.nudity for e in ex]),
     )
-    foreign = res.foreign if res.foreign is not None and "ml" in res.variants else np.zeros(len(ex), bool)
-    o = np.where(foreign[:, None], res.variants.get("ml", res.oof_logits), res.oof_logits)
+    foreign, o = routed_oof(res.variants, res.foreign)
     ops = {v: model.operating_points("medium", v) for v in res.variants}
     zb = np.empty_like(o)
     ze = np.empty_like(o)

@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     from guard.screen.features import CATEGORIES, featurize
     from guard.screen.learned import LearnedModel
     from guard.screen.screen import PromptScreen
-    from guard.screen.train import DEFAULT_DATA, train_screen
+    from guard.screen.train import DEFAULT_DATA, routed_oof, train_screen
 
     data = Path(args.data) if args.data else DEFAULT_DATA
     tmp = tempfile.TemporaryDirectory(prefix="guard-oof-")
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     examples = res.examples
     foreign = res.foreign if res.foreign is not None else np.zeros(len(examples), bool)
     oof_ml = res.variants.get("ml")
-    logits = np.where(foreign[:, None], oof_ml, res.oof_logits) if oof_ml is not None else res.oof_logits
+    _, logits = routed_oof(res.variants, res.foreign)
     model = LearnedModel.load(out)
     if args.save_oof:
         np.savez_compressed(

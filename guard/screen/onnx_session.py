@@ -194,21 +194,9 @@ def run_packed(
     """Pooled unit vectors of pre-tokenised texts run side by side in ONE row (no padding): each
     text is a block that attends only to itself, with its own positions, so its vector is the one it
     gets alone (to float rounding; an int8 graph's activation scale is the row's). Each block's token
-    states are pooled as the graph pools a whole row (``pooling``: mean, cls or max)."""
-    ids = np.concatenate([np.asarray(e[0], dtype=np.int64) for e in encs])[None]
-    tt = np.concatenate([np.asarray(e[1], dtype=np.int64) for e in encs])[None]
-    lens = [len(e[0]) for e in encs]
-    pos = np.concatenate([np.arange(n, dtype=np.int64) for n in lens])[None]
-    blocks = np.repeat(np.arange(len(lens), dtype=np.int64), lens)[None]
-    feeds = {
-        "input_ids": ids,
-        "attention_mask": np.ones_like(ids),
-        "token_type_ids": tt,
-        "position_ids": pos,
-        "block_ids": blocks,
-    }
-    states = session.run(["token_states"], {k: feeds[k] for k in names})[0][0]
-    return _pool_blocks(states, lens, pooling)
+    states are pooled as the graph pools a whole row (``pooling``: mean, cls or max): the feeds of
+    :func:`run_packed_batch` for a single row, which has no padding."""
+    return run_packed_batch(session, names, [encs], pooling=pooling)[0]  # one row: nothing to pad
 
 
 def _pool_blocks(states: np.ndarray, lens: Sequence[int], pooling: str) -> np.ndarray:
