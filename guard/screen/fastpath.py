@@ -43,9 +43,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from guard.errors import GuardError
-from guard.screen import nude_context
 from guard.screen.features import CATEGORIES
 from guard.screen.multilingual import has_special_token, looks_english, reads_as_language
+from guard.screen.nude_context import digest as nude_context_digest
 
 if TYPE_CHECKING:  # pragma: no cover
     from guard.screen.screen import PromptScreen
@@ -81,7 +81,7 @@ def policy_digest(screen: PromptScreen) -> str:
         d["_threshold"] = pol.threshold_for(c)
         h.update(b"\x00" + json.dumps(d, sort_keys=True, default=str).encode())
     h.update(b"\x00rules" + json.dumps([r.model_dump(mode="json") for r in pol.rules], sort_keys=True).encode())
-    h.update(b"\x00nude_context" + nude_context.digest().encode())  # its word lists live in code, not the policy
+    h.update(b"\x00nude_context" + nude_context_digest().encode())  # its word lists live in code, not the policy
     return h.hexdigest()[:24]
 
 
