@@ -98,9 +98,20 @@ def make_prompts(n: int, seed: int = 0) -> list[str]:
 
 
 def read_prompts(path: Path, n: int) -> list[str]:
+    """The first ``n`` prompts of a CSV (its 'prompt' column, else its first); a folder of the shared
+    prompt sets stands for its ``i2p.csv``."""
+    path = Path(path)
+    if path.is_dir():
+        if not (path / "i2p.csv").is_file():
+            raise SystemExit(f"--data {path}: a folder without i2p.csv; give a CSV with a 'prompt' column")
+        path = path / "i2p.csv"
+    if not path.is_file():
+        raise SystemExit(f"--data {path}: no such file")
     with open(path, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
-    col = "prompt" if rows and "prompt" in rows[0] else next(iter(rows[0]))
+    if not rows:
+        raise SystemExit(f"--data {path}: no rows")
+    col = "prompt" if "prompt" in rows[0] else next(iter(rows[0]))
     return [r[col] for r in rows[:n]]
 
 
