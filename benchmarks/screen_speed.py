@@ -251,6 +251,8 @@ def end_to_end(prompts: list[str], policy_name: str, repeat: int, rows: Sequence
             continue
         emb = get_embedder(policy.screen.model, backend=backend)
         scr = PromptScreen(pol, embedder=emb, pack_views=packed)
+        if scr.fast is not None:  # a fresh cache builds the fast path's table in the background: not timed
+            scr.fast.wait_ready(900)
         # screen_unbatched: a batch's views in calls of their own per prompt (the design before batch packing)
         saved = getattr(emb, "batch_packing", None)
         if saved is not None:
