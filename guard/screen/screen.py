@@ -489,7 +489,7 @@ class PromptScreen:
             foreign = [
                 i
                 for i, (sc, (_, _, texts, _, _)) in enumerate(zip(out, all_views))
-                if texts and reads_multilingual(texts[0], self._dictionary, self._translated_term(sc))
+                if self._routes_multilingual(texts, sc.lexical)
             ]
             if foreign:
                 sig = self.multilingual.signals([all_views[i][2][0] for i in foreign])
@@ -497,9 +497,11 @@ class PromptScreen:
                     out[i].multilingual = sig[k]
         return out
 
-    def _translated_term(self, sc: _Scored) -> bool:
-        """True when a key term of a ``*.translations`` concept matched (foreign evidence)."""
-        return bool(sc.lexical) and not self._translation_concepts.isdisjoint(sc.lexical)
+    def _routes_multilingual(self, texts: Sequence[str], lexical) -> bool:
+        """Whether a prompt of de-obfuscated ``texts`` and ``lexical`` hits goes to the multilingual
+        encoder: it reads as not English, or a key term of a ``*.translations`` concept matched."""
+        translated = bool(lexical) and not self._translation_concepts.isdisjoint(lexical)
+        return bool(texts) and reads_multilingual(texts[0], self._dictionary, translated)
 
     def reads_multilingual(self, prompt: str) -> bool:
         """Whether the full path sends ``prompt`` to the multilingual encoder (and its non-English
@@ -507,11 +509,8 @@ class PromptScreen:
         if self.multilingual is None:
             return False
         texts = self._views(prompt)[2]
-        if not texts:
-            return False
-        lexical = self.lexical.match(texts) if self.lexical is not None else None
-        translated = bool(lexical) and not self._translation_concepts.isdisjoint(lexical)
-        return reads_multilingual(texts[0], self._dictionary, translated)
+        lexical = self.lexical.match(texts) if self.lexical is not None and texts else None
+        return self._routes_multilingual(texts, lexical)
 
     def _similarities(self, emb: np.ndarray, is_static: np.ndarray | None = None) -> np.ndarray:
         """(n_views, n_phrases) cosine similarities: one matrix product with the unit phrase rows
