@@ -234,3 +234,18 @@ def test_phrase_banks_are_embedded_on_every_core_to_the_same_numbers(monkeypatch
     texts = [HINDI_NUDE, HINDI_BENIGN, "ein Hund spielt im Park", "벌거벗은 여자", "una casa en la playa"] * 4
     one, two = make_encoder("e5+usem3", 1).encode(texts), make_encoder("e5+usem3", 2).encode(texts)
     np.testing.assert_allclose(two, one, atol=1e-6)
+
+
+def test_a_split_batch_is_bitwise_the_one_handle_batch(monkeypatch):
+    """On ``threads >= 2`` a batch of ``SPLIT_MIN`` or more texts runs on several model handles side by
+    side, in chunks; the engine's rows do not depend on the batch, so they are bitwise the same."""
+    from guard.screen import e5
+
+    texts = [f"{w} numéro {i}" for i, w in enumerate(["ein Hund", HINDI_BENIGN, "벌거벗은 여자", "una casa"] * 13)]
+    enc = e5.E5Encoder(threads=2)
+    monkeypatch.setattr(e5, "SPLIT_MIN", 10**9)
+    whole = enc.encode(texts)
+    monkeypatch.setattr(e5, "SPLIT_MIN", 8)
+    split = enc.encode(["", *texts, "  "])
+    np.testing.assert_array_equal(split[1:-1], whole)
+    np.testing.assert_array_equal(split[[0, -1]], 0.0)

