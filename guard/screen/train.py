@@ -395,34 +395,28 @@ def fit_linear(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Logistic regression for every head at once: minimises, per head, the balanced weighted
     cross-entropy (soft targets allowed) plus ``l2 / 2 * |coef|^2``, by L-BFGS from zeros
-    (deterministic: no random state). Returns ``coef`` (n_features, n_heads) and ``intercept``."""
+    (deterministic: no random state; the matrix products read ``xs`` as float32). Returns ``coef``
+    (n_features, n_heads) and ``intercept``."""
     try:
         from scipy.optimize import minimize
     except ImportError as e:  # pragma: no cover - scipy ships with the dev and train extras
         raise RuntimeError("guard train-screen needs scipy: pip install 'diffusers-guard[train]'") from e
 
-    # float32 matrix products (the features are float32; the products over every row are the fit's
-    # time and memory-bound, so half the bytes is about half the time), x.T stored contiguous for
-    # the gradient's product; the optimiser's point, the loss and gradient sums stay float64
+    # the two products over every row are the fit's time, and memory-bound: they read x in float32
+    # (the features' own type, half the bytes of float64), x.T stored contiguous for the gradient's;
+    # the optimiser's point, the per-row loss and gradient terms and every sum stay float64
     x = np.ascontiguousarray(xs, np.float32)
     xt = np.ascontiguousarray(x.T)
-    y64 = np.asarray(y, np.float64)
-    d, nh = x.shape[1], y64.shape[1]
-    s = _balance(y64, np.asarray(m, np.float64), np.asarray(w, np.float64)).astype(np.float32)
-    y = y64.astype(np.float32)
-    grad = np.empty(d * nh + nh)
+    y = np.asarray(y, np.float64)
+    d, nh = x.shape[1], y.shape[1]
+    s = _balance(y, np.asarray(m, np.float64), np.asarray(w, np.float64))
 
     def f(theta: np.ndarray) -> tuple[float, np.ndarray]:
         coef = theta[: d * nh].reshape(d, nh)
-        z = x @ coef.astype(np.float32)
-        z += theta[d * nh :].astype(np.float32)
-        loss = float((s * (np.logaddexp(0.0, z) - y * z)).sum(dtype=np.float64))
+        z = x @ coef.astype(np.float32) + theta[d * nh :]
+        loss = float((s * (np.logaddexp(0.0, z) - y * z)).sum()) + 0.5 * l2 * float(coef.ravel() @ coef.ravel())
         g = s * (1.0 / (1.0 + np.exp(-np.clip(z, -40, 40))) - y)
-        gc = grad[: d * nh].reshape(d, nh)
-        np.multiply(coef, l2, out=gc)
-        gc += xt @ g
-        grad[d * nh :] = g.sum(0, dtype=np.float64)
-        return loss + 0.5 * l2 * float(theta[: d * nh] @ theta[: d * nh]), grad.copy()
+        return loss, np.concatenate([(xt @ g.astype(np.float32) + l2 * coef).ravel(), g.sum(0)])
 
     r = minimize(f, np.zeros(d * nh + nh), jac=True, method="L-BFGS-B", options={"maxiter": max_iter})
     return r.x[: d * nh].reshape(d, nh).astype(np.float32), r.x[d * nh :].astype(np.float32)
