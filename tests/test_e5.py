@@ -249,3 +249,23 @@ def test_a_split_batch_is_bitwise_the_one_handle_batch(monkeypatch):
     split = enc.encode(["", *texts, "  "])
     np.testing.assert_array_equal(split[1:-1], whole)
     np.testing.assert_array_equal(split[[0, -1]], 0.0)
+
+
+def test_remembered_embeddings_come_from_the_memo_and_the_old_memo_is_back(screen, monkeypatch):
+    """``MultilingualSignals.remembered``: inside the block, known texts come from the memo (no
+    encoder call), new ones are encoded once and added; afterwards the previous memo is back."""
+    ml = screen.multilingual or build_for(screen)
+    known = _unit(np.arange(1, ml.dim + 1, dtype=np.float32))
+    memo = {HINDI_NUDE: known}
+    calls = []
+    real = ml.encode
+    monkeypatch.setattr(ml, "encode", lambda texts: calls.append(list(texts)) or real(texts))
+    before = ml.memo
+    with ml.remembered(memo):
+        sig = ml.signals([HINDI_NUDE, HINDI_BENIGN, HINDI_NUDE])
+        ml.signals([HINDI_BENIGN])
+    assert ml.memo is before
+    assert calls == [[HINDI_BENIGN]]  # the known text never reached the encoder; the new one once
+    k = len(ml.categories) + 1
+    np.testing.assert_allclose(sig[0, k:], known, atol=1e-6)
+    assert set(memo) == {HINDI_NUDE, HINDI_BENIGN}

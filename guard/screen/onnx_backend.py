@@ -299,7 +299,7 @@ class OnnxEmbedder:
     def _encode_new(self, texts: list[str]) -> np.ndarray:
         if self._row_invariant and self.batch_packing and len(texts) > 1:
             # many texts (a phrase bank, the static token table): packed several to a row, a few calls
-            # (cold start, 2 cores: the 29,523-token static table in 14 s instead of 51 s one call per token);
+            # (cold start, 2 cores: the 29,523-token static table in 26.7 s instead of 51.5 s, a call per token);
             # each vector is the one the text gets alone, to float rounding
             return self._encode_batch_packed(texts)
         with self._lock:

@@ -812,23 +812,21 @@ def train_screen(
             file=sys.stderr,
         )
     texts = [e.text for e in examples]
-    u = ml_rows = None
+    u = ml_rows = ml_memo = None
     if ml_on:  # first, so that featurising reads the (cached) embeddings instead of encoding again
         t_ml = time.perf_counter()
         ml_rows = np.asarray([ml_head_row(screen, e) for e in examples], bool)
         idx = np.flatnonzero(ml_rows)
         full = embedded_texts(screen, [texts[i] for i in idx])
         u = ml_embeddings(screen, [texts[i] for i in idx], cache=cache, embedded=full)
-        screen.multilingual.memo = dict(zip(full, u, strict=True))  # keyed by the text the screen embeds
+        ml_memo = dict(zip(full, u, strict=True))  # keyed by the text the screen embeds
         if progress:
             print(
                 f"  multilingual embeddings of {len(idx)} rows: {time.perf_counter() - t_ml:.0f}s",
                 file=sys.stderr,
             )
-    x = compute_features(screen, layout.base(), texts, cache=cache, progress=progress)
-    ml_memo = None
-    if screen.multilingual is not None:
-        ml_memo, screen.multilingual.memo = screen.multilingual.memo, None
+    with screen.multilingual.remembered(ml_memo) if screen.multilingual is not None else contextlib.nullcontext():
+        x = compute_features(screen, layout.base(), texts, cache=cache, progress=progress)
     y = np.stack([e.y for e in examples])
     m = np.stack([e.mask for e in examples])
     w = np.asarray([e.weight for e in examples], np.float32)
@@ -1469,14 +1467,9 @@ def train_gate(
             guards[g] = guards.get(g, 0) + 1
     ex = [examples[i] for i in keep]
     x = np.stack(rows) if rows else np.zeros((0, len(signals.names)), np.float32)
-    saved_memo = None
-    if ml_memo and screen.multilingual is not None:
-        saved_memo, screen.multilingual.memo = screen.multilingual.memo, ml_memo
-    try:
+    use_memo = ml_memo and screen.multilingual is not None
+    with screen.multilingual.remembered(ml_memo) if use_memo else contextlib.nullcontext():
         full = _full_decisions(screen, [e.text for e in ex], cache=cache, progress=progress)
-    finally:
-        if ml_memo and screen.multilingual is not None:
-            screen.multilingual.memo = saved_memo
     flagged = full[:, 0] > 0
     labelled = np.stack([e.y * e.mask for e in ex]) if ex else np.zeros((0, len(CATEGORIES)))
     unsafe = (labelled >= 0.5).any(axis=1)
