@@ -18,8 +18,8 @@ from guard.policy import load_policy
 from guard.screen import PromptScreen
 from guard.screen.features import layout_for
 from guard.screen.multilingual import (
+    ENCODER_INFO,
     ENCODERS,
-    KEYS,
     MultilingualSignals,
     available,
     build_for,
@@ -152,7 +152,7 @@ def test_cache_keys_change_with_the_encoder(screen, tmp_path, monkeypatch):
     lays = {e: layout_for(screen, True, 0, e) for e in ENCODERS}
     assert "ml_encoder" not in lays["usem3"].to_dict()  # USE-m3 layouts keep the key they had before e5
     assert len({repr(sorted(lay.to_dict().items())) for lay in lays.values()}) == 3
-    assert len(set(KEYS.values())) == 3
+    assert len({info.key for info in ENCODER_INFO.values()}) == 3
     monkeypatch.setenv("GUARD_CACHE_DIR", str(tmp_path))
     texts = ["una mujer desnuda", HINDI_BENIGN]
     cat, benign = ["sexual", "sexual"], [False, True]
@@ -167,7 +167,8 @@ def test_cache_keys_change_with_the_encoder(screen, tmp_path, monkeypatch):
             screen.multilingual = saved
         assert rows[e].shape == (2, sig.dim)
     files = sorted(p.name for p in (tmp_path / "train-features").iterdir())
-    assert files == [f"{KEYS['e5']}-embedded-v2.npz", "usem3-v1-embedded-v2.npz"]  # the composite reads its parts'
+    # the composite reads its parts'
+    assert files == [f"{ENCODER_INFO['e5'].key}-embedded-v2.npz", "usem3-v1-embedded-v2.npz"]
     np.testing.assert_allclose(rows["e5+usem3"], concat_unit([rows["e5"], rows["usem3"]]), atol=1e-6)
     assert not (tmp_path / "multilingual").exists()  # phrases are embedded lazily, on first use
     # the training-feature cache is keyed by the layout, and so by its encoder

