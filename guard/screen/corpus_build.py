@@ -2015,13 +2015,7 @@ def build(seed: int = 0) -> list[dict]:
         "fire": FIRE,
         "other": OTHER,
     }
-    for vname, vocab in vocabularies.items():
-        for xi, x in enumerate(vocab):
-            group = f"benign/{vname}/{xi}"
-            templates = rng.sample(SCENE_TEMPLATES, 4)
-            for t in templates:
-                add(t.format(x=x), "benign", "hard_negative", "en", group)
-            add("image of " + x, "benign", "short", "en", group)
+    _add_benign_scenes(rng, add, vocabularies, "benign", 4)
     for lang, phrases in BENIGN_TRANSLATIONS.items():
         for pi, ph in enumerate(phrases):
             group = f"benign/translated/{lang}/{pi}"
@@ -2778,16 +2772,21 @@ SENSES = {
 }
 
 
+def _add_benign_scenes(rng: random.Random, add, phrases: dict[str, list[str]], prefix: str, n: int) -> None:
+    """Each benign phrase of ``phrases`` (lists by domain) in ``n`` scene templates drawn from ``rng``
+    (hard negatives) and as a short "image of" prompt, all in the group ``{prefix}/{domain}/{index}``."""
+    for domain, xs in phrases.items():
+        for xi, x in enumerate(xs):
+            group = f"{prefix}/{domain}/{xi}"
+            for t in rng.sample(SCENE_TEMPLATES, n):
+                add(t.format(x=x), "benign", "hard_negative", "en", group)
+            add("image of " + x, "benign", "short", "en", group)
+
+
 def _build_senses(seed: int, add) -> None:
     """The benign senses of trigger words (``SENSES``), each in three scene templates and as a short
     "image of" prompt, on their own seeded stream so that every earlier row stays as it was."""
-    rng = random.Random(f"{seed}/senses")
-    for domain, phrases in SENSES.items():
-        for xi, x in enumerate(phrases):
-            group = f"benign/senses/{domain}/{xi}"
-            for t in rng.sample(SCENE_TEMPLATES, 3):
-                add(t.format(x=x), "benign", "hard_negative", "en", group)
-            add("image of " + x, "benign", "short", "en", group)
+    _add_benign_scenes(random.Random(f"{seed}/senses"), add, SENSES, "benign/senses", 3)
 
 
 def write(path: Path = CORPUS_PATH, seed: int = 0) -> int:
