@@ -181,7 +181,8 @@ class CheapSignals:
         """The gate's feature row (float32) of an unguarded prompt."""
         vs, _kinds, texts, _tr, src = views
         text = texts[0]
-        v = self.static.encode([text])[0]
+        spans = [sp for vi, sp in src if vi == 0]  # the whole text and its segments and word windows
+        v, span_rows = self.static.encode_with_spans(text, spans)  # (one tokenisation for both)
         out = np.zeros(len(self.names), np.float32)
         d = self.static.dim
         out[:d] = v
@@ -197,8 +198,7 @@ class CheapSignals:
         else:
             out[o : o + nc + len(CATEGORIES) + 1] = -1.0
         o += nc + len(CATEGORIES) + 1
-        spans = [sp for vi, sp in src if vi == 0]  # the whole text and its segments and word windows
-        cent = self.static.encode_spans(text, spans) @ self._centroids.T  # (n_views, n_concepts)
+        cent = span_rows @ self._centroids.T  # (n_views, n_concepts)
         per_view = cent.max(axis=0)
         out[o : o + nc] = per_view
         for k, cols in enumerate(self._cat_cols):

@@ -245,8 +245,12 @@ class StaticEncoder:
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """(n, dim) unit rows, each text encoded alone (zero for a text with no known token)."""
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        for r, (ids, _) in enumerate(self.tok.encode(texts)):
+        return self._encode_ids([ids for ids, _ in self.tok.encode(texts)])
+
+    def _encode_ids(self, id_lists: Sequence[np.ndarray]) -> np.ndarray:
+        """:meth:`encode` of texts already tokenised (their token ids)."""
+        out = np.zeros((len(id_lists), self.dim), dtype=np.float32)
+        for r, ids in enumerate(id_lists):
             if ids.size:
                 out[r] = self.rows[ids].sum(0)
         return _units(out)
@@ -255,7 +259,19 @@ class StaticEncoder:
         """(len(spans), dim) unit rows of the ``[start, end)`` character spans of ``text`` (None: the
         whole text): the text is tokenised once, and a span holds the tokens that lie inside it, so all
         spans of a text cost one product of a 0/1 span-by-token matrix with the text's token rows."""
+        return self._encode_spans(text, self.tok.encode([text])[0], spans)
+
+    def encode_with_spans(self, text: str, spans: Sequence[tuple[int, int] | None]) -> tuple[np.ndarray, np.ndarray]:
+        """``(encode([text])[0], encode_spans(text, spans))``, the same numbers, from one tokenisation of
+        ``text`` (the fast path's feature row reads both)."""
         ids, offs = self.tok.encode([text])[0]
+        return self._encode_ids([ids])[0], self._encode_spans(text, (ids, offs), spans)
+
+    def _encode_spans(
+        self, text: str, tokens: tuple[np.ndarray, np.ndarray], spans: Sequence[tuple[int, int] | None]
+    ) -> np.ndarray:
+        """:meth:`encode_spans` of a text already tokenised (its ids and character offsets)."""
+        ids, offs = tokens
         if not ids.size or not len(spans):
             return np.zeros((len(spans), self.dim), dtype=np.float32)
         a = np.asarray([0 if sp is None else sp[0] for sp in spans], dtype=np.int64)
