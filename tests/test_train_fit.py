@@ -84,3 +84,33 @@ def test_float32_fit_is_bit_identical_across_calls():
     # float64 features give the same fit as their float32 rounding (the products read float32)
     c = fit_linear(x.astype(np.float64), y, m, w, 1e-3)
     np.testing.assert_array_equal(a[0], c[0])
+
+
+def test_folds_solved_together_each_reach_their_own_optimum():
+    """_fit_oof solves the folds and the final fit as one L-BFGS problem: each part's parameters are
+    at that part's own optimum (its float64 gradient as small as the stopping rule allows), its
+    out-of-fold logits are those parameters', and a fold whose training rows lack a class for a head
+    leaves that head's logits at zero."""
+    from guard.screen.train import _both_classes, _fit_logistic, _fit_oof
+
+    x, y, m, w = _problem(2, n=2400, d=25)
+    fold = np.arange(len(y)) % 4
+    y[fold != 3, 1] = 0.0  # head 1 has positives in fold 3 only: the fold-3 fit of head 1 has none
+    l2 = 1.0 / (0.05 * len(y))
+    nh = y.shape[1]
+    parts = []
+    for f in range(4):
+        tr = fold != f
+        parts.append(_balance(y, m * tr[:, None] * _both_classes(y[tr], m[tr]), w))
+    parts.append(_balance(y, m, w))
+    coefs, bs = _fit_logistic(x, y, np.concatenate(parts, axis=1), l2, 400)
+    oof, coef, b = _fit_oof(x, y, m, w, fold, 4, l2)
+    for j, s in enumerate(parts):
+        c_j, b_j = coefs[:, j * nh : (j + 1) * nh], bs[j * nh : (j + 1) * nh]
+        theta = np.concatenate([c_j.astype(np.float64).ravel(), b_j.astype(np.float64)])
+        assert np.abs(_objective64(x, y, s, l2)(theta)[1]).max() < 2e-5, j
+        if j < 4:
+            np.testing.assert_array_equal(oof[fold == j], x[fold == j] @ c_j + b_j)
+    np.testing.assert_array_equal(coef, coefs[:, 4 * nh :])
+    np.testing.assert_array_equal(b, bs[4 * nh :])
+    assert not oof[fold == 3, 1].any() and oof[fold == 3, 0].any()  # no positive to learn from: not fit

@@ -397,29 +397,58 @@ def fit_linear(
     cross-entropy (soft targets allowed) plus ``l2 / 2 * |coef|^2``, by L-BFGS from zeros
     (deterministic: no random state; the matrix products read ``xs`` as float32). Returns ``coef``
     (n_features, n_heads) and ``intercept``."""
+    y = np.asarray(y, np.float64)
+    s = _balance(y, np.asarray(m, np.float64), np.asarray(w, np.float64))
+    coef, b = _fit_logistic(xs, y, s, l2, max_iter)
+    return coef, b
+
+
+def _fit_logistic(
+    xs: np.ndarray, y: np.ndarray, s: np.ndarray, l2: float, max_iter: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """L-BFGS from zeros on ``P = s.shape[1] // y.shape[1]`` logistic regressions over the same
+    rows at once: problem ``p`` weights row ``i`` of head ``h`` by ``s[i, p * nh + h]`` (zero: the
+    row is not in that problem). The problems share no parameter, so the sum of their objectives has
+    each one's optimum; solving them together reads the features once per step for all of them (the
+    products over every row are the fit's time). Returns ``coef`` (n_features, P * n_heads) and
+    ``intercept`` (P * n_heads), problem by problem."""
     try:
         from scipy.optimize import minimize
     except ImportError as e:  # pragma: no cover - scipy ships with the dev and train extras
         raise RuntimeError("guard train-screen needs scipy: pip install 'diffusers-guard[train]'") from e
 
-    # the two products over every row are the fit's time, and memory-bound: they read x in float32
-    # (the features' own type, half the bytes of float64), x.T stored contiguous for the gradient's;
-    # the optimiser's point, the per-row loss and gradient terms and every sum stay float64
+    # the two products read x in float32 (the features' own type, half the bytes of float64), x.T
+    # stored contiguous for the gradient's; the optimiser's point, the per-row loss and gradient
+    # terms and every sum stay float64
     x = np.ascontiguousarray(xs, np.float32)
     xt = np.ascontiguousarray(x.T)
-    y = np.asarray(y, np.float64)
-    d, nh = x.shape[1], y.shape[1]
-    s = _balance(y, np.asarray(m, np.float64), np.asarray(w, np.float64))
+    k = s.shape[1]
+    yy = np.tile(y, (1, k // y.shape[1]))
+    d = x.shape[1]
 
     def f(theta: np.ndarray) -> tuple[float, np.ndarray]:
-        coef = theta[: d * nh].reshape(d, nh)
-        z = x @ coef.astype(np.float32) + theta[d * nh :]
-        loss = float((s * (np.logaddexp(0.0, z) - y * z)).sum()) + 0.5 * l2 * float(coef.ravel() @ coef.ravel())
-        g = s * (1.0 / (1.0 + np.exp(-np.clip(z, -40, 40))) - y)
-        return loss, np.concatenate([(xt @ g.astype(np.float32) + l2 * coef).ravel(), g.sum(0)])
+        coef = theta[: d * k].reshape(d, k)
+        z = x @ coef.astype(np.float32) + theta[d * k :]
+        # log(1 + e^z) and the sigmoid from one exponential of -|z| (no overflow at any z), in place:
+        # the per-row terms are (rows x problems x heads) float64 arrays, and memory traffic is their cost
+        e = np.abs(z)
+        np.negative(e, out=e)
+        np.exp(e, out=e)
+        t = np.log1p(e)
+        t += np.maximum(z, 0.0)
+        t -= yy * z
+        t *= s
+        loss = float(t.sum()) + 0.5 * l2 * float(coef.ravel() @ coef.ravel())
+        np.add(e, 1.0, out=t)
+        np.reciprocal(t, out=t)  # 1 / (1 + e^-|z|): the sigmoid where z >= 0
+        np.multiply(e, t, out=e)  # e^-|z| / (1 + e^-|z|): the sigmoid where z < 0
+        np.copyto(e, t, where=z >= 0)
+        e -= yy
+        e *= s  # the gradient of each row's loss in its logit
+        return loss, np.concatenate([(xt @ e.astype(np.float32) + l2 * coef).ravel(), e.sum(0)])
 
-    r = minimize(f, np.zeros(d * nh + nh), jac=True, method="L-BFGS-B", options={"maxiter": max_iter})
-    return r.x[: d * nh].reshape(d, nh).astype(np.float32), r.x[d * nh :].astype(np.float32)
+    r = minimize(f, np.zeros(d * k + k), jac=True, method="L-BFGS-B", options={"maxiter": max_iter})
+    return r.x[: d * k].reshape(d, k).astype(np.float32), r.x[d * k :].astype(np.float32)
 
 
 def _standardiser(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -431,22 +460,35 @@ def _standardiser(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _fit_oof(
     xs: np.ndarray, y: np.ndarray, m: np.ndarray, w: np.ndarray, fold: np.ndarray, folds: int, l2: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Out-of-fold logits (grouped folds) and the final fit on every row. Columns that are zero on
-    every row (the non-English heads' MiniLM columns, constant features once standardised) are left
-    out of the fits: from zeros, L-BFGS never moves their weights (their gradient and curvature
-    pairs are zero), so the result is the same, in less time."""
+    """Out-of-fold logits (grouped folds) and the final fit on every row: the ``folds`` fits and the
+    final one are solved together (:func:`_fit_logistic`), each what :func:`fit_linear` minimises on
+    its rows. A fold's heads whose rows lack a class are not fit (their logits stay zero). Columns
+    that are zero on every row (the non-English heads' MiniLM columns, constant features once
+    standardised) are left out of the fits: from zeros, L-BFGS never moves their weights (their
+    gradient and curvature pairs are zero), so the result is the same, in less time."""
     live = np.flatnonzero(np.any(xs != 0, axis=0))
     xl = xs[:, live] if len(live) < xs.shape[1] else xs
-    oof = np.zeros(y.shape, np.float32)
+    y = np.asarray(y, np.float64)
+    m = np.asarray(m, np.float64)
+    w = np.asarray(w, np.float64)
+    nh = y.shape[1]
+    parts = []  # (fold, or None for the final fit, its balanced row weights)
     for f in range(folds):
-        tr, te = fold != f, fold == f
-        if not te.any() or not tr.any():
+        tr = fold != f
+        if not (fold == f).any() or not tr.any():
             continue
-        coef, b = fit_linear(xl[tr], y[tr], m[tr] * _both_classes(y[tr], m[tr]), w[tr], l2)
-        oof[te] = xl[te] @ coef + b
-    coef_live, b = fit_linear(xl, y, m, w, l2)
-    coef = np.zeros((xs.shape[1], y.shape[1]), np.float32)
-    coef[live] = coef_live
+        parts.append((f, _balance(y, m * tr[:, None] * _both_classes(y[tr], m[tr]), w)))
+    parts.append((None, _balance(y, m, w)))
+    coefs, bs = _fit_logistic(xl, y, np.concatenate([s for _, s in parts], axis=1), l2, 400)
+    oof = np.zeros(y.shape, np.float32)
+    coef = np.zeros((xs.shape[1], nh), np.float32)
+    for j, (f, _) in enumerate(parts):
+        cj, bj = coefs[:, j * nh : (j + 1) * nh], bs[j * nh : (j + 1) * nh]
+        if f is None:
+            coef[live], b = cj, bj
+        else:
+            te = fold == f
+            oof[te] = xl[te] @ cj + bj
     return oof, coef, b
 
 
@@ -1378,14 +1420,8 @@ def fit_gate(
     xs = (x - mean) / scale
     l2 = 1.0 / (c * max(1, len(y)))
     fold = np.asarray([_fold_of(g, folds) for g in groups])
-    oof = np.zeros(len(y), np.float32)
-    for f in range(folds):
-        tr, te = fold != f, fold == f
-        if not te.any() or not tr.any() or len(np.unique(y[tr])) < 2:
-            continue
-        coef, b = fit_linear(xs[tr], y[tr], m[tr], w[tr], l2)
-        oof[te] = (xs[te] @ coef + b).reshape(-1)
-    coef, b = fit_linear(xs, y, m, w, l2)
+    oof, coef, b = _fit_oof(xs, y, m, w, fold, folds, l2)  # (a fold lacking a class keeps logit 0)
+    oof = oof.reshape(-1)
     t, stats = _threshold(oof, np.asarray(constrained, bool), np.asarray(category, object), target_miss)
     arrays = {"mean": mean, "scale": scale, "coef": coef.reshape(-1), "intercept": np.asarray(b, np.float32)}
     return arrays, t, stats, oof
@@ -1448,6 +1484,7 @@ def train_gate(
     import datetime as _dt
     import time
 
+    from guard.screen.blas import single_thread_blas
     from guard.screen.static_embed import get_static_encoder
 
     if screen.learned is None:
@@ -1457,14 +1494,15 @@ def train_gate(
     t0 = time.perf_counter()
     signals = CheapSignals(screen, get_static_encoder(screen.embedder))
     rows, keep, guards = [], [], {}
-    for i, e in enumerate(examples):
-        gi = signals.inputs(e.text, screen._views(e.text))
-        if gi.guard is None:
-            rows.append(gi.row)
-            keep.append(i)
-        else:
-            g = gi.guard.split(" (")[0]
-            guards[g] = guards.get(g, 0) + 1
+    with single_thread_blas():  # one prompt's small products, as at run time (threads only wait)
+        for i, e in enumerate(examples):
+            gi = signals.inputs(e.text, screen._views(e.text))
+            if gi.guard is None:
+                rows.append(gi.row)
+                keep.append(i)
+            else:
+                g = gi.guard.split(" (")[0]
+                guards[g] = guards.get(g, 0) + 1
     ex = [examples[i] for i in keep]
     x = np.stack(rows) if rows else np.zeros((0, len(signals.names)), np.float32)
     use_memo = ml_memo and screen.multilingual is not None
