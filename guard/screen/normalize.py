@@ -116,6 +116,43 @@ def _compose_finals(text: str) -> str:
     return "".join(out)
 
 
+#: letters NFKC leaves alone that are read as plain letters: the small capitals ("ɴᴀᴋᴇᴅ") and the
+#: regional indicator symbols ("🇳🇦🇰🇪🇩", which also draw flags: "🇺🇸" reads "us"). Both are styled
+#: letters: nothing a prompt needs them for is lost when they read as the letters they show.
+_SMALL_CAPITALS = dict(
+    zip(
+        "ᴀʙᴄᴅᴇꜰɢʜɪᴊᴋʟᴍɴᴏᴘǫʀꜱᴛᴜᴠᴡʏᴢ",
+        "abcdefghijklmnopqrstuvwyz",
+        strict=True,
+    )
+)
+_LETTER_STYLES = str.maketrans({**_SMALL_CAPITALS, **{chr(0x1F1E6 + i): chr(ord("a") + i) for i in range(26)}})
+_LETTER_STYLE_RE = re.compile("[" + "".join(_SMALL_CAPITALS) + "\U0001f1e6-\U0001f1ff]")
+#: text turned upside down: each letter by the one that looks like it rotated half a turn, in
+#: reverse order ("uɐɯoʍ pǝʞɐu" is "naked woman"). ``_FLIPPED_ONLY`` are the turned letters no
+#: plain Latin letter looks like; a text is read as upside down when they make up enough of it.
+_UPSIDE_DOWN = dict(
+    zip(
+        "ɐqɔpǝɟƃɥᴉɾʞlɯuodbɹsʇnʌʍxʎz",
+        "abcdefghijklmnopqrstuvwxyz",
+        strict=True,
+    )
+)
+_FLIPPED_ONLY = frozenset("ɐɔǝɟƃɥᴉɾʞɯɹʇʌʍʎ")
+_FLIP = str.maketrans({**_UPSIDE_DOWN, "˙": ".", "¡": "!", "¿": "?", "‾": "_", "'": ",", ",": "'"})
+
+
+def _upside_down(text: str) -> bool:
+    """Whether ``text`` (casefolded) is written upside down: at least three distinct turned letters,
+    and turned letters at least a quarter of its letters (IPA in a prompt has a few, among many
+    plain letters)."""
+    turned = [c for c in text if c in _FLIPPED_ONLY]
+    if len(set(turned)) < 3:
+        return False
+    letters = sum(1 for c in text if c.isalpha())
+    return len(turned) >= 0.25 * max(1, letters)
+
+
 @dataclass
 class Normalized:
     text: str
@@ -145,11 +182,16 @@ def normalize(text: str) -> Normalized:
         if t2 != t:
             transforms.append("letter_marks")
             t = t2
+    styled = False
+    if not t.isascii() and _LETTER_STYLE_RE.search(t):
+        t = t.translate(_LETTER_STYLES)
+        styled = True
     nfkc = unicodedata.normalize("NFKC", t)
     if nfkc != t:
         transforms.append("nfkc")
-        if _STYLED.search(t):
-            transforms.append("styled_letters")
+        styled = styled or bool(_STYLED.search(t))
+    if styled:
+        transforms.append("styled_letters")
     folded = nfkc.casefold()
     # NFKC after casefold: casefolding can produce sequences that compose differently.
     folded = unicodedata.normalize("NFKC", folded)
@@ -162,6 +204,10 @@ def normalize(text: str) -> Normalized:
     if cleaned != folded:
         transforms.append("control_chars")
     collapsed = " ".join(cleaned.split())  # (str.split's whitespace is the pattern's \s: the same)
+    if not collapsed.isascii() and _upside_down(collapsed):
+        collapsed = collapsed.translate(_FLIP)[::-1]
+        if "styled_letters" not in transforms:
+            transforms.append("styled_letters")
     # a word that mixes scripts ("реoрlе" with Cyrillic р, е) is no word of any language: it is read
     # as the Latin word it imitates. Done here, not as a variant, so that the unreadable original is
     # never embedded (it sits near the Russian bank phrases: 4.5 % of such COCO captions flagged)
@@ -387,6 +433,21 @@ def _in_lexicon(w: str, lexicon: Collection[str] | None) -> bool:
 _SHORT_WORDS = frozenset("a i am an as at be by do go he if in is it me my no of oh ok on or so to up us we".split())
 
 _CONFUSABLE_CACHE: dict[str, str | None] = {}
+#: look-alikes the Unicode confusables data gives only as other non-ASCII Latin letters (Greek ε as
+#: "ꞓ", κ as "ĸ", τ as a small capital T), and the small capitals themselves
+_LOOK_ALIKE_EXTRA = {
+    "ε": "e",
+    "κ": "k",
+    "τ": "t",
+    "χ": "x",
+    "η": "n",
+    "ς": "c",
+    "ϲ": "c",
+    "ɑ": "a",
+    "ɡ": "g",
+    "ɩ": "i",
+    **_SMALL_CAPITALS,
+}
 
 
 def _latin_homoglyph(ch: str) -> str | None:
@@ -402,6 +463,8 @@ def _latin_homoglyph(ch: str) -> str | None:
                 break
         if found:
             break
+    if found is None:
+        found = _LOOK_ALIKE_EXTRA.get(ch)
     _CONFUSABLE_CACHE[ch] = found
     return found
 
@@ -469,10 +532,43 @@ _INNER_RUN = re.compile(r"(?<=[^\W\d_])[^\w\s'\-.,;:!?()\[\]{}\"]+(?=[^\W\d_])")
 _INNER_OK = set("*~^|•·")
 
 
-def strip_inner_symbols(text: str) -> tuple[str, bool]:
+#: a word with letters censored by stars ("n*k*d", "p**n"): letters and stars, a star inside
+_CENSORED = re.compile(r"(?<![\w*])[^\W\d_]+(?:\*+[^\W\d_]*)+(?![\w*])")
+_CENSOR_FILL = "aeiouy"
+_MAX_CENSORED = 3
+
+
+def _uncensor(word: str, lexicon: Collection[str]) -> str | None:
+    """The key term of ``lexicon`` that ``word`` spells with each star read as one vowel (at most
+    three stars), or None."""
+    stars = word.count("*")
+    if not 1 <= stars <= _MAX_CENSORED:
+        return None
+    parts = word.split("*")
+    for fill in itertools.product(_CENSOR_FILL, repeat=stars):
+        cand = parts[0] + "".join(f + p for f, p in zip(fill, parts[1:], strict=True))
+        if _in_lexicon(cand, lexicon):
+            return cand
+    return None
+
+
+def strip_inner_symbols(text: str, lexicon: Collection[str] | None = None) -> tuple[str, bool]:
     """Drop emoji and symbols written inside a word ("na🍑ked" -> "naked", "s✱x" -> "sx").
-    Apostrophes, hyphens and sentence punctuation are never touched ("don't", "well-known")."""
+    Apostrophes, hyphens and sentence punctuation are never touched ("don't", "well-known"). With
+    ``lexicon`` (the policy's key terms), a word censored with stars that spells a key term when each
+    star is a vowel reads as that term ("n*k*d" -> "naked")."""
     changed = False
+    if lexicon and "*" in text:
+
+        def uncensor(m: re.Match) -> str:
+            nonlocal changed
+            found = _uncensor(m.group(0), lexicon)
+            if found is None:
+                return m.group(0)
+            changed = True
+            return found
+
+        text = _CENSORED.sub(uncensor, text)
 
     def fix(m: re.Match) -> str:
         nonlocal changed
@@ -834,7 +930,7 @@ def variants(
     t = text
     steps = (
         ("diacritics", strip_diacritics),
-        ("inner_symbols", strip_inner_symbols),
+        ("inner_symbols", lambda x: strip_inner_symbols(x, lexicon)),
         ("confusables", lambda x: fold_confusables(x, lexicon)),
         ("spacing", lambda x: collapse_spacing(x, True, lexicon, dictionary)),
         ("leetspeak", lambda x: fold_leetspeak(x, lexicon, dictionary)),
