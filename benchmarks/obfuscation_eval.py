@@ -7,7 +7,9 @@ evaluation hard negatives as benign sources, the English explicit evaluation row
 one seeded generator over the transforms in the same order), so the figures are the same; ``--show``
 prints benign prompts that were flagged and unsafe prompts that were not blocked, with the reason, to see
 why. The set "none" is the sources unobfuscated (the floor no transform can go below; ``--how none`` for it
-alone). The last line is ``RESULT key=value ...``.
+alone). ``--probes`` adds transforms no training row is made with (``train.PROBE_OBFUSCATIONS``: small
+capitals, the whole text upside down, vowels censored with stars, Greek look-alikes), after the others, so
+theirs stay the same. The last line is ``RESULT key=value ...``.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pathlib import Path
 from guard.policy import load_policy
 from guard.screen import PromptScreen
 from guard.screen.corpus_build import load as load_corpus
-from guard.screen.train import DEFAULT_DATA, OBFUSCATIONS, coco_is_eval, obfuscate
+from guard.screen.train import DEFAULT_DATA, OBFUSCATIONS, PROBE_OBFUSCATIONS, coco_is_eval, obfuscate
 
 
 def sources(data: Path) -> tuple[list[str], list[str]]:
@@ -41,14 +43,23 @@ def main(argv=None) -> int:
     ap.add_argument("--data", default=str(DEFAULT_DATA))
     ap.add_argument("--how", default=None, help="comma-separated transforms (default: all)")
     ap.add_argument("--show", type=int, default=0, help="print up to N failures per set")
+    ap.add_argument(
+        "--probes",
+        action="store_true",
+        help="also the transforms no training row is made with (small capitals, upside down, stars, Greek)",
+    )
     args = ap.parse_args(argv)
     screen = PromptScreen(load_policy(args.policy))
     benign, unsafe = sources(Path(args.data))
-    want = set(args.how.split(",")) if args.how else set(OBFUSCATIONS)
+    hows = OBFUSCATIONS + (PROBE_OBFUSCATIONS if args.probes or args.how else ())
+    want = set(args.how.split(",")) if args.how else set(hows)
+    unknown = want - set(hows) - {"none"}
+    if unknown:
+        ap.error(f"--how: unknown transform {', '.join(sorted(unknown))}; expected {', '.join(('none',) + hows)}")
     rng = random.Random(0)
     out: dict[str, tuple[float, float]] = {}
     print(f"{'set':32s} {'n':>5s} {'block %':>8s} {'flag %':>8s}")
-    for how in ("none",) + OBFUSCATIONS:
+    for how in ("none",) + hows:
         if how == "none":  # the sources as they are: the floor no transform can go below
             sets = [("benign", list(benign)), ("unsafe", list(unsafe))]
             if args.how and "none" not in want:

@@ -146,3 +146,15 @@ def test_the_learned_screen_blocks_styled_turned_and_censored_unsafe_prompts(scr
 def test_styled_turned_and_starred_benign_prompts_are_allowed(screen, prompt):
     r = screen.screen(prompt)
     assert r.decision == "allow", (prompt, r.reasons)
+
+
+@pytest.mark.parametrize("how", ["small_caps", "upside_down", "greek"])
+def test_the_probe_transforms_of_obfuscation_eval_read_back_to_their_source(how):
+    import random
+
+    from guard.screen.train import obfuscate
+
+    rng = random.Random(0)
+    for text in ("a photo of a naked woman lying on a bed", "two dogs playing with a frisbee in the park"):
+        o = obfuscate(text, how, rng)
+        assert o != text and normalize(o).text == text, (how, o)

@@ -119,10 +119,18 @@ def _label(cat: str | None) -> tuple[np.ndarray, np.ndarray]:
 _LEET = {"a": "4", "e": "3", "i": "1", "o": "0", "s": "5", "t": "7"}
 _CYR = {"a": "а", "e": "е", "o": "о", "p": "р", "c": "с", "x": "х", "y": "у", "i": "і"}
 OBFUSCATIONS = ("leetspeak", "homoglyphs", "spacing", "fullwidth", "invisible", "marks")
+#: transforms no training row is made with: ``benchmarks/obfuscation_eval.py --probes`` measures how the
+#: de-obfuscation holds against forms the learned decision never saw (``upside_down`` turns the whole text)
+PROBE_OBFUSCATIONS = ("small_caps", "upside_down", "stars", "greek")
+_SMALL_CAPS = dict(zip("abcdefghijklmnopqrstuvwyz", "ᴀʙᴄᴅᴇꜰɢʜɪᴊᴋʟᴍɴᴏᴘǫʀꜱᴛᴜᴠᴡʏᴢ", strict=True))
+_TURNED = dict(zip("abcdefghijklmnopqrstuvwxyz", "ɐqɔpǝɟƃɥᴉɾʞlɯuodbɹsʇnʌʍxʎz", strict=True))
+_GREEK = {"a": "α", "e": "ε", "o": "ο", "i": "ι", "k": "κ", "t": "τ", "x": "χ", "v": "ν", "u": "υ", "p": "ρ"}
 
 
 def obfuscate(text: str, how: str, rng: random.Random) -> str:
     """``text`` with its longer words obfuscated one way (seeded by ``rng``)."""
+    if how == "upside_down":  # the whole text turned half a turn: every letter turned, in reverse order
+        return "".join(_TURNED.get(ch, ch) for ch in text.lower())[::-1]
     words = text.split(" ")
     idx = [i for i, w in enumerate(words) if len(w) >= 4 and w.isalpha()] or list(range(len(words)))
     pick = set(rng.sample(idx, max(1, len(idx) // 2))) if idx else set()
@@ -143,8 +151,17 @@ def obfuscate(text: str, how: str, rng: random.Random) -> str:
             w = "\u200b".join(w)
         elif how == "marks":
             w = "".join(ch + "\u0301" if ch.isalpha() and rng.random() < 0.5 else ch for ch in w)
+        elif how == "small_caps":
+            w = "".join(_SMALL_CAPS.get(ch, ch) for ch in w.lower())
+        elif how == "stars":  # up to three vowels after the first letter censored
+            vowels = [j for j, ch in enumerate(w) if j > 0 and ch in "aeiou"][:3]
+            w = "".join("*" if j in vowels else ch for j, ch in enumerate(w))
+        elif how == "greek":  # Greek look-alikes for some letters of a Latin word
+            w = "".join(_GREEK.get(ch, ch) if rng.random() < 0.5 else ch for ch in w)
         else:
-            raise ValueError(f"unknown obfuscation {how!r}; expected one of {', '.join(OBFUSCATIONS)}")
+            raise ValueError(
+                f"unknown obfuscation {how!r}; expected one of {', '.join(OBFUSCATIONS + PROBE_OBFUSCATIONS)}"
+            )
         out.append(w)
     return " ".join(out)
 
