@@ -115,6 +115,9 @@ def test_words_censored_with_stars_read_as_the_key_term_they_spell():
     assert strip_inner_symbols("a b*tterfly", LEX) == ("a btterfly", True)
     assert strip_inner_symbols("a 5* hotel, *bold* text", LEX) == ("a 5* hotel, *bold* text", False)
     assert strip_inner_symbols("a n*k*d woman") == ("a nkd woman", True)  # without a lexicon
+    # a word of the dictionary when no key term: a benign censored prompt reads as what it says
+    assert strip_inner_symbols("a ph*t* of a d*g", LEX, DICT) == ("a photo of a dog", True)
+    assert strip_inner_symbols("a n*k*d w*m*n", LEX, DICT) == ("a naked woman", True)
 
 
 @pytest.mark.parametrize(

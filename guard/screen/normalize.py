@@ -186,6 +186,9 @@ def normalize(text: str) -> Normalized:
     if not t.isascii() and _LETTER_STYLE_RE.search(t):
         t = t.translate(_LETTER_STYLES)
         styled = True
+    if not t.isascii() and _upside_down(t):  # (before NFKC, which turns the turned dot "˙" into a mark)
+        t = t.translate(_FLIP)[::-1]
+        styled = True
     nfkc = unicodedata.normalize("NFKC", t)
     if nfkc != t:
         transforms.append("nfkc")
@@ -204,10 +207,6 @@ def normalize(text: str) -> Normalized:
     if cleaned != folded:
         transforms.append("control_chars")
     collapsed = " ".join(cleaned.split())  # (str.split's whitespace is the pattern's \s: the same)
-    if not collapsed.isascii() and _upside_down(collapsed):
-        collapsed = collapsed.translate(_FLIP)[::-1]
-        if "styled_letters" not in transforms:
-            transforms.append("styled_letters")
     # a word that mixes scripts ("реoрlе" with Cyrillic р, е) is no word of any language: it is read
     # as the Latin word it imitates. Done here, not as a variant, so that the unreadable original is
     # never embedded (it sits near the Russian bank phrases: 4.5 % of such COCO captions flagged)
@@ -538,31 +537,39 @@ _CENSOR_FILL = "aeiouy"
 _MAX_CENSORED = 3
 
 
-def _uncensor(word: str, lexicon: Collection[str]) -> str | None:
-    """The key term of ``lexicon`` that ``word`` spells with each star read as one vowel (at most
-    three stars), or None."""
+def _uncensor(word: str, lexicon: Collection[str] | None, dictionary: Collection[str] | None) -> str | None:
+    """What ``word`` spells with each star read as one vowel (at most three stars): a key term of
+    ``lexicon`` first, else a word of ``dictionary`` ("ph*t*" -> "photo"); None when neither."""
     stars = word.count("*")
     if not 1 <= stars <= _MAX_CENSORED:
         return None
     parts = word.split("*")
-    for fill in itertools.product(_CENSOR_FILL, repeat=stars):
-        cand = parts[0] + "".join(f + p for f, p in zip(fill, parts[1:], strict=True))
+    fills = [
+        parts[0] + "".join(f + p for f, p in zip(fill, parts[1:], strict=True))
+        for fill in itertools.product(_CENSOR_FILL, repeat=stars)
+    ]
+    for cand in fills:
         if _in_lexicon(cand, lexicon):
+            return cand
+    for cand in fills:
+        if is_known(cand, dictionary):
             return cand
     return None
 
 
-def strip_inner_symbols(text: str, lexicon: Collection[str] | None = None) -> tuple[str, bool]:
+def strip_inner_symbols(
+    text: str, lexicon: Collection[str] | None = None, dictionary: Collection[str] | None = None
+) -> tuple[str, bool]:
     """Drop emoji and symbols written inside a word ("na🍑ked" -> "naked", "s✱x" -> "sx").
-    Apostrophes, hyphens and sentence punctuation are never touched ("don't", "well-known"). With
-    ``lexicon`` (the policy's key terms), a word censored with stars that spells a key term when each
-    star is a vowel reads as that term ("n*k*d" -> "naked")."""
+    Apostrophes, hyphens and sentence punctuation are never touched ("don't", "well-known"). A word
+    censored with stars that spells, each star a vowel, a key term of ``lexicon`` (the policy's) reads
+    as that term ("n*k*d" -> "naked"), else a word of ``dictionary`` as that word ("ph*t*" -> "photo")."""
     changed = False
-    if lexicon and "*" in text:
+    if (lexicon or dictionary) and "*" in text:
 
         def uncensor(m: re.Match) -> str:
             nonlocal changed
-            found = _uncensor(m.group(0), lexicon)
+            found = _uncensor(m.group(0), lexicon, dictionary)
             if found is None:
                 return m.group(0)
             changed = True
@@ -930,7 +937,7 @@ def variants(
     t = text
     steps = (
         ("diacritics", strip_diacritics),
-        ("inner_symbols", lambda x: strip_inner_symbols(x, lexicon)),
+        ("inner_symbols", lambda x: strip_inner_symbols(x, lexicon, dictionary)),
         ("confusables", lambda x: fold_confusables(x, lexicon)),
         ("spacing", lambda x: collapse_spacing(x, True, lexicon, dictionary)),
         ("leetspeak", lambda x: fold_leetspeak(x, lexicon, dictionary)),

@@ -124,13 +124,14 @@ OBFUSCATIONS = ("leetspeak", "homoglyphs", "spacing", "fullwidth", "invisible", 
 PROBE_OBFUSCATIONS = ("small_caps", "upside_down", "stars", "greek")
 _SMALL_CAPS = dict(zip("abcdefghijklmnopqrstuvwyz", "ᴀʙᴄᴅᴇꜰɢʜɪᴊᴋʟᴍɴᴏᴘǫʀꜱᴛᴜᴠᴡʏᴢ", strict=True))
 _TURNED = dict(zip("abcdefghijklmnopqrstuvwxyz", "ɐqɔpǝɟƃɥᴉɾʞlɯuodbɹsʇnʌʍxʎz", strict=True))
+_TURNED_MARKS = str.maketrans({",": "'", "'": ",", ".": "˙", "!": "¡", "?": "¿"})
 _GREEK = {"a": "α", "e": "ε", "o": "ο", "i": "ι", "k": "κ", "t": "τ", "x": "χ", "v": "ν", "u": "υ", "p": "ρ"}
 
 
 def obfuscate(text: str, how: str, rng: random.Random) -> str:
     """``text`` with its longer words obfuscated one way (seeded by ``rng``)."""
     if how == "upside_down":  # the whole text turned half a turn: every letter turned, in reverse order
-        return "".join(_TURNED.get(ch, ch) for ch in text.lower())[::-1]
+        return "".join(_TURNED.get(ch, ch) for ch in text.lower())[::-1].translate(_TURNED_MARKS)
     words = text.split(" ")
     idx = [i for i, w in enumerate(words) if len(w) >= 4 and w.isalpha()] or list(range(len(words)))
     pick = set(rng.sample(idx, max(1, len(idx) // 2))) if idx else set()
