@@ -209,18 +209,33 @@ class SuspicionConfig(_Strict):
 
 
 class Condition(_Strict):
-    """One condition of a co-occurrence rule: a concept (or any concept of a category) scores at least
-    ``min_score`` (a lexical hit counts as a score of 1)."""
+    """One condition of a co-occurrence rule: a concept (or any of several concepts, or any concept of
+    a category) scores at least ``min_score`` (a lexical hit counts as a score of 1)."""
 
     concept: str | None = Field(default=None, description="a concept id of this policy")
+    concepts: list[str] | None = Field(
+        default=None, min_length=1, description="any of these concept ids (the highest score counts)"
+    )
     category: str | None = Field(default=None, description="any concept of this category (block or escalate)")
     min_score: float = Field(default=0.45, ge=0.0, le=1.0, description="score the concept must reach")
 
     @model_validator(mode="after")
     def _one_target(self) -> Condition:
-        if (self.concept is None) == (self.category is None):
-            raise ValueError("give exactly one of 'concept' or 'category'")
+        if sum(x is not None for x in (self.concept, self.concepts, self.category)) != 1:
+            raise ValueError("give exactly one of 'concept', 'concepts' or 'category'")
         return self
+
+    @property
+    def concept_ids(self) -> list[str]:
+        """The concept ids the condition names (``concept`` or ``concepts``; empty for a category)."""
+        if self.concept is not None:
+            return [self.concept]
+        return list(self.concepts or ())
+
+    @property
+    def label(self) -> str:
+        """How reasons name the condition: its concept, its concepts joined with '|', or its category."""
+        return self.category if self.category is not None else "|".join(self.concept_ids)
 
 
 class Rule(_Strict):
@@ -770,12 +785,14 @@ class Policy(_Strict):
 
         for i, r in enumerate(self.rules):
             for j, cond in enumerate(r.all_of):
-                if cond.concept is not None and cond.concept not in seen:
-                    problem(
-                        ("rules", i, "all_of", j, "concept"),
-                        f"rule {r.id!r}: unknown concept {cond.concept!r}{hint(cond.concept, ids)}",
-                        cond.concept,
-                    )
+                for k, cid in enumerate(cond.concept_ids):
+                    if cid not in seen:
+                        where = ("concept",) if cond.concept is not None else ("concepts", k)
+                        problem(
+                            ("rules", i, "all_of", j, *where),
+                            f"rule {r.id!r}: unknown concept {cid!r}{hint(cid, ids)}",
+                            cid,
+                        )
                 if cond.category is not None and cond.category not in cats:
                     problem(
                         ("rules", i, "all_of", j, "category"),

@@ -159,6 +159,27 @@ class Normalized:
     transforms: list[str] = field(default_factory=list)
 
 
+#: an extra-network tag of the Stable Diffusion web UIs: ``<lora:NAME:0.8>``, ``<lyco:NAME>``,
+#: ``<hypernet:NAME:1>``, ``<embedding:NAME>`` (ComfyUI also writes ``embedding:NAME``); its NAME is
+#: written for people ("nsfwXL", "add_detail") and says what the network adds
+_NETWORK_TAG = re.compile(
+    r"<\s*(?:lora|lyco|lycoris|locon|loha|hypernet|hypernetwork|embedding|ti)\s*:\s*([^:<>]{1,200})(?::[^<>]{0,50})?>",
+    re.IGNORECASE,
+)
+#: where a tag's name is cut into words: separators, a lower-to-upper change, a letter-digit change
+_NAME_CUT = re.compile(r"[_\-.\s]+|(?<=[a-z])(?=[A-Z])|(?<=[A-Za-z])(?=\d)|(?<=\d)(?=[A-Za-z])")
+
+
+def read_network_tags(text: str) -> tuple[str, bool]:
+    """``text`` with each web-UI extra-network tag (``<lora:nsfwXL:0.8>``) replaced by the words of its
+    name ("nsfw XL"), so that the lexical layer and the sentence model read what the tag asks for; and
+    whether there was one. Ordinary prompt text is left as it is."""
+    if "<" not in text:
+        return text, False
+    out = _NETWORK_TAG.sub(lambda m: " " + " ".join(w for w in _NAME_CUT.split(m.group(1)) if w) + " ", text)
+    return out, out != text
+
+
 def strip_invisible(text: str) -> tuple[str, bool]:
     out = _INVISIBLE.sub("", text)
     return out, out != text
@@ -175,6 +196,9 @@ def normalize(text: str) -> Normalized:
     t, had_invisible = strip_invisible(text)
     if had_invisible:
         transforms.append("invisible_chars")
+    t, had_tags = read_network_tags(t)  # (before casefolding: a tag's name is cut at its capitals)
+    if had_tags:
+        transforms.append("network_tags")
     # marks that would casefold/NFKC into letters go BEFORE casefolding (strip_diacritics, which
     # runs later on the folded text, can no longer see them as marks)
     if _LETTER_MARK_RE is not None and not t.isascii():  # (no mark is ASCII)

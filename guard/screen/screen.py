@@ -172,7 +172,10 @@ class PromptScreen:
         ).astype(np.float32)
         dictionary = self._dictionary = _vocabulary(getattr(self.embedder, "path", None))
         self.lexical = (
-            LexicalMatcher([c.terms if c.action != "allow" else [] for c in self._concepts], dictionary)
+            # key terms of the concepts that block or escalate, and of the signals rules read ("minors.named")
+            LexicalMatcher(
+                [c.terms if c.action != "allow" or c.role == "signal" else [] for c in self._concepts], dictionary
+            )
             if self.cfg.lexical
             else None
         )
@@ -813,15 +816,22 @@ class PromptScreen:
             ok = True
             best_parts = []
             for cond in rule.all_of:
-                idx = [self._concept_pos[cond.concept]] if cond.concept else self._category_concepts(cond.category)
+                idx = (
+                    [self._concept_pos[c] for c in cond.concept_ids]
+                    if cond.category is None
+                    else self._category_concepts(cond.category)
+                )
                 vals = [1.0 if (sc.lexical and ci in sc.lexical) else float(sc.scores[ci]) for ci in idx]
                 val = max(vals) if vals else -1.0
+                name = cond.label
+                if cond.concepts is not None and vals:  # several concepts: the one that counted
+                    name = self._concepts[idx[int(np.argmax(vals))]].id
                 # a category the learned head has ruled out (as for a key term) is no part of a rule: the
                 # cosine of "a girl in a school uniform" to "sexy schoolgirl costume" is 0.63, its head 0.01
                 learned = v.learned.get(cond.category) if cond.category else None
                 if learned is not None and learned[0].score < LEXICAL_FLOOR_MIN:
                     val = min(val, learned[0].score)
-                best_parts.append(f"{cond.concept or cond.category} {val:.2f}>={cond.min_score:.2f}")
+                best_parts.append(f"{name} {val:.2f}>={cond.min_score:.2f}")
                 if val < cond.min_score:
                     ok = False
                     break
