@@ -163,7 +163,7 @@ def test_rules_validate_their_references():
     bad = make_policy(
         rules=[{"id": "r", "all_of": [{"concept": "sexual.nudity", "category": "x"}, {"category": "sexual"}]}]
     )
-    with pytest.raises(Exception, match="exactly one of 'concept' or 'category'"):
+    with pytest.raises(Exception, match="exactly one of 'concept', 'concepts' or 'category'"):
         load_policy(bad)
 
 

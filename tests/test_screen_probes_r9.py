@@ -180,3 +180,22 @@ def test_an_unknown_concept_in_a_list_is_located():
 def test_a_condition_names_exactly_one_target(target):
     with pytest.raises(PolicyError):
         load_policy(_policy(target))
+
+
+# ----------------------------------------------------------------------------- the style grid benchmark
+
+
+def test_the_style_grid_benchmark_holds_no_training_subject_or_row():
+    import importlib.util
+    from pathlib import Path
+
+    from guard.screen.corpus_build import CHARGED_SUBJECTS
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "screen_eval.py"
+    spec = importlib.util.spec_from_file_location("screen_eval_bench", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    grid = mod.style_grid()
+    assert len(grid) == len(set(grid)) == len(mod.STYLE_GRID_SUBJECTS) * len(mod.STYLE_GRID_STYLES)
+    assert not set(mod.STYLE_GRID_SUBJECTS) & set(CHARGED_SUBJECTS)
+    assert not set(grid) & {r["text"] for r in load()}
