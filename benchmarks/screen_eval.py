@@ -53,13 +53,13 @@ STYLE_GRID_SUBJECTS = [
     "a war memorial",
 ]  # fmt: skip
 STYLE_GRID_STYLES = [
-    "oil on canvas", "watercolor painting", "pencil sketch", "anime style", "pixar style 3d render", "political cartoon",
-    "caricature", "comic book art", "ukiyo-e woodblock print", "art nouveau poster by alphonse mucha",
-    "by greg rutkowski, trending on artstation", "cinematic photo, 35mm, film grain", "studio ghibli style",
-    "pixel art", "renaissance painting", "baroque painting by caravaggio", "low poly", "claymation", "tarot card",
-    "children's book illustration", "propaganda poster", "graffiti mural", "stained glass", "vaporwave",
-    "dark fantasy art", "horror movie poster", "vintage postcard", "courtroom sketch", "national geographic photo",
-    "lego",
+    "oil on canvas", "watercolor painting", "pencil sketch", "anime style", "pixar style 3d render",
+    "political cartoon", "caricature", "comic book art", "ukiyo-e woodblock print",
+    "art nouveau poster by alphonse mucha", "by greg rutkowski, trending on artstation",
+    "cinematic photo, 35mm, film grain", "studio ghibli style", "pixel art", "renaissance painting",
+    "baroque painting by caravaggio", "low poly", "claymation", "tarot card", "children's book illustration",
+    "propaganda poster", "graffiti mural", "stained glass", "vaporwave", "dark fantasy art", "horror movie poster",
+    "vintage postcard", "courtroom sketch", "national geographic photo", "lego",
 ]  # fmt: skip
 
 

@@ -821,7 +821,20 @@ class PromptScreen:
                     if cond.category is None
                     else self._category_concepts(cond.category)
                 )
-                vals = [1.0 if (sc.lexical and ci in sc.lexical) else float(sc.scores[ci]) for ci in idx]
+                # a key term counts 1; a similarity counts unless its view is nearer a benign look-alike by
+                # the contrast margin, as for a concept's own threshold (the segment "renaissance painting"
+                # is 0.83 to "renaissance nude painting" and 0.98 to "a renaissance painting")
+                cm = self.cfg.contrast_margin
+                vals = [
+                    1.0
+                    if (sc.lexical and ci in sc.lexical)
+                    else (
+                        -1.0
+                        if cm is not None and float(sc.contrast[ci]) >= float(sc.scores[ci]) + cm
+                        else float(sc.scores[ci])
+                    )
+                    for ci in idx
+                ]
                 val = max(vals) if vals else -1.0
                 name = cond.label
                 if cond.concepts is not None and vals:  # several concepts: the one that counted
