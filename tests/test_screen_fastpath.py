@@ -723,7 +723,8 @@ def _join_fragments_reference(text, lexicon, dictionary=None):
             a, b = out[-1], words[k]
             j = a + b
             real = sum((len(x) >= 3 and x in dictionary) or x in _SHORT_WORDS for x in (a, b))
-            if len(j) >= 5 and min(len(a), len(b)) <= 3 and real < 2 and _in_lexicon(j, lexicon):
+            short = 3 if m.group(0).isascii() else 2  # (outside ASCII no piece is known as a word)
+            if len(j) >= 5 and min(len(a), len(b)) <= short and real < 2 and _in_lexicon(j, lexicon):
                 out[-1] = j
                 changed = True
             else:

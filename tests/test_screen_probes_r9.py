@@ -225,3 +225,14 @@ def test_a_rule_part_nearer_a_benign_look_alike_does_not_count():
     assert r.decision != "block", r.reasons
     r = scr.screen("a little girl, renaissance nude painting")
     assert r.decision == "block" and r.concept == "kid_and_sexual", r.reasons
+
+
+def test_whole_words_of_a_script_without_a_dictionary_are_not_joined_into_a_term():
+    from guard.screen.normalize import join_fragments
+
+    # "सिर में गोली" (a shot in the head) is three Hindi words, and a key term as a phrase: joining it
+    # into one word would hide it from the phrase matcher and garble the text
+    lex = frozenset({"सिरमेंगोली", "निर्वस्त्र"})
+    text = "कैदी के सिर में गोली मारता सैनिक, polaroid"
+    assert join_fragments(text, lex) == (text, False)
+    assert join_fragments("एक नि र्वस्त्र औरत", lex) == ("एक निर्वस्त्र औरत", True)  # a split word still joins

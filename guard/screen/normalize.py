@@ -675,7 +675,9 @@ def join_fragments(
             for n in range(min(_MAX_PIECES, len(words) - k), 1, -1):
                 pieces = words[k : k + n]
                 lengths = sorted(len(x) for x in pieces)
-                if lengths[-2] > 3 or sum(lengths) < 5:
+                # (outside ASCII the dictionary knows no word: "सिर में गोली", three whole Hindi words
+                # of 3-4 characters, is a phrase, not a split word; a split there leaves 1-2 character pieces)
+                if lengths[-2] > (3 if m.group(0).isascii() else 2) or sum(lengths) < 5:
                     continue
                 j = "".join(pieces)
                 if not _in_lexicon(j, lexicon):
