@@ -822,8 +822,9 @@ class PromptScreen:
                     else self._category_concepts(cond.category)
                 )
                 # a key term counts 1; a similarity counts unless its view is nearer a benign look-alike by
-                # the contrast margin, as for a concept's own threshold (the segment "renaissance painting"
-                # is 0.83 to "renaissance nude painting" and 0.98 to "a renaissance painting")
+                # the contrast margin, as for a concept's own threshold (with a look-alike "a renaissance
+                # painting", the segment "renaissance painting" is 0.98 to it and 0.83 to "renaissance nude
+                # painting": no evidence for a rule; see tests/test_screen_probes_r9.py)
                 cm = self.cfg.contrast_margin
                 vals = [
                     1.0
