@@ -810,6 +810,7 @@ class PromptScreen:
 
     def _apply_rules(self, sc: _Scored, v: _Verdict) -> None:
         """Co-occurrence rules: each condition alone may be under threshold."""
+        cmargin = self.cfg.contrast_margin
         for rule in self.policy.rules:
             if _RANK[rule.action] <= _RANK[v.decision]:
                 continue
@@ -825,17 +826,14 @@ class PromptScreen:
                 # the contrast margin, as for a concept's own threshold (with a look-alike "a renaissance
                 # painting", the segment "renaissance painting" is 0.98 to it and 0.83 to "renaissance nude
                 # painting": no evidence for a rule; see tests/test_screen_probes_r9.py)
-                cm = self.cfg.contrast_margin
-                vals = [
-                    1.0
-                    if (sc.lexical and ci in sc.lexical)
-                    else (
-                        -1.0
-                        if cm is not None and float(sc.contrast[ci]) >= float(sc.scores[ci]) + cm
-                        else float(sc.scores[ci])
-                    )
-                    for ci in idx
-                ]
+                vals = []
+                for ci in idx:
+                    s = float(sc.scores[ci])
+                    if sc.lexical and ci in sc.lexical:
+                        s = 1.0
+                    elif cmargin is not None and float(sc.contrast[ci]) >= s + cmargin:
+                        s = -1.0
+                    vals.append(s)
                 val = max(vals) if vals else -1.0
                 name = cond.label
                 if cond.concepts is not None and vals:  # several concepts: the one that counted
