@@ -484,6 +484,41 @@ def test_slot_reload_ok_unchanged_failed_and_erasers_refused(tmp_path):
         slot.close()
 
 
+def test_a_file_caught_half_written_is_read_again_once_complete(tmp_path, monkeypatch):
+    # an editor that truncates and then writes: the reload reads the empty file, and the rest lands
+    # before the reload records the file's stamp; the stamp is the one taken before reading, so the
+    # next poll sees a change and reads the whole file
+    import guard.serve.policies as policies
+    from guard.serve.batcher import ScreenBatcher
+    from guard.serve.policies import PolicySlot
+
+    p = tmp_path / "p.yaml"
+    p.write_text(yaml.safe_dump(make_policy()), encoding="utf-8")
+    slot = PolicySlot(
+        "d", None, str(p), for_pipeline=False, audit=None, batcher_factory=lambda g, d: ScreenBatcher(g, name=d)
+    )
+    real = policies.load_policy
+
+    def read_then_finish_writing(ref, *a, **k):
+        try:
+            return real(ref, *a, **k)
+        finally:
+            p.write_text(yaml.safe_dump(make_policy(name="complete")), encoding="utf-8")
+
+    try:
+        slot.load()
+        p.write_text("", encoding="utf-8")
+        monkeypatch.setattr(policies, "load_policy", read_then_finish_writing)
+        r = slot.reload("file change")
+        assert r["result"] == "failed" and "empty" in r["error"]
+        monkeypatch.setattr(policies, "load_policy", real)
+        assert slot.changed_on_disk()
+        r = slot.reload("file change")
+        assert r["result"] == "ok" and slot.current.name == "complete" and slot.last_error is None
+    finally:
+        slot.close()
+
+
 # ---------------------------------------------------------------------- shutdown
 
 

@@ -90,11 +90,18 @@ class PolicySlot:
         """Load the policy file once, without building anything (fail fast at startup)."""
         load_policy(self.ref)
 
-    def _build(self, policy: Any = None, cache: BuildCache | None = None) -> PolicyRuntime:
-        path = self._source_path()
-        stamp = _file_stamp(path)
+    def _build(
+        self, policy: Any = None, cache: BuildCache | None = None, stamp: tuple[int, int] | None = None
+    ) -> PolicyRuntime:
+        """``stamp``: the file's (mtime, size) taken before ``policy`` was read (else taken here, before
+        reading it), so that a write during the read is seen as a change by the next poll."""
+        if policy is None and cache is not None:
+            policy = cache.policy(self.ref, self._source_path())
+            stamp = cache.stamp(self.ref)
+        elif policy is None or stamp is None:
+            stamp = _file_stamp(self._source_path())
         if policy is None:
-            policy = cache.policy(self.ref) if cache is not None else load_policy(self.ref)
+            policy = load_policy(self.ref)
         erasers: tuple = ()
         if self.for_pipeline:
             from guard.erase.wiring import policy_erasers
@@ -149,16 +156,19 @@ class PolicySlot:
         with self._lock:
             old = self.current
             self.last_reload_at = utc_now()
+            path = self._source_path()
             try:
-                policy = cache.policy(self.ref)
+                policy = cache.policy(self.ref, path)
                 if old is not None and policy.sha256 == self._file_sha:
-                    self._stamp = _file_stamp(self._source_path())
+                    self._stamp = cache.stamp(self.ref)
                     self.last_error = self.last_error_at = None
                     return {"result": "unchanged", "sha256": old.sha256, "previous_sha256": old.sha256, "error": None}
-                new = self._build(policy, cache)
+                new = self._build(policy, cache, cache.stamp(self.ref))
             except Exception as e:  # a bad file must never take the server down
                 msg = str(e) if isinstance(e, GuardError) else f"{type(e).__name__}: {e}"
-                self._stamp = _file_stamp(self._source_path())  # retry on the next change, not every poll
+                # retry on the next change, not every poll: the stamp of what was read (taken before
+                # reading it), so that a file caught half-written (empty) is read again once complete
+                self._stamp = cache.stamp(self.ref)
                 self.last_error, self.last_error_at = msg, utc_now()
                 logger.error(
                     "policy reload (%s) for %s refused, still serving %s: %s",
@@ -223,22 +233,31 @@ class BuildCache:
 
     def __init__(self) -> None:
         self._policies: dict[str, Any] = {}
+        self._stamps: dict[str, tuple[int, int] | None] = {}
         self._guards: dict[tuple[str, bool], tuple[Any, Any]] = {}
         self._lock = threading.Lock()
 
-    def policy(self, ref: str) -> Any:
+    def policy(self, ref: str, path: str | None = None) -> Any:
+        """The parsed policy (raises its error); ``path``: the file whose stamp to take before reading."""
         with self._lock:
             got = self._policies.get(ref)
         if got is None:
+            stamp = _file_stamp(path)
             try:
                 got = load_policy(ref)
             except Exception as e:
                 got = e
             with self._lock:
                 self._policies[ref] = got
+                self._stamps[ref] = stamp
         if isinstance(got, Exception):
             raise got
         return got
+
+    def stamp(self, ref: str) -> tuple[int, int] | None:
+        """The (mtime, size) of ``ref``'s file taken just before this pass read it (None if not read)."""
+        with self._lock:
+            return self._stamps.get(ref)
 
     def guard(self, policy: Any, for_pipeline: bool, audit: AuditLog | None) -> tuple[Any, Any]:
         key = (policy.sha256, for_pipeline)
