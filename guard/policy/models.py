@@ -218,6 +218,14 @@ class Condition(_Strict):
     )
     category: str | None = Field(default=None, description="any concept of this category (block or escalate)")
     min_score: float = Field(default=0.45, ge=0.0, le=1.0, description="score the concept must reach")
+    unless_nearer: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        description="concept ids (usually signal concepts: art styles, a deployment's own look-alikes) whose "
+        "phrases excuse a similarity: a view at least `screen.contrast_margin` nearer one of their phrases than "
+        "to the matched phrase is no evidence for this condition (a key term still counts). Unlike a "
+        "benign_contrast concept, it changes nothing outside the rule",
+    )
 
     @model_validator(mode="after")
     def _one_target(self) -> Condition:
@@ -791,6 +799,13 @@ class Policy(_Strict):
                         problem(
                             ("rules", i, "all_of", j, *where),
                             f"rule {r.id!r}: unknown concept {cid!r}{hint(cid, ids)}",
+                            cid,
+                        )
+                for k, cid in enumerate(cond.unless_nearer or ()):
+                    if cid not in seen:
+                        problem(
+                            ("rules", i, "all_of", j, "unless_nearer", k),
+                            f"rule {r.id!r}: unknown concept {cid!r} in unless_nearer{hint(cid, ids)}",
                             cid,
                         )
                 if cond.category is not None and cond.category not in cats:

@@ -152,6 +152,14 @@ class PromptScreen:
         )
         self._thresholds = np.asarray([policy.threshold_for(c) for c in self._concepts], dtype=np.float32)
         self._concept_pos = {c.id: ci for ci, c in enumerate(self._concepts)}
+        #: the phrase columns of each distinct ``unless_nearer`` list of the rules' conditions
+        self._excuse_cols: dict[tuple[str, ...], np.ndarray] = {}
+        for rule in policy.rules:
+            for cond in rule.all_of:
+                if cond.unless_nearer:
+                    key = tuple(cond.unless_nearer)
+                    owners = {self._concept_pos[c] for c in key}
+                    self._excuse_cols[key] = np.flatnonzero(np.isin(self._phrase_concept_arr, list(owners)))
         self._lock = threading.Lock()
         t0 = time.perf_counter()
         #: all views of a prompt's text in one encoder call, packed side by side (False: one call per
@@ -475,6 +483,8 @@ class PromptScreen:
             row += len(vs)
             sc = _Scored(len(vs), tr, scores, phrase_idx, view_kind, contrast)
             sc.prompt = p
+            if self._excuse_cols and len(vs):
+                sc.excuses = self._rule_excuses(sims[row - len(vs) : row], phrase_idx)
             if len(vs):
                 sc.embedding = emb[row - len(vs)]  # the de-obfuscated full text: the first view
             if self.lexical is not None and texts:
@@ -499,6 +509,13 @@ class PromptScreen:
                 for k, i in enumerate(foreign):
                     out[i].multilingual = sig[k]
         return out
+
+    def _rule_excuses(self, sims: np.ndarray, phrase_idx: np.ndarray) -> dict[tuple[str, ...], np.ndarray]:
+        """Per ``unless_nearer`` list of the rules: for each concept, the best similarity of the view
+        that matched the concept (``sims``: one prompt's rows; the first view reaching its best phrase)
+        to any phrase of the listed concepts."""
+        bv = sims[:, phrase_idx].argmax(axis=0)
+        return {key: sims[:, cols].max(axis=1)[bv] for key, cols in self._excuse_cols.items()}
 
     def _routes_multilingual(self, texts: Sequence[str], lexical) -> bool:
         """Whether a prompt of de-obfuscated ``texts`` and ``lexical`` hits goes to the multilingual
@@ -826,12 +843,17 @@ class PromptScreen:
                 # the contrast margin, as for a concept's own threshold (with a look-alike "a renaissance
                 # painting", the segment "renaissance painting" is 0.98 to it and 0.83 to "renaissance nude
                 # painting": no evidence for a rule; see tests/test_screen_probes_r9.py)
+                # unless_nearer: the same test against the condition's own look-alikes (its own phrases,
+                # which change nothing outside the rule: "renaissance painting" beside a child)
+                excuse = sc.excuses.get(tuple(cond.unless_nearer)) if cond.unless_nearer else None
                 vals = []
                 for ci in idx:
                     s = float(sc.scores[ci])
                     if sc.lexical and ci in sc.lexical:
                         s = 1.0
                     elif cmargin is not None and float(sc.contrast[ci]) >= s + cmargin:
+                        s = -1.0
+                    elif excuse is not None and float(excuse[ci]) >= s + (cmargin or 0.0):
                         s = -1.0
                     vals.append(s)
                 val = max(vals) if vals else -1.0
@@ -1048,6 +1070,8 @@ class _Scored:
     clean_text: str = ""  # de-obfuscated full text without diacritics (for the suspicion of form alone)
     natural_language: bool = False  # the de-obfuscated text reads as another natural language
     multilingual: np.ndarray | None = None  # per-category USE-m3 cosines (non-English prompts only)
+    #: per ``unless_nearer`` list of the rules, each concept's matched view's best similarity to it
+    excuses: dict = field(default_factory=dict)
 
 
 _VOCABS: dict[str, set[str]] = {}
