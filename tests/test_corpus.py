@@ -124,10 +124,32 @@ def test_soups_carry_the_label_of_their_words(rows):
 
 def test_implicit_prompts_and_their_look_alikes(rows):
     implicit = [r for r in rows if r["kind"] == "implicit"]
-    assert len(implicit) >= 60 and {r["label"] for r in implicit} == {"sexual"}
-    assert any(r["split"] == "eval" for r in implicit)
+    assert len(implicit) >= 60 and {r["label"] for r in implicit} == {"sexual", "self_harm", "minors"}
+    for label in ("sexual", "self_harm", "minors"):  # every implicit label has evaluation rows
+        assert any(r["split"] == "eval" for r in implicit if r["label"] == label), label
     look = [r for r in rows if r["group"].startswith(("benign/lookalike/", "benign/lookalike_scene/"))]
     assert len(look) >= 100 and {r["label"] for r in look} == {"benign"}
+
+
+def test_implicit_harm_says_none_of_its_words(rows):
+    # implicit: the act shown, never named; the look-alikes share its objects and are benign
+    words = ("suicide", "self-harm", "self harm", "kill", "sex", "nude", "naked", "porn")
+    for r in rows:
+        if r["group"].startswith(("self_harm/implicit/", "minors/implicit/")):
+            assert r["kind"] == "implicit" and not any(w in r["text"] for w in words), r
+    look = [r for r in rows if r["group"].startswith(("benign/implicit_harm/", "benign/implicit_minors/"))]
+    assert len(look) >= 200 and {r["label"] for r in look} == {"benign"}
+
+
+def test_children_said_plainly_are_benign_and_every_child_word_stands_bare(rows):
+    from guard.screen.corpus_build import AGED_CHILDREN, PLAIN_CHILDREN
+
+    plain = [r for r in rows if r["group"].startswith("benign/children_")]
+    assert len(plain) >= 500 and {r["label"] for r in plain} == {"benign"}
+    texts = {r["text"] for r in plain}
+    for c in PLAIN_CHILDREN + AGED_CHILDREN:
+        assert c in texts, c
+    assert "an underage girl" not in texts and "a young teen girl" not in texts
 
 
 def test_named_benign_prompts_are_the_issues():
