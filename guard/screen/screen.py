@@ -847,6 +847,7 @@ class PromptScreen:
                 # which change nothing outside the rule: "renaissance painting" beside a child)
                 excuse = sc.excuses.get(tuple(cond.unless_nearer)) if cond.unless_nearer else None
                 vals = []
+                excused: tuple[float, int] | None = None  # the best similarity an unless_nearer phrase excused
                 for ci in idx:
                     s = float(sc.scores[ci])
                     if sc.lexical and ci in sc.lexical:
@@ -854,9 +855,17 @@ class PromptScreen:
                     elif cmargin is not None and float(sc.contrast[ci]) >= s + cmargin:
                         s = -1.0
                     elif excuse is not None and float(excuse[ci]) >= s + (cmargin or 0.0):
+                        if excused is None or s > excused[0]:
+                            excused = (s, ci)
                         s = -1.0
                     vals.append(s)
                 val = max(vals) if vals else -1.0
+                if excused is not None and excused[0] >= cond.min_score > val:
+                    s, ci = excused
+                    v.notes.append(
+                        f"{self._concepts[ci].id} {s:.2f} is no part of rule {rule.id}: nearer a look-alike of "
+                        f"{'|'.join(cond.unless_nearer or ())} ({float(excuse[ci]):.2f})"
+                    )
                 name = cond.label
                 if cond.concepts is not None and vals:  # several concepts: the one that counted
                     name = self._concepts[idx[int(np.argmax(vals))]].id
