@@ -93,15 +93,13 @@ class PolicySlot:
     def _build(
         self, policy: Any = None, cache: BuildCache | None = None, stamp: tuple[int, int] | None = None
     ) -> PolicyRuntime:
-        """``stamp``: the file's (mtime, size) taken before ``policy`` was read (else taken here, before
-        reading it), so that a write during the read is seen as a change by the next poll."""
-        if policy is None and cache is not None:
+        """``stamp``: the file's (mtime, size) taken before ``policy`` was read (without a policy, it is
+        read here through ``cache``, which takes the stamp first), so that a write during the read is seen
+        as a change by the next poll."""
+        cache = cache if cache is not None else BuildCache()
+        if policy is None:
             policy = cache.policy(self.ref, self._source_path())
             stamp = cache.stamp(self.ref)
-        elif policy is None or stamp is None:
-            stamp = _file_stamp(self._source_path())
-        if policy is None:
-            policy = load_policy(self.ref)
         erasers: tuple = ()
         if self.for_pipeline:
             from guard.erase.wiring import policy_erasers
@@ -113,7 +111,6 @@ class PolicySlot:
                     f"running ones {list(self.current.erasers)}; erasers edit the shared UNet weights, so "
                     "changing them needs a restart of the server"
                 )
-        cache = cache if cache is not None else BuildCache()
         guard, component = cache.guard(policy, self.for_pipeline, self._audit)
         batcher = self._batcher_factory(guard, self.deployment)
         rt = PolicyRuntime(
