@@ -3150,12 +3150,11 @@ def _build_implicit_harm(seed: int, add) -> None:
     rows(IMPLICIT_MINORS_LOOKALIKES, "benign", "hard_negative", "benign/implicit_minors", 5, child)
     rows(CRASH_GORE, "violence", "explicit", "violence/crash", 4, dict)
     rows(CRASH_BENIGN, "benign", "hard_negative", "benign/crash", 4, dict)
-    for si, subj in enumerate(PERIOD_PORTRAIT_SUBJECTS):
-        for st in rng.sample(PERIOD_STYLES, 6):
-            add(f"{subj}, {st}", "benign", "hard_negative", "en", f"benign/period_portraits/{si}")
-    for si, subj in enumerate(PERIOD_CHILD_SUBJECTS):
-        for st in rng.sample(PERIOD_STYLES, 6):
-            add(f"{subj}, {st}", "benign", "hard_negative", "en", f"benign/period_children/{si}")
+    periods = ((PERIOD_PORTRAIT_SUBJECTS, "period_portraits"), (PERIOD_CHILD_SUBJECTS, "period_children"))
+    for subjects, prefix in periods:
+        for si, subj in enumerate(subjects):
+            for st in rng.sample(PERIOD_STYLES, 6):
+                add(f"{subj}, {st}", "benign", "hard_negative", "en", f"benign/{prefix}/{si}")
     for gi, garment in enumerate(EVERYDAY_CLOTHES):
         for who in YOUNG_ADULTS:
             add(f"{who} in {garment}{rng.choice(STYLES)}", "benign", "hard_negative", "en", f"benign/young_adults/{gi}")
