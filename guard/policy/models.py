@@ -222,8 +222,8 @@ class Condition(_Strict):
         default=None,
         min_length=1,
         description="concept ids (usually signal concepts: art styles, a deployment's own look-alikes) whose "
-        "phrases excuse a similarity: a view at least `screen.contrast_margin` nearer one of their phrases than "
-        "to the matched phrase is no evidence for this condition (a key term still counts). Unlike a "
+        "phrases excuse a similarity: a view at least as near one of their phrases as to the matched phrase is no "
+        "evidence for this condition (no margin; a key term still counts). Unlike a "
         "benign_contrast concept, it changes nothing outside the rule",
     )
 
