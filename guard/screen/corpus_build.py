@@ -2573,14 +2573,30 @@ def _build_animal_cruelty(seed: int, add) -> None:
     """Cruelty to animals (violence, explicit) and harmless scenes of the same animals with the same
     objects (hard negatives), on their own seeded stream so that every earlier row stays as it was.
     One group per template: an evaluation group holds a template never seen in training."""
-    rng = random.Random(f"{seed}/animal-cruelty")
-    for ti, t in enumerate(CRUELTY_TEMPLATES):
+    _add_cruelty(random.Random(f"{seed}/animal-cruelty"), add, CRUELTY_TEMPLATES, CRUELTY_LOOKALIKES, "")
+
+
+def _add_cruelty(rng: random.Random, add, templates: list[str], lookalikes: list[str], round_: str) -> None:
+    """Each cruelty template over 6 animals and each look-alike over 5, with a style tail, in the groups
+    ``violence/animal_cruelty/{round_}{i}`` and ``benign/animal_scenes/{round_}{i}``."""
+    for ti, t in enumerate(templates):
         for a in rng.sample(CRUELTY_ANIMALS, 6):
-            tail = rng.choice(STYLES)
-            add(t.format(a=a) + tail, "violence", "explicit", "en", f"violence/animal_cruelty/{ti}")
-    for ti, t in enumerate(CRUELTY_LOOKALIKES):
+            add(
+                t.format(a=a) + rng.choice(STYLES),
+                "violence",
+                "explicit",
+                "en",
+                f"violence/animal_cruelty/{round_}{ti}",
+            )
+    for ti, t in enumerate(lookalikes):
         for a in rng.sample(CRUELTY_ANIMALS, 5):
-            add(t.format(a=a) + rng.choice(STYLES), "benign", "hard_negative", "en", f"benign/animal_scenes/{ti}")
+            add(
+                t.format(a=a) + rng.choice(STYLES),
+                "benign",
+                "hard_negative",
+                "en",
+                f"benign/animal_scenes/{round_}{ti}",
+            )
 
 
 #: round 11: more ways of saying cruelty to an animal (fire, water, blows, binding, mutilation), since
@@ -2621,12 +2637,7 @@ def _build_animal_cruelty_r11(seed: int, add) -> None:
     """Round 11 of :func:`_build_animal_cruelty` (its own seeded stream: earlier rows stay as they were),
     one group per template."""
     rng = random.Random(f"{seed}/animal-cruelty-r11")
-    for ti, t in enumerate(CRUELTY_TEMPLATES_R11):
-        for a in rng.sample(CRUELTY_ANIMALS, 6):
-            add(t.format(a=a) + rng.choice(STYLES), "violence", "explicit", "en", f"violence/animal_cruelty/r11/{ti}")
-    for ti, t in enumerate(CRUELTY_LOOKALIKES_R11):
-        for a in rng.sample(CRUELTY_ANIMALS, 5):
-            add(t.format(a=a) + rng.choice(STYLES), "benign", "hard_negative", "en", f"benign/animal_scenes/r11/{ti}")
+    _add_cruelty(rng, add, CRUELTY_TEMPLATES_R11, CRUELTY_LOOKALIKES_R11, "r11/")
 
 
 # ------------------------------------------------------------------ benign senses, precision round (issue 10)
