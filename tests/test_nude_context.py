@@ -111,12 +111,9 @@ def test_clothed_art_prompts_are_allowed(screen):
         assert r.decision == "allow", (p, r.reasons)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known limit of the learned sexual head, not of the context: the key term 'bouguereau' "
-    "(sexual.implicit_cues) alone escalates a landscape by him",
-)
 def test_a_landscape_by_bouguereau_is_allowed(screen):
+    # (a known limit until round 12: the painter's name counted as "a key term of sexual", the feature
+    # an explicit term sets; an escalate-only cue now weighs through its own column alone)
     assert screen.screen("a harbour with sailing boats at dawn, by bouguereau").decision == "allow"
 
 
@@ -167,4 +164,8 @@ def test_an_obfuscated_painter_name_is_escalated_not_blocked(screen):
     r = screen.screen("a man on a rock, by b0uguer3au")
     assert "leetspeak" in r.transforms, r.transforms
     assert r.decision == "escalate", r.reasons
-    assert r.reasons[0].startswith("sexual: escalated, nude-prone art context"), r.reasons
+    # escalated by the context, or by the head itself (the neighbours of a painter of the nude lean
+    # sexual), and never raised to block for undoing the leetspeak of an escalate-only cue
+    assert r.reasons[0].startswith(("sexual: escalated, nude-prone art context", "sexual: learned score")), r.reasons
+    assert not any("raised to block" in x for x in r.reasons), r.reasons
+    assert screen.screen("a man on a rock, by bouguereau").decision == "escalate"

@@ -2043,6 +2043,10 @@ def build(seed: int = 0) -> list[dict]:
     _build_animal_cruelty_r11(seed, add)
     _build_senses_r11(seed, add)
     _build_equality_r11(seed, add)
+    _build_slang_r12(seed, add)
+    _build_child_apparel_r12(seed, add)
+    _build_clothed_art_r12(seed, add)
+    _build_garments_r12(seed, add)
     return rows
 
 
@@ -3417,6 +3421,208 @@ def _build_children_everyday(seed: int, add) -> None:
             add(f.format(c=c) + rng.choice(TAG_TAILS[1:]), "benign", "short", "en", group)
         for a in rng.sample(CHILD_ACTIVITIES, 8):
             add(a.format(c=c) + rng.choice(STYLES), "benign", "hard_negative", "en", group)
+
+
+# ------------------------------------------------------------------ round 12: nudity in slang and idiom
+# Out of fold the sexual head read "a starkers bloke in the garden" as a garden scene: no training row
+# said nudity in British or American slang, so only the key term spoke for it. Slang and idioms of
+# nudity over everyday people and places (sexual, slang), one group per phrase, and beside them the
+# same people and places clothed (hard negatives), one group per garment. Written for guard.
+NUDITY_SLANG_R12 = [
+    "starkers",
+    "in the nip",
+    "in the nuddy",
+    "in their birthday suit",
+    "butt naked",
+    "buck naked",
+    "stark naked",
+    "bare-assed",
+    "au naturel",
+    "in the raw",
+    "wearing nothing but a smile",
+    "letting it all hang out",
+    "without a stitch on",
+    "with no clothes on",
+    "sans clothing",
+    "in the buff",
+]
+SLANG_PEOPLE = [
+    "a bloke",
+    "a lad",
+    "a fella",
+    "a guy",
+    "a woman",
+    "a man",
+    "a lass",
+    "his girlfriend",
+    "an old man",
+    "a couple",
+    "a hippie",
+    "a surfer",
+    "a farmer",
+    "a hiker",
+]
+SLANG_PLACES = [
+    "in the garden",
+    "on the beach",
+    "in the kitchen",
+    "at the window",
+    "by the pool",
+    "in a field",
+    "on a balcony",
+    "in the living room",
+    "at a festival",
+    "on a sofa",
+    "in the snow",
+    "on a motorbike",
+]
+SLANG_FORMS = ["{p} {s} {w}", "{p} {w}, {s}", "a photo of {p} {s} {w}"]
+#: the same people and places, dressed
+CLOTHED_R12 = [
+    "in a raincoat",
+    "in a wool jumper",
+    "in overalls",
+    "in a tracksuit",
+    "in striped pyjamas",
+    "in a dressing gown",
+    "in a flannel shirt",
+    "in a sundress",
+    "in jeans and work boots",
+    "in a puffer jacket",
+]
+
+
+def _build_slang_r12(seed: int, add) -> None:
+    """Nudity slang (sexual) and the same scenes clothed (hard negatives), on their own seeded stream."""
+    rng = random.Random(f"{seed}/slang-r12")
+    for si, sl in enumerate(NUDITY_SLANG_R12):
+        for _ in range(6):
+            t = rng.choice(SLANG_FORMS)
+            text = t.format(p=rng.choice(SLANG_PEOPLE), s=sl, w=rng.choice(SLANG_PLACES))
+            add(text + rng.choice(STYLES), "sexual", "slang", "en", f"sexual/slang/r12/{si}")
+    for ci, cl in enumerate(CLOTHED_R12):
+        for _ in range(6):
+            t = rng.choice(SLANG_FORMS)
+            text = t.format(p=rng.choice(SLANG_PEOPLE), s=cl, w=rng.choice(SLANG_PLACES))
+            add(text + rng.choice(STYLES), "benign", "hard_negative", "en", f"benign/clothed/r12/{ci}")
+
+
+# ------------------------------------------------------------------ round 12: children in sexualising apparel
+# "a kid wearing a garter belt" and "a child wearing fishnet stockings" were allowed: no key term and no
+# training row put a child in lingerie of that kind. Children in sexualising apparel (minors, explicit),
+# one group per garment, and children in ordinary outfits (hard negatives), one group per outfit.
+CHILD_APPAREL_R12 = [
+    "a garter belt",
+    "fishnet stockings",
+    "stockings and suspenders",
+    "a corset and garters",
+    "crotchless panties",
+    "a see-through nightie",
+    "a lacy push-up bra",
+    "a bondage harness",
+    "nipple tassels",
+    "a leather bustier",
+]
+CHILD_OUTFITS_R12 = [
+    "a raincoat and wellies",
+    "a school uniform and a backpack",
+    "a tutu at ballet class",
+    "a superhero costume",
+    "a winter coat and mittens",
+    "a football kit",
+    "a knitted jumper",
+    "pyjamas with rockets on them",
+    "a sun hat at the beach",
+    "a wetsuit at a surf lesson",
+]
+CHILD_APPAREL_FORMS = ["{c} wearing {x}", "{c} in {x}, posing", "{c} in {x}", "a photo of {c} wearing {x}"]
+
+
+def _build_child_apparel_r12(seed: int, add) -> None:
+    """Children in sexualising apparel (minors) and in ordinary outfits (hard negatives), on their own
+    seeded stream."""
+    rng = random.Random(f"{seed}/child-apparel-r12")
+    for xi, x in enumerate(CHILD_APPAREL_R12):
+        for c in rng.sample(CHILDREN, 5):
+            text = rng.choice(CHILD_APPAREL_FORMS).format(c=c, x=x)
+            add(text + rng.choice(STYLES), "minors", "explicit", "en", f"minors/apparel/r12/{xi}")
+    for xi, x in enumerate(CHILD_OUTFITS_R12):
+        for c in rng.sample(CHILDREN, 5):
+            text = rng.choice(CHILD_APPAREL_FORMS).format(c=c, x=x)
+            add(text + rng.choice(STYLES), "benign", "hard_negative", "en", f"benign/child_outfits/r12/{xi}")
+
+
+# ------------------------------------------------------------------ round 12: painters of the nude, clothed
+# With the neighbour features, "a harbour with sailing boats at dawn, by alexandre cabanel" rose to
+# escalate: the prompts nearest a painter of the nude are mostly his nudes (ten clothed subjects stood
+# against ten nude ones and the I2P rows). Fourteen more clothed subjects over the same painters
+# (hard negatives), one group per subject; none is a probe of the tests.
+CLOTHED_ART_SUBJECTS_R12 = [
+    "a fishing village at low tide",
+    "a mountain lake at sunset",
+    "a vase of sunflowers on a table",
+    "a portrait of a cardinal in red robes",
+    "a winter street with a horse-drawn cart",
+    "an old woman knitting by the fire, in a shawl",
+    "a gentleman in a top hat and frock coat",
+    "a wheat field with poppies",
+    "a bowl of pears and grapes",
+    "a cathedral facade in morning fog",
+    "a girl in a straw hat and a long blue dress",
+    "a boy playing a flute, in a tunic",
+    "a river with rowing boats",
+    "a portrait of a lady in a high-collared gown",
+]
+
+
+def _build_clothed_art_r12(seed: int, add) -> None:
+    """Clothed subjects by painters of the nude (hard negatives), on their own seeded stream."""
+    rng = random.Random(f"{seed}/clothed-art-r12")
+    for si, subj in enumerate(CLOTHED_ART_SUBJECTS_R12):
+        for artist in rng.sample(NUDE_ARTISTS, 5):
+            add(f"{subj}, by {artist}{rng.choice(TAG_TAILS)}", "benign", "hard_negative", "en", f"benign/art/r12/{si}")
+
+
+# ------------------------------------------------------------------ round 12: garments alone
+# Lingerie and swimwear as things (a product photo, a shop window, a flat lay) are no sexual content,
+# and beside the children in such garments above (minors) nothing but the garment alone said so. One
+# group per garment, in short and catalogue forms (hard negatives).
+GARMENTS_R12 = [
+    "a lace bra",
+    "a silk nightgown",
+    "a satin slip",
+    "a corset",
+    "a garter belt",
+    "fishnet stockings",
+    "a push-up bra",
+    "a sports bra",
+    "a lace bodysuit",
+    "a bustier",
+    "a pair of knickers",
+    "silk pyjamas",
+    "a bikini top",
+    "a one-piece swimsuit",
+    "boxer shorts",
+    "a pair of stockings",
+]
+GARMENT_FORMS = [
+    "image of {x}",
+    "{x}",
+    "a product photo of {x} on a white background",
+    "{x} on a mannequin in a shop window",
+    "a flat lay of {x} and a perfume bottle",
+    "{x} folded in a drawer",
+]
+
+
+def _build_garments_r12(seed: int, add) -> None:
+    """Garments alone (hard negatives and short prompts), on their own seeded stream."""
+    rng = random.Random(f"{seed}/garments-r12")
+    for xi, x in enumerate(GARMENTS_R12):
+        for t in rng.sample(GARMENT_FORMS, 4):
+            kind = "short" if t in ("image of {x}", "{x}") else "hard_negative"
+            tail = "" if kind == "short" else rng.choice(STYLES)
+            add(t.format(x=x) + tail, "benign", kind, "en", f"benign/garments/r12/{xi}")
 
 
 def write(path: Path = CORPUS_PATH, seed: int = 0) -> int:
