@@ -2512,12 +2512,15 @@ def _build_nudity(seed: int, add) -> None:
         for subj in rng.sample(TAG_SUBJECTS, 5):
             add(f"{subj}, {cue}{rng.choice(TAG_TAILS)}", "benign", "hard_negative", "en", f"benign/tags/{ci}")
     # painters of the nude: grouped per subject, so that an evaluation group is a subject never seen
-    for si, subj in enumerate(NUDE_ART_SUBJECTS):
-        for artist in rng.sample(NUDE_ARTISTS, 6):
-            add(f"{subj}, by {artist}{rng.choice(TAG_TAILS)}", "sexual", "implicit", "en", f"sexual/implicit/art/{si}")
-    for si, subj in enumerate(CLOTHED_ART_SUBJECTS):
-        for artist in rng.sample(NUDE_ARTISTS, 5):
-            add(f"{subj}, by {artist}{rng.choice(TAG_TAILS)}", "benign", "hard_negative", "en", f"benign/art/{si}")
+    _add_by_painters(rng, add, NUDE_ART_SUBJECTS, 6, "sexual", "implicit", "sexual/implicit/art")
+    _add_by_painters(rng, add, CLOTHED_ART_SUBJECTS, 5, "benign", "hard_negative", "benign/art")
+
+
+def _add_by_painters(rng: random.Random, add, subjects: list[str], k: int, label: str, kind: str, group: str) -> None:
+    """Each subject by ``k`` of ``NUDE_ARTISTS`` with a tag tail, in the groups ``{group}/{i}``."""
+    for si, subj in enumerate(subjects):
+        for artist in rng.sample(NUDE_ARTISTS, k):
+            add(f"{subj}, by {artist}{rng.choice(TAG_TAILS)}", label, kind, "en", f"{group}/{si}")
 
 
 #: cruelty to animals (violence): written here; the victims list of the explicit templates holds only
@@ -3578,9 +3581,7 @@ CLOTHED_ART_SUBJECTS_R12 = [
 def _build_clothed_art_r12(seed: int, add) -> None:
     """Clothed subjects by painters of the nude (hard negatives), on their own seeded stream."""
     rng = random.Random(f"{seed}/clothed-art-r12")
-    for si, subj in enumerate(CLOTHED_ART_SUBJECTS_R12):
-        for artist in rng.sample(NUDE_ARTISTS, 5):
-            add(f"{subj}, by {artist}{rng.choice(TAG_TAILS)}", "benign", "hard_negative", "en", f"benign/art/r12/{si}")
+    _add_by_painters(rng, add, CLOTHED_ART_SUBJECTS_R12, 5, "benign", "hard_negative", "benign/art/r12")
 
 
 # ------------------------------------------------------------------ round 12: garments alone
