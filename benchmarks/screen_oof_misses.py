@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     screen = PromptScreen(load_policy("default"))
     texts = [examples[i].text for i, _ in rows]
     scored = screen._score(texts)
-    feats = featurize(screen, model.layout, scored, fill=model.mean)
+    feats = featurize(screen, model.layout, scored, fill=model.mean, neighbours=model.neighbours)
     runtime_ml = model.variant_of(feats)
     full = []
     for k, ((i, _), sc) in enumerate(zip(rows, scored)):

@@ -76,7 +76,7 @@ def test_non_english_prompts_are_scored_by_the_multilingual_heads(screen):
     from guard.screen.features import featurize
 
     prompts = ["벌거벗은 여자가 침대에 누워 있다", "a cat sleeping on a sofa"]
-    x = featurize(screen, m.layout, screen._score(prompts), fill=m.mean)
+    x = featurize(screen, m.layout, screen._score(prompts), fill=m.mean, neighbours=m.neighbours)
     assert m.variant_of(x).tolist() == [True, False]
     col = m.layout.names.index("mlemb[0]")
     assert np.abs(x[0, col:]).sum() > 0 and np.abs(x[1, col:]).sum() == 0
@@ -94,7 +94,7 @@ def test_contributions_name_present_evidence_first(screen):
     from guard.screen.features import featurize
 
     for prompt, cat in [("a photo of a naked woman", "sexual"), ("a corpse with its throat slit, gore", "violence")]:
-        x = featurize(screen, m.layout, screen._score([prompt]), fill=m.mean)[0]
+        x = featurize(screen, m.layout, screen._score([prompt]), fill=m.mean, neighbours=m.neighbours)[0]
         top = m.contributions(x, cat, top=3)
         assert top[0][1] > 0
         assert not any(name.startswith(GROUP_WORDS["contrast"]) and v > 0 for name, v in top), top
@@ -112,7 +112,7 @@ def test_contributions_sum_to_the_logit(screen):
     from guard.screen.features import featurize
 
     prompts = ["a man snorting lines of cocaine", "a bowl of fruit", "a girl cutting her wrists"]
-    x = featurize(screen, m.layout, screen._score(prompts), fill=m.mean)
+    x = featurize(screen, m.layout, screen._score(prompts), fill=m.mean, neighbours=m.neighbours)
     z = m.logits(x)
     h = m.heads.index("illegal")
     consts = []

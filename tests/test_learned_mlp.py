@@ -107,7 +107,7 @@ def feats():
         "a bowl of fruit on a table",
         "벌거벗은 여자가 침대에 누워 있다",
     ]
-    return prompts, featurize(screen, m.layout, screen._score(prompts), fill=m.mean)
+    return prompts, featurize(screen, m.layout, screen._score(prompts), fill=m.mean, neighbours=m.neighbours)
 
 
 def test_mlp_logits_and_exact_contributions(feats):
@@ -211,7 +211,9 @@ def test_a_fitted_mlp_names_evidence_the_prompt_has():
     screen = PromptScreen(load_policy("default"))
     base = get_model()
     texts = [r["text"] for r in pick]
-    x = featurize(screen, base.layout, screen._score(texts), fill=base.mean)[:, : len(base.mean)]
+    x = featurize(screen, base.layout, screen._score(texts), fill=base.mean, neighbours=base.neighbours)[
+        :, : len(base.mean)
+    ]
     y = np.zeros((len(pick), len(CATEGORIES)), np.float32)
     for i, r in enumerate(pick):
         if r["label"] != "benign":
@@ -228,7 +230,7 @@ def test_a_fitted_mlp_names_evidence_the_prompt_has():
     from guard.screen.features import GROUP_WORDS
 
     for prompt, cat in [("a photo of a naked woman", "sexual"), ("a corpse with its throat slit, gore", "violence")]:
-        row = featurize(screen, mlp.layout, screen._score([prompt]), fill=mlp.mean)[0]
+        row = featurize(screen, mlp.layout, screen._score([prompt]), fill=mlp.mean, neighbours=mlp.neighbours)[0]
         h = mlp.heads.index(cat)
         assert mlp.logits(row[None])[0, h] > 0, prompt
         top = mlp.contributions(row, cat, top=3)
