@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 import weakref
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -112,20 +112,11 @@ class FeatureLayout:
 
     def base(self) -> FeatureLayout:
         """This layout without the multilingual embedding columns (a prefix of it)."""
-        return FeatureLayout(
-            self.concepts, self.categories, self.embedding_dim, self.multilingual, 0, self.ml_encoder, self.neighbours
-        )
+        return replace(self, ml_embedding_dim=0)
 
     def without_neighbours(self) -> FeatureLayout:
         """This layout without the neighbour columns (what ``featurize`` computes from the screen alone)."""
-        return FeatureLayout(
-            self.concepts,
-            self.categories,
-            self.embedding_dim,
-            self.multilingual,
-            self.ml_embedding_dim,
-            self.ml_encoder,
-        )
+        return replace(self, neighbours=False)
 
     @cached_property
     def neighbour_columns(self) -> np.ndarray:

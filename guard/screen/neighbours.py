@@ -158,8 +158,7 @@ class NeighbourIndex:
 
     def features(self, embeddings: np.ndarray) -> np.ndarray:
         """(n, 3 * n_heads) float32 features of ``embeddings`` against every indexed prompt."""
-        q = self.project(embeddings)
-        return self._from_projected(q, np.arange(len(self.vecs)))
+        return self._from_projected(self.project(embeddings), None)
 
     def fold_features(self, projected: np.ndarray, fold: np.ndarray, index_fold: np.ndarray) -> np.ndarray:
         """Training features: row ``i`` of ``projected`` (its fold ``fold[i]``) against the indexed
@@ -171,20 +170,23 @@ class NeighbourIndex:
             out[rows] = self._from_projected(q[rows], np.flatnonzero(index_fold != f))
         return out
 
-    def _from_projected(self, q: np.ndarray, allowed: np.ndarray, chunk: int = 1024) -> np.ndarray:
+    def _from_projected(self, q: np.ndarray, allowed: np.ndarray | None, chunk: int = 1024) -> np.ndarray:
+        """Features of projected rows against the indexed prompts at ``allowed`` (None: every one, read
+        in place: the run-time path copies nothing of the index)."""
         nh = self.n_heads
         out = np.zeros((len(q), 3 * nh), np.float32)
         if not len(q):
             return out
-        cand_vecs = self.vecs[allowed]
-        kk = min(self.candidates, len(allowed))
+        cand_vecs = self.vecs if allowed is None else self.vecs[allowed]
+        cand_labels = self.labels if allowed is None else self.labels[allowed]
+        kk = min(self.candidates, len(cand_vecs))
         for s in range(0, len(q), chunk):
             sims = q[s : s + chunk] @ cand_vecs.T
             top = np.argpartition(-sims, kk - 1, axis=1)[:, :kk]
             ts = np.take_along_axis(sims, top, 1)
             order = np.argsort(-ts, axis=1, kind="stable")
             ts = np.take_along_axis(ts, order, 1)
-            lab = self.labels[allowed[np.take_along_axis(top, order, 1)]]  # (b, K, n_heads)
+            lab = cand_labels[np.take_along_axis(top, order, 1)]  # (b, K, n_heads)
             known = lab >= 0
             pos = lab == 1
             use = known & (np.cumsum(known, axis=1) <= self.nearest)
