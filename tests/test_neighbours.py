@@ -68,6 +68,30 @@ def test_features_match_the_brute_force_reference(toy):
     assert got.shape == (40, 3 * H) and got.dtype == np.float32
 
 
+def test_tied_neighbours_are_taken_by_index_whichever_search_runs(monkeypatch):
+    """The index holds the same prompt under several labels (identical vectors): which of them fill the
+    K candidates is fixed (largest cosine first, equal ones by index), the same with torch's top-k and
+    numpy's partition, and as the float64 reference sorts them."""
+    import guard.screen.neighbours as nbmod
+
+    rng = np.random.default_rng(3)
+    emb = rng.normal(size=(3000, D)).astype(np.float32)
+    copies = np.sort(rng.choice(len(emb), 400, replace=False))  # one prompt 400 times, scattered
+    emb[copies] = emb[copies[0]]
+    labels = np.zeros((len(emb), H), np.int8)
+    labels[copies[1::2]] = 1  # the copies alternate negative / positive
+    index = NeighbourIndex.fit(emb, labels, dim=8, candidates=16, nearest=5, tau=0.1)
+    q = emb[copies[:1]] + 0.01 * rng.normal(size=(1, D)).astype(np.float32)
+    with_torch = index.features(q)
+    monkeypatch.setattr(nbmod, "_torch", None)
+    with_numpy = index.features(q)
+    np.testing.assert_array_equal(with_torch, with_numpy)
+    want = _reference(index, index.project(q), np.arange(len(emb)))
+    np.testing.assert_allclose(with_torch, want, rtol=0, atol=1e-5)
+    # the five nearest known labels are copies 0-4: negative, positive, negative, positive, negative
+    np.testing.assert_allclose(with_torch[0, :H], 0.4, atol=1e-5)
+
+
 def test_a_prompt_near_its_own_kind_reads_its_label(toy):
     emb, labels, index = toy
     i = int(np.flatnonzero(labels[:, 0] == 1)[0])

@@ -36,6 +36,36 @@ import numpy as np
 
 from guard.errors import GuardError
 
+try:  # a dependency of guard (diffusers); only the top-k search uses it here
+    import torch as _torch
+except ImportError:  # pragma: no cover - numpy's partial sort instead
+    _torch = None
+
+
+def _top_k(sims: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` largest of each row of ``sims``, largest first and equal values by column: (values,
+    column indexes). The index holds identical vectors (the same prompt under other labels), so ties
+    are common and their order is part of the features: it is fixed here, not left to a sort. torch's
+    ``topk`` finds the k-th value when torch is there (0.3 ms a row against numpy's argpartition 1.2 ms,
+    7 ms for 64 rows against 40 ms, over the 26,583 indexed prompts on one core); numpy's otherwise."""
+    sims = np.ascontiguousarray(sims, dtype=np.float32)
+    if _torch is not None:
+        t = _torch.from_numpy(sims)
+        v, i = _torch.topk(t, k, dim=1, largest=True, sorted=False)
+        vals, idx = v.numpy(), i.numpy()
+        counts = (sims >= vals.min(1, keepdims=True)).sum(1)
+    else:
+        idx = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        vals = np.take_along_axis(sims, idx, 1)
+        counts = (sims >= vals.min(1, keepdims=True)).sum(1)
+    for r in np.flatnonzero(counts > k):  # the k-th value is tied beyond the k found: the first by column
+        cols = np.flatnonzero(sims[r] >= vals[r].min())
+        idx[r] = cols[np.lexsort((cols, -sims[r, cols]))[:k]]
+        vals[r] = sims[r, idx[r]]
+    order = np.lexsort((idx, -vals), axis=1)  # largest first, equal values by column
+    return np.take_along_axis(vals, order, 1), np.take_along_axis(idx, order, 1)
+
+
 #: the index's arrays in the artifact
 ARRAYS = ("nb_mean", "nb_proj", "nb_vecs", "nb_scale", "nb_labels")
 #: defaults, as measured (see the module docstring)
@@ -181,12 +211,8 @@ class NeighbourIndex:
         cand_labels = self.labels if allowed is None else self.labels[allowed]
         kk = min(self.candidates, len(cand_vecs))
         for s in range(0, len(q), chunk):
-            sims = q[s : s + chunk] @ cand_vecs.T
-            top = np.argpartition(-sims, kk - 1, axis=1)[:, :kk]
-            ts = np.take_along_axis(sims, top, 1)
-            order = np.argsort(-ts, axis=1, kind="stable")
-            ts = np.take_along_axis(ts, order, 1)
-            lab = cand_labels[np.take_along_axis(top, order, 1)]  # (b, K, n_heads)
+            ts, top = _top_k(q[s : s + chunk] @ cand_vecs.T, kk)
+            lab = cand_labels[top]  # (b, K, n_heads)
             known = lab >= 0
             pos = lab == 1
             use = known & (np.cumsum(known, axis=1) <= self.nearest)
