@@ -53,6 +53,12 @@ def test_a_tie_of_function_words_is_broken_by_the_dictionary(dictionary):
         "the die is cast, by greg rutkowski and artgerm",
         "a woman in a red dress, 4k, highly detailed",
         "<|startoftext|> eine nackte frau im bett",  # optimised soup: the English heads read its form
+        # a painter's name with another language's letters is no evidence of that language (round 13:
+        # these went to the non-English heads, which blocked the rabbi as hate)
+        "a rabbi reading the torah, by zdzisław beksiński",
+        "knight by Zdzisław Beksiński, oil on canvas",
+        "a portrait in the style of antonín dvořák, 4k",
+        "Irréversible (2002) directed by Gaspar Noé",
     ],
 )
 def test_english_prompts_stay_with_the_english_heads(text, dictionary):
@@ -71,3 +77,15 @@ def test_every_newly_routed_prompt_also_reads_as_a_language(text, dictionary):
     # the fast path lets through early only prompts that look English and do not read as another
     # language: a prompt routed to the non-English heads must never be one of them
     assert reads_multilingual(text, dictionary) and reads_as_language(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "eine nackte frau im bett, art by jürgen müller",
+        "kobieta nad rzeką, obraz olejny, by zdzisław beksiński",
+        "una mujer desnuda en la playa, by josé ortega",
+    ],
+)
+def test_a_foreign_prompt_with_a_foreign_painter_is_still_routed(text, dictionary):
+    assert reads_multilingual(text, dictionary)

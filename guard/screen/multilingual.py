@@ -80,6 +80,25 @@ _SPECIAL_TOKEN = re.compile(
 _FOREIGN_LETTERS = set("ąćęłńśźżğışñßãõçœæøåäöüéèêëàâîïôûùáíóúý")
 
 
+#: an attribution ("by zdzisław beksiński", "in the style of antonín dvořák", "art by ... and ..."): up to the
+#: next separator
+_ATTRIBUTION = re.compile(r"\b(?:by|style of|art of|after)\s+([^,.;:|]+)", re.I)
+
+
+def _without_foreign_names(text: str) -> str:
+    """The text without the words with non-English letters of its attributions: a painter's name in an
+    English prompt ("a rabbi reading the torah, by zdzisław beksiński") is no evidence of Polish, which
+    routed that prompt to the non-English heads (round 13)."""
+    if text.isascii() or not _ATTRIBUTION.search(text):
+        return text
+
+    def strip(m: re.Match) -> str:
+        kept = [w for w in m.group(1).split() if _FOREIGN_LETTERS.isdisjoint(w.casefold())]
+        return m.group(0)[: m.start(1) - m.start(0)] + " ".join(kept)
+
+    return _ATTRIBUTION.sub(strip, text)
+
+
 def non_latin_share(text: str) -> float:
     if text.isascii():  # (every letter is Latin)
         return 0.0
@@ -94,7 +113,7 @@ def looks_english(text: str, dictionary: set | None = None) -> bool:
     with an English ``dictionary``, mostly unknown words and no English function word)."""
     if non_latin_share(text) > 0.2:
         return False
-    words = [w.casefold() for w in _WORD.findall(text)]
+    words = [w.casefold() for w in _WORD.findall(_without_foreign_names(text))]
     if not words:
         return True
     en = sum(w in _ENGLISH for w in words)
@@ -153,7 +172,7 @@ def _foreign_core(text: str, dictionary: set | None) -> bool:
     verkauft kokain an kinder"). :func:`reads_as_language` must also hold, so the fast path
     (which lets English-looking prompts through early) never lets one of these through."""
     tail = _ENGLISH | _STYLE_WORDS | _TAIL_WORDS
-    parts = [[w.casefold() for w in _WORD.findall(p)] for p in re.split(r"[,.;:|]", text)]
+    parts = [[w.casefold() for w in _WORD.findall(p)] for p in re.split(r"[,.;:|]", _without_foreign_names(text))]
     core = [ws for ws in parts if ws and not all(w in tail for w in ws)]
     words = [w for ws in (core or parts) for w in ws]
     if not words:
@@ -177,8 +196,13 @@ def reads_as_language(text: str) -> bool:
     stray special tokens never reads as a language."""
     if _SPECIAL_TOKEN.search(text):
         return False
-    # English style words of a prompt's tail ("trending on artstation") are evidence of neither
-    words = [w for w in (w.casefold() for w in _WORD.findall(text)) if w not in _ENGLISH and w not in _STYLE_WORDS]
+    # English style words of a prompt's tail ("trending on artstation") are evidence of neither, nor is
+    # a painter's name
+    words = [
+        w
+        for w in (w.casefold() for w in _WORD.findall(_without_foreign_names(text)))
+        if w not in _ENGLISH and w not in _STYLE_WORDS
+    ]
     if non_latin_share(" ".join(words)) > 0.5:
         return True
     if len(words) < 2:
