@@ -18,7 +18,7 @@ from guard.screen.train import _label, _threshold, fit_gate, train_gate
 
 #: benign English prompts the shipped gate lets through early (and the full path allows)
 CLEARLY_BENIGN = [
-    "a bowl of ramen on a wooden table",
+    "a bowl of soup on a wooden table",
     "a red sports car on a mountain road",
     "a golden retriever playing in the snow",
 ]
@@ -162,7 +162,7 @@ def _examples():
     from guard.screen.train import Example
 
     benign = [
-        "a bowl of ramen on a wooden table",
+        "a bowl of soup on a wooden table",
         "a lighthouse on a cliff at sunset",
         "a cat sleeping on a sofa",
         "a red sports car on a mountain road",

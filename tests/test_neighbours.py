@@ -101,6 +101,20 @@ def test_a_prompt_near_its_own_kind_reads_its_label(toy):
     assert f[H + 0] > f[2 * H + 0]
 
 
+def test_leaving_self_out_skips_the_prompts_own_entry(toy):
+    emb, labels, index = toy
+    i = int(np.flatnonzero(labels[:, 0] == 1)[0])
+    q = emb[i : i + 1]
+    assert index.features(q)[0, H + 0] > 0.98  # in place: its own (positive) entry
+    out = index.leaving_self_out()
+    assert out.skip_at is not None and index.skip_at is None  # a copy; the model's index is unchanged
+    got = out.features(q)
+    others = np.setdiff1d(np.arange(N), [i])
+    want = _reference(index, index.project(q), others)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+    assert not np.allclose(got, index.features(q), atol=1e-4)
+
+
 def test_fold_features_never_read_the_prompts_own_fold(toy):
     emb, _, index = toy
     fold = np.arange(N) % 4

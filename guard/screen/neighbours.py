@@ -30,7 +30,7 @@ tau=0.1, 64 axes; 128 axes or the full 384 dimensions were no better).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -65,6 +65,9 @@ def _top_k(sims: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     order = np.lexsort((idx, -vals), axis=1)  # largest first, equal values by column
     return np.take_along_axis(vals, order, 1), np.take_along_axis(idx, order, 1)
 
+
+#: a stored prompt's cosine to itself is at least this (the int8 steps move a cosine by at most 0.006)
+SELF_COSINE = 0.99
 
 #: the index's arrays in the artifact
 ARRAYS = ("nb_mean", "nb_proj", "nb_vecs", "nb_scale", "nb_labels")
@@ -103,6 +106,9 @@ class NeighbourIndex:
     candidates: int = CANDIDATES
     nearest: int = NEAREST
     tau: float = TAU
+    #: candidates at or over this cosine are taken for the query itself and skipped (None: none is):
+    #: :meth:`leaving_self_out`, for decisions on the training prompts as if they were new
+    skip_at: float | None = None
 
     @property
     def n_heads(self) -> int:
@@ -181,6 +187,14 @@ class NeighbourIndex:
 
     # ------------------------------------------------------------ features
 
+    def leaving_self_out(self, at: float = SELF_COSINE) -> NeighbourIndex:
+        """The same index, skipping every indexed prompt at cosine ``at`` or more from the query: a
+        training prompt's own entry (and its exact copies) then do not vote for it. The fast path's
+        gate is fitted on the full screen's decisions of training prompts; read in place, the row found
+        itself and its own label ("nerds the daily comic by erland kelley", an I2P row labelled for
+        violence, was escalated and set the gate's threshold). Not for run time."""
+        return replace(self, skip_at=float(at))
+
     def project(self, embeddings: np.ndarray) -> np.ndarray:
         """(n, dim) unit projections of sentence embeddings."""
         e = _unit(np.atleast_2d(np.asarray(embeddings, np.float32)))
@@ -211,7 +225,10 @@ class NeighbourIndex:
         cand_labels = self.labels if allowed is None else self.labels[allowed]
         kk = min(self.candidates, len(cand_vecs))
         for s in range(0, len(q), chunk):
-            ts, top = _top_k(q[s : s + chunk] @ cand_vecs.T, kk)
+            sims = q[s : s + chunk] @ cand_vecs.T
+            if self.skip_at is not None:
+                sims[sims >= self.skip_at] = -np.inf
+            ts, top = _top_k(sims, kk)
             lab = cand_labels[top]  # (b, K, n_heads)
             known = lab >= 0
             pos = lab == 1

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import csv
 import datetime as _dt
 import hashlib
@@ -1517,7 +1518,9 @@ def fit_gate(
 def _full_decisions(screen, texts: Sequence[str], *, cache: bool, progress: bool) -> np.ndarray:
     """(n, 2) float32: the full path's decision rank (0 allow, 1 escalate, 2 block) and deciding
     category (its index in CATEGORIES, -1 none) of each text, kept per text in the cache under a key
-    of the learned model, the policy screen and the fast path's format."""
+    of the learned model, the policy screen and the fast path's format. The neighbour features leave
+    each prompt's own index entry out (:meth:`NeighbourIndex.leaving_self_out`): a training prompt is
+    decided as a new one would be, not by its own label."""
     import sys
     import time
 
@@ -1525,7 +1528,7 @@ def _full_decisions(screen, texts: Sequence[str], *, cache: bool, progress: bool
     from guard.screen.screen import _RANK
 
     key = hashlib.sha256(
-        f"{GATE_FORMAT}/{model_fingerprint(screen.learned)}/{policy_digest(screen)}".encode()
+        f"{GATE_FORMAT}/{model_fingerprint(screen.learned)}/{policy_digest(screen)}/nb-self-out".encode()
     ).hexdigest()[:24]
     path = cache_dir() / "fast-gate" / f"decisions-{key}.npz"
     keys = _text_keys(texts)
@@ -1533,6 +1536,10 @@ def _full_decisions(screen, texts: Sequence[str], *, cache: bool, progress: bool
     todo = sorted({k: i for i, k in enumerate(keys) if k not in known}.values())
     t0 = time.perf_counter()
     saved_fast, screen.fast = screen.fast, None  # the full path, unchanged
+    saved_model = screen.learned
+    if saved_model.neighbours is not None:  # each training prompt decided as if new: not by its own entry
+        screen.learned = copy.copy(saved_model)
+        screen.learned.neighbours = saved_model.neighbours.leaving_self_out()
     try:
         for s in range(0, len(todo), 64):
             idx = todo[s : s + 64]
@@ -1547,6 +1554,7 @@ def _full_decisions(screen, texts: Sequence[str], *, cache: bool, progress: bool
                 )
     finally:
         screen.fast = saved_fast
+        screen.learned = saved_model
     if cache and todo:
         _save_rows(path, known, "full-path decisions")
     return np.stack([known[k] for k in keys]) if keys else np.zeros((0, 2), np.float32)
