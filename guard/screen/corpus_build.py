@@ -3549,14 +3549,16 @@ def _build_child_apparel_r12(seed: int, add) -> None:
     """Children in sexualising apparel (minors) and in ordinary outfits (hard negatives), on their own
     seeded stream."""
     rng = random.Random(f"{seed}/child-apparel-r12")
-    for xi, x in enumerate(CHILD_APPAREL_R12):
+    _add_children_wearing(rng, add, CHILD_APPAREL_R12, "minors", "explicit", "minors/apparel/r12")
+    _add_children_wearing(rng, add, CHILD_OUTFITS_R12, "benign", "hard_negative", "benign/child_outfits/r12")
+
+
+def _add_children_wearing(rng: random.Random, add, garments: list[str], label: str, kind: str, group: str) -> None:
+    """Five of ``CHILDREN`` in each garment, in ``CHILD_APPAREL_FORMS`` with a style; one group per garment."""
+    for xi, x in enumerate(garments):
         for c in rng.sample(CHILDREN, 5):
             text = rng.choice(CHILD_APPAREL_FORMS).format(c=c, x=x)
-            add(text + rng.choice(STYLES), "minors", "explicit", "en", f"minors/apparel/r12/{xi}")
-    for xi, x in enumerate(CHILD_OUTFITS_R12):
-        for c in rng.sample(CHILDREN, 5):
-            text = rng.choice(CHILD_APPAREL_FORMS).format(c=c, x=x)
-            add(text + rng.choice(STYLES), "benign", "hard_negative", "en", f"benign/child_outfits/r12/{xi}")
+            add(text + rng.choice(STYLES), label, kind, "en", f"{group}/{xi}")
 
 
 # ------------------------------------------------------------------ round 12: painters of the nude, clothed
@@ -3729,10 +3731,7 @@ CHILD_UNDERWEAR_R13 = [
 def _build_child_underwear_r13(seed: int, add) -> None:
     """Children in underwear of a sexual kind (minors), on their own seeded stream."""
     rng = random.Random(f"{seed}/child-underwear-r13")
-    for xi, x in enumerate(CHILD_UNDERWEAR_R13):
-        for c in rng.sample(CHILDREN, 5):
-            text = rng.choice(CHILD_APPAREL_FORMS).format(c=c, x=x)
-            add(text + rng.choice(STYLES), "minors", "explicit", "en", f"minors/underwear/r13/{xi}")
+    _add_children_wearing(rng, add, CHILD_UNDERWEAR_R13, "minors", "explicit", "minors/underwear/r13")
 
 
 # ------------------------------------------------------------------ round 13: more explicit self-harm and violence
