@@ -29,6 +29,7 @@ tau=0.1, 64 axes; 128 axes or the full 384 dimensions were no better).
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
@@ -36,22 +37,25 @@ import numpy as np
 
 from guard.errors import GuardError
 
-try:  # a dependency of guard (diffusers); only the top-k search uses it here
-    import torch as _torch
-except ImportError:  # pragma: no cover - numpy's partial sort instead
-    _torch = None
+
+def _torch_module():
+    """torch when the process has already imported it (a guarded pipeline has), else None: the screen
+    alone never imports torch (its cold start stays without it; ``tests/test_cli.py``)."""
+    return sys.modules.get("torch")
 
 
 def _top_k(sims: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` largest of each row of ``sims``, largest first and equal values by column: (values,
     column indexes). The index holds identical vectors (the same prompt under other labels), so ties
     are common and their order is part of the features: it is fixed here, not left to a sort. torch's
-    ``topk`` finds the k-th value when torch is there (0.3 ms a row against numpy's argpartition 1.2 ms,
-    7 ms for 64 rows against 40 ms, over the 26,583 indexed prompts on one core); numpy's otherwise."""
+    ``topk`` finds the k-th value when the process has torch loaded (0.3 ms a row against numpy's
+    argpartition 1.2 ms, 7 ms for 64 rows against 40 ms, over the 26,583 indexed prompts on one core,
+    under load); numpy's otherwise. Either way the same prompts in the same order."""
     sims = np.ascontiguousarray(sims, dtype=np.float32)
-    if _torch is not None:
-        t = _torch.from_numpy(sims)
-        v, i = _torch.topk(t, k, dim=1, largest=True, sorted=False)
+    torch = _torch_module()
+    if torch is not None:
+        t = torch.from_numpy(sims)
+        v, i = torch.topk(t, k, dim=1, largest=True, sorted=False)
         vals, idx = v.numpy(), i.numpy()
         counts = (sims >= vals.min(1, keepdims=True)).sum(1)
     else:
